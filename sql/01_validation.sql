@@ -1,0 +1,171 @@
+-- Input validation shared by the SQL API and by plain INSERTs into wa.jobs.
+-- Every error raised here carries a SQLSTATE of class WA (see README "Errors") and a
+-- message that starts with the name of the argument or field at fault.
+
+-- Normalizes a recipient to the JID the worker sends to.
+-- Accepts a phone number (country code first; spaces, dashes, dots, parentheses and a
+-- leading + are ignored), a user JID (@s.whatsapp.net, legacy @c.us), a LID (@lid), a
+-- group (@g.us) or a channel (@newsletter). Raises WA002 for anything else.
+CREATE OR REPLACE FUNCTION wa.normalize_jid(recipient text, arg text DEFAULT 'recipient')
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    v text := lower(btrim(recipient));
+    digits text;
+BEGIN
+    IF v IS NULL OR v = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA002',
+            MESSAGE = format('%s: recipient is empty', arg),
+            HINT = 'Pass a phone number with country code, e.g. +5511999998888, or a JID.';
+    END IF;
+    IF position('@' IN v) = 0 THEN
+        digits := regexp_replace(v, '[[:space:]().-]', '', 'g');
+        IF digits ~ '^\+?[1-9][0-9]{6,14}$' THEN
+            RETURN ltrim(digits, '+') || '@s.whatsapp.net';
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'WA002',
+            MESSAGE = format('%s: %L is not a phone number (7 to 15 digits, country code first) nor a JID', arg, recipient),
+            HINT = 'Examples: +5511999998888, 5511999998888@s.whatsapp.net, 1203630xxxxx@g.us.';
+    END IF;
+    IF v ~ '^[1-9][0-9]{6,14}@(s\.whatsapp\.net|c\.us)$' THEN
+        RETURN split_part(v, '@', 1) || '@s.whatsapp.net';
+    ELSIF v ~ '^[0-9]{1,24}@lid$'
+       OR v ~ '^[0-9]{5,24}(-[0-9]{5,24})?@g\.us$'
+       OR v ~ '^[0-9]{5,24}@newsletter$' THEN
+        RETURN v;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'WA002',
+        MESSAGE = format('%s: %L is not a valid JID (user@s.whatsapp.net, user@lid, group@g.us or channel@newsletter; no device part)', arg, recipient);
+END
+$$;
+
+-- A fresh WhatsApp message id, fixed at enqueue so that a retried send can never become
+-- a second message. Same shape as the ids WhatsApp Web clients generate.
+CREATE OR REPLACE FUNCTION wa.new_message_id()
+RETURNS text
+LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+    SELECT '3EB0' || upper(substr(replace(gen_random_uuid()::text, '-', ''), 1, 18))
+$$;
+
+-- Validates a job row before it is inserted, whoever inserts it (the SQL API or a plain
+-- INSERT), fills in what follows from the payload, and refuses what cannot be valid.
+CREATE OR REPLACE FUNCTION wa._jobs_before_insert()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    msg_type text;
+    body text;
+    max_chars integer;
+    scope text;
+BEGIN
+    IF NEW.kind = 'maintenance' THEN
+        IF NEW.session_id IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA005',
+                MESSAGE = 'session: maintenance jobs belong to no session; pass NULL';
+        END IF;
+    ELSIF NEW.session_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA001',
+            MESSAGE = format('session: a %s job needs a session', NEW.kind);
+    ELSIF NOT EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = NEW.session_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA001',
+            MESSAGE = format('session: unknown session %L', NEW.session_id),
+            HINT = 'Create it first with wa.add_session(id).';
+    END IF;
+    IF NEW.priority IS NULL OR NEW.priority < 0 OR NEW.priority > 1000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA005',
+            MESSAGE = format('priority: %s is out of range (0 to 1000, lower runs first)', coalesce(NEW.priority::text, 'NULL'));
+    END IF;
+    IF NEW.max_attempts IS NULL OR NEW.max_attempts < 1 OR NEW.max_attempts > 1000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA005',
+            MESSAGE = format('max_attempts: %s is out of range (1 to 1000)', coalesce(NEW.max_attempts::text, 'NULL'));
+    END IF;
+    IF NEW.payload IS NULL OR jsonb_typeof(NEW.payload) <> 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'payload: must be a JSON object';
+    END IF;
+    IF NEW.run_at IS NULL THEN
+        NEW.run_at := now();
+    END IF;
+    IF NEW.state NOT IN ('available', 'scheduled') THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA005',
+            MESSAGE = format('state: a new job starts as available or scheduled, not %s', NEW.state);
+    END IF;
+
+    -- Internal bookkeeping always starts clean, whatever a plain INSERT said.
+    NEW.state := CASE WHEN NEW.run_at > now() THEN 'scheduled' ELSE 'available' END;
+    NEW.attempts := 0;
+    NEW.errors := '[]';
+    NEW.result := NULL;
+    NEW.worker_id := NULL;
+    NEW.epoch := NULL;
+    NEW.cancel_requested_at := NULL;
+    NEW.attempted_at := NULL;
+    NEW.finished_at := NULL;
+    NEW.sent_at := NULL;
+    NEW.delivered_at := NULL;
+    NEW.read_at := NULL;
+
+    CASE NEW.kind
+    WHEN 'send' THEN
+        NEW.chat := wa.normalize_jid(coalesce(NEW.chat, NEW.payload->>'to'), 'to');
+        NEW.payload := jsonb_set(NEW.payload, '{to}', to_jsonb(NEW.chat));
+        NEW.message_id := coalesce(NEW.message_id, wa.new_message_id());
+        IF NEW.message_id !~ '^[A-Za-z0-9]{8,64}$' THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA005',
+                MESSAGE = format('message_id: %L must be 8 to 64 letters or digits', NEW.message_id);
+        END IF;
+        NEW.delivery := 'queued';
+        msg_type := coalesce(NEW.payload->>'type', 'text');
+        NEW.payload := jsonb_set(NEW.payload, '{type}', to_jsonb(msg_type));
+        IF msg_type = 'text' THEN
+            IF jsonb_typeof(NEW.payload->'text') IS DISTINCT FROM 'string' THEN
+                RAISE EXCEPTION USING ERRCODE = 'WA003', MESSAGE = 'text: missing; a text message needs payload.text as a string';
+            END IF;
+            body := NEW.payload->>'text';
+            SELECT p.max_text_chars INTO max_chars FROM wa.policy p;
+            IF btrim(body, E' \t\r\n') = '' THEN
+                RAISE EXCEPTION USING ERRCODE = 'WA003', MESSAGE = 'text: is empty';
+            ELSIF char_length(body) > max_chars THEN
+                RAISE EXCEPTION USING ERRCODE = 'WA003',
+                    MESSAGE = format('text: %s characters is over the limit of %s', char_length(body), max_chars);
+            END IF;
+        ELSE
+            RAISE EXCEPTION USING ERRCODE = 'WA006',
+                MESSAGE = format('payload.type: unknown message type %L (accepted: text)', msg_type);
+        END IF;
+        IF NEW.payload ? 'reply_to' AND (jsonb_typeof(NEW.payload->'reply_to') <> 'string'
+                                         OR NEW.payload->>'reply_to' !~ '^[A-Za-z0-9]{8,64}$') THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006',
+                MESSAGE = 'payload.reply_to: must be the message id (8 to 64 letters or digits) of the quoted message';
+        END IF;
+    WHEN 'key_cleanup' THEN
+        scope := coalesce(NEW.payload->>'scope', 'app_state');
+        IF scope NOT IN ('app_state', 'peer', 'all') THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006',
+                MESSAGE = format('payload.scope: %L is not one of app_state, peer, all', scope);
+        END IF;
+        IF scope = 'peer' THEN
+            NEW.payload := jsonb_set(NEW.payload, '{peer}',
+                to_jsonb(wa.normalize_jid(NEW.payload->>'peer', 'payload.peer')));
+        END IF;
+        NEW.payload := jsonb_set(NEW.payload, '{scope}', to_jsonb(scope));
+    WHEN 'close_session' THEN
+        IF (NEW.payload ? 'logout' AND jsonb_typeof(NEW.payload->'logout') <> 'boolean')
+           OR (NEW.payload ? 'wipe' AND jsonb_typeof(NEW.payload->'wipe') <> 'boolean') THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006',
+                MESSAGE = 'payload.logout and payload.wipe: must be true or false';
+        END IF;
+    WHEN 'maintenance' THEN
+        IF coalesce(NEW.payload->>'task', '') = '' THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'payload.task: a maintenance job names its task';
+        END IF;
+    ELSE
+        NULL;  -- reconnect takes no arguments
+    END CASE;
+    IF NEW.kind <> 'send' THEN
+        NEW.chat := NULL;
+        NEW.message_id := NULL;
+        NEW.delivery := NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;

@@ -1,0 +1,79 @@
+-- Triggers: validation on insert, worker wake-ups, status announcements.
+-- NOTIFY payloads carry ids and kinds only: never message text, never key material.
+
+DROP TRIGGER IF EXISTS jobs_before_insert ON wa.jobs;
+CREATE TRIGGER jobs_before_insert BEFORE INSERT ON wa.jobs
+    FOR EACH ROW EXECUTE FUNCTION wa._jobs_before_insert();
+
+-- One wake-up per INSERT statement, however many rows it inserts (a bulk insert of 10,000
+-- sends costs one NOTIFY, not 10,000). Channel wa_jobs, payload {"sessions": [...]} with
+-- the sessions concerned, or {"sessions": null} when there are more than 50 (wake all).
+CREATE OR REPLACE FUNCTION wa._jobs_notify_insert()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    ids text[];
+BEGIN
+    SELECT array_agg(DISTINCT coalesce(n.session_id, '')) INTO ids
+      FROM (SELECT session_id FROM new_jobs WHERE state = 'available' LIMIT 5000) n;
+    IF ids IS NULL THEN
+        RETURN NULL;  -- only future-scheduled rows: the workers' poll promotes them
+    END IF;
+    PERFORM pg_notify('wa_jobs', json_build_object(
+        'sessions', CASE WHEN cardinality(ids) <= 50 THEN to_json(ids) END)::text);
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS jobs_notify_insert ON wa.jobs;
+CREATE TRIGGER jobs_notify_insert AFTER INSERT ON wa.jobs
+    REFERENCING NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION wa._jobs_notify_insert();
+
+-- Keeps updated_at and status_changed_at honest whoever writes the row.
+CREATE OR REPLACE FUNCTION wa._sessions_touch()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.updated_at := now();
+    IF NEW.status IS DISTINCT FROM OLD.status THEN
+        NEW.status_changed_at := now();
+    END IF;
+    RETURN NEW;
+END
+$$;
+DROP TRIGGER IF EXISTS sessions_touch ON wa.sessions;
+CREATE TRIGGER sessions_touch BEFORE UPDATE ON wa.sessions
+    FOR EACH ROW EXECUTE FUNCTION wa._sessions_touch();
+
+-- Channel wa_session_status: {"session", "status", "previous", "reason"}; one per change.
+CREATE OR REPLACE FUNCTION wa._sessions_notify_status()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('wa_session_status', json_build_object(
+        'session', NEW.id,
+        'status', NEW.status,
+        'previous', CASE WHEN TG_OP = 'UPDATE' THEN OLD.status END,
+        'reason', left(NEW.status_reason, 200))::text);
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS sessions_notify_status ON wa.sessions;
+CREATE TRIGGER sessions_notify_status AFTER UPDATE OF status ON wa.sessions
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION wa._sessions_notify_status();
+
+-- Channel wa_inbox: {"session", "id", "kind"} for each stored inbound message. The app
+-- reads the message itself from wa.inbox by id.
+CREATE OR REPLACE FUNCTION wa._inbox_notify()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('wa_inbox', json_build_object(
+        'session', NEW.session_id, 'id', NEW.id, 'kind', NEW.kind)::text);
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS inbox_notify ON wa.inbox;
+CREATE TRIGGER inbox_notify AFTER INSERT ON wa.inbox
+    FOR EACH ROW EXECUTE FUNCTION wa._inbox_notify();

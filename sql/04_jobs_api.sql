@@ -1,0 +1,181 @@
+-- Job API. Every function validates its arguments (through the insert trigger for new
+-- jobs) and raises a WA-class SQLSTATE naming the argument; nothing is inserted then.
+
+-- Enqueues a job of any kind and returns the row. kind is one of send, reconnect,
+-- key_cleanup, close_session, maintenance (WA004 otherwise). run_at NULL means now;
+-- priority 0..1000, lower first (default 100); max_attempts 1..1000 (default 10).
+-- The same idempotency_key twice for a session returns the first job unchanged.
+CREATE OR REPLACE FUNCTION wa.enqueue(
+    session text,
+    kind text,
+    payload jsonb DEFAULT '{}',
+    run_at timestamptz DEFAULT NULL,
+    priority integer DEFAULT NULL,
+    idempotency_key text DEFAULT NULL,
+    max_attempts integer DEFAULT NULL)
+RETURNS wa.jobs
+LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+DECLARE
+    row wa.jobs;
+    k wa.job_kind;
+BEGIN
+    IF kind IS NULL OR kind NOT IN ('send', 'reconnect', 'key_cleanup', 'close_session', 'maintenance') THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA004',
+            MESSAGE = format('kind: unknown job kind %L (accepted: send, reconnect, key_cleanup, close_session, maintenance)', kind);
+    END IF;
+    k := kind::wa.job_kind;
+    IF priority IS NOT NULL AND (priority < 0 OR priority > 1000) THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA005',
+            MESSAGE = format('priority: %s is out of range (0 to 1000, lower runs first)', priority);
+    END IF;
+    IF max_attempts IS NOT NULL AND (max_attempts < 1 OR max_attempts > 1000) THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA005',
+            MESSAGE = format('max_attempts: %s is out of range (1 to 1000)', max_attempts);
+    END IF;
+    IF idempotency_key IS NOT NULL THEN
+        IF length(idempotency_key) NOT BETWEEN 1 AND 255 THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA005',
+                MESSAGE = 'idempotency_key: must be 1 to 255 characters';
+        END IF;
+        SELECT j.* INTO row FROM wa.jobs j
+         WHERE j.session_id IS NOT DISTINCT FROM session AND j.idempotency_key = enqueue.idempotency_key;
+        IF FOUND THEN
+            RETURN row;
+        END IF;
+    END IF;
+    INSERT INTO wa.jobs AS j (session_id, kind, payload, run_at, priority, idempotency_key, max_attempts)
+    VALUES (session, k, coalesce(payload, '{}'), coalesce(run_at, now()),
+            coalesce(priority, 100), idempotency_key, coalesce(max_attempts, 10))
+    ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING j.* INTO row;
+    IF NOT FOUND THEN
+        -- A concurrent transaction inserted the same key first and committed.
+        SELECT j.* INTO row FROM wa.jobs j
+         WHERE j.session_id IS NOT DISTINCT FROM session AND j.idempotency_key = enqueue.idempotency_key;
+    END IF;
+    RETURN row;
+END
+$$;
+
+-- Sends a text message. Returns the job id and the WhatsApp message id (fixed now, so a
+-- retry never makes a second message). reply_to quotes an earlier message by its id.
+CREATE OR REPLACE FUNCTION wa.send_text(
+    session text,
+    recipient text,
+    body text,
+    reply_to text DEFAULT NULL,
+    run_at timestamptz DEFAULT NULL,
+    priority integer DEFAULT NULL,
+    idempotency_key text DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    OUT job_id bigint,
+    OUT message_id text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+DECLARE
+    row wa.jobs;
+BEGIN
+    IF body IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA003', MESSAGE = 'body: the text is NULL';
+    END IF;
+    row := wa.enqueue(session, 'send',
+        jsonb_strip_nulls(jsonb_build_object('type', 'text', 'to', coalesce(wa.normalize_jid(recipient, 'recipient'), ''),
+                                             'text', body, 'reply_to', reply_to)),
+        run_at, priority, idempotency_key, max_attempts);
+    job_id := row.id;
+    message_id := row.message_id;
+END
+$$;
+
+-- Restarts a session's connection now (resets its backoff). Returns the job id.
+CREATE OR REPLACE FUNCTION wa.reconnect(session text)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT (wa.enqueue(session, 'reconnect', '{}', priority => 0)).id
+$$;
+
+-- Closes a session cleanly: ends the socket, optionally logs the device out of the
+-- phone, optionally wipes its stored keys; then the session is stopped (desired =
+-- stopped) until wa.start_session. Runs before any queued send. Returns the job id.
+CREATE OR REPLACE FUNCTION wa.close_session(
+    session text,
+    reason text DEFAULT NULL,
+    logout boolean DEFAULT false,
+    wipe boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT (wa.enqueue(session, 'close_session',
+        jsonb_build_object('reason', coalesce(reason, 'closed by request'),
+                           'logout', coalesce(logout, false), 'wipe', coalesce(wipe, false)),
+        priority => 0)).id
+$$;
+
+-- Cancels a job. A job that has not started is cancelled at once and will never run
+-- (returns 'cancelled'). A running job cannot be taken back from the network: its worker
+-- is asked to drop it if it has not started it yet (returns 'running'). Raises WA007 for
+-- an unknown job and WA008 for a job that already completed or died.
+CREATE OR REPLACE FUNCTION wa.cancel_job(job bigint)
+RETURNS wa.job_state
+LANGUAGE plpgsql AS $$
+DECLARE
+    row wa.jobs;
+BEGIN
+    UPDATE wa.jobs j
+       SET state = 'cancelled', finished_at = now(),
+           delivery = CASE WHEN j.kind = 'send' THEN 'failed'::wa.delivery_status END,
+           result = jsonb_build_object('cancelled', true)
+     WHERE j.id = job AND j.state IN ('available', 'scheduled', 'retryable')
+    RETURNING j.* INTO row;
+    IF FOUND THEN
+        RETURN row.state;
+    END IF;
+    SELECT j.* INTO row FROM wa.jobs j WHERE j.id = job FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA007', MESSAGE = format('job: no job with id %s', job);
+    END IF;
+    CASE row.state
+    WHEN 'cancelled' THEN
+        RETURN row.state;
+    WHEN 'running' THEN
+        UPDATE wa.jobs j SET cancel_requested_at = now() WHERE j.id = job;
+        PERFORM pg_notify('wa_job_cancel', json_build_object('job', job, 'session', row.session_id)::text);
+        RETURN row.state;
+    ELSE
+        RAISE EXCEPTION USING ERRCODE = 'WA008',
+            MESSAGE = format('job: job %s is already %s and cannot be cancelled', job, row.state);
+    END CASE;
+END
+$$;
+
+-- Runs a dead, cancelled, retryable or scheduled job again now, with at least one more
+-- attempt allowed. Raises WA007 for an unknown job, WA008 for a running or completed one
+-- (retrying a completed send would send the message twice).
+CREATE OR REPLACE FUNCTION wa.retry_job(job bigint)
+RETURNS wa.job_state
+LANGUAGE plpgsql AS $$
+DECLARE
+    row wa.jobs;
+BEGIN
+    UPDATE wa.jobs j
+       SET state = 'available', run_at = now(), finished_at = NULL, result = NULL,
+           cancel_requested_at = NULL,
+           max_attempts = greatest(j.max_attempts, least(j.attempts + 1, 1000)),
+           delivery = CASE WHEN j.kind = 'send' THEN 'queued'::wa.delivery_status END
+     WHERE j.id = job AND j.state IN ('dead', 'cancelled', 'retryable', 'scheduled')
+       AND j.attempts < 1000
+    RETURNING j.* INTO row;
+    IF FOUND THEN
+        PERFORM pg_notify('wa_jobs', json_build_object('sessions', json_build_array(coalesce(row.session_id, '')))::text);
+        RETURN row.state;
+    END IF;
+    SELECT j.* INTO row FROM wa.jobs j WHERE j.id = job;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA007', MESSAGE = format('job: no job with id %s', job);
+    ELSIF row.state = 'available' THEN
+        RETURN row.state;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'WA008',
+        MESSAGE = format('job: job %s is %s and cannot be retried', job, row.state);
+END
+$$;

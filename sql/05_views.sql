@@ -1,0 +1,62 @@
+-- Read models for apps and operators.
+
+-- Per session: status, error counters next to their limits, and a healthy flag (the
+-- seeds' getSessionErrorStats). healthy = connected, held by a live worker, and every
+-- counter below its limit.
+CREATE OR REPLACE VIEW wa.session_health AS
+SELECT s.id AS session,
+       s.desired,
+       s.status,
+       s.status_reason,
+       s.status_changed_at,
+       s.status_until,
+       s.owner_id AS worker_id,
+       (s.owner_id IS NOT NULL AND s.lease_expires_at > now()) AS held,
+       s.bad_mac_count,
+       p.bad_mac_limit,
+       s.bad_decrypt_count,
+       p.bad_decrypt_limit,
+       s.failed_connect_count,
+       p.connect_failure_limit,
+       s.last_error,
+       s.last_error_at,
+       s.connected_at,
+       (s.status = 'connected'
+        AND s.owner_id IS NOT NULL AND s.lease_expires_at > now()
+        AND s.bad_mac_count < p.bad_mac_limit
+        AND s.bad_decrypt_count < p.bad_decrypt_limit
+        AND s.failed_connect_count < p.connect_failure_limit) AS healthy
+  FROM wa.sessions s CROSS JOIN wa.policy p;
+
+-- Per session and kind: jobs waiting, running and dead, and how long the oldest ready
+-- job has waited. Completed jobs are not counted (see wa.jobs for history).
+CREATE OR REPLACE VIEW wa.queue_stats AS
+SELECT j.session_id AS session,
+       j.kind,
+       count(*) FILTER (WHERE j.state = 'available') AS available,
+       count(*) FILTER (WHERE j.state = 'scheduled') AS scheduled,
+       count(*) FILTER (WHERE j.state = 'running') AS running,
+       count(*) FILTER (WHERE j.state = 'retryable') AS retryable,
+       count(*) FILTER (WHERE j.state = 'dead') AS dead,
+       max(now() - j.run_at) FILTER (WHERE j.state = 'available') AS oldest_available_age
+  FROM wa.jobs j
+ WHERE j.state IN ('available', 'scheduled', 'running', 'retryable', 'dead')
+ GROUP BY j.session_id, j.kind;
+
+-- Outbound messages: one row per send job, with the message's delivery status.
+CREATE OR REPLACE VIEW wa.outbound AS
+SELECT j.id AS job_id,
+       j.session_id AS session,
+       j.chat,
+       j.message_id,
+       j.payload->>'type' AS type,
+       j.delivery AS status,
+       j.state AS job_state,
+       j.attempts,
+       j.errors->-1->>'error' AS last_error,
+       j.created_at AS queued_at,
+       j.sent_at,
+       j.delivered_at,
+       j.read_at
+  FROM wa.jobs j
+ WHERE j.kind = 'send';

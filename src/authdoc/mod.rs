@@ -1,0 +1,1 @@
+//! Auth documents as JSONB with buffer revival (issue 4).

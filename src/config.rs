@@ -1,0 +1,235 @@
+//! Configuration: built-in defaults < `pgwa.toml` < `PGWA_*` environment variables, with
+//! `DATABASE_URL` honoured. Every field has a default that works on a machine with a
+//! local Postgres and trust auth, so `pgwa run` needs no file at all.
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Postgres connection string. The database is created if it does not exist.
+    pub database_url: String,
+    pub log: LogConfig,
+    pub db: DbConfig,
+    pub worker: WorkerConfig,
+    pub retry: RetryConfig,
+    pub retention: RetentionConfig,
+    pub whatsapp: WhatsAppConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `pgwa=debug,sqlx=warn`.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbConfig {
+    /// Connections in the worker's pool (LISTEN uses one more of its own).
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Sessions this worker holds at most; it also takes no more than its fair share.
+    pub max_sessions: u32,
+    /// How long a session lease lasts without renewal; a dead worker's sessions are
+    /// taken over after at most this long.
+    pub lease_ttl_ms: u64,
+    /// How often leases are renewed and new sessions claimed (well under lease_ttl_ms).
+    pub heartbeat_ms: u64,
+    /// Jobs claimed per claim statement.
+    pub claim_batch: u32,
+    /// Jobs claimed and not yet finished, at most, in this worker.
+    pub max_in_flight: u32,
+    /// Poll for due jobs this often even without a NOTIFY (the fallback).
+    pub poll_interval_ms: u64,
+    /// Never LISTEN: only poll. For PgBouncer in transaction pooling mode.
+    pub poll_only: bool,
+    /// On SIGTERM, wait this long for running jobs before releasing them.
+    pub shutdown_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Backoff before the 2nd attempt; doubles each attempt, with jitter of +-25 %.
+    pub base_ms: u64,
+    /// Backoff never exceeds this.
+    pub max_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Completed jobs other than sends are deleted after this many hours.
+    pub completed_hours: u32,
+    /// Completed or cancelled sends (the outbound message history) are kept this many days.
+    pub sends_days: u32,
+    /// Dead jobs are kept this many days for inspection and wa.retry_job.
+    pub dead_days: u32,
+    /// Rows deleted per statement, so a sweep never holds long locks on hot tables.
+    pub batch: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhatsAppConfig {
+    /// Which WhatsApp side the worker uses.
+    pub backend: Backend,
+    pub simulated: SimulatedConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// In-process simulation: no network, for tests, trials and benchmarks.
+    Simulated,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatedConfig {
+    /// Time from send to server ack.
+    pub ack_latency_ms: u64,
+    /// Share of sends that fail (0.0 to 1.0), for trials of the retry path.
+    pub send_failure_rate: f64,
+    /// Time to connect a session.
+    pub connect_latency_ms: u64,
+    /// Append a line per send to this file (session, message id, job id, worker pid):
+    /// lets tests count deliveries across worker processes.
+    pub sent_log: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://postgres@127.0.0.1:5432/pgwa".into(),
+            log: LogConfig::default(),
+            db: DbConfig::default(),
+            worker: WorkerConfig::default(),
+            retry: RetryConfig::default(),
+            retention: RetentionConfig::default(),
+            whatsapp: WhatsAppConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, filter: "info".into() }
+    }
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        Self { max_connections: 10 }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions: 1000,
+            lease_ttl_ms: 20_000,
+            heartbeat_ms: 5_000,
+            claim_batch: 1000,
+            max_in_flight: 5000,
+            poll_interval_ms: 1000,
+            poll_only: false,
+            shutdown_timeout_ms: 20_000,
+        }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self { base_ms: 1000, max_ms: 3_600_000 }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { completed_hours: 24, sends_days: 30, dead_days: 30, batch: 5000 }
+    }
+}
+
+impl Default for WhatsAppConfig {
+    fn default() -> Self {
+        Self { backend: Backend::Simulated, simulated: SimulatedConfig::default() }
+    }
+}
+
+impl Default for SimulatedConfig {
+    fn default() -> Self {
+        Self { ack_latency_ms: 0, send_failure_rate: 0.0, connect_latency_ms: 0, sent_log: None }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then the TOML file if it exists, then the environment.
+    /// Nested keys use `__` in the environment: `PGWA_WORKER__MAX_SESSIONS=200`.
+    pub fn load(path: Option<&Path>) -> Result<Self, figment::Error> {
+        let explicit = path.is_some();
+        let path = path.unwrap_or(Path::new("pgwa.toml"));
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if explicit || path.exists() {
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        let config: Config = fig
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
+            .merge(Env::prefixed("PGWA_").split("__"))
+            .extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), figment::Error> {
+        let bad = |key: &str, msg: &str| Err(figment::Error::from(format!("invalid `{key}`: {msg}")));
+        let w = &self.worker;
+        if w.lease_ttl_ms < 500 {
+            return bad("worker.lease_ttl_ms", "must be at least 500");
+        }
+        if w.heartbeat_ms == 0 || w.heartbeat_ms * 2 > w.lease_ttl_ms {
+            return bad("worker.heartbeat_ms", "must be above 0 and at most half of worker.lease_ttl_ms");
+        }
+        if w.claim_batch == 0 || w.max_in_flight < w.claim_batch {
+            return bad("worker.claim_batch", "must be above 0 and at most worker.max_in_flight");
+        }
+        if w.max_sessions == 0 {
+            return bad("worker.max_sessions", "must be above 0");
+        }
+        if w.poll_interval_ms == 0 {
+            return bad("worker.poll_interval_ms", "must be above 0");
+        }
+        if self.retry.base_ms == 0 || self.retry.max_ms < self.retry.base_ms {
+            return bad("retry.base_ms", "must be above 0 and at most retry.max_ms");
+        }
+        if self.retention.batch == 0 {
+            return bad("retention.batch", "must be above 0");
+        }
+        let rate = self.whatsapp.simulated.send_failure_rate;
+        if !(0.0..=1.0).contains(&rate) {
+            return bad("whatsapp.simulated.send_failure_rate", "must be between 0.0 and 1.0");
+        }
+        if self.db.max_connections < 4 {
+            return bad("db.max_connections", "must be at least 4 (claims, completions, leases, maintenance)");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Importers of auth state from other WhatsApp libraries (issue 4).

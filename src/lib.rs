@@ -1,0 +1,9 @@
+//! pgwa: a Postgres-native WhatsApp gateway. Apps enqueue with SQL; workers hold the
+//! WhatsApp sessions under leases in Postgres and consume their jobs.
+
+pub mod config;
+pub mod db;
+pub mod testkit;
+pub mod authdoc;
+pub mod import;
+pub mod store;

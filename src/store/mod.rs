@@ -1,0 +1,1 @@
+//! whatsapp-rust storage Backend on Postgres (issue 4).
