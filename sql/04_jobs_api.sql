@@ -15,7 +15,7 @@ CREATE OR REPLACE FUNCTION wa.enqueue(
     max_attempts integer DEFAULT NULL)
 RETURNS wa.jobs
 LANGUAGE plpgsql AS $$
-#variable_conflict use_variable
+#variable_conflict use_column
 DECLARE
     row wa.jobs;
     k wa.job_kind;

@@ -132,7 +132,7 @@ impl Default for Config {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Text, filter: "info".into() }
+        Self { format: LogFormat::Text, filter: "info,sqlx=warn".into() }
     }
 }
 

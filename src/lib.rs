@@ -2,8 +2,13 @@
 //! WhatsApp sessions under leases in Postgres and consume their jobs.
 
 pub mod config;
+pub mod job;
+pub mod wa;
+pub mod worker;
 pub mod db;
 pub mod testkit;
 pub mod authdoc;
+pub mod bench;
+pub mod cli;
 pub mod import;
 pub mod store;

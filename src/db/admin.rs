@@ -1,1 +1,81 @@
-//! TODO
+//! Queries behind the CLI's inspection commands. Mutations go through the SQL API so
+//! the CLI and apps share one set of rules and errors.
+
+use sqlx::PgPool;
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct SessionRow {
+    pub session: String,
+    pub desired: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub held: bool,
+    pub healthy: bool,
+    pub worker_id: Option<uuid::Uuid>,
+    pub bad_mac_count: i32,
+    pub bad_decrypt_count: i32,
+    pub failed_connect_count: i32,
+    pub last_error: Option<String>,
+    pub queued: i64,
+}
+
+const SESSION_SELECT: &str = "SELECT h.session, h.desired::text AS desired, h.status::text AS status, h.status_reason,
+        h.held, h.healthy, h.worker_id, h.bad_mac_count, h.bad_decrypt_count, h.failed_connect_count, h.last_error,
+        (SELECT count(*) FROM wa.jobs j WHERE j.session_id = h.session
+            AND j.state IN ('available', 'scheduled', 'running', 'retryable')) AS queued
+   FROM wa.session_health h";
+
+pub async fn sessions(pool: &PgPool) -> sqlx::Result<Vec<SessionRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SESSION_SELECT} ORDER BY h.session"))).fetch_all(pool).await
+}
+
+pub async fn session(pool: &PgPool, id: &str) -> sqlx::Result<Option<SessionRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SESSION_SELECT} WHERE h.session = $1"))).bind(id).fetch_optional(pool).await
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: i64,
+    pub session_id: Option<String>,
+    pub kind: String,
+    pub state: String,
+    pub attempts: i16,
+    pub max_attempts: i16,
+    pub chat: Option<String>,
+    pub message_id: Option<String>,
+    pub delivery: Option<String>,
+    pub run_at: chrono::DateTime<chrono::Utc>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_error: Option<String>,
+}
+
+pub struct JobFilter<'a> {
+    pub session: Option<&'a str>,
+    pub state: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub limit: i64,
+}
+
+pub async fn jobs(pool: &PgPool, f: &JobFilter<'_>) -> sqlx::Result<Vec<JobRow>> {
+    sqlx::query_as(
+        "SELECT id, session_id, kind::text AS kind, state::text AS state, attempts, max_attempts, chat, message_id,
+                delivery::text AS delivery, run_at, created_at, finished_at, errors->-1->>'error' AS last_error
+           FROM wa.jobs
+          WHERE ($1::text IS NULL OR session_id = $1)
+            AND ($2::text IS NULL OR state::text = $2)
+            AND ($3::text IS NULL OR kind::text = $3)
+          ORDER BY id DESC LIMIT $4",
+    )
+    .bind(f.session)
+    .bind(f.state)
+    .bind(f.kind)
+    .bind(f.limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// One job as JSON (every column), for `pgwa jobs show`.
+pub async fn job_json(pool: &PgPool, id: i64) -> sqlx::Result<Option<serde_json::Value>> {
+    sqlx::query_scalar("SELECT to_jsonb(j) FROM wa.jobs j WHERE j.id = $1").bind(id).fetch_optional(pool).await
+}

@@ -1,1 +1,239 @@
-//! TODO
+//! The job hot path: promote due jobs, claim batches, record outcomes. Each is one
+//! statement over arrays, so a batch of 1,000 jobs costs a handful of round trips.
+
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use crate::job::{ClaimedJob, JobKind};
+
+/// Moves scheduled and retryable jobs whose time has come to available, for the given
+/// sessions and for maintenance jobs. Returns how many.
+pub async fn promote_due(pool: &PgPool, sessions: &[String]) -> sqlx::Result<u64> {
+    let n = sqlx::query(
+        "UPDATE wa.jobs SET state = 'available'
+          WHERE id IN (SELECT id FROM wa.jobs
+                        WHERE state IN ('scheduled', 'retryable') AND run_at <= now()
+                          AND (session_id = ANY($1) OR session_id IS NULL)
+                        ORDER BY run_at LIMIT 10000 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(sessions)
+    .execute(pool)
+    .await?;
+    Ok(n.rows_affected())
+}
+
+/// What to claim: control jobs for every held session, sends only for connected ones.
+pub struct ClaimRequest<'a> {
+    pub worker: Uuid,
+    pub held: &'a [String],
+    pub connected: &'a [String],
+    pub per_session: i64,
+    pub maintenance: i64,
+}
+
+/// Claims available jobs in one statement:
+/// * per held session (fairly: at most `per_session` each), control lane before sends,
+///   then priority, then id; sends only for connected sessions;
+/// * maintenance jobs (no session) up to `maintenance`;
+/// * per-chat FIFO: a send is dropped from the batch when an earlier unfinished send of
+///   its chat (running, waiting for a retry, or available but not in this batch) exists,
+///   so a later message never overtakes an earlier one, across retries too.
+///
+/// The session's current epoch is stamped on each job: completions are fenced by it.
+pub async fn claim(pool: &PgPool, req: &ClaimRequest<'_>) -> sqlx::Result<Vec<ClaimedJob>> {
+    let rows = sqlx::query(
+        "WITH held AS (
+             SELECT s.id, s.epoch, s.id = ANY($3) AS sendable
+               FROM wa.sessions s
+              WHERE s.id = ANY($2) AND s.owner_id = $1 AND s.lease_expires_at > now()
+         ),
+         cand AS (
+             SELECT c.id, c.session_id, c.chat, h.epoch
+               FROM held h CROSS JOIN LATERAL (
+                    SELECT j.id, j.session_id, j.chat FROM wa.jobs j
+                     WHERE j.session_id = h.id AND j.state = 'available' AND j.lane = 0
+                     ORDER BY j.priority, j.id LIMIT $4 FOR UPDATE SKIP LOCKED) c
+             UNION ALL
+             SELECT c.id, c.session_id, c.chat, h.epoch
+               FROM held h CROSS JOIN LATERAL (
+                    SELECT j.id, j.session_id, j.chat FROM wa.jobs j
+                     WHERE j.session_id = h.id AND j.state = 'available' AND j.lane = 1 AND h.sendable
+                     ORDER BY j.priority, j.id LIMIT $4 FOR UPDATE SKIP LOCKED) c
+             UNION ALL
+             SELECT m.id, NULL, NULL, NULL FROM (
+                    SELECT j.id FROM wa.jobs j
+                     WHERE j.session_id IS NULL AND j.state = 'available'
+                     ORDER BY j.priority, j.id LIMIT $5 FOR UPDATE SKIP LOCKED) m
+         ),
+         chats AS (
+             SELECT session_id, chat, max(id) AS last FROM cand WHERE chat IS NOT NULL GROUP BY 1, 2
+         ),
+         gaps AS (
+             SELECT ch.session_id, ch.chat, min(k.id) AS first_gap
+               FROM chats ch
+               JOIN wa.jobs k ON k.session_id = ch.session_id AND k.chat = ch.chat AND k.id <= ch.last
+                             AND k.state IN ('available', 'running', 'retryable')
+              WHERE NOT EXISTS (SELECT 1 FROM cand x WHERE x.id = k.id)
+              GROUP BY 1, 2
+         )
+         UPDATE wa.jobs j
+            SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
+                worker_id = $1, epoch = c.epoch
+           FROM cand c LEFT JOIN gaps g ON g.session_id = c.session_id AND g.chat = c.chat
+          WHERE j.id = c.id AND (g.first_gap IS NULL OR c.id < g.first_gap)
+         RETURNING j.id, j.session_id, j.kind::text AS kind, j.payload, j.chat, j.message_id,
+                   j.attempts, j.max_attempts, j.epoch",
+    )
+    .bind(req.worker)
+    .bind(req.held)
+    .bind(req.connected)
+    .bind(req.per_session)
+    .bind(req.maintenance)
+    .fetch_all(pool)
+    .await?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    for r in rows {
+        let kind: String = r.try_get("kind")?;
+        jobs.push(ClaimedJob {
+            id: r.try_get("id")?,
+            session_id: r.try_get("session_id")?,
+            kind: kind.parse::<JobKind>().map_err(|e| sqlx::Error::Decode(e.into()))?,
+            payload: r.try_get("payload")?,
+            chat: r.try_get("chat")?,
+            message_id: r.try_get("message_id")?,
+            attempts: r.try_get("attempts")?,
+            max_attempts: r.try_get("max_attempts")?,
+            epoch: r.try_get("epoch")?,
+        });
+    }
+    jobs.sort_unstable_by_key(|j| j.id);
+    Ok(jobs)
+}
+
+/// Fencing predicate shared by every outcome write: the job is still running under this
+/// worker, and (for session jobs) the worker still holds the session at the claim epoch.
+const FENCED: &str = "j.state = 'running' AND j.worker_id = $1
+    AND (j.session_id IS NULL OR EXISTS (
+        SELECT 1 FROM wa.sessions s WHERE s.id = j.session_id AND s.owner_id = $1 AND s.epoch = j.epoch))";
+
+/// A finished send's message announcement: session, job ids and message ids, batched.
+fn notify_outbound_sql(cte: &str) -> String {
+    format!(
+        "{cte},
+         grouped AS (
+             SELECT session_id, delivery, array_agg(id ORDER BY id) AS jobs,
+                    array_agg(message_id ORDER BY id) AS messages
+               FROM (SELECT *, (row_number() OVER (PARTITION BY session_id, delivery ORDER BY id) - 1) / 100 AS chunk
+                       FROM done WHERE message_id IS NOT NULL AND delivery IS NOT NULL) d
+              GROUP BY session_id, delivery, chunk
+         ),
+         n AS (SELECT pg_notify('wa_outbound', json_build_object('session', session_id, 'status', delivery,
+                                 'jobs', jobs, 'message_ids', messages)::text) FROM grouped)
+         SELECT (SELECT count(*) FROM done) AS updated, (SELECT count(*) FROM n) AS notified"
+    )
+}
+
+/// Marks jobs completed; for sends, the message becomes `sent` (server ack) unless a
+/// receipt already moved it further. Returns how many were accepted; the rest were
+/// refused by the fence (the session changed hands) and will run again elsewhere.
+pub async fn complete(pool: &PgPool, worker: Uuid, ids: &[i64], results: &[serde_json::Value], acked_at: &[Option<chrono::DateTime<chrono::Utc>>]) -> sqlx::Result<u64> {
+    let cte = format!(
+        "WITH done AS (
+             UPDATE wa.jobs j
+                SET state = 'completed', finished_at = now(), result = u.result,
+                    delivery = CASE WHEN j.kind = 'send'
+                                    THEN CASE WHEN j.delivery IN ('delivered', 'read') THEN j.delivery
+                                              ELSE 'sent'::wa.delivery_status END END,
+                    sent_at = CASE WHEN j.kind = 'send' THEN coalesce(u.acked_at, now()) END
+               FROM unnest($2::bigint[], $3::jsonb[], $4::timestamptz[]) AS u(id, result, acked_at)
+              WHERE j.id = u.id AND {FENCED}
+             RETURNING j.id, j.session_id, j.message_id, j.delivery)"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(notify_outbound_sql(&cte)))
+        .bind(worker)
+        .bind(ids)
+        .bind(results)
+        .bind(acked_at)
+        .fetch_one(pool)
+        .await?;
+    Ok(row.try_get::<i64, _>("updated")? as u64)
+}
+
+/// Records failed attempts: retryable after `backoff_ms`, or dead when `dead` is set or
+/// the attempts are spent. The error is appended to the job's history.
+pub async fn fail(pool: &PgPool, worker: Uuid, ids: &[i64], errors: &[String], backoff_ms: &[i64], dead: &[bool]) -> sqlx::Result<u64> {
+    let cte = format!(
+        "WITH u AS (SELECT * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bool[]) AS u(id, error, backoff_ms, dead)),
+         done AS (
+             UPDATE wa.jobs j
+                SET state = CASE WHEN u.dead OR j.attempts >= j.max_attempts THEN 'dead' ELSE 'retryable' END::wa.job_state,
+                    run_at = CASE WHEN u.dead OR j.attempts >= j.max_attempts THEN j.run_at
+                                  ELSE now() + make_interval(secs => u.backoff_ms / 1000.0) END,
+                    finished_at = CASE WHEN u.dead OR j.attempts >= j.max_attempts THEN now() END,
+                    delivery = CASE WHEN j.kind = 'send' AND (u.dead OR j.attempts >= j.max_attempts)
+                                    THEN 'failed'::wa.delivery_status ELSE j.delivery END,
+                    errors = j.errors || jsonb_build_object('attempt', j.attempts, 'at', now(), 'error', u.error, 'worker', $1::uuid),
+                    worker_id = NULL, epoch = NULL
+               FROM u
+              WHERE j.id = u.id AND {FENCED}
+             RETURNING j.id, j.session_id, j.message_id,
+                       CASE WHEN j.delivery = 'failed' THEN j.delivery END AS delivery)"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(notify_outbound_sql(&cte)))
+        .bind(worker)
+        .bind(ids)
+        .bind(errors)
+        .bind(backoff_ms)
+        .bind(dead)
+        .fetch_one(pool)
+        .await?;
+    Ok(row.try_get::<i64, _>("updated")? as u64)
+}
+
+/// Hands jobs back without spending their attempt (they never started).
+pub async fn release(pool: &PgPool, worker: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
+    let n = sqlx::query(
+        "UPDATE wa.jobs SET state = 'available', attempts = attempts - 1, worker_id = NULL, epoch = NULL
+          WHERE id = ANY($2) AND state = 'running' AND worker_id = $1",
+    )
+    .bind(worker)
+    .bind(ids)
+    .execute(pool)
+    .await?;
+    Ok(n.rows_affected())
+}
+
+/// Cancels jobs that were claimed but had not started when wa.cancel_job asked.
+pub async fn cancel_claimed(pool: &PgPool, worker: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
+    let n = sqlx::query(
+        "UPDATE wa.jobs SET state = 'cancelled', attempts = attempts - 1, finished_at = now(),
+                delivery = CASE WHEN kind = 'send' THEN 'failed'::wa.delivery_status END,
+                result = jsonb_build_object('cancelled', true)
+          WHERE id = ANY($2) AND state = 'running' AND worker_id = $1",
+    )
+    .bind(worker)
+    .bind(ids)
+    .execute(pool)
+    .await?;
+    Ok(n.rows_affected())
+}
+
+/// Maintenance jobs have no session lease: when their worker stops heart-beating they go
+/// back to the queue.
+pub async fn recover_orphaned_maintenance(pool: &PgPool, ttl_secs: f64) -> sqlx::Result<u64> {
+    let n = sqlx::query(
+        "UPDATE wa.jobs j
+            SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'available' END::wa.job_state,
+                finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+                errors = j.errors || jsonb_build_object('attempt', j.attempts, 'at', now(),
+                           'error', 'the worker running this job was lost', 'worker', j.worker_id),
+                worker_id = NULL, epoch = NULL
+          WHERE j.session_id IS NULL AND j.state = 'running'
+            AND NOT EXISTS (SELECT 1 FROM wa.workers w WHERE w.id = j.worker_id
+                              AND w.heartbeat_at > now() - make_interval(secs => $1))",
+    )
+    .bind(ttl_secs)
+    .execute(pool)
+    .await?;
+    Ok(n.rows_affected())
+}

@@ -1,1 +1,110 @@
-//! TODO
+//! Session leases: claim, renew, release. The epoch (fencing token) is bumped on every
+//! takeover; every write made on behalf of a session checks it.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A session this worker holds, as of the last claim or renewal.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Held {
+    pub id: String,
+    pub epoch: i64,
+    pub desired: String,
+    pub pair_phone: Option<String>,
+}
+
+/// Sessions that should run, are not parked in a terminal or cooling-down status, and
+/// have no live owner.
+const CLAIMABLE: &str = "desired = 'running'
+    AND (owner_id IS NULL OR lease_expires_at IS NULL OR lease_expires_at < now())
+    AND status NOT IN ('conflict', 'logged_out')
+    AND NOT (status IN ('failed', 'banned') AND (status_until IS NULL OR status_until > now()))";
+
+/// Renews every lease this worker holds and returns what it still holds. A session
+/// missing from the answer was taken over or deleted: the caller must stop it at once.
+pub async fn renew(pool: &PgPool, worker: Uuid, ttl_secs: f64) -> sqlx::Result<Vec<Held>> {
+    sqlx::query_as(
+        "UPDATE wa.sessions SET lease_expires_at = now() + make_interval(secs => $2)
+          WHERE owner_id = $1
+         RETURNING id, epoch, desired::text AS desired, pair_phone",
+    )
+    .bind(worker)
+    .bind(ttl_secs)
+    .fetch_all(pool)
+    .await
+}
+
+/// This worker's fair share: sessions that want to run divided by live workers (those
+/// with a fresh heartbeat that are not shutting down), rounded up.
+pub async fn fair_share(pool: &PgPool, ttl_secs: f64) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM wa.sessions WHERE desired = 'running'
+                   AND status NOT IN ('conflict', 'logged_out')) AS wanted,
+                (SELECT greatest(count(*), 1) FROM wa.workers
+                  WHERE heartbeat_at > now() - make_interval(secs => $1) AND stopping_at IS NULL) AS live",
+    )
+    .bind(ttl_secs)
+    .fetch_one(pool)
+    .await
+}
+
+/// Claims up to `limit` claimable sessions, bumping their epoch, and in the same
+/// transaction hands their jobs left running by the previous owner back to the queue
+/// (or to dead, when that was their last attempt).
+pub async fn claim(pool: &PgPool, worker: Uuid, ttl_secs: f64, limit: i64) -> sqlx::Result<Vec<Held>> {
+    if limit <= 0 {
+        return Ok(vec![]);
+    }
+    let mut tx = pool.begin().await?;
+    let sql = format!(
+        "UPDATE wa.sessions s
+            SET owner_id = $1, lease_expires_at = now() + make_interval(secs => $2),
+                epoch = s.epoch + 1, status = 'starting', status_reason = NULL, status_until = NULL
+           FROM (SELECT id FROM wa.sessions WHERE {CLAIMABLE}
+                  ORDER BY lease_expires_at NULLS FIRST, id LIMIT $3 FOR UPDATE SKIP LOCKED) c
+          WHERE s.id = c.id
+         RETURNING s.id, s.epoch, s.desired::text AS desired, s.pair_phone"
+    );
+    let held: Vec<Held> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(worker).bind(ttl_secs).bind(limit).fetch_all(&mut *tx).await?;
+    if !held.is_empty() {
+        let ids: Vec<&str> = held.iter().map(|h| h.id.as_str()).collect();
+        sqlx::query(
+            "UPDATE wa.jobs j
+                SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'available' END::wa.job_state,
+                    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+                    delivery = CASE WHEN j.kind = 'send' AND j.attempts >= j.max_attempts
+                                    THEN 'failed'::wa.delivery_status ELSE j.delivery END,
+                    errors = j.errors || jsonb_build_object('attempt', j.attempts, 'at', now(),
+                               'error', 'the worker holding the session was lost while running this job',
+                               'worker', j.worker_id),
+                    worker_id = NULL, epoch = NULL
+              WHERE j.session_id = ANY($1) AND j.state = 'running'",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(held)
+}
+
+/// Gives a session up (fenced) with the status it is left in. Wakes the other workers.
+pub async fn release(pool: &PgPool, worker: Uuid, session: &str, epoch: i64, status: &str, reason: Option<&str>) -> sqlx::Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "WITH r AS (
+            UPDATE wa.sessions SET owner_id = NULL, lease_expires_at = NULL,
+                   status = $4::wa.session_status, status_reason = coalesce($5, status_reason)
+             WHERE id = $2 AND owner_id = $1 AND epoch = $3
+            RETURNING id)
+         SELECT count(*) FROM r, LATERAL pg_notify('wa_sessions', json_build_object('released', r.id)::text)",
+    )
+    .bind(worker)
+    .bind(session)
+    .bind(epoch)
+    .bind(status)
+    .bind(reason)
+    .fetch_one(pool)
+    .await?;
+    Ok(n == 1)
+}

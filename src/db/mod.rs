@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod jobs;
 pub mod leases;
+pub mod maintenance;
 pub mod migrate;
 pub mod sessions;
 pub mod workers;

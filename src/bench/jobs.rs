@@ -1,0 +1,188 @@
+//! The job-core benchmark: N sends enqueued through the SQL API over S simulated
+//! sessions, drained by one in-process worker, timed from insert to completed.
+//!
+//! Burst mode enqueues everything as fast as a few connections can (while the worker
+//! drains) and reports throughput. Rate mode enqueues one send per statement at a steady
+//! rate and reports latency at that rate.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::json;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+#[derive(Debug, Clone)]
+pub struct JobsBench {
+    pub jobs: u64,
+    pub sessions: u32,
+    /// Distinct recipients per session (messages to one chat run one after the other).
+    pub chats: u32,
+    /// Steady enqueue rate in jobs/s; None for burst mode.
+    pub rate: Option<u32>,
+    pub ack_latency_ms: u64,
+}
+
+/// A scratch database next to the configured one (`<name>_bench`), recreated each run.
+async fn scratch_db(cfg: &Config) -> anyhow::Result<String> {
+    let opts = PgConnectOptions::from_str(&cfg.database_url).context("database_url")?;
+    let name = format!("{}_bench", opts.get_database().unwrap_or("pgwa"));
+    let mut admin = opts.clone().database("postgres").connect().await.context("connecting to Postgres")?;
+    for sql in [format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"), format!("CREATE DATABASE \"{name}\"")] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await?;
+    }
+    let mut url = url::Url::parse(&cfg.database_url).context("database_url")?;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
+
+pub async fn run(cfg: &Config, b: JobsBench) -> anyhow::Result<serde_json::Value> {
+    let url = scratch_db(cfg).await?;
+    let pool = crate::db::connect(&url, 8).await?;
+    crate::db::migrate::migrate(&pool).await?;
+    sqlx::query("SELECT wa.add_session('bench-' || i) FROM generate_series(1, $1) i")
+        .bind(b.sessions as i32)
+        .execute(&pool)
+        .await?;
+
+    let mut wcfg = cfg.clone();
+    wcfg.database_url = url.clone();
+    wcfg.whatsapp.simulated.ack_latency_ms = b.ack_latency_ms;
+    wcfg.whatsapp.simulated.sent_log = None;
+    let worker_pool = crate::db::connect(&url, wcfg.db.max_connections).await?;
+    let wa = Arc::new(crate::wa::simulated::SimulatedWhatsApp::new(wcfg.whatsapp.simulated.clone())?);
+    let worker = crate::worker::Worker::new(wcfg, worker_pool, wa).await?;
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(worker.run(stop.clone()));
+    wait_connected(&pool, b.sessions).await?;
+    eprintln!("bench: {} sessions connected; enqueuing", b.sessions);
+
+    let started = Instant::now();
+    let (total, insert_secs) = match b.rate {
+        None => burst(&pool, &b).await?,
+        Some(rate) => steady(&pool, &b, rate).await?,
+    };
+    wait_drained(&pool, total, started).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (p50, p99): (f64, f64) = sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
+           FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM wa.jobs WHERE kind = 'send') t",
+    )
+    .fetch_one(&pool)
+    .await?;
+    stop.cancel();
+    handle.await??;
+    Ok(json!({
+        "bench": "jobs",
+        "mode": if b.rate.is_some() { "rate" } else { "burst" },
+        "jobs": total,
+        "sessions": b.sessions,
+        "chats_per_session": b.chats,
+        "rate": b.rate,
+        "ack_latency_ms": b.ack_latency_ms,
+        "seconds": round3(seconds),
+        "insert_seconds": round3(insert_secs),
+        "jobs_per_sec": (total as f64 / seconds).round(),
+        "p50_ms": round3(p50),
+        "p99_ms": round3(p99),
+    }))
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+const INSERT_CHUNK: &str = "SELECT count(wa.send_text('bench-' || (1 + i % $3), '+1555' || lpad(((i / $3) % $4)::text, 7, '0'), 'bench message ' || i))
+      FROM generate_series($1::bigint, $2::bigint) i";
+
+/// Enqueues all jobs in chunks of 500 rows from 2 connections at once.
+async fn burst(pool: &PgPool, b: &JobsBench) -> anyhow::Result<(u64, f64)> {
+    let t = Instant::now();
+    let chunk = 500u64;
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let (pool, next, b) = (pool.clone(), next.clone(), b.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let from = next.fetch_add(chunk, std::sync::atomic::Ordering::SeqCst);
+                if from >= b.jobs {
+                    return anyhow::Ok(());
+                }
+                let to = (from + chunk).min(b.jobs) - 1;
+                sqlx::query(INSERT_CHUNK)
+                    .bind(from as i64)
+                    .bind(to as i64)
+                    .bind(b.sessions as i64)
+                    .bind(b.chats as i64)
+                    .execute(&pool)
+                    .await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((b.jobs, t.elapsed().as_secs_f64()))
+}
+
+/// One send per statement at `rate` per second for as many jobs as asked.
+async fn steady(pool: &PgPool, b: &JobsBench, rate: u32) -> anyhow::Result<(u64, f64)> {
+    let t = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut inflight = futures::stream::FuturesUnordered::new();
+    use futures::StreamExt;
+    for i in 0..b.jobs {
+        tick.tick().await;
+        let pool = pool.clone();
+        let (s, c) = (b.sessions as i64, b.chats as i64);
+        inflight.push(async move {
+            sqlx::query(INSERT_CHUNK).bind(i as i64).bind(i as i64).bind(s).bind(c).execute(&pool).await
+        });
+        while let Some(r) = futures::FutureExt::now_or_never(inflight.next()).flatten() {
+            r?;
+        }
+    }
+    while let Some(r) = inflight.next().await {
+        r?;
+    }
+    Ok((b.jobs, t.elapsed().as_secs_f64()))
+}
+
+async fn wait_connected(pool: &PgPool, sessions: u32) -> anyhow::Result<()> {
+    let t = Instant::now();
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.sessions WHERE status = 'connected'").fetch_one(pool).await?;
+        if n >= sessions as i64 {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            anyhow::bail!("only {n} of {sessions} sessions connected after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_drained(pool: &PgPool, total: u64, started: Instant) -> anyhow::Result<()> {
+    let mut last_report = Instant::now();
+    loop {
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed'").fetch_one(pool).await?;
+        if done as u64 >= total {
+            return Ok(());
+        }
+        if last_report.elapsed() > Duration::from_secs(2) {
+            eprintln!("bench: {done}/{total} completed after {:.1} s", started.elapsed().as_secs_f64());
+            last_report = Instant::now();
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            anyhow::bail!("only {done} of {total} jobs completed after 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

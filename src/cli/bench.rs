@@ -1,0 +1,35 @@
+//! `pgwa bench`: prints one JSON line of measured figures.
+
+use clap::Args;
+
+use crate::bench::jobs::{self, JobsBench};
+use crate::config::Config;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Send jobs to enqueue and drain (in rate mode: how many to enqueue at that rate).
+    #[arg(long, default_value_t = 100_000)]
+    pub jobs: u64,
+    /// Simulated sessions the jobs are spread over.
+    #[arg(long, default_value_t = 50)]
+    pub sessions: u32,
+    /// Distinct recipients per session.
+    #[arg(long, default_value_t = 200)]
+    pub chats: u32,
+    /// Steady mode: enqueue this many jobs per second, one per statement, and report latency.
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// Simulated time from send to server ack.
+    #[arg(long, default_value_t = 0)]
+    pub ack_latency_ms: u64,
+}
+
+pub async fn run(cfg: &Config, a: BenchArgs) -> anyhow::Result<()> {
+    if a.jobs == 0 || a.sessions == 0 || a.chats == 0 || a.rate == Some(0) {
+        anyhow::bail!("--jobs, --sessions, --chats and --rate must be above 0");
+    }
+    let b = JobsBench { jobs: a.jobs, sessions: a.sessions, chats: a.chats, rate: a.rate, ack_latency_ms: a.ack_latency_ms };
+    let result = jobs::run(cfg, b).await?;
+    println!("{result}");
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The command line: thin wrappers over the SQL API and the worker.
+
+mod bench;
+mod jobs;
+mod session;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Backend, Config, LogFormat};
+
+#[derive(Parser, Debug)]
+#[command(name = "pgwa", version, about = "Postgres-native WhatsApp gateway")]
+pub struct Cli {
+    /// Configuration file (default: ./pgwa.toml if it exists).
+    #[arg(long, global = true, env = "PGWA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the database if needed and bring the schema and SQL API up to date.
+    Migrate,
+    /// Run a worker until SIGTERM or SIGINT (migrates first).
+    Run {
+        /// Do not migrate on start (when migrations are run separately at deploy).
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Manage sessions (one per WhatsApp number).
+    #[command(subcommand)]
+    Session(session::SessionCmd),
+    /// Send a text message: enqueues a send job and prints its ids.
+    Send {
+        session: String,
+        /// Phone number with country code (+5511999998888) or JID.
+        to: String,
+        text: String,
+        /// Quote an earlier message by its id.
+        #[arg(long)]
+        reply_to: Option<String>,
+        /// Enqueue at most once per key and session.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Inspect and steer jobs.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCmd),
+    /// Measure the job core: enqueue sends over simulated sessions and drain them.
+    Bench(bench::BenchArgs),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = Config::load(cli.config.as_deref()).context("configuration")?;
+    init_tracing(&cfg);
+    match cli.command {
+        Command::Bench(args) => bench::run(&cfg, args).await,
+        command => {
+            let pool = crate::db::connect(&cfg.database_url, cfg.db.max_connections).await?;
+            match command {
+                Command::Migrate => migrate(&pool).await,
+                Command::Run { no_migrate } => {
+                    if !no_migrate {
+                        migrate(&pool).await?;
+                    }
+                    run_worker(cfg, pool).await
+                }
+                Command::Session(cmd) => session::run(cmd, &pool).await,
+                Command::Send { session, to, text, reply_to, idempotency_key } => {
+                    let (job, message): (i64, String) = sqlx::query_as(
+                        "SELECT job_id, message_id FROM wa.send_text($1, $2, $3, reply_to => $4, idempotency_key => $5)",
+                    )
+                    .bind(&session)
+                    .bind(&to)
+                    .bind(&text)
+                    .bind(reply_to)
+                    .bind(idempotency_key)
+                    .fetch_one(&pool)
+                    .await?;
+                    println!("queued job {job}, message id {message}");
+                    println!("follow it with: pgwa jobs show {job}");
+                    Ok(())
+                }
+                Command::Jobs(cmd) => jobs::run(cmd, &pool).await,
+                Command::Bench(_) => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let report = crate::db::migrate::migrate(pool).await?;
+    for m in &report.migrations_applied {
+        println!("applied migration {m}");
+    }
+    if report.sql_api_applied {
+        println!("applied the SQL API (sql/)");
+    }
+    if report.migrations_applied.is_empty() && !report.sql_api_applied {
+        println!("schema is up to date");
+    }
+    Ok(())
+}
+
+async fn run_worker(cfg: Config, pool: sqlx::PgPool) -> anyhow::Result<()> {
+    let wa: Arc<dyn crate::wa::WhatsApp> = match cfg.whatsapp.backend {
+        Backend::Simulated => {
+            tracing::warn!("whatsapp.backend = simulated: messages go nowhere (trials and benchmarks only)");
+            Arc::new(crate::wa::simulated::SimulatedWhatsApp::new(cfg.whatsapp.simulated.clone()).context("whatsapp.simulated.sent_log")?)
+        }
+    };
+    let worker = crate::worker::Worker::new(cfg, pool, wa).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_on_term(shutdown.clone()));
+    worker.run(shutdown).await
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+pub async fn signal_on_term(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    token.cancel();
+}
+
+fn init_tracing(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// An error as the user should read it: the SQL API's message and SQLSTATE, then the
+/// chain of causes.
+pub fn describe(e: &anyhow::Error) -> String {
+    for cause in e.chain() {
+        if let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() {
+            let code = db.code().unwrap_or_default();
+            let mut out = format!("{} (SQLSTATE {code})", db.message());
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                if let Some(hint) = pg.hint() {
+                    out.push_str(&format!("\nhint: {hint}"));
+                }
+            }
+            return out;
+        }
+    }
+    format!("{e:#}")
+}

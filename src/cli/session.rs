@@ -1,0 +1,102 @@
+//! `pgwa session ...`
+
+use clap::Subcommand;
+use sqlx::PgPool;
+
+use crate::db::admin;
+
+#[derive(Subcommand, Debug)]
+pub enum SessionCmd {
+    /// Create a session; a worker links it (QR, or pairing code with --pair-phone).
+    Add {
+        id: String,
+        /// Link by pairing code to this phone number instead of QR.
+        #[arg(long)]
+        pair_phone: Option<String>,
+        /// Create it stopped.
+        #[arg(long)]
+        stopped: bool,
+        /// Free-form JSON object kept with the session (tenant data).
+        #[arg(long, default_value = "{}")]
+        metadata: String,
+    },
+    /// List sessions with status, health and queued jobs.
+    List,
+    /// Show one session.
+    Show { id: String },
+    /// Ask for the session to run (clears conflict, logged_out, failed).
+    Start { id: String },
+    /// Ask for the session to stop (closes without logging out).
+    Stop { id: String },
+    /// Delete a session with its jobs, inbox and keys.
+    Remove {
+        id: String,
+        /// Confirm: this cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
+    match cmd {
+        SessionCmd::Add { id, pair_phone, stopped, metadata } => {
+            let metadata: serde_json::Value = serde_json::from_str(&metadata)
+                .map_err(|e| anyhow::anyhow!("--metadata: not valid JSON ({e}); pass an object like '{{\"tenant\":42}}'"))?;
+            sqlx::query("SELECT wa.add_session($1, $2, $3, $4)")
+                .bind(&id)
+                .bind(pair_phone)
+                .bind(metadata)
+                .bind(!stopped)
+                .execute(pool)
+                .await?;
+            println!("added session {id} ({})", if stopped { "stopped" } else { "a worker will link it" });
+            Ok(())
+        }
+        SessionCmd::List => {
+            let rows = admin::sessions(pool).await?;
+            println!("{:<24} {:<8} {:<19} {:<5} {:<7} {:>6}  {}", "SESSION", "DESIRED", "STATUS", "HELD", "HEALTHY", "QUEUED", "REASON");
+            for r in &rows {
+                println!(
+                    "{:<24} {:<8} {:<19} {:<5} {:<7} {:>6}  {}",
+                    r.session, r.desired, r.status, r.held, r.healthy, r.queued, r.status_reason.as_deref().unwrap_or("")
+                );
+            }
+            println!("{} session(s)", rows.len());
+            Ok(())
+        }
+        SessionCmd::Show { id } => {
+            let Some(r) = admin::session(pool, &id).await? else {
+                anyhow::bail!("session: unknown session {id:?}; see `pgwa session list`");
+            };
+            println!("session          {}", r.session);
+            println!("desired          {}", r.desired);
+            println!("status           {} {}", r.status, r.status_reason.as_deref().unwrap_or(""));
+            println!("held by          {}", r.worker_id.map(|w| w.to_string()).unwrap_or_else(|| "-".into()));
+            println!("healthy          {}", r.healthy);
+            println!("bad mac          {}", r.bad_mac_count);
+            println!("bad decrypt      {}", r.bad_decrypt_count);
+            println!("failed connects  {}", r.failed_connect_count);
+            println!("last error       {}", r.last_error.as_deref().unwrap_or("-"));
+            println!("queued jobs      {}", r.queued);
+            Ok(())
+        }
+        SessionCmd::Start { id } => {
+            sqlx::query("SELECT wa.start_session($1)").bind(&id).execute(pool).await?;
+            println!("session {id}: desired = running");
+            Ok(())
+        }
+        SessionCmd::Stop { id } => {
+            sqlx::query("SELECT wa.stop_session($1)").bind(&id).execute(pool).await?;
+            println!("session {id}: desired = stopped");
+            Ok(())
+        }
+        SessionCmd::Remove { id, yes } => {
+            if !yes {
+                anyhow::bail!("removing {id:?} deletes its jobs, inbox and keys; run again with --yes to confirm");
+            }
+            sqlx::query("SELECT wa.remove_session($1)").bind(&id).execute(pool).await?;
+            println!("removed session {id}");
+            Ok(())
+        }
+    }
+}

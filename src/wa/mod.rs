@@ -1,0 +1,117 @@
+//! The WhatsApp side, behind one trait, so the queue, leases and policies are tested
+//! without a network. `simulated` is the in-process implementation for tests, trials and
+//! benchmarks.
+
+pub mod simulated;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+/// What a worker knows about a session when it opens it.
+#[derive(Debug, Clone)]
+pub struct SessionSpec {
+    pub id: String,
+    pub epoch: i64,
+    pub worker_id: uuid::Uuid,
+    /// Link by pairing code to this phone number instead of QR.
+    pub pair_phone: Option<String>,
+}
+
+/// An outbound message as the send job describes it.
+#[derive(Debug, Clone)]
+pub struct OutboundMessage {
+    pub job_id: i64,
+    /// Fixed at enqueue: a retry re-sends the same id, so the server sees one message.
+    pub message_id: String,
+    pub chat: String,
+    pub payload: serde_json::Value,
+    pub attempt: i16,
+}
+
+/// The server acknowledged the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendAck {
+    pub message_id: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again (timeout, dropped socket, server busy).
+    #[error("{0}")]
+    Retryable(String),
+    /// Will never succeed as is (the server refused the message with this reason).
+    #[error("{0}")]
+    Permanent(String),
+    /// The session is not connected right now.
+    #[error("session is not connected")]
+    NotConnected,
+}
+
+/// Delivery receipts for our own messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptKind {
+    Delivered,
+    Read,
+}
+
+/// An inbound message, as stored in wa.inbox.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    pub chat: String,
+    pub sender: String,
+    pub message_id: String,
+    pub kind: String,
+    pub text: Option<String>,
+    pub quoted_id: Option<String>,
+    pub media: Option<serde_json::Value>,
+    pub raw: Option<serde_json::Value>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// What a connection reports. Each maps to a session status and an action in the
+/// worker's supervisor.
+#[derive(Debug, Clone)]
+pub enum WaEvent {
+    Connected { jid: Option<String>, push_name: Option<String> },
+    Disconnected { reason: String },
+    LoggedOut { reason: String },
+    StreamReplaced,
+    TemporaryBan { until: DateTime<Utc>, reason: String },
+    Receipt { message_id: String, kind: ReceiptKind, at: DateTime<Utc> },
+    Inbound(InboundMessage),
+    Error { message: String },
+}
+
+/// Events are tagged with the session and the epoch of the connection that produced them,
+/// so a late event from a closed connection cannot touch the session's next life.
+#[derive(Debug, Clone)]
+pub struct TaggedEvent {
+    pub session: String,
+    pub epoch: i64,
+    pub event: WaEvent,
+}
+
+pub type EventSink = mpsc::UnboundedSender<TaggedEvent>;
+
+/// Opens sessions.
+#[async_trait]
+pub trait WhatsApp: Send + Sync + 'static {
+    /// Connects (or starts linking) a session. Returns once the connection attempt is
+    /// under way; progress arrives as events on `events`.
+    async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn WaSession>, String>;
+}
+
+/// One open session.
+#[async_trait]
+pub trait WaSession: Send + Sync + 'static {
+    /// Sends and resolves on the server ack (not when the bytes leave).
+    async fn send(&self, msg: &OutboundMessage) -> Result<SendAck, SendError>;
+    /// Reconnects now.
+    async fn reconnect(&self) -> Result<(), String>;
+    /// Ends the connection; with `logout`, unlinks the device from the phone first.
+    async fn close(&self, logout: bool) -> Result<(), String>;
+}

@@ -1,0 +1,134 @@
+//! Records outcomes in batches: while one batch is being written, the next accumulates,
+//! so at high load a statement covers hundreds of jobs and at low load one job waits for
+//! one round trip. Every write is fenced (see db::jobs).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use super::Shared;
+use crate::job::backoff;
+use crate::job::{ClaimedJob, Outcome};
+
+/// A job and what running it came to.
+pub struct Done {
+    pub job: ClaimedJob,
+    pub outcome: Outcome,
+}
+
+const MAX_BATCH: usize = 2000;
+
+pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut tries = 0u32;
+        loop {
+            match flush(&shared, &batch).await {
+                Ok(()) => break,
+                Err(e) if tries < 20 && !shared.release_leases.is_cancelled() => {
+                    tries += 1;
+                    tracing::warn!(error = %e, jobs = batch.len(), "recording outcomes failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * tries as u64)).await;
+                }
+                Err(e) => {
+                    // The jobs stay running in the database and are recovered with the
+                    // session's lease; nothing is lost, some work may be repeated.
+                    tracing::error!(error = %e, jobs = batch.len(), "giving up recording outcomes");
+                    break;
+                }
+            }
+        }
+        for d in &batch {
+            if let Some(c) = d.job.session_id.as_deref().and_then(|s| shared.slots.job_counter(s)) {
+                c.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        shared.in_flight.fetch_sub(batch.len(), Ordering::SeqCst);
+        batch.clear();
+        shared.wake_dispatch.notify_one();
+    }
+}
+
+#[derive(Default)]
+struct Completions {
+    ids: Vec<i64>,
+    results: Vec<serde_json::Value>,
+    acked: Vec<Option<DateTime<Utc>>>,
+}
+
+#[derive(Default)]
+struct Failures {
+    ids: Vec<i64>,
+    errors: Vec<String>,
+    backoff_ms: Vec<i64>,
+    dead: Vec<bool>,
+}
+
+async fn flush(shared: &Arc<Shared>, batch: &[Done]) -> anyhow::Result<()> {
+    let mut ok = Completions::default();
+    let mut failed = Failures::default();
+    let mut released = Vec::new();
+    let mut cancelled = Vec::new();
+    for d in batch {
+        match &d.outcome {
+            Outcome::Completed { result } => {
+                ok.ids.push(d.job.id);
+                ok.acked.push(result.get("acked_at").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()));
+                ok.results.push(result.clone());
+            }
+            Outcome::Retry { error, after } => {
+                let delay = after.unwrap_or_else(|| backoff::delay(&shared.cfg.retry, d.job.attempts));
+                failed.ids.push(d.job.id);
+                failed.errors.push(error.clone());
+                failed.backoff_ms.push(delay.as_millis() as i64);
+                failed.dead.push(false);
+            }
+            Outcome::Fail { error } => {
+                failed.ids.push(d.job.id);
+                failed.errors.push(error.clone());
+                failed.backoff_ms.push(0);
+                failed.dead.push(true);
+            }
+            Outcome::Release => released.push(d.job.id),
+            Outcome::Cancelled => cancelled.push(d.job.id),
+        }
+    }
+    let pool = &shared.pool;
+    let me = shared.id;
+    let mut refused = 0;
+    if !ok.ids.is_empty() {
+        let n = crate::db::jobs::complete(pool, me, &ok.ids, &ok.results, &ok.acked).await?;
+        refused += ok.ids.len() as u64 - n;
+    }
+    if !failed.ids.is_empty() {
+        let n = crate::db::jobs::fail(pool, me, &failed.ids, &failed.errors, &failed.backoff_ms, &failed.dead).await?;
+        refused += failed.ids.len() as u64 - n;
+        if let Some(min) = failed.backoff_ms.iter().zip(&failed.dead).filter(|(_, d)| !**d).map(|(b, _)| *b).min() {
+            wake_after(shared, min);
+        }
+    }
+    if !released.is_empty() {
+        crate::db::jobs::release(pool, me, &released).await?;
+    }
+    if !cancelled.is_empty() {
+        crate::db::jobs::cancel_claimed(pool, me, &cancelled).await?;
+    }
+    if refused > 0 {
+        tracing::warn!(refused, "outcomes refused by the fence: sessions changed hands; checking leases");
+        shared.wake_lease.notify_one();
+    }
+    Ok(())
+}
+
+/// A retry is due in `ms`: wake the dispatcher then rather than at the next poll.
+fn wake_after(shared: &Arc<Shared>, ms: i64) {
+    let shared = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(ms.max(0) as u64 + 5)).await;
+        if let Some(s) = shared.upgrade() {
+            s.wake_dispatch.notify_one();
+        }
+    });
+}

@@ -1,0 +1,124 @@
+//! The dispatcher: promotes due jobs, claims batches for the sessions this worker holds,
+//! and runs them. Within a batch, a session's control jobs run first; then each chat's
+//! sends run one after the other in id order (chats in parallel), so a later message
+//! never overtakes an earlier one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use super::Shared;
+use super::completer::Done;
+use crate::db::jobs::{self, ClaimRequest};
+use crate::job::{ClaimedJob, JobKind, Outcome};
+
+pub async fn run(shared: Arc<Shared>) {
+    let poll = Duration::from_millis(shared.cfg.worker.poll_interval_ms);
+    let mut last_promote = tokio::time::Instant::now() - poll;
+    loop {
+        if shared.stopping.is_cancelled() {
+            return;
+        }
+        let mut claimed_full = false;
+        match round(&shared, &mut last_promote, poll).await {
+            Ok(full) => claimed_full = full,
+            Err(e) => {
+                tracing::warn!(error = %e, "claim failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        if claimed_full {
+            continue;
+        }
+        tokio::select! {
+            _ = shared.wake_dispatch.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = shared.stopping.cancelled() => return,
+        }
+    }
+}
+
+/// One promote + claim. Returns true when the claim came back full (more may be waiting).
+async fn round(shared: &Arc<Shared>, last_promote: &mut tokio::time::Instant, poll: Duration) -> anyhow::Result<bool> {
+    let (held, connected) = shared.slots.claimable();
+    if last_promote.elapsed() >= poll / 2 {
+        *last_promote = tokio::time::Instant::now();
+        jobs::promote_due(&shared.pool, &held).await?;
+    }
+    let cap = shared.cfg.worker.max_in_flight as usize;
+    let room = cap.saturating_sub(shared.in_flight.load(Ordering::SeqCst));
+    let limit = room.min(shared.cfg.worker.claim_batch as usize);
+    if limit == 0 {
+        return Ok(false);
+    }
+    let per_session = (limit / connected.len().max(1)).max(1) as i64;
+    let req = ClaimRequest { worker: shared.id, held: &held, connected: &connected, per_session, maintenance: 2 };
+    let claimed = jobs::claim(&shared.pool, &req).await?;
+    let n = claimed.len();
+    if n == 0 {
+        return Ok(false);
+    }
+    shared.in_flight.fetch_add(n, Ordering::SeqCst);
+    let mut by_session: BTreeMap<Option<String>, Vec<ClaimedJob>> = BTreeMap::new();
+    for job in claimed {
+        by_session.entry(job.session_id.clone()).or_default().push(job);
+    }
+    for (session, jobs) in by_session {
+        if let Some(id) = &session {
+            if let Some(counter) = shared.slots.job_counter(id) {
+                counter.fetch_add(jobs.len(), Ordering::SeqCst);
+            }
+        }
+        tokio::spawn(run_session_batch(shared.clone(), jobs));
+    }
+    Ok(n >= limit)
+}
+
+/// Control jobs first, one at a time; then one lane per chat.
+async fn run_session_batch(shared: Arc<Shared>, jobs: Vec<ClaimedJob>) {
+    let (control, sends): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.kind != JobKind::Send);
+    for job in control {
+        let outcome = run_one(&shared, &job).await;
+        shared.finish(Done { job, outcome });
+    }
+    let mut lanes: BTreeMap<String, Vec<ClaimedJob>> = BTreeMap::new();
+    for job in sends {
+        lanes.entry(job.chat.clone().unwrap_or_default()).or_default().push(job);
+    }
+    let mut running: FuturesUnordered<_> = lanes.into_values().map(|lane| run_lane(&shared, lane)).collect();
+    while running.next().await.is_some() {}
+}
+
+/// A chat's sends in order. After a failure that will be retried, the rest of the lane
+/// goes back unattempted: it must wait behind the failed message.
+async fn run_lane(shared: &Arc<Shared>, lane: Vec<ClaimedJob>) {
+    let mut blocked = false;
+    for job in lane {
+        let outcome = if blocked || shared.stopping.is_cancelled() { Outcome::Release } else { run_one(shared, &job).await };
+        if matches!(outcome, Outcome::Retry { .. } | Outcome::Release) {
+            blocked = true;
+        }
+        shared.finish(Done { job, outcome });
+    }
+}
+
+async fn run_one(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
+    if shared.take_cancelled(job.id) {
+        return Outcome::Cancelled;
+    }
+    let outcome = match job.kind {
+        JobKind::Send => crate::job::send::run(shared, job).await,
+        JobKind::Reconnect => crate::job::reconnect::run(shared, job).await,
+        JobKind::KeyCleanup => crate::job::key_cleanup::run(shared, job).await,
+        JobKind::CloseSession => crate::job::close_session::run(shared, job).await,
+        JobKind::Maintenance => crate::job::maintenance::run(shared, job).await,
+    };
+    if let Outcome::Retry { error, .. } | Outcome::Fail { error } = &outcome {
+        tracing::debug!(job = job.id, kind = %job.kind, attempt = job.attempts, error = %error, "job failed");
+    }
+    outcome
+}

@@ -1,0 +1,109 @@
+//! Maps what the WhatsApp side reports to session statuses and actions. Every write is
+//! fenced by the epoch of the connection that produced the event, so a late event from a
+//! closed connection cannot touch the session's next life.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::mpsc;
+
+use super::Shared;
+use super::lease;
+use super::slots::Drain;
+use crate::db::sessions::{self, SessionFence};
+use crate::wa::{TaggedEvent, WaEvent};
+
+pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<TaggedEvent>) {
+    while let Some(ev) = rx.recv().await {
+        if let Err(e) = handle(&shared, ev).await {
+            tracing::warn!(error = %e, "handling a session event failed");
+        }
+    }
+}
+
+async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
+    let fence = SessionFence { worker: shared.id, session: ev.session.clone(), epoch: ev.epoch };
+    if shared.slots.get(&ev.session).map(|s| s.epoch) != Some(ev.epoch) {
+        return Ok(()); // from a connection we no longer hold
+    }
+    let pool = &shared.pool;
+    let kept = match ev.event {
+        WaEvent::Connected { jid, push_name } => {
+            let ok = sessions::mark_connected(pool, &fence, jid.as_deref(), push_name.as_deref()).await?;
+            shared.slots.update(&ev.session, ev.epoch, |s| {
+                s.connected = true;
+                s.reconnects = 0;
+            });
+            shared.wake_dispatch.notify_one();
+            ok
+        }
+        WaEvent::Disconnected { reason } => {
+            shared.slots.update(&ev.session, ev.epoch, |s| s.connected = false);
+            let ok = sessions::set_status(pool, &fence, "reconnecting", Some(&reason), None).await?;
+            schedule_reconnect(shared, &ev.session, ev.epoch);
+            ok
+        }
+        WaEvent::LoggedOut { reason } => {
+            park(shared, &fence, "logged_out", &reason).await?;
+            true
+        }
+        WaEvent::StreamReplaced => {
+            // Another client took the number. Reconnecting would fight it (440 loops).
+            park(shared, &fence, "conflict", "stream replaced: another client is using this number").await?;
+            true
+        }
+        WaEvent::TemporaryBan { until, reason } => {
+            shared.slots.update(&ev.session, ev.epoch, |s| s.connected = false);
+            sessions::set_status(pool, &fence, "banned", Some(&reason), Some(until)).await?;
+            lease::drain(shared, &ev.session, Drain { status: "banned", reason: None });
+            true
+        }
+        WaEvent::Receipt { message_id, kind, at } => {
+            sessions::apply_receipt(pool, &fence, &message_id, kind, at).await?;
+            true
+        }
+        WaEvent::Inbound(msg) => {
+            sessions::insert_inbound(pool, &fence, &msg).await?;
+            true
+        }
+        WaEvent::Error { message } => sessions::record_error(pool, &fence, &message).await?,
+    };
+    if !kept {
+        tracing::warn!(session = %ev.session, "session write refused by the fence; checking leases");
+        shared.wake_lease.notify_one();
+    }
+    Ok(())
+}
+
+/// A terminal status: no reconnect; the session is released once its running jobs are
+/// recorded and is not claimed again until the app calls wa.start_session.
+async fn park(shared: &Arc<Shared>, fence: &SessionFence, status: &'static str, reason: &str) -> anyhow::Result<()> {
+    shared.slots.update(&fence.session, fence.epoch, |s| s.connected = false);
+    sessions::set_status(&shared.pool, fence, status, Some(reason), None).await?;
+    lease::drain(shared, &fence.session, Drain { status, reason: None });
+    shared.wake_lease.notify_one();
+    Ok(())
+}
+
+/// Reconnects after a capped, jittered exponential backoff (100 ms doubling to 60 s).
+fn schedule_reconnect(shared: &Arc<Shared>, session: &str, epoch: i64) {
+    let mut attempt = 0;
+    shared.slots.update(session, epoch, |s| {
+        s.reconnects += 1;
+        attempt = s.reconnects;
+    });
+    let base = 100u64.saturating_mul(1 << attempt.min(10)).min(60_000);
+    let delay = Duration::from_millis(rand::rng().random_range(base / 2..=base));
+    let shared = shared.clone();
+    let session = session.to_owned();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let Some(slot) = shared.slots.get(&session).filter(|s| s.epoch == epoch && !s.connected) else { return };
+        if let Some(client) = slot.client {
+            if let Err(e) = client.reconnect().await {
+                tracing::warn!(session = %session, error = %e, "reconnect failed");
+            }
+        }
+    });
+}

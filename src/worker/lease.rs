@@ -1,0 +1,166 @@
+//! The lease task: heartbeat, renew, converge on the desired state, take a fair share of
+//! the sessions that should run, and release everything on shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Shared;
+use super::slots::{Drain, Slot};
+use crate::db::sessions::SessionFence;
+use crate::db::leases::{self, Held};
+use crate::wa::{EventSink, SessionSpec};
+
+pub async fn run(shared: Arc<Shared>, events: EventSink) {
+    let every = Duration::from_millis(shared.cfg.worker.heartbeat_ms);
+    let mut ticks: u64 = 0;
+    loop {
+        if let Err(e) = tick(&shared, &events, ticks).await {
+            tracing::warn!(error = %e, "lease tick failed; retrying at the next heartbeat");
+        }
+        ticks += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shared.wake_lease.notified() => {}
+            _ = shared.release_leases.cancelled() => break,
+        }
+    }
+    release_all(&shared).await;
+}
+
+async fn tick(shared: &Arc<Shared>, events: &EventSink, ticks: u64) -> anyhow::Result<()> {
+    let pool = &shared.pool;
+    let ttl = shared.lease_ttl_secs();
+    if !crate::db::workers::heartbeat(pool, shared.id).await? {
+        tracing::warn!(worker = %shared.id, "worker row was reaped while paused; registering again");
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        crate::db::workers::register(pool, shared.id, &host, shared.cfg.worker.max_sessions).await?;
+    }
+    let renewed_at = Instant::now();
+    let held: HashMap<String, Held> = leases::renew(pool, shared.id, ttl).await?.into_iter().map(|h| (h.id.clone(), h)).collect();
+    let deadline = renewed_at + Duration::from_millis(shared.cfg.worker.lease_ttl_ms);
+
+    // Lost: taken over after a pause, or deleted. Stop before anything else is written.
+    for id in shared.slots.ids() {
+        let still = held.get(&id).map(|h| h.epoch);
+        let local = shared.slots.get(&id).map(|s| s.epoch);
+        if still != local {
+            tracing::warn!(session = %id, "lease lost; dropping the session");
+            if let Some(slot) = shared.slots.remove(&id) {
+                close_quietly(slot, false).await;
+            }
+        }
+    }
+    let stopping = shared.stopping.is_cancelled();
+    for h in held.values() {
+        let renewed = shared.slots.update(&h.id, h.epoch, |s| s.lease_deadline = deadline);
+        if h.desired == "stopped" {
+            if renewed {
+                drain(shared, &h.id, Drain { status: "stopped", reason: None });
+            } else {
+                stop(shared, &h.id, h.epoch, "stopped", None).await;
+            }
+        } else if !renewed && !stopping {
+            open(shared, h, deadline, events).await;
+        }
+    }
+    for id in shared.slots.ids() {
+        let Some(slot) = shared.slots.get(&id) else { continue };
+        if let Some(d) = &slot.draining {
+            if !slot.busy() {
+                stop(shared, &id, slot.epoch, d.status, d.reason).await;
+            }
+        }
+    }
+    if stopping {
+        return Ok(());
+    }
+
+    let (wanted, live) = leases::fair_share(pool, ttl).await?;
+    let share = (wanted + live - 1) / live;
+    let target = share.min(shared.cfg.worker.max_sessions as i64);
+    let holding = shared.slots.len() as i64;
+    if holding < target {
+        let claimed = leases::claim(pool, shared.id, ttl, target - holding).await?;
+        if !claimed.is_empty() {
+            tracing::info!(count = claimed.len(), "claimed sessions");
+        }
+        for h in &claimed {
+            open(shared, h, deadline, events).await;
+        }
+    } else if holding > target + 1 {
+        shed(shared, (holding - target) as usize);
+    }
+    if ticks % 10 == 0 {
+        crate::db::jobs::recover_orphaned_maintenance(pool, ttl).await?;
+    }
+    Ok(())
+}
+
+/// Opens the session's connection; progress comes back as events.
+async fn open(shared: &Arc<Shared>, h: &Held, deadline: Instant, events: &EventSink) {
+    let spec = SessionSpec { id: h.id.clone(), epoch: h.epoch, worker_id: shared.id, pair_phone: h.pair_phone.clone() };
+    let mut slot = Slot::new(h.epoch, deadline);
+    match shared.wa.open(spec, events.clone()).await {
+        Ok(client) => slot.client = Some(client),
+        Err(e) => {
+            tracing::warn!(session = %h.id, error = %e, "could not open the session");
+            let fence = SessionFence { worker: shared.id, session: h.id.clone(), epoch: h.epoch };
+            let _ = crate::db::sessions::record_error(&shared.pool, &fence, &e).await;
+        }
+    }
+    shared.slots.insert(h.id.clone(), slot);
+}
+
+/// Hands back sessions above the fair share, the ones with the least work first; they
+/// are released once their running jobs are done.
+fn shed(shared: &Arc<Shared>, count: usize) {
+    let mut ids = shared.slots.ids();
+    ids.sort();
+    for id in ids.into_iter().rev().take(count) {
+        drain(shared, &id, Drain { status: "reconnecting", reason: Some("handed over to another worker") });
+    }
+    tracing::info!(count, "shedding sessions above the fair share");
+}
+
+/// Stops claiming for the session; the next tick releases it once its jobs are recorded.
+pub(super) fn drain(shared: &Shared, id: &str, how: Drain) {
+    if let Some(slot) = shared.slots.get(id) {
+        if slot.draining.is_none() {
+            shared.slots.update(id, slot.epoch, |s| s.draining = Some(how));
+        }
+    }
+}
+
+/// Closes the connection (no logout) and releases the lease with the given status.
+pub(super) async fn stop(shared: &Arc<Shared>, id: &str, epoch: i64, status: &str, reason: Option<&str>) {
+    if let Some(slot) = shared.slots.remove(id) {
+        close_quietly(slot, false).await;
+    }
+    match leases::release(&shared.pool, shared.id, id, epoch, status, reason).await {
+        Ok(true) => tracing::info!(session = %id, status, "released session"),
+        Ok(false) => tracing::debug!(session = %id, "session was no longer ours to release"),
+        Err(e) => tracing::warn!(session = %id, error = %e, "release failed; the lease will expire"),
+    }
+}
+
+async fn close_quietly(slot: Slot, logout: bool) {
+    if let Some(client) = slot.client {
+        if let Err(e) = client.close(logout).await {
+            tracing::debug!(error = %e, "close failed");
+        }
+    }
+}
+
+async fn release_all(shared: &Arc<Shared>) {
+    let ids = shared.slots.ids();
+    let n = ids.len();
+    for id in ids {
+        if let Some(slot) = shared.slots.get(&id) {
+            stop(shared, &id, slot.epoch, "reconnecting", Some("worker shut down; another worker takes over")).await;
+        }
+    }
+    tracing::info!(count = n, "released all sessions");
+}

@@ -1,0 +1,54 @@
+//! LISTEN for wake-ups, so a job enqueued by an app starts within milliseconds instead of
+//! at the next poll. If the connection drops, the worker keeps polling while it
+//! reconnects; in poll-only mode (PgBouncer transaction pooling) this task is not started.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+
+use super::Shared;
+
+pub const CHANNELS: [&str; 3] = ["wa_jobs", "wa_job_cancel", "wa_sessions"];
+
+pub async fn run(shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match listen(&shared).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "LISTEN connection lost; polling meanwhile");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                // Whatever was notified while we were away is found by this poll.
+                shared.wake_dispatch.notify_one();
+            }
+        }
+    }
+}
+
+async fn listen(shared: &Arc<Shared>) -> anyhow::Result<()> {
+    let mut listener = PgListener::connect_with(&shared.pool).await?;
+    listener.listen_all(CHANNELS).await?;
+    shared.wake_dispatch.notify_one();
+    loop {
+        let n = tokio::select! {
+            n = listener.recv() => n?,
+            _ = shared.stopping.cancelled() => return Ok(()),
+        };
+        match n.channel() {
+            "wa_jobs" => shared.wake_dispatch.notify_one(),
+            "wa_job_cancel" => {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(n.payload()) {
+                    let ours = v.get("session").and_then(|s| s.as_str()).is_some_and(|s| shared.slots.get(s).is_some());
+                    if let Some(id) = v.get("job").and_then(|j| j.as_i64()).filter(|_| ours) {
+                        if let Ok(mut c) = shared.cancelled.lock() {
+                            c.insert(id);
+                        }
+                    }
+                }
+            }
+            _ => shared.wake_lease.notify_one(),
+        }
+    }
+}

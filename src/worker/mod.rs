@@ -1,0 +1,137 @@
+//! The worker runtime: holds sessions under leases, claims their jobs, runs them, and
+//! writes back what happened. Each concern is one task:
+//!
+//! * `lease`: heartbeat, renew, claim a fair share of sessions, release on stop;
+//! * `dispatch`: promote due jobs, claim batches, run them (per-chat FIFO lanes);
+//! * `completer`: record outcomes in batches, fenced by the session epoch;
+//! * `listen`: LISTEN for wake-ups (skipped in poll-only mode);
+//! * `events`: map what the WhatsApp side reports to statuses and actions.
+
+mod completer;
+mod dispatch;
+mod events;
+mod lease;
+mod listen;
+mod slots;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::wa::WhatsApp;
+
+pub use completer::Done;
+pub use slots::Slots;
+
+/// State shared by the worker's tasks.
+pub struct Shared {
+    pub id: Uuid,
+    pub pool: PgPool,
+    pub cfg: Config,
+    pub wa: Arc<dyn WhatsApp>,
+    pub slots: Slots,
+    /// Jobs claimed and not yet recorded.
+    pub in_flight: AtomicUsize,
+    pub wake_dispatch: Notify,
+    pub wake_lease: Notify,
+    /// Jobs wa.cancel_job asked us to drop if they have not started.
+    pub cancelled: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// Set when shutdown begins: no new claims, lanes release what they have not started.
+    pub stopping: CancellationToken,
+    /// Set once running jobs are drained: the lease task releases every session and ends.
+    pub release_leases: CancellationToken,
+    done_tx: mpsc::UnboundedSender<Done>,
+}
+
+impl Shared {
+    pub fn lease_ttl_secs(&self) -> f64 {
+        self.cfg.worker.lease_ttl_ms as f64 / 1000.0
+    }
+
+    /// Hands an outcome to the completer.
+    pub fn finish(&self, done: Done) {
+        if self.done_tx.send(done).is_err() {
+            tracing::error!("completer is gone; outcome dropped (the job will be recovered after the lease)");
+        }
+    }
+
+    fn take_cancelled(&self, job: i64) -> bool {
+        self.cancelled.lock().map(|mut c| c.remove(&job)).unwrap_or(false)
+    }
+}
+
+/// A running worker. `run` returns after a graceful shutdown (token cancelled).
+pub struct Worker {
+    shared: Arc<Shared>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+}
+
+impl Worker {
+    pub async fn new(cfg: Config, pool: PgPool, wa: Arc<dyn WhatsApp>) -> anyhow::Result<Self> {
+        let id = Uuid::now_v7();
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        crate::db::workers::register(&pool, id, &host, cfg.worker.max_sessions).await.context("registering the worker")?;
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            id,
+            pool,
+            cfg,
+            wa,
+            slots: Slots::default(),
+            in_flight: AtomicUsize::new(0),
+            wake_dispatch: Notify::new(),
+            wake_lease: Notify::new(),
+            cancelled: Default::default(),
+            stopping: CancellationToken::new(),
+            release_leases: CancellationToken::new(),
+            done_tx,
+        });
+        Ok(Self { shared, done_rx })
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.shared.id
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops gracefully: no new claims, running
+    /// jobs finish (up to worker.shutdown_timeout_ms), unstarted ones go back to the queue,
+    /// leases are released so another worker takes the sessions at once.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Worker { shared, done_rx } = self;
+        tracing::info!(worker = %shared.id, "worker started");
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let completer = tokio::spawn(completer::run(shared.clone(), done_rx));
+        let events = tokio::spawn(events::run(shared.clone(), events_rx));
+        let listener = (!shared.cfg.worker.poll_only).then(|| tokio::spawn(listen::run(shared.clone())));
+        let dispatcher = tokio::spawn(dispatch::run(shared.clone()));
+        let leases = tokio::spawn(lease::run(shared.clone(), events_tx));
+
+        shutdown.cancelled().await;
+        tracing::info!(worker = %shared.id, in_flight = shared.in_flight.load(Ordering::SeqCst), "shutting down");
+        let _ = crate::db::workers::mark_stopping(&shared.pool, shared.id).await;
+        shared.stopping.cancel();
+        let _ = dispatcher.await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(shared.cfg.worker.shutdown_timeout_ms);
+        while shared.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shared.release_leases.cancel();
+        let _ = leases.await;
+        if let Some(l) = listener {
+            l.abort();
+        }
+        events.abort();
+        // The lease task released every session; what is still running now is fenced out.
+        completer.abort();
+        crate::db::workers::deregister(&shared.pool, shared.id).await.context("deregistering the worker")?;
+        tracing::info!(worker = %shared.id, "worker stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! The sessions this worker holds, with their open connection and local state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::time::Instant;
+
+use crate::db::sessions::SessionFence;
+use crate::wa::WaSession;
+
+#[derive(Clone)]
+pub struct Slot {
+    pub epoch: i64,
+    pub client: Option<Arc<dyn WaSession>>,
+    pub connected: bool,
+    /// Being handed back (rebalancing or stop), with the status to leave it in: no new
+    /// jobs are claimed for it, and it is released once its running jobs are recorded.
+    pub draining: Option<Drain>,
+    /// Jobs of this session claimed and not yet recorded.
+    pub jobs: Arc<AtomicUsize>,
+    /// Local view of the lease: no send starts after this instant unless renewed.
+    pub lease_deadline: Instant,
+    /// Consecutive reconnect attempts since the last Connected, for backoff.
+    pub reconnects: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Drain {
+    pub status: &'static str,
+    pub reason: Option<&'static str>,
+}
+
+impl Slot {
+    pub fn new(epoch: i64, lease_deadline: Instant) -> Self {
+        Self { epoch, client: None, connected: false, draining: None, jobs: Arc::default(), lease_deadline, reconnects: 0 }
+    }
+
+    pub fn busy(&self) -> bool {
+        self.jobs.load(Ordering::SeqCst) > 0
+    }
+}
+
+#[derive(Default)]
+pub struct Slots {
+    inner: Mutex<HashMap<String, Slot>>,
+}
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert(&self, id: String, slot: Slot) {
+        self.lock().insert(id, slot);
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Slot> {
+        self.lock().remove(id)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Slot> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Applies `f` to the slot if it is still at `epoch`; returns whether it was.
+    pub fn update(&self, id: &str, epoch: i64, f: impl FnOnce(&mut Slot)) -> bool {
+        match self.lock().get_mut(id) {
+            Some(slot) if slot.epoch == epoch => {
+                f(slot);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// (sessions to claim control jobs for, sessions to claim sends for).
+    pub fn claimable(&self) -> (Vec<String>, Vec<String>) {
+        let now = Instant::now();
+        let map = self.lock();
+        let mut held = Vec::with_capacity(map.len());
+        let mut connected = Vec::new();
+        for (id, s) in map.iter().filter(|(_, s)| s.draining.is_none() && s.lease_deadline > now) {
+            held.push(id.clone());
+            if s.connected && s.client.is_some() {
+                connected.push(id.clone());
+            }
+        }
+        (held, connected)
+    }
+
+    /// The client to use for a job claimed at `epoch`, if the lease is still ours and live.
+    pub fn client_for(&self, id: &str, epoch: i64) -> Result<Arc<dyn WaSession>, &'static str> {
+        let map = self.lock();
+        match map.get(id) {
+            None => Err("session is no longer held by this worker"),
+            Some(s) if s.epoch != epoch => Err("session changed hands since the job was claimed"),
+            Some(s) if s.lease_deadline <= Instant::now() => Err("lease not renewed in time"),
+            Some(s) => s.client.clone().ok_or("session has no open connection"),
+        }
+    }
+
+    /// The per-session job counter, for the dispatcher and the completer.
+    pub fn job_counter(&self, id: &str) -> Option<Arc<AtomicUsize>> {
+        self.lock().get(id).map(|s| s.jobs.clone())
+    }
+
+    pub fn fence(&self, worker: uuid::Uuid, id: &str) -> Option<SessionFence> {
+        self.lock().get(id).map(|s| SessionFence { worker, session: id.to_owned(), epoch: s.epoch })
+    }
+}
