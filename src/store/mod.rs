@@ -1,1 +1,175 @@
-//! whatsapp-rust storage Backend on Postgres (issue 4).
+//! whatsapp-rust 0.7's storage `Backend` on Postgres.
+//!
+//! One [`PgBackend`] per session, all sharing one `PgPool`: every row is keyed by the
+//! session id. Writes are fenced: when a [`Fence`] is set, each write statement locks the
+//! session row `FOR SHARE` and checks that this worker still owns it at this epoch, in the
+//! same statement, so a worker that lost its lease cannot change the session's keys.
+//!
+//! The trait impls live one per file (signal, appsync, protocol, secrets, device); the
+//! protocol store's larger halves (tokens, sent messages, pending inbound) are in
+//! `ephemeral`. SQL lives only here and in `crate::import`.
+
+mod appsync;
+pub mod cleanup;
+mod device;
+mod ephemeral;
+mod protocol;
+mod secrets;
+mod signal;
+pub mod sweep;
+
+pub use device::{load_auth_document, save_auth_document};
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{Postgres, Row};
+use wacore::store::error::StoreError;
+use whatsapp_rust::wacore;
+
+/// The lease a worker holds on a session: writes succeed only while `wa.sessions` still
+/// says `owner_id = worker_id AND epoch = epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub worker_id: uuid::Uuid,
+    pub epoch: i64,
+}
+
+/// A fenced write was refused: another worker took the session over (or it was
+/// released). Carried as the source of `StoreError::Database`; see [`is_lease_lost`].
+#[derive(Debug, thiserror::Error)]
+#[error("lease lost: session {session} is no longer owned by worker {worker_id} at epoch {epoch}; write refused")]
+pub struct LeaseLost {
+    pub session: String,
+    pub worker_id: uuid::Uuid,
+    pub epoch: i64,
+}
+
+/// An unfenced write named a session that has no row in `wa.sessions`.
+#[derive(Debug, thiserror::Error)]
+#[error("session {0} does not exist in wa.sessions; create it with wa.add_session first")]
+pub struct SessionMissing(pub String);
+
+/// True when a store error is a refused fenced write.
+pub fn is_lease_lost(err: &StoreError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<LeaseLost>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// The Postgres storage backend of one session.
+#[derive(Clone)]
+pub struct PgBackend {
+    pool: PgPool,
+    session: String,
+    fence: Option<Fence>,
+}
+
+impl std::fmt::Debug for PgBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgBackend").field("session", &self.session).field("fence", &self.fence).finish()
+    }
+}
+
+/// Wraps the core of a write (an INSERT/UPDATE/DELETE without RETURNING whose WHERE
+/// includes `EXISTS (SELECT 1 FROM fence)`) into one statement that also reports whether
+/// the fence held. $1 = session, $2 = worker (NULL = unfenced), $3 = epoch; the core's
+/// own parameters start at $4.
+macro_rules! fenced {
+    ($core:literal) => {
+        concat!(
+            "WITH fence AS (SELECT 1 FROM wa.sessions WHERE id = $1 ",
+            "AND ($2::uuid IS NULL OR (owner_id = $2::uuid AND epoch = $3::bigint)) FOR SHARE), ",
+            "w AS (",
+            $core,
+            " RETURNING 1) SELECT EXISTS (SELECT 1 FROM fence) AS ok, (SELECT count(*) FROM w) AS n"
+        )
+    };
+}
+pub(crate) use fenced;
+
+pub(crate) type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+impl PgBackend {
+    pub fn new(pool: PgPool, session_id: impl Into<String>, fence: Option<Fence>) -> Self {
+        Self { pool, session: session_id.into(), fence }
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session
+    }
+
+    pub fn fence(&self) -> Option<Fence> {
+        self.fence
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A fenced write statement with the three fence parameters bound.
+    pub(crate) fn write<'q>(&self, sql: &'static str) -> PgQuery<'q> {
+        sqlx::query(sql)
+            .bind(self.session.clone())
+            .bind(self.fence.map(|f| f.worker_id))
+            .bind(self.fence.map(|f| f.epoch).unwrap_or(0))
+    }
+
+    /// Runs a statement built by [`fenced!`]; returns the rows it changed, or the lease
+    /// error when the fence did not hold (then nothing was written).
+    pub(crate) async fn run(&self, q: PgQuery<'_>) -> Result<u64, StoreError> {
+        let row: PgRow = q.fetch_one(&self.pool).await.map_err(db_err)?;
+        let ok: bool = row.try_get("ok").map_err(db_err)?;
+        if !ok {
+            return Err(self.fence_error());
+        }
+        let n: i64 = row.try_get("n").map_err(db_err)?;
+        Ok(n as u64)
+    }
+
+    fn fence_error(&self) -> StoreError {
+        match self.fence {
+            Some(f) => StoreError::Database(Box::new(LeaseLost {
+                session: self.session.clone(),
+                worker_id: f.worker_id,
+                epoch: f.epoch,
+            })),
+            None => StoreError::Database(Box::new(SessionMissing(self.session.clone()))),
+        }
+    }
+}
+
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    StoreError::Database(Box::new(e))
+}
+
+pub(crate) fn ser_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Serialization(Box::new(e))
+}
+
+/// u32 ids as Postgres bigint.
+pub(crate) fn ids_i64(ids: &[u32]) -> Vec<i64> {
+    ids.iter().map(|&i| i64::from(i)).collect()
+}
+
+/// Batch upserts must not name one key twice (ON CONFLICT cannot update a row twice in
+/// one statement); the last entry wins, as it would with sequential writes.
+pub(crate) fn last_wins<K: Eq + std::hash::Hash + Clone, V>(items: impl IntoIterator<Item = (K, V)>) -> Vec<(K, V)> {
+    let mut seen = std::collections::HashMap::new();
+    let mut out: Vec<(K, V)> = Vec::new();
+    for (k, v) in items {
+        match seen.get(&k) {
+            Some(&i) => out[i] = (k, v),
+            None => {
+                seen.insert(k.clone(), out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,91 @@
+//! MsgSecretStore: per-message secrets for poll votes, reactions and edits.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use whatsapp_rust::wacore::store::error::Result;
+use whatsapp_rust::wacore::store::traits::{MsgSecretEntry, MsgSecretStore};
+
+use super::{PgBackend, db_err, fenced};
+
+#[async_trait]
+impl MsgSecretStore for PgBackend {
+    /// One upsert for the batch. On conflict the merge is the trait's: a `0` deadline
+    /// ("never") wins, otherwise the later one; the later non-zero message time wins.
+    async fn put_msg_secrets(&self, entries: Vec<MsgSecretEntry>) -> Result<usize> {
+        let stored = entries.len();
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        // Within one batch apply the same merge rule a sequence of puts would.
+        let mut merged: Vec<((String, String, String), MsgSecretEntry)> = Vec::with_capacity(entries.len());
+        let mut index: std::collections::HashMap<(String, String, String), usize> = std::collections::HashMap::new();
+        for e in entries {
+            let key = (e.chat.to_string(), e.sender.to_string(), e.msg_id.to_string());
+            match index.get(&key) {
+                Some(&i) => {
+                    let prev: &mut MsgSecretEntry = &mut merged[i].1;
+                    prev.secret = e.secret;
+                    prev.expires_at = whatsapp_rust::wacore::store::traits::merge_msg_secret_expiry(prev.expires_at, e.expires_at);
+                    prev.message_ts = whatsapp_rust::wacore::store::traits::merge_msg_secret_message_ts(prev.message_ts, e.message_ts);
+                }
+                None => {
+                    index.insert(key.clone(), merged.len());
+                    merged.push((key, e));
+                }
+            }
+        }
+        let chats: Vec<String> = merged.iter().map(|((c, _, _), _)| c.clone()).collect();
+        let senders: Vec<String> = merged.iter().map(|((_, s, _), _)| s.clone()).collect();
+        let ids: Vec<String> = merged.iter().map(|((_, _, i), _)| i.clone()).collect();
+        let secrets: Vec<Vec<u8>> = merged.iter().map(|(_, e)| e.secret.to_vec()).collect();
+        let expires: Vec<i64> = merged.iter().map(|(_, e)| e.expires_at).collect();
+        let ts: Vec<i64> = merged.iter().map(|(_, e)| e.message_ts).collect();
+        let q = self
+            .write(fenced!(
+                "INSERT INTO wa.msg_secrets AS m (session_id, chat, sender, msg_id, secret, expires_at, message_ts)
+                 SELECT $1, c, s, i, k, e, t
+                 FROM unnest($4::text[], $5::text[], $6::text[], $7::bytea[], $8::bigint[], $9::bigint[]) AS u(c, s, i, k, e, t)
+                 WHERE EXISTS (SELECT 1 FROM fence)
+                 ON CONFLICT (session_id, chat, sender, msg_id) DO UPDATE SET secret = EXCLUDED.secret,
+                     expires_at = CASE WHEN m.expires_at = 0 OR EXCLUDED.expires_at = 0 THEN 0
+                                       ELSE greatest(m.expires_at, EXCLUDED.expires_at) END,
+                     message_ts = greatest(m.message_ts, EXCLUDED.message_ts)"
+            ))
+            .bind(chats)
+            .bind(senders)
+            .bind(ids)
+            .bind(secrets)
+            .bind(expires)
+            .bind(ts);
+        self.run(q).await?;
+        Ok(stored)
+    }
+
+    async fn get_msg_secret(&self, chat: &str, sender: &str, msg_id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_msg_secret_with_ts(chat, sender, msg_id).await?.map(|(s, _)| s))
+    }
+
+    async fn get_msg_secret_with_ts(&self, chat: &str, sender: &str, msg_id: &str) -> Result<Option<(Vec<u8>, i64)>> {
+        let row = sqlx::query(
+            "SELECT secret, message_ts FROM wa.msg_secrets WHERE session_id = $1 AND chat = $2 AND sender = $3 AND msg_id = $4",
+        )
+        .bind(&self.session)
+        .bind(chat)
+        .bind(sender)
+        .bind(msg_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| Ok((r.try_get(0).map_err(db_err)?, r.try_get(1).map_err(db_err)?))).transpose()
+    }
+
+    async fn delete_expired_msg_secrets(&self, cutoff_timestamp: i64) -> Result<u32> {
+        let q = self
+            .write(fenced!(
+                "DELETE FROM wa.msg_secrets WHERE session_id = $1 AND expires_at <> 0 AND expires_at <= $4
+                 AND EXISTS (SELECT 1 FROM fence)"
+            ))
+            .bind(cutoff_timestamp);
+        self.run(q).await.map(|n| n as u32)
+    }
+}

@@ -1,0 +1,300 @@
+//! SignalStore: identities, sessions, prekeys, signed prekeys, sender keys.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use whatsapp_rust::bytes::Bytes;
+use whatsapp_rust::wacore::store::error::{Result, StoreError};
+use whatsapp_rust::wacore::store::traits::SignalStore;
+
+use super::{PgBackend, db_err, fenced, ids_i64, last_wins};
+
+impl PgBackend {
+    /// One upsert of (address, record) pairs; sessions and sender keys share the shape.
+    async fn put_records(&self, sql: &'static str, items: &[(Arc<str>, Bytes)]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let rows = last_wins(items.iter().map(|(a, r)| (a.to_string(), r.to_vec())));
+        let (addrs, recs): (Vec<String>, Vec<Vec<u8>>) = rows.into_iter().unzip();
+        self.run(self.write(sql).bind(addrs).bind(recs)).await.map(drop)
+    }
+}
+
+#[async_trait]
+impl SignalStore for PgBackend {
+    async fn put_identity(&self, address: &str, key: [u8; 32]) -> Result<()> {
+        self.put_identities_batch(&[(Arc::from(address), key)]).await
+    }
+
+    async fn put_identities_batch(&self, identities: &[(Arc<str>, [u8; 32])]) -> Result<()> {
+        if identities.is_empty() {
+            return Ok(());
+        }
+        let rows = last_wins(identities.iter().map(|(a, k)| (a.to_string(), k.to_vec())));
+        let (addrs, keys): (Vec<String>, Vec<Vec<u8>>) = rows.into_iter().unzip();
+        let q = self
+            .write(fenced!(
+                "INSERT INTO wa.signal_identities (session_id, address, identity)
+                 SELECT $1, a, k FROM unnest($4::text[], $5::bytea[]) AS u(a, k)
+                 WHERE EXISTS (SELECT 1 FROM fence)
+                 ON CONFLICT (session_id, address) DO UPDATE SET identity = EXCLUDED.identity, updated_at = now()"
+            ))
+            .bind(addrs)
+            .bind(keys);
+        self.run(q).await.map(drop)
+    }
+
+    async fn load_identity(&self, address: &str) -> Result<Option<[u8; 32]>> {
+        let row = sqlx::query("SELECT identity FROM wa.signal_identities WHERE session_id = $1 AND address = $2")
+            .bind(&self.session)
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let v: Vec<u8> = r.try_get(0).map_err(db_err)?;
+                let arr: [u8; 32] = v
+                    .try_into()
+                    .map_err(|v: Vec<u8>| StoreError::Validation(format!("identity for an address has {} bytes, expected 32", v.len())))?;
+                Ok(Some(arr))
+            }
+        }
+    }
+
+    async fn delete_identity(&self, address: &str) -> Result<()> {
+        let q = self
+            .write(fenced!(
+                "DELETE FROM wa.signal_identities WHERE session_id = $1 AND address = $4 AND EXISTS (SELECT 1 FROM fence)"
+            ))
+            .bind(address.to_string());
+        self.run(q).await.map(drop)
+    }
+
+    async fn get_session(&self, address: &str) -> Result<Option<Bytes>> {
+        let v: Option<Vec<u8>> = sqlx::query_scalar("SELECT record FROM wa.signal_sessions WHERE session_id = $1 AND address = $2")
+            .bind(&self.session)
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(v.map(Bytes::from))
+    }
+
+    async fn put_session(&self, address: &str, session: &[u8]) -> Result<()> {
+        self.put_sessions_batch(&[(Arc::from(address), Bytes::copy_from_slice(session))]).await
+    }
+
+    async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> Result<()> {
+        self.put_records(
+            fenced!(
+                "INSERT INTO wa.signal_sessions (session_id, address, record)
+                 SELECT $1, a, r FROM unnest($4::text[], $5::bytea[]) AS u(a, r)
+                 WHERE EXISTS (SELECT 1 FROM fence)
+                 ON CONFLICT (session_id, address) DO UPDATE SET record = EXCLUDED.record, updated_at = now()"
+            ),
+            sessions,
+        )
+        .await
+    }
+
+    async fn delete_session(&self, address: &str) -> Result<()> {
+        let q = self
+            .write(fenced!(
+                "DELETE FROM wa.signal_sessions WHERE session_id = $1 AND address = $4 AND EXISTS (SELECT 1 FROM fence)"
+            ))
+            .bind(address.to_string());
+        self.run(q).await.map(drop)
+    }
+
+    async fn has_session(&self, address: &str) -> Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.signal_sessions WHERE session_id = $1 AND address = $2)")
+            .bind(&self.session)
+            .bind(address)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn has_signal_state_for_user(&self, user: &str) -> Result<bool> {
+        // Addresses are `user@server` (device 0) or `user:device@server`.
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM wa.signal_sessions WHERE session_id = $1
+                              AND (starts_with(address, $2 || '@') OR starts_with(address, $2 || ':')))
+                 OR EXISTS (SELECT 1 FROM wa.signal_identities WHERE session_id = $1
+                              AND (starts_with(address, $2 || '@') OR starts_with(address, $2 || ':')))",
+        )
+        .bind(&self.session)
+        .bind(user)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
+        self.store_prekeys_batch(&[(id, Bytes::copy_from_slice(record))], uploaded).await
+    }
+
+    async fn store_prekeys_batch(&self, keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let rows = last_wins(keys.iter().map(|(id, r)| (i64::from(*id), r.to_vec())));
+        let (ids, recs): (Vec<i64>, Vec<Vec<u8>>) = rows.into_iter().unzip();
+        let q = self
+            .write(fenced!(
+                "INSERT INTO wa.signal_prekeys (session_id, prekey_id, record, uploaded)
+                 SELECT $1, i, r, $6 FROM unnest($4::bigint[], $5::bytea[]) AS u(i, r)
+                 WHERE EXISTS (SELECT 1 FROM fence)
+                 ON CONFLICT (session_id, prekey_id) DO UPDATE SET record = EXCLUDED.record, uploaded = EXCLUDED.uploaded"
+            ))
+            .bind(ids)
+            .bind(recs)
+            .bind(uploaded);
+        self.run(q).await.map(drop)
+    }
+
+    async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
+        let v: Option<Vec<u8>> = sqlx::query_scalar("SELECT record FROM wa.signal_prekeys WHERE session_id = $1 AND prekey_id = $2")
+            .bind(&self.session)
+            .bind(i64::from(id))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(v.map(Bytes::from))
+    }
+
+    async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        // Ordered as asked, like the default implementation.
+        let rows = sqlx::query(
+            "SELECT p.prekey_id, p.record FROM unnest($2::bigint[]) WITH ORDINALITY AS u(id, ord)
+             JOIN wa.signal_prekeys p ON p.session_id = $1 AND p.prekey_id = u.id ORDER BY u.ord",
+        )
+        .bind(&self.session)
+        .bind(ids_i64(ids))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|r| {
+                let id: i64 = r.try_get(0).map_err(db_err)?;
+                let rec: Vec<u8> = r.try_get(1).map_err(db_err)?;
+                Ok((id as u32, Bytes::from(rec)))
+            })
+            .collect()
+    }
+
+    async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // UPDATE only: a key consumed since the upload snapshot stays deleted.
+        let q = self
+            .write(fenced!(
+                "UPDATE wa.signal_prekeys SET uploaded = true
+                 WHERE session_id = $1 AND prekey_id = ANY($4::bigint[]) AND EXISTS (SELECT 1 FROM fence)"
+            ))
+            .bind(ids_i64(ids));
+        self.run(q).await.map(drop)
+    }
+
+    async fn remove_prekey(&self, id: u32) -> Result<()> {
+        let q = self
+            .write(fenced!(
+                "DELETE FROM wa.signal_prekeys WHERE session_id = $1 AND prekey_id = $4 AND EXISTS (SELECT 1 FROM fence)"
+            ))
+            .bind(i64::from(id));
+        self.run(q).await.map(drop)
+    }
+
+    async fn get_max_prekey_id(&self) -> Result<u32> {
+        let v: i64 = sqlx::query_scalar("SELECT coalesce(max(prekey_id), 0) FROM wa.signal_prekeys WHERE session_id = $1")
+            .bind(&self.session)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(v as u32)
+    }
+
+    async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {
+        let q = self
+            .write(fenced!(
+                "INSERT INTO wa.signal_signed_prekeys (session_id, prekey_id, record)
+                 SELECT $1, $4, $5 WHERE EXISTS (SELECT 1 FROM fence)
+                 ON CONFLICT (session_id, prekey_id) DO UPDATE SET record = EXCLUDED.record"
+            ))
+            .bind(i64::from(id))
+            .bind(record.to_vec());
+        self.run(q).await.map(drop)
+    }
+
+    async fn load_signed_prekey(&self, id: u32) -> Result<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT record FROM wa.signal_signed_prekeys WHERE session_id = $1 AND prekey_id = $2")
+            .bind(&self.session)
+            .bind(i64::from(id))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn load_all_signed_prekeys(&self) -> Result<Vec<(u32, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT prekey_id, record FROM wa.signal_signed_prekeys WHERE session_id = $1 ORDER BY prekey_id")
+            .bind(&self.session)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|r| Ok((r.try_get::<i64, _>(0).map_err(db_err)? as u32, r.try_get(1).map_err(db_err)?)))
+            .collect()
+    }
+
+    async fn remove_signed_prekey(&self, id: u32) -> Result<()> {
+        let q = self
+            .write(fenced!(
+                "DELETE FROM wa.signal_signed_prekeys WHERE session_id = $1 AND prekey_id = $4 AND EXISTS (SELECT 1 FROM fence)"
+            ))
+            .bind(i64::from(id));
+        self.run(q).await.map(drop)
+    }
+
+    async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
+        self.put_sender_keys_batch(&[(Arc::from(address), Bytes::copy_from_slice(record))]).await
+    }
+
+    async fn put_sender_keys_batch(&self, sender_keys: &[(Arc<str>, Bytes)]) -> Result<()> {
+        self.put_records(
+            fenced!(
+                "INSERT INTO wa.signal_sender_keys (session_id, address, record)
+                 SELECT $1, a, r FROM unnest($4::text[], $5::bytea[]) AS u(a, r)
+                 WHERE EXISTS (SELECT 1 FROM fence)
+                 ON CONFLICT (session_id, address) DO UPDATE SET record = EXCLUDED.record, updated_at = now()"
+            ),
+            sender_keys,
+        )
+        .await
+    }
+
+    async fn get_sender_key(&self, address: &str) -> Result<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT record FROM wa.signal_sender_keys WHERE session_id = $1 AND address = $2")
+            .bind(&self.session)
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn delete_sender_key(&self, address: &str) -> Result<()> {
+        let q = self
+            .write(fenced!(
+                "DELETE FROM wa.signal_sender_keys WHERE session_id = $1 AND address = $4 AND EXISTS (SELECT 1 FROM fence)"
+            ))
+            .bind(address.to_string());
+        self.run(q).await.map(drop)
+    }
+}
