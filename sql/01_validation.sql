@@ -149,10 +149,11 @@ BEGIN
         END IF;
         NEW.payload := jsonb_set(NEW.payload, '{scope}', to_jsonb(scope));
     WHEN 'close_session' THEN
-        IF (NEW.payload ? 'logout' AND jsonb_typeof(NEW.payload->'logout') <> 'boolean')
-           OR (NEW.payload ? 'wipe' AND jsonb_typeof(NEW.payload->'wipe') <> 'boolean') THEN
-            RAISE EXCEPTION USING ERRCODE = 'WA006',
-                MESSAGE = 'payload.logout and payload.wipe: must be true or false';
+        IF NEW.payload ? 'logout' AND jsonb_typeof(NEW.payload->'logout') <> 'boolean' THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'payload.logout: must be true or false';
+        END IF;
+        IF NEW.payload ? 'wipe' AND jsonb_typeof(NEW.payload->'wipe') <> 'boolean' THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'payload.wipe: must be true or false';
         END IF;
     WHEN 'maintenance' THEN
         IF coalesce(NEW.payload->>'task', '') = '' THEN

@@ -1,0 +1,243 @@
+//! The SQL API as apps use it: enqueue, validation with SQLSTATEs, idempotency,
+//! transactions, plain INSERTs, cancel/retry, views and NOTIFY. No worker runs here.
+
+mod common;
+
+use common::sqlstate;
+use pgwa::testkit::TestDb;
+use sqlx::PgPool;
+
+async fn db_with_session() -> TestDb {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    db
+}
+
+async fn jobs(pool: &PgPool) -> i64 {
+    common::count(pool, "SELECT count(*) FROM wa.jobs").await
+}
+
+/// Runs `sql` expecting an error; returns (SQLSTATE, message).
+async fn fails(pool: &PgPool, sql: &str) -> (String, String) {
+    let e = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await.expect_err(sql);
+    let msg = e.as_database_error().map(|d| d.message().to_owned()).unwrap_or_default();
+    (sqlstate(&e), msg)
+}
+
+#[tokio::test]
+async fn send_text_returns_ids_and_normalizes_the_recipient() {
+    let db = db_with_session().await;
+    let (job, msg): (i64, String) = sqlx::query_as("SELECT job_id, message_id FROM wa.send_text('s1', '+55 (11) 99999-8888', 'hi')")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(msg.starts_with("3EB0") && msg.len() == 22, "{msg}");
+    let (chat, state, delivery, kind, text): (String, String, String, String, String) = sqlx::query_as(
+        "SELECT chat, state::text, delivery::text, kind::text, payload->>'text' FROM wa.jobs WHERE id = $1",
+    )
+    .bind(job)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(chat, "5511999998888@s.whatsapp.net");
+    assert_eq!((state.as_str(), delivery.as_str(), kind.as_str(), text.as_str()), ("available", "queued", "send", "hi"));
+    let status: String = sqlx::query_scalar("SELECT status::text FROM wa.outbound WHERE job_id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
+    assert_eq!(status, "queued");
+
+    for (input, want) in [
+        ("5511999998888@c.us", "5511999998888@s.whatsapp.net"),
+        ("123456789@lid", "123456789@lid"),
+        ("120363012345678901@g.us", "120363012345678901@g.us"),
+        ("120363012345678901@newsletter", "120363012345678901@newsletter"),
+    ] {
+        let got: String = sqlx::query_scalar("SELECT wa.normalize_jid($1)").bind(input).fetch_one(&db.pool).await.unwrap();
+        assert_eq!(got, want);
+    }
+}
+
+#[tokio::test]
+async fn a_rolled_back_transaction_leaves_nothing() {
+    let db = db_with_session().await;
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT wa.send_text('s1', '+5511999998888', 'in a transaction')").execute(&mut *tx).await.unwrap();
+    sqlx::query("SELECT wa.reconnect('s1')").execute(&mut *tx).await.unwrap();
+    assert_eq!(common::count_in(&mut tx).await, 2);
+    tx.rollback().await.unwrap();
+    assert_eq!(jobs(&db.pool).await, 0);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_returns_the_first_job() {
+    let db = db_with_session().await;
+    let first: (i64, String) = sqlx::query_as("SELECT * FROM wa.send_text('s1', '+5511999998888', 'one', idempotency_key => 'order-42')")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let again: (i64, String) = sqlx::query_as("SELECT * FROM wa.send_text('s1', '+5511999998888', 'two', idempotency_key => 'order-42')")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(jobs(&db.pool).await, 1);
+
+    // Concurrent inserts of one key from many connections still make one job.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let pool = db.pool.clone();
+        tasks.push(tokio::spawn(async move {
+            sqlx::query_scalar::<_, i64>("SELECT (wa.enqueue('s1', 'reconnect', idempotency_key => 'race')).id")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(jobs(&db.pool).await, 2);
+    // Another session may reuse the key.
+    sqlx::query("SELECT wa.add_session('s2')").execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT wa.enqueue('s2', 'reconnect', idempotency_key => 'race')").execute(&db.pool).await.unwrap();
+    assert_eq!(jobs(&db.pool).await, 3);
+}
+
+#[tokio::test]
+async fn bad_input_raises_a_documented_sqlstate_and_inserts_nothing() {
+    let db = db_with_session().await;
+    let long = "x".repeat(65_537);
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("SELECT wa.send_text('nope', '+5511999998888', 'hi')".into(), "WA001", "session"),
+        ("SELECT wa.send_text('s1', '12ab', 'hi')".into(), "WA002", "recipient"),
+        ("SELECT wa.send_text('s1', '+0011999998888', 'hi')".into(), "WA002", "recipient"),
+        ("SELECT wa.send_text('s1', '5511999998888:3@s.whatsapp.net', 'hi')".into(), "WA002", "recipient"),
+        ("SELECT wa.send_text('s1', '', 'hi')".into(), "WA002", "recipient"),
+        ("SELECT wa.send_text('s1', '+5511999998888', '   ')".into(), "WA003", "text"),
+        ("SELECT wa.send_text('s1', '+5511999998888', NULL)".into(), "WA003", "body"),
+        (format!("SELECT wa.send_text('s1', '+5511999998888', '{long}')"), "WA003", "text"),
+        ("SELECT wa.enqueue('s1', 'explode')".into(), "WA004", "kind"),
+        ("SELECT wa.enqueue('s1', 'reconnect', priority => -1)".into(), "WA005", "priority"),
+        ("SELECT wa.enqueue('s1', 'reconnect', max_attempts => 0)".into(), "WA005", "max_attempts"),
+        ("SELECT wa.enqueue('s1', 'reconnect', idempotency_key => '')".into(), "WA005", "idempotency_key"),
+        ("SELECT wa.enqueue('s1', 'reconnect', '[1]')".into(), "WA006", "payload"),
+        ("SELECT wa.enqueue('s1', 'send', '{\"to\": \"+5511999998888\", \"type\": \"hologram\"}')".into(), "WA006", "payload.type"),
+        ("SELECT wa.enqueue('s1', 'key_cleanup', '{\"scope\": \"everything\"}')".into(), "WA006", "payload.scope"),
+        ("SELECT wa.enqueue('s1', 'key_cleanup', '{\"scope\": \"peer\"}')".into(), "WA002", "payload.peer"),
+        ("SELECT wa.enqueue('s1', 'close_session', '{\"logout\": \"yes\"}')".into(), "WA006", "payload.logout"),
+        ("SELECT wa.enqueue(NULL, 'maintenance', '{}')".into(), "WA006", "payload.task"),
+        ("SELECT wa.enqueue('s1', 'maintenance', '{\"task\": \"retention\"}')".into(), "WA005", "session"),
+        ("SELECT wa.enqueue(NULL, 'send', '{}')".into(), "WA001", "session"),
+        ("SELECT wa.reconnect('nope')".into(), "WA001", "session"),
+        ("SELECT wa.close_session('nope')".into(), "WA001", "session"),
+        ("SELECT wa.cancel_job(424242)".into(), "WA007", "job"),
+        ("SELECT wa.retry_job(424242)".into(), "WA007", "job"),
+        ("SELECT wa.add_session('bad id!')".into(), "WA009", "id"),
+        ("SELECT wa.add_session('ok', pair_phone => '12')".into(), "WA009", "pair_phone"),
+        ("SELECT wa.add_session('ok', metadata => '[]')".into(), "WA009", "metadata"),
+        ("SELECT wa.add_session('s1')".into(), "WA010", "id"),
+        ("SELECT wa.start_session('nope')".into(), "WA001", "session"),
+        ("SELECT wa.stop_session('nope')".into(), "WA001", "session"),
+        ("SELECT wa.remove_session('nope')".into(), "WA001", "session"),
+    ];
+    for (sql, code, arg) in &cases {
+        let (got, msg) = fails(&db.pool, sql).await;
+        assert_eq!(&got, code, "{sql}: {msg}");
+        assert!(msg.starts_with(&format!("{arg}:")), "{sql}: message should name {arg}: {msg}");
+    }
+    assert_eq!(jobs(&db.pool).await, 0);
+    assert_eq!(common::count(&db.pool, "SELECT count(*) FROM wa.sessions").await, 1);
+}
+
+#[tokio::test]
+async fn a_plain_insert_is_validated_and_normalized_too() {
+    let db = db_with_session().await;
+    let (state, chat, msg, attempts): (String, String, String, i16) = sqlx::query_as(
+        "INSERT INTO wa.jobs (session_id, kind, payload, attempts, state)
+         VALUES ('s1', 'send', '{\"to\": \"5511999998888\", \"text\": \"plain\"}', 7, 'available')
+         RETURNING state::text, chat, message_id, attempts",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((state.as_str(), chat.as_str(), attempts), ("available", "5511999998888@s.whatsapp.net", 0));
+    assert_eq!(msg.len(), 22);
+    let future: String = sqlx::query_scalar(
+        "INSERT INTO wa.jobs (session_id, kind, run_at) VALUES ('s1', 'reconnect', now() + interval '1 hour') RETURNING state::text",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(future, "scheduled");
+    let (code, _) = fails(&db.pool, "INSERT INTO wa.jobs (session_id, kind, state) VALUES ('s1', 'reconnect', 'completed')").await;
+    assert_eq!(code, "WA005");
+    let (code, _) = fails(&db.pool, "INSERT INTO wa.jobs (session_id, kind, payload) VALUES ('s1', 'send', '{\"text\": \"no recipient\"}')").await;
+    assert_eq!(code, "WA002");
+    let (code, _) = fails(&db.pool, "INSERT INTO wa.jobs (session_id, kind) VALUES ('s1', 'bogus')").await;
+    assert_eq!(code, "22P02", "an unknown kind is not a wa.job_kind");
+    assert_eq!(jobs(&db.pool).await, 2);
+}
+
+#[tokio::test]
+async fn cancel_and_retry_follow_the_job_state_machine() {
+    let db = db_with_session().await;
+    let id: i64 = sqlx::query_scalar("SELECT job_id FROM wa.send_text('s1', '+5511999998888', 'x')").fetch_one(&db.pool).await.unwrap();
+    let s: String = sqlx::query_scalar("SELECT wa.cancel_job($1)::text").bind(id).fetch_one(&db.pool).await.unwrap();
+    assert_eq!(s, "cancelled");
+    let s: String = sqlx::query_scalar("SELECT wa.cancel_job($1)::text").bind(id).fetch_one(&db.pool).await.unwrap();
+    assert_eq!(s, "cancelled", "cancelling twice is harmless");
+    let d: String = sqlx::query_scalar("SELECT status::text FROM wa.outbound WHERE job_id = $1").bind(id).fetch_one(&db.pool).await.unwrap();
+    assert_eq!(d, "failed");
+    let s: String = sqlx::query_scalar("SELECT wa.retry_job($1)::text").bind(id).fetch_one(&db.pool).await.unwrap();
+    assert_eq!(s, "available");
+    let d: String = sqlx::query_scalar("SELECT status::text FROM wa.outbound WHERE job_id = $1").bind(id).fetch_one(&db.pool).await.unwrap();
+    assert_eq!(d, "queued");
+    sqlx::query("UPDATE wa.jobs SET state = 'completed', finished_at = now() WHERE id = $1").bind(id).execute(&db.pool).await.unwrap();
+    let (code, msg) = fails(&db.pool, &format!("SELECT wa.retry_job({id})")).await;
+    assert_eq!(code, "WA008", "{msg}");
+    let (code, _) = fails(&db.pool, &format!("SELECT wa.cancel_job({id})")).await;
+    assert_eq!(code, "WA008");
+}
+
+#[tokio::test]
+async fn one_notify_per_insert_statement() {
+    let db = db_with_session().await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener.listen("wa_jobs").await.unwrap();
+    sqlx::query("SELECT wa.send_text('s1', '+5511999998888', 'bulk ' || i) FROM generate_series(1, 1000) i")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO wa.jobs (session_id, kind, payload)
+         SELECT 's1', 'send', jsonb_build_object('to', '+5511999998888', 'text', 'bulk ' || i) FROM generate_series(1, 1000) i",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    while let Ok(Some(n)) = tokio::time::timeout(std::time::Duration::from_millis(500), listener.try_recv()).await.map(|r| r.unwrap()) {
+        got.push(n.payload().to_owned());
+    }
+    // The SELECT runs 1,000 single-row INSERTs inside wa.send_text, whose identical
+    // payloads Postgres folds into one per transaction; the INSERT ... SELECT is one
+    // statement. Either way: one wake-up, naming the session, no message text.
+    assert_eq!(got, vec![r#"{"sessions" : ["s1"]}"#.to_string(); 2], "{got:?}");
+}
+
+#[tokio::test]
+async fn views_report_health_and_queue() {
+    let db = db_with_session().await;
+    sqlx::query("SELECT wa.send_text('s1', '+5511999998888', 'x') FROM generate_series(1, 3)").execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT wa.reconnect('s1')").execute(&db.pool).await.unwrap();
+    let (available, kind): (i64, String) = sqlx::query_as("SELECT available, kind::text FROM wa.queue_stats WHERE session = 's1' AND kind = 'send'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!((available, kind.as_str()), (3, "send"));
+    sqlx::query("UPDATE wa.sessions SET bad_mac_count = 3").execute(&db.pool).await.unwrap();
+    let (healthy, bad_mac, limit): (bool, i32, i32) =
+        sqlx::query_as("SELECT healthy, bad_mac_count, bad_mac_limit FROM wa.session_health WHERE session = 's1'").fetch_one(&db.pool).await.unwrap();
+    assert_eq!((healthy, bad_mac, limit), (false, 3, 3));
+}

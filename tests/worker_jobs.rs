@@ -1,0 +1,231 @@
+//! A worker (in this process, simulated WhatsApp side) consuming jobs: per-chat FIFO
+//! under retries, backoff and the dead state, cancellation, NOTIFY wake-ups, control
+//! jobs before sends.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{InProcess, count, eventually, fast_config, wait_connected};
+use pgwa::testkit::TestDb;
+
+/// The lines the simulated server logged: (chat, message id) in send order.
+fn sent(path: &std::path::Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[1].to_owned(), f[2].to_owned())
+        })
+        .collect()
+}
+
+async fn all_finished(db: &TestDb) {
+    eventually(Duration::from_secs(20), "all jobs to finish", || async {
+        (count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE finished_at IS NULL").await == 0).then_some(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sends_to_one_chat_keep_their_order_across_retries() {
+    let db = TestDb::new().await.unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut cfg = fast_config(&db);
+    cfg.whatsapp.simulated.sent_log = Some(log.path().to_string_lossy().into_owned());
+    cfg.worker.claim_batch = 7; // several claims, so order must hold across batches too
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    // Two chats; in chat A, message 3 fails twice and message 6 fails once.
+    let fails = |i: i32, chat: &str| match (chat, i) {
+        ("A", 3) => 2,
+        ("A", 6) => 1,
+        _ => 0,
+    };
+    let mut expected: std::collections::HashMap<&str, Vec<String>> = Default::default();
+    for i in 1..=20 {
+        for (chat, phone) in [("A", "+15550000001"), ("B", "+15550000002")] {
+            let payload = serde_json::json!({ "to": phone, "text": format!("{chat}{i}"), "sim": { "fail_attempts": fails(i, chat) } });
+            let msg: String = sqlx::query_scalar("SELECT (wa.enqueue('s1', 'send', $1)).message_id")
+                .bind(payload)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+            expected.entry(chat).or_default().push(msg);
+        }
+    }
+    let w = InProcess::start(cfg).await;
+    all_finished(&db).await;
+    w.stop().await;
+
+    let log = sent(log.path());
+    for (chat, phone) in [("A", "15550000001@s.whatsapp.net"), ("B", "15550000002@s.whatsapp.net")] {
+        let order: Vec<String> = log.iter().filter(|(c, _)| c == phone).map(|(_, m)| m.clone()).collect();
+        assert_eq!(order, expected[chat], "chat {chat} delivered out of order or more than once");
+    }
+    let (completed, retried): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'completed'), count(*) FILTER (WHERE jsonb_array_length(errors) > 0) FROM wa.jobs",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((completed, retried), (40, 2));
+    let attempts: Vec<i16> = sqlx::query_scalar("SELECT attempts FROM wa.jobs WHERE jsonb_array_length(errors) > 0 ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, vec![3, 2], "attempts count failures, released jobs do not spend one");
+}
+
+#[tokio::test]
+async fn failures_back_off_then_die_with_their_errors_kept() {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    let w = InProcess::start(fast_config(&db)).await;
+    wait_connected(&db.pool, 1).await;
+    let t = Instant::now();
+    let doomed: i64 = sqlx::query_scalar(
+        "SELECT (wa.enqueue('s1', 'send', '{\"to\": \"+15550000001\", \"text\": \"x\", \"sim\": {\"fail_attempts\": 99}}', max_attempts => 4)).id",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let refused: i64 = sqlx::query_scalar(
+        "SELECT (wa.enqueue('s1', 'send', '{\"to\": \"+15550000002\", \"text\": \"x\", \"sim\": {\"fail\": \"spam\"}}')).id",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    all_finished(&db).await;
+    let elapsed = t.elapsed();
+    w.stop().await;
+
+    let (state, delivery, attempts, errors): (String, String, i16, serde_json::Value) =
+        sqlx::query_as("SELECT state::text, delivery::text, attempts, errors FROM wa.jobs WHERE id = $1")
+            .bind(doomed)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), delivery.as_str(), attempts), ("dead", "failed", 4));
+    let errors = errors.as_array().unwrap();
+    assert_eq!(errors.len(), 4);
+    assert_eq!(errors[0]["attempt"], 1);
+    assert!(errors[3]["error"].as_str().unwrap().contains("attempt 4"));
+    // Backoffs of ~50, ~100, ~200 ms (+-25 %) separate the four attempts.
+    assert!(elapsed >= Duration::from_millis(260), "retries came too fast: {elapsed:?}");
+
+    let (state, attempts, last): (String, i16, String) =
+        sqlx::query_as("SELECT state::text, attempts, errors->-1->>'error' FROM wa.jobs WHERE id = $1").bind(refused).fetch_one(&db.pool).await.unwrap();
+    assert_eq!((state.as_str(), attempts), ("dead", 1), "a permanent refusal is not retried");
+    assert!(last.contains("spam"), "{last}");
+
+    // wa.retry_job gives a dead job another attempt.
+    sqlx::query("UPDATE wa.jobs SET payload = payload - 'sim' WHERE id = $1").bind(refused).execute(&db.pool).await.unwrap();
+    let s: String = sqlx::query_scalar("SELECT wa.retry_job($1)::text").bind(refused).fetch_one(&db.pool).await.unwrap();
+    assert_eq!(s, "available");
+    let w = InProcess::start(fast_config(&db)).await;
+    all_finished(&db).await;
+    w.stop().await;
+    let (state, attempts): (String, i16) = sqlx::query_as("SELECT state::text, attempts FROM wa.jobs WHERE id = $1").bind(refused).fetch_one(&db.pool).await.unwrap();
+    assert_eq!((state.as_str(), attempts), ("completed", 2));
+}
+
+#[tokio::test]
+async fn a_cancelled_job_never_starts() {
+    let db = TestDb::new().await.unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut cfg = fast_config(&db);
+    cfg.whatsapp.simulated.sent_log = Some(log.path().to_string_lossy().into_owned());
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    let keep: String = sqlx::query_scalar("SELECT message_id FROM wa.send_text('s1', '+15550000001', 'keep')").fetch_one(&db.pool).await.unwrap();
+    let (gone, gone_msg): (i64, String) = sqlx::query_as("SELECT * FROM wa.send_text('s1', '+15550000001', 'drop')").fetch_one(&db.pool).await.unwrap();
+    let later: (i64, String) = sqlx::query_as("SELECT * FROM wa.send_text('s1', '+15550000001', 'later', run_at => now() + interval '300 ms')")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT wa.cancel_job($1)").bind(gone).execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT wa.cancel_job($1)").bind(later.0).execute(&db.pool).await.unwrap();
+    let w = InProcess::start(cfg).await;
+    all_finished(&db).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    w.stop().await;
+    let msgs: Vec<String> = sent(log.path()).into_iter().map(|(_, m)| m).collect();
+    assert_eq!(msgs, vec![keep], "cancelled {gone_msg} and {} must not be sent", later.1);
+    let states: Vec<String> = sqlx::query_scalar("SELECT state::text FROM wa.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
+    assert_eq!(states, vec!["completed", "cancelled", "cancelled"]);
+}
+
+#[tokio::test]
+async fn notify_wakes_an_idle_worker_at_once() {
+    let db = TestDb::new().await.unwrap();
+    let mut cfg = fast_config(&db);
+    cfg.worker.poll_interval_ms = 60_000; // only NOTIFY can wake it in time
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    let w = InProcess::start(cfg).await;
+    wait_connected(&db.pool, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the dispatcher go idle
+    let mut worst = Duration::ZERO;
+    for i in 0..20 {
+        let t = Instant::now();
+        let id: i64 = sqlx::query_scalar("SELECT job_id FROM wa.send_text('s1', '+15550000001', $1)")
+            .bind(format!("ping {i}"))
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        eventually(Duration::from_secs(5), "the job to complete", || async {
+            let s: String = sqlx::query_scalar("SELECT state::text FROM wa.jobs WHERE id = $1").bind(id).fetch_one(&db.pool).await.unwrap();
+            (s == "completed").then_some(())
+        })
+        .await;
+        worst = worst.max(t.elapsed());
+    }
+    w.stop().await;
+    assert!(worst < Duration::from_secs(1), "a NOTIFY wake-up took {worst:?}; the poll interval is 60 s");
+}
+
+#[tokio::test]
+async fn poll_only_mode_still_runs_jobs() {
+    let db = TestDb::new().await.unwrap();
+    let mut cfg = fast_config(&db);
+    cfg.worker.poll_only = true;
+    cfg.worker.poll_interval_ms = 100;
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    let w = InProcess::start(cfg).await;
+    sqlx::query("SELECT wa.send_text('s1', '+15550000001', 'polled')").execute(&db.pool).await.unwrap();
+    all_finished(&db).await;
+    w.stop().await;
+    assert_eq!(count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE state = 'completed'").await, 1);
+}
+
+#[tokio::test]
+async fn control_jobs_run_before_queued_sends() {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT wa.send_text('s1', '+15550000001', 'queued ' || i) FROM generate_series(1, 50) i").execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT wa.close_session('s1', 'tenant left', logout => true)").execute(&db.pool).await.unwrap();
+    let w = InProcess::start(fast_config(&db)).await;
+    eventually(Duration::from_secs(10), "the session to stop", || async {
+        let (status, owner, closed): (String, Option<uuid::Uuid>, bool) = sqlx::query_as(
+            "SELECT status::text, owner_id, EXISTS (SELECT 1 FROM wa.jobs WHERE kind = 'close_session' AND state = 'completed')
+               FROM wa.sessions WHERE id = 's1'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        (closed && status == "stopped" && owner.is_none()).then_some(())
+    })
+    .await;
+    w.stop().await;
+    let (close_state, sends_done): (String, i64) = sqlx::query_as(
+        "SELECT (SELECT state::text FROM wa.jobs WHERE kind = 'close_session'),
+                (SELECT count(*) FROM wa.jobs WHERE kind = 'send' AND state = 'completed')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(close_state, "completed");
+    assert_eq!(sends_done, 0, "the close ran before any queued send, which now waits for wa.start_session");
+    let (desired, reason): (String, String) = sqlx::query_as("SELECT desired::text, status_reason FROM wa.sessions").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(desired, "stopped");
+    assert!(reason.contains("tenant left") && reason.contains("logged out"), "{reason}");
+}
