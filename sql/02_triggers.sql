@@ -77,3 +77,30 @@ $$;
 DROP TRIGGER IF EXISTS inbox_notify ON wa.inbox;
 CREATE TRIGGER inbox_notify AFTER INSERT ON wa.inbox
     FOR EACH ROW EXECUTE FUNCTION wa._inbox_notify();
+
+-- Channel wa_schedules: workers reload the schedules when they change.
+CREATE OR REPLACE FUNCTION wa._schedules_notify()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('wa_schedules', '{}');
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS schedules_notify ON wa.schedules;
+CREATE TRIGGER schedules_notify AFTER INSERT OR DELETE OR UPDATE OF cron, enabled, task, payload ON wa.schedules
+    FOR EACH STATEMENT EXECUTE FUNCTION wa._schedules_notify();
+
+-- Channel wa_sessions: a session was added or its desired state changed; workers
+-- re-run their lease tick at once instead of at the next heartbeat.
+CREATE OR REPLACE FUNCTION wa._sessions_notify_desired()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('wa_sessions', json_build_object('session', NEW.id, 'desired', NEW.desired)::text);
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS sessions_notify_desired ON wa.sessions;
+CREATE TRIGGER sessions_notify_desired AFTER INSERT OR UPDATE OF desired ON wa.sessions
+    EXECUTE FUNCTION wa._sessions_notify_desired();

@@ -9,7 +9,7 @@ use sqlx::postgres::PgListener;
 
 use super::Shared;
 
-pub const CHANNELS: [&str; 3] = ["wa_jobs", "wa_job_cancel", "wa_sessions"];
+pub const CHANNELS: [&str; 4] = ["wa_jobs", "wa_job_cancel", "wa_sessions", "wa_schedules"];
 
 pub async fn run(shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(100);
@@ -48,6 +48,7 @@ async fn listen(shared: &Arc<Shared>) -> anyhow::Result<()> {
                     }
                 }
             }
+            "wa_schedules" => shared.wake_schedules.notify_one(),
             _ => shared.wake_lease.notify_one(),
         }
     }

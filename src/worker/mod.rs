@@ -5,13 +5,15 @@
 //! * `dispatch`: promote due jobs, claim batches, run them (per-chat FIFO lanes);
 //! * `completer`: record outcomes in batches, fenced by the session epoch;
 //! * `listen`: LISTEN for wake-ups (skipped in poll-only mode);
-//! * `events`: map what the WhatsApp side reports to statuses and actions.
+//! * `events`: map what the WhatsApp side reports to statuses and actions;
+//! * `schedules`: fire wa.schedules (apalis-cron) as maintenance jobs.
 
 mod completer;
 mod dispatch;
 mod events;
 mod lease;
 mod listen;
+pub mod schedules;
 mod slots;
 
 use std::sync::Arc;
@@ -41,6 +43,7 @@ pub struct Shared {
     pub in_flight: AtomicUsize,
     pub wake_dispatch: Notify,
     pub wake_lease: Notify,
+    pub wake_schedules: Notify,
     /// Jobs wa.cancel_job asked us to drop if they have not started.
     pub cancelled: std::sync::Mutex<std::collections::HashSet<i64>>,
     /// Set when shutdown begins: no new claims, lanes release what they have not started.
@@ -88,6 +91,7 @@ impl Worker {
             in_flight: AtomicUsize::new(0),
             wake_dispatch: Notify::new(),
             wake_lease: Notify::new(),
+            wake_schedules: Notify::new(),
             cancelled: Default::default(),
             stopping: CancellationToken::new(),
             release_leases: CancellationToken::new(),
@@ -112,12 +116,14 @@ impl Worker {
         let listener = (!shared.cfg.worker.poll_only).then(|| tokio::spawn(listen::run(shared.clone())));
         let dispatcher = tokio::spawn(dispatch::run(shared.clone()));
         let leases = tokio::spawn(lease::run(shared.clone(), events_tx));
+        let schedules = tokio::spawn(schedules::run(shared.clone()));
 
         shutdown.cancelled().await;
         tracing::info!(worker = %shared.id, in_flight = shared.in_flight.load(Ordering::SeqCst), "shutting down");
         let _ = crate::db::workers::mark_stopping(&shared.pool, shared.id).await;
         shared.stopping.cancel();
         let _ = dispatcher.await;
+        let _ = schedules.await;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(shared.cfg.worker.shutdown_timeout_ms);
         while shared.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
