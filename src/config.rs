@@ -188,7 +188,10 @@ impl Config {
         let explicit = path.is_some();
         let path = path.unwrap_or(Path::new("pgwa.toml"));
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
-        if explicit || path.exists() {
+        if explicit && !path.exists() {
+            return Err(figment::Error::from(format!("config file {} does not exist", path.display())));
+        }
+        if path.exists() {
             fig = fig.merge(Toml::file_exact(path));
         }
         let config: Config = fig
@@ -231,5 +234,42 @@ impl Config {
             return bad("db.max_connections", "must be at least 4 (claims, completions, leases, maintenance)");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with(toml: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgwa.toml");
+        std::fs::write(&path, toml).unwrap();
+        Config::load(Some(&path)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let cfg = load_with("[worker]\nmax_sessions = 7\n").unwrap();
+        assert_eq!(cfg.worker.max_sessions, 7);
+        assert_eq!(cfg.worker.claim_batch, WorkerConfig::default().claim_batch);
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_what_is_accepted() {
+        let e = load_with("[whatsapp]\nbackend = \"telegram\"\n").unwrap_err();
+        assert!(e.contains("telegram") && e.contains("simulated") && e.to_lowercase().contains("backend"), "{e}");
+        let e = load_with("[worker]\nlease_ttl = 5\n").unwrap_err();
+        assert!(e.contains("lease_ttl") && e.contains("lease_ttl_ms"), "{e}");
+        let e = load_with("[worker]\nheartbeat_ms = 0\n").unwrap_err();
+        assert!(e.contains("worker.heartbeat_ms"), "{e}");
+        let e = load_with("[whatsapp.simulated]\nsend_failure_rate = 2.0\n").unwrap_err();
+        assert!(e.contains("whatsapp.simulated.send_failure_rate") && e.contains("between 0.0 and 1.0"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_explicit_file_is_an_error() {
+        let e = Config::load(Some(Path::new("/nonexistent/pgwa.toml"))).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/pgwa.toml") && e.contains("does not exist"), "{e}");
     }
 }
