@@ -6,6 +6,7 @@
 //! - `{"type":"Buffer","data":[1,2,3]}` (Node's `Buffer.toJSON`);
 //! - `{"type":"Buffer","data":"<base64>"}` (Baileys' `BufferJSON.replacer`, which is what
 //!   survives a trip through Postgres JSONB; the seeds lost a production day to it);
+//! - `{"buffer":true,"value":"<base64>"}` (older Baileys releases);
 //! - `{"0":1,"1":2}` (a `Uint8Array` passed through `JSON.stringify`).
 
 use base64::Engine;
@@ -65,9 +66,12 @@ fn from_array(items: &[Value]) -> Result<Vec<u8>, Problem> {
         .collect()
 }
 
-/// True for `{"type":"Buffer","data":...}`.
+/// True for `{"type":"Buffer","data":...}` and old Baileys' `{"buffer":true,"value":...}`.
 pub fn is_buffer_object(v: &Value) -> bool {
-    v.as_object().is_some_and(|o| o.get("type").and_then(Value::as_str) == Some("Buffer") && o.contains_key("data"))
+    v.as_object().is_some_and(|o| {
+        (o.get("type").and_then(Value::as_str) == Some("Buffer") && o.contains_key("data"))
+            || (o.get("buffer") == Some(&Value::Bool(true)) && o.contains_key("value"))
+    })
 }
 
 fn is_uint8array_object(o: &serde_json::Map<String, Value>) -> bool {
@@ -79,7 +83,7 @@ pub fn revive(v: &Value) -> Result<Vec<u8>, Problem> {
     match v {
         Value::String(s) => decode_base64(s),
         Value::Array(items) => from_array(items),
-        Value::Object(o) if is_buffer_object(v) => match o.get("data") {
+        Value::Object(o) if is_buffer_object(v) => match o.get("data").or_else(|| o.get("value")) {
             Some(Value::String(s)) => decode_base64(s),
             Some(Value::Array(items)) => from_array(items),
             Some(other) => Err(Problem::WrongType { expected: "Buffer data as an array or base64 string", found: type_name(other) }),

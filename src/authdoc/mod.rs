@@ -9,6 +9,6 @@ mod device;
 mod error;
 pub mod reader;
 
-pub use bytes::{ByteForm, encode, encode_as, normalize_buffers, revive};
+pub use bytes::{ByteForm, decode_base64, encode, encode_as, normalize_buffers, revive};
 pub use device::{FORMAT, from_document, read_key_pair, to_document};
 pub use error::{AuthDocError, Problem};
