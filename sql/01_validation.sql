@@ -107,7 +107,6 @@ BEGIN
     CASE NEW.kind
     WHEN 'send' THEN
         NEW.chat := wa.normalize_jid(coalesce(NEW.chat, NEW.payload->>'to'), 'to');
-        NEW.payload := jsonb_set(NEW.payload, '{to}', to_jsonb(NEW.chat));
         NEW.message_id := coalesce(NEW.message_id, wa.new_message_id());
         IF NEW.message_id !~ '^[A-Za-z0-9]{8,64}$' THEN
             RAISE EXCEPTION USING ERRCODE = 'WA005',
@@ -115,7 +114,7 @@ BEGIN
         END IF;
         NEW.delivery := 'queued';
         msg_type := coalesce(NEW.payload->>'type', 'text');
-        NEW.payload := jsonb_set(NEW.payload, '{type}', to_jsonb(msg_type));
+        NEW.payload := NEW.payload || jsonb_build_object('to', NEW.chat, 'type', msg_type);
         IF msg_type = 'text' THEN
             IF jsonb_typeof(NEW.payload->'text') IS DISTINCT FROM 'string' THEN
                 RAISE EXCEPTION USING ERRCODE = 'WA003', MESSAGE = 'text: missing; a text message needs payload.text as a string';
