@@ -10,6 +10,7 @@
 //! `ephemeral`. SQL lives only here and in `crate::import`.
 
 mod appsync;
+pub mod bench_data;
 pub mod cleanup;
 mod device;
 mod ephemeral;
