@@ -104,3 +104,23 @@ $$;
 DROP TRIGGER IF EXISTS sessions_notify_desired ON wa.sessions;
 CREATE TRIGGER sessions_notify_desired AFTER INSERT OR UPDATE OF desired ON wa.sessions
     EXECUTE FUNCTION wa._sessions_notify_desired();
+
+-- Channel wa_link: a new QR code or pairing code was published for a session. The code
+-- itself is read from wa.sessions (qr_code, pair_code), never sent in the payload.
+CREATE OR REPLACE FUNCTION wa._sessions_notify_link()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('wa_link', json_build_object(
+        'session', NEW.id,
+        'kind', CASE WHEN NEW.qr_code IS DISTINCT FROM OLD.qr_code THEN 'qr' ELSE 'pair_code' END,
+        'expires_at', CASE WHEN NEW.qr_code IS DISTINCT FROM OLD.qr_code THEN NEW.qr_expires_at
+                           ELSE NEW.pair_code_expires_at END)::text);
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS sessions_notify_link ON wa.sessions;
+CREATE TRIGGER sessions_notify_link AFTER UPDATE OF qr_code, pair_code ON wa.sessions
+    FOR EACH ROW WHEN ((NEW.qr_code IS NOT NULL AND NEW.qr_code IS DISTINCT FROM OLD.qr_code)
+                    OR (NEW.pair_code IS NOT NULL AND NEW.pair_code IS DISTINCT FROM OLD.pair_code))
+    EXECUTE FUNCTION wa._sessions_notify_link();
