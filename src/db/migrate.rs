@@ -13,6 +13,7 @@ const SQL_API: &[(&str, &str)] = &[
     ("03_sessions_api.sql", include_str!("../../sql/03_sessions_api.sql")),
     ("04_jobs_api.sql", include_str!("../../sql/04_jobs_api.sql")),
     ("05_views.sql", include_str!("../../sql/05_views.sql")),
+    ("06_roles.sql", include_str!("../../sql/06_roles.sql")),
 ];
 
 /// What `migrate` did, for the CLI to print.

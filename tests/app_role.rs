@@ -1,0 +1,47 @@
+//! The app role: it can use the SQL API and read results, never keys.
+
+mod common;
+
+use pgwa::testkit::TestDb;
+
+#[tokio::test]
+async fn the_app_role_enqueues_and_reads_but_cannot_read_keys() {
+    let db = TestDb::new().await.unwrap();
+    let login = format!("app_{}", &db.name[db.name.len() - 8..]);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE {login} LOGIN IN ROLE pgwa_app")))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let url = db.url.replacen("postgres@", &format!("{login}@"), 1);
+    let app = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+
+    sqlx::query("SELECT wa.add_session('s1')").execute(&app).await.unwrap();
+    let (job, _msg): (i64, String) = sqlx::query_as("SELECT * FROM wa.send_text('s1', '+15550000001', 'hi')").fetch_one(&app).await.unwrap();
+    sqlx::query("INSERT INTO wa.jobs (session_id, kind) VALUES ('s1', 'reconnect')").execute(&app).await.unwrap();
+    sqlx::query("SELECT wa.cancel_job($1)").bind(job).execute(&app).await.unwrap();
+    sqlx::query("SELECT wa.retry_job($1)").bind(job).execute(&app).await.unwrap();
+    sqlx::query("SELECT wa.stop_session('s1')").execute(&app).await.unwrap();
+    sqlx::query("SELECT wa.start_session('s1')").execute(&app).await.unwrap();
+    let e = sqlx::query("UPDATE wa.sessions SET epoch = epoch + 1").execute(&app).await.unwrap_err();
+    assert_eq!(common::sqlstate(&e), "42501", "an app must not touch the fencing epoch");
+    let e = sqlx::query("UPDATE wa.jobs SET worker_id = NULL").execute(&app).await.unwrap_err();
+    assert_eq!(common::sqlstate(&e), "42501");
+    for view in ["wa.outbound", "wa.session_health", "wa.queue_stats", "wa.inbox", "wa.sessions"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {view}"))).execute(&app).await.unwrap();
+    }
+    let secret_tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+          WHERE schemaname = 'wa' AND (tablename LIKE 'signal_%' OR tablename LIKE 'app_state_%'
+                OR tablename IN ('auth_state', 'sent_messages', 'msg_secrets', 'tc_tokens', 'pending_inbound', 'base_keys', 'sender_key_devices'))",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(secret_tables.contains(&"wa.auth_state".to_string()), "{secret_tables:?}");
+    for t in &secret_tables {
+        let e = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {t} LIMIT 1"))).execute(&app).await.unwrap_err();
+        assert_eq!(common::sqlstate(&e), "42501", "{t} must not be readable by pgwa_app");
+    }
+    app.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP OWNED BY {login}; DROP ROLE {login}"))).execute(&db.pool).await.unwrap();
+}
