@@ -21,7 +21,6 @@ fn linked_device() -> Device {
         account_signature_key: Some(vec![2; 32]),
         account_signature: Some(vec![3; 64]),
         device_signature: Some(vec![4; 64]),
-        ..Default::default()
     }));
     d
 }

@@ -91,9 +91,7 @@ async fn appsync<B: Backend>(b: &B) {
     assert!(b.get_sync_key(b"nope").await.unwrap().is_none());
 
     assert_eq!(b.get_version("regular").await.unwrap().version, 0);
-    let mut st = HashState::default();
-    st.version = 42;
-    st.hash = [9; 128];
+    let mut st = HashState { version: 42, hash: [9; 128], ..HashState::default() };
     st.index_value_map.insert("idx".into(), vec![1, 2, 3]);
     b.set_version("regular", st).await.unwrap();
     let got = b.get_version("regular").await.unwrap();

@@ -135,7 +135,6 @@ pub fn from_document(session: &str, doc: &Value) -> Result<Device, AuthDocError>
             account_signature_key: a.get("account_signature_key")?.bytes_opt()?,
             account_signature: a.get("account_signature")?.bytes_opt()?,
             device_signature: a.get("device_signature")?.bytes_opt()?,
-            ..Default::default()
         })),
     };
     let chain = match root.get("server_cert_chain")?.optional() {

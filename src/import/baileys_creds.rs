@@ -46,7 +46,6 @@ pub fn device_from_creds(session: &str, creds: &Value) -> Result<Device, AuthDoc
             account_signature_key: a.get("accountSignatureKey")?.bytes_opt()?,
             account_signature: a.get("accountSignature")?.bytes_opt()?,
             device_signature: a.get("deviceSignature")?.bytes_opt()?,
-            ..Default::default()
         })),
     };
     let first_unuploaded = root.get("firstUnuploadedPreKeyId")?.u32_or(1)?;

@@ -81,7 +81,6 @@ impl Converted {
                             raw_id: Some(raw_id),
                             current_index: Some(current),
                             device_indexes: idx,
-                            ..Default::default()
                         };
                         waproto::codec::app_state_sync_key_fingerprint_to_vec(&msg)
                     }
