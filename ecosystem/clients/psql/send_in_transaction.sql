@@ -1,0 +1,36 @@
+-- Enqueue a WhatsApp message inside the app's own transaction.
+--
+--   psql "$PGWA_DATABASE_URL" -X -v session=salon-42 -v to=+5511999998888 \
+--        -v text='See you at 10' [-v rollback=true] -f send_in_transaction.sql
+--
+-- The booking row and the message commit or roll back together: with rollback=true
+-- nothing is queued, so no worker ever sees the message.
+\set ON_ERROR_STOP on
+\set QUIET on
+
+-- The app's own table; created here only so that the example runs on its own.
+SET client_min_messages = warning;  -- no "already exists" notice on the second run
+CREATE TABLE IF NOT EXISTS app_bookings (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    customer text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now());
+
+BEGIN;
+INSERT INTO app_bookings (customer) VALUES (:'to') RETURNING id AS booking_id \gset
+-- The idempotency key ties the message to the booking: the same booking never
+-- produces a second message.
+SELECT job_id, message_id
+  FROM wa.send_text(:'session', :'to', :'text', idempotency_key => 'booking-' || :booking_id) \gset
+\echo in transaction: booking :booking_id, queued job :job_id message :message_id
+
+\if :{?rollback}
+\else
+\set rollback false
+\endif
+\if :rollback
+ROLLBACK;
+\echo rolled back: the booking and the message are gone, nothing will be sent
+\else
+COMMIT;
+\echo committed: job :job_id message :message_id is queued for :session
+\endif
