@@ -19,6 +19,7 @@ pub struct Config {
     pub retry: RetryConfig,
     pub retention: RetentionConfig,
     pub whatsapp: WhatsAppConfig,
+    pub http: HttpConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +90,21 @@ pub struct RetentionConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Serve /health and /metrics.
+    pub enabled: bool,
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { enabled: true, listen: "127.0.0.1:8080".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct WhatsAppConfig {
     /// Which WhatsApp side the worker uses.
     pub backend: Backend,
@@ -126,6 +142,7 @@ impl Default for Config {
             retry: RetryConfig::default(),
             retention: RetentionConfig::default(),
             whatsapp: WhatsAppConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }

@@ -6,6 +6,8 @@ pub mod job;
 pub mod wa;
 pub mod worker;
 pub mod db;
+pub mod http;
+pub mod metrics;
 pub mod testkit;
 pub mod authdoc;
 pub mod bench;

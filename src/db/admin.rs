@@ -79,3 +79,31 @@ pub async fn jobs(pool: &PgPool, f: &JobFilter<'_>) -> sqlx::Result<Vec<JobRow>>
 pub async fn job_json(pool: &PgPool, id: i64) -> sqlx::Result<Option<serde_json::Value>> {
     sqlx::query_scalar("SELECT to_jsonb(j) FROM wa.jobs j WHERE j.id = $1").bind(id).fetch_optional(pool).await
 }
+
+pub const SESSION_STATUSES: &[&str] = &[
+    "stopped", "starting", "awaiting_qr", "awaiting_pair_code", "connected", "reconnecting", "conflict", "logged_out", "banned", "failed",
+];
+
+/// Sessions held by one worker, counted by status (for /health and /metrics).
+pub async fn held_by_status(pool: &PgPool, worker: uuid::Uuid) -> sqlx::Result<Vec<(String, serde_json::Value)>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status::text, count(*) FROM wa.sessions WHERE owner_id = $1 GROUP BY 1 ORDER BY 1")
+            .bind(worker)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(|(s, n)| (s, n.into())).collect())
+}
+
+/// Jobs waiting or running, by state, across all sessions (each state has its own
+/// partial index, so this stays cheap under a backlog).
+pub async fn queue_depth(pool: &PgPool) -> sqlx::Result<Vec<(&'static str, i64)>> {
+    let (a, s, r, t): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM wa.jobs WHERE state = 'available'),
+                (SELECT count(*) FROM wa.jobs WHERE state = 'scheduled'),
+                (SELECT count(*) FROM wa.jobs WHERE state = 'running'),
+                (SELECT count(*) FROM wa.jobs WHERE state = 'retryable')",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(vec![("available", a), ("scheduled", s), ("running", r), ("retryable", t)])
+}

@@ -92,6 +92,7 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest<'_>) -> sqlx::Result<Vec<Cl
     .fetch_all(pool)
     .await?;
     let mut jobs = Vec::with_capacity(rows.len());
+    let claimed_at = std::time::Instant::now();
     for r in rows {
         let kind: String = r.try_get("kind")?;
         jobs.push(ClaimedJob {
@@ -104,6 +105,7 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest<'_>) -> sqlx::Result<Vec<Cl
             attempts: r.try_get("attempts")?,
             max_attempts: r.try_get("max_attempts")?,
             epoch: r.try_get("epoch")?,
+            claimed_at,
         });
     }
     jobs.sort_unstable_by_key(|j| j.id);

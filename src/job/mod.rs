@@ -49,6 +49,19 @@ impl FromStr for JobKind {
     }
 }
 
+impl Outcome {
+    /// The label used in metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Completed { .. } => "completed",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Fail { .. } => "dead",
+            Outcome::Release => "released",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
 impl std::fmt::Display for JobKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -68,6 +81,8 @@ pub struct ClaimedJob {
     pub max_attempts: i16,
     /// The session epoch the worker held when it claimed the job (fencing token).
     pub epoch: Option<i64>,
+    /// When this worker claimed it (for the job duration histogram).
+    pub claimed_at: std::time::Instant,
 }
 
 /// What running a job came to. Handlers return this rather than stringly errors so the

@@ -72,6 +72,7 @@ async fn flush(shared: &Arc<Shared>, batch: &[Done]) -> anyhow::Result<()> {
     let mut released = Vec::new();
     let mut cancelled = Vec::new();
     for d in batch {
+        record_metrics(d);
         match &d.outcome {
             Outcome::Completed { result } => {
                 ok.ids.push(d.job.id);
@@ -116,6 +117,7 @@ async fn flush(shared: &Arc<Shared>, batch: &[Done]) -> anyhow::Result<()> {
         crate::db::jobs::cancel_claimed(pool, me, &cancelled).await?;
     }
     if refused > 0 {
+        metrics::counter!(crate::metrics::OUTCOMES_REFUSED).increment(refused);
         tracing::warn!(refused, "outcomes refused by the fence: sessions changed hands; checking leases");
         shared.wake_lease.notify_one();
     }
@@ -131,4 +133,18 @@ fn wake_after(shared: &Arc<Shared>, ms: i64) {
             s.wake_dispatch.notify_one();
         }
     });
+}
+
+fn record_metrics(d: &Done) {
+    use crate::metrics as m;
+    let kind = d.job.kind.as_str();
+    metrics::counter!(m::JOBS, "kind" => kind, "outcome" => d.outcome.label()).increment(1);
+    if !matches!(d.outcome, Outcome::Release | Outcome::Cancelled) {
+        metrics::histogram!(m::JOB_DURATION, "kind" => kind).record(d.job.claimed_at.elapsed().as_secs_f64());
+    }
+    match &d.outcome {
+        Outcome::Completed { .. } if d.job.kind == crate::job::JobKind::Send => metrics::counter!(m::MESSAGES_SENT).increment(1),
+        Outcome::Retry { .. } | Outcome::Fail { .. } => m::error("job"),
+        _ => {}
+    }
 }

@@ -64,10 +64,15 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
             true
         }
         WaEvent::Inbound(msg) => {
-            sessions::insert_inbound(pool, &fence, &msg).await?;
+            if sessions::insert_inbound(pool, &fence, &msg).await?.is_some() {
+                metrics::counter!(crate::metrics::MESSAGES_RECEIVED).increment(1);
+            }
             true
         }
-        WaEvent::Error { message } => sessions::record_error(pool, &fence, &message).await?,
+        WaEvent::Error { message } => {
+            crate::metrics::error("session");
+            sessions::record_error(pool, &fence, &message).await?
+        }
     };
     if !kept {
         tracing::warn!(session = %ev.session, "session write refused by the fence; checking leases");
@@ -102,6 +107,7 @@ fn schedule_reconnect(shared: &Arc<Shared>, session: &str, epoch: i64) {
         let Some(slot) = shared.slots.get(&session).filter(|s| s.epoch == epoch && !s.connected) else { return };
         if let Some(client) = slot.client {
             if let Err(e) = client.reconnect().await {
+                metrics::counter!(crate::metrics::RECONNECTS_FAILED).increment(1);
                 tracing::warn!(session = %session, error = %e, "reconnect failed");
             }
         }

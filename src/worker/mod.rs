@@ -35,6 +35,7 @@ pub use slots::Slots;
 /// State shared by the worker's tasks.
 pub struct Shared {
     pub id: Uuid,
+    pub started: std::time::Instant,
     pub pool: PgPool,
     pub cfg: Config,
     pub wa: Arc<dyn WhatsApp>,
@@ -74,16 +75,19 @@ impl Shared {
 pub struct Worker {
     shared: Arc<Shared>,
     done_rx: mpsc::UnboundedReceiver<Done>,
+    http: Option<tokio::net::TcpListener>,
 }
 
 impl Worker {
     pub async fn new(cfg: Config, pool: PgPool, wa: Arc<dyn WhatsApp>) -> anyhow::Result<Self> {
+        let http = if cfg.http.enabled { Some(crate::http::bind(&cfg.http.listen).await?) } else { None };
         let id = Uuid::now_v7();
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         crate::db::workers::register(&pool, id, &host, cfg.worker.max_sessions).await.context("registering the worker")?;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             id,
+            started: std::time::Instant::now(),
             pool,
             cfg,
             wa,
@@ -97,18 +101,25 @@ impl Worker {
             release_leases: CancellationToken::new(),
             done_tx,
         });
-        Ok(Self { shared, done_rx })
+        Ok(Self { shared, done_rx, http })
     }
 
     pub fn id(&self) -> Uuid {
         self.shared.id
     }
 
+    /// The address /health and /metrics are served on, if enabled.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Runs until `shutdown` is cancelled, then stops gracefully: no new claims, running
     /// jobs finish (up to worker.shutdown_timeout_ms), unstarted ones go back to the queue,
     /// leases are released so another worker takes the sessions at once.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Worker { shared, done_rx } = self;
+        let Worker { shared, done_rx, http } = self;
+        crate::metrics::handle();
+        let http = http.map(|l| tokio::spawn(crate::http::serve(shared.clone(), l)));
         tracing::info!(worker = %shared.id, "worker started");
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let completer = tokio::spawn(completer::run(shared.clone(), done_rx));
@@ -134,6 +145,9 @@ impl Worker {
             l.abort();
         }
         events.abort();
+        if let Some(h) = http {
+            let _ = h.await;
+        }
         // The lease task released every session; what is still running now is fenced out.
         completer.abort();
         crate::db::workers::deregister(&shared.pool, shared.id).await.context("deregistering the worker")?;

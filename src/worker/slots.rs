@@ -83,6 +83,10 @@ impl Slots {
         self.lock().len()
     }
 
+    pub fn connected_count(&self) -> usize {
+        self.lock().values().filter(|s| s.connected).count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -22,6 +22,7 @@ pub fn fast_config(db: &TestDb) -> Config {
     cfg.retry.base_ms = 50;
     cfg.retry.max_ms = 400;
     cfg.db.max_connections = 6;
+    cfg.http.listen = "127.0.0.1:0".into();
     cfg.log.filter = "warn".into();
     let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into())).with_test_writer().try_init();
     cfg
@@ -32,6 +33,8 @@ pub struct InProcess {
     pub token: CancellationToken,
     pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub id: uuid::Uuid,
+    /// Where /health and /metrics are served.
+    pub http: Option<std::net::SocketAddr>,
 }
 
 impl InProcess {
@@ -40,9 +43,10 @@ impl InProcess {
         let wa = Arc::new(pgwa::wa::simulated::SimulatedWhatsApp::new(cfg.whatsapp.simulated.clone()).unwrap());
         let worker = pgwa::worker::Worker::new(cfg, pool, wa).await.unwrap();
         let id = worker.id();
+        let http = worker.http_addr();
         let token = CancellationToken::new();
         let handle = tokio::spawn(worker.run(token.clone()));
-        Self { token, handle, id }
+        Self { token, handle, id, http }
     }
 
     pub async fn stop(self) {
@@ -64,6 +68,7 @@ pub fn spawn_worker(db: &TestDb, extra_env: &[(&str, String)]) -> Child {
         .env("PGWA_RETRY__MAX_MS", "400")
         .env("PGWA_DB__MAX_CONNECTIONS", "6")
         .env("PGWA_LOG__FILTER", "warn")
+        .env("PGWA_HTTP__LISTEN", "127.0.0.1:0")
         .env_remove("DATABASE_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -109,4 +114,17 @@ pub fn sqlstate(e: &sqlx::Error) -> String {
 /// Jobs visible inside a transaction.
 pub async fn count_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM wa.jobs").fetch_one(&mut **tx).await.unwrap()
+}
+
+/// A plain HTTP/1.1 GET: (status code, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (code, body)
 }

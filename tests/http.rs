@@ -1,0 +1,72 @@
+//! /health and /metrics of a running worker.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{InProcess, eventually, fast_config, http_get, wait_connected};
+use pgwa::testkit::TestDb;
+
+#[tokio::test]
+async fn health_reports_counts_and_metrics_are_prometheus_text() {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("SELECT wa.add_session('tenant-secret-name')").execute(&db.pool).await.unwrap();
+    let w = InProcess::start(fast_config(&db)).await;
+    let addr = w.http.expect("http enabled");
+    wait_connected(&db.pool, 1).await;
+    sqlx::query("SELECT wa.send_text('tenant-secret-name', '+15550000001', 'x') FROM generate_series(1, 3)").execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT wa.enqueue('tenant-secret-name', 'send', '{\"to\": \"+15550000002\", \"text\": \"x\", \"sim\": {\"fail\": \"no\"}}')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the jobs to finish", || async {
+        (common::count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE finished_at IS NULL").await == 0).then_some(())
+    })
+    .await;
+
+    let (code, body) = http_get(addr, "/health").await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["database"]["reachable"], true);
+    assert_eq!(v["sessions"]["held"], 1);
+    assert_eq!(v["sessions"]["by_status"]["connected"], 1);
+    assert!(v["memory"]["rss_bytes"].as_u64().unwrap() > 1_000_000);
+    assert!(!body.contains("tenant-secret-name"), "health must not expose tenant data: {body}");
+
+    let (code, text) = http_get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    for needle in [
+        "pgwa_sessions{status=\"connected\"} 1",
+        "pgwa_active_connections 1",
+        "pgwa_jobs_total{kind=\"send\",outcome=\"completed\"}",
+        "pgwa_jobs_total{kind=\"send\",outcome=\"dead\"}",
+        "pgwa_messages_sent_total",
+        "pgwa_job_duration_seconds_bucket{kind=\"send\"",
+        "pgwa_queue_depth{state=\"available\"} 0",
+        "pgwa_errors_total{kind=\"job\"}",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+
+    // Database unreachable (connections refused): 503.
+    let admin = sqlx::PgPool::connect(&format!("{}/postgres", pgwa::testkit::server_url())).await.unwrap();
+    let block = |allow: bool| {
+        let (admin, name) = (admin.clone(), db.name.clone());
+        async move {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {allow}"))).execute(&admin).await.unwrap();
+            sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                .bind(&name)
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+    };
+    block(false).await;
+    let (code, body) = http_get(addr, "/health").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("\"reachable\":false"), "{body}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true", db.name))).execute(&admin).await.unwrap();
+    w.token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), w.handle).await;
+}
