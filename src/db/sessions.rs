@@ -39,6 +39,7 @@ pub async fn mark_connected(pool: &PgPool, f: &SessionFence, jid: Option<&str>, 
     let sql = format!(
         "UPDATE wa.sessions SET status = 'connected', status_reason = NULL, status_until = NULL,
                 connected_at = now(), bad_mac_count = 0, bad_decrypt_count = 0, failed_connect_count = 0,
+                qr_code = NULL, qr_expires_at = NULL, pair_code = NULL, pair_code_expires_at = NULL,
                 jid = coalesce($4, jid), push_name = coalesce($5, push_name)
           WHERE {FENCE}"
     );
@@ -133,4 +134,90 @@ pub async fn insert_inbound(pool: &PgPool, f: &SessionFence, m: &InboundMessage)
     .bind(m.sent_at)
     .fetch_optional(pool)
     .await
+}
+
+/// Linking: publishes a QR code (NOTIFY wa_link follows from the trigger).
+pub async fn publish_qr(pool: &PgPool, f: &SessionFence, code: &str, expires_at: DateTime<Utc>) -> sqlx::Result<bool> {
+    let sql = format!(
+        "UPDATE wa.sessions SET qr_code = $4, qr_expires_at = $5, qr_count = qr_count + 1,
+                status = 'awaiting_qr', status_reason = NULL WHERE {FENCE}"
+    );
+    let n = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch).bind(code).bind(expires_at).execute(pool).await?;
+    Ok(n.rows_affected() == 1)
+}
+
+/// Linking: publishes a pairing code.
+pub async fn publish_pair_code(pool: &PgPool, f: &SessionFence, code: &str, expires_at: DateTime<Utc>) -> sqlx::Result<bool> {
+    let sql = format!(
+        "UPDATE wa.sessions SET pair_code = $4, pair_code_expires_at = $5,
+                status = 'awaiting_pair_code', status_reason = NULL WHERE {FENCE}"
+    );
+    let n = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch).bind(code).bind(expires_at).execute(pool).await?;
+    Ok(n.rows_affected() == 1)
+}
+
+/// Linking succeeded: identity recorded, codes cleared.
+pub async fn mark_paired(pool: &PgPool, f: &SessionFence, jid: &str, lid: Option<&str>, phone: Option<&str>, push_name: Option<&str>) -> sqlx::Result<bool> {
+    let sql = format!(
+        "UPDATE wa.sessions SET jid = $4, lid = coalesce($5, lid), phone = coalesce($6, phone), push_name = coalesce($7, push_name),
+                qr_code = NULL, qr_expires_at = NULL, pair_code = NULL, pair_code_expires_at = NULL
+          WHERE {FENCE}"
+    );
+    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&f.session)
+        .bind(f.worker)
+        .bind(f.epoch)
+        .bind(jid)
+        .bind(lid)
+        .bind(phone)
+        .bind(push_name)
+        .execute(pool)
+        .await?;
+    Ok(n.rows_affected() == 1)
+}
+
+/// A counter after it was bumped, next to its limit from wa.policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Count {
+    pub count: i32,
+    pub limit: i32,
+    /// The circuit cooldown, for connection failures.
+    pub cooldown_secs: f64,
+}
+
+/// Counts a failed connection attempt (in Postgres, so a restart does not hide a storm).
+pub async fn count_connect_failure(pool: &PgPool, f: &SessionFence, reason: &str) -> sqlx::Result<Option<Count>> {
+    let sql = format!(
+        "UPDATE wa.sessions SET failed_connect_count = failed_connect_count + 1,
+                last_error = left($4, 2000), last_error_at = now()
+          WHERE {FENCE}
+         RETURNING failed_connect_count,
+                   (SELECT connect_failure_limit FROM wa.policy),
+                   (SELECT extract(epoch FROM circuit_cooldown)::float8 FROM wa.policy)"
+    );
+    let row: Option<(i32, i32, f64)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch).bind(reason).fetch_optional(pool).await?;
+    Ok(row.map(|(count, limit, cooldown_secs)| Count { count, limit, cooldown_secs }))
+}
+
+/// Counts a Bad MAC or another decryption failure.
+pub async fn count_decrypt_failure(pool: &PgPool, f: &SessionFence, bad_mac: bool) -> sqlx::Result<Option<Count>> {
+    let sql = if bad_mac {
+        format!("UPDATE wa.sessions SET bad_mac_count = bad_mac_count + 1 WHERE {FENCE}
+                 RETURNING bad_mac_count, (SELECT bad_mac_limit FROM wa.policy)")
+    } else {
+        format!("UPDATE wa.sessions SET bad_decrypt_count = bad_decrypt_count + 1 WHERE {FENCE}
+                 RETURNING bad_decrypt_count, (SELECT bad_decrypt_limit FROM wa.policy)")
+    };
+    let row: Option<(i32, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch).fetch_optional(pool).await?;
+    Ok(row.map(|(count, limit)| Count { count, limit, cooldown_secs: 0.0 }))
+}
+
+/// Enqueues a targeted key cleanup for the session (the first step of recovery).
+pub async fn enqueue_key_cleanup(pool: &PgPool, session: &str, scope: &str, peer: Option<&str>) -> sqlx::Result<i64> {
+    let mut payload = serde_json::json!({ "scope": scope });
+    if let Some(p) = peer {
+        payload["peer"] = p.into();
+    }
+    sqlx::query_scalar("SELECT (wa.enqueue($1, 'key_cleanup', $2, priority => 0)).id").bind(session).bind(payload).fetch_one(pool).await
 }

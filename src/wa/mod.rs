@@ -81,6 +81,21 @@ pub enum WaEvent {
     LoggedOut { reason: String },
     StreamReplaced,
     TemporaryBan { until: DateTime<Utc>, reason: String },
+    /// A connection attempt failed (counts toward the circuit breaker).
+    ConnectFailure { reason: String },
+    /// The server refuses this client version.
+    ClientOutdated,
+    /// An inbound message could not be decrypted; `bad_mac` tells a Signal session
+    /// mismatch with `peer` from other failures (app-state keys and the like).
+    Undecryptable { peer: String, bad_mac: bool },
+    /// Linking: a QR code to show, valid until `expires_at`.
+    Qr { code: String, expires_at: DateTime<Utc> },
+    /// Linking: a pairing code to type on the phone.
+    PairCode { code: String, expires_at: DateTime<Utc> },
+    /// Linking: every QR code expired without a scan.
+    QrExhausted,
+    /// Linking succeeded: the device's identity.
+    Paired { jid: String, lid: Option<String>, phone: Option<String>, push_name: Option<String> },
     Receipt { message_id: String, kind: ReceiptKind, at: DateTime<Utc> },
     Inbound(InboundMessage),
     Error { message: String },

@@ -59,6 +59,26 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
             lease::drain(shared, &ev.session, Drain { status: "banned", reason: None });
             true
         }
+        WaEvent::ConnectFailure { reason } => super::policy::connect_failed(shared, &fence, &reason).await?,
+        WaEvent::Undecryptable { peer, bad_mac } => super::policy::undecryptable(shared, &fence, &peer, bad_mac).await?,
+        WaEvent::ClientOutdated => {
+            park(shared, &fence, "failed", "the WhatsApp server refuses this client version: upgrade pgwa").await?;
+            true
+        }
+        WaEvent::Qr { code, expires_at } => {
+            metrics::counter!(crate::metrics::QR_CODES).increment(1);
+            sessions::publish_qr(pool, &fence, &code, expires_at).await?
+        }
+        WaEvent::PairCode { code, expires_at } => sessions::publish_pair_code(pool, &fence, &code, expires_at).await?,
+        WaEvent::QrExhausted => {
+            let reason = "no QR code was scanned in time; call wa.start_session to try again";
+            sessions::set_desired_stopped(pool, &fence, reason).await?;
+            park(shared, &fence, "stopped", reason).await?;
+            true
+        }
+        WaEvent::Paired { jid, lid, phone, push_name } => {
+            sessions::mark_paired(pool, &fence, &jid, lid.as_deref(), phone.as_deref(), push_name.as_deref()).await?
+        }
         WaEvent::Receipt { message_id, kind, at } => {
             sessions::apply_receipt(pool, &fence, &message_id, kind, at).await?;
             true
@@ -92,7 +112,7 @@ async fn park(shared: &Arc<Shared>, fence: &SessionFence, status: &'static str, 
 }
 
 /// Reconnects after a capped, jittered exponential backoff (100 ms doubling to 60 s).
-fn schedule_reconnect(shared: &Arc<Shared>, session: &str, epoch: i64) {
+pub(super) fn schedule_reconnect(shared: &Arc<Shared>, session: &str, epoch: i64) {
     let mut attempt = 0;
     shared.slots.update(session, epoch, |s| {
         s.reconnects += 1;

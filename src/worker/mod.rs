@@ -13,6 +13,7 @@ mod dispatch;
 mod events;
 mod lease;
 mod listen;
+mod policy;
 pub mod schedules;
 mod slots;
 
@@ -47,6 +48,8 @@ pub struct Shared {
     pub wake_schedules: Notify,
     /// Jobs wa.cancel_job asked us to drop if they have not started.
     pub cancelled: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// When each session last logged a repeated error (see policy::throttle).
+    pub log_throttle: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Set when shutdown begins: no new claims, lanes release what they have not started.
     pub stopping: CancellationToken,
     /// Set once running jobs are drained: the lease task releases every session and ends.
@@ -97,6 +100,7 @@ impl Worker {
             wake_lease: Notify::new(),
             wake_schedules: Notify::new(),
             cancelled: Default::default(),
+            log_throttle: Default::default(),
             stopping: CancellationToken::new(),
             release_leases: CancellationToken::new(),
             done_tx,
