@@ -4,8 +4,14 @@
 //!
 //! `payload.sim = {"fail_attempts": 2}`   fail the first two attempts (retryable)
 //! `payload.sim = {"fail": "reason"}`     the server refuses the message for good
-//! `payload.sim = {"fault": "drop_connection" | "logout" | "stream_replaced"}`
+//! `payload.sim = {"fault": "drop_connection" | "logout" | "stream_replaced" | "outdated"
+//!                         | "ban" | "connect_failure"}`
 //!                                        the connection suffers that fault instead of acking
+//!                                        (`"ban_secs"`: ban length, default 2; `"failures"`:
+//!                                        how many reconnects fail after connect_failure)
+//! `payload.sim = {"fault": "bad_mac" | "bad_decrypt"}`
+//!                                        an inbound message from the recipient cannot be
+//!                                        decrypted; the send itself is acked
 //! `payload.sim = {"ack_delay_ms": 50}`   this message's ack takes that long
 //! `payload.sim = {"receipts": ["delivered", "read"]}`  receipts follow the ack
 
@@ -53,6 +59,7 @@ impl WhatsApp for SimulatedWhatsApp {
             cfg: self.cfg.clone(),
             events,
             connected: AtomicBool::new(false),
+            failing_connects: AtomicU64::new(0),
             log: self.log.clone(),
             sends: self.sends.clone(),
         });
@@ -66,6 +73,8 @@ struct SimSession {
     cfg: SimulatedConfig,
     events: EventSink,
     connected: AtomicBool,
+    /// Reconnect attempts left to fail (fault connect_failure).
+    failing_connects: AtomicU64,
     log: Option<Arc<Mutex<std::fs::File>>>,
     sends: Arc<AtomicU64>,
 }
@@ -86,11 +95,21 @@ impl SimSession {
         });
     }
 
-    fn fault(&self, name: &str) -> SendError {
+    fn fault(&self, name: &str, sim: Option<&serde_json::Value>) -> SendError {
         self.connected.store(false, Ordering::SeqCst);
+        let get = |k: &str, d: u64| sim.and_then(|s| s.get(k)).and_then(|v| v.as_u64()).unwrap_or(d);
         match name {
             "logout" => self.emit(WaEvent::LoggedOut { reason: "simulated: device removed".into() }),
             "stream_replaced" => self.emit(WaEvent::StreamReplaced),
+            "outdated" => self.emit(WaEvent::ClientOutdated),
+            "ban" => self.emit(WaEvent::TemporaryBan {
+                until: Utc::now() + chrono::Duration::seconds(get("ban_secs", 2) as i64),
+                reason: "simulated: temporary ban".into(),
+            }),
+            "connect_failure" => {
+                self.failing_connects.store(get("failures", 1), Ordering::SeqCst);
+                self.emit(WaEvent::Disconnected { reason: "simulated: connection dropped".into() });
+            }
             _ => self.emit(WaEvent::Disconnected { reason: "simulated: connection dropped".into() }),
         }
         SendError::Retryable(format!("simulated fault: {name}"))
@@ -123,10 +142,12 @@ impl WaSession for SimSession {
         if let Some(reason) = sim.and_then(|s| s.get("fail")).and_then(|v| v.as_str()) {
             return Err(SendError::Permanent(format!("simulated refusal: {reason}")));
         }
-        if let Some(name) = sim.and_then(|s| s.get("fault")).and_then(|v| v.as_str()) {
-            if msg.attempt == 1 {
-                return Err(self.fault(name));
+        match sim.and_then(|s| s.get("fault")).and_then(|v| v.as_str()) {
+            Some(kind @ ("bad_mac" | "bad_decrypt")) => {
+                self.emit(WaEvent::Undecryptable { peer: msg.chat.clone(), bad_mac: kind == "bad_mac" })
             }
+            Some(name) if msg.attempt == 1 => return Err(self.fault(name, sim)),
+            _ => {}
         }
         if self.cfg.send_failure_rate > 0.0 && rand::rng().random_bool(self.cfg.send_failure_rate) {
             return Err(SendError::Retryable("simulated random failure".into()));
@@ -148,6 +169,13 @@ impl WaSession for SimSession {
 
     async fn reconnect(&self) -> Result<(), String> {
         self.connected.store(false, Ordering::SeqCst);
+        let left = self.failing_connects.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failing_connects.store(left - 1, Ordering::SeqCst);
+            let reason = "simulated: connection refused".to_string();
+            self.emit(WaEvent::ConnectFailure { reason: reason.clone() });
+            return Err(reason);
+        }
         self.connected.store(true, Ordering::SeqCst);
         self.emit(WaEvent::Connected { jid: None, push_name: Some(format!("sim {}", self.spec.id)) });
         Ok(())
