@@ -20,6 +20,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub whatsapp: WhatsAppConfig,
     pub http: HttpConfig,
+    pub pacing: PacingConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,6 +89,26 @@ pub struct RetentionConfig {
     pub batch: u32,
 }
 
+/// Outbound pacing per session and per recipient (token buckets).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PacingConfig {
+    pub enabled: bool,
+    /// Sustained messages per minute per session (per WhatsApp number).
+    pub session_per_minute: u32,
+    /// Messages a session may send at once before the sustained rate applies.
+    pub session_burst: u32,
+    /// Sustained messages per minute to one recipient.
+    pub recipient_per_minute: u32,
+    pub recipient_burst: u32,
+}
+
+impl Default for PacingConfig {
+    fn default() -> Self {
+        Self { enabled: true, session_per_minute: 60, session_burst: 10, recipient_per_minute: 6, recipient_burst: 3 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -143,6 +164,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             whatsapp: WhatsAppConfig::default(),
             http: HttpConfig::default(),
+            pacing: PacingConfig::default(),
         }
     }
 }
@@ -246,6 +268,10 @@ impl Config {
         let rate = self.whatsapp.simulated.send_failure_rate;
         if !(0.0..=1.0).contains(&rate) {
             return bad("whatsapp.simulated.send_failure_rate", "must be between 0.0 and 1.0");
+        }
+        let p = &self.pacing;
+        if p.session_per_minute == 0 || p.session_burst == 0 || p.recipient_per_minute == 0 || p.recipient_burst == 0 {
+            return bad("pacing", "rates and bursts must be above 0 (set pacing.enabled = false to turn pacing off)");
         }
         if self.db.max_connections < 4 {
             return bad("db.max_connections", "must be at least 4 (claims, completions, leases, maintenance)");

@@ -16,6 +16,8 @@ pub const JOB_DURATION: &str = "pgwa_job_duration_seconds";
 pub const JOBS: &str = "pgwa_jobs_total";
 pub const QUEUE_DEPTH: &str = "pgwa_queue_depth";
 pub const OUTCOMES_REFUSED: &str = "pgwa_outcomes_refused_total";
+/// Milliseconds sends waited for pacing.
+pub const PACING_WAIT: &str = "pgwa_pacing_wait_milliseconds_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

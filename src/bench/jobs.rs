@@ -54,6 +54,9 @@ pub async fn run(cfg: &Config, b: JobsBench) -> anyhow::Result<serde_json::Value
     wcfg.database_url = url.clone();
     wcfg.whatsapp.simulated.ack_latency_ms = b.ack_latency_ms;
     wcfg.whatsapp.simulated.sent_log = None;
+    // The bench measures the job core; pacing would measure the pacing defaults.
+    wcfg.pacing.enabled = false;
+    wcfg.http.enabled = false;
     let start_worker = || async {
         let worker_pool = crate::db::connect(&url, wcfg.db.max_connections).await?;
         let wa = Arc::new(crate::wa::simulated::SimulatedWhatsApp::new(wcfg.whatsapp.simulated.clone())?);

@@ -25,6 +25,13 @@ pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
         // The session went away under us: leave the job to whoever holds it next.
         Err(_) => return Outcome::Release,
     };
+    if let Some(pacing) = shared.slots.pacing(session) {
+        pacing.wait(&chat).await;
+        // The lease may have moved while we waited.
+        if shared.slots.client_for(session, epoch).is_err() {
+            return Outcome::Release;
+        }
+    }
     let msg = OutboundMessage { job_id: job.id, message_id, chat, payload: job.payload.clone(), attempt: job.attempts };
     match tokio::time::timeout(ACK_TIMEOUT, client.send(&msg)).await {
         Ok(Ok(ack)) => Outcome::completed(json!({ "message_id": ack.message_id, "acked_at": ack.at })),

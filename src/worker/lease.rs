@@ -103,6 +103,9 @@ async fn tick(shared: &Arc<Shared>, events: &EventSink, ticks: u64) -> anyhow::R
 async fn open(shared: &Arc<Shared>, h: &Held, deadline: Instant, events: &EventSink) {
     let spec = SessionSpec { id: h.id.clone(), epoch: h.epoch, worker_id: shared.id, pair_phone: h.pair_phone.clone() };
     let mut slot = Slot::new(h.epoch, deadline);
+    if shared.cfg.pacing.enabled {
+        slot.pacing = Some(Arc::new(super::pacing::Pacing::new(&shared.cfg.pacing)));
+    }
     match shared.wa.open(spec, events.clone()).await {
         Ok(client) => slot.client = Some(client),
         Err(e) => {

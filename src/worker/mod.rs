@@ -13,6 +13,7 @@ mod dispatch;
 mod events;
 mod lease;
 mod listen;
+pub mod pacing;
 mod policy;
 pub mod schedules;
 mod slots;

@@ -24,6 +24,8 @@ pub struct Slot {
     pub lease_deadline: Instant,
     /// Consecutive reconnect attempts since the last Connected, for backoff.
     pub reconnects: u32,
+    /// Outbound pacing of this session (None when pacing is off).
+    pub pacing: Option<Arc<super::pacing::Pacing>>,
 }
 
 #[derive(Clone, Debug)]
@@ -34,7 +36,7 @@ pub struct Drain {
 
 impl Slot {
     pub fn new(epoch: i64, lease_deadline: Instant) -> Self {
-        Self { epoch, client: None, connected: false, draining: None, jobs: Arc::default(), lease_deadline, reconnects: 0 }
+        Self { epoch, client: None, connected: false, draining: None, jobs: Arc::default(), lease_deadline, reconnects: 0, pacing: None }
     }
 
     pub fn busy(&self) -> bool {
@@ -120,6 +122,10 @@ impl Slots {
     /// The per-session job counter, for the dispatcher and the completer.
     pub fn job_counter(&self, id: &str) -> Option<Arc<AtomicUsize>> {
         self.lock().get(id).map(|s| s.jobs.clone())
+    }
+
+    pub fn pacing(&self, id: &str) -> Option<Arc<super::pacing::Pacing>> {
+        self.lock().get(id).and_then(|s| s.pacing.clone())
     }
 
     pub fn fence(&self, worker: uuid::Uuid, id: &str) -> Option<SessionFence> {

@@ -23,6 +23,7 @@ pub fn fast_config(db: &TestDb) -> Config {
     cfg.retry.max_ms = 400;
     cfg.db.max_connections = 6;
     cfg.http.listen = "127.0.0.1:0".into();
+    cfg.pacing.enabled = false;
     cfg.log.filter = "warn".into();
     let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into())).with_test_writer().try_init();
     cfg
@@ -69,6 +70,7 @@ pub fn spawn_worker(db: &TestDb, extra_env: &[(&str, String)]) -> Child {
         .env("PGWA_DB__MAX_CONNECTIONS", "6")
         .env("PGWA_LOG__FILTER", "warn")
         .env("PGWA_HTTP__LISTEN", "127.0.0.1:0")
+        .env("PGWA_PACING__ENABLED", "false")
         .env_remove("DATABASE_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
