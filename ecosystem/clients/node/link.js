@@ -77,7 +77,8 @@ async function main() {
         }
       }).catch((err) => console.error(`error handling ${msg.channel}: ${err.message}`));
     });
-    if (timeoutMs) setTimeout(() => resolve('timeout'), timeoutMs);
+    // unref: a pending timer must not keep the process alive once the work is done.
+    if (timeoutMs) setTimeout(() => resolve('timeout'), timeoutMs).unref();
   });
 
   await showCode();

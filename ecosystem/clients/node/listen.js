@@ -46,7 +46,8 @@ async function main() {
         if (printed >= maxEvents) resolve('max-events');
       }).catch((err) => console.error(`error handling ${msg.channel}: ${err.message}`));
     });
-    if (timeoutMs) setTimeout(() => resolve('timeout'), timeoutMs);
+    // unref: a pending timer must not keep the process alive once the work is done.
+    if (timeoutMs) setTimeout(() => resolve('timeout'), timeoutMs).unref();
   });
 
   await client.query('LISTEN wa_inbox');
