@@ -3,6 +3,7 @@
 //! benchmarks.
 
 pub mod simulated;
+pub mod rust;
 
 use std::sync::Arc;
 

@@ -1,0 +1,229 @@
+//! One whatsapp-rust client (a `Bot`) per session connection: storage on Postgres fenced
+//! by the lease, explicit runtime, transport and HTTP client, the inbox hook, and three
+//! tasks: the runner (owns the `BotHandle`; the run loop ending marks the connection
+//! ended), the translator (events -> `WaEvent`) and the stats watcher (failed connection
+//! attempts emit no event; they show only in `client.stats().reconnect_errors`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use whatsapp_rust::bot::{Bot, BotBuilderError};
+use whatsapp_rust::http::UreqHttpClient;
+use whatsapp_rust::pair_code::PairCodeOptions;
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+use whatsapp_rust::types::events::{Event, EventHandler, EventInterest, EventKind};
+use whatsapp_rust::{Client, TokioRuntime};
+
+use super::RustConfig;
+use super::acks::{AckOutcome, AckWaiters};
+use super::events::{self, Flags, Identity};
+use super::inbound::InboxHook;
+use crate::db::sessions::SessionFence;
+use crate::store::{Fence, PgBackend, is_lease_lost};
+use crate::wa::{EventSink, SessionSpec, TaggedEvent, WaEvent};
+
+/// What every connection of a session shares.
+pub(super) struct Ctx {
+    pub pool: sqlx::PgPool,
+    pub cfg: Arc<RustConfig>,
+    pub spec: SessionSpec,
+    pub sink: EventSink,
+    pub acks: AckWaiters,
+}
+
+fn emit(sink: &EventSink, spec: &SessionSpec, event: WaEvent) {
+    let _ = sink.send(TaggedEvent { session: spec.id.clone(), epoch: spec.epoch, event });
+}
+
+/// A running client and its tasks.
+pub(super) struct Conn {
+    pub client: Arc<Client>,
+    pub flags: Arc<Flags>,
+    runner: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Runs inline on whatsapp-rust's dispatch path, so it only resolves ack waiters (in
+/// order, at once) and hands everything else to the translator task.
+struct Forward {
+    tx: mpsc::UnboundedSender<Arc<Event>>,
+    acks: AckWaiters,
+}
+
+impl EventHandler for Forward {
+    fn handle_event(&self, ev: Arc<Event>) {
+        if let Event::ServerAck(a) = &*ev {
+            if a.class.as_deref() == Some("message") {
+                self.acks.resolve(&a.id, AckOutcome { error: a.error.clone(), at: a.timestamp });
+            }
+            return;
+        }
+        if matches!(&*ev, Event::Disconnected(_)) {
+            self.acks.fail_all(); // acks for the dropped socket never come
+        }
+        let _ = self.tx.send(ev);
+    }
+
+    fn interest(&self) -> EventInterest {
+        use EventKind::*;
+        EventInterest::of(&[
+            Connected, Disconnected, PairSuccess, PairError, LoggedOut, PairingQrCode, PairingCode,
+            PairingCodeRefresh, PairingCodeError, PairingQrCodesExhausted, ClientOutdated, StreamReplaced,
+            TemporaryBan, ConnectFailure, ServerAck, Receipt, UndecryptableMessage, AppStateSyncFailed,
+        ])
+    }
+}
+
+/// Refuses early, with a clear message, when this worker no longer holds the lease.
+async fn check_fence(ctx: &Ctx) -> Result<(), String> {
+    let ours: Option<bool> = sqlx::query_scalar("SELECT owner_id = $2 AND epoch = $3 FROM wa.sessions WHERE id = $1")
+        .bind(&ctx.spec.id)
+        .bind(ctx.spec.worker_id)
+        .bind(ctx.spec.epoch)
+        .fetch_optional(&ctx.pool)
+        .await
+        .map_err(|e| format!("session {}: checking the lease failed: {e}", ctx.spec.id))?;
+    match ours {
+        None => Err(format!("session {} does not exist in wa.sessions", ctx.spec.id)),
+        Some(true) => Ok(()),
+        Some(false) => Err(lease_lost(&ctx.spec)),
+    }
+}
+
+fn lease_lost(spec: &SessionSpec) -> String {
+    format!(
+        "session {}: lease lost: worker {} no longer holds it at epoch {}; the client was not started",
+        spec.id, spec.worker_id, spec.epoch
+    )
+}
+
+pub(super) fn pair_options(phone: &str) -> PairCodeOptions {
+    PairCodeOptions { phone_number: phone.to_owned(), ..Default::default() }
+}
+
+/// Builds and spawns the client. Returns once its run loop is under way.
+pub(super) async fn start(ctx: &Ctx) -> Result<Conn, String> {
+    check_fence(ctx).await?;
+    let spec = &ctx.spec;
+    let cfg = &ctx.cfg;
+    let backend = PgBackend::new(ctx.pool.clone(), spec.id.clone(), Some(Fence { worker_id: spec.worker_id, epoch: spec.epoch }));
+    let hook = InboxHook {
+        pool: ctx.pool.clone(),
+        fence: SessionFence { worker: spec.worker_id, session: spec.id.clone(), epoch: spec.epoch },
+        attempts: cfg.inbox_attempts,
+        pause: Duration::from_millis(cfg.inbox_retry_pause_ms),
+    };
+    let transport = match &cfg.ws_url {
+        Some(url) => TokioWebSocketTransportFactory::new().with_url(url.clone()),
+        None => TokioWebSocketTransportFactory::new(),
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut builder = Bot::builder()
+        .with_backend(backend)
+        .with_runtime(TokioRuntime)
+        .with_transport_factory(transport)
+        .with_http_client(UreqHttpClient::new())
+        .with_event_handler(Forward { tx, acks: ctx.acks.clone() })
+        .with_inbound_durability_hook(hook);
+    if cfg.skip_history_sync {
+        builder = builder.skip_history_sync();
+    }
+    if let Some(v) = cfg.version {
+        builder = builder.with_version(v);
+    }
+    if let Some(phone) = &spec.pair_phone {
+        builder = builder.with_pair_code(pair_options(phone));
+    }
+    let bot = builder.build().await.map_err(|e| match &e {
+        BotBuilderError::Store(s) if is_lease_lost(s) => lease_lost(spec),
+        _ => format!("session {}: building the WhatsApp client failed: {e}", spec.id),
+    })?;
+    let handle = bot.spawn();
+    let client = handle.client();
+    let flags = Arc::new(Flags::new(Duration::from_millis(cfg.decrypt_failure_window_ms)));
+
+    let f = flags.clone();
+    let runner = tokio::spawn(async move {
+        handle.await;
+        f.ended.store(true, Ordering::SeqCst);
+    });
+    let translator = tokio::spawn(translate(rx, client.clone(), flags.clone(), ctx.sink.clone(), spec.clone()));
+    let poll = Duration::from_millis(cfg.stats_poll_ms.max(10));
+    let watcher = tokio::spawn(watch_stats(client.clone(), flags.clone(), ctx.sink.clone(), spec.clone(), poll));
+    Ok(Conn { client, flags, runner, tasks: vec![translator, watcher] })
+}
+
+async fn translate(mut rx: mpsc::UnboundedReceiver<Arc<Event>>, client: Arc<Client>, flags: Arc<Flags>, sink: EventSink, spec: SessionSpec) {
+    while let Some(ev) = rx.recv().await {
+        if let Event::PairingCodeRefresh(_) = &*ev {
+            // The old code is void; ask for a new one (it arrives as PairingCode).
+            if let Some(phone) = &spec.pair_phone {
+                let (c, opts) = (client.clone(), pair_options(phone));
+                tokio::spawn(async move {
+                    let _ = c.pair_with_code(opts).await; // failures arrive as PairingCodeError
+                });
+            }
+            continue;
+        }
+        let me = || Identity {
+            jid: client.pn().map(|j| j.to_string()),
+            push_name: Some(client.push_name()).filter(|n| !n.is_empty()),
+        };
+        for event in events::map(&ev, &flags, chrono::Utc::now(), me) {
+            emit(&sink, &spec, event);
+        }
+    }
+}
+
+/// Failed connection attempts are only visible as growth of whatsapp-rust's reconnect
+/// counter. One step of growth after a Disconnected is the reconnect that drop caused,
+/// not a failure; any other growth is reported as one ConnectFailure per poll.
+async fn watch_stats(client: Arc<Client>, flags: Arc<Flags>, sink: EventSink, spec: SessionSpec, every: Duration) {
+    let mut last = client.stats().reconnect_errors;
+    loop {
+        tokio::time::sleep(every).await;
+        if flags.ended.load(Ordering::SeqCst) || flags.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = client.stats().reconnect_errors;
+        if now > last {
+            let explained = u32::from(flags.dropped.swap(false, Ordering::SeqCst));
+            if now - last > explained {
+                let reason = format!("connection attempt failed ({now} in a row in whatsapp-rust's backoff)");
+                emit(&sink, &spec, WaEvent::ConnectFailure { reason });
+            }
+        }
+        last = now;
+    }
+}
+
+impl Conn {
+    /// Ends the connection: logs out first when asked, flushes state, waits for the run
+    /// loop (bounded by `grace`), then stops the tasks.
+    pub async fn stop(self, logout: bool, grace: Duration) {
+        self.flags.closing.store(true, Ordering::SeqCst);
+        let ending = async {
+            if logout {
+                self.client.logout().await;
+            } else {
+                self.client.disconnect().await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, ending).await;
+        let mut runner = self.runner;
+        if tokio::time::timeout(grace, &mut runner).await.is_err() {
+            runner.abort(); // dropping the BotHandle aborts the bot task
+        }
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+
+    /// The run loop ended by itself (terminal event, QR codes exhausted).
+    pub fn ended(&self) -> bool {
+        self.flags.ended.load(Ordering::SeqCst) || self.runner.is_finished()
+    }
+}

@@ -1,0 +1,315 @@
+//! The WhatsApp trait on whatsapp-rust 0.7: one client per owned session, storage on
+//! Postgres fenced by the lease (`crate::store::PgBackend`), inbound committed to
+//! wa.inbox before the server is acked (`inbound`), sends completed on the server ack
+//! (`acks`), events mapped to `WaEvent` (`events`; the decisions on Bad MAC, QR expiry,
+//! bans and logouts are documented there).
+//!
+//! Reconnect policy. whatsapp-rust reconnects by itself (auto-reconnect stays on: it
+//! handles 515 restarts immediately and 429 with a longer backoff, and turns itself off
+//! on terminal events: logout, stream replaced, ban, outdated client, refused login).
+//! The worker also schedules `reconnect()` after a Disconnected or ConnectFailure. To
+//! keep the two from fighting, `reconnect()` is a nudge that acts only where the library
+//! would not:
+//! * the run loop ended (terminal event, QR codes exhausted) -> a new client is built;
+//! * connected (Connected seen) -> `reconnect_immediately()`: an explicit restart (the
+//!   reconnect job; the worker's own schedule only fires while it thinks we are down);
+//! * socket up but not logged in yet -> nothing: a login is under way;
+//! * down for less than `reconnect_takeover_ms` -> nothing: the library's backoff (1, 1,
+//!   2, 3, 5, 8 s…) is already retrying;
+//! * down longer -> the client is rebuilt, so the worker's capped backoff and circuit
+//!   breaker bound the wait instead of the library's (which grows to 900 s).
+//! Failed attempts emit no event in whatsapp-rust; the stats watcher (`client`) turns
+//! growth of `stats().reconnect_errors` into ConnectFailure, which feeds the breaker.
+//!
+//! close(logout): `logout()` dispatches LoggedOut itself; the session marks itself
+//! closing first, so that event is suppressed (the app closed it on purpose; the worker's
+//! close_session job sets the status). A client is single-use after close: `reconnect()`
+//! builds a new one. A lost lease: the worker calls close(false); fenced writes made
+//! during the flush are refused by Postgres, so nothing stale is written.
+
+pub mod acks;
+mod client;
+pub mod events;
+pub mod inbound;
+pub mod send;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use whatsapp_rust::Jid;
+use whatsapp_rust::SendOptions;
+
+use self::acks::AckWaiters;
+use self::client::{Conn, Ctx};
+use self::send::{MediaSource, Quoted, Request};
+use crate::wa::{EventSink, OutboundMessage, SendAck, SendError, SessionSpec, WaSession, WhatsApp};
+
+/// Configuration of the whatsapp-rust side (config key `whatsapp.rust`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RustConfig {
+    /// How long a send waits for the server's ack before it fails as retryable (ms).
+    pub ack_timeout_ms: u64,
+    /// WebSocket URL of the WhatsApp Web server; None = WhatsApp's own. Tests point it
+    /// at a loopback server.
+    pub ws_url: Option<String>,
+    /// WhatsApp Web version to announce, e.g. [2, 3000, 1023456789]; None = fetched
+    /// over HTTPS by whatsapp-rust (refreshed when older than 24 h).
+    pub version: Option<(u32, u32, u32)>,
+    /// Acknowledge history-sync notifications without processing them (a gateway has
+    /// no use for the phone's chat history; it saves memory and time at link).
+    pub skip_history_sync: bool,
+    /// How often the stats watcher looks for failed connection attempts (ms).
+    pub stats_poll_ms: u64,
+    /// After the connection has been down this long, `reconnect()` rebuilds the client
+    /// instead of leaving it to whatsapp-rust's own backoff (ms).
+    pub reconnect_takeover_ms: u64,
+    /// Decryption failures from the same peer within this window count once (ms).
+    pub decrypt_failure_window_ms: u64,
+    /// Attempts to store an inbound message on database errors before the hook fails
+    /// (then the server is not acked and redelivers), and the pause between (ms, grows
+    /// linearly).
+    pub inbox_attempts: u32,
+    pub inbox_retry_pause_ms: u64,
+    /// Largest media file accepted, inline or fetched (bytes).
+    pub max_media_bytes: usize,
+    /// Time limit for fetching media from a URL (ms).
+    pub media_fetch_timeout_ms: u64,
+    /// How long close() waits for the client to flush and stop before aborting it (ms).
+    pub close_grace_ms: u64,
+}
+
+impl Default for RustConfig {
+    fn default() -> Self {
+        Self {
+            ack_timeout_ms: 20_000,
+            ws_url: None,
+            version: None,
+            skip_history_sync: true,
+            stats_poll_ms: 1_000,
+            reconnect_takeover_ms: 20_000,
+            decrypt_failure_window_ms: 60_000,
+            inbox_attempts: 5,
+            inbox_retry_pause_ms: 200,
+            max_media_bytes: 16 * 1024 * 1024,
+            media_fetch_timeout_ms: 30_000,
+            close_grace_ms: 10_000,
+        }
+    }
+}
+
+/// Opens sessions on whatsapp-rust.
+pub struct RustWhatsApp {
+    pool: sqlx::PgPool,
+    cfg: Arc<RustConfig>,
+    sessions: Registry,
+}
+
+/// The sessions this process has open, for calls outside the trait (key cleanup).
+#[derive(Clone, Default)]
+pub struct Registry(Arc<Mutex<HashMap<String, Weak<RustSession>>>>);
+
+impl Registry {
+    /// The open session `id` at `epoch`, if any.
+    pub fn get(&self, id: &str, epoch: i64) -> Option<Arc<RustSession>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id).and_then(Weak::upgrade).filter(|s| s.ctx.spec.epoch == epoch)
+    }
+
+    fn put(&self, s: &Arc<RustSession>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, w| w.strong_count() > 0);
+        map.insert(s.ctx.spec.id.clone(), Arc::downgrade(s));
+    }
+}
+
+impl RustWhatsApp {
+    pub fn new(pool: sqlx::PgPool, cfg: RustConfig) -> Self {
+        Self { pool, cfg: Arc::new(cfg), sessions: Registry::default() }
+    }
+
+    /// A handle on the open sessions (cheap to clone; keep it next to the worker).
+    pub fn sessions(&self) -> Registry {
+        self.sessions.clone()
+    }
+}
+
+#[async_trait]
+impl WhatsApp for RustWhatsApp {
+    async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn WaSession>, String> {
+        let ctx = Ctx { pool: self.pool.clone(), cfg: self.cfg.clone(), spec, sink: events, acks: AckWaiters::default() };
+        let conn = client::start(&ctx).await?;
+        let session = Arc::new(RustSession { ctx, conn: tokio::sync::Mutex::new(Some(conn)) });
+        self.sessions.put(&session);
+        Ok(session)
+    }
+}
+
+/// One open session. `conn` is None after close().
+pub struct RustSession {
+    ctx: Ctx,
+    conn: tokio::sync::Mutex<Option<Conn>>,
+}
+
+mod ops;
+
+impl RustSession {
+    pub fn id(&self) -> &str {
+        &self.ctx.spec.id
+    }
+
+    pub fn epoch(&self) -> i64 {
+        self.ctx.spec.epoch
+    }
+
+    /// The live client, if connected and logged in.
+    async fn logged_in(&self) -> Result<Arc<whatsapp_rust::Client>, SendError> {
+        let guard = self.conn.lock().await;
+        match guard.as_ref() {
+            Some(c) if !c.ended() && c.client.is_logged_in() => Ok(c.client.clone()),
+            _ => Err(SendError::NotConnected),
+        }
+    }
+
+    async fn rebuild(&self, conn: &mut Option<Conn>) -> Result<(), String> {
+        if let Some(old) = conn.take() {
+            old.stop(false, Duration::from_millis(self.ctx.cfg.close_grace_ms)).await;
+        }
+        *conn = Some(client::start(&self.ctx).await?);
+        Ok(())
+    }
+}
+
+/// whatsapp-rust's send errors in our terms.
+fn send_error(e: whatsapp_rust::SendError) -> SendError {
+    use whatsapp_rust::SendError as E;
+    match &e {
+        E::NotLoggedIn => SendError::NotConnected,
+        E::Client(c) if c.is_transport_unavailable() => SendError::NotConnected,
+        E::InvalidRequest(why) => SendError::Permanent(format!("the message was refused before sending: {why}")),
+        _ => SendError::Retryable(format!("sending failed: {e}")),
+    }
+}
+
+fn parse_jid(chat: &str) -> Result<Jid, SendError> {
+    chat.parse::<Jid>().map_err(|e| SendError::Permanent(format!("chat {chat:?} is not a WhatsApp JID: {e}")))
+}
+
+#[async_trait]
+impl WaSession for RustSession {
+    async fn send(&self, msg: &OutboundMessage) -> Result<SendAck, SendError> {
+        let cfg = &self.ctx.cfg;
+        let req = send::parse(&msg.payload, cfg.max_media_bytes)?;
+        let to = parse_jid(&msg.chat)?;
+        if msg.message_id.is_empty() {
+            return Err(SendError::Permanent("the job has no message id".into()));
+        }
+        let client = self.logged_in().await?;
+        let message = self.build(&client, &msg.chat, req).await?;
+        // Registered before the send: the ack can arrive before the send call returns.
+        let wait = self.ctx.acks.register(&msg.message_id);
+        let opts = SendOptions::default().with_message_id(msg.message_id.clone());
+        client.send_message_with_options(to, message, opts).await.map_err(send_error)?;
+        wait.wait(Duration::from_millis(cfg.ack_timeout_ms)).await
+    }
+
+    async fn reconnect(&self) -> Result<(), String> {
+        let mut guard = self.conn.lock().await;
+        let Some(conn) = guard.as_ref() else { return self.rebuild(&mut guard).await };
+        if conn.ended() {
+            return self.rebuild(&mut guard).await;
+        }
+        if conn.flags.up.load(std::sync::atomic::Ordering::SeqCst) {
+            conn.client.reconnect_immediately().await;
+            return Ok(());
+        }
+        if conn.client.is_connected() {
+            return Ok(()); // a login is under way
+        }
+        let takeover = Duration::from_millis(self.ctx.cfg.reconnect_takeover_ms);
+        if conn.flags.down_for().is_some_and(|d| d >= takeover) {
+            return self.rebuild(&mut guard).await;
+        }
+        Ok(())
+    }
+
+    async fn close(&self, logout: bool) -> Result<(), String> {
+        let conn = self.conn.lock().await.take();
+        self.ctx.acks.fail_all();
+        match conn {
+            Some(c) => {
+                if logout && !c.client.is_connected() {
+                    // The unlink request needs a live socket; without it the phone keeps
+                    // listing the device. Close anyway, but say so (the job retries).
+                    c.stop(false, Duration::from_millis(self.ctx.cfg.close_grace_ms)).await;
+                    return Err("not connected: the logout could not reach WhatsApp; the client was closed".into());
+                }
+                c.stop(logout, Duration::from_millis(self.ctx.cfg.close_grace_ms)).await;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Builds the waproto message of a request (lookups, media fetch and upload included).
+impl RustSession {
+    async fn build(&self, client: &Arc<whatsapp_rust::Client>, chat: &str, req: Request) -> Result<whatsapp_rust::waproto::whatsapp::Message, SendError> {
+        let cfg = &self.ctx.cfg;
+        match req {
+            Request::Text { text, reply_to } => {
+                let quoted = self.quoted(client, chat, reply_to).await?;
+                Ok(send::text_message(&text, quoted.as_ref()))
+            }
+            Request::Reaction { target, emoji, from_me } => {
+                let found = self.lookup(&target).await?;
+                let from_me = from_me.or(found.as_ref().map(|t| t.from_me)).unwrap_or(false);
+                // The author is named only in groups (WhatsApp's key format).
+                let participant = chat.ends_with("@g.us").then(|| found.and_then(|t| t.sender)).flatten();
+                Ok(send::reaction_message(chat, &target, &emoji, from_me, participant, chrono::Utc::now().timestamp_millis()))
+            }
+            Request::Media(m) => {
+                let bytes = match &m.source {
+                    MediaSource::Bytes(b) => b.clone(),
+                    MediaSource::Url(u) => {
+                        let b = send::fetch_url(u, cfg.max_media_bytes, Duration::from_millis(cfg.media_fetch_timeout_ms)).await?;
+                        send::check_media(&m, &b, cfg.max_media_bytes)?;
+                        b
+                    }
+                };
+                let mimetype = send::media_mimetype(&m, &bytes);
+                let media_type = match m.kind {
+                    send::MediaKind::Image => whatsapp_rust::download::MediaType::Image,
+                    send::MediaKind::Document => whatsapp_rust::download::MediaType::Document,
+                };
+                let quoted = self.quoted(client, chat, m.reply_to.clone()).await?;
+                let upload = client
+                    .upload(bytes, media_type, whatsapp_rust::UploadOptions::default())
+                    .await
+                    .map_err(|e| SendError::Retryable(format!("media upload failed: {e:#}")))?;
+                Ok(send::media_message(&m, mimetype, upload, quoted.as_ref()))
+            }
+        }
+    }
+
+    async fn lookup(&self, id: &str) -> Result<Option<send::Target>, SendError> {
+        send::lookup_target(&self.ctx.pool, &self.ctx.spec.id, id)
+            .await
+            .map_err(|e| SendError::Retryable(format!("looking up message {id}: {e}")))
+    }
+
+    async fn quoted(&self, client: &Arc<whatsapp_rust::Client>, chat: &str, reply_to: Option<String>) -> Result<Option<Quoted>, SendError> {
+        let Some(id) = reply_to else { return Ok(None) };
+        let found = self.lookup(&id).await?;
+        let own = client.pn().map(|j| j.to_non_ad_string()).unwrap_or_default();
+        let (participant, text) = match found {
+            Some(t) if !t.from_me => (t.sender.unwrap_or_default(), t.text),
+            Some(t) => (own, t.text),
+            // Unknown to us (sent before pgwa, or pruned): in a 1:1 chat the peer wrote it.
+            None => (chat.to_owned(), None),
+        };
+        Ok(Some(Quoted { id, participant, text }))
+    }
+}
