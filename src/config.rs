@@ -65,6 +65,9 @@ pub struct WorkerConfig {
     pub poll_only: bool,
     /// On SIGTERM, wait this long for running jobs before releasing them.
     pub shutdown_timeout_ms: u64,
+    /// Sessions connected per second at most, so a restart with many sessions does not
+    /// reconnect them all at once.
+    pub connect_per_sec: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,6 +195,7 @@ impl Default for WorkerConfig {
             poll_interval_ms: 1000,
             poll_only: false,
             shutdown_timeout_ms: 20_000,
+            connect_per_sec: 20,
         }
     }
 }
@@ -255,6 +259,9 @@ impl Config {
         }
         if w.max_sessions == 0 {
             return bad("worker.max_sessions", "must be above 0");
+        }
+        if w.connect_per_sec == 0 {
+            return bad("worker.connect_per_sec", "must be above 0");
         }
         if w.poll_interval_ms == 0 {
             return bad("worker.poll_interval_ms", "must be above 0");

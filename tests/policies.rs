@@ -129,3 +129,20 @@ async fn a_temporary_ban_holds_the_session_until_it_expires() {
     w.stop().await;
     assert!(sent_at >= until, "sent at {sent_at} during a ban until {until}");
 }
+
+#[tokio::test]
+async fn many_sessions_connect_at_the_configured_rate_not_all_at_once() {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("SELECT wa.add_session('s' || i) FROM generate_series(1, 12) i").execute(&db.pool).await.unwrap();
+    let mut cfg = fast_config(&db);
+    cfg.worker.connect_per_sec = 10;
+    let w = InProcess::start(cfg).await;
+    wait_connected(&db.pool, 12).await;
+    let spread: f64 = sqlx::query_scalar("SELECT extract(epoch FROM max(connected_at) - min(connected_at))::float8 FROM wa.sessions")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    w.stop().await;
+    // 12 connections at 10 per second: the last one opens 1.1 s after the first.
+    assert!(spread >= 1.0, "connections were not staggered: spread {spread} s");
+}

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Shared;
@@ -14,10 +15,12 @@ use crate::db::leases::{self, Held};
 use crate::wa::{EventSink, SessionSpec};
 
 pub async fn run(shared: Arc<Shared>, events: EventSink) {
+    let (opener_tx, opener_rx) = mpsc::unbounded_channel();
+    let opener = tokio::spawn(run_opener(shared.clone(), opener_rx, events));
     let every = Duration::from_millis(shared.cfg.worker.heartbeat_ms);
     let mut ticks: u64 = 0;
     loop {
-        if let Err(e) = tick(&shared, &events, ticks).await {
+        if let Err(e) = tick(&shared, &opener_tx, ticks).await {
             tracing::warn!(error = %e, "lease tick failed; retrying at the next heartbeat");
         }
         ticks += 1;
@@ -27,10 +30,11 @@ pub async fn run(shared: Arc<Shared>, events: EventSink) {
             _ = shared.release_leases.cancelled() => break,
         }
     }
+    opener.abort();
     release_all(&shared).await;
 }
 
-async fn tick(shared: &Arc<Shared>, events: &EventSink, ticks: u64) -> anyhow::Result<()> {
+async fn tick(shared: &Arc<Shared>, opener: &mpsc::UnboundedSender<Held>, ticks: u64) -> anyhow::Result<()> {
     let pool = &shared.pool;
     let ttl = shared.lease_ttl_secs();
     if !crate::db::workers::heartbeat(pool, shared.id).await? {
@@ -63,7 +67,7 @@ async fn tick(shared: &Arc<Shared>, events: &EventSink, ticks: u64) -> anyhow::R
                 stop(shared, &h.id, h.epoch, "stopped", None).await;
             }
         } else if !renewed && !stopping {
-            open(shared, h, deadline, events).await;
+            open(shared, h, deadline, opener).await;
         }
     }
     for id in shared.slots.ids() {
@@ -88,7 +92,7 @@ async fn tick(shared: &Arc<Shared>, events: &EventSink, ticks: u64) -> anyhow::R
             tracing::info!(count = claimed.len(), "claimed sessions");
         }
         for h in &claimed {
-            open(shared, h, deadline, events).await;
+            open(shared, h, deadline, opener).await;
         }
     } else if holding > target + 1 {
         shed(shared, (holding - target) as usize);
@@ -99,22 +103,42 @@ async fn tick(shared: &Arc<Shared>, events: &EventSink, ticks: u64) -> anyhow::R
     Ok(())
 }
 
-/// Opens the session's connection; progress comes back as events.
-async fn open(shared: &Arc<Shared>, h: &Held, deadline: Instant, events: &EventSink) {
-    let spec = SessionSpec { id: h.id.clone(), epoch: h.epoch, worker_id: shared.id, pair_phone: h.pair_phone.clone() };
+/// Takes the session into this worker and queues its connection. Connections are opened
+/// by the opener at `worker.connect_per_sec`, so a restart with 1,000 sessions does not
+/// stampede the WhatsApp servers (or the loopback one).
+async fn open(shared: &Arc<Shared>, h: &Held, deadline: Instant, opener: &mpsc::UnboundedSender<Held>) {
     let mut slot = Slot::new(h.epoch, deadline);
     if shared.cfg.pacing.enabled {
         slot.pacing = Some(Arc::new(super::pacing::Pacing::new(&shared.cfg.pacing)));
     }
-    match shared.wa.open(spec, events.clone()).await {
-        Ok(client) => slot.client = Some(client),
-        Err(e) => {
-            tracing::warn!(session = %h.id, error = %e, "could not open the session");
-            let fence = SessionFence { worker: shared.id, session: h.id.clone(), epoch: h.epoch };
-            let _ = crate::db::sessions::record_error(&shared.pool, &fence, &e).await;
+    shared.slots.insert(h.id.clone(), slot);
+    let _ = opener.send(h.clone());
+}
+
+/// Opens queued sessions one after the other, at most `worker.connect_per_sec`.
+pub async fn run_opener(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Held>, events: EventSink) {
+    let gap = Duration::from_secs_f64(1.0 / shared.cfg.worker.connect_per_sec.max(1) as f64);
+    let mut next = Instant::now();
+    while let Some(h) = queue.recv().await {
+        if shared.slots.get(&h.id).is_none_or(|s| s.epoch != h.epoch || s.client.is_some()) {
+            continue; // lost or stopped while queued
+        }
+        tokio::time::sleep_until(next).await;
+        next = Instant::now() + gap;
+        let spec = SessionSpec { id: h.id.clone(), epoch: h.epoch, worker_id: shared.id, pair_phone: h.pair_phone.clone() };
+        match shared.wa.open(spec, events.clone()).await {
+            Ok(client) => {
+                shared.slots.update(&h.id, h.epoch, |s| s.client = Some(client));
+            }
+            Err(e) => {
+                tracing::warn!(session = %h.id, error = %e, "could not open the session");
+                let fence = SessionFence { worker: shared.id, session: h.id.clone(), epoch: h.epoch };
+                if let Err(e) = super::policy::open_failed(&shared, &fence, &e).await {
+                    tracing::warn!(session = %h.id, error = %e, "recording the failure failed");
+                }
+            }
         }
     }
-    shared.slots.insert(h.id.clone(), slot);
 }
 
 /// Hands back sessions above the fair share, the ones with the least work first; they

@@ -36,6 +36,23 @@ pub async fn connect_failed(shared: &Arc<Shared>, f: &SessionFence, reason: &str
     Ok(true)
 }
 
+/// Opening the connection failed outright: counts toward the circuit breaker; below the
+/// limit the session is handed back and claimed again at a later heartbeat.
+pub async fn open_failed(shared: &Arc<Shared>, f: &SessionFence, reason: &str) -> anyhow::Result<()> {
+    crate::metrics::error("connect");
+    let Some(c) = sessions::count_connect_failure(&shared.pool, f, reason).await? else { return Ok(()) };
+    if c.count >= c.limit {
+        let until = chrono::Utc::now() + chrono::Duration::milliseconds((c.cooldown_secs * 1000.0) as i64);
+        let why = format!("circuit open after {} failed connection attempts (last: {reason}); retrying after {until}", c.count);
+        sessions::set_status(&shared.pool, f, "failed", Some(&why), Some(until)).await?;
+        lease::drain(shared, &f.session, Drain { status: "failed", reason: None });
+    } else {
+        lease::drain(shared, &f.session, Drain { status: "reconnecting", reason: Some("could not open the connection") });
+    }
+    shared.wake_lease.notify_one();
+    Ok(())
+}
+
 /// After an undecryptable inbound message.
 pub async fn undecryptable(shared: &Arc<Shared>, f: &SessionFence, peer: &str, bad_mac: bool) -> anyhow::Result<bool> {
     crate::metrics::error(if bad_mac { "bad_mac" } else { "bad_decrypt" });
