@@ -143,19 +143,30 @@ pub struct InboxHook {
 }
 
 impl InboxHook {
-    async fn store(&self, m: &InboundMessage) -> anyhow::Result<()> {
+    /// Stores rows in order (what `on_messages` does after conversion); returns how many
+    /// were new. Fails, so the server is not acked, when the lease is lost or the
+    /// database stays unreachable.
+    pub async fn commit(&self, rows: &[InboundMessage]) -> anyhow::Result<usize> {
+        let mut new = 0;
+        for m in rows {
+            new += usize::from(self.store(m).await?);
+        }
+        Ok(new)
+    }
+
+    async fn store(&self, m: &InboundMessage) -> anyhow::Result<bool> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             match sessions::insert_inbound(&self.pool, &self.fence, m).await {
                 Ok(Some(_)) => {
                     metrics::counter!(crate::metrics::MESSAGES_RECEIVED).increment(1);
-                    return Ok(());
+                    return Ok(true);
                 }
                 // Either a redelivery (already stored) or the fence refused: tell them apart.
                 Ok(None) => {
                     return if self.still_ours().await? {
-                        Ok(())
+                        Ok(false)
                     } else {
                         anyhow::bail!("lease lost: session {} is no longer held at epoch {}; message not acknowledged", self.fence.session, self.fence.epoch)
                     };
@@ -182,11 +193,7 @@ impl InboxHook {
 #[async_trait]
 impl InboundDurabilityHook for InboxHook {
     async fn on_messages(&self, _client: Arc<Client>, batch: &[whatsapp_rust::types::events::InboundMessage]) -> anyhow::Result<()> {
-        for item in batch {
-            if let Some(m) = to_inbound(&item.message, &item.info) {
-                self.store(&m).await?;
-            }
-        }
-        Ok(())
+        let rows: Vec<InboundMessage> = batch.iter().filter_map(|i| to_inbound(&i.message, &i.info)).collect();
+        self.commit(&rows).await.map(|_| ())
     }
 }

@@ -1,0 +1,313 @@
+//! The whatsapp-rust side without a WhatsApp server: a client is built and spawned for a
+//! fresh session (its device record lands in Postgres, fenced by the lease), a stale
+//! lease refuses to open, failed connection attempts surface as ConnectFailure, inbound
+//! messages convert to inbox rows (and commit once, fenced), outbound payloads build or
+//! fail with the field named, events map with their decisions, and sends resolve on the
+//! server ack.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use pgwa::db::{leases, sessions::SessionFence, workers};
+use pgwa::testkit::TestDb;
+use pgwa::wa::rust::acks::{AckOutcome, AckWaiters};
+use pgwa::wa::rust::events::{self, Flags, Identity};
+use pgwa::wa::rust::inbound::{InboxHook, to_inbound};
+use pgwa::wa::rust::send::{self, MediaKind, MediaSource, Quoted, Request};
+use pgwa::wa::rust::{RustConfig, RustWhatsApp};
+use pgwa::wa::{OutboundMessage, SendError, SessionSpec, WaEvent, WhatsApp};
+use serde_json::json;
+use uuid::Uuid;
+use whatsapp_rust::Jid;
+use whatsapp_rust::types::events as ev;
+use whatsapp_rust::wacore::types::message::MessageInfo;
+use whatsapp_rust::waproto::whatsapp as wa;
+
+/// A session held by a fresh worker: (worker, epoch).
+async fn held_session(db: &TestDb) -> (Uuid, i64) {
+    let worker = Uuid::now_v7();
+    workers::register(&db.pool, worker, "test", 10).await.unwrap();
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    let held = leases::claim(&db.pool, worker, 60.0, 10).await.unwrap();
+    assert_eq!(held.len(), 1);
+    (worker, held[0].epoch)
+}
+
+/// Nothing listens on port 9 of the loopback: every connection attempt is refused at
+/// once, no network needed.
+fn offline_config() -> RustConfig {
+    RustConfig {
+        ws_url: Some("ws://127.0.0.1:9/ws/chat".into()),
+        version: Some((2, 3000, 1_000_000_000)),
+        stats_poll_ms: 20,
+        close_grace_ms: 3_000,
+        ..RustConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_session_gets_its_device_record_and_reports_failed_connection_attempts() {
+    let db = TestDb::new().await.unwrap();
+    let (worker, epoch) = held_session(&db).await;
+    let wa = RustWhatsApp::new(db.pool.clone(), offline_config());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let spec = SessionSpec { id: "s1".into(), epoch, worker_id: worker, pair_phone: None };
+    let session = wa.open(spec, tx).await.expect("the client builds and spawns");
+
+    let devices: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.auth_state WHERE session_id = 's1'").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(devices, 1, "the device record was created in Postgres");
+    assert!(wa.sessions().get("s1", epoch).is_some(), "the open session is reachable for key cleanup");
+    assert!(wa.sessions().get("s1", epoch + 1).is_none(), "but not under another epoch");
+
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let e = rx.recv().await.expect("events flow");
+            assert_eq!((e.session.as_str(), e.epoch), ("s1", epoch));
+            if let WaEvent::ConnectFailure { reason } = e.event {
+                break reason;
+            }
+        }
+    })
+    .await
+    .expect("a refused connection attempt is reported");
+    assert!(got.contains("connection attempt failed"), "{got}");
+
+    let msg = OutboundMessage { job_id: 1, message_id: "3EB0AAAAAAAAAAAAAAAAAA".into(), chat: "15550000001@s.whatsapp.net".into(), payload: json!({"text": "hi"}), attempt: 1 };
+    assert_eq!(session.send(&msg).await, Err(SendError::NotConnected));
+    let bad = OutboundMessage { payload: json!({"type": "poll"}), ..msg };
+    assert!(matches!(session.send(&bad).await, Err(SendError::Permanent(m)) if m.contains("payload.type")), "validation comes first");
+
+    tokio::time::timeout(Duration::from_secs(10), session.close(false)).await.expect("close is bounded").unwrap();
+    session.close(false).await.expect("closing twice is harmless");
+}
+
+#[tokio::test]
+async fn a_stale_lease_refuses_to_open() {
+    let db = TestDb::new().await.unwrap();
+    let (worker, epoch) = held_session(&db).await;
+    // Another worker took the session over meanwhile.
+    let other = Uuid::now_v7();
+    workers::register(&db.pool, other, "other", 10).await.unwrap();
+    sqlx::query("UPDATE wa.sessions SET epoch = epoch + 1, owner_id = $1").bind(other).execute(&db.pool).await.unwrap();
+    let wa = RustWhatsApp::new(db.pool.clone(), offline_config());
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let spec = SessionSpec { id: "s1".into(), epoch, worker_id: worker, pair_phone: None };
+    let err = wa.open(spec, tx).await.err().expect("open fails");
+    assert!(err.contains("lease lost") && err.contains("s1") && err.contains(&format!("epoch {epoch}")), "{err}");
+    let devices: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.auth_state").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(devices, 0, "nothing was written");
+}
+
+fn info(id: &str, from_me: bool) -> MessageInfo {
+    let mut i = MessageInfo::default();
+    i.id = id.into();
+    i.source.chat = "15550000001@s.whatsapp.net".parse::<Jid>().unwrap();
+    i.source.sender = "15550000001@s.whatsapp.net".parse::<Jid>().unwrap();
+    i.source.is_from_me = from_me;
+    i.push_name = "Ana".into();
+    i.timestamp = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    i
+}
+
+fn text(t: &str) -> wa::Message {
+    wa::Message { conversation: Some(t.into()), ..Default::default() }
+}
+
+fn quoting(t: &str, quoted_id: &str) -> wa::Message {
+    let q = Quoted { id: quoted_id.into(), participant: "15550000001@s.whatsapp.net".into(), text: Some("earlier".into()) };
+    send::text_message(t, Some(&q))
+}
+
+fn image() -> wa::Message {
+    wa::Message {
+        image_message: whatsapp_rust::buffa::MessageField::some(wa::message::ImageMessage {
+            mimetype: Some("image/jpeg".into()),
+            caption: Some("look".into()),
+            file_length: Some(1234),
+            width: Some(640),
+            height: Some(480),
+            direct_path: Some("/v/t62/abc".into()),
+            media_key: Some(vec![7; 32]),
+            jpeg_thumbnail: Some(vec![1, 2, 3]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn inbound_messages_convert_to_inbox_rows() {
+    let t = to_inbound(&text("hello"), &info("A1", false)).unwrap();
+    assert_eq!((t.kind.as_str(), t.text.as_deref(), t.quoted_id.as_deref()), ("text", Some("hello"), None));
+    assert_eq!((t.chat.as_str(), t.sender.as_str(), t.message_id.as_str()), ("15550000001@s.whatsapp.net", "15550000001@s.whatsapp.net", "A1"));
+    assert_eq!(t.sent_at.unwrap().timestamp(), 1_700_000_000);
+    let raw = t.raw.unwrap();
+    assert_eq!(raw["message"], json!({"conversation": "hello"}), "nulls are stripped");
+    assert_eq!(raw["push_name"], "Ana");
+
+    let r = to_inbound(&quoting("yes", "Q9"), &info("A2", false)).unwrap();
+    assert_eq!((r.kind.as_str(), r.text.as_deref(), r.quoted_id.as_deref()), ("text", Some("yes"), Some("Q9")));
+
+    let i = to_inbound(&image(), &info("A3", false)).unwrap();
+    assert_eq!((i.kind.as_str(), i.text.as_deref()), ("image", Some("look")));
+    let media = i.media.unwrap();
+    assert_eq!((media["mimetype"].as_str(), media["width"].as_u64(), media["file_length"].as_u64()), (Some("image/jpeg"), Some(640), Some(1234)));
+    assert_eq!(media["media_key"].as_str().map(str::len), Some(44), "bytes as base64");
+    assert!(media.get("url").is_none(), "unset fields are left out");
+    assert!(!i.raw.unwrap().to_string().contains("jpeg_thumbnail"), "thumbnails are dropped from raw");
+
+    assert!(to_inbound(&text("mine"), &info("A4", true)).is_none(), "our own messages from the phone are skipped");
+    let revoke = wa::Message { protocol_message: whatsapp_rust::buffa::MessageField::some(Default::default()), ..Default::default() };
+    assert!(to_inbound(&revoke, &info("A5", false)).is_none(), "protocol messages are skipped");
+}
+
+#[tokio::test]
+async fn the_inbox_hook_commits_once_and_refuses_without_the_lease() {
+    let db = TestDb::new().await.unwrap();
+    let (worker, epoch) = held_session(&db).await;
+    let row = to_inbound(&text("hello"), &info("A1", false)).unwrap();
+    let hook = |epoch| InboxHook { pool: db.pool.clone(), fence: SessionFence { worker, session: "s1".into(), epoch }, attempts: 2, pause: Duration::from_millis(5) };
+    assert_eq!(hook(epoch).commit(std::slice::from_ref(&row)).await.unwrap(), 1);
+    assert_eq!(hook(epoch).commit(std::slice::from_ref(&row)).await.unwrap(), 0, "a redelivery is deduplicated and still acked");
+    let err = hook(epoch - 1).commit(&[row]).await.unwrap_err().to_string();
+    assert!(err.contains("lease lost"), "a stale holder must not ack: {err}");
+    let stored: (i64, String) = sqlx::query_as("SELECT count(*), min(text) FROM wa.inbox").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(stored, (1, "hello".into()));
+}
+
+fn perm(r: Result<Request, SendError>) -> String {
+    match r {
+        Err(SendError::Permanent(m)) => m,
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+}
+
+const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
+
+#[test]
+fn outbound_payloads_build_or_fail_with_the_field_named() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let max = 1024;
+
+    assert_eq!(send::parse(&json!({"to": "+1555", "text": "hi"}), max).unwrap(), Request::Text { text: "hi".into(), reply_to: None });
+    let m = send::text_message("hi", None);
+    assert_eq!(m.conversation.as_deref(), Some("hi"));
+
+    let Request::Text { text, reply_to } = send::parse(&json!({"type": "text", "text": "yes", "reply_to": "Q1"}), max).unwrap() else { panic!() };
+    let q = Quoted { id: reply_to.unwrap(), participant: "15550000001@s.whatsapp.net".into(), text: Some("earlier".into()) };
+    let m = send::text_message(&text, Some(&q));
+    let ext = m.extended_text_message.as_option().unwrap();
+    let ctx = ext.context_info.as_option().unwrap();
+    assert_eq!((ext.text.as_deref(), ctx.stanza_id.as_deref(), ctx.participant.as_deref()), (Some("yes"), Some("Q1"), Some("15550000001@s.whatsapp.net")));
+
+    let r = send::parse(&json!({"type": "reaction", "message_id": "T1", "emoji": "👍"}), max).unwrap();
+    assert_eq!(r, Request::Reaction { target: "T1".into(), emoji: "👍".into(), from_me: None });
+    let m = send::reaction_message("15550000001@s.whatsapp.net", "T1", "👍", true, None, 1_700_000_000_000);
+    let reaction = m.reaction_message.as_option().unwrap();
+    let key = reaction.key.as_option().unwrap();
+    assert_eq!((key.id.as_deref(), key.from_me, reaction.text.as_deref()), (Some("T1"), Some(true), Some("👍")));
+    assert!(matches!(send::parse(&json!({"type": "reaction", "message_id": "T1", "emoji": ""}), max), Ok(Request::Reaction { .. })), "empty emoji removes");
+
+    let Request::Media(img) = send::parse(&json!({"type": "image", "data": b64(PNG), "caption": "c"}), max).unwrap() else { panic!() };
+    assert_eq!((img.kind, &img.source, img.caption.as_deref()), (MediaKind::Image, &MediaSource::Bytes(PNG.to_vec()), Some("c")));
+    assert_eq!(send::media_mimetype(&img, PNG), "image/png", "sniffed when not given");
+    let Request::Media(doc) = send::parse(&json!({"type": "document", "url": "https://example.com/a.pdf", "file_name": "a.pdf"}), max).unwrap() else { panic!() };
+    assert_eq!((doc.kind, &doc.source), (MediaKind::Document, &MediaSource::Url("https://example.com/a.pdf".into())));
+    assert_eq!(send::media_mimetype(&doc, b"%PDF"), "application/octet-stream");
+
+    for (payload, field) in [
+        (json!({"type": "text"}), "payload.text: missing"),
+        (json!({"text": 5}), "payload.text: must be a string"),
+        (json!({"type": "poll"}), "payload.type"),
+        (json!({"type": "reaction", "emoji": "x"}), "payload.message_id"),
+        (json!({"type": "reaction", "message_id": "T1"}), "payload.emoji"),
+        (json!({"type": "image"}), "payload.data: missing"),
+        (json!({"type": "image", "data": b64(PNG), "url": "https://x.y/z"}), "not both"),
+        (json!({"type": "image", "data": "***"}), "not valid base64"),
+        (json!({"type": "image", "data": b64(b"plain text, not an image")}), "not a JPEG, PNG or WebP"),
+        (json!({"type": "image", "data": b64(&[0xFF, 0xD8, 0xFF]), "mimetype": "application/pdf"}), "payload.mimetype"),
+        (json!({"type": "document", "data": b64(&[0u8; 2048])}), "limit"),
+        (json!({"type": "document", "url": "ftp://x.y/z"}), "not http or https"),
+        (json!({"type": "document", "url": "not a url"}), "payload.url"),
+        (json!("just a string"), "JSON object"),
+    ] {
+        let m = perm(send::parse(&payload, max));
+        assert!(m.contains(field), "{payload}: {m}");
+    }
+}
+
+#[tokio::test]
+async fn sends_resolve_on_the_server_ack() {
+    let acks = AckWaiters::default();
+    let short = Duration::from_millis(30);
+
+    let w = acks.register("M1");
+    let at = Utc::now();
+    assert!(acks.resolve("M1", AckOutcome { error: None, at: Some(at) }));
+    let ok = w.wait(short).await.unwrap();
+    assert_eq!((ok.message_id.as_str(), ok.at), ("M1", at));
+
+    let w = acks.register("M2");
+    acks.resolve("M2", AckOutcome { error: Some("479".into()), at: None });
+    assert!(matches!(w.wait(short).await, Err(SendError::Permanent(m)) if m.contains("nack 479")), "a nack keeps its code");
+
+    let w = acks.register("M3");
+    acks.resolve("M3", AckOutcome { error: Some("503".into()), at: None });
+    assert!(matches!(w.wait(short).await, Err(SendError::Retryable(m)) if m.contains("503")), "a busy server is retryable");
+
+    let w = acks.register("M4");
+    assert!(matches!(w.wait(short).await, Err(SendError::Retryable(m)) if m.contains("no server ack")));
+    assert_eq!(acks.pending(), 0, "a timed-out waiter unregisters");
+    assert!(!acks.resolve("M4", AckOutcome { error: None, at: None }), "a late ack finds nobody");
+
+    let w = acks.register("M5");
+    assert_eq!(acks.fail_all(), 1);
+    assert!(matches!(w.wait(short).await, Err(SendError::Retryable(m)) if m.contains("dropped")));
+
+    let first = acks.register("M6");
+    let second = acks.register("M6");
+    drop(first);
+    assert_eq!(acks.pending(), 1, "dropping a replaced waiter keeps the newer one");
+    acks.resolve("M6", AckOutcome { error: None, at: None });
+    assert!(second.wait(short).await.is_ok());
+}
+
+fn me() -> Identity {
+    Identity { jid: Some("15559990000:3@s.whatsapp.net".into()), push_name: Some("Salon".into()) }
+}
+
+#[test]
+fn events_map_to_session_events() {
+    let flags = Flags::new(Duration::from_secs(60));
+    let now = Utc::now();
+    let map = |e: ev::Event| events::map(&e, &flags, now, me);
+
+    let qr = map(ev::Event::PairingQrCode(ev::PairingQrCode::builder().code("2@abc".into()).timeout(Duration::from_secs(60)).build()));
+    assert!(matches!(&qr[..], [WaEvent::Qr { code, expires_at }] if code == "2@abc" && *expires_at == now + chrono::Duration::seconds(60)));
+
+    let ban = ev::TemporaryBan::builder().code(ev::TempBanReason::SentToTooManyPeople).expire(chrono::Duration::hours(2)).build();
+    let got = map(ev::Event::TemporaryBan(ban));
+    assert!(matches!(&got[..], [WaEvent::TemporaryBan { until, .. }] if *until == now + chrono::Duration::hours(2)), "expire is a duration: {got:?}");
+
+    let got = map(ev::Event::Connected(ev::Connected::builder().build()));
+    assert!(matches!(&got[..], [WaEvent::Connected { jid: Some(j), push_name: Some(p) }] if j.starts_with("15559990000") && p == "Salon"));
+    assert!(flags.down_for().is_none());
+
+    let undecryptable = || {
+        let i = Arc::new(info("U1", false));
+        ev::Event::UndecryptableMessage(
+            ev::UndecryptableMessage::builder().info(i).is_unavailable(false).unavailable_type(ev::UnavailableType::Unknown).decrypt_fail_mode(ev::DecryptFailMode::Show).build(),
+        )
+    };
+    let got = map(undecryptable());
+    assert!(matches!(&got[..], [WaEvent::Undecryptable { peer, bad_mac: true }] if peer == "15550000001@s.whatsapp.net"));
+    assert!(map(undecryptable()).is_empty(), "the same peer within the window counts once");
+
+    let logged_out = || ev::Event::LoggedOut(ev::LoggedOut::builder().on_connect(true).reason(ev::ConnectFailureReason::LoggedOut).build());
+    assert!(matches!(&map(logged_out())[..], [WaEvent::LoggedOut { reason }] if reason.contains("LoggedOut")));
+    flags.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(map(logged_out()).is_empty(), "our own logout is not reported as the phone's");
+    assert!(flags.down_for().is_some());
+}
