@@ -119,11 +119,13 @@ pub struct HttpConfig {
     pub enabled: bool,
     /// Address to listen on; port 0 picks a free one.
     pub listen: String,
+    /// Bearer token for the QR endpoints (they are off while unset).
+    pub admin_token: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { enabled: true, listen: "127.0.0.1:8080".into() }
+        Self { enabled: true, listen: "127.0.0.1:8080".into(), admin_token: None }
     }
 }
 

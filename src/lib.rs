@@ -8,6 +8,7 @@ pub mod worker;
 pub mod db;
 pub mod http;
 pub mod metrics;
+pub mod qr;
 pub mod testkit;
 pub mod authdoc;
 pub mod bench;

@@ -70,3 +70,40 @@ async fn health_reports_counts_and_metrics_are_prometheus_text() {
     w.token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), w.handle).await;
 }
+
+#[tokio::test]
+async fn the_qr_endpoints_need_the_admin_token() {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("SELECT wa.add_session('s1', start => false)").execute(&db.pool).await.unwrap();
+    let mut cfg = fast_config(&db);
+    let w = InProcess::start(cfg.clone()).await;
+    let (code, body) = http_get(w.http.unwrap(), "/sessions/s1/qr.svg").await;
+    assert_eq!(code, 404, "off without a token: {body}");
+    assert!(body.contains("http.admin_token"));
+    w.stop().await;
+
+    cfg.http.admin_token = Some("s3cret".into());
+    let w = InProcess::start(cfg).await;
+    let addr = w.http.unwrap();
+    let (code, _) = http_get(addr, "/sessions/s1/qr.svg?token=s3cret").await;
+    assert_eq!(code, 404, "no QR published yet");
+    // What a worker does while linking.
+    sqlx::query("UPDATE wa.sessions SET qr_code = '2@abc,def,ghi', qr_expires_at = now() + interval '1 minute' WHERE id = 's1'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let (code, _) = http_get(addr, "/sessions/s1/qr.svg").await;
+    assert_eq!(code, 401);
+    let (code, _) = http_get(addr, "/sessions/s1/qr.svg?token=wrong!").await;
+    assert_eq!(code, 401);
+    let (code, body) = http_get(addr, "/sessions/s1/qr.svg?token=s3cret").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("<svg"), "{body}");
+    let (code, body) = http_get(addr, "/sessions/s1/qr.png?token=s3cret").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("PNG"));
+    sqlx::query("UPDATE wa.sessions SET qr_expires_at = now() - interval '1 second'").execute(&db.pool).await.unwrap();
+    let (code, _) = http_get(addr, "/sessions/s1/qr.png?token=s3cret").await;
+    assert_eq!(code, 404, "an expired QR is not served");
+    w.stop().await;
+}

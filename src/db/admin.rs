@@ -107,3 +107,11 @@ pub async fn queue_depth(pool: &PgPool) -> sqlx::Result<Vec<(&'static str, i64)>
     .await?;
     Ok(vec![("available", a), ("scheduled", s), ("running", r), ("retryable", t)])
 }
+
+/// The QR code a session is waiting to have scanned, if it has not expired.
+pub async fn current_qr(pool: &PgPool, session: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT qr_code FROM wa.sessions WHERE id = $1 AND qr_code IS NOT NULL AND qr_expires_at > now()")
+        .bind(session)
+        .fetch_optional(pool)
+        .await
+}

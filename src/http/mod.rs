@@ -1,7 +1,8 @@
-//! The worker's HTTP side: `/health` for orchestrators (no tenant data) and `/metrics`
-//! for Prometheus.
+//! The worker's HTTP side: `/health` for orchestrators (no tenant data), `/metrics`
+//! for Prometheus, and the linking QR code as an image behind the admin token.
 
 mod health;
+mod qr;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
+        .route("/sessions/{id}/{file}", get(qr::qr))
         .with_state(shared)
 }
 
