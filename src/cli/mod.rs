@@ -2,6 +2,7 @@
 
 mod bench;
 mod jobs;
+mod link;
 mod session;
 
 use std::path::PathBuf;

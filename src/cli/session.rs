@@ -19,6 +19,15 @@ pub enum SessionCmd {
         /// Free-form JSON object kept with the session (tenant data).
         #[arg(long, default_value = "{}")]
         metadata: String,
+        /// Wait until linked, showing each QR or pairing code (default when the output is a terminal).
+        #[arg(long, conflicts_with = "no_wait")]
+        wait: bool,
+        /// Return at once.
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
     /// List sessions with status, health and queued jobs.
     List,
@@ -39,7 +48,7 @@ pub enum SessionCmd {
 
 pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
     match cmd {
-        SessionCmd::Add { id, pair_phone, stopped, metadata } => {
+        SessionCmd::Add { id, pair_phone, stopped, metadata, wait, no_wait, timeout } => {
             let metadata: serde_json::Value = serde_json::from_str(&metadata)
                 .map_err(|e| anyhow::anyhow!("--metadata: not valid JSON ({e}); pass an object like '{{\"tenant\":42}}'"))?;
             sqlx::query("SELECT wa.add_session($1, $2, $3, $4)")
@@ -50,6 +59,10 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
                 .execute(pool)
                 .await?;
             println!("added session {id} ({})", if stopped { "stopped" } else { "a worker will link it" });
+            let wait = wait || (!no_wait && std::io::IsTerminal::is_terminal(&std::io::stdout()));
+            if wait && !stopped {
+                super::link::wait_linked(pool, &id, std::time::Duration::from_secs(timeout)).await?;
+            }
             Ok(())
         }
         SessionCmd::List => {
