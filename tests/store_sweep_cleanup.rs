@@ -159,3 +159,35 @@ async fn key_cleanup_scopes() {
     assert!(other.has_session("15559990000@c.us").await.unwrap());
     db.drop_now().await.unwrap();
 }
+
+/// A key_cleanup run by a worker that lost the lease deletes nothing.
+#[tokio::test]
+async fn fenced_cleanup_refuses_a_stale_worker() {
+    use pgwa::store::cleanup::{CleanupScope, run_cleanup};
+    use pgwa::store::Fence;
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    let b = session(pool, "s1").await;
+    b.save(&Device::new()).await.unwrap();
+    let w = uuid::Uuid::new_v4();
+    sqlx::query("INSERT INTO wa.workers (id, host, pid, version, max_sessions) VALUES ($1, 't', 1, 't', 1)")
+        .bind(w)
+        .execute(pool)
+        .await
+        .unwrap();
+    let epoch: i64 = sqlx::query_scalar("UPDATE wa.sessions SET owner_id = $1, epoch = epoch + 1 WHERE id = 's1' RETURNING epoch")
+        .bind(w)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let stale = Fence { worker_id: w, epoch: epoch - 1 };
+    let err = run_cleanup(pool, "s1", &CleanupScope::All, Some(stale)).await.unwrap_err();
+    assert!(err.downcast_ref::<pgwa::store::LeaseLost>().is_some(), "{err:#}");
+    assert!(b.exists().await.unwrap(), "nothing deleted");
+    let scope: CleanupScope = serde_json::from_value(serde_json::json!({"scope": "peer", "jid": "1555@s.whatsapp.net"})).unwrap();
+    assert_eq!(scope, CleanupScope::Peer { jid: "1555@s.whatsapp.net".into() });
+    let n = run_cleanup(pool, "s1", &CleanupScope::All, Some(Fence { worker_id: w, epoch })).await.unwrap();
+    assert_eq!(n, 1);
+    assert!(!b.exists().await.unwrap());
+    db.drop_now().await.unwrap();
+}

@@ -1,9 +1,51 @@
 //! Targeted key cleanup for the `key_cleanup` job kind: app-state sync keys only (first
 //! step on repeated bad decrypts), one peer's Signal sessions (first step on Bad MAC), or
 //! everything (wipe after logout). Each runs in one transaction and returns rows removed.
-//! The job core calls these while it holds the session's lease.
+//! The job core calls these while it holds the session's lease; [`run_cleanup`] takes
+//! that lease's [`Fence`] so a worker that lost the session deletes nothing.
 
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+
+use super::{Fence, LeaseLost};
+
+/// What a `key_cleanup` job removes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "scope", rename_all = "snake_case")]
+pub enum CleanupScope {
+    /// App-state sync keys only (first step on repeated bad decrypts).
+    AppStateKeys,
+    /// One peer's Signal sessions (first step on Bad MAC).
+    Peer { jid: String },
+    /// Everything, the auth document included (after logout).
+    All,
+}
+
+/// Runs one scope in one transaction. With a fence, the transaction first locks the
+/// session row FOR SHARE and checks owner and epoch: a takeover waits for it, and a
+/// worker that lost the lease gets [`LeaseLost`] and deletes nothing.
+pub async fn run_cleanup(pool: &PgPool, session: &str, scope: &CleanupScope, fence: Option<Fence>) -> anyhow::Result<u64> {
+    let mut tx = pool.begin().await?;
+    if let Some(f) = fence {
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM wa.sessions WHERE id = $1 AND owner_id = $2 AND epoch = $3 FOR SHARE)",
+        )
+        .bind(session)
+        .bind(f.worker_id)
+        .bind(f.epoch)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !held {
+            return Err(LeaseLost { session: session.to_string(), worker_id: f.worker_id, epoch: f.epoch }.into());
+        }
+    }
+    let n = match scope {
+        CleanupScope::AppStateKeys => app_state_keys(&mut *tx, session).await?,
+        CleanupScope::Peer { jid } => peer_sessions(&mut *tx, session, jid).await?,
+        CleanupScope::All => everything(&mut *tx, session).await?,
+    };
+    tx.commit().await?;
+    Ok(n)
+}
 
 /// Every per-session store table, the auth document last.
 const ALL_TABLES: &[&str] = &[
@@ -30,12 +72,12 @@ const ALL_TABLES: &[&str] = &[
 /// Removes the app-state sync keys only. whatsapp-rust asks the primary phone for any
 /// key it misses when the next patch needs it, so this is safe and cheap.
 pub async fn clear_app_state_keys(pool: &PgPool, session: &str) -> anyhow::Result<u64> {
-    let n = sqlx::query("DELETE FROM wa.app_state_sync_keys WHERE session_id = $1")
-        .bind(session)
-        .execute(pool)
-        .await?
-        .rows_affected();
-    Ok(n)
+    run_cleanup(pool, session, &CleanupScope::AppStateKeys, None).await
+}
+
+async fn app_state_keys(conn: &mut PgConnection, session: &str) -> anyhow::Result<u64> {
+    let r = sqlx::query("DELETE FROM wa.app_state_sync_keys WHERE session_id = $1").bind(session).execute(conn).await?;
+    Ok(r.rows_affected())
 }
 
 /// The user part of a JID: `15551234567:3@s.whatsapp.net` -> `15551234567`.
@@ -63,9 +105,12 @@ fn user_of(jid: &str) -> &str {
 /// received from the peer: group (skmsg) decryption does not use the 1:1 ratchet, and
 /// the peer redistributes its sender key when it needs to.
 pub async fn clear_peer_sessions(pool: &PgPool, session: &str, peer_jid: &str) -> anyhow::Result<u64> {
+    run_cleanup(pool, session, &CleanupScope::Peer { jid: peer_jid.to_string() }, None).await
+}
+
+async fn peer_sessions(tx: &mut PgConnection, session: &str, peer_jid: &str) -> anyhow::Result<u64> {
     let user = user_of(peer_jid);
     anyhow::ensure!(!user.is_empty(), "peer JID has no user part");
-    let mut tx = pool.begin().await?;
     let users: Vec<String> = sqlx::query_scalar(
         "SELECT $2::text UNION SELECT lid FROM wa.lid_mappings WHERE session_id = $1 AND phone_number = $2
          UNION SELECT phone_number FROM wa.lid_mappings WHERE session_id = $1 AND lid = $2",
@@ -82,19 +127,20 @@ pub async fn clear_peer_sessions(pool: &PgPool, session: &str, peer_jid: &str) -
         );
         total += sqlx::query(AssertSqlSafe(sql)).bind(session).bind(&users).execute(&mut *tx).await?.rows_affected();
     }
-    tx.commit().await?;
     Ok(total)
 }
 
 /// Removes everything the session's device knows, the auth document included: after a
 /// logout the number must be linked again. The wa.sessions row itself stays.
 pub async fn wipe_session_state(pool: &PgPool, session: &str) -> anyhow::Result<u64> {
-    let mut tx = pool.begin().await?;
+    run_cleanup(pool, session, &CleanupScope::All, None).await
+}
+
+async fn everything(tx: &mut PgConnection, session: &str) -> anyhow::Result<u64> {
     let mut total = 0;
     for table in ALL_TABLES {
         let sql = format!("DELETE FROM wa.{table} WHERE session_id = $1");
         total += sqlx::query(AssertSqlSafe(sql)).bind(session).execute(&mut *tx).await?.rows_affected();
     }
-    tx.commit().await?;
     Ok(total)
 }
