@@ -21,7 +21,7 @@ use serde_json::json;
 use uuid::Uuid;
 use whatsapp_rust::Jid;
 use whatsapp_rust::types::events as ev;
-use whatsapp_rust::wacore::types::message::MessageInfo;
+use whatsapp_rust::wacore::types::message::{MessageInfo, MessageSource};
 use whatsapp_rust::waproto::whatsapp as wa;
 
 /// A session held by a fresh worker: (worker, epoch).
@@ -80,6 +80,20 @@ async fn a_fresh_session_gets_its_device_record_and_reports_failed_connection_at
 
     tokio::time::timeout(Duration::from_secs(10), session.close(false)).await.expect("close is bounded").unwrap();
     session.close(false).await.expect("closing twice is harmless");
+
+    // A closed client is single-use: reconnect builds a new one on the same device.
+    session.reconnect().await.expect("a new client starts");
+    let devices: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.auth_state").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(devices, 1, "the same device record is reused");
+    // Never linked: a logout has nothing to unlink and closes at once.
+    tokio::time::timeout(Duration::from_secs(10), session.close(true)).await.expect("bounded").unwrap();
+
+    // Once the lease moved on, the old holder cannot start a client again.
+    let other = Uuid::now_v7();
+    workers::register(&db.pool, other, "other", 10).await.unwrap();
+    sqlx::query("UPDATE wa.sessions SET epoch = epoch + 1, owner_id = $1").bind(other).execute(&db.pool).await.unwrap();
+    let err = session.reconnect().await.unwrap_err();
+    assert!(err.contains("lease lost"), "{err}");
 }
 
 #[tokio::test]
@@ -100,14 +114,14 @@ async fn a_stale_lease_refuses_to_open() {
 }
 
 fn info(id: &str, from_me: bool) -> MessageInfo {
-    let mut i = MessageInfo::default();
-    i.id = id.into();
-    i.source.chat = "15550000001@s.whatsapp.net".parse::<Jid>().unwrap();
-    i.source.sender = "15550000001@s.whatsapp.net".parse::<Jid>().unwrap();
-    i.source.is_from_me = from_me;
-    i.push_name = "Ana".into();
-    i.timestamp = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-    i
+    let peer = "15550000001@s.whatsapp.net".parse::<Jid>().unwrap();
+    MessageInfo {
+        id: id.into(),
+        source: MessageSource { chat: peer.clone(), sender: peer, is_from_me: from_me, ..Default::default() },
+        push_name: "Ana".into(),
+        timestamp: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        ..Default::default()
+    }
 }
 
 fn text(t: &str) -> wa::Message {

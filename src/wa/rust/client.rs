@@ -61,8 +61,12 @@ impl EventHandler for Forward {
             }
             return;
         }
-        if matches!(&*ev, Event::Disconnected(_)) {
-            self.acks.fail_all(); // acks for the dropped socket never come
+        // The socket is gone (or going): acks for what was in flight never come.
+        if matches!(
+            &*ev,
+            Event::Disconnected(_) | Event::LoggedOut(_) | Event::StreamReplaced(_) | Event::TemporaryBan(_) | Event::ConnectFailure(_) | Event::ClientOutdated(_)
+        ) {
+            self.acks.fail_all();
         }
         let _ = self.tx.send(ev);
     }
@@ -189,9 +193,11 @@ async fn watch_stats(client: Arc<Client>, flags: Arc<Flags>, sink: EventSink, sp
             return;
         }
         let now = client.stats().reconnect_errors;
-        if now > last {
+        if now != last {
+            // Any move of the counter is the loop pass a pending drop caused (a pass may
+            // also reset it after a stable connection), so the drop is consumed here.
             let explained = u32::from(flags.dropped.swap(false, Ordering::SeqCst));
-            if now - last > explained {
+            if now > last && now - last > explained {
                 let reason = format!("connection attempt failed ({now} in a row in whatsapp-rust's backoff)");
                 emit(&sink, &spec, WaEvent::ConnectFailure { reason });
             }

@@ -18,6 +18,7 @@
 //!   2, 3, 5, 8 s…) is already retrying;
 //! * down longer -> the client is rebuilt, so the worker's capped backoff and circuit
 //!   breaker bound the wait instead of the library's (which grows to 900 s).
+//!
 //! Failed attempts emit no event in whatsapp-rust; the stats watcher (`client`) turns
 //! growth of `stats().reconnect_errors` into ConnectFailure, which feeds the breaker.
 //!
@@ -222,6 +223,7 @@ impl WaSession for RustSession {
             return self.rebuild(&mut guard).await;
         }
         if conn.flags.up.load(std::sync::atomic::Ordering::SeqCst) {
+            self.ctx.acks.fail_all();
             conn.client.reconnect_immediately().await;
             return Ok(());
         }
@@ -236,21 +238,32 @@ impl WaSession for RustSession {
     }
 
     async fn close(&self, logout: bool) -> Result<(), String> {
-        let conn = self.conn.lock().await.take();
-        self.ctx.acks.fail_all();
-        match conn {
-            Some(c) => {
-                if logout && !c.client.is_connected() {
-                    // The unlink request needs a live socket; without it the phone keeps
-                    // listing the device. Close anyway, but say so (the job retries).
-                    c.stop(false, Duration::from_millis(self.ctx.cfg.close_grace_ms)).await;
-                    return Err("not connected: the logout could not reach WhatsApp; the client was closed".into());
-                }
-                c.stop(logout, Duration::from_millis(self.ctx.cfg.close_grace_ms)).await;
-                Ok(())
+        let grace = Duration::from_millis(self.ctx.cfg.close_grace_ms);
+        let mut guard = self.conn.lock().await;
+        let Some(c) = guard.as_ref() else { return Ok(()) };
+        // The unlink request needs a logged-in socket, else the phone keeps listing the
+        // device: a stopped client is restarted for it, and the login waited for. A
+        // device that was never linked has nothing to unlink.
+        if logout && c.client.pn().is_some() && !c.client.is_logged_in() {
+            if c.ended() {
+                self.rebuild(&mut guard).await?;
             }
-            None => Ok(()),
+            let Some(c) = guard.as_ref() else { return Ok(()) };
+            let deadline = tokio::time::Instant::now() + grace;
+            while !c.client.is_logged_in() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !c.client.is_logged_in() {
+                // Keep the client: the close_session job retries, and must not find the
+                // session closed and report a logout that never reached WhatsApp.
+                return Err("not logged in to WhatsApp right now, so the device could not be unlinked; the session stays open".into());
+            }
         }
+        let Some(c) = guard.take() else { return Ok(()) };
+        drop(guard);
+        self.ctx.acks.fail_all();
+        c.stop(logout, grace).await;
+        Ok(())
     }
 }
 

@@ -52,10 +52,8 @@ impl RustSession {
     pub async fn clear_app_state_keys(&self) -> Result<u64, String> {
         let n = crate::store::cleanup::clear_app_state_keys(&self.ctx.pool, self.id()).await.map_err(|e| e.to_string())?;
         let guard = self.conn.lock().await;
-        if let Some(c) = guard.as_ref() {
-            if c.flags.up.load(Ordering::SeqCst) {
-                c.client.reconnect_immediately().await;
-            }
+        if let Some(c) = guard.as_ref().filter(|c| c.flags.up.load(Ordering::SeqCst)) {
+            c.client.reconnect_immediately().await;
         }
         Ok(n)
     }

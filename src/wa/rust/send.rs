@@ -194,7 +194,6 @@ pub fn reaction_message(chat: &str, target: &str, emoji: &str, from_me: bool, pa
         from_me: Some(from_me),
         id: Some(target.to_owned()),
         participant,
-        ..Default::default()
     };
     build_reaction_message(key, emoji, now_ms)
 }
