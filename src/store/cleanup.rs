@@ -39,9 +39,9 @@ pub async fn run_cleanup(pool: &PgPool, session: &str, scope: &CleanupScope, fen
         }
     }
     let n = match scope {
-        CleanupScope::AppStateKeys => app_state_keys(&mut *tx, session).await?,
-        CleanupScope::Peer { jid } => peer_sessions(&mut *tx, session, jid).await?,
-        CleanupScope::All => everything(&mut *tx, session).await?,
+        CleanupScope::AppStateKeys => app_state_keys(&mut tx, session).await?,
+        CleanupScope::Peer { jid } => peer_sessions(&mut tx, session, jid).await?,
+        CleanupScope::All => everything(&mut tx, session).await?,
     };
     tx.commit().await?;
     Ok(n)
