@@ -16,11 +16,12 @@ use pgwa::wa::rust::events::{self, Flags, Identity};
 use pgwa::wa::rust::inbound::{InboxHook, to_inbound};
 use pgwa::wa::rust::send::{self, MediaKind, MediaSource, Quoted, Request};
 use pgwa::wa::rust::{RustConfig, RustWhatsApp};
-use pgwa::wa::{OutboundMessage, SendError, SessionSpec, WaEvent, WhatsApp};
+use pgwa::wa::{OutboundMessage, ReceiptKind, SendError, SessionSpec, WaEvent, WhatsApp};
 use serde_json::json;
 use uuid::Uuid;
 use whatsapp_rust::Jid;
 use whatsapp_rust::types::events as ev;
+use whatsapp_rust::types::presence::ReceiptType;
 use whatsapp_rust::wacore::types::message::{MessageInfo, MessageSource};
 use whatsapp_rust::waproto::whatsapp as wa;
 
@@ -318,6 +319,18 @@ fn events_map_to_session_events() {
     let got = map(undecryptable());
     assert!(matches!(&got[..], [WaEvent::Undecryptable { peer, bad_mac: true }] if peer == "15550000001@s.whatsapp.net"));
     assert!(map(undecryptable()).is_empty(), "the same peer within the window counts once");
+
+    let receipt = |t| ev::Event::Receipt(
+        ev::Receipt::builder().source(MessageSource::default()).message_ids(vec!["M1".into(), "M2".into()]).timestamp(now).r#type(t).offline(false).build(),
+    );
+    let got = map(receipt(ReceiptType::Read));
+    assert!(matches!(&got[..], [WaEvent::Receipt { message_id: a, kind: ReceiptKind::Read, .. }, WaEvent::Receipt { message_id: b, .. }] if a == "M1" && b == "M2"));
+    assert!(matches!(&map(receipt(ReceiptType::Delivered))[..], [WaEvent::Receipt { kind: ReceiptKind::Delivered, .. }, _]));
+    assert!(map(receipt(ReceiptType::Sent)).is_empty(), "a downgraded delivery is not a delivery");
+
+    let failure = ev::ConnectFailure::builder().reason(ev::ConnectFailureReason::ServiceUnavailable).build();
+    assert!(matches!(&map(ev::Event::ConnectFailure(failure))[..], [WaEvent::ConnectFailure { reason }] if reason.contains("ServiceUnavailable")));
+    assert!(flags.dropped.load(std::sync::atomic::Ordering::SeqCst), "the reconnect it causes is not counted twice");
 
     let logged_out = || ev::Event::LoggedOut(ev::LoggedOut::builder().on_connect(true).reason(ev::ConnectFailureReason::LoggedOut).build());
     assert!(matches!(&map(logged_out())[..], [WaEvent::LoggedOut { reason }] if reason.contains("LoggedOut")));

@@ -162,6 +162,9 @@ pub fn map(ev: &Event, flags: &Flags, now: DateTime<Utc>, me: impl FnOnce() -> I
         }
         Event::ConnectFailure(f) => {
             flags.set_up(false);
+            // Already reported here: the reconnect it causes (500/503) must not be
+            // reported again by the stats watcher.
+            flags.dropped.store(true, Ordering::SeqCst);
             let mut reason = format!("the server refused the login: {:?}", f.reason);
             if let Some(m) = &f.message {
                 reason.push_str(": ");
