@@ -338,3 +338,13 @@ fn events_map_to_session_events() {
     assert!(map(logged_out()).is_empty(), "our own logout is not reported as the phone's");
     assert!(flags.down_for().is_some());
 }
+
+#[test]
+fn the_config_has_defaults_and_rejects_unknown_keys() {
+    let cfg: RustConfig = serde_json::from_value(json!({})).unwrap();
+    assert_eq!((cfg.ack_timeout_ms, cfg.ws_url, cfg.version, cfg.skip_history_sync), (20_000, None, None, true));
+    let cfg: RustConfig = serde_json::from_value(json!({"ws_url": "ws://127.0.0.1:5222/ws/chat", "version": [2, 3000, 7]})).unwrap();
+    assert_eq!((cfg.ws_url.as_deref(), cfg.version), (Some("ws://127.0.0.1:5222/ws/chat"), Some((2, 3000, 7))));
+    let err = serde_json::from_value::<RustConfig>(json!({"ack_timeout": 5})).unwrap_err().to_string();
+    assert!(err.contains("ack_timeout"), "{err}");
+}
