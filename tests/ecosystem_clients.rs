@@ -83,7 +83,7 @@ impl Client {
 
 fn psql(db: &TestDb, script: &str, vars: &[(&str, &str)], app: &str) -> Command {
     let mut cmd = Command::new("psql");
-    cmd.arg("-X").arg("-d").arg(&db.url).arg("-f").arg(format!("{script}.sql")).current_dir(clients().join("psql"));
+    cmd.arg("-X").arg("-d").arg(app_url(db)).arg("-f").arg(format!("{script}.sql")).current_dir(clients().join("psql"));
     for (k, v) in vars {
         cmd.arg("-v").arg(format!("{k}={v}"));
     }
@@ -94,7 +94,41 @@ fn psql(db: &TestDb, script: &str, vars: &[(&str, &str)], app: &str) -> Command 
 }
 
 fn with_db(cmd: &mut Command, db: &TestDb) {
-    cmd.env("PGWA_DATABASE_URL", &db.url).env_remove("DATABASE_URL").kill_on_drop(true);
+    cmd.env("PGWA_DATABASE_URL", app_url(db)).env_remove("DATABASE_URL").kill_on_drop(true);
+}
+
+/// The examples connect as an app would: a login role that has the pgwa_app grants
+/// (sql/06_roles.sql) and its own tables, not as a superuser, so a privilege the
+/// examples need and an app would lack fails here.
+const APP_ROLE: &str = "pgwa_example_app";
+
+fn app_url(db: &TestDb) -> String {
+    let url = db.url.replacen("://postgres@", &format!("://{APP_ROLE}@"), 1);
+    assert_ne!(url, db.url, "the client tests expect the test server as postgres@ with trust auth, got {}", db.url);
+    url
+}
+
+/// A fresh database whose app role may use the SQL API and create its own tables.
+async fn app_db() -> TestDb {
+    require_setup();
+    let db = TestDb::new().await.unwrap();
+    // Roles are shared by all databases of the server and tests run concurrently: a
+    // second creator gets duplicate_object or unique_violation, both mean "exists".
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DO $$ BEGIN
+             CREATE ROLE {APP_ROLE} LOGIN;
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+         END $$;
+         DO $$ BEGIN
+             GRANT pgwa_app TO {APP_ROLE};
+         EXCEPTION WHEN unique_violation OR internal_error THEN NULL;
+         END $$;
+         GRANT CREATE ON SCHEMA public TO {APP_ROLE};"
+    )))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    db
 }
 
 /// What a finished client printed.
@@ -196,8 +230,7 @@ impl Running {
 /// A database with one connected session, "salon-42", held by an in-process worker on
 /// the simulated side that logs every acked send to `log`.
 async fn with_worker(log: &Path) -> (TestDb, InProcess) {
-    require_setup();
-    let db = TestDb::new().await.unwrap();
+    let db = app_db().await;
     sqlx::query("SELECT wa.add_session('salon-42')").execute(&db.pool).await.unwrap();
     let mut cfg = fast_config(&db);
     cfg.whatsapp.simulated.sent_log = Some(log.to_string_lossy().into_owned());
@@ -235,6 +268,12 @@ async fn enqueue_with_receipts(db: &TestDb) -> String {
     .unwrap()
 }
 
+/// The examples ran as the app role: the table they created is the app's.
+async fn assert_ran_as_app(db: &TestDb) {
+    let owner: String = sqlx::query_scalar("SELECT tableowner::text FROM pg_tables WHERE tablename = 'app_bookings'").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(owner, APP_ROLE, "the examples connect as the app role");
+}
+
 async fn jobs_and_bookings(db: &TestDb) -> (i64, i64) {
     let bookings: i64 = sqlx::query_scalar("SELECT count(*) FROM app_bookings").fetch_one(&db.pool).await.unwrap();
     (count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE kind = 'send'").await, bookings)
@@ -252,6 +291,7 @@ async fn send_and_status(client: Client) {
     rb.expect_ok("send --rollback").expect_line("in transaction: booking").expect_line("rolled back");
     let rolled_back_id = rb.after(" message ");
     assert_eq!(jobs_and_bookings(&db).await, (0, 0), "a rolled-back transaction must leave no job and no booking");
+    assert_ran_as_app(&db).await;
 
     // Committed: one job with the printed id, keyed by its booking, completed once.
     let ok = run(client.command(&db, "send", &["salon-42", "+55 11 99999-8888", "Your booking is confirmed"]), "send").await;
@@ -301,6 +341,7 @@ async fn psql_sends_in_a_transaction_and_reads_delivery_status() {
     rb.expect_ok("send_in_transaction.sql rollback=true").expect_line("rolled back");
     let rolled_back_id = rb.after(" message ");
     assert_eq!(jobs_and_bookings(&db).await, (0, 0), "a rolled-back transaction must leave no job and no booking");
+    assert_ran_as_app(&db).await;
 
     let vars = [("session", "salon-42"), ("to", "+5511999998888"), ("text", "Your booking is confirmed")];
     let ok = run(psql(&db, "send_in_transaction", &vars, "pgwa-psql-send"), "send_in_transaction.sql").await;
@@ -459,10 +500,9 @@ fn qr_blocks(text: &str) -> Vec<usize> {
 }
 
 async fn link(client: Client) {
-    require_setup();
     // No worker here on purpose: the simulated side would connect the session at once,
     // without a QR. The test plays the worker's linking part instead.
-    let db = TestDb::new().await.unwrap();
+    let db = app_db().await;
     let linker = Running::start(client.command(&db, "link", &["salon-43", "--timeout", "20"]), "link");
     linker.wait_for_line("waiting for codes on wa_link").await;
     let desired: String = sqlx::query_scalar("SELECT desired::text FROM wa.sessions WHERE id = 'salon-43'").fetch_one(&db.pool).await.unwrap();
@@ -511,8 +551,7 @@ async fn python_shows_the_qr_code_of_a_session_being_linked() {
 
 #[tokio::test]
 async fn psql_prints_the_code_of_a_session_being_linked() {
-    require_setup();
-    let db = TestDb::new().await.unwrap(); // no worker: the test plays its linking part
+    let db = app_db().await; // no worker: the test plays its linking part
     let linker = Running::start(psql(&db, "link", &[("session", "salon-43"), ("seconds", "15")], "pgwa-psql-link"), "link.sql");
     wait_psql_running(&db, "pgwa-psql-link", "SELECT pg_temp.wait_for_code%").await;
     let code = simulate_qr(&db, "salon-43", 1).await;
