@@ -348,3 +348,32 @@ fn the_config_has_defaults_and_rejects_unknown_keys() {
     let err = serde_json::from_value::<RustConfig>(json!({"ack_timeout": 5})).unwrap_err().to_string();
     assert!(err.contains("ack_timeout"), "{err}");
 }
+
+/// Serves one canned HTTP response per connection on the loopback.
+async fn http_once(status: &'static str, body: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = sock.read(&mut buf).await;
+        let head = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+        let _ = sock.write_all(head.as_bytes()).await;
+        let _ = sock.write_all(&body).await;
+    });
+    format!("http://{addr}/media")
+}
+
+#[tokio::test]
+async fn media_urls_are_fetched_within_bounds() {
+    let t = Duration::from_secs(5);
+    let url = http_once("200 OK", PNG.to_vec()).await;
+    assert_eq!(send::fetch_url(&url, 1024, t).await.unwrap(), PNG);
+    let url = http_once("200 OK", vec![0; 4096]).await;
+    assert!(matches!(send::fetch_url(&url, 1024, t).await, Err(SendError::Permanent(m)) if m.contains("limit")));
+    let url = http_once("404 Not Found", b"gone".to_vec()).await;
+    assert!(matches!(send::fetch_url(&url, 1024, t).await, Err(SendError::Permanent(m)) if m.contains("HTTP 404")));
+    let url = http_once("503 Service Unavailable", vec![]).await;
+    assert!(matches!(send::fetch_url(&url, 1024, t).await, Err(SendError::Retryable(m)) if m.contains("HTTP 503")));
+}

@@ -233,21 +233,30 @@ pub fn media_message(req: &MediaRequest, mimetype: String, upload: whatsapp_rust
 }
 
 /// Fetches media from a URL through whatsapp-rust's ureq client (the HTTP client the
-/// build already carries), bounded in time and size.
+/// build already carries), bounded in time and size: the body is streamed and cut at
+/// `max` + 1 bytes, so a huge file is refused without being held in memory.
 pub async fn fetch_url(url: &str, max: usize, timeout: std::time::Duration) -> Result<Vec<u8>, SendError> {
+    use std::io::Read;
     use whatsapp_rust::http::{HttpClient, HttpRequest, UreqHttpClient};
-    let client = UreqHttpClient::new();
-    let resp = match tokio::time::timeout(timeout, client.execute(HttpRequest::get(url))).await {
+    let request = HttpRequest::get(url);
+    let fetch = tokio::task::spawn_blocking(move || -> Result<(u16, Vec<u8>), String> {
+        let resp = UreqHttpClient::new().execute_streaming(request).map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        resp.body.take(max as u64 + 1).read_to_end(&mut body).map_err(|e| e.to_string())?;
+        Ok((resp.status_code, body))
+    });
+    let (status, body) = match tokio::time::timeout(timeout, fetch).await {
         Err(_) => return Err(SendError::Retryable(format!("payload.url: no response within {} ms", timeout.as_millis()))),
-        Ok(Err(e)) => return Err(SendError::Retryable(format!("payload.url: fetch failed: {e}"))),
-        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(SendError::Retryable(format!("payload.url: fetch task failed: {e}"))),
+        Ok(Ok(Err(e))) => return Err(SendError::Retryable(format!("payload.url: fetch failed: {e}"))),
+        Ok(Ok(Ok(got))) => got,
     };
-    match resp.status_code {
-        200..=299 => Ok(resp.body),
+    match status {
+        200..=299 if body.len() > max => Err(bad("url", format!("larger than the {max}-byte limit"))),
+        200..=299 => Ok(body),
         s @ (408 | 429 | 500..=599) => Err(SendError::Retryable(format!("payload.url: the server answered HTTP {s}"))),
         s => Err(bad("url", format!("the server answered HTTP {s}"))),
     }
-    .and_then(|b| if b.len() > max { Err(bad("url", format!("{} bytes is larger than the {max}-byte limit", b.len()))) } else { Ok(b) })
 }
 
 /// What a reply or reaction points at.
