@@ -40,6 +40,7 @@ fn venv_python() -> PathBuf {
 fn require_setup() {
     let missing: Vec<String> = [
         clients().join("node/node_modules/pg/package.json"),
+        root().join("ecosystem/pm2/node_modules/pm2/package.json"),
         clients().join("node/node_modules/qrcode-terminal/package.json"),
         venv_python(),
     ]
@@ -565,11 +566,11 @@ async fn psql_prints_the_code_of_a_session_being_linked() {
 
 // --- deployment files -------------------------------------------------------------------
 //
-// What runs here: systemd-analyze (verify, offline security score), node (the PM2 file),
-// kubectl kustomize (renders the Kubernetes files offline), PyYAML (compose), a real
-// worker answering the containers' health-check command, and structural assertions.
-// What does not: Docker (no engine here, and no compose plugin), a Kubernetes API server,
-// PM2 itself, and Grafana; docs/ecosystem.md lists this.
+// What runs here: systemd-analyze (verify, offline security score), PM2 (the real one,
+// from ecosystem/pm2/package.json), kubectl kustomize (renders the Kubernetes files
+// offline), PyYAML (compose), a real worker answering the containers' health-check
+// command, and structural assertions. What does not: Docker (no engine here, and no
+// compose plugin), a Kubernetes API server, and Grafana; docs/ecosystem.md lists this.
 
 fn ecosystem(path: &str) -> PathBuf {
     root().join("ecosystem").join(path)
@@ -671,12 +672,12 @@ async fn deployment_env_example_is_a_valid_worker_configuration() {
 fn deployment_pm2_file_stops_gracefully() {
     let script = "const c = require(process.argv[1]); console.log(JSON.stringify(c.apps));";
     let out = std_run(
-        std::process::Command::new("node").args(["-e", script]).arg(ecosystem("pm2/ecosystem.config.js")).env("PGWA_INSTANCES", "3"),
+        std::process::Command::new("node").args(["-e", script]).arg(ecosystem("pm2/ecosystem.config.js")).env("PM2_PGWA_INSTANCES", "3"),
         "node loading ecosystem.config.js",
     );
     assert!(out.status.success(), "{}", out.show());
     let apps: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(apps.len(), 3, "PGWA_INSTANCES=3 gives three workers");
+    assert_eq!(apps.len(), 3, "PM2_PGWA_INSTANCES=3 gives three workers");
     let mut ports = std::collections::HashSet::new();
     for app in &apps {
         assert_eq!(app["args"], "run");
@@ -685,6 +686,77 @@ fn deployment_pm2_file_stops_gracefully() {
         assert!(kill / 1000 > shutdown_secs() + 5, "kill_timeout {kill} ms must leave room above the worker's shutdown");
         assert!(ports.insert(app["env"]["PGWA_HTTP__LISTEN"].as_str().unwrap().to_owned()), "each instance needs its own /health port");
     }
+}
+
+/// Stops the test's own PM2 daemon (its PM2_HOME is a temporary folder), also when the
+/// test fails half-way.
+struct Pm2 {
+    home: tempfile::TempDir,
+}
+
+impl Pm2 {
+    fn cmd(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(root().join("ecosystem/pm2/node_modules/.bin/pm2"));
+        c.env("PM2_HOME", self.home.path()).env_remove("DATABASE_URL");
+        c
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for e in std::fs::read_dir(self.home.path().join("logs")).into_iter().flatten().flatten() {
+            all += &format!("--- {}\n{}", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+        all
+    }
+}
+
+impl Drop for Pm2 {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+}
+
+/// The PM2 file under the real PM2: two workers share the sessions, and `pm2 stop`
+/// (SIGINT, then SIGKILL after kill_timeout) ends them gracefully: leases released and
+/// workers deregistered, which a kill would not do.
+#[tokio::test]
+async fn deployment_pm2_runs_two_workers_and_stops_them_gracefully() {
+    require_setup();
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("SELECT wa.add_session('s' || i) FROM generate_series(1, 10) i").execute(&db.pool).await.unwrap();
+    let pm2 = Pm2 { home: tempfile::tempdir().unwrap() };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start = std_run(
+        pm2.cmd()
+            .arg("start")
+            .arg(ecosystem("pm2/ecosystem.config.js"))
+            .env("PM2_PGWA_BIN", env!("CARGO_BIN_EXE_pgwa"))
+            .env("PM2_PGWA_INSTANCES", "2")
+            .env("PM2_PGWA_HTTP_PORT", port.to_string())
+            .env("PGWA_DATABASE_URL", &db.url),
+        "pm2 start",
+    );
+    assert!(start.status.success(), "pm2 start failed:\n{}", start.show());
+
+    let t = Instant::now();
+    loop {
+        let owners: Vec<i64> = sqlx::query_scalar("SELECT count(*) FROM wa.sessions WHERE status = 'connected' GROUP BY owner_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+        if owners == [5, 5] {
+            break;
+        }
+        assert!(t.elapsed() < RUN_LIMIT, "two PM2 workers did not share the 10 sessions 5/5 (got {owners:?}); PM2 logs:\n{}", pm2.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let t = Instant::now();
+    let stop = std_run(pm2.cmd().args(["stop", "all"]), "pm2 stop all");
+    assert!(stop.status.success(), "pm2 stop failed:\n{}", stop.show());
+    assert!(t.elapsed() < Duration::from_secs(shutdown_secs()), "the stop took {:?}: it waited for kill_timeout instead of a graceful exit", t.elapsed());
+    assert_eq!(count(&db.pool, "SELECT count(*) FROM wa.workers").await, 0, "both workers deregistered (a graceful exit); PM2 logs:\n{}", pm2.logs());
+    assert_eq!(count(&db.pool, "SELECT count(*) FROM wa.sessions WHERE owner_id IS NOT NULL").await, 0, "leases released");
 }
 
 /// Source paths the Rust code pulls in at compile time (include_str!, migrate!), which

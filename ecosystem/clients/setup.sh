@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the client examples need, idempotently, on a machine with Node 18+ (npm)
-# and Python 3.9+:
+# Installs what the client examples and their tests need, idempotently, on a machine
+# with Node 18+ (npm) and Python 3.9+:
 #   node/node_modules     from package-lock.json (npm ci: exactly the locked versions)
+#   ../pm2/node_modules   PM2, likewise
 #   python/.venv          a virtualenv with requirements.txt
 # Each step is skipped when what it would install is already there and unchanged, so
 # CI can call this before every `cargo test` at little cost.
@@ -14,16 +15,21 @@ need npm "npm, which comes with Node.js"
 need python3 "Python 3.9 or later"
 
 # --- Node: reinstall only when the lock file changed since the last install. ---------
+npm_ci() {
+  local dir="$1" stamp="$1/node_modules/.pgwa-lock.sha256" sum
+  sum="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$sum" ]]; then
+    echo "npm: $dir up to date"
+  else
+    echo "npm: npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$sum" > "$stamp"
+  fi
+}
 node_dir="$here/node"
-node_stamp="$node_dir/node_modules/.pgwa-lock.sha256"
-node_sum="$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1)"
-if [[ -f "$node_stamp" && "$(cat "$node_stamp")" == "$node_sum" ]]; then
-  echo "node: dependencies up to date"
-else
-  echo "node: npm ci in $node_dir"
-  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$node_sum" > "$node_stamp"
-fi
+npm_ci "$node_dir"
+# PM2, for the test that runs ecosystem/pm2/ecosystem.config.js under the real thing.
+npm_ci "$here/../pm2"
 
 # --- Python: a venv of its own, refreshed when requirements.txt changed. -------------
 py_dir="$here/python"
@@ -44,5 +50,7 @@ fi
 
 # A last check that both stacks import what the examples use.
 (cd "$node_dir" && node -e "require('pg'); require('qrcode-terminal')")
+# (not `pm2 --version`: any pm2 command starts its daemon)
+(cd "$here/../pm2" && node -e "require.resolve('pm2')")
 "$venv/bin/python" -c "import psycopg, qrcode, yaml"
 echo "clients ready"
