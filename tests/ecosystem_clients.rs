@@ -573,8 +573,8 @@ async fn psql_prints_the_code_of_a_session_being_linked() {
 // --- deployment files -------------------------------------------------------------------
 //
 // What runs here: systemd-analyze (verify, offline security score), PM2 (the real one,
-// from ecosystem/pm2/package.json), kubectl kustomize (renders the Kubernetes files
-// offline), the Compose JSON schema and PyYAML (compose), a real worker answering the
+// from ecosystem/pm2/package.json), kubectl kustomize and kubernetes-validate (render
+// the Kubernetes files offline, check them against the API schemas), the Compose JSON schema and PyYAML (compose), a real worker answering the
 // containers' health-check command, and structural assertions. What does not: Docker (no engine here, and no
 // compose plugin), a Kubernetes API server, and Grafana; docs/ecosystem.md lists this.
 
@@ -875,6 +875,16 @@ fn deployment_kubernetes_renders_with_probes_grace_pdb_and_migration() {
     let kubectl = tool("kubectl", "ecosystem/kubernetes");
     let out = std_run(std::process::Command::new(kubectl).arg("kustomize").arg(ecosystem("kubernetes")), "kubectl kustomize");
     assert!(out.status.success(), "kubectl kustomize ecosystem/kubernetes fails:\n{}", out.show());
+    // Strictly against the Kubernetes API schemas (unknown fields fail), for the newest
+    // version the validator knows and for an older one still widely run.
+    let rendered = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(rendered.path(), &out.stdout).unwrap();
+    let validator = venv_python().with_file_name("kubernetes-validate");
+    assert!(validator.exists(), "kubernetes-validate is missing from the venv; run `bash ecosystem/clients/setup.sh`");
+    for version in ["1.37", "1.30"] {
+        let v = std_run(std::process::Command::new(&validator).args(["--strict", "--quiet", "-k", version]).arg(rendered.path()), "kubernetes-validate");
+        assert!(v.status.success(), "the manifests do not validate against Kubernetes {version}:\n{}", v.show());
+    }
     let docs = yaml_docs(&out.stdout, "the rendered manifests");
     let of = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("no {kind} rendered"));
     let (dep, pdb, secret) = (of("Deployment"), of("PodDisruptionBudget"), of("Secret"));

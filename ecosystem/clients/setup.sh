@@ -52,5 +52,5 @@ fi
 (cd "$node_dir" && node -e "require('pg'); require('qrcode-terminal')")
 # (not `pm2 --version`: any pm2 command starts its daemon)
 (cd "$here/../pm2" && node -e "require.resolve('pm2')")
-"$venv/bin/python" -c "import psycopg, qrcode, yaml"
+"$venv/bin/python" -c "import psycopg, qrcode, yaml, jsonschema, kubernetes_validate"
 echo "clients ready"
