@@ -572,11 +572,12 @@ async fn psql_prints_the_code_of_a_session_being_linked() {
 
 // --- deployment files -------------------------------------------------------------------
 //
-// What runs here: systemd-analyze (verify, offline security score), PM2 (the real one,
-// from ecosystem/pm2/package.json), kubectl kustomize and kubernetes-validate (render
-// the Kubernetes files offline, check them against the API schemas), the Compose JSON schema and PyYAML (compose), a real worker answering the
-// containers' health-check command, and structural assertions. What does not: Docker (no engine here, and no
-// compose plugin), a Kubernetes API server, and Grafana; docs/ecosystem.md lists this.
+// What runs here: systemd-analyze (verify, offline security score); PM2 itself (from
+// ecosystem/pm2/package.json); kubectl kustomize and kubernetes-validate (render the
+// Kubernetes files offline and check them against the API schemas); the Compose JSON
+// schema and PyYAML (compose); a real worker answering the containers' health-check
+// command; structural assertions. What does not: Docker (no engine here, and no compose
+// plugin), a Kubernetes API server, and Grafana; docs/ecosystem.md lists this.
 
 fn ecosystem(path: &str) -> PathBuf {
     root().join("ecosystem").join(path)
