@@ -58,7 +58,7 @@ pub async fn run(cfg: &Config, b: JobsBench) -> anyhow::Result<serde_json::Value
     wcfg.pacing.enabled = false;
     wcfg.http.enabled = false;
     let start_worker = || async {
-        let worker_pool = crate::db::connect(&url, wcfg.db.max_connections).await?;
+        let worker_pool = crate::db::connect_worker(&url, wcfg.db.max_connections).await?;
         let wa = Arc::new(crate::wa::simulated::SimulatedWhatsApp::new(wcfg.whatsapp.simulated.clone())?);
         let worker = crate::worker::Worker::new(wcfg.clone(), worker_pool, wa).await?;
         let stop = CancellationToken::new();
@@ -201,12 +201,12 @@ async fn wait_drained(pool: &PgPool, total: u64, started: Instant) -> anyhow::Re
         .fetch_one(pool)
         .await?;
         if !busy {
-            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed'").fetch_one(pool).await?;
+            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND kind = 'send'").fetch_one(pool).await?;
             anyhow::ensure!(done as u64 == total, "only {done} of {total} jobs completed; see wa.jobs for the others");
             return Ok(());
         }
         if last_report.elapsed() > Duration::from_secs(5) {
-            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed'").fetch_one(pool).await?;
+            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND kind = 'send'").fetch_one(pool).await?;
             eprintln!("bench: {done}/{total} completed after {:.1} s", started.elapsed().as_secs_f64());
             last_report = Instant::now();
         }

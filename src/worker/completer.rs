@@ -24,6 +24,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut tries = 0u32;
+        let t = std::time::Instant::now();
         loop {
             match flush(&shared, &batch).await {
                 Ok(()) => break,
@@ -40,6 +41,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
                 }
             }
         }
+        tracing::debug!(jobs = batch.len(), ms = t.elapsed().as_millis() as u64, "recorded outcomes");
         for d in &batch {
             if let Some(c) = d.job.session_id.as_deref().and_then(|s| shared.slots.job_counter(s)) {
                 c.fetch_sub(1, Ordering::SeqCst);

@@ -42,7 +42,9 @@ pub async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// One promote + claim. Returns true when the claim came back full (more may be waiting).
+/// One promote + claim. Returns true when the claim found work (more may be waiting: the
+/// dispatcher claims again at once while there is room, so claims overlap the running
+/// batches instead of waiting for them).
 async fn round(shared: &Arc<Shared>, last_promote: &mut tokio::time::Instant, poll: Duration) -> anyhow::Result<bool> {
     let (held, connected) = shared.slots.claimable();
     if last_promote.elapsed() >= poll / 2 {
@@ -55,10 +57,13 @@ async fn round(shared: &Arc<Shared>, last_promote: &mut tokio::time::Instant, po
     if limit == 0 {
         return Ok(false);
     }
+    // Fair share of the batch per session.
     let per_session = (limit / connected.len().max(1)).max(1) as i64;
     let req = ClaimRequest { worker: shared.id, held: &held, connected: &connected, per_session, maintenance: 2 };
+    let t = std::time::Instant::now();
     let claimed = jobs::claim(&shared.pool, &req).await?;
     let n = claimed.len();
+    tracing::debug!(claimed = n, limit, ms = t.elapsed().as_millis() as u64, "claim");
     if n == 0 {
         return Ok(false);
     }
@@ -75,7 +80,7 @@ async fn round(shared: &Arc<Shared>, last_promote: &mut tokio::time::Instant, po
         }
         tokio::spawn(run_session_batch(shared.clone(), jobs));
     }
-    Ok(n >= limit)
+    Ok(true)
 }
 
 /// Control jobs first, one at a time; then one lane per chat.
