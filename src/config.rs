@@ -135,6 +135,8 @@ pub struct WhatsAppConfig {
     /// Which WhatsApp side the worker uses.
     pub backend: Backend,
     pub simulated: SimulatedConfig,
+    /// The real WhatsApp side (whatsapp-rust), used when backend = "whatsapp".
+    pub rust: crate::wa::rust::RustConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +144,8 @@ pub struct WhatsAppConfig {
 pub enum Backend {
     /// In-process simulation: no network, for tests, trials and benchmarks.
     Simulated,
+    /// WhatsApp Web through whatsapp-rust, keys in Postgres.
+    Whatsapp,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -216,7 +220,7 @@ impl Default for RetentionConfig {
 
 impl Default for WhatsAppConfig {
     fn default() -> Self {
-        Self { backend: Backend::Simulated, simulated: SimulatedConfig::default() }
+        Self { backend: Backend::Simulated, simulated: SimulatedConfig::default(), rust: Default::default() }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The command line: thin wrappers over the SQL API and the worker.
 
 mod bench;
+pub mod import;
 mod jobs;
 mod link;
 mod session;
@@ -55,6 +56,8 @@ pub enum Command {
     Jobs(jobs::JobsCmd),
     /// Measure the job core: enqueue sends over simulated sessions and drain them.
     Bench(bench::BenchArgs),
+    /// Measure the key store: session-record put/get, prekey batches, auth-state loads.
+    BenchStore,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -62,6 +65,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(&cfg);
     match cli.command {
         Command::Bench(args) => bench::run(&cfg, args).await,
+        Command::BenchStore => {
+            println!("{}", crate::bench::store::run(&cfg.database_url).await?);
+            Ok(())
+        }
         command => {
             let pool = crate::db::connect(&cfg.database_url, cfg.db.max_connections).await?;
             match command {
@@ -91,7 +98,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 Command::Jobs(cmd) => jobs::run(cmd, &pool).await,
-                Command::Bench(_) => unreachable!("handled above"),
+                Command::Bench(_) | Command::BenchStore => unreachable!("handled above"),
             }
         }
     }
@@ -113,6 +120,7 @@ async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
 
 async fn run_worker(cfg: Config, pool: sqlx::PgPool) -> anyhow::Result<()> {
     let wa: Arc<dyn crate::wa::WhatsApp> = match cfg.whatsapp.backend {
+        Backend::Whatsapp => Arc::new(crate::wa::rust::RustWhatsApp::new(pool.clone(), cfg.whatsapp.rust.clone())),
         Backend::Simulated => {
             tracing::warn!("whatsapp.backend = simulated: messages go nowhere (trials and benchmarks only)");
             Arc::new(crate::wa::simulated::SimulatedWhatsApp::new(cfg.whatsapp.simulated.clone()).context("whatsapp.simulated.sent_log")?)

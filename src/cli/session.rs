@@ -37,6 +37,8 @@ pub enum SessionCmd {
     Start { id: String },
     /// Ask for the session to stop (closes without logging out).
     Stop { id: String },
+    /// Move a number linked with Baileys to pgwa (no new QR scan).
+    ImportBaileys(super::import::ImportBaileysArgs),
     /// Delete a session with its jobs, inbox and keys.
     Remove {
         id: String,
@@ -103,6 +105,7 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
             println!("session {id}: desired = stopped");
             Ok(())
         }
+        SessionCmd::ImportBaileys(args) => super::import::run(args, pool).await,
         SessionCmd::Remove { id, yes } => {
             if !yes {
                 anyhow::bail!("removing {id:?} deletes its jobs, inbox and keys; run again with --yes to confirm");

@@ -1,35 +1,35 @@
 //! `key_cleanup`: targeted removal of a session's stored keys, the seeds' recovery steps:
 //! `app_state` (app-state sync keys only; first step on bad decrypt), `peer` (one peer's
 //! Signal sessions; first step on Bad MAC), `all` (everything, e.g. after a logout).
+//! Fenced: a worker that lost the session's lease deletes nothing.
 
 use std::sync::Arc;
 
 use serde_json::json;
 
 use super::{ClaimedJob, Outcome};
-use crate::store::cleanup;
+use crate::store::Fence;
+use crate::store::cleanup::{CleanupScope, run_cleanup};
 use crate::worker::Shared;
 
 pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
     let (Some(session), Some(epoch)) = (job.session_id.as_deref(), job.epoch) else {
         return Outcome::fail("key_cleanup job without a session");
     };
-    if shared.slots.client_for(session, epoch).is_err() && shared.slots.get(session).map(|s| s.epoch) != Some(epoch) {
-        return Outcome::Release;
-    }
-    let pool = &shared.pool;
-    let scope = job.payload.get("scope").and_then(|v| v.as_str()).unwrap_or("app_state");
-    let removed = match scope {
-        "app_state" => cleanup::clear_app_state_keys(pool, session).await,
+    let scope_name = job.payload.get("scope").and_then(|v| v.as_str()).unwrap_or("app_state");
+    let scope = match scope_name {
+        "app_state" => CleanupScope::AppStateKeys,
         "peer" => match job.payload.get("peer").and_then(|v| v.as_str()) {
-            Some(peer) => cleanup::clear_peer_sessions(pool, session, peer).await,
+            Some(peer) => CleanupScope::Peer { jid: peer.to_owned() },
             None => return Outcome::fail("payload.peer: missing for scope peer"),
         },
-        "all" => cleanup::wipe_session_state(pool, session).await,
+        "all" => CleanupScope::All,
         other => return Outcome::fail(format!("payload.scope: unknown scope {other:?}")),
     };
-    match removed {
-        Ok(n) => Outcome::completed(json!({ "scope": scope, "removed_rows": n })),
+    let fence = Fence { worker_id: shared.id, epoch };
+    match run_cleanup(&shared.pool, session, &scope, Some(fence)).await {
+        Ok(n) => Outcome::completed(json!({ "scope": scope_name, "removed_rows": n })),
+        Err(e) if e.chain().any(|c| c.is::<crate::store::LeaseLost>()) => Outcome::Release,
         Err(e) => Outcome::retry(e.to_string()),
     }
 }
