@@ -18,65 +18,43 @@ pub struct SessionFence {
 
 const FENCE: &str = "id = $1 AND owner_id = $2 AND epoch = $3";
 
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// `UPDATE wa.sessions SET <set> WHERE <fence>`: $1..$3 are the fence, `more` binds $4 on.
+async fn update_fenced<'q>(pool: &PgPool, f: &'q SessionFence, set: &str, more: impl FnOnce(PgQuery<'q>) -> PgQuery<'q>) -> sqlx::Result<bool> {
+    let sql = format!("UPDATE wa.sessions SET {set} WHERE {FENCE}");
+    let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch);
+    Ok(more(q).execute(pool).await?.rows_affected() == 1)
+}
+
 pub async fn set_status(pool: &PgPool, f: &SessionFence, status: &str, reason: Option<&str>, until: Option<DateTime<Utc>>) -> sqlx::Result<bool> {
-    let sql = format!(
-        "UPDATE wa.sessions SET status = $4::wa.session_status, status_reason = $5, status_until = $6 WHERE {FENCE}"
-    );
-    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&f.session)
-        .bind(f.worker)
-        .bind(f.epoch)
-        .bind(status)
-        .bind(reason)
-        .bind(until)
-        .execute(pool)
-        .await?;
-    Ok(n.rows_affected() == 1)
+    update_fenced(pool, f, "status = $4::wa.session_status, status_reason = $5, status_until = $6", |q| {
+        q.bind(status).bind(reason).bind(until)
+    })
+    .await
 }
 
 /// Connected: error counters reset (the seeds' rule), identity recorded.
 pub async fn mark_connected(pool: &PgPool, f: &SessionFence, jid: Option<&str>, push_name: Option<&str>) -> sqlx::Result<bool> {
-    let sql = format!(
-        "UPDATE wa.sessions SET status = 'connected', status_reason = NULL, status_until = NULL,
-                connected_at = now(), bad_mac_count = 0, bad_decrypt_count = 0, failed_connect_count = 0,
-                qr_code = NULL, qr_expires_at = NULL, pair_code = NULL, pair_code_expires_at = NULL,
-                jid = coalesce($4, jid), push_name = coalesce($5, push_name)
-          WHERE {FENCE}"
-    );
-    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&f.session)
-        .bind(f.worker)
-        .bind(f.epoch)
-        .bind(jid)
-        .bind(push_name)
-        .execute(pool)
-        .await?;
-    Ok(n.rows_affected() == 1)
+    update_fenced(
+        pool,
+        f,
+        "status = 'connected', status_reason = NULL, status_until = NULL, connected_at = now(),
+         bad_mac_count = 0, bad_decrypt_count = 0, failed_connect_count = 0,
+         qr_code = NULL, qr_expires_at = NULL, pair_code = NULL, pair_code_expires_at = NULL,
+         jid = coalesce($4, jid), push_name = coalesce($5, push_name)",
+        |q| q.bind(jid).bind(push_name),
+    )
+    .await
 }
 
 pub async fn record_error(pool: &PgPool, f: &SessionFence, message: &str) -> sqlx::Result<bool> {
-    let sql = format!("UPDATE wa.sessions SET last_error = left($4, 2000), last_error_at = now() WHERE {FENCE}");
-    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&f.session)
-        .bind(f.worker)
-        .bind(f.epoch)
-        .bind(message)
-        .execute(pool)
-        .await?;
-    Ok(n.rows_affected() == 1)
+    update_fenced(pool, f, "last_error = left($4, 2000), last_error_at = now()", |q| q.bind(message)).await
 }
 
 /// The app asked (close_session) for the session to stay down until started again.
 pub async fn set_desired_stopped(pool: &PgPool, f: &SessionFence, reason: &str) -> sqlx::Result<bool> {
-    let sql = format!("UPDATE wa.sessions SET desired = 'stopped', status_reason = $4 WHERE {FENCE}");
-    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&f.session)
-        .bind(f.worker)
-        .bind(f.epoch)
-        .bind(reason)
-        .execute(pool)
-        .await?;
-    Ok(n.rows_affected() == 1)
+    update_fenced(pool, f, "desired = 'stopped', status_reason = $4", |q| q.bind(reason)).await
 }
 
 /// A delivery or read receipt for one of our messages. Never moves a message backwards
@@ -138,42 +116,36 @@ pub async fn insert_inbound(pool: &PgPool, f: &SessionFence, m: &InboundMessage)
 
 /// Linking: publishes a QR code (NOTIFY wa_link follows from the trigger).
 pub async fn publish_qr(pool: &PgPool, f: &SessionFence, code: &str, expires_at: DateTime<Utc>) -> sqlx::Result<bool> {
-    let sql = format!(
-        "UPDATE wa.sessions SET qr_code = $4, qr_expires_at = $5, qr_count = qr_count + 1,
-                status = 'awaiting_qr', status_reason = NULL WHERE {FENCE}"
-    );
-    let n = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch).bind(code).bind(expires_at).execute(pool).await?;
-    Ok(n.rows_affected() == 1)
+    update_fenced(
+        pool,
+        f,
+        "qr_code = $4, qr_expires_at = $5, qr_count = qr_count + 1, status = 'awaiting_qr', status_reason = NULL",
+        |q| q.bind(code).bind(expires_at),
+    )
+    .await
 }
 
 /// Linking: publishes a pairing code.
 pub async fn publish_pair_code(pool: &PgPool, f: &SessionFence, code: &str, expires_at: DateTime<Utc>) -> sqlx::Result<bool> {
-    let sql = format!(
-        "UPDATE wa.sessions SET pair_code = $4, pair_code_expires_at = $5,
-                status = 'awaiting_pair_code', status_reason = NULL WHERE {FENCE}"
-    );
-    let n = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch).bind(code).bind(expires_at).execute(pool).await?;
-    Ok(n.rows_affected() == 1)
+    update_fenced(
+        pool,
+        f,
+        "pair_code = $4, pair_code_expires_at = $5, status = 'awaiting_pair_code', status_reason = NULL",
+        |q| q.bind(code).bind(expires_at),
+    )
+    .await
 }
 
 /// Linking succeeded: identity recorded, codes cleared.
 pub async fn mark_paired(pool: &PgPool, f: &SessionFence, jid: &str, lid: Option<&str>, phone: Option<&str>, push_name: Option<&str>) -> sqlx::Result<bool> {
-    let sql = format!(
-        "UPDATE wa.sessions SET jid = $4, lid = coalesce($5, lid), phone = coalesce($6, phone), push_name = coalesce($7, push_name),
-                qr_code = NULL, qr_expires_at = NULL, pair_code = NULL, pair_code_expires_at = NULL
-          WHERE {FENCE}"
-    );
-    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&f.session)
-        .bind(f.worker)
-        .bind(f.epoch)
-        .bind(jid)
-        .bind(lid)
-        .bind(phone)
-        .bind(push_name)
-        .execute(pool)
-        .await?;
-    Ok(n.rows_affected() == 1)
+    update_fenced(
+        pool,
+        f,
+        "jid = $4, lid = coalesce($5, lid), phone = coalesce($6, phone), push_name = coalesce($7, push_name),
+         qr_code = NULL, qr_expires_at = NULL, pair_code = NULL, pair_code_expires_at = NULL",
+        |q| q.bind(jid).bind(lid).bind(phone).bind(push_name),
+    )
+    .await
 }
 
 /// A counter after it was bumped, next to its limit from wa.policy.
