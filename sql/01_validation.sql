@@ -115,21 +115,49 @@ BEGIN
         NEW.delivery := 'queued';
         msg_type := coalesce(NEW.payload->>'type', 'text');
         NEW.payload := NEW.payload || jsonb_build_object('to', NEW.chat, 'type', msg_type);
+        SELECT p.max_text_chars INTO max_chars FROM wa.policy p;
         IF msg_type = 'text' THEN
             IF jsonb_typeof(NEW.payload->'text') IS DISTINCT FROM 'string' THEN
                 RAISE EXCEPTION USING ERRCODE = 'WA003', MESSAGE = 'text: missing; a text message needs payload.text as a string';
             END IF;
             body := NEW.payload->>'text';
-            SELECT p.max_text_chars INTO max_chars FROM wa.policy p;
             IF btrim(body, E' \t\r\n') = '' THEN
                 RAISE EXCEPTION USING ERRCODE = 'WA003', MESSAGE = 'text: is empty';
             ELSIF char_length(body) > max_chars THEN
                 RAISE EXCEPTION USING ERRCODE = 'WA003',
                     MESSAGE = format('text: %s characters is over the limit of %s', char_length(body), max_chars);
             END IF;
+        ELSIF msg_type = 'reaction' THEN
+            IF jsonb_typeof(NEW.payload->'message_id') IS DISTINCT FROM 'string'
+               OR NEW.payload->>'message_id' !~ '^[A-Za-z0-9]{8,64}$' THEN
+                RAISE EXCEPTION USING ERRCODE = 'WA006',
+                    MESSAGE = 'payload.message_id: a reaction names the message it reacts to (8 to 64 letters or digits)';
+            END IF;
+            IF jsonb_typeof(NEW.payload->'emoji') IS DISTINCT FROM 'string' OR char_length(NEW.payload->>'emoji') > 16 THEN
+                RAISE EXCEPTION USING ERRCODE = 'WA006',
+                    MESSAGE = 'payload.emoji: a string of at most 16 characters (empty removes the reaction)';
+            END IF;
+        ELSIF msg_type IN ('image', 'document') THEN
+            IF (NEW.payload ? 'data') = (NEW.payload ? 'url') THEN
+                RAISE EXCEPTION USING ERRCODE = 'WA006',
+                    MESSAGE = format('payload.data: a %s needs exactly one of payload.data (base64) and payload.url', msg_type);
+            END IF;
+            IF NEW.payload ? 'url' AND (jsonb_typeof(NEW.payload->'url') <> 'string' OR NEW.payload->>'url' !~ '^https?://\S+$') THEN
+                RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'payload.url: must be an http or https URL';
+            END IF;
+            IF NEW.payload ? 'data' AND (jsonb_typeof(NEW.payload->'data') <> 'string'
+                                         OR octet_length(NEW.payload->>'data') > 22369622
+                                         OR NEW.payload->>'data' !~ '^[A-Za-z0-9+/=_-]+$') THEN
+                RAISE EXCEPTION USING ERRCODE = 'WA006',
+                    MESSAGE = 'payload.data: must be base64 of at most 16 MiB';
+            END IF;
+            IF char_length(coalesce(NEW.payload->>'caption', '')) > max_chars THEN
+                RAISE EXCEPTION USING ERRCODE = 'WA003',
+                    MESSAGE = format('caption: over the limit of %s characters', max_chars);
+            END IF;
         ELSE
             RAISE EXCEPTION USING ERRCODE = 'WA006',
-                MESSAGE = format('payload.type: unknown message type %L (accepted: text)', msg_type);
+                MESSAGE = format('payload.type: unknown message type %L (accepted: text, reaction, image, document)', msg_type);
         END IF;
         IF NEW.payload ? 'reply_to' AND (jsonb_typeof(NEW.payload->'reply_to') <> 'string'
                                          OR NEW.payload->>'reply_to' !~ '^[A-Za-z0-9]{8,64}$') THEN

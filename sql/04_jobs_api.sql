@@ -95,6 +95,57 @@ BEGIN
 END
 $$;
 
+-- Reacts to a message (by its WhatsApp id) with an emoji; an empty emoji removes the
+-- reaction. Returns the job id and the reaction's own message id.
+CREATE OR REPLACE FUNCTION wa.send_reaction(
+    session text,
+    recipient text,
+    target_message_id text,
+    emoji text,
+    idempotency_key text DEFAULT NULL,
+    OUT job_id bigint,
+    OUT message_id text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    SELECT j.id, j.message_id INTO job_id, message_id
+      FROM wa.enqueue(session, 'send',
+             jsonb_build_object('type', 'reaction', 'to', recipient, 'message_id', target_message_id, 'emoji', emoji),
+             idempotency_key => idempotency_key) j;
+END
+$$;
+
+-- Sends an image or a document, from bytes or from an http(s) URL the worker fetches
+-- (exactly one of them), with an optional caption, MIME type and file name.
+CREATE OR REPLACE FUNCTION wa.send_media(
+    session text,
+    recipient text,
+    kind text,
+    data bytea DEFAULT NULL,
+    url text DEFAULT NULL,
+    caption text DEFAULT NULL,
+    mimetype text DEFAULT NULL,
+    file_name text DEFAULT NULL,
+    reply_to text DEFAULT NULL,
+    idempotency_key text DEFAULT NULL,
+    OUT job_id bigint,
+    OUT message_id text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    IF kind IS NULL OR kind NOT IN ('image', 'document') THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006',
+            MESSAGE = format('kind: %L is not a media kind (accepted: image, document)', kind);
+    END IF;
+    SELECT j.id, j.message_id INTO job_id, message_id
+      FROM wa.enqueue(session, 'send',
+             jsonb_strip_nulls(jsonb_build_object('type', kind, 'to', recipient,
+                 'data', translate(encode(data, 'base64'), E'\n', ''), 'url', url, 'caption', caption,
+                 'mimetype', mimetype, 'file_name', file_name, 'reply_to', reply_to)),
+             idempotency_key => idempotency_key) j;
+END
+$$;
+
 -- Restarts a session's connection now (resets its backoff). Returns the job id.
 CREATE OR REPLACE FUNCTION wa.reconnect(session text)
 RETURNS bigint

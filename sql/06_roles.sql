@@ -31,6 +31,8 @@ GRANT EXECUTE ON FUNCTION
     wa.remove_session(text),
     wa.enqueue(text, text, jsonb, timestamptz, integer, text, integer),
     wa.send_text(text, text, text, text, timestamptz, integer, text, integer),
+    wa.send_reaction(text, text, text, text, text),
+    wa.send_media(text, text, text, bytea, text, text, text, text, text, text),
     wa.reconnect(text),
     wa.close_session(text, text, boolean, boolean),
     wa.cancel_job(bigint),

@@ -146,3 +146,26 @@ async fn many_sessions_connect_at_the_configured_rate_not_all_at_once() {
     // 12 connections at 10 per second: the last one opens 1.1 s after the first.
     assert!(spread >= 1.0, "connections were not staggered: spread {spread} s");
 }
+
+#[tokio::test]
+async fn key_cleanup_all_wipes_and_asks_for_a_new_link() {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    sqlx::query("INSERT INTO wa.base_keys (session_id, address, message_id, base_key) VALUES ('s1', 'a', 'm', '\\x00')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let w = InProcess::start(fast_config(&db)).await;
+    wait_connected(&db.pool, 1).await;
+    sqlx::query("SELECT wa.enqueue('s1', 'key_cleanup', '{\"scope\": \"all\"}')").execute(&db.pool).await.unwrap();
+    eventually(Duration::from_secs(10), "logged_out and released", || async {
+        let (s, held): (String, bool) = sqlx::query_as("SELECT status::text, owner_id IS NOT NULL FROM wa.sessions").fetch_one(&db.pool).await.unwrap();
+        (s == "logged_out" && !held).then_some(())
+    })
+    .await;
+    w.stop().await;
+    let result: serde_json::Value = sqlx::query_scalar("SELECT result FROM wa.jobs WHERE kind = 'key_cleanup'").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(result["scope"], "all");
+    assert!(result["removed_rows"].as_u64().unwrap() >= 1);
+    assert_eq!(count(&db.pool, "SELECT count(*) FROM wa.base_keys").await, 0);
+}

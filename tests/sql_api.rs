@@ -241,3 +241,37 @@ async fn views_report_health_and_queue() {
         sqlx::query_as("SELECT healthy, bad_mac_count, bad_mac_limit FROM wa.session_health WHERE session = 's1'").fetch_one(&db.pool).await.unwrap();
     assert_eq!((healthy, bad_mac, limit), (false, 3, 3));
 }
+
+#[tokio::test]
+async fn reactions_and_media_are_validated() {
+    let db = db_with_session().await;
+    let (job, _): (i64, String) =
+        sqlx::query_as("SELECT * FROM wa.send_reaction('s1', '+15550000001', '3EB0ABCDEF0123456789AB', '👍')").fetch_one(&db.pool).await.unwrap();
+    let p: serde_json::Value = sqlx::query_scalar("SELECT payload FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
+    assert_eq!((p["type"].as_str(), p["emoji"].as_str()), (Some("reaction"), Some("👍")));
+    let (job, _): (i64, String) = sqlx::query_as(
+        "SELECT * FROM wa.send_media('s1', '+15550000001', 'image', data => '\\x89504e470d0a1a0a'::bytea, caption => 'menu')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let p: serde_json::Value = sqlx::query_scalar("SELECT payload FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
+    assert_eq!((p["type"].as_str(), p["data"].as_str()), (Some("image"), Some("iVBORw0KGgo=")));
+    sqlx::query("SELECT wa.send_media('s1', '+15550000001', 'document', url => 'https://example.com/menu.pdf', file_name => 'menu.pdf')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    for (sql, code, arg) in [
+        ("SELECT wa.send_reaction('s1', '+15550000001', 'x', '👍')", "WA006", "payload.message_id"),
+        ("SELECT wa.send_reaction('s1', '+15550000001', '3EB0ABCDEF0123456789AB', NULL)", "WA006", "payload.emoji"),
+        ("SELECT wa.send_media('s1', '+15550000001', 'video', url => 'https://x.test/a')", "WA006", "kind"),
+        ("SELECT wa.send_media('s1', '+15550000001', 'image')", "WA006", "payload.data"),
+        ("SELECT wa.send_media('s1', '+15550000001', 'image', data => '\\x00', url => 'https://x.test/a')", "WA006", "payload.data"),
+        ("SELECT wa.send_media('s1', '+15550000001', 'image', url => 'ftp://x.test/a')", "WA006", "payload.url"),
+    ] {
+        let (got, msg) = fails(&db.pool, sql).await;
+        assert_eq!(got, code, "{sql}: {msg}");
+        assert!(msg.starts_with(&format!("{arg}:")), "{sql}: {msg}");
+    }
+    assert_eq!(jobs(&db.pool).await, 3);
+}

@@ -26,9 +26,30 @@ pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
         "all" => CleanupScope::All,
         other => return Outcome::fail(format!("payload.scope: unknown scope {other:?}")),
     };
+    let client = shared.slots.client_for(session, epoch).ok();
+    let mut via_client = 0;
+    if let Some(client) = &client {
+        if matches!(scope, CleanupScope::All) {
+            // Close first: a live client would write its in-memory keys back.
+            shared.slots.update(session, epoch, |s| s.connected = false);
+            let _ = client.close(false).await;
+        } else {
+            match client.clear_keys(&scope).await {
+                Ok(n) => via_client = n.unwrap_or(0),
+                Err(e) => return Outcome::retry(format!("clearing keys through the connection failed: {e}")),
+            }
+        }
+    }
     let fence = Fence { worker_id: shared.id, epoch };
-    match run_cleanup(&shared.pool, session, &scope, Some(fence)).await {
-        Ok(n) => Outcome::completed(json!({ "scope": scope_name, "removed_rows": n })),
+    let result = run_cleanup(&shared.pool, session, &scope, Some(fence)).await;
+    if matches!(scope, CleanupScope::All) && result.is_ok() {
+        // No keys left: the device must be linked again.
+        let f = crate::db::sessions::SessionFence { worker: shared.id, session: session.to_owned(), epoch };
+        let _ = crate::db::sessions::set_status(&shared.pool, &f, "logged_out", Some("keys wiped by key_cleanup (scope all)"), None).await;
+        crate::worker::drain_session(shared, session, "logged_out");
+    }
+    match result {
+        Ok(n) => Outcome::completed(json!({ "scope": scope_name, "removed_rows": n + via_client })),
         Err(e) if e.chain().any(|c| c.is::<crate::store::LeaseLost>()) => Outcome::Release,
         Err(e) => Outcome::retry(e.to_string()),
     }

@@ -130,4 +130,11 @@ pub trait WaSession: Send + Sync + 'static {
     async fn reconnect(&self) -> Result<(), String>;
     /// Ends the connection; with `logout`, unlinks the device from the phone first.
     async fn close(&self, logout: bool) -> Result<(), String>;
+
+    /// Clears keys the connection may also hold in memory, so that a key_cleanup is not
+    /// undone by the client writing its cache back. Returns the rows it removed, or None
+    /// when this side keeps no such cache (the store's SQL cleanup is then enough).
+    async fn clear_keys(&self, _scope: &crate::store::cleanup::CleanupScope) -> Result<Option<u64>, String> {
+        Ok(None)
+    }
 }

@@ -75,6 +75,13 @@ impl Shared {
     }
 }
 
+/// Stops claiming for a session and releases it with `status` once its running jobs are
+/// recorded (used by job handlers that end a session's life, like key_cleanup all).
+pub fn drain_session(shared: &Shared, session: &str, status: &'static str) {
+    lease::drain(shared, session, slots::Drain { status, reason: None });
+    shared.wake_lease.notify_one();
+}
+
 /// A running worker. `run` returns after a graceful shutdown (token cancelled).
 pub struct Worker {
     shared: Arc<Shared>,

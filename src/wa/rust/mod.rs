@@ -237,6 +237,18 @@ impl WaSession for RustSession {
         Ok(())
     }
 
+    async fn clear_keys(&self, scope: &crate::store::cleanup::CleanupScope) -> Result<Option<u64>, String> {
+        use crate::store::cleanup::CleanupScope;
+        match scope {
+            // Through the client's signal API, so its session cache and the store agree.
+            CleanupScope::Peer { jid } => self.delete_peer_sessions(jid).await.map(|n| Some(n as u64)),
+            // Deletes the rows, then reconnects: the client drops its key cache on reconnect.
+            CleanupScope::AppStateKeys => self.clear_app_state_keys().await.map(Some),
+            // The caller closes the connection before wiping everything.
+            CleanupScope::All => Ok(None),
+        }
+    }
+
     async fn close(&self, logout: bool) -> Result<(), String> {
         let grace = Duration::from_millis(self.ctx.cfg.close_grace_ms);
         let mut guard = self.conn.lock().await;
