@@ -58,7 +58,7 @@ pub async fn run(cfg: &Config, b: JobsBench) -> anyhow::Result<serde_json::Value
     wcfg.pacing.enabled = false;
     wcfg.http.enabled = false;
     let start_worker = || async {
-        let worker_pool = crate::db::connect_worker(&url, wcfg.db.max_connections).await?;
+        let worker_pool = crate::db::connect(&url, wcfg.db.max_connections).await?;
         let wa = Arc::new(crate::wa::simulated::SimulatedWhatsApp::new(wcfg.whatsapp.simulated.clone())?);
         let worker = crate::worker::Worker::new(wcfg.clone(), worker_pool, wa).await?;
         let stop = CancellationToken::new();

@@ -77,8 +77,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     if !no_migrate {
                         migrate(&pool).await?;
                     }
-                    pool.close().await;
-                    let pool = crate::db::connect_worker(&cfg.database_url, cfg.db.max_connections).await?;
                     run_worker(cfg, pool).await
                 }
                 Command::Session(cmd) => session::run(cmd, &pool).await,

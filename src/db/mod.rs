@@ -19,30 +19,13 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool};
 /// Opens a pool on `url`, creating the database first if it does not exist (so a fresh
 /// machine with a local Postgres needs no manual `createdb`).
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    open(url, max_connections, false).await
-}
-
-/// The worker's pool: like `connect`, with custom plans for every execution. The hot
-/// statements join unnest($n) arrays whose length only a custom plan sees; a cached
-/// generic plan guesses 10 rows and picks nested loops that compare every pair (seconds
-/// per batch of 2,000). Not for app-facing pools: it would re-plan every statement of the
-/// PL/pgSQL API on each call.
-pub async fn connect_worker(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    open(url, max_connections, true).await
-}
-
-async fn open(url: &str, max_connections: u32, custom_plans: bool) -> anyhow::Result<PgPool> {
     let opts = PgConnectOptions::from_str(url)
         .with_context(|| format!("database_url: cannot parse {}", redact(url)))?;
     create_database_if_missing(&opts).await?;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(if custom_plans {
-            opts.application_name("pgwa-worker").options([("plan_cache_mode", "force_custom_plan")])
-        } else {
-            opts.application_name("pgwa")
-        })
+        .connect_with(opts.application_name("pgwa"))
         .await
         .with_context(|| format!("cannot connect to {}; is Postgres running?", redact(url)))
 }

@@ -41,7 +41,7 @@ pub struct InProcess {
 
 impl InProcess {
     pub async fn start(cfg: Config) -> Self {
-        let pool = pgwa::db::connect_worker(&cfg.database_url, cfg.db.max_connections).await.unwrap();
+        let pool = pgwa::db::connect(&cfg.database_url, cfg.db.max_connections).await.unwrap();
         let wa = Arc::new(pgwa::wa::simulated::SimulatedWhatsApp::new(cfg.whatsapp.simulated.clone()).unwrap());
         let worker = pgwa::worker::Worker::new(cfg, pool, wa).await.unwrap();
         let id = worker.id();
