@@ -47,6 +47,8 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
                 c.fetch_sub(1, Ordering::SeqCst);
             }
         }
+        // Recorded outcomes may unblock the next send of a chat (or free room).
+        shared.mark_hot(batch.iter().filter_map(|d| d.job.session_id.as_deref()));
         shared.in_flight.fetch_sub(batch.len(), Ordering::SeqCst);
         batch.clear();
         shared.wake_dispatch.notify_one();
@@ -132,6 +134,7 @@ fn wake_after(shared: &Arc<Shared>, ms: i64) {
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(ms.max(0) as u64 + 5)).await;
         if let Some(s) = shared.upgrade() {
+            s.mark_all_hot();
             s.wake_dispatch.notify_one();
         }
     });

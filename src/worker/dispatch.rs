@@ -18,52 +18,65 @@ use crate::job::{ClaimedJob, JobKind, Outcome};
 
 pub async fn run(shared: Arc<Shared>) {
     let poll = Duration::from_millis(shared.cfg.worker.poll_interval_ms);
-    let mut last_promote = tokio::time::Instant::now() - poll;
     loop {
         if shared.stopping.is_cancelled() {
             return;
         }
-        let mut claimed_full = false;
-        match round(&shared, &mut last_promote, poll).await {
-            Ok(full) => claimed_full = full,
+        let mut found = false;
+        match round(&shared).await {
+            Ok(f) => found = f,
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed; retrying");
+                shared.mark_all_hot();
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        if claimed_full {
+        if found {
             continue;
         }
         tokio::select! {
             _ = shared.wake_dispatch.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(poll) => shared.mark_all_hot(),
             _ = shared.stopping.cancelled() => return,
         }
     }
 }
 
-/// One promote + claim. Returns true when the claim found work (more may be waiting: the
-/// dispatcher claims again at once while there is room, so claims overlap the running
-/// batches instead of waiting for them).
-async fn round(shared: &Arc<Shared>, last_promote: &mut tokio::time::Instant, poll: Duration) -> anyhow::Result<bool> {
-    let (held, connected) = shared.slots.claimable();
-    if last_promote.elapsed() >= poll / 2 {
-        *last_promote = tokio::time::Instant::now();
-        jobs::promote_due(&shared.pool, &held).await?;
+/// One claim over the hot sessions (all of them after a poll, with due jobs promoted
+/// first). Returns true when it found work: the dispatcher then claims again at once
+/// while there is room, so claims overlap the running batches.
+async fn round(shared: &Arc<Shared>) -> anyhow::Result<bool> {
+    let hot = shared.take_hot();
+    let (mut held, mut connected) = shared.slots.claimable();
+    match &hot {
+        None => {
+            jobs::promote_due(&shared.pool, &held).await?;
+        }
+        Some(ids) if ids.is_empty() => return Ok(false),
+        Some(ids) => {
+            held.retain(|s| ids.contains(s));
+            connected.retain(|s| ids.contains(s));
+        }
     }
     let cap = shared.cfg.worker.max_in_flight as usize;
     let room = cap.saturating_sub(shared.in_flight.load(Ordering::SeqCst));
     let limit = room.min(shared.cfg.worker.claim_batch as usize);
     if limit == 0 {
+        // Full: the completer marks sessions hot and wakes us as outcomes are recorded.
+        if let Some(ids) = &hot {
+            shared.mark_hot(ids.iter().map(String::as_str));
+        } else {
+            shared.mark_all_hot();
+        }
         return Ok(false);
     }
-    // Fair share of the batch per session.
     let per_session = (limit / connected.len().max(1)).max(1) as i64;
-    let req = ClaimRequest { worker: shared.id, held: &held, connected: &connected, per_session, maintenance: 2 };
+    let maintenance = if hot.is_none() { 2 } else { 0 };
+    let req = ClaimRequest { worker: shared.id, held: &held, connected: &connected, per_session, maintenance };
     let t = std::time::Instant::now();
     let claimed = jobs::claim(&shared.pool, &req).await?;
     let n = claimed.len();
-    tracing::debug!(claimed = n, limit, ms = t.elapsed().as_millis() as u64, "claim");
+    tracing::debug!(claimed = n, limit, sessions = held.len(), ms = t.elapsed().as_millis() as u64, "claim");
     if n == 0 {
         return Ok(false);
     }
@@ -74,9 +87,13 @@ async fn round(shared: &Arc<Shared>, last_promote: &mut tokio::time::Instant, po
     }
     for (session, jobs) in by_session {
         if let Some(id) = &session {
+            // More of its jobs may be waiting behind this batch.
+            shared.mark_hot([id.as_str()]);
             if let Some(counter) = shared.slots.job_counter(id) {
                 counter.fetch_add(jobs.len(), Ordering::SeqCst);
             }
+        } else {
+            shared.mark_all_hot();
         }
         tokio::spawn(run_session_batch(shared.clone(), jobs));
     }

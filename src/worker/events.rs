@@ -35,6 +35,7 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
                 s.connected = true;
                 s.reconnects = 0;
             });
+            shared.mark_hot([ev.session.as_str()]);
             shared.wake_dispatch.notify_one();
             ok
         }

@@ -21,6 +21,7 @@ pub async fn run(shared: Arc<Shared>) {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 // Whatever was notified while we were away is found by this poll.
+                shared.mark_all_hot();
                 shared.wake_dispatch.notify_one();
             }
         }
@@ -30,6 +31,7 @@ pub async fn run(shared: Arc<Shared>) {
 async fn listen(shared: &Arc<Shared>) -> anyhow::Result<()> {
     let mut listener = PgListener::connect_with(&shared.pool).await?;
     listener.listen_all(CHANNELS).await?;
+    shared.mark_all_hot();
     shared.wake_dispatch.notify_one();
     loop {
         let n = tokio::select! {
@@ -37,7 +39,20 @@ async fn listen(shared: &Arc<Shared>) -> anyhow::Result<()> {
             _ = shared.stopping.cancelled() => return Ok(()),
         };
         match n.channel() {
-            "wa_jobs" => shared.wake_dispatch.notify_one(),
+            "wa_jobs" => {
+                // {"sessions": [...]} names the sessions that got jobs ("" for maintenance);
+                // null or anything unexpected means: look at all of them.
+                let named = serde_json::from_str::<serde_json::Value>(n.payload())
+                    .ok()
+                    .and_then(|v| v.get("sessions").and_then(|s| s.as_array()).cloned());
+                match named {
+                    Some(ids) if ids.iter().all(|i| i.as_str().is_some_and(|s| !s.is_empty())) => {
+                        shared.mark_hot(ids.iter().filter_map(|i| i.as_str()));
+                    }
+                    _ => shared.mark_all_hot(),
+                }
+                shared.wake_dispatch.notify_one();
+            }
             "wa_job_cancel" => {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(n.payload()) {
                     let ours = v.get("session").and_then(|s| s.as_str()).is_some_and(|s| shared.slots.get(s).is_some());

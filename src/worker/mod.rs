@@ -45,6 +45,8 @@ pub struct Shared {
     /// Jobs claimed and not yet recorded.
     pub in_flight: AtomicUsize,
     pub wake_dispatch: Notify,
+    /// Sessions that may have claimable jobs (see `Hot`).
+    pub hot: std::sync::Mutex<Hot>,
     pub wake_lease: Notify,
     pub wake_schedules: Notify,
     /// Jobs wa.cancel_job asked us to drop if they have not started.
@@ -82,6 +84,35 @@ pub fn drain_session(shared: &Shared, session: &str, status: &'static str) {
     shared.wake_lease.notify_one();
 }
 
+/// Which sessions the next claim should look at. A claim over every held session costs
+/// two index probes per session; at low load a NOTIFY names the one session that got a
+/// job, and a recorded outcome names the sessions whose chats it may have unblocked, so
+/// the claim looks at those only. `all` (polls, retry timers, maintenance, start) makes
+/// the next claim look at every session and promote due jobs.
+#[derive(Default)]
+pub struct Hot {
+    pub all: bool,
+    pub ids: std::collections::HashSet<String>,
+}
+
+impl Shared {
+    pub fn mark_hot<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
+        hot.ids.extend(ids.into_iter().map(str::to_owned));
+    }
+
+    pub fn mark_all_hot(&self) {
+        self.hot.lock().unwrap_or_else(|p| p.into_inner()).all = true;
+    }
+
+    /// None: look at every session.
+    fn take_hot(&self) -> Option<std::collections::HashSet<String>> {
+        let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = std::mem::take(&mut *hot);
+        if taken.all { None } else { Some(taken.ids) }
+    }
+}
+
 /// A running worker. `run` returns after a graceful shutdown (token cancelled).
 pub struct Worker {
     shared: Arc<Shared>,
@@ -105,6 +136,7 @@ impl Worker {
             slots: Slots::default(),
             in_flight: AtomicUsize::new(0),
             wake_dispatch: Notify::new(),
+            hot: std::sync::Mutex::new(Hot { all: true, ids: Default::default() }),
             wake_lease: Notify::new(),
             wake_schedules: Notify::new(),
             cancelled: Default::default(),
