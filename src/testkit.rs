@@ -3,7 +3,7 @@
 //! The first call in a process migrates a template database (named after a hash of the
 //! migrations and the SQL API, so a schema change gets a new template); every call then
 //! clones it with `CREATE DATABASE ... TEMPLATE`, which takes milliseconds. Databases left
-//! behind by earlier runs are dropped when they are more than two hours old.
+//! behind by earlier runs are dropped when they are more than an hour old.
 
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -115,14 +115,14 @@ async fn make_template() -> anyhow::Result<String> {
     result.map(|_| name)
 }
 
-/// Drops test databases older than two hours (the timestamp is in their name).
+/// Drops test databases older than an hour (the timestamp is in their name).
 async fn drop_stale(admin: &mut PgConnection) -> anyhow::Result<()> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let names: Vec<String> =
         sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'pgwa\\_t\\_%'").fetch_all(&mut *admin).await?;
     for name in names {
         let secs = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok());
-        if secs.is_some_and(|s| s + 7200 < now) {
+        if secs.is_some_and(|s| s + 3600 < now) {
             let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut *admin).await;
         }
     }
