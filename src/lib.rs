@@ -1,17 +1,17 @@
 //! pgwa: a Postgres-native WhatsApp gateway. Apps enqueue with SQL; workers hold the
 //! WhatsApp sessions under leases in Postgres and consume their jobs.
 
-pub mod config;
-pub mod job;
-pub mod wa;
-pub mod worker;
-pub mod db;
-pub mod http;
-pub mod metrics;
-pub mod qr;
-pub mod testkit;
 pub mod authdoc;
 pub mod bench;
 pub mod cli;
+pub mod config;
+pub mod db;
+pub mod http;
 pub mod import;
+pub mod job;
+pub mod metrics;
+pub mod qr;
 pub mod store;
+pub mod testkit;
+pub mod wa;
+pub mod worker;

@@ -97,15 +97,16 @@ async fn make_template() -> anyhow::Result<String> {
             .await?;
         if !exists {
             let building = format!("{name}_build");
-            sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"))).execute(&mut admin).await?;
-            sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{building}\""))).execute(&mut admin).await?;
-            let pool = PgPoolOptions::new()
-                .max_connections(1)
-                .connect(&format!("{}/{building}", server_url()))
+            sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")))
+                .execute(&mut admin)
                 .await?;
+            sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{building}\""))).execute(&mut admin).await?;
+            let pool = PgPoolOptions::new().max_connections(1).connect(&format!("{}/{building}", server_url())).await?;
             crate::db::migrate::migrate(&pool).await?;
             pool.close().await;
-            sqlx::raw_sql(AssertSqlSafe(format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\""))).execute(&mut admin).await?;
+            sqlx::raw_sql(AssertSqlSafe(format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")))
+                .execute(&mut admin)
+                .await?;
         }
         drop_stale(&mut admin).await?;
         anyhow::Ok(())
@@ -123,7 +124,9 @@ async fn drop_stale(admin: &mut PgConnection) -> anyhow::Result<()> {
     for name in names {
         let secs = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok());
         if secs.is_some_and(|s| s + 3600 < now) {
-            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut *admin).await;
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                .execute(&mut *admin)
+                .await;
         }
     }
     Ok(())

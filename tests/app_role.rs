@@ -8,15 +8,13 @@ use pgwa::testkit::TestDb;
 async fn the_app_role_enqueues_and_reads_but_cannot_read_keys() {
     let db = TestDb::new().await.unwrap();
     let login = format!("app_{}", &db.name[db.name.len() - 8..]);
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE {login} LOGIN IN ROLE pgwa_app")))
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE {login} LOGIN IN ROLE pgwa_app"))).execute(&db.pool).await.unwrap();
     let url = db.url.replacen("postgres@", &format!("{login}@"), 1);
     let app = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
 
     sqlx::query("SELECT wa.add_session('s1')").execute(&app).await.unwrap();
-    let (job, _msg): (i64, String) = sqlx::query_as("SELECT * FROM wa.send_text('s1', '+15550000001', 'hi')").fetch_one(&app).await.unwrap();
+    let (job, _msg): (i64, String) =
+        sqlx::query_as("SELECT * FROM wa.send_text('s1', '+15550000001', 'hi')").fetch_one(&app).await.unwrap();
     sqlx::query("INSERT INTO wa.jobs (session_id, kind) VALUES ('s1', 'reconnect')").execute(&app).await.unwrap();
     sqlx::query("SELECT wa.cancel_job($1)").bind(job).execute(&app).await.unwrap();
     sqlx::query("SELECT wa.retry_job($1)").bind(job).execute(&app).await.unwrap();

@@ -162,7 +162,8 @@ fn revive_edge_cases() {
     assert!(matches!(revive(&json!([1, -1])), Err(Problem::NotAByte { index: 1 })));
     assert!(matches!(revive(&json!(3)), Err(Problem::WrongType { .. })));
     // normalize_buffers rewrites Buffer objects nested anywhere.
-    let nested = json!({"a": [{"k": {"type": "Buffer", "data": [1, 2, 3]}}], "b": {"type": "Buffer", "data": "AQID"}, "n": [1, 2]});
+    let nested =
+        json!({"a": [{"k": {"type": "Buffer", "data": [1, 2, 3]}}], "b": {"type": "Buffer", "data": "AQID"}, "n": [1, 2]});
     assert_eq!(authdoc::normalize_buffers(&nested).unwrap(), json!({"a": [{"k": "AQID"}], "b": "AQID", "n": [1, 2]}));
 }
 
@@ -210,7 +211,11 @@ async fn stored_document_is_readable_in_sql_and_survives_jsonb() {
     // A document whose bytes went through Baileys' BufferJSON and JSONB loads as well.
     let mut baileys_style = stored.clone();
     reencode(&mut baileys_style, ByteForm::BufferBase64);
-    sqlx::query("UPDATE wa.auth_state SET creds = $1 WHERE session_id = 'doc'").bind(&baileys_style).execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE wa.auth_state SET creds = $1 WHERE session_id = 'doc'")
+        .bind(&baileys_style)
+        .execute(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(to_document(&b.load().await.unwrap().unwrap()), to_document(&d));
 
     // A broken one fails to load, naming session and field, and is left as it was.

@@ -52,7 +52,10 @@ async fn bad_input_exits_non_zero_with_the_sqlstate() {
     let o = pgwa(&db, &["send", "s1", "12ab", "hi"]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("recipient: '12ab' is not a phone number") && err.contains("SQLSTATE WA002") && err.contains("hint:"), "{err}");
+    assert!(
+        err.contains("recipient: '12ab' is not a phone number") && err.contains("SQLSTATE WA002") && err.contains("hint:"),
+        "{err}"
+    );
     let o = pgwa(&db, &["send", "nope", "+15550000001", "hi"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("SQLSTATE WA001"));
     let o = pgwa(&db, &["jobs", "retry", "99"]);
@@ -75,9 +78,15 @@ async fn session_add_shows_the_qr_and_waits_until_linked() {
     .await;
     // What a linking worker writes: a QR code, then the link.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    sqlx::query("UPDATE wa.sessions SET qr_code = '2@abc,def', qr_expires_at = now() + interval '1 minute'").execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE wa.sessions SET qr_code = '2@abc,def', qr_expires_at = now() + interval '1 minute'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    sqlx::query("UPDATE wa.sessions SET status = 'connected', jid = '15550000001@s.whatsapp.net'").execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE wa.sessions SET status = 'connected', jid = '15550000001@s.whatsapp.net'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");

@@ -164,7 +164,9 @@ impl Out {
     fn after(&self, key: &str) -> String {
         self.stdout
             .lines()
-            .find_map(|l| l.split_once(key).map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").trim_end_matches(',').to_owned()))
+            .find_map(|l| {
+                l.split_once(key).map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").trim_end_matches(',').to_owned())
+            })
             .unwrap_or_else(|| panic!("no {key:?} in the output:\n{}", self.show()))
     }
 }
@@ -176,7 +178,11 @@ async fn run(mut cmd: Command, what: &str) -> Out {
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within {RUN_LIMIT:?}"))
         .unwrap();
-    Out { status: out.status, stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+    Out {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }
 
 /// A client left running (listen, link) whose output is collected line by line.
@@ -209,7 +215,12 @@ impl Running {
     async fn wait_for_line(&self, needle: &str) {
         let t = Instant::now();
         while !self.lines.lock().unwrap().iter().any(|l| l.contains(needle)) {
-            assert!(t.elapsed() < RUN_LIMIT, "{} printed no line with {needle:?} within {RUN_LIMIT:?}; so far:\n{}", self.what, self.text());
+            assert!(
+                t.elapsed() < RUN_LIMIT,
+                "{} printed no line with {needle:?} within {RUN_LIMIT:?}; so far:\n{}",
+                self.what,
+                self.text()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -277,7 +288,10 @@ async fn enqueue_with_receipts(db: &TestDb) -> String {
 
 /// The examples ran as the app role: the table they created is the app's.
 async fn assert_ran_as_app(db: &TestDb) {
-    let owner: String = sqlx::query_scalar("SELECT tableowner::text FROM pg_tables WHERE tablename = 'app_bookings'").fetch_one(&db.pool).await.unwrap();
+    let owner: String = sqlx::query_scalar("SELECT tableowner::text FROM pg_tables WHERE tablename = 'app_bookings'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(owner, APP_ROLE, "the examples connect as the app role");
 }
 
@@ -294,7 +308,8 @@ async fn send_and_status(client: Client) {
 
     // Rolled back: the script printed a job and a message id inside its transaction,
     // yet neither the job nor the booking exists afterwards, and nothing is ever sent.
-    let rb = run(client.command(&db, "send", &["salon-42", "+55 11 99999-8888", "never sent", "--rollback"]), "send --rollback").await;
+    let rb =
+        run(client.command(&db, "send", &["salon-42", "+55 11 99999-8888", "never sent", "--rollback"]), "send --rollback").await;
     rb.expect_ok("send --rollback").expect_line("in transaction: booking").expect_line("rolled back");
     let rolled_back_id = rb.after(" message ");
     assert_eq!(jobs_and_bookings(&db).await, (0, 0), "a rolled-back transaction must leave no job and no booking");
@@ -305,18 +320,27 @@ async fn send_and_status(client: Client) {
     ok.expect_ok("send").expect_line("committed: job");
     let message_id = ok.after(" message ");
     let (key, text): (String, String) =
-        sqlx::query_as("SELECT idempotency_key, payload->>'text' FROM wa.jobs WHERE message_id = $1").bind(&message_id).fetch_one(&db.pool).await.unwrap();
+        sqlx::query_as("SELECT idempotency_key, payload->>'text' FROM wa.jobs WHERE message_id = $1")
+            .bind(&message_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert!(key.starts_with("booking-"), "the job is keyed by its booking, got {key}");
     assert_eq!(text, "Your booking is confirmed");
     assert_eq!(jobs_and_bookings(&db).await, (1, 1));
 
     // The status script follows wa_outbound until the server ack.
-    let st = run(client.command(&db, "status", &[&message_id, "--wait-for", "sent", "--timeout", "15"]), "status --wait-for sent").await;
-    st.expect_ok("status --wait-for sent").expect_line(&format!("message {message_id}")).expect_line(": sent [job completed, attempts 1]");
+    let st =
+        run(client.command(&db, "status", &[&message_id, "--wait-for", "sent", "--timeout", "15"]), "status --wait-for sent")
+            .await;
+    st.expect_ok("status --wait-for sent")
+        .expect_line(&format!("message {message_id}"))
+        .expect_line(": sent [job completed, attempts 1]");
 
     // And through delivered to read, with the receipts' timestamps.
     let receipted = enqueue_with_receipts(&db).await;
-    let st = run(client.command(&db, "status", &[&receipted, "--wait-for", "read", "--timeout", "15"]), "status --wait-for read").await;
+    let st = run(client.command(&db, "status", &[&receipted, "--wait-for", "read", "--timeout", "15"]), "status --wait-for read")
+        .await;
     st.expect_ok("status --wait-for read").expect_line(": read [job completed").expect_line("read_at=");
 
     // An unknown id is an error, not an empty success.
@@ -361,13 +385,21 @@ async fn psql_sends_in_a_transaction_and_reads_delivery_status() {
     wait_job_state(&db, &message_id, "sent").await;
     let st = run(psql(&db, "status", &[("message_id", &message_id)], "pgwa-psql-status"), "status.sql").await;
     st.expect_ok("status.sql");
-    assert!(st.stdout.lines().any(|l| l.starts_with("status ") && l.trim_end().ends_with("| sent")), "status.sql shows sent:\n{}", st.show());
+    assert!(
+        st.stdout.lines().any(|l| l.starts_with("status ") && l.trim_end().ends_with("| sent")),
+        "status.sql shows sent:\n{}",
+        st.show()
+    );
     assert!(st.stdout.lines().any(|l| l.starts_with("job_state ") && l.trim_end().ends_with("| completed")), "{}", st.show());
 
     let receipted = enqueue_with_receipts(&db).await;
     wait_job_state(&db, &receipted, "read").await;
     let st = run(psql(&db, "status", &[("message_id", &receipted)], "pgwa-psql-status"), "status.sql").await;
-    assert!(st.stdout.lines().any(|l| l.starts_with("status ") && l.trim_end().ends_with("| read")), "status.sql shows read:\n{}", st.show());
+    assert!(
+        st.stdout.lines().any(|l| l.starts_with("status ") && l.trim_end().ends_with("| read")),
+        "status.sql shows read:\n{}",
+        st.show()
+    );
     let read_at = st.stdout.lines().find(|l| l.starts_with("read_at ")).unwrap_or_default();
     assert!(read_at.contains("20"), "read_at is filled in: {read_at:?}\n{}", st.show());
 
@@ -404,7 +436,10 @@ async fn produce_events(db: &TestDb) {
 async fn listen(client: Client) {
     let log = tempfile::NamedTempFile::new().unwrap();
     let (db, worker) = with_worker(log.path()).await;
-    let listener = Running::start(client.command(&db, "listen", &["--session", "s-listen", "--max-events", "3", "--timeout", "20"]), "listen");
+    let listener = Running::start(
+        client.command(&db, "listen", &["--session", "s-listen", "--max-events", "3", "--timeout", "20"]),
+        "listen",
+    );
     listener.wait_for_line("listening on wa_inbox, wa_session_status").await;
     produce_events(&db).await;
     let out = listener.finish_within(PROMPT_EXIT).await;
@@ -430,12 +465,14 @@ async fn python_listens_for_inbound_messages_and_status_changes() {
 /// Waits until a psql script's connection runs a statement matching `like`.
 async fn wait_psql_running(db: &TestDb, app: &str, like: &str) {
     eventually(RUN_LIMIT, &format!("psql ({app}) to run {like}"), || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE $2")
-            .bind(app)
-            .bind(like)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE $2",
+        )
+        .bind(app)
+        .bind(like)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
         (n > 0).then_some(())
     })
     .await
@@ -451,8 +488,12 @@ async fn psql_listens_for_inbound_messages_and_status_changes() {
     produce_events(&db).await;
     let out = listener.finish().await;
     out.expect_ok("listen.sql")
-        .expect_line(r#"Asynchronous notification "wa_session_status" with payload "{"session" : "s-listen", "status" : "starting""#)
-        .expect_line(r#"Asynchronous notification "wa_session_status" with payload "{"session" : "s-listen", "status" : "connected""#)
+        .expect_line(
+            r#"Asynchronous notification "wa_session_status" with payload "{"session" : "s-listen", "status" : "starting""#,
+        )
+        .expect_line(
+            r#"Asynchronous notification "wa_session_status" with payload "{"session" : "s-listen", "status" : "connected""#,
+        )
         .expect_line(r#"Asynchronous notification "wa_inbox" with payload "{"session" : "s-listen""#)
         .expect_line("Can I move my booking to 11?");
     worker.stop().await;
@@ -479,11 +520,13 @@ async fn simulate_qr(db: &TestDb, session: &str, n: i32) -> String {
 
 /// The worker's side of a successful link: connected, code cleared.
 async fn simulate_linked(db: &TestDb, session: &str) {
-    sqlx::query("UPDATE wa.sessions SET status = 'connected', qr_code = NULL, qr_expires_at = NULL, pair_code = NULL WHERE id = $1")
-        .bind(session)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE wa.sessions SET status = 'connected', qr_code = NULL, qr_expires_at = NULL, pair_code = NULL WHERE id = $1",
+    )
+    .bind(session)
+    .execute(&db.pool)
+    .await
+    .unwrap();
 }
 
 /// The QR codes drawn in `text`: runs of at least 10 lines made of block characters
@@ -512,7 +555,8 @@ async fn link(client: Client) {
     let db = app_db().await;
     let linker = Running::start(client.command(&db, "link", &["salon-43", "--timeout", "20"]), "link");
     linker.wait_for_line("waiting for codes on wa_link").await;
-    let desired: String = sqlx::query_scalar("SELECT desired::text FROM wa.sessions WHERE id = 'salon-43'").fetch_one(&db.pool).await.unwrap();
+    let desired: String =
+        sqlx::query_scalar("SELECT desired::text FROM wa.sessions WHERE id = 'salon-43'").fetch_one(&db.pool).await.unwrap();
     assert_eq!(desired, "running", "link adds the session for a worker to claim");
 
     simulate_qr(&db, "salon-43", 1).await;
@@ -525,9 +569,13 @@ async fn link(client: Client) {
     assert_eq!(qr_blocks(&out.stdout).len(), 2, "two QR codes drawn in the terminal:\n{}", out.show());
 
     // Pairing code instead of QR: the code is printed as text.
-    let linker = Running::start(client.command(&db, "link", &["salon-44", "--pair-phone", "+55 11 95555-4444", "--timeout", "20"]), "link --pair-phone");
+    let linker = Running::start(
+        client.command(&db, "link", &["salon-44", "--pair-phone", "+55 11 95555-4444", "--timeout", "20"]),
+        "link --pair-phone",
+    );
     linker.wait_for_line("waiting for codes on wa_link").await;
-    let phone: String = sqlx::query_scalar("SELECT pair_phone FROM wa.sessions WHERE id = 'salon-44'").fetch_one(&db.pool).await.unwrap();
+    let phone: String =
+        sqlx::query_scalar("SELECT pair_phone FROM wa.sessions WHERE id = 'salon-44'").fetch_one(&db.pool).await.unwrap();
     assert_eq!(phone, "5511955554444");
     sqlx::query("UPDATE wa.sessions SET status = 'awaiting_pair_code', pair_code = 'ABCD-1234', pair_code_expires_at = now() + interval '3 minutes' WHERE id = 'salon-44'")
         .execute(&db.pool)
@@ -540,7 +588,10 @@ async fn link(client: Client) {
     // A session that ends in a terminal state instead: the script says so and fails.
     let linker = Running::start(client.command(&db, "link", &["salon-45", "--timeout", "20"]), "link (conflict)");
     linker.wait_for_line("waiting for codes on wa_link").await;
-    sqlx::query("UPDATE wa.sessions SET status = 'conflict', status_reason = 'stream replaced' WHERE id = 'salon-45'").execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE wa.sessions SET status = 'conflict', status_reason = 'stream replaced' WHERE id = 'salon-45'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let out = linker.finish().await;
     assert_eq!(out.status.code(), Some(3), "{}", out.show());
     out.expect_line("not linked: conflict");
@@ -595,7 +646,11 @@ fn tool(name: &str, why: &str) -> PathBuf {
 
 fn std_run(cmd: &mut std::process::Command, what: &str) -> Out {
     let out = cmd.output().unwrap_or_else(|e| panic!("starting {what}: {e}"));
-    Out { status: out.status, stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+    Out {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }
 
 /// YAML documents as JSON, parsed by PyYAML from the clients' venv.
@@ -635,7 +690,10 @@ fn deployment_systemd_unit_verifies_and_is_hardened() {
     let v = std_run(std::process::Command::new(&analyze).arg("verify").arg(&copy), "systemd-analyze verify");
     // Unknown or misplaced keys are only warnings on stderr, with exit 0.
     assert!(v.status.success() && v.stderr.trim().is_empty(), "systemd-analyze verify complains:\n{}", v.show());
-    let s = std_run(std::process::Command::new(&analyze).args(["security", "--offline=yes", "--threshold=20"]).arg(&copy), "systemd-analyze security");
+    let s = std_run(
+        std::process::Command::new(&analyze).args(["security", "--offline=yes", "--threshold=20"]).arg(&copy),
+        "systemd-analyze security",
+    );
     assert!(s.status.success(), "exposure above 2.0 (OK is below 4.0):\n{}", s.show());
 
     for (key, want) in [
@@ -651,7 +709,11 @@ fn deployment_systemd_unit_verifies_and_is_hardened() {
         assert_eq!(unit_value(&unit, key), vec![want], "pgwa.service: {key}");
     }
     let stop: u64 = unit_value(&unit, "TimeoutStopSec")[0].parse().unwrap();
-    assert!(stop > shutdown_secs() + 5, "TimeoutStopSec={stop} must leave room above the worker's {} s shutdown", shutdown_secs());
+    assert!(
+        stop > shutdown_secs() + 5,
+        "TimeoutStopSec={stop} must leave room above the worker's {} s shutdown",
+        shutdown_secs()
+    );
 }
 
 /// The env example is loaded by the real binary: a wrong key or value fails the load.
@@ -679,7 +741,10 @@ async fn deployment_env_example_is_a_valid_worker_configuration() {
 fn deployment_pm2_file_stops_gracefully() {
     let script = "const c = require(process.argv[1]); console.log(JSON.stringify(c.apps));";
     let out = std_run(
-        std::process::Command::new("node").args(["-e", script]).arg(ecosystem("pm2/ecosystem.config.js")).env("PM2_PGWA_INSTANCES", "3"),
+        std::process::Command::new("node")
+            .args(["-e", script])
+            .arg(ecosystem("pm2/ecosystem.config.js"))
+            .env("PM2_PGWA_INSTANCES", "3"),
         "node loading ecosystem.config.js",
     );
     assert!(out.status.success(), "{}", out.show());
@@ -691,7 +756,10 @@ fn deployment_pm2_file_stops_gracefully() {
         assert_eq!(app["interpreter"], "none", "a native binary, not a Node script");
         let kill = app["kill_timeout"].as_u64().unwrap();
         assert!(kill / 1000 > shutdown_secs() + 5, "kill_timeout {kill} ms must leave room above the worker's shutdown");
-        assert!(ports.insert(app["env"]["PGWA_HTTP__LISTEN"].as_str().unwrap().to_owned()), "each instance needs its own /health port");
+        assert!(
+            ports.insert(app["env"]["PGWA_HTTP__LISTEN"].as_str().unwrap().to_owned()),
+            "each instance needs its own /health port"
+        );
     }
 }
 
@@ -747,22 +815,36 @@ async fn deployment_pm2_runs_two_workers_and_stops_them_gracefully() {
 
     let t = Instant::now();
     loop {
-        let owners: Vec<i64> = sqlx::query_scalar("SELECT count(*) FROM wa.sessions WHERE status = 'connected' GROUP BY owner_id")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
+        let owners: Vec<i64> =
+            sqlx::query_scalar("SELECT count(*) FROM wa.sessions WHERE status = 'connected' GROUP BY owner_id")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
         if owners == [5, 5] {
             break;
         }
-        assert!(t.elapsed() < RUN_LIMIT, "two PM2 workers did not share the 10 sessions 5/5 (got {owners:?}); PM2 logs:\n{}", pm2.logs());
+        assert!(
+            t.elapsed() < RUN_LIMIT,
+            "two PM2 workers did not share the 10 sessions 5/5 (got {owners:?}); PM2 logs:\n{}",
+            pm2.logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     let t = Instant::now();
     let stop = std_run(pm2.cmd().args(["stop", "all"]), "pm2 stop all");
     assert!(stop.status.success(), "pm2 stop failed:\n{}", stop.show());
-    assert!(t.elapsed() < Duration::from_secs(shutdown_secs()), "the stop took {:?}: it waited for kill_timeout instead of a graceful exit", t.elapsed());
-    assert_eq!(count(&db.pool, "SELECT count(*) FROM wa.workers").await, 0, "both workers deregistered (a graceful exit); PM2 logs:\n{}", pm2.logs());
+    assert!(
+        t.elapsed() < Duration::from_secs(shutdown_secs()),
+        "the stop took {:?}: it waited for kill_timeout instead of a graceful exit",
+        t.elapsed()
+    );
+    assert_eq!(
+        count(&db.pool, "SELECT count(*) FROM wa.workers").await,
+        0,
+        "both workers deregistered (a graceful exit); PM2 logs:\n{}",
+        pm2.logs()
+    );
     assert_eq!(count(&db.pool, "SELECT count(*) FROM wa.sessions WHERE owner_id IS NOT NULL").await, 0, "leases released");
 }
 
@@ -778,11 +860,13 @@ fn compile_time_inputs() -> Vec<String> {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "rs") {
                 let text = std::fs::read_to_string(&p).unwrap();
-                for (marker, relative_to_file) in [("include_str!(\"", true), ("include_bytes!(\"", true), ("migrate!(\"", false)] {
+                for (marker, relative_to_file) in [("include_str!(\"", true), ("include_bytes!(\"", true), ("migrate!(\"", false)]
+                {
                     for chunk in text.split(marker).skip(1) {
                         let rel = chunk.split('"').next().unwrap();
                         let base = if relative_to_file { p.parent().unwrap().to_path_buf() } else { root().to_path_buf() };
-                        let abs = std::fs::canonicalize(base.join(rel)).unwrap_or_else(|_| panic!("{} includes missing {rel}", p.display()));
+                        let abs = std::fs::canonicalize(base.join(rel))
+                            .unwrap_or_else(|_| panic!("{} includes missing {rel}", p.display()));
                         found.push(abs.strip_prefix(root()).unwrap().to_string_lossy().into_owned());
                     }
                 }
@@ -809,8 +893,14 @@ fn deployment_dockerfile_is_multi_stage_non_root_and_copies_every_build_input() 
     assert!(froms.len() >= 2, "multi-stage: a build stage and a runtime stage");
     let (build, runtime) = (&instr[froms[0]..froms[1]], &instr[*froms.last().unwrap()..]);
     assert!(instr[froms[0]].1.ends_with(" AS build"), "the first stage is named build");
-    assert!(build.iter().any(|(k, v)| k == "RUN" && v.contains("cargo build --release --locked --bin pgwa")), "release build of the locked dependency set");
-    assert!(runtime.iter().any(|(k, v)| k == "COPY" && v.starts_with("--from=build ")), "the runtime stage takes only the binary");
+    assert!(
+        build.iter().any(|(k, v)| k == "RUN" && v.contains("cargo build --release --locked --bin pgwa")),
+        "release build of the locked dependency set"
+    );
+    assert!(
+        runtime.iter().any(|(k, v)| k == "COPY" && v.starts_with("--from=build ")),
+        "the runtime stage takes only the binary"
+    );
     let user = runtime.iter().rev().find(|(k, _)| k == "USER").map(|(_, v)| v.clone()).expect("a USER in the runtime stage");
     assert!(!user.starts_with("root") && !user.starts_with("0"), "runs as non-root, got USER {user}");
     assert!(runtime.iter().any(|(k, v)| k == "HEALTHCHECK" && v.contains("/health")), "health check on /health");
@@ -818,10 +908,14 @@ fn deployment_dockerfile_is_multi_stage_non_root_and_copies_every_build_input() 
 
     // Every COPY source exists, and every file compiled into the binary is copied: a new
     // include_str! from an uncopied folder would break the image build, caught here.
-    let copied: Vec<String> = build.iter().filter(|(k, _)| k == "COPY").flat_map(|(_, v)| {
-        let parts: Vec<&str> = v.split_whitespace().collect();
-        parts[..parts.len() - 1].iter().map(|s| s.trim_end_matches('/').to_owned()).collect::<Vec<_>>()
-    }).collect();
+    let copied: Vec<String> = build
+        .iter()
+        .filter(|(k, _)| k == "COPY")
+        .flat_map(|(_, v)| {
+            let parts: Vec<&str> = v.split_whitespace().collect();
+            parts[..parts.len() - 1].iter().map(|s| s.trim_end_matches('/').to_owned()).collect::<Vec<_>>()
+        })
+        .collect();
     for src in &copied {
         assert!(root().join(src).exists(), "Dockerfile copies {src}, which is not in the repository");
     }
@@ -844,7 +938,10 @@ errors = [f'{list(e.path)}: {e.message}' for e in jsonschema.Draft201909Validato
 print('\\n'.join(errors))
 sys.exit(1 if errors else 0)";
     require_setup();
-    let v = std_run(std::process::Command::new(venv_python()).args(["-c", check]).arg(compose_schema()).arg(ecosystem("docker/compose.yaml")), "schema check");
+    let v = std_run(
+        std::process::Command::new(venv_python()).args(["-c", check]).arg(compose_schema()).arg(ecosystem("docker/compose.yaml")),
+        "schema check",
+    );
     assert!(v.status.success(), "compose.yaml does not follow the Compose schema:\n{}", v.show());
 
     let yaml = std::fs::read_to_string(ecosystem("docker/compose.yaml")).unwrap();
@@ -865,7 +962,10 @@ sys.exit(1 if errors else 0)";
         let grace: u64 = w["stop_grace_period"].as_str().unwrap().trim_end_matches('s').parse().unwrap();
         assert!(grace > shutdown_secs() + 5, "{name}: stop_grace_period {grace}s must exceed the worker's shutdown");
         let ctx = ecosystem("docker").join(w["build"]["context"].as_str().unwrap());
-        assert!(ctx.join(w["build"]["dockerfile"].as_str().unwrap()).is_file(), "{name}: build context and Dockerfile path resolve");
+        assert!(
+            ctx.join(w["build"]["dockerfile"].as_str().unwrap()).is_file(),
+            "{name}: build context and Dockerfile path resolve"
+        );
         host_ports.push(w["ports"][0].as_str().unwrap().to_owned());
     }
     assert_ne!(host_ports[0], host_ports[1], "the workers publish /health on different host ports");
@@ -883,7 +983,10 @@ fn deployment_kubernetes_renders_with_probes_grace_pdb_and_migration() {
     let validator = venv_python().with_file_name("kubernetes-validate");
     assert!(validator.exists(), "kubernetes-validate is missing from the venv; run `bash ecosystem/clients/setup.sh`");
     for version in ["1.37", "1.30"] {
-        let v = std_run(std::process::Command::new(&validator).args(["--strict", "--quiet", "-k", version]).arg(rendered.path()), "kubernetes-validate");
+        let v = std_run(
+            std::process::Command::new(&validator).args(["--strict", "--quiet", "-k", version]).arg(rendered.path()),
+            "kubernetes-validate",
+        );
         assert!(v.status.success(), "the manifests do not validate against Kubernetes {version}:\n{}", v.show());
     }
     let docs = yaml_docs(&out.stdout, "the rendered manifests");
@@ -906,8 +1009,13 @@ fn deployment_kubernetes_renders_with_probes_grace_pdb_and_migration() {
         assert_eq!(c[probe]["httpGet"]["port"], c["ports"][0]["name"], "{probe} port");
     }
     for container in [c, &pod["initContainers"][0]] {
-        assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false, "YAML anchor rendered for {}", container["name"]);
-        let url = container["env"].as_array().unwrap().iter().find(|e| e["name"] == "PGWA_DATABASE_URL").expect("PGWA_DATABASE_URL");
+        assert_eq!(
+            container["securityContext"]["allowPrivilegeEscalation"], false,
+            "YAML anchor rendered for {}",
+            container["name"]
+        );
+        let url =
+            container["env"].as_array().unwrap().iter().find(|e| e["name"] == "PGWA_DATABASE_URL").expect("PGWA_DATABASE_URL");
         let key = &url["valueFrom"]["secretKeyRef"];
         assert_eq!(key["name"], secret["metadata"]["name"], "the URL comes from the example Secret");
         assert!(secret["stringData"][key["key"].as_str().unwrap()].is_string(), "the Secret has the key the pods read");
@@ -922,19 +1030,28 @@ fn deployment_kubernetes_renders_with_probes_grace_pdb_and_migration() {
 
 #[test]
 fn deployment_grafana_dashboard_uses_the_worker_metrics() {
-    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ecosystem("grafana/pgwa-dashboard.json")).unwrap()).unwrap();
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ecosystem("grafana/pgwa-dashboard.json")).unwrap()).unwrap();
     let panels = dash["panels"].as_array().unwrap();
     let ids: std::collections::HashSet<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
     assert_eq!(ids.len(), panels.len(), "panel ids are unique");
-    let exprs: Vec<String> = panels.iter().flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default()).map(|t| t["expr"].as_str().unwrap().to_owned()).collect();
+    let exprs: Vec<String> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
     // Names as the worker exports them (histograms add _bucket, _sum, _count).
     let exported = std::fs::read_to_string(root().join("src/metrics.rs")).unwrap();
     let mut used = std::collections::HashSet::new();
     for e in &exprs {
         for (i, _) in e.match_indices("pgwa_") {
             let name: String = e[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            let base = ["_bucket", "_sum", "_count"].iter().fold(name.clone(), |n, s| n.strip_suffix(s).map(str::to_owned).unwrap_or(n));
-            assert!(exported.contains(&format!("\"{base}\"")), "the dashboard queries {name}, which src/metrics.rs does not export");
+            let base =
+                ["_bucket", "_sum", "_count"].iter().fold(name.clone(), |n, s| n.strip_suffix(s).map(str::to_owned).unwrap_or(n));
+            assert!(
+                exported.contains(&format!("\"{base}\"")),
+                "the dashboard queries {name}, which src/metrics.rs does not export"
+            );
             used.insert(base);
         }
     }
@@ -952,7 +1069,10 @@ fn deployment_grafana_dashboard_uses_the_worker_metrics() {
     ] {
         assert!(used.contains(m), "no panel shows {m}");
     }
-    assert!(panels.iter().all(|p| p["type"] == "row" || p["datasource"]["uid"] == "${datasource}"), "panels use the data source variable");
+    assert!(
+        panels.iter().all(|p| p["type"] == "row" || p["datasource"]["uid"] == "${datasource}"),
+        "panels use the data source variable"
+    );
 }
 
 /// The health-check command of the image and of compose, run against a real worker.
@@ -974,7 +1094,8 @@ async fn deployment_health_check_command_passes_against_a_worker() {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker.id() as i32), nix::sys::signal::Signal::SIGTERM);
     let status = worker.wait().unwrap();
     assert!(out.status.success(), "`curl -fsS {url}` (the HEALTHCHECK) fails against a running worker:\n{}", out.show());
-    let body: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("/health is not JSON ({e}): {}", out.stdout));
+    let body: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("/health is not JSON ({e}): {}", out.stdout));
     assert_eq!(body["status"], "ok", "{body}");
     assert!(status.success(), "the worker stops cleanly on SIGTERM: {status}");
 }

@@ -14,7 +14,10 @@ async fn health_reports_counts_and_metrics_are_prometheus_text() {
     let w = InProcess::start(fast_config(&db)).await;
     let addr = w.http.expect("http enabled");
     wait_connected(&db.pool, 1).await;
-    sqlx::query("SELECT wa.send_text('tenant-secret-name', '+15550000001', 'x') FROM generate_series(1, 3)").execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT wa.send_text('tenant-secret-name', '+15550000001', 'x') FROM generate_series(1, 3)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     sqlx::query("SELECT wa.enqueue('tenant-secret-name', 'send', '{\"to\": \"+15550000002\", \"text\": \"x\", \"sim\": {\"fail\": \"no\"}}')")
         .execute(&db.pool)
         .await
@@ -54,7 +57,10 @@ async fn health_reports_counts_and_metrics_are_prometheus_text() {
     let block = |allow: bool| {
         let (admin, name) = (admin.clone(), db.name.clone());
         async move {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {allow}"))).execute(&admin).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {allow}")))
+                .execute(&admin)
+                .await
+                .unwrap();
             sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
                 .bind(&name)
                 .execute(&admin)
@@ -66,7 +72,10 @@ async fn health_reports_counts_and_metrics_are_prometheus_text() {
     let (code, body) = http_get(addr, "/health").await;
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("\"reachable\":false"), "{body}");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true", db.name))).execute(&admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true", db.name)))
+        .execute(&admin)
+        .await
+        .unwrap();
     w.token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), w.handle).await;
 }

@@ -68,10 +68,8 @@ async fn folder_import_dry_run_then_real() {
     let db = TestDb::new().await.unwrap();
     let dry = import_baileys_folder(&db.pool, "aurora", &fixture("linked"), true).await.unwrap();
     assert!(dry.dry_run && dry.session_created);
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.sessions WHERE id = 'aurora')")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.sessions WHERE id = 'aurora')").fetch_one(&db.pool).await.unwrap();
     assert!(!exists, "a dry run writes nothing, not even the session row");
 
     let s = import_baileys_folder(&db.pool, "aurora", &fixture("linked"), false).await.unwrap();
@@ -96,10 +94,12 @@ async fn folder_import_dry_run_then_real() {
     assert_linked_imported(&db.pool, "aurora").await;
 
     // Importing again would overwrite credentials: refused, nothing changed.
-    let before: Value = sqlx::query_scalar("SELECT creds FROM wa.auth_state WHERE session_id = 'aurora'").fetch_one(&db.pool).await.unwrap();
+    let before: Value =
+        sqlx::query_scalar("SELECT creds FROM wa.auth_state WHERE session_id = 'aurora'").fetch_one(&db.pool).await.unwrap();
     let err = import_baileys_folder(&db.pool, "aurora", &fixture("linked"), false).await.unwrap_err();
     assert!(err.to_string().contains("already has credentials"), "{err:#}");
-    let after: Value = sqlx::query_scalar("SELECT creds FROM wa.auth_state WHERE session_id = 'aurora'").fetch_one(&db.pool).await.unwrap();
+    let after: Value =
+        sqlx::query_scalar("SELECT creds FROM wa.auth_state WHERE session_id = 'aurora'").fetch_one(&db.pool).await.unwrap();
     assert_eq!(before, after);
     assert_eq!(count(&db.pool, "signal_prekeys", "aurora").await, 5);
     db.drop_now().await.unwrap();

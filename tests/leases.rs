@@ -22,7 +22,8 @@ async fn a_stale_holder_is_fenced_out() {
     workers::register(pool, old, "old", 10).await.unwrap();
     workers::register(pool, new, "new", 10).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(pool).await.unwrap();
-    let job: i64 = sqlx::query_scalar("SELECT job_id FROM wa.send_text('s1', '+15550000001', 'x')").fetch_one(pool).await.unwrap();
+    let job: i64 =
+        sqlx::query_scalar("SELECT job_id FROM wa.send_text('s1', '+15550000001', 'x')").fetch_one(pool).await.unwrap();
 
     let held = leases::claim(pool, old, 30.0, 10).await.unwrap();
     assert_eq!(held.len(), 1);
@@ -36,7 +37,8 @@ async fn a_stale_holder_is_fenced_out() {
     sqlx::query("UPDATE wa.sessions SET lease_expires_at = now() - interval '1 second'").execute(pool).await.unwrap();
     let taken = leases::claim(pool, new, 30.0, 10).await.unwrap();
     assert_eq!(taken[0].epoch, held[0].epoch + 1);
-    let state: String = sqlx::query_scalar("SELECT state::text FROM wa.jobs WHERE id = $1").bind(job).fetch_one(pool).await.unwrap();
+    let state: String =
+        sqlx::query_scalar("SELECT state::text FROM wa.jobs WHERE id = $1").bind(job).fetch_one(pool).await.unwrap();
     assert_eq!(state, "available", "the takeover hands the running job back to the queue");
 
     // Everything the old worker tries now is refused and changes nothing.
@@ -45,11 +47,12 @@ async fn a_stale_holder_is_fenced_out() {
     assert!(!sessions::set_status(pool, &stale, "connected", None, None).await.unwrap());
     assert!(!sessions::mark_connected(pool, &stale, None, None).await.unwrap());
     assert!(!leases::release(pool, old, "s1", stale.epoch, "stopped", None).await.unwrap());
-    let (state, status, owner): (String, String, Uuid) =
-        sqlx::query_as("SELECT j.state::text, s.status::text, s.owner_id FROM wa.jobs j JOIN wa.sessions s ON s.id = j.session_id")
-            .fetch_one(pool)
-            .await
-            .unwrap();
+    let (state, status, owner): (String, String, Uuid) = sqlx::query_as(
+        "SELECT j.state::text, s.status::text, s.owner_id FROM wa.jobs j JOIN wa.sessions s ON s.id = j.session_id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
     assert_eq!((state.as_str(), status.as_str(), owner), ("available", "starting", new));
     // Even a claim under the old worker's name finds nothing: it holds no session.
     assert!(jobs::claim(pool, &req).await.unwrap().is_empty());
@@ -115,7 +118,8 @@ async fn sigterm_exits_zero_and_sigkill_loses_nothing() {
     .execute(&db.pool)
     .await
     .unwrap();
-    let env = vec![("PGWA_WHATSAPP__SIMULATED__SENT_LOG", log_path.clone()), ("PGWA_WHATSAPP__SIMULATED__ACK_LATENCY_MS", "2".into())];
+    let env =
+        vec![("PGWA_WHATSAPP__SIMULATED__SENT_LOG", log_path.clone()), ("PGWA_WHATSAPP__SIMULATED__ACK_LATENCY_MS", "2".into())];
 
     let mut first = spawn_worker(&db, &env);
     eventually(Duration::from_secs(20), "some progress", || async {
@@ -139,15 +143,15 @@ async fn sigterm_exits_zero_and_sigkill_loses_nothing() {
 
     // Every job completed exactly once; a message was sent twice only if the first
     // worker died between the server ack and recording it (those jobs carry the error).
-    let recovered: HashSet<String> = sqlx::query_scalar(
-        "SELECT message_id FROM wa.jobs WHERE errors::text LIKE '%worker holding the session was lost%'",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .collect();
-    let ids: HashMap<String, i64> = sqlx::query_as("SELECT message_id, id FROM wa.jobs").fetch_all(&db.pool).await.unwrap().into_iter().collect();
+    let recovered: HashSet<String> =
+        sqlx::query_scalar("SELECT message_id FROM wa.jobs WHERE errors::text LIKE '%worker holding the session was lost%'")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let ids: HashMap<String, i64> =
+        sqlx::query_as("SELECT message_id, id FROM wa.jobs").fetch_all(&db.pool).await.unwrap().into_iter().collect();
     let lines = std::fs::read_to_string(&log_path).unwrap();
     let mut sends: HashMap<String, u32> = HashMap::new();
     let mut first_seen: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();

@@ -35,7 +35,8 @@ async fn failed_connections_open_the_circuit_then_it_closes_after_the_cooldown()
         seen.push(v["status"].as_str().unwrap().to_owned());
     }
     eventually(Duration::from_secs(10), "the send to complete after the circuit closed", || async {
-        let s: String = sqlx::query_scalar("SELECT state::text FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
+        let s: String =
+            sqlx::query_scalar("SELECT state::text FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
         (s == "completed").then_some(())
     })
     .await;
@@ -59,11 +60,15 @@ async fn bad_macs_clean_the_peer_then_wipe_and_log_out_at_the_limit() {
         send_with_fault(&db, serde_json::json!({ "fault": "bad_mac" })).await;
     }
     eventually(Duration::from_secs(10), "two peer cleanups", || async {
-        (count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE kind = 'key_cleanup' AND state = 'completed'").await == 2).then_some(())
+        (count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE kind = 'key_cleanup' AND state = 'completed'").await == 2)
+            .then_some(())
     })
     .await;
     let (scope, peer): (String, String) =
-        sqlx::query_as("SELECT payload->>'scope', payload->>'peer' FROM wa.jobs WHERE kind = 'key_cleanup' LIMIT 1").fetch_one(&db.pool).await.unwrap();
+        sqlx::query_as("SELECT payload->>'scope', payload->>'peer' FROM wa.jobs WHERE kind = 'key_cleanup' LIMIT 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!((scope.as_str(), peer.as_str()), ("peer", "15550000001@s.whatsapp.net"));
     let (status, bad_mac, healthy): (String, i32, bool) =
         sqlx::query_as("SELECT status::text, bad_mac_count, healthy FROM wa.session_health").fetch_one(&db.pool).await.unwrap();
@@ -91,7 +96,12 @@ async fn decrypt_failures_clear_app_state_keys_first() {
     wait_connected(&db.pool, 1).await;
     send_with_fault(&db, serde_json::json!({ "fault": "bad_decrypt" })).await;
     eventually(Duration::from_secs(10), "an app-state cleanup", || async {
-        (count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE kind = 'key_cleanup' AND payload->>'scope' = 'app_state' AND state = 'completed'").await == 1)
+        (count(
+            &db.pool,
+            "SELECT count(*) FROM wa.jobs WHERE kind = 'key_cleanup' AND payload->>'scope' = 'app_state' AND state = 'completed'",
+        )
+        .await
+            == 1)
             .then_some(())
     })
     .await;
@@ -121,11 +131,13 @@ async fn a_temporary_ban_holds_the_session_until_it_expires() {
     })
     .await;
     eventually(Duration::from_secs(15), "the send after the ban", || async {
-        let s: String = sqlx::query_scalar("SELECT state::text FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
+        let s: String =
+            sqlx::query_scalar("SELECT state::text FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
         (s == "completed").then_some(())
     })
     .await;
-    let sent_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT sent_at FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
+    let sent_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT sent_at FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
     w.stop().await;
     assert!(sent_at >= until, "sent at {sent_at} during a ban until {until}");
 }
@@ -138,10 +150,11 @@ async fn many_sessions_connect_at_the_configured_rate_not_all_at_once() {
     cfg.worker.connect_per_sec = 10;
     let w = InProcess::start(cfg).await;
     wait_connected(&db.pool, 12).await;
-    let spread: f64 = sqlx::query_scalar("SELECT extract(epoch FROM max(connected_at) - min(connected_at))::float8 FROM wa.sessions")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let spread: f64 =
+        sqlx::query_scalar("SELECT extract(epoch FROM max(connected_at) - min(connected_at))::float8 FROM wa.sessions")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     w.stop().await;
     // 12 connections at 10 per second: the last one opens 1.1 s after the first.
     assert!(spread >= 1.0, "connections were not staggered: spread {spread} s");
@@ -159,12 +172,14 @@ async fn key_cleanup_all_wipes_and_asks_for_a_new_link() {
     wait_connected(&db.pool, 1).await;
     sqlx::query("SELECT wa.enqueue('s1', 'key_cleanup', '{\"scope\": \"all\"}')").execute(&db.pool).await.unwrap();
     eventually(Duration::from_secs(10), "logged_out and released", || async {
-        let (s, held): (String, bool) = sqlx::query_as("SELECT status::text, owner_id IS NOT NULL FROM wa.sessions").fetch_one(&db.pool).await.unwrap();
+        let (s, held): (String, bool) =
+            sqlx::query_as("SELECT status::text, owner_id IS NOT NULL FROM wa.sessions").fetch_one(&db.pool).await.unwrap();
         (s == "logged_out" && !held).then_some(())
     })
     .await;
     w.stop().await;
-    let result: serde_json::Value = sqlx::query_scalar("SELECT result FROM wa.jobs WHERE kind = 'key_cleanup'").fetch_one(&db.pool).await.unwrap();
+    let result: serde_json::Value =
+        sqlx::query_scalar("SELECT result FROM wa.jobs WHERE kind = 'key_cleanup'").fetch_one(&db.pool).await.unwrap();
     assert_eq!(result["scope"], "all");
     assert!(result["removed_rows"].as_u64().unwrap() >= 1);
     assert_eq!(count(&db.pool, "SELECT count(*) FROM wa.base_keys").await, 0);

@@ -34,7 +34,11 @@ async fn owners(db: &TestDb) -> BTreeMap<Uuid, i64> {
 }
 
 async fn connected(db: &TestDb) -> i64 {
-    count(&db.pool, "SELECT count(*) FROM wa.sessions WHERE status = 'connected' AND owner_id IS NOT NULL AND lease_expires_at > now()").await
+    count(
+        &db.pool,
+        "SELECT count(*) FROM wa.sessions WHERE status = 'connected' AND owner_id IS NOT NULL AND lease_expires_at > now()",
+    )
+    .await
 }
 
 /// Waits until every session is connected and held by `workers` workers with an even
@@ -130,12 +134,19 @@ async fn scale_out(stop_with: Signal) {
     let took = t.elapsed();
     let status = gone.wait().unwrap();
     let bound = spread_bound(stop_with);
-    assert!(took <= bound, "the sessions spread again in {took:?}, over the bound of {bound:?} (lease TTL {} ms)", lease_ttl_ms(stop_with));
+    assert!(
+        took <= bound,
+        "the sessions spread again in {took:?}, over the bound of {bound:?} (lease TTL {} ms)",
+        lease_ttl_ms(stop_with)
+    );
     if stop_with == Signal::SIGTERM {
         assert!(status.success(), "SIGTERM ends the worker with exit 0, got {status}");
     }
     let survivors: Vec<&Uuid> = after.keys().collect();
-    assert!(survivors.iter().all(|w| before.contains_key(*w)), "the two remaining workers took over: before {before:?}, after {after:?}");
+    assert!(
+        survivors.iter().all(|w| before.contains_key(*w)),
+        "the two remaining workers took over: before {before:?}, after {after:?}"
+    );
 
     // Keep sending a while on two workers, then let the queue drain.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -143,7 +154,8 @@ async fn scale_out(stop_with: Signal) {
     stream.await.unwrap();
     let total = enqueued.load(Ordering::Relaxed);
     eventually(Duration::from_secs(60), &format!("all {total} sends to complete"), || async {
-        (count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND delivery = 'sent'").await == total).then_some(())
+        (count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND delivery = 'sent'").await == total)
+            .then_some(())
     })
     .await;
     for w in &workers {
@@ -161,7 +173,12 @@ async fn scale_out(stop_with: Signal) {
     let per_id = sends(log.path());
     let ids: Vec<String> = sqlx::query_scalar("SELECT message_id FROM wa.jobs").fetch_all(&db.pool).await.unwrap();
     let missing: Vec<&String> = ids.iter().filter(|id| !per_id.contains_key(*id)).collect();
-    assert!(missing.is_empty(), "{} completed messages never reached the server, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} completed messages never reached the server, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     let twice: Vec<(&String, &u32)> = per_id.iter().filter(|(_, n)| **n > 1).collect();
     match stop_with {
         Signal::SIGKILL => {
@@ -177,12 +194,14 @@ async fn scale_out(stop_with: Signal) {
                 assert!(**n == 2 && recovered.contains(*id), "message {id} sent {n} times without being a recovered job");
             }
         }
-        _ => assert!(twice.is_empty(), "after a graceful stop no message is sent twice: {} were, e.g. {:?}", twice.len(), &twice[..twice.len().min(5)]),
+        _ => assert!(
+            twice.is_empty(),
+            "after a graceful stop no message is sent twice: {} were, e.g. {:?}",
+            twice.len(),
+            &twice[..twice.len().min(5)]
+        ),
     }
-    eprintln!(
-        "scale-out with {stop_with}: {total} sends, spread again in {took:?}, {} sent twice after recovery",
-        twice.len()
-    );
+    eprintln!("scale-out with {stop_with}: {total} sends, spread again in {took:?}, {} sent twice after recovery", twice.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

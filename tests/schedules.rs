@@ -35,7 +35,10 @@ async fn each_tick_runs_once_across_workers() {
     assert_eq!(jobs, ticks, "three workers fired each tick; each must run once");
     assert!(completed >= ticks - 1, "{completed} of {ticks} completed");
     let (last_run, next_run): (Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>) =
-        sqlx::query_as("SELECT last_run_at, next_run_at FROM wa.schedules WHERE name = 'every-second'").fetch_one(&db.pool).await.unwrap();
+        sqlx::query_as("SELECT last_run_at, next_run_at FROM wa.schedules WHERE name = 'every-second'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert!(last_run.unwrap() < next_run.unwrap());
 }
 
@@ -67,7 +70,8 @@ async fn a_missed_tick_is_caught_up_and_bad_cron_is_reported() {
     .await;
     w.stop().await;
     assert!(error.unwrap().starts_with("cron: cannot parse"));
-    let bad = sqlx::query("INSERT INTO wa.schedules (name, cron, task) VALUES ('x', 'nonsense', 'retention')").execute(&db.pool).await;
+    let bad =
+        sqlx::query("INSERT INTO wa.schedules (name, cron, task) VALUES ('x', 'nonsense', 'retention')").execute(&db.pool).await;
     assert_eq!(common::sqlstate(&bad.unwrap_err()), "23514", "a cron without 5 to 7 fields is refused by a CHECK");
 }
 
@@ -76,7 +80,10 @@ async fn retention_deletes_old_finished_jobs_in_batches() {
     let db = TestDb::new().await.unwrap();
     sqlx::query("UPDATE wa.schedules SET enabled = false").execute(&db.pool).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
-    sqlx::query("SELECT wa.send_text('s1', '+15550000001', 'm' || i) FROM generate_series(1, 9) i").execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT wa.send_text('s1', '+15550000001', 'm' || i) FROM generate_series(1, 9) i")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     sqlx::query("SELECT wa.reconnect('s1') FROM generate_series(1, 5)").execute(&db.pool).await.unwrap();
     // 5 old completed sends, 2 recent ones, 2 old dead ones; 5 old completed reconnects.
     sqlx::raw_sql(
@@ -91,7 +98,10 @@ async fn retention_deletes_old_finished_jobs_in_batches() {
     let mut cfg = fast_config(&db);
     cfg.retention.batch = 2;
     sqlx::query("UPDATE wa.sessions SET desired = 'stopped'").execute(&db.pool).await.unwrap();
-    let job: i64 = sqlx::query_scalar("SELECT (wa.enqueue(NULL, 'maintenance', '{\"task\": \"retention\"}')).id").fetch_one(&db.pool).await.unwrap();
+    let job: i64 = sqlx::query_scalar("SELECT (wa.enqueue(NULL, 'maintenance', '{\"task\": \"retention\"}')).id")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     let w = InProcess::start(cfg).await;
     let result: serde_json::Value = eventually(Duration::from_secs(10), "retention to run", || async {
         sqlx::query_scalar::<_, Option<serde_json::Value>>("SELECT result FROM wa.jobs WHERE id = $1 AND state = 'completed'")

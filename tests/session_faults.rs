@@ -46,7 +46,8 @@ async fn a_dropped_connection_reconnects_and_the_send_is_retried() {
     }
     w.stop().await;
     assert!(seen.starts_with(&["reconnecting".to_string(), "connected".to_string()]), "{seen:?}");
-    let attempts: i16 = sqlx::query_scalar("SELECT attempts FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
+    let attempts: i16 =
+        sqlx::query_scalar("SELECT attempts FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
     assert_eq!(attempts, 2);
 }
 

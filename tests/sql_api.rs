@@ -27,21 +27,22 @@ async fn fails(pool: &PgPool, sql: &str) -> (String, String) {
 #[tokio::test]
 async fn send_text_returns_ids_and_normalizes_the_recipient() {
     let db = db_with_session().await;
-    let (job, msg): (i64, String) = sqlx::query_as("SELECT job_id, message_id FROM wa.send_text('s1', '+55 (11) 99999-8888', 'hi')")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let (job, msg): (i64, String) =
+        sqlx::query_as("SELECT job_id, message_id FROM wa.send_text('s1', '+55 (11) 99999-8888', 'hi')")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert!(msg.starts_with("3EB0") && msg.len() == 22, "{msg}");
-    let (chat, state, delivery, kind, text): (String, String, String, String, String) = sqlx::query_as(
-        "SELECT chat, state::text, delivery::text, kind::text, payload->>'text' FROM wa.jobs WHERE id = $1",
-    )
-    .bind(job)
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let (chat, state, delivery, kind, text): (String, String, String, String, String) =
+        sqlx::query_as("SELECT chat, state::text, delivery::text, kind::text, payload->>'text' FROM wa.jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(chat, "5511999998888@s.whatsapp.net");
     assert_eq!((state.as_str(), delivery.as_str(), kind.as_str(), text.as_str()), ("available", "queued", "send", "hi"));
-    let status: String = sqlx::query_scalar("SELECT status::text FROM wa.outbound WHERE job_id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
+    let status: String =
+        sqlx::query_scalar("SELECT status::text FROM wa.outbound WHERE job_id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
     assert_eq!(status, "queued");
 
     for (input, want) in [
@@ -69,14 +70,16 @@ async fn a_rolled_back_transaction_leaves_nothing() {
 #[tokio::test]
 async fn the_same_idempotency_key_returns_the_first_job() {
     let db = db_with_session().await;
-    let first: (i64, String) = sqlx::query_as("SELECT * FROM wa.send_text('s1', '+5511999998888', 'one', idempotency_key => 'order-42')")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let again: (i64, String) = sqlx::query_as("SELECT * FROM wa.send_text('s1', '+5511999998888', 'two', idempotency_key => 'order-42')")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let first: (i64, String) =
+        sqlx::query_as("SELECT * FROM wa.send_text('s1', '+5511999998888', 'one', idempotency_key => 'order-42')")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let again: (i64, String) =
+        sqlx::query_as("SELECT * FROM wa.send_text('s1', '+5511999998888', 'two', idempotency_key => 'order-42')")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(first, again);
     assert_eq!(jobs(&db.pool).await, 1);
 
@@ -122,7 +125,11 @@ async fn bad_input_raises_a_documented_sqlstate_and_inserts_nothing() {
         ("SELECT wa.enqueue('s1', 'reconnect', max_attempts => 0)".into(), "WA005", "max_attempts"),
         ("SELECT wa.enqueue('s1', 'reconnect', idempotency_key => '')".into(), "WA005", "idempotency_key"),
         ("SELECT wa.enqueue('s1', 'reconnect', '[1]')".into(), "WA006", "payload"),
-        ("SELECT wa.enqueue('s1', 'send', '{\"to\": \"+5511999998888\", \"type\": \"hologram\"}')".into(), "WA006", "payload.type"),
+        (
+            "SELECT wa.enqueue('s1', 'send', '{\"to\": \"+5511999998888\", \"type\": \"hologram\"}')".into(),
+            "WA006",
+            "payload.type",
+        ),
         ("SELECT wa.enqueue('s1', 'key_cleanup', '{\"scope\": \"everything\"}')".into(), "WA006", "payload.scope"),
         ("SELECT wa.enqueue('s1', 'key_cleanup', '{\"scope\": \"peer\"}')".into(), "WA002", "payload.peer"),
         ("SELECT wa.enqueue('s1', 'close_session', '{\"logout\": \"yes\"}')".into(), "WA006", "payload.logout"),
@@ -170,9 +177,12 @@ async fn a_plain_insert_is_validated_and_normalized_too() {
     .await
     .unwrap();
     assert_eq!(future, "scheduled");
-    let (code, _) = fails(&db.pool, "INSERT INTO wa.jobs (session_id, kind, state) VALUES ('s1', 'reconnect', 'completed')").await;
+    let (code, _) =
+        fails(&db.pool, "INSERT INTO wa.jobs (session_id, kind, state) VALUES ('s1', 'reconnect', 'completed')").await;
     assert_eq!(code, "WA005");
-    let (code, _) = fails(&db.pool, "INSERT INTO wa.jobs (session_id, kind, payload) VALUES ('s1', 'send', '{\"text\": \"no recipient\"}')").await;
+    let (code, _) =
+        fails(&db.pool, "INSERT INTO wa.jobs (session_id, kind, payload) VALUES ('s1', 'send', '{\"text\": \"no recipient\"}')")
+            .await;
     assert_eq!(code, "WA002");
     let (code, _) = fails(&db.pool, "INSERT INTO wa.jobs (session_id, kind) VALUES ('s1', 'bogus')").await;
     assert_eq!(code, "22P02", "an unknown kind is not a wa.job_kind");
@@ -182,18 +192,25 @@ async fn a_plain_insert_is_validated_and_normalized_too() {
 #[tokio::test]
 async fn cancel_and_retry_follow_the_job_state_machine() {
     let db = db_with_session().await;
-    let id: i64 = sqlx::query_scalar("SELECT job_id FROM wa.send_text('s1', '+5511999998888', 'x')").fetch_one(&db.pool).await.unwrap();
+    let id: i64 =
+        sqlx::query_scalar("SELECT job_id FROM wa.send_text('s1', '+5511999998888', 'x')").fetch_one(&db.pool).await.unwrap();
     let s: String = sqlx::query_scalar("SELECT wa.cancel_job($1)::text").bind(id).fetch_one(&db.pool).await.unwrap();
     assert_eq!(s, "cancelled");
     let s: String = sqlx::query_scalar("SELECT wa.cancel_job($1)::text").bind(id).fetch_one(&db.pool).await.unwrap();
     assert_eq!(s, "cancelled", "cancelling twice is harmless");
-    let d: String = sqlx::query_scalar("SELECT status::text FROM wa.outbound WHERE job_id = $1").bind(id).fetch_one(&db.pool).await.unwrap();
+    let d: String =
+        sqlx::query_scalar("SELECT status::text FROM wa.outbound WHERE job_id = $1").bind(id).fetch_one(&db.pool).await.unwrap();
     assert_eq!(d, "failed");
     let s: String = sqlx::query_scalar("SELECT wa.retry_job($1)::text").bind(id).fetch_one(&db.pool).await.unwrap();
     assert_eq!(s, "available");
-    let d: String = sqlx::query_scalar("SELECT status::text FROM wa.outbound WHERE job_id = $1").bind(id).fetch_one(&db.pool).await.unwrap();
+    let d: String =
+        sqlx::query_scalar("SELECT status::text FROM wa.outbound WHERE job_id = $1").bind(id).fetch_one(&db.pool).await.unwrap();
     assert_eq!(d, "queued");
-    sqlx::query("UPDATE wa.jobs SET state = 'completed', finished_at = now() WHERE id = $1").bind(id).execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE wa.jobs SET state = 'completed', finished_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let (code, msg) = fails(&db.pool, &format!("SELECT wa.retry_job({id})")).await;
     assert_eq!(code, "WA008", "{msg}");
     let (code, _) = fails(&db.pool, &format!("SELECT wa.cancel_job({id})")).await;
@@ -217,7 +234,9 @@ async fn one_notify_per_insert_statement() {
     .await
     .unwrap();
     let mut got = Vec::new();
-    while let Ok(Some(n)) = tokio::time::timeout(std::time::Duration::from_millis(500), listener.try_recv()).await.map(|r| r.unwrap()) {
+    while let Ok(Some(n)) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), listener.try_recv()).await.map(|r| r.unwrap())
+    {
         got.push(n.payload().to_owned());
     }
     // The SELECT runs 1,000 single-row INSERTs inside wa.send_text, whose identical
@@ -231,14 +250,18 @@ async fn views_report_health_and_queue() {
     let db = db_with_session().await;
     sqlx::query("SELECT wa.send_text('s1', '+5511999998888', 'x') FROM generate_series(1, 3)").execute(&db.pool).await.unwrap();
     sqlx::query("SELECT wa.reconnect('s1')").execute(&db.pool).await.unwrap();
-    let (available, kind): (i64, String) = sqlx::query_as("SELECT available, kind::text FROM wa.queue_stats WHERE session = 's1' AND kind = 'send'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let (available, kind): (i64, String) =
+        sqlx::query_as("SELECT available, kind::text FROM wa.queue_stats WHERE session = 's1' AND kind = 'send'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!((available, kind.as_str()), (3, "send"));
     sqlx::query("UPDATE wa.sessions SET bad_mac_count = 3").execute(&db.pool).await.unwrap();
     let (healthy, bad_mac, limit): (bool, i32, i32) =
-        sqlx::query_as("SELECT healthy, bad_mac_count, bad_mac_limit FROM wa.session_health WHERE session = 's1'").fetch_one(&db.pool).await.unwrap();
+        sqlx::query_as("SELECT healthy, bad_mac_count, bad_mac_limit FROM wa.session_health WHERE session = 's1'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!((healthy, bad_mac, limit), (false, 3, 3));
 }
 
@@ -246,8 +269,12 @@ async fn views_report_health_and_queue() {
 async fn reactions_and_media_are_validated() {
     let db = db_with_session().await;
     let (job, _): (i64, String) =
-        sqlx::query_as("SELECT * FROM wa.send_reaction('s1', '+15550000001', '3EB0ABCDEF0123456789AB', '👍')").fetch_one(&db.pool).await.unwrap();
-    let p: serde_json::Value = sqlx::query_scalar("SELECT payload FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
+        sqlx::query_as("SELECT * FROM wa.send_reaction('s1', '+15550000001', '3EB0ABCDEF0123456789AB', '👍')")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let p: serde_json::Value =
+        sqlx::query_scalar("SELECT payload FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
     assert_eq!((p["type"].as_str(), p["emoji"].as_str()), (Some("reaction"), Some("👍")));
     let (job, _): (i64, String) = sqlx::query_as(
         "SELECT * FROM wa.send_media('s1', '+15550000001', 'image', data => '\\x89504e470d0a1a0a'::bytea, caption => 'menu')",
@@ -255,18 +282,25 @@ async fn reactions_and_media_are_validated() {
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    let p: serde_json::Value = sqlx::query_scalar("SELECT payload FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
+    let p: serde_json::Value =
+        sqlx::query_scalar("SELECT payload FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap();
     assert_eq!((p["type"].as_str(), p["data"].as_str()), (Some("image"), Some("iVBORw0KGgo=")));
-    sqlx::query("SELECT wa.send_media('s1', '+15550000001', 'document', url => 'https://example.com/menu.pdf', file_name => 'menu.pdf')")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "SELECT wa.send_media('s1', '+15550000001', 'document', url => 'https://example.com/menu.pdf', file_name => 'menu.pdf')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
     for (sql, code, arg) in [
         ("SELECT wa.send_reaction('s1', '+15550000001', 'x', '👍')", "WA006", "payload.message_id"),
         ("SELECT wa.send_reaction('s1', '+15550000001', '3EB0ABCDEF0123456789AB', NULL)", "WA006", "payload.emoji"),
         ("SELECT wa.send_media('s1', '+15550000001', 'video', url => 'https://x.test/a')", "WA006", "kind"),
         ("SELECT wa.send_media('s1', '+15550000001', 'image')", "WA006", "payload.data"),
-        ("SELECT wa.send_media('s1', '+15550000001', 'image', data => '\\x00', url => 'https://x.test/a')", "WA006", "payload.data"),
+        (
+            "SELECT wa.send_media('s1', '+15550000001', 'image', data => '\\x00', url => 'https://x.test/a')",
+            "WA006",
+            "payload.data",
+        ),
         ("SELECT wa.send_media('s1', '+15550000001', 'image', url => 'ftp://x.test/a')", "WA006", "payload.url"),
     ] {
         let (got, msg) = fails(&db.pool, sql).await;

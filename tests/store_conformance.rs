@@ -32,9 +32,12 @@ async fn signal<B: Backend>(b: &B) {
     // sessions
     assert!(!b.has_session("15550001111:3@s.whatsapp.net").await.unwrap());
     b.put_session("15550001111:3@s.whatsapp.net", b"r1").await.unwrap();
-    b.put_sessions_batch(&[("15550001111:3@s.whatsapp.net".into(), Bytes::from_static(b"r2")), ("x@lid".into(), Bytes::from_static(b"x"))])
-        .await
-        .unwrap();
+    b.put_sessions_batch(&[
+        ("15550001111:3@s.whatsapp.net".into(), Bytes::from_static(b"r2")),
+        ("x@lid".into(), Bytes::from_static(b"x")),
+    ])
+    .await
+    .unwrap();
     assert_eq!(b.get_session("15550001111:3@s.whatsapp.net").await.unwrap().unwrap(), Bytes::from_static(b"r2"));
     assert!(b.has_session("x@lid").await.unwrap());
     assert!(b.has_signal_state_for_user("15550001111").await.unwrap());
@@ -80,7 +83,11 @@ async fn signal<B: Backend>(b: &B) {
 
 async fn appsync<B: Backend>(b: &B) {
     assert_eq!(b.get_latest_sync_key_id().await.unwrap(), None);
-    let key = |d: u8| AppStateSyncKey { key_data: vec![d; 32], fingerprint: vec![8, 1, 16, 2], timestamp: 1_700_000_000 + i64::from(d) };
+    let key = |d: u8| AppStateSyncKey {
+        key_data: vec![d; 32],
+        fingerprint: vec![8, 1, 16, 2],
+        timestamp: 1_700_000_000 + i64::from(d),
+    };
     b.set_sync_key(b"k1", key(1)).await.unwrap();
     b.set_sync_key(b"k2", key(2)).await.unwrap();
     assert_eq!(b.get_latest_sync_key_id().await.unwrap(), Some(b"k2".to_vec()));
@@ -188,7 +195,9 @@ async fn tc_tokens<B: Backend>(b: &B) {
     assert_eq!(tc(b.get_tc_token("t1@lid").await.unwrap()).unwrap().0, b"tok".to_vec(), "older token loses");
     b.store_received_tc_token("t1@lid", b"new", 20).await.unwrap();
     assert_eq!(tc(b.get_tc_token("t1@lid").await.unwrap()), Some((b"new".to_vec(), 20, Some(100))));
-    b.put_tc_token("t2@lid", &TcTokenEntry { token: b"x".to_vec(), token_timestamp: 1000, sender_timestamp: None }).await.unwrap();
+    b.put_tc_token("t2@lid", &TcTokenEntry { token: b"x".to_vec(), token_timestamp: 1000, sender_timestamp: None })
+        .await
+        .unwrap();
     b.put_tc_token("t3@lid", &TcTokenEntry { token: vec![], token_timestamp: 1, sender_timestamp: Some(5000) }).await.unwrap();
     let mut jids = b.get_all_tc_token_jids().await.unwrap();
     jids.sort();
@@ -249,7 +258,11 @@ async fn msg_secrets<B: Backend>(b: &B) {
     };
     b.put_msg_secret(ALICE, ALICE, "never", &[1; 32]).await.unwrap();
     assert_eq!(b.put_msg_secrets(vec![e("a", 2, 100, 50), e("b", 3, 200, 0), e("a", 4, 150, 0)]).await.unwrap(), 3);
-    assert_eq!(b.get_msg_secret_with_ts(ALICE, ALICE, "a").await.unwrap(), Some((vec![4; 32], 50)), "later deadline, known ts kept");
+    assert_eq!(
+        b.get_msg_secret_with_ts(ALICE, ALICE, "a").await.unwrap(),
+        Some((vec![4; 32], 50)),
+        "later deadline, known ts kept"
+    );
     b.put_msg_secrets(vec![e("b", 5, 0, 70)]).await.unwrap();
     assert_eq!(b.get_msg_secret(ALICE, ALICE, "b").await.unwrap(), Some(vec![5; 32]));
     assert_eq!(b.get_msg_secret(ALICE, ALICE, "zzz").await.unwrap(), None);

@@ -96,7 +96,8 @@ impl PreKeyStore for Stores {
 #[async_trait]
 impl SignedPreKeyStore for Stores {
     async fn get_signed_pre_key(&self, id: SignedPreKeyId) -> SResult<SignedPreKeyRecord> {
-        let b = self.backend.load_signed_prekey(id.into()).await.map_err(be)?.ok_or(SignalProtocolError::InvalidSignedPreKeyId)?;
+        let b =
+            self.backend.load_signed_prekey(id.into()).await.map_err(be)?.ok_or(SignalProtocolError::InvalidSignedPreKeyId)?;
         SignedPreKeyRecord::deserialize(&b)
     }
     async fn save_signed_pre_key(&mut self, id: SignedPreKeyId, r: &SignedPreKeyRecord) -> SResult<()> {

@@ -46,8 +46,12 @@ async fn sweep_deletes_only_expired_rows_in_batches() {
         };
         b.put_msg_secrets(vec![e("past", now - 10), e("future", now + 3600), e("never", 0)]).await.unwrap();
         // tc tokens: one fully stale, one with a live token, one with a live sender bucket.
-        b.put_tc_token("stale@lid", &TcTokenEntry { token: b"t".to_vec(), token_timestamp: 1, sender_timestamp: Some(1) }).await.unwrap();
-        b.put_tc_token("live@lid", &TcTokenEntry { token: b"t".to_vec(), token_timestamp: now, sender_timestamp: None }).await.unwrap();
+        b.put_tc_token("stale@lid", &TcTokenEntry { token: b"t".to_vec(), token_timestamp: 1, sender_timestamp: Some(1) })
+            .await
+            .unwrap();
+        b.put_tc_token("live@lid", &TcTokenEntry { token: b"t".to_vec(), token_timestamp: now, sender_timestamp: None })
+            .await
+            .unwrap();
         b.touch_tc_token_sender_timestamp("sender@lid", now).await.unwrap();
         let lid = |l: &str| LidPnMappingEntry {
             lid: l.into(),
@@ -117,21 +121,18 @@ async fn key_cleanup_scopes() {
     })
     .await
     .unwrap();
-    let sessions: Vec<(std::sync::Arc<str>, Bytes)> = [
-        "15559990000@c.us",
-        "15559990000:3@c.us",
-        "100000099:3@lid",
-        "155599900001@c.us",
-        "15551110000@c.us",
-    ]
-    .iter()
-    .map(|a| ((*a).into(), Bytes::from_static(b"r")))
-    .collect();
+    let sessions: Vec<(std::sync::Arc<str>, Bytes)> =
+        ["15559990000@c.us", "15559990000:3@c.us", "100000099:3@lid", "155599900001@c.us", "15551110000@c.us"]
+            .iter()
+            .map(|a| ((*a).into(), Bytes::from_static(b"r")))
+            .collect();
     b.put_sessions_batch(&sessions).await.unwrap();
     other.put_session("15559990000@c.us", b"r").await.unwrap();
     b.put_identity("15559990000@c.us", [7; 32]).await.unwrap();
     b.save_base_key("15559990000:3@c.us.0", "M1", b"k").await.unwrap();
-    b.set_sender_key_status("g@g.us", &[("15559990000:3@s.whatsapp.net", true), ("15551110000@s.whatsapp.net", true)]).await.unwrap();
+    b.set_sender_key_status("g@g.us", &[("15559990000:3@s.whatsapp.net", true), ("15551110000@s.whatsapp.net", true)])
+        .await
+        .unwrap();
 
     assert_eq!(clear_app_state_keys(pool, "s1").await.unwrap(), 2);
     assert!(b.get_sync_key(b"k1").await.unwrap().is_none());
@@ -163,8 +164,8 @@ async fn key_cleanup_scopes() {
 /// A key_cleanup run by a worker that lost the lease deletes nothing.
 #[tokio::test]
 async fn fenced_cleanup_refuses_a_stale_worker() {
-    use pgwa::store::cleanup::{CleanupScope, run_cleanup};
     use pgwa::store::Fence;
+    use pgwa::store::cleanup::{CleanupScope, run_cleanup};
     let db = TestDb::new().await.unwrap();
     let pool = &db.pool;
     let b = session(pool, "s1").await;
@@ -175,11 +176,12 @@ async fn fenced_cleanup_refuses_a_stale_worker() {
         .execute(pool)
         .await
         .unwrap();
-    let epoch: i64 = sqlx::query_scalar("UPDATE wa.sessions SET owner_id = $1, epoch = epoch + 1 WHERE id = 's1' RETURNING epoch")
-        .bind(w)
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let epoch: i64 =
+        sqlx::query_scalar("UPDATE wa.sessions SET owner_id = $1, epoch = epoch + 1 WHERE id = 's1' RETURNING epoch")
+            .bind(w)
+            .fetch_one(pool)
+            .await
+            .unwrap();
     let stale = Fence { worker_id: w, epoch: epoch - 1 };
     let err = run_cleanup(pool, "s1", &CleanupScope::All, Some(stale)).await.unwrap_err();
     assert!(err.downcast_ref::<pgwa::store::LeaseLost>().is_some(), "{err:#}");

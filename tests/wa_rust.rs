@@ -56,7 +56,8 @@ async fn a_fresh_session_gets_its_device_record_and_reports_failed_connection_at
     let spec = SessionSpec { id: "s1".into(), epoch, worker_id: worker, pair_phone: None };
     let session = wa.open(spec, tx).await.expect("the client builds and spawns");
 
-    let devices: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.auth_state WHERE session_id = 's1'").fetch_one(&db.pool).await.unwrap();
+    let devices: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM wa.auth_state WHERE session_id = 's1'").fetch_one(&db.pool).await.unwrap();
     assert_eq!(devices, 1, "the device record was created in Postgres");
     assert!(wa.sessions().get("s1", epoch).is_some(), "the open session is reachable for key cleanup");
     assert!(wa.sessions().get("s1", epoch + 1).is_none(), "but not under another epoch");
@@ -74,10 +75,19 @@ async fn a_fresh_session_gets_its_device_record_and_reports_failed_connection_at
     .expect("a refused connection attempt is reported");
     assert!(got.contains("connection attempt failed"), "{got}");
 
-    let msg = OutboundMessage { job_id: 1, message_id: "3EB0AAAAAAAAAAAAAAAAAA".into(), chat: "15550000001@s.whatsapp.net".into(), payload: json!({"text": "hi"}), attempt: 1 };
+    let msg = OutboundMessage {
+        job_id: 1,
+        message_id: "3EB0AAAAAAAAAAAAAAAAAA".into(),
+        chat: "15550000001@s.whatsapp.net".into(),
+        payload: json!({"text": "hi"}),
+        attempt: 1,
+    };
     assert_eq!(session.send(&msg).await, Err(SendError::NotConnected));
     let bad = OutboundMessage { payload: json!({"type": "poll"}), ..msg };
-    assert!(matches!(session.send(&bad).await, Err(SendError::Permanent(m)) if m.contains("payload.type")), "validation comes first");
+    assert!(
+        matches!(session.send(&bad).await, Err(SendError::Permanent(m)) if m.contains("payload.type")),
+        "validation comes first"
+    );
 
     tokio::time::timeout(Duration::from_secs(10), session.close(false)).await.expect("close is bounded").unwrap();
     session.close(false).await.expect("closing twice is harmless");
@@ -155,7 +165,10 @@ fn image() -> wa::Message {
 fn inbound_messages_convert_to_inbox_rows() {
     let t = to_inbound(&text("hello"), &info("A1", false)).unwrap();
     assert_eq!((t.kind.as_str(), t.text.as_deref(), t.quoted_id.as_deref()), ("text", Some("hello"), None));
-    assert_eq!((t.chat.as_str(), t.sender.as_str(), t.message_id.as_str()), ("15550000001@s.whatsapp.net", "15550000001@s.whatsapp.net", "A1"));
+    assert_eq!(
+        (t.chat.as_str(), t.sender.as_str(), t.message_id.as_str()),
+        ("15550000001@s.whatsapp.net", "15550000001@s.whatsapp.net", "A1")
+    );
     assert_eq!(t.sent_at.unwrap().timestamp(), 1_700_000_000);
     let raw = t.raw.unwrap();
     assert_eq!(raw["message"], json!({"conversation": "hello"}), "nulls are stripped");
@@ -167,13 +180,17 @@ fn inbound_messages_convert_to_inbox_rows() {
     let i = to_inbound(&image(), &info("A3", false)).unwrap();
     assert_eq!((i.kind.as_str(), i.text.as_deref()), ("image", Some("look")));
     let media = i.media.unwrap();
-    assert_eq!((media["mimetype"].as_str(), media["width"].as_u64(), media["file_length"].as_u64()), (Some("image/jpeg"), Some(640), Some(1234)));
+    assert_eq!(
+        (media["mimetype"].as_str(), media["width"].as_u64(), media["file_length"].as_u64()),
+        (Some("image/jpeg"), Some(640), Some(1234))
+    );
     assert_eq!(media["media_key"].as_str().map(str::len), Some(44), "bytes as base64");
     assert!(media.get("url").is_none(), "unset fields are left out");
     assert!(!i.raw.unwrap().to_string().contains("jpeg_thumbnail"), "thumbnails are dropped from raw");
 
     assert!(to_inbound(&text("mine"), &info("A4", true)).is_none(), "our own messages from the phone are skipped");
-    let revoke = wa::Message { protocol_message: whatsapp_rust::buffa::MessageField::some(Default::default()), ..Default::default() };
+    let revoke =
+        wa::Message { protocol_message: whatsapp_rust::buffa::MessageField::some(Default::default()), ..Default::default() };
     assert!(to_inbound(&revoke, &info("A5", false)).is_none(), "protocol messages are skipped");
 }
 
@@ -182,7 +199,12 @@ async fn the_inbox_hook_commits_once_and_refuses_without_the_lease() {
     let db = TestDb::new().await.unwrap();
     let (worker, epoch) = held_session(&db).await;
     let row = to_inbound(&text("hello"), &info("A1", false)).unwrap();
-    let hook = |epoch| InboxHook { pool: db.pool.clone(), fence: SessionFence { worker, session: "s1".into(), epoch }, attempts: 2, pause: Duration::from_millis(5) };
+    let hook = |epoch| InboxHook {
+        pool: db.pool.clone(),
+        fence: SessionFence { worker, session: "s1".into(), epoch },
+        attempts: 2,
+        pause: Duration::from_millis(5),
+    };
     assert_eq!(hook(epoch).commit(std::slice::from_ref(&row)).await.unwrap(), 1);
     assert_eq!(hook(epoch).commit(std::slice::from_ref(&row)).await.unwrap(), 0, "a redelivery is deduplicated and still acked");
     let err = hook(epoch - 1).commit(&[row]).await.unwrap_err().to_string();
@@ -206,16 +228,25 @@ fn outbound_payloads_build_or_fail_with_the_field_named() {
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let max = 1024;
 
-    assert_eq!(send::parse(&json!({"to": "+1555", "text": "hi"}), max).unwrap(), Request::Text { text: "hi".into(), reply_to: None });
+    assert_eq!(
+        send::parse(&json!({"to": "+1555", "text": "hi"}), max).unwrap(),
+        Request::Text { text: "hi".into(), reply_to: None }
+    );
     let m = send::text_message("hi", None);
     assert_eq!(m.conversation.as_deref(), Some("hi"));
 
-    let Request::Text { text, reply_to } = send::parse(&json!({"type": "text", "text": "yes", "reply_to": "Q1"}), max).unwrap() else { panic!() };
+    let Request::Text { text, reply_to } = send::parse(&json!({"type": "text", "text": "yes", "reply_to": "Q1"}), max).unwrap()
+    else {
+        panic!()
+    };
     let q = Quoted { id: reply_to.unwrap(), participant: "15550000001@s.whatsapp.net".into(), text: Some("earlier".into()) };
     let m = send::text_message(&text, Some(&q));
     let ext = m.extended_text_message.as_option().unwrap();
     let ctx = ext.context_info.as_option().unwrap();
-    assert_eq!((ext.text.as_deref(), ctx.stanza_id.as_deref(), ctx.participant.as_deref()), (Some("yes"), Some("Q1"), Some("15550000001@s.whatsapp.net")));
+    assert_eq!(
+        (ext.text.as_deref(), ctx.stanza_id.as_deref(), ctx.participant.as_deref()),
+        (Some("yes"), Some("Q1"), Some("15550000001@s.whatsapp.net"))
+    );
 
     let r = send::parse(&json!({"type": "reaction", "message_id": "T1", "emoji": "👍"}), max).unwrap();
     assert_eq!(r, Request::Reaction { target: "T1".into(), emoji: "👍".into(), from_me: None });
@@ -223,12 +254,21 @@ fn outbound_payloads_build_or_fail_with_the_field_named() {
     let reaction = m.reaction_message.as_option().unwrap();
     let key = reaction.key.as_option().unwrap();
     assert_eq!((key.id.as_deref(), key.from_me, reaction.text.as_deref()), (Some("T1"), Some(true), Some("👍")));
-    assert!(matches!(send::parse(&json!({"type": "reaction", "message_id": "T1", "emoji": ""}), max), Ok(Request::Reaction { .. })), "empty emoji removes");
+    assert!(
+        matches!(send::parse(&json!({"type": "reaction", "message_id": "T1", "emoji": ""}), max), Ok(Request::Reaction { .. })),
+        "empty emoji removes"
+    );
 
-    let Request::Media(img) = send::parse(&json!({"type": "image", "data": b64(PNG), "caption": "c"}), max).unwrap() else { panic!() };
+    let Request::Media(img) = send::parse(&json!({"type": "image", "data": b64(PNG), "caption": "c"}), max).unwrap() else {
+        panic!()
+    };
     assert_eq!((img.kind, &img.source, img.caption.as_deref()), (MediaKind::Image, &MediaSource::Bytes(PNG.to_vec()), Some("c")));
     assert_eq!(send::media_mimetype(&img, PNG), "image/png", "sniffed when not given");
-    let Request::Media(doc) = send::parse(&json!({"type": "document", "url": "https://example.com/a.pdf", "file_name": "a.pdf"}), max).unwrap() else { panic!() };
+    let Request::Media(doc) =
+        send::parse(&json!({"type": "document", "url": "https://example.com/a.pdf", "file_name": "a.pdf"}), max).unwrap()
+    else {
+        panic!()
+    };
     assert_eq!((doc.kind, &doc.source), (MediaKind::Document, &MediaSource::Url("https://example.com/a.pdf".into())));
     assert_eq!(send::media_mimetype(&doc, b"%PDF"), "application/octet-stream");
 
@@ -299,40 +339,66 @@ fn events_map_to_session_events() {
     let now = Utc::now();
     let map = |e: ev::Event| events::map(&e, &flags, now, me);
 
-    let qr = map(ev::Event::PairingQrCode(ev::PairingQrCode::builder().code("2@abc".into()).timeout(Duration::from_secs(60)).build()));
-    assert!(matches!(&qr[..], [WaEvent::Qr { code, expires_at }] if code == "2@abc" && *expires_at == now + chrono::Duration::seconds(60)));
+    let qr =
+        map(ev::Event::PairingQrCode(ev::PairingQrCode::builder().code("2@abc".into()).timeout(Duration::from_secs(60)).build()));
+    assert!(
+        matches!(&qr[..], [WaEvent::Qr { code, expires_at }] if code == "2@abc" && *expires_at == now + chrono::Duration::seconds(60))
+    );
 
     let ban = ev::TemporaryBan::builder().code(ev::TempBanReason::SentToTooManyPeople).expire(chrono::Duration::hours(2)).build();
     let got = map(ev::Event::TemporaryBan(ban));
-    assert!(matches!(&got[..], [WaEvent::TemporaryBan { until, .. }] if *until == now + chrono::Duration::hours(2)), "expire is a duration: {got:?}");
+    assert!(
+        matches!(&got[..], [WaEvent::TemporaryBan { until, .. }] if *until == now + chrono::Duration::hours(2)),
+        "expire is a duration: {got:?}"
+    );
 
     let got = map(ev::Event::Connected(ev::Connected::builder().build()));
-    assert!(matches!(&got[..], [WaEvent::Connected { jid: Some(j), push_name: Some(p) }] if j.starts_with("15559990000") && p == "Salon"));
+    assert!(
+        matches!(&got[..], [WaEvent::Connected { jid: Some(j), push_name: Some(p) }] if j.starts_with("15559990000") && p == "Salon")
+    );
     assert!(flags.down_for().is_none());
 
     let undecryptable = || {
         let i = Arc::new(info("U1", false));
         ev::Event::UndecryptableMessage(
-            ev::UndecryptableMessage::builder().info(i).is_unavailable(false).unavailable_type(ev::UnavailableType::Unknown).decrypt_fail_mode(ev::DecryptFailMode::Show).build(),
+            ev::UndecryptableMessage::builder()
+                .info(i)
+                .is_unavailable(false)
+                .unavailable_type(ev::UnavailableType::Unknown)
+                .decrypt_fail_mode(ev::DecryptFailMode::Show)
+                .build(),
         )
     };
     let got = map(undecryptable());
     assert!(matches!(&got[..], [WaEvent::Undecryptable { peer, bad_mac: true }] if peer == "15550000001@s.whatsapp.net"));
     assert!(map(undecryptable()).is_empty(), "the same peer within the window counts once");
 
-    let receipt = |t| ev::Event::Receipt(
-        ev::Receipt::builder().source(MessageSource::default()).message_ids(vec!["M1".into(), "M2".into()]).timestamp(now).r#type(t).offline(false).build(),
-    );
+    let receipt = |t| {
+        ev::Event::Receipt(
+            ev::Receipt::builder()
+                .source(MessageSource::default())
+                .message_ids(vec!["M1".into(), "M2".into()])
+                .timestamp(now)
+                .r#type(t)
+                .offline(false)
+                .build(),
+        )
+    };
     let got = map(receipt(ReceiptType::Read));
-    assert!(matches!(&got[..], [WaEvent::Receipt { message_id: a, kind: ReceiptKind::Read, .. }, WaEvent::Receipt { message_id: b, .. }] if a == "M1" && b == "M2"));
+    assert!(
+        matches!(&got[..], [WaEvent::Receipt { message_id: a, kind: ReceiptKind::Read, .. }, WaEvent::Receipt { message_id: b, .. }] if a == "M1" && b == "M2")
+    );
     assert!(matches!(&map(receipt(ReceiptType::Delivered))[..], [WaEvent::Receipt { kind: ReceiptKind::Delivered, .. }, _]));
     assert!(map(receipt(ReceiptType::Sent)).is_empty(), "a downgraded delivery is not a delivery");
 
     let failure = ev::ConnectFailure::builder().reason(ev::ConnectFailureReason::ServiceUnavailable).build();
-    assert!(matches!(&map(ev::Event::ConnectFailure(failure))[..], [WaEvent::ConnectFailure { reason }] if reason.contains("ServiceUnavailable")));
+    assert!(
+        matches!(&map(ev::Event::ConnectFailure(failure))[..], [WaEvent::ConnectFailure { reason }] if reason.contains("ServiceUnavailable"))
+    );
     assert!(flags.dropped.load(std::sync::atomic::Ordering::SeqCst), "the reconnect it causes is not counted twice");
 
-    let logged_out = || ev::Event::LoggedOut(ev::LoggedOut::builder().on_connect(true).reason(ev::ConnectFailureReason::LoggedOut).build());
+    let logged_out =
+        || ev::Event::LoggedOut(ev::LoggedOut::builder().on_connect(true).reason(ev::ConnectFailureReason::LoggedOut).build());
     assert!(matches!(&map(logged_out())[..], [WaEvent::LoggedOut { reason }] if reason.contains("LoggedOut")));
     flags.closing.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(map(logged_out()).is_empty(), "our own logout is not reported as the phone's");
@@ -343,7 +409,8 @@ fn events_map_to_session_events() {
 fn the_config_has_defaults_and_rejects_unknown_keys() {
     let cfg: RustConfig = serde_json::from_value(json!({})).unwrap();
     assert_eq!((cfg.ack_timeout_ms, cfg.ws_url, cfg.version, cfg.skip_history_sync), (20_000, None, None, true));
-    let cfg: RustConfig = serde_json::from_value(json!({"ws_url": "ws://127.0.0.1:5222/ws/chat", "version": [2, 3000, 7]})).unwrap();
+    let cfg: RustConfig =
+        serde_json::from_value(json!({"ws_url": "ws://127.0.0.1:5222/ws/chat", "version": [2, 3000, 7]})).unwrap();
     assert_eq!((cfg.ws_url.as_deref(), cfg.version), (Some("ws://127.0.0.1:5222/ws/chat"), Some((2, 3000, 7))));
     let err = serde_json::from_value::<RustConfig>(json!({"ack_timeout": 5})).unwrap_err().to_string();
     assert!(err.contains("ack_timeout"), "{err}");

@@ -45,7 +45,8 @@ async fn sends_to_one_chat_keep_their_order_across_retries() {
     let mut expected: std::collections::HashMap<&str, Vec<String>> = Default::default();
     for i in 1..=20 {
         for (chat, phone) in [("A", "+15550000001"), ("B", "+15550000002")] {
-            let payload = serde_json::json!({ "to": phone, "text": format!("{chat}{i}"), "sim": { "fail_attempts": fails(i, chat) } });
+            let payload =
+                serde_json::json!({ "to": phone, "text": format!("{chat}{i}"), "sim": { "fail_attempts": fails(i, chat) } });
             let msg: String = sqlx::query_scalar("SELECT (wa.enqueue('s1', 'send', $1)).message_id")
                 .bind(payload)
                 .fetch_one(&db.pool)
@@ -115,7 +116,11 @@ async fn failures_back_off_then_die_with_their_errors_kept() {
     assert!(elapsed >= Duration::from_millis(260), "retries came too fast: {elapsed:?}");
 
     let (state, attempts, last): (String, i16, String) =
-        sqlx::query_as("SELECT state::text, attempts, errors->-1->>'error' FROM wa.jobs WHERE id = $1").bind(refused).fetch_one(&db.pool).await.unwrap();
+        sqlx::query_as("SELECT state::text, attempts, errors->-1->>'error' FROM wa.jobs WHERE id = $1")
+            .bind(refused)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!((state.as_str(), attempts), ("dead", 1), "a permanent refusal is not retried");
     assert!(last.contains("spam"), "{last}");
 
@@ -126,7 +131,11 @@ async fn failures_back_off_then_die_with_their_errors_kept() {
     let w = InProcess::start(fast_config(&db)).await;
     all_finished(&db).await;
     w.stop().await;
-    let (state, attempts): (String, i16) = sqlx::query_as("SELECT state::text, attempts FROM wa.jobs WHERE id = $1").bind(refused).fetch_one(&db.pool).await.unwrap();
+    let (state, attempts): (String, i16) = sqlx::query_as("SELECT state::text, attempts FROM wa.jobs WHERE id = $1")
+        .bind(refused)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!((state.as_str(), attempts), ("completed", 2));
 }
 
@@ -137,12 +146,17 @@ async fn a_cancelled_job_never_starts() {
     let mut cfg = fast_config(&db);
     cfg.whatsapp.simulated.sent_log = Some(log.path().to_string_lossy().into_owned());
     sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
-    let keep: String = sqlx::query_scalar("SELECT message_id FROM wa.send_text('s1', '+15550000001', 'keep')").fetch_one(&db.pool).await.unwrap();
-    let (gone, gone_msg): (i64, String) = sqlx::query_as("SELECT * FROM wa.send_text('s1', '+15550000001', 'drop')").fetch_one(&db.pool).await.unwrap();
-    let later: (i64, String) = sqlx::query_as("SELECT * FROM wa.send_text('s1', '+15550000001', 'later', run_at => now() + interval '300 ms')")
+    let keep: String = sqlx::query_scalar("SELECT message_id FROM wa.send_text('s1', '+15550000001', 'keep')")
         .fetch_one(&db.pool)
         .await
         .unwrap();
+    let (gone, gone_msg): (i64, String) =
+        sqlx::query_as("SELECT * FROM wa.send_text('s1', '+15550000001', 'drop')").fetch_one(&db.pool).await.unwrap();
+    let later: (i64, String) =
+        sqlx::query_as("SELECT * FROM wa.send_text('s1', '+15550000001', 'later', run_at => now() + interval '300 ms')")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     sqlx::query("SELECT wa.cancel_job($1)").bind(gone).execute(&db.pool).await.unwrap();
     sqlx::query("SELECT wa.cancel_job($1)").bind(later.0).execute(&db.pool).await.unwrap();
     let w = InProcess::start(cfg).await;
@@ -151,7 +165,8 @@ async fn a_cancelled_job_never_starts() {
     w.stop().await;
     let msgs: Vec<String> = sent(log.path()).into_iter().map(|(_, m)| m).collect();
     assert_eq!(msgs, vec![keep], "cancelled {gone_msg} and {} must not be sent", later.1);
-    let states: Vec<String> = sqlx::query_scalar("SELECT state::text FROM wa.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT state::text FROM wa.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
     assert_eq!(states, vec!["completed", "cancelled", "cancelled"]);
 }
 
@@ -173,7 +188,8 @@ async fn notify_wakes_an_idle_worker_at_once() {
             .await
             .unwrap();
         eventually(Duration::from_secs(5), "the job to complete", || async {
-            let s: String = sqlx::query_scalar("SELECT state::text FROM wa.jobs WHERE id = $1").bind(id).fetch_one(&db.pool).await.unwrap();
+            let s: String =
+                sqlx::query_scalar("SELECT state::text FROM wa.jobs WHERE id = $1").bind(id).fetch_one(&db.pool).await.unwrap();
             (s == "completed").then_some(())
         })
         .await;
@@ -201,7 +217,10 @@ async fn poll_only_mode_still_runs_jobs() {
 async fn control_jobs_run_before_queued_sends() {
     let db = TestDb::new().await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
-    sqlx::query("SELECT wa.send_text('s1', '+15550000001', 'queued ' || i) FROM generate_series(1, 50) i").execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT wa.send_text('s1', '+15550000001', 'queued ' || i) FROM generate_series(1, 50) i")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     sqlx::query("SELECT wa.close_session('s1', 'tenant left', logout => true)").execute(&db.pool).await.unwrap();
     let w = InProcess::start(fast_config(&db)).await;
     eventually(Duration::from_secs(10), "the session to stop", || async {
@@ -225,7 +244,8 @@ async fn control_jobs_run_before_queued_sends() {
     .unwrap();
     assert_eq!(close_state, "completed");
     assert_eq!(sends_done, 0, "the close ran before any queued send, which now waits for wa.start_session");
-    let (desired, reason): (String, String) = sqlx::query_as("SELECT desired::text, status_reason FROM wa.sessions").fetch_one(&db.pool).await.unwrap();
+    let (desired, reason): (String, String) =
+        sqlx::query_as("SELECT desired::text, status_reason FROM wa.sessions").fetch_one(&db.pool).await.unwrap();
     assert_eq!(desired, "stopped");
     assert!(reason.contains("tenant left") && reason.contains("logged out"), "{reason}");
 }

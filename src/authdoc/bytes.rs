@@ -41,9 +41,7 @@ pub fn encode_as(bytes: &[u8], form: ByteForm) -> Value {
         ByteForm::NumberArray => json!(bytes),
         ByteForm::BufferArray => json!({"type": "Buffer", "data": bytes}),
         ByteForm::BufferBase64 => json!({"type": "Buffer", "data": STANDARD.encode(bytes)}),
-        ByteForm::Uint8ArrayObject => {
-            Value::Object(bytes.iter().enumerate().map(|(i, b)| (i.to_string(), json!(b))).collect())
-        }
+        ByteForm::Uint8ArrayObject => Value::Object(bytes.iter().enumerate().map(|(i, b)| (i.to_string(), json!(b))).collect()),
     }
 }
 
@@ -86,14 +84,19 @@ pub fn revive(v: &Value) -> Result<Vec<u8>, Problem> {
         Value::Object(o) if is_buffer_object(v) => match o.get("data").or_else(|| o.get("value")) {
             Some(Value::String(s)) => decode_base64(s),
             Some(Value::Array(items)) => from_array(items),
-            Some(other) => Err(Problem::WrongType { expected: "Buffer data as an array or base64 string", found: type_name(other) }),
+            Some(other) => {
+                Err(Problem::WrongType { expected: "Buffer data as an array or base64 string", found: type_name(other) })
+            }
             None => Err(Problem::Missing),
         },
         Value::Object(o) if is_uint8array_object(o) => {
             let items: Vec<Value> = (0..o.len()).map(|i| o[&i.to_string()].clone()).collect();
             from_array(&items)
         }
-        other => Err(Problem::WrongType { expected: "bytes (base64 string, array of numbers or Buffer object)", found: type_name(other) }),
+        other => Err(Problem::WrongType {
+            expected: "bytes (base64 string, array of numbers or Buffer object)",
+            found: type_name(other),
+        }),
     }
 }
 

@@ -89,7 +89,8 @@ pub fn read_key_pair(f: &Field<'_>) -> Result<KeyPair, AuthDocError> {
     let public_f = f.get("public")?;
     let private_raw: [u8; 32] = private_f.bytes_exact()?;
     let public_raw = public_f.public_key()?;
-    let private = PrivateKey::deserialize(&private_raw).map_err(|_| private_f.error(Problem::Invalid("not a Curve25519 private key")))?;
+    let private =
+        PrivateKey::deserialize(&private_raw).map_err(|_| private_f.error(Problem::Invalid("not a Curve25519 private key")))?;
     let public = PublicKey::from_djb_public_key_bytes(&public_raw)
         .map_err(|_| public_f.error(Problem::Invalid("not a Curve25519 public key")))?;
     let derived = private.public_key().map_err(|_| private_f.error(Problem::Invalid("not a Curve25519 private key")))?;
@@ -139,7 +140,9 @@ pub fn from_document(session: &str, doc: &Value) -> Result<Device, AuthDocError>
     };
     let chain = match root.get("server_cert_chain")?.optional() {
         None => None,
-        Some(c) => Some(CachedServerCertChain { intermediate: read_cert(&c.get("intermediate")?)?, leaf: read_cert(&c.get("leaf")?)? }),
+        Some(c) => {
+            Some(CachedServerCertChain { intermediate: read_cert(&c.get("intermediate")?)?, leaf: read_cert(&c.get("leaf")?)? })
+        }
     };
     let app = root.get("app_version")?;
     let pk = root.get("prekeys")?;

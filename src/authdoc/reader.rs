@@ -76,7 +76,8 @@ impl<'a> Field<'a> {
             33 if b[0] == 5 => &b[1..],
             _ => &b[..],
         };
-        raw.try_into().map_err(|_| self.error(Problem::WrongLength { expected: "32 (or 33 with the 0x05 prefix)", found: b.len() }))
+        raw.try_into()
+            .map_err(|_| self.error(Problem::WrongLength { expected: "32 (or 33 with the 0x05 prefix)", found: b.len() }))
     }
 
     /// Integers as JSON numbers or decimal strings (protobuf longs arrive as strings).

@@ -117,7 +117,8 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-const INSERT_CHUNK: &str = "SELECT count(wa.send_text('bench-' || (1 + i % $3), '+1555' || lpad(((i / $3) % $4)::text, 7, '0'), 'bench message ' || i))
+const INSERT_CHUNK: &str =
+    "SELECT count(wa.send_text('bench-' || (1 + i % $3), '+1555' || lpad(((i / $3) % $4)::text, 7, '0'), 'bench message ' || i))
       FROM generate_series($1::bigint, $2::bigint) i";
 
 /// Enqueues all jobs in chunks of 500 rows from 2 connections at once.
@@ -162,9 +163,8 @@ async fn steady(pool: &PgPool, b: &JobsBench, rate: u32) -> anyhow::Result<(u64,
         tick.tick().await;
         let pool = pool.clone();
         let (s, c) = (b.sessions as i64, b.chats as i64);
-        inflight.push(async move {
-            sqlx::query(INSERT_CHUNK).bind(i as i64).bind(i as i64).bind(s).bind(c).execute(&pool).await
-        });
+        inflight
+            .push(async move { sqlx::query(INSERT_CHUNK).bind(i as i64).bind(i as i64).bind(s).bind(c).execute(&pool).await });
         while let Some(r) = futures::FutureExt::now_or_never(inflight.next()).flatten() {
             r?;
         }
@@ -201,12 +201,16 @@ async fn wait_drained(pool: &PgPool, total: u64, started: Instant) -> anyhow::Re
         .fetch_one(pool)
         .await?;
         if !busy {
-            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND kind = 'send'").fetch_one(pool).await?;
+            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND kind = 'send'")
+                .fetch_one(pool)
+                .await?;
             anyhow::ensure!(done as u64 == total, "only {done} of {total} jobs completed; see wa.jobs for the others");
             return Ok(());
         }
         if last_report.elapsed() > Duration::from_secs(5) {
-            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND kind = 'send'").fetch_one(pool).await?;
+            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND kind = 'send'")
+                .fetch_one(pool)
+                .await?;
             eprintln!("bench: {done}/{total} completed after {:.1} s", started.elapsed().as_secs_f64());
             last_report = Instant::now();
         }

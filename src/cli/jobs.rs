@@ -33,7 +33,10 @@ pub async fn run(cmd: JobsCmd, pool: &PgPool) -> anyhow::Result<()> {
         JobsCmd::List { session, state, kind, limit } => {
             let f = JobFilter { session: session.as_deref(), state: state.as_deref(), kind: kind.as_deref(), limit };
             let rows = admin::jobs(pool, &f).await?;
-            println!("{:>10} {:<20} {:<13} {:<10} {:>8} {:<10} {}", "ID", "SESSION", "KIND", "STATE", "ATTEMPTS", "DELIVERY", "LAST ERROR");
+            println!(
+                "{:>10} {:<20} {:<13} {:<10} {:>8} {:<10} LAST ERROR",
+                "ID", "SESSION", "KIND", "STATE", "ATTEMPTS", "DELIVERY"
+            );
             for r in &rows {
                 println!(
                     "{:>10} {:<20} {:<13} {:<10} {:>8} {:<10} {}",

@@ -22,10 +22,12 @@ pub async fn wait_linked(pool: &PgPool, id: &str, timeout: Duration) -> anyhow::
     let mut shown: Option<String> = None;
     println!("waiting for a worker to link {id} (is `pgwa run` running?)");
     loop {
-        let l: Link = sqlx::query_as("SELECT status::text AS status, status_reason, qr_code, pair_code, jid FROM wa.sessions WHERE id = $1")
-            .bind(id)
-            .fetch_one(pool)
-            .await?;
+        let l: Link = sqlx::query_as(
+            "SELECT status::text AS status, status_reason, qr_code, pair_code, jid FROM wa.sessions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await?;
         match l.status.as_str() {
             "connected" => {
                 println!("linked: {id} is connected{}", l.jid.map(|j| format!(" as {j}")).unwrap_or_default());

@@ -121,7 +121,10 @@ async fn run_worker(cfg: Config, pool: sqlx::PgPool) -> anyhow::Result<()> {
         Backend::Whatsapp => Arc::new(crate::wa::rust::RustWhatsApp::new(pool.clone(), cfg.whatsapp.rust.clone())),
         Backend::Simulated => {
             tracing::warn!("whatsapp.backend = simulated: messages go nowhere (trials and benchmarks only)");
-            Arc::new(crate::wa::simulated::SimulatedWhatsApp::new(cfg.whatsapp.simulated.clone()).context("whatsapp.simulated.sent_log")?)
+            Arc::new(
+                crate::wa::simulated::SimulatedWhatsApp::new(cfg.whatsapp.simulated.clone())
+                    .context("whatsapp.simulated.sent_log")?,
+            )
         }
     };
     let worker = crate::worker::Worker::new(cfg, pool, wa).await?;
@@ -161,10 +164,10 @@ pub fn describe(e: &anyhow::Error) -> String {
         if let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() {
             let code = db.code().unwrap_or_default();
             let mut out = format!("{} (SQLSTATE {code})", db.message());
-            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-                if let Some(hint) = pg.hint() {
-                    out.push_str(&format!("\nhint: {hint}"));
-                }
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                && let Some(hint) = pg.hint()
+            {
+                out.push_str(&format!("\nhint: {hint}"));
             }
             return out;
         }

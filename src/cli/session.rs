@@ -69,11 +69,20 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
         }
         SessionCmd::List => {
             let rows = admin::sessions(pool).await?;
-            println!("{:<24} {:<8} {:<19} {:<5} {:<7} {:>6}  {}", "SESSION", "DESIRED", "STATUS", "HELD", "HEALTHY", "QUEUED", "REASON");
+            println!(
+                "{:<24} {:<8} {:<19} {:<5} {:<7} {:>6}  REASON",
+                "SESSION", "DESIRED", "STATUS", "HELD", "HEALTHY", "QUEUED"
+            );
             for r in &rows {
                 println!(
                     "{:<24} {:<8} {:<19} {:<5} {:<7} {:>6}  {}",
-                    r.session, r.desired, r.status, r.held, r.healthy, r.queued, r.status_reason.as_deref().unwrap_or("")
+                    r.session,
+                    r.desired,
+                    r.status,
+                    r.held,
+                    r.healthy,
+                    r.queued,
+                    r.status_reason.as_deref().unwrap_or("")
                 );
             }
             println!("{} session(s)", rows.len());

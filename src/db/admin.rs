@@ -81,7 +81,16 @@ pub async fn job_json(pool: &PgPool, id: i64) -> sqlx::Result<Option<serde_json:
 }
 
 pub const SESSION_STATUSES: &[&str] = &[
-    "stopped", "starting", "awaiting_qr", "awaiting_pair_code", "connected", "reconnecting", "conflict", "logged_out", "banned", "failed",
+    "stopped",
+    "starting",
+    "awaiting_qr",
+    "awaiting_pair_code",
+    "connected",
+    "reconnecting",
+    "conflict",
+    "logged_out",
+    "banned",
+    "failed",
 ];
 
 /// Sessions held by one worker, counted by status (for /health and /metrics).

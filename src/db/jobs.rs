@@ -166,7 +166,13 @@ fn notify_outbound_sql(cte: &str) -> String {
 /// Marks jobs completed; for sends, the message becomes `sent` (server ack) unless a
 /// receipt already moved it further. Returns how many were accepted; the rest were
 /// refused by the fence (the session changed hands) and will run again elsewhere.
-pub async fn complete(pool: &PgPool, worker: Uuid, ids: &[i64], results: &[serde_json::Value], acked_at: &[Option<chrono::DateTime<chrono::Utc>>]) -> sqlx::Result<u64> {
+pub async fn complete(
+    pool: &PgPool,
+    worker: Uuid,
+    ids: &[i64],
+    results: &[serde_json::Value],
+    acked_at: &[Option<chrono::DateTime<chrono::Utc>>],
+) -> sqlx::Result<u64> {
     let cte = format!(
         "WITH done AS (
              UPDATE wa.jobs j
@@ -193,7 +199,14 @@ pub async fn complete(pool: &PgPool, worker: Uuid, ids: &[i64], results: &[serde
 
 /// Records failed attempts: retryable after `backoff_ms`, or dead when `dead` is set or
 /// the attempts are spent. The error is appended to the job's history.
-pub async fn fail(pool: &PgPool, worker: Uuid, ids: &[i64], errors: &[String], backoff_ms: &[i64], dead: &[bool]) -> sqlx::Result<u64> {
+pub async fn fail(
+    pool: &PgPool,
+    worker: Uuid,
+    ids: &[i64],
+    errors: &[String],
+    backoff_ms: &[i64],
+    dead: &[bool],
+) -> sqlx::Result<u64> {
     let cte = format!(
         "WITH u AS (SELECT * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bool[]) AS u(id, error, backoff_ms, dead)),
          done AS (

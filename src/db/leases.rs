@@ -90,7 +90,14 @@ pub async fn claim(pool: &PgPool, worker: Uuid, ttl_secs: f64, limit: i64) -> sq
 }
 
 /// Gives a session up (fenced) with the status it is left in. Wakes the other workers.
-pub async fn release(pool: &PgPool, worker: Uuid, session: &str, epoch: i64, status: &str, reason: Option<&str>) -> sqlx::Result<bool> {
+pub async fn release(
+    pool: &PgPool,
+    worker: Uuid,
+    session: &str,
+    epoch: i64,
+    status: &str,
+    reason: Option<&str>,
+) -> sqlx::Result<bool> {
     let n: i64 = sqlx::query_scalar(
         "WITH r AS (
             UPDATE wa.sessions SET owner_id = NULL, lease_expires_at = NULL,

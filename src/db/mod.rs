@@ -19,8 +19,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool};
 /// Opens a pool on `url`, creating the database first if it does not exist (so a fresh
 /// machine with a local Postgres needs no manual `createdb`).
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let opts = PgConnectOptions::from_str(url)
-        .with_context(|| format!("database_url: cannot parse {}", redact(url)))?;
+    let opts = PgConnectOptions::from_str(url).with_context(|| format!("database_url: cannot parse {}", redact(url)))?;
     create_database_if_missing(&opts).await?;
     PgPoolOptions::new()
         .max_connections(max_connections)

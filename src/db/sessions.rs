@@ -21,13 +21,24 @@ const FENCE: &str = "id = $1 AND owner_id = $2 AND epoch = $3";
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// `UPDATE wa.sessions SET <set> WHERE <fence>`: $1..$3 are the fence, `more` binds $4 on.
-async fn update_fenced<'q>(pool: &PgPool, f: &'q SessionFence, set: &str, more: impl FnOnce(PgQuery<'q>) -> PgQuery<'q>) -> sqlx::Result<bool> {
+async fn update_fenced<'q>(
+    pool: &PgPool,
+    f: &'q SessionFence,
+    set: &str,
+    more: impl FnOnce(PgQuery<'q>) -> PgQuery<'q>,
+) -> sqlx::Result<bool> {
     let sql = format!("UPDATE wa.sessions SET {set} WHERE {FENCE}");
     let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch);
     Ok(more(q).execute(pool).await?.rows_affected() == 1)
 }
 
-pub async fn set_status(pool: &PgPool, f: &SessionFence, status: &str, reason: Option<&str>, until: Option<DateTime<Utc>>) -> sqlx::Result<bool> {
+pub async fn set_status(
+    pool: &PgPool,
+    f: &SessionFence,
+    status: &str,
+    reason: Option<&str>,
+    until: Option<DateTime<Utc>>,
+) -> sqlx::Result<bool> {
     update_fenced(pool, f, "status = $4::wa.session_status, status_reason = $5, status_until = $6", |q| {
         q.bind(status).bind(reason).bind(until)
     })
@@ -59,7 +70,13 @@ pub async fn set_desired_stopped(pool: &PgPool, f: &SessionFence, reason: &str) 
 
 /// A delivery or read receipt for one of our messages. Never moves a message backwards
 /// (a late "delivered" after "read" is ignored). Returns whether a row changed.
-pub async fn apply_receipt(pool: &PgPool, f: &SessionFence, message_id: &str, kind: ReceiptKind, at: DateTime<Utc>) -> sqlx::Result<bool> {
+pub async fn apply_receipt(
+    pool: &PgPool,
+    f: &SessionFence,
+    message_id: &str,
+    kind: ReceiptKind,
+    at: DateTime<Utc>,
+) -> sqlx::Result<bool> {
     let status = match kind {
         ReceiptKind::Delivered => "delivered",
         ReceiptKind::Read => "read",
@@ -137,7 +154,14 @@ pub async fn publish_pair_code(pool: &PgPool, f: &SessionFence, code: &str, expi
 }
 
 /// Linking succeeded: identity recorded, codes cleared.
-pub async fn mark_paired(pool: &PgPool, f: &SessionFence, jid: &str, lid: Option<&str>, phone: Option<&str>, push_name: Option<&str>) -> sqlx::Result<bool> {
+pub async fn mark_paired(
+    pool: &PgPool,
+    f: &SessionFence,
+    jid: &str,
+    lid: Option<&str>,
+    phone: Option<&str>,
+    push_name: Option<&str>,
+) -> sqlx::Result<bool> {
     update_fenced(
         pool,
         f,
@@ -167,21 +191,31 @@ pub async fn count_connect_failure(pool: &PgPool, f: &SessionFence, reason: &str
                    (SELECT connect_failure_limit FROM wa.policy),
                    (SELECT extract(epoch FROM circuit_cooldown)::float8 FROM wa.policy)"
     );
-    let row: Option<(i32, i32, f64)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch).bind(reason).fetch_optional(pool).await?;
+    let row: Option<(i32, i32, f64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&f.session)
+        .bind(f.worker)
+        .bind(f.epoch)
+        .bind(reason)
+        .fetch_optional(pool)
+        .await?;
     Ok(row.map(|(count, limit, cooldown_secs)| Count { count, limit, cooldown_secs }))
 }
 
 /// Counts a Bad MAC or another decryption failure.
 pub async fn count_decrypt_failure(pool: &PgPool, f: &SessionFence, bad_mac: bool) -> sqlx::Result<Option<Count>> {
     let sql = if bad_mac {
-        format!("UPDATE wa.sessions SET bad_mac_count = bad_mac_count + 1 WHERE {FENCE}
-                 RETURNING bad_mac_count, (SELECT bad_mac_limit FROM wa.policy)")
+        format!(
+            "UPDATE wa.sessions SET bad_mac_count = bad_mac_count + 1 WHERE {FENCE}
+                 RETURNING bad_mac_count, (SELECT bad_mac_limit FROM wa.policy)"
+        )
     } else {
-        format!("UPDATE wa.sessions SET bad_decrypt_count = bad_decrypt_count + 1 WHERE {FENCE}
-                 RETURNING bad_decrypt_count, (SELECT bad_decrypt_limit FROM wa.policy)")
+        format!(
+            "UPDATE wa.sessions SET bad_decrypt_count = bad_decrypt_count + 1 WHERE {FENCE}
+                 RETURNING bad_decrypt_count, (SELECT bad_decrypt_limit FROM wa.policy)"
+        )
     };
-    let row: Option<(i32, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch).fetch_optional(pool).await?;
+    let row: Option<(i32, i32)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch).fetch_optional(pool).await?;
     Ok(row.map(|(count, limit)| Count { count, limit, cooldown_secs: 0.0 }))
 }
 
@@ -191,5 +225,9 @@ pub async fn enqueue_key_cleanup(pool: &PgPool, session: &str, scope: &str, peer
     if let Some(p) = peer {
         payload["peer"] = p.into();
     }
-    sqlx::query_scalar("SELECT (wa.enqueue($1, 'key_cleanup', $2, priority => 0)).id").bind(session).bind(payload).fetch_one(pool).await
+    sqlx::query_scalar("SELECT (wa.enqueue($1, 'key_cleanup', $2, priority => 0)).id")
+        .bind(session)
+        .bind(payload)
+        .fetch_one(pool)
+        .await
 }

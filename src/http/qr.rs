@@ -21,12 +21,14 @@ fn authorized(shared: &Shared, headers: &HeaderMap, query: &HashMap<String, Stri
         .and_then(|v| v.strip_prefix("Bearer "))
         .or(query.get("token").map(String::as_str));
     // Constant-time comparison: the token guards account linking.
-    let ok = given.is_some_and(|g| g.len() == expected.len() && g.bytes().zip(expected.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0);
+    let ok = given
+        .is_some_and(|g| g.len() == expected.len() && g.bytes().zip(expected.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0);
     if ok { Ok(()) } else { Err((StatusCode::UNAUTHORIZED, "missing or wrong admin token\n").into_response()) }
 }
 
 async fn current(shared: &Shared, file: &str) -> Result<(String, &'static str), Response> {
-    let (session, ext) = file.rsplit_once('.').ok_or_else(|| (StatusCode::NOT_FOUND, "use qr.svg or qr.png\n").into_response())?;
+    let (session, ext) =
+        file.rsplit_once('.').ok_or_else(|| (StatusCode::NOT_FOUND, "use qr.svg or qr.png\n").into_response())?;
     let ext = match ext {
         "svg" => "svg",
         "png" => "png",

@@ -10,15 +10,8 @@ use super::baileys_keys::{Entry, unfix_file_id};
 
 /// Key types Baileys writes as `<type>-<id>.json`, longest first so that
 /// `sender-key-memory-x` is not read as a `sender-key` named `memory-x`.
-const KINDS: &[&str] = &[
-    "app-state-sync-version",
-    "app-state-sync-key",
-    "sender-key-memory",
-    "lid-mapping",
-    "sender-key",
-    "pre-key",
-    "session",
-];
+const KINDS: &[&str] =
+    &["app-state-sync-version", "app-state-sync-key", "sender-key-memory", "lid-mapping", "sender-key", "pre-key", "session"];
 
 /// creds.json and every key file of a folder. Unknown files become `unknown` entries
 /// (skipped with a reason), unreadable JSON is an error naming the file.
@@ -41,10 +34,11 @@ pub fn read_folder(folder: &Path) -> anyhow::Result<(Value, Vec<Entry>)> {
             entries.push(Entry { kind: "unknown".into(), id: name.clone(), value: Value::Null, origin: name });
             continue;
         };
-        let (kind, id) = match KINDS.iter().find_map(|k| stem.strip_prefix(k).and_then(|r| r.strip_prefix('-')).map(|id| (*k, id))) {
-            Some((k, id)) => (k.to_string(), unfix_file_id(id)),
-            None => ("unknown".to_string(), stem.to_string()),
-        };
+        let (kind, id) =
+            match KINDS.iter().find_map(|k| stem.strip_prefix(k).and_then(|r| r.strip_prefix('-')).map(|id| (*k, id))) {
+                Some((k, id)) => (k.to_string(), unfix_file_id(id)),
+                None => ("unknown".to_string(), stem.to_string()),
+            };
         let value = if kind == "unknown" { Value::Null } else { read_json(&folder.join(&name))? };
         entries.push(Entry { kind, id, value, origin: name });
     }

@@ -24,13 +24,13 @@ pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
     };
     // Stop claiming for it first, so no send starts while the socket closes.
     shared.slots.update(session, epoch, |s| s.connected = false);
-    if let Ok(client) = shared.slots.client_for(session, epoch) {
-        if let Err(e) = client.close(logout).await {
-            if logout {
-                return Outcome::retry(format!("logout failed: {e}"));
-            }
-            tracing::debug!(session, error = %e, "close reported an error; the socket is gone anyway");
+    if let Ok(client) = shared.slots.client_for(session, epoch)
+        && let Err(e) = client.close(logout).await
+    {
+        if logout {
+            return Outcome::retry(format!("logout failed: {e}"));
         }
+        tracing::debug!(session, error = %e, "close reported an error; the socket is gone anyway");
     }
     let mut wiped = 0;
     if wipe {

@@ -45,7 +45,9 @@ pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
     if matches!(scope, CleanupScope::All) && result.is_ok() {
         // No keys left: the device must be linked again.
         let f = crate::db::sessions::SessionFence { worker: shared.id, session: session.to_owned(), epoch };
-        let _ = crate::db::sessions::set_status(&shared.pool, &f, "logged_out", Some("keys wiped by key_cleanup (scope all)"), None).await;
+        let _ =
+            crate::db::sessions::set_status(&shared.pool, &f, "logged_out", Some("keys wiped by key_cleanup (scope all)"), None)
+                .await;
         crate::worker::drain_session(shared, session, "logged_out");
     }
     match result {

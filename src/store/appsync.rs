@@ -14,14 +14,13 @@ use super::{PgBackend, db_err, fenced, last_wins, ser_err};
 #[async_trait]
 impl AppSyncStore for PgBackend {
     async fn get_sync_key(&self, key_id: &[u8]) -> Result<Option<AppStateSyncKey>> {
-        let row = sqlx::query(
-            "SELECT key_data, fingerprint, key_ts FROM wa.app_state_sync_keys WHERE session_id = $1 AND key_id = $2",
-        )
-        .bind(&self.session)
-        .bind(key_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
+        let row =
+            sqlx::query("SELECT key_data, fingerprint, key_ts FROM wa.app_state_sync_keys WHERE session_id = $1 AND key_id = $2")
+                .bind(&self.session)
+                .bind(key_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
         row.map(|r| {
             Ok(AppStateSyncKey {
                 key_data: r.try_get(0).map_err(db_err)?,
@@ -160,12 +159,10 @@ impl AppSyncStore for PgBackend {
     }
 
     async fn get_latest_sync_key_id(&self) -> Result<Option<Vec<u8>>> {
-        sqlx::query_scalar(
-            "SELECT key_id FROM wa.app_state_sync_keys WHERE session_id = $1 ORDER BY write_seq DESC LIMIT 1",
-        )
-        .bind(&self.session)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)
+        sqlx::query_scalar("SELECT key_id FROM wa.app_state_sync_keys WHERE session_id = $1 ORDER BY write_seq DESC LIMIT 1")
+            .bind(&self.session)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
     }
 }

@@ -11,10 +11,7 @@ use crate::authdoc;
 
 /// The raw auth document of a session, if any (for tools and the bench).
 pub async fn load_auth_document(pool: &PgPool, session: &str) -> anyhow::Result<Option<serde_json::Value>> {
-    Ok(sqlx::query_scalar("SELECT creds FROM wa.auth_state WHERE session_id = $1")
-        .bind(session)
-        .fetch_optional(pool)
-        .await?)
+    Ok(sqlx::query_scalar("SELECT creds FROM wa.auth_state WHERE session_id = $1").bind(session).fetch_optional(pool).await?)
 }
 
 /// Writes a device as the session's auth document, unfenced (importers, tests); a
@@ -45,7 +42,9 @@ impl DeviceStore for PgBackend {
             .map_err(db_err)?;
         match doc {
             None => Ok(None),
-            Some(doc) => authdoc::from_document(&self.session, &doc).map(Some).map_err(|e| StoreError::Serialization(Box::new(e))),
+            Some(doc) => {
+                authdoc::from_document(&self.session, &doc).map(Some).map_err(|e| StoreError::Serialization(Box::new(e)))
+            }
         }
     }
 

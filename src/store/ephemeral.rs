@@ -43,9 +43,7 @@ impl PgBackend {
 
     pub(crate) async fn tc_delete(&self, jid: &str) -> Result<()> {
         let q = self
-            .write(fenced!(
-                "DELETE FROM wa.tc_tokens WHERE session_id = $1 AND jid = $4 AND EXISTS (SELECT 1 FROM fence)"
-            ))
+            .write(fenced!("DELETE FROM wa.tc_tokens WHERE session_id = $1 AND jid = $4 AND EXISTS (SELECT 1 FROM fence)"))
             .bind(jid.to_string());
         self.run(q).await.map(drop)
     }

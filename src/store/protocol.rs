@@ -81,9 +81,7 @@ impl ProtocolStore for PgBackend {
     }
 
     async fn clear_all_sender_key_devices(&self) -> Result<()> {
-        let q = self.write(fenced!(
-            "DELETE FROM wa.sender_key_devices WHERE session_id = $1 AND EXISTS (SELECT 1 FROM fence)"
-        ));
+        let q = self.write(fenced!("DELETE FROM wa.sender_key_devices WHERE session_id = $1 AND EXISTS (SELECT 1 FROM fence)"));
         self.run(q).await.map(drop)
     }
 
@@ -148,11 +146,7 @@ impl ProtocolStore for PgBackend {
 
     async fn get_all_lid_mappings(&self) -> Result<Vec<LidPnMappingEntry>> {
         let sql = format!("SELECT {LID_COLS} FROM wa.lid_mappings WHERE session_id = $1 ORDER BY lid");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&self.session)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&self.session).fetch_all(&self.pool).await.map_err(db_err)?;
         rows.into_iter().map(lid_row).collect()
     }
 
@@ -231,9 +225,7 @@ impl ProtocolStore for PgBackend {
 
     async fn delete_devices(&self, user: &str) -> Result<()> {
         let q = self
-            .write(fenced!(
-                "DELETE FROM wa.device_lists WHERE session_id = $1 AND user_id = $4 AND EXISTS (SELECT 1 FROM fence)"
-            ))
+            .write(fenced!("DELETE FROM wa.device_lists WHERE session_id = $1 AND user_id = $4 AND EXISTS (SELECT 1 FROM fence)"))
             .bind(user.to_string());
         self.run(q).await.map(drop)
     }

@@ -25,8 +25,10 @@ impl MsgSecretStore for PgBackend {
                 Some(&i) => {
                     let prev: &mut MsgSecretEntry = &mut merged[i].1;
                     prev.secret = e.secret;
-                    prev.expires_at = whatsapp_rust::wacore::store::traits::merge_msg_secret_expiry(prev.expires_at, e.expires_at);
-                    prev.message_ts = whatsapp_rust::wacore::store::traits::merge_msg_secret_message_ts(prev.message_ts, e.message_ts);
+                    prev.expires_at =
+                        whatsapp_rust::wacore::store::traits::merge_msg_secret_expiry(prev.expires_at, e.expires_at);
+                    prev.message_ts =
+                        whatsapp_rust::wacore::store::traits::merge_msg_secret_message_ts(prev.message_ts, e.message_ts);
                 }
                 None => {
                     index.insert(key.clone(), merged.len());

@@ -57,9 +57,9 @@ impl SignalStore for PgBackend {
             None => Ok(None),
             Some(r) => {
                 let v: Vec<u8> = r.try_get(0).map_err(db_err)?;
-                let arr: [u8; 32] = v
-                    .try_into()
-                    .map_err(|v: Vec<u8>| StoreError::Validation(format!("identity for an address has {} bytes, expected 32", v.len())))?;
+                let arr: [u8; 32] = v.try_into().map_err(|v: Vec<u8>| {
+                    StoreError::Validation(format!("identity for an address has {} bytes, expected 32", v.len()))
+                })?;
                 Ok(Some(arr))
             }
         }
@@ -75,12 +75,13 @@ impl SignalStore for PgBackend {
     }
 
     async fn get_session(&self, address: &str) -> Result<Option<Bytes>> {
-        let v: Option<Vec<u8>> = sqlx::query_scalar("SELECT record FROM wa.signal_sessions WHERE session_id = $1 AND address = $2")
-            .bind(&self.session)
-            .bind(address)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let v: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT record FROM wa.signal_sessions WHERE session_id = $1 AND address = $2")
+                .bind(&self.session)
+                .bind(address)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
         Ok(v.map(Bytes::from))
     }
 
@@ -158,12 +159,13 @@ impl SignalStore for PgBackend {
     }
 
     async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
-        let v: Option<Vec<u8>> = sqlx::query_scalar("SELECT record FROM wa.signal_prekeys WHERE session_id = $1 AND prekey_id = $2")
-            .bind(&self.session)
-            .bind(i64::from(id))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let v: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT record FROM wa.signal_prekeys WHERE session_id = $1 AND prekey_id = $2")
+                .bind(&self.session)
+                .bind(i64::from(id))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
         Ok(v.map(Bytes::from))
     }
 
@@ -249,9 +251,7 @@ impl SignalStore for PgBackend {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        rows.into_iter()
-            .map(|r| Ok((r.try_get::<i64, _>(0).map_err(db_err)? as u32, r.try_get(1).map_err(db_err)?)))
-            .collect()
+        rows.into_iter().map(|r| Ok((r.try_get::<i64, _>(0).map_err(db_err)? as u32, r.try_get(1).map_err(db_err)?))).collect()
     }
 
     async fn remove_signed_prekey(&self, id: u32) -> Result<()> {

@@ -2,8 +2,8 @@
 //! without a network. `simulated` is the in-process implementation for tests, trials and
 //! benchmarks.
 
-pub mod simulated;
 pub mod rust;
+pub mod simulated;
 
 use std::sync::Arc;
 
@@ -77,29 +77,61 @@ pub struct InboundMessage {
 /// worker's supervisor.
 #[derive(Debug, Clone)]
 pub enum WaEvent {
-    Connected { jid: Option<String>, push_name: Option<String> },
-    Disconnected { reason: String },
-    LoggedOut { reason: String },
+    Connected {
+        jid: Option<String>,
+        push_name: Option<String>,
+    },
+    Disconnected {
+        reason: String,
+    },
+    LoggedOut {
+        reason: String,
+    },
     StreamReplaced,
-    TemporaryBan { until: DateTime<Utc>, reason: String },
+    TemporaryBan {
+        until: DateTime<Utc>,
+        reason: String,
+    },
     /// A connection attempt failed (counts toward the circuit breaker).
-    ConnectFailure { reason: String },
+    ConnectFailure {
+        reason: String,
+    },
     /// The server refuses this client version.
     ClientOutdated,
     /// An inbound message could not be decrypted; `bad_mac` tells a Signal session
     /// mismatch with `peer` from other failures (app-state keys and the like).
-    Undecryptable { peer: String, bad_mac: bool },
+    Undecryptable {
+        peer: String,
+        bad_mac: bool,
+    },
     /// Linking: a QR code to show, valid until `expires_at`.
-    Qr { code: String, expires_at: DateTime<Utc> },
+    Qr {
+        code: String,
+        expires_at: DateTime<Utc>,
+    },
     /// Linking: a pairing code to type on the phone.
-    PairCode { code: String, expires_at: DateTime<Utc> },
+    PairCode {
+        code: String,
+        expires_at: DateTime<Utc>,
+    },
     /// Linking: every QR code expired without a scan.
     QrExhausted,
     /// Linking succeeded: the device's identity.
-    Paired { jid: String, lid: Option<String>, phone: Option<String>, push_name: Option<String> },
-    Receipt { message_id: String, kind: ReceiptKind, at: DateTime<Utc> },
+    Paired {
+        jid: String,
+        lid: Option<String>,
+        phone: Option<String>,
+        push_name: Option<String>,
+    },
+    Receipt {
+        message_id: String,
+        kind: ReceiptKind,
+        at: DateTime<Utc>,
+    },
     Inbound(InboundMessage),
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// Events are tagged with the session and the epoch of the connection that produced them,

@@ -24,7 +24,9 @@ use async_trait::async_trait;
 use chrono::Utc;
 use rand::Rng;
 
-use super::{EventSink, OutboundMessage, ReceiptKind, SendAck, SendError, SessionSpec, TaggedEvent, WaEvent, WaSession, WhatsApp};
+use super::{
+    EventSink, OutboundMessage, ReceiptKind, SendAck, SendError, SessionSpec, TaggedEvent, WaEvent, WaSession, WhatsApp,
+};
 use crate::config::SimulatedConfig;
 
 pub struct SimulatedWhatsApp {
@@ -134,10 +136,10 @@ impl WaSession for SimSession {
         }
         let sim = msg.payload.get("sim");
         let get_u64 = |k: &str| sim.and_then(|s| s.get(k)).and_then(|v| v.as_u64());
-        if let Some(n) = get_u64("fail_attempts") {
-            if (msg.attempt as u64) <= n {
-                return Err(SendError::Retryable(format!("simulated failure on attempt {}", msg.attempt)));
-            }
+        if let Some(n) = get_u64("fail_attempts")
+            && (msg.attempt as u64) <= n
+        {
+            return Err(SendError::Retryable(format!("simulated failure on attempt {}", msg.attempt)));
         }
         if let Some(reason) = sim.and_then(|s| s.get("fail")).and_then(|v| v.as_str()) {
             return Err(SendError::Permanent(format!("simulated refusal: {reason}")));

@@ -126,11 +126,11 @@ pub(super) fn schedule_reconnect(shared: &Arc<Shared>, session: &str, epoch: i64
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
         let Some(slot) = shared.slots.get(&session).filter(|s| s.epoch == epoch && !s.connected) else { return };
-        if let Some(client) = slot.client {
-            if let Err(e) = client.reconnect().await {
-                metrics::counter!(crate::metrics::RECONNECTS_FAILED).increment(1);
-                tracing::warn!(session = %session, error = %e, "reconnect failed");
-            }
+        if let Some(client) = slot.client
+            && let Err(e) = client.reconnect().await
+        {
+            metrics::counter!(crate::metrics::RECONNECTS_FAILED).increment(1);
+            tracing::warn!(session = %session, error = %e, "reconnect failed");
         }
     });
 }

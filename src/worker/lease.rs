@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::slots::{Drain, Slot};
-use crate::db::sessions::SessionFence;
 use crate::db::leases::{self, Held};
+use crate::db::sessions::SessionFence;
 use crate::wa::{EventSink, SessionSpec};
 
 pub async fn run(shared: Arc<Shared>, events: EventSink) {
@@ -72,10 +72,10 @@ async fn tick(shared: &Arc<Shared>, opener: &mpsc::UnboundedSender<Held>, ticks:
     }
     for id in shared.slots.ids() {
         let Some(slot) = shared.slots.get(&id) else { continue };
-        if let Some(d) = &slot.draining {
-            if !slot.busy() {
-                stop(shared, &id, slot.epoch, d.status, d.reason).await;
-            }
+        if let Some(d) = &slot.draining
+            && !slot.busy()
+        {
+            stop(shared, &id, slot.epoch, d.status, d.reason).await;
         }
     }
     if stopping {
@@ -97,7 +97,7 @@ async fn tick(shared: &Arc<Shared>, opener: &mpsc::UnboundedSender<Held>, ticks:
     } else if holding > target + 1 {
         shed(shared, (holding - target) as usize);
     }
-    if ticks % 10 == 0 {
+    if ticks.is_multiple_of(10) {
         crate::db::jobs::recover_orphaned_maintenance(pool, ttl).await?;
     }
     Ok(())
@@ -154,10 +154,10 @@ fn shed(shared: &Arc<Shared>, count: usize) {
 
 /// Stops claiming for the session; the next tick releases it once its jobs are recorded.
 pub(super) fn drain(shared: &Shared, id: &str, how: Drain) {
-    if let Some(slot) = shared.slots.get(id) {
-        if slot.draining.is_none() {
-            shared.slots.update(id, slot.epoch, |s| s.draining = Some(how));
-        }
+    if let Some(slot) = shared.slots.get(id)
+        && slot.draining.is_none()
+    {
+        shared.slots.update(id, slot.epoch, |s| s.draining = Some(how));
     }
 }
 
@@ -174,10 +174,10 @@ pub(super) async fn stop(shared: &Arc<Shared>, id: &str, epoch: i64, status: &st
 }
 
 async fn close_quietly(slot: Slot, logout: bool) {
-    if let Some(client) = slot.client {
-        if let Err(e) = client.close(logout).await {
-            tracing::debug!(error = %e, "close failed");
-        }
+    if let Some(client) = slot.client
+        && let Err(e) = client.close(logout).await
+    {
+        tracing::debug!(error = %e, "close failed");
     }
 }
 

@@ -56,10 +56,10 @@ async fn listen(shared: &Arc<Shared>) -> anyhow::Result<()> {
             "wa_job_cancel" => {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(n.payload()) {
                     let ours = v.get("session").and_then(|s| s.as_str()).is_some_and(|s| shared.slots.get(s).is_some());
-                    if let Some(id) = v.get("job").and_then(|j| j.as_i64()).filter(|_| ours) {
-                        if let Ok(mut c) = shared.cancelled.lock() {
-                            c.insert(id);
-                        }
+                    if let Some(id) = v.get("job").and_then(|j| j.as_i64()).filter(|_| ours)
+                        && let Ok(mut c) = shared.cancelled.lock()
+                    {
+                        c.insert(id);
                     }
                 }
             }

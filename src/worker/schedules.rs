@@ -51,7 +51,8 @@ async fn reconcile(shared: &Arc<Shared>, running: &mut HashMap<String, (Schedule
         keep
     });
     for s in wanted {
-        let same = running.get(&s.name).is_some_and(|(old, _)| old.cron == s.cron && old.task == s.task && old.payload == s.payload);
+        let same =
+            running.get(&s.name).is_some_and(|(old, _)| old.cron == s.cron && old.task == s.task && old.payload == s.payload);
         if same {
             continue;
         }

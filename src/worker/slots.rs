@@ -36,7 +36,16 @@ pub struct Drain {
 
 impl Slot {
     pub fn new(epoch: i64, lease_deadline: Instant) -> Self {
-        Self { epoch, client: None, connected: false, draining: None, jobs: Arc::default(), lease_deadline, reconnects: 0, pacing: None }
+        Self {
+            epoch,
+            client: None,
+            connected: false,
+            draining: None,
+            jobs: Arc::default(),
+            lease_deadline,
+            reconnects: 0,
+            pacing: None,
+        }
     }
 
     pub fn busy(&self) -> bool {

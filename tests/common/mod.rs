@@ -26,7 +26,10 @@ pub fn fast_config(db: &TestDb) -> Config {
     cfg.pacing.enabled = false;
     cfg.worker.connect_per_sec = 1000;
     cfg.log.filter = "warn".into();
-    let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into())).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()))
+        .with_test_writer()
+        .try_init();
     cfg
 }
 

@@ -99,15 +99,12 @@ impl AckWait {
     pub async fn wait(mut self, timeout: Duration) -> Result<SendAck, SendError> {
         match tokio::time::timeout(timeout, &mut self.rx).await {
             Ok(Ok(outcome)) => outcome_to_result(&self.id, outcome),
-            Ok(Err(_)) => Err(SendError::Retryable(format!(
-                "the connection dropped before the server acknowledged message {}",
-                self.id
-            ))),
-            Err(_) => Err(SendError::Retryable(format!(
-                "no server ack for message {} within {} ms",
-                self.id,
-                timeout.as_millis()
-            ))),
+            Ok(Err(_)) => {
+                Err(SendError::Retryable(format!("the connection dropped before the server acknowledged message {}", self.id)))
+            }
+            Err(_) => {
+                Err(SendError::Retryable(format!("no server ack for message {} within {} ms", self.id, timeout.as_millis())))
+            }
         }
     }
 }

@@ -64,7 +64,12 @@ impl EventHandler for Forward {
         // The socket is gone (or going): acks for what was in flight never come.
         if matches!(
             &*ev,
-            Event::Disconnected(_) | Event::LoggedOut(_) | Event::StreamReplaced(_) | Event::TemporaryBan(_) | Event::ConnectFailure(_) | Event::ClientOutdated(_)
+            Event::Disconnected(_)
+                | Event::LoggedOut(_)
+                | Event::StreamReplaced(_)
+                | Event::TemporaryBan(_)
+                | Event::ConnectFailure(_)
+                | Event::ClientOutdated(_)
         ) {
             self.acks.fail_all();
         }
@@ -74,9 +79,24 @@ impl EventHandler for Forward {
     fn interest(&self) -> EventInterest {
         use EventKind::*;
         EventInterest::of(&[
-            Connected, Disconnected, PairSuccess, PairError, LoggedOut, PairingQrCode, PairingCode,
-            PairingCodeRefresh, PairingCodeError, PairingQrCodesExhausted, ClientOutdated, StreamReplaced,
-            TemporaryBan, ConnectFailure, ServerAck, Receipt, UndecryptableMessage, AppStateSyncFailed,
+            Connected,
+            Disconnected,
+            PairSuccess,
+            PairError,
+            LoggedOut,
+            PairingQrCode,
+            PairingCode,
+            PairingCodeRefresh,
+            PairingCodeError,
+            PairingQrCodesExhausted,
+            ClientOutdated,
+            StreamReplaced,
+            TemporaryBan,
+            ConnectFailure,
+            ServerAck,
+            Receipt,
+            UndecryptableMessage,
+            AppStateSyncFailed,
         ])
     }
 }
@@ -160,7 +180,13 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, String> {
     Ok(Conn { client, flags, runner, tasks: vec![translator, watcher] })
 }
 
-async fn translate(mut rx: mpsc::UnboundedReceiver<Arc<Event>>, client: Arc<Client>, flags: Arc<Flags>, sink: EventSink, spec: SessionSpec) {
+async fn translate(
+    mut rx: mpsc::UnboundedReceiver<Arc<Event>>,
+    client: Arc<Client>,
+    flags: Arc<Flags>,
+    sink: EventSink,
+    spec: SessionSpec,
+) {
     while let Some(ev) = rx.recv().await {
         if let Event::PairingCodeRefresh(_) = &*ev {
             // The old code is void; ask for a new one (it arrives as PairingCode).

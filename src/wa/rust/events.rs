@@ -137,8 +137,13 @@ pub fn map(ev: &Event, flags: &Flags, now: DateTime<Utc>, me: impl FnOnce() -> I
             }
             one(WaEvent::LoggedOut { reason })
         }
-        Event::PairingQrCode(q) => one(WaEvent::Qr { code: q.code.clone(), expires_at: now + chrono::Duration::from_std(q.timeout).unwrap_or_default() }),
-        Event::PairingCode(c) => one(WaEvent::PairCode { code: c.code.clone(), expires_at: now + chrono::Duration::from_std(c.timeout).unwrap_or_default() }),
+        Event::PairingQrCode(q) => {
+            one(WaEvent::Qr { code: q.code.clone(), expires_at: now + chrono::Duration::from_std(q.timeout).unwrap_or_default() })
+        }
+        Event::PairingCode(c) => one(WaEvent::PairCode {
+            code: c.code.clone(),
+            expires_at: now + chrono::Duration::from_std(c.timeout).unwrap_or_default(),
+        }),
         Event::PairingCodeError(e) => one(WaEvent::Error { message: format!("pairing code refused: {}", e.error) }),
         Event::PairingQrCodesExhausted(_) => one(WaEvent::QrExhausted),
         Event::ClientOutdated(_) => {

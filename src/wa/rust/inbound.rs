@@ -21,9 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use serde_json::{Map, Value, json};
-use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::wacore::proto_helpers::MessageExt;
 use whatsapp_rust::wacore::types::message::MessageInfo;
+use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, InboundDurabilityHook};
 
 use crate::db::sessions::{self, SessionFence};
@@ -77,7 +77,8 @@ pub fn to_inbound(msg: &wa::Message, info: &MessageInfo) -> Option<InboundMessag
     } else if let Some(s) = m.sticker_message.as_option() {
         ("sticker", None, s.context_info.as_option(), Some(json!({ "mimetype": s.mimetype, "file_length": s.file_length })))
     } else if let Some(l) = m.location_message.as_option() {
-        let meta = json!({ "latitude": l.degrees_latitude, "longitude": l.degrees_longitude, "name": l.name, "address": l.address });
+        let meta =
+            json!({ "latitude": l.degrees_latitude, "longitude": l.degrees_longitude, "name": l.name, "address": l.address });
         ("location", l.name.clone(), l.context_info.as_option(), Some(meta))
     } else if let Some(c) = m.contact_message.as_option() {
         ("contact", c.display_name.clone(), c.context_info.as_option(), Some(json!({ "vcard": c.vcard })))
@@ -90,7 +91,14 @@ pub fn to_inbound(msg: &wa::Message, info: &MessageInfo) -> Option<InboundMessag
     Some(row(info, kind, text, quoted, media.map(strip_nulls), msg))
 }
 
-fn row(info: &MessageInfo, kind: &str, text: Option<String>, quoted_id: Option<String>, media: Option<Value>, msg: &wa::Message) -> InboundMessage {
+fn row(
+    info: &MessageInfo,
+    kind: &str,
+    text: Option<String>,
+    quoted_id: Option<String>,
+    media: Option<Value>,
+    msg: &wa::Message,
+) -> InboundMessage {
     InboundMessage {
         chat: info.source.chat.to_string(),
         sender: info.source.sender.to_string(),
@@ -168,7 +176,11 @@ impl InboxHook {
                     return if self.still_ours().await? {
                         Ok(false)
                     } else {
-                        anyhow::bail!("lease lost: session {} is no longer held at epoch {}; message not acknowledged", self.fence.session, self.fence.epoch)
+                        anyhow::bail!(
+                            "lease lost: session {} is no longer held at epoch {}; message not acknowledged",
+                            self.fence.session,
+                            self.fence.epoch
+                        )
                     };
                 }
                 Err(e) if attempt < self.attempts.max(1) => {
@@ -192,7 +204,11 @@ impl InboxHook {
 
 #[async_trait]
 impl InboundDurabilityHook for InboxHook {
-    async fn on_messages(&self, _client: Arc<Client>, batch: &[whatsapp_rust::types::events::InboundMessage]) -> anyhow::Result<()> {
+    async fn on_messages(
+        &self,
+        _client: Arc<Client>,
+        batch: &[whatsapp_rust::types::events::InboundMessage],
+    ) -> anyhow::Result<()> {
         let rows: Vec<InboundMessage> = batch.iter().filter_map(|i| to_inbound(&i.message, &i.info)).collect();
         self.commit(&rows).await.map(|_| ())
     }

@@ -268,7 +268,9 @@ impl WaSession for RustSession {
             if !c.client.is_logged_in() {
                 // Keep the client: the close_session job retries, and must not find the
                 // session closed and report a logout that never reached WhatsApp.
-                return Err("not logged in to WhatsApp right now, so the device could not be unlinked; the session stays open".into());
+                return Err(
+                    "not logged in to WhatsApp right now, so the device could not be unlinked; the session stays open".into()
+                );
             }
         }
         let Some(c) = guard.take() else { return Ok(()) };
@@ -281,7 +283,12 @@ impl WaSession for RustSession {
 
 /// Builds the waproto message of a request (lookups, media fetch and upload included).
 impl RustSession {
-    async fn build(&self, client: &Arc<whatsapp_rust::Client>, chat: &str, req: Request) -> Result<whatsapp_rust::waproto::whatsapp::Message, SendError> {
+    async fn build(
+        &self,
+        client: &Arc<whatsapp_rust::Client>,
+        chat: &str,
+        req: Request,
+    ) -> Result<whatsapp_rust::waproto::whatsapp::Message, SendError> {
         let cfg = &self.ctx.cfg;
         match req {
             Request::Text { text, reply_to } => {
@@ -299,7 +306,8 @@ impl RustSession {
                 let bytes = match &m.source {
                     MediaSource::Bytes(b) => b.clone(),
                     MediaSource::Url(u) => {
-                        let b = send::fetch_url(u, cfg.max_media_bytes, Duration::from_millis(cfg.media_fetch_timeout_ms)).await?;
+                        let b =
+                            send::fetch_url(u, cfg.max_media_bytes, Duration::from_millis(cfg.media_fetch_timeout_ms)).await?;
                         send::check_media(&m, &b, cfg.max_media_bytes)?;
                         b
                     }
@@ -325,7 +333,12 @@ impl RustSession {
             .map_err(|e| SendError::Retryable(format!("looking up message {id}: {e}")))
     }
 
-    async fn quoted(&self, client: &Arc<whatsapp_rust::Client>, chat: &str, reply_to: Option<String>) -> Result<Option<Quoted>, SendError> {
+    async fn quoted(
+        &self,
+        client: &Arc<whatsapp_rust::Client>,
+        chat: &str,
+        reply_to: Option<String>,
+    ) -> Result<Option<Quoted>, SendError> {
         let Some(id) = reply_to else { return Ok(None) };
         let found = self.lookup(&id).await?;
         let own = client.pn().map(|j| j.to_non_ad_string()).unwrap_or_default();

@@ -11,8 +11,8 @@
 
 use base64::Engine;
 use serde_json::Value;
-use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::wacore::proto_helpers::{MessageBuilderExt, build_quote_context, build_reaction_message};
+use whatsapp_rust::waproto::whatsapp as wa;
 
 use crate::wa::SendError;
 
@@ -114,7 +114,14 @@ pub fn parse(p: &Value, max_media_bytes: usize) -> Result<Request, SendError> {
                     return Err(bad("mimetype", format!("{m:?} is not an image type")));
                 }
             }
-            let req = MediaRequest { kind, source, mimetype, caption: opt_str(p, "caption")?, file_name: opt_str(p, "file_name")?, reply_to };
+            let req = MediaRequest {
+                kind,
+                source,
+                mimetype,
+                caption: opt_str(p, "caption")?,
+                file_name: opt_str(p, "file_name")?,
+                reply_to,
+            };
             if let MediaSource::Bytes(b) = &req.source {
                 check_media(&req, b, max_media_bytes)?;
             }
@@ -188,13 +195,16 @@ pub fn text_message(text: &str, quoted: Option<&Quoted>) -> wa::Message {
 }
 
 /// A reaction to `target` in `chat`. `participant` is the target's author in a group.
-pub fn reaction_message(chat: &str, target: &str, emoji: &str, from_me: bool, participant: Option<String>, now_ms: i64) -> wa::Message {
-    let key = wa::MessageKey {
-        remote_jid: Some(chat.to_owned()),
-        from_me: Some(from_me),
-        id: Some(target.to_owned()),
-        participant,
-    };
+pub fn reaction_message(
+    chat: &str,
+    target: &str,
+    emoji: &str,
+    from_me: bool,
+    participant: Option<String>,
+    now_ms: i64,
+) -> wa::Message {
+    let key =
+        wa::MessageKey { remote_jid: Some(chat.to_owned()), from_me: Some(from_me), id: Some(target.to_owned()), participant };
     build_reaction_message(key, emoji, now_ms)
 }
 
@@ -207,7 +217,12 @@ pub fn media_mimetype(req: &MediaRequest, bytes: &[u8]) -> String {
 }
 
 /// The message for uploaded media.
-pub fn media_message(req: &MediaRequest, mimetype: String, upload: whatsapp_rust::upload::UploadResponse, quoted: Option<&Quoted>) -> wa::Message {
+pub fn media_message(
+    req: &MediaRequest,
+    mimetype: String,
+    upload: whatsapp_rust::upload::UploadResponse,
+    quoted: Option<&Quoted>,
+) -> wa::Message {
     use whatsapp_rust::media::{DocumentOptions, ImageOptions, document_message, image_message};
     let context_info = quoted.map(|q| Box::new(quote_context(q)));
     match req.kind {
@@ -280,10 +295,11 @@ pub async fn lookup_target(pool: &sqlx::PgPool, session: &str, message_id: &str)
     if let Some((sender, text)) = got {
         return Ok(Some(Target { from_me: false, sender: Some(sender), text }));
     }
-    let ours: Option<Option<String>> = sqlx::query_scalar("SELECT payload->>'text' FROM wa.jobs WHERE session_id = $1 AND message_id = $2")
-        .bind(session)
-        .bind(message_id)
-        .fetch_optional(pool)
-        .await?;
+    let ours: Option<Option<String>> =
+        sqlx::query_scalar("SELECT payload->>'text' FROM wa.jobs WHERE session_id = $1 AND message_id = $2")
+            .bind(session)
+            .bind(message_id)
+            .fetch_optional(pool)
+            .await?;
     Ok(ours.map(|text| Target { from_me: true, sender: None, text }))
 }
