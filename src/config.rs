@@ -68,6 +68,8 @@ pub struct WorkerConfig {
     /// Sessions connected per second at most, so a restart with many sessions does not
     /// reconnect them all at once.
     pub connect_per_sec: u32,
+    /// Claim loops, each over its own share of the sessions, so claims overlap.
+    pub claimers: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -202,6 +204,7 @@ impl Default for WorkerConfig {
             poll_only: false,
             shutdown_timeout_ms: 20_000,
             connect_per_sec: 20,
+            claimers: 1,
         }
     }
 }
@@ -265,6 +268,9 @@ impl Config {
         }
         if w.max_sessions == 0 {
             return bad("worker.max_sessions", "must be above 0");
+        }
+        if !(1..=8).contains(&w.claimers) {
+            return bad("worker.claimers", "must be between 1 and 8");
         }
         if w.connect_per_sec == 0 {
             return bad("worker.connect_per_sec", "must be above 0");

@@ -49,9 +49,10 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
         }
         // Recorded outcomes may unblock the next send of a chat (or free room).
         shared.mark_hot(batch.iter().filter_map(|d| d.job.session_id.as_deref()));
+        // Room was freed: a loop that stopped for lack of it claims again.
+        shared.wake_blocked();
         shared.in_flight.fetch_sub(batch.len(), Ordering::SeqCst);
         batch.clear();
-        shared.wake_dispatch.notify_one();
     }
 }
 
@@ -135,7 +136,6 @@ fn wake_after(shared: &Arc<Shared>, ms: i64) {
         tokio::time::sleep(std::time::Duration::from_millis(ms.max(0) as u64 + 5)).await;
         if let Some(s) = shared.upgrade() {
             s.mark_all_hot();
-            s.wake_dispatch.notify_one();
         }
     });
 }

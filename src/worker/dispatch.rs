@@ -16,14 +16,14 @@ use super::completer::Done;
 use crate::db::jobs::{self, ClaimRequest};
 use crate::job::{ClaimedJob, JobKind, Outcome};
 
-pub async fn run(shared: Arc<Shared>) {
+pub async fn run(shared: Arc<Shared>, claimer: usize) {
     let poll = Duration::from_millis(shared.cfg.worker.poll_interval_ms);
     loop {
         if shared.stopping.is_cancelled() {
             return;
         }
         let mut found = false;
-        match round(&shared).await {
+        match round(&shared, claimer).await {
             Ok(f) => found = f,
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed; retrying");
@@ -35,7 +35,7 @@ pub async fn run(shared: Arc<Shared>) {
             continue;
         }
         tokio::select! {
-            _ = shared.wake_dispatch.notified() => {}
+            _ = shared.woken(claimer) => {}
             _ = tokio::time::sleep(poll) => shared.mark_all_hot(),
             _ = shared.stopping.cancelled() => return,
         }
@@ -45,12 +45,17 @@ pub async fn run(shared: Arc<Shared>) {
 /// One claim over the hot sessions (all of them after a poll, with due jobs promoted
 /// first). Returns true when it found work: the dispatcher then claims again at once
 /// while there is room, so claims overlap the running batches.
-async fn round(shared: &Arc<Shared>) -> anyhow::Result<bool> {
-    let hot = shared.take_hot();
+async fn round(shared: &Arc<Shared>, claimer: usize) -> anyhow::Result<bool> {
+    let hot = shared.take_hot(claimer);
     let (mut held, mut connected) = shared.slots.claimable();
+    held.retain(|s| shared.claimer_of(s) == claimer);
+    connected.retain(|s| shared.claimer_of(s) == claimer);
     match &hot {
         None => {
-            jobs::promote_due(&shared.pool, &held).await?;
+            // Maintenance jobs are promoted (and claimed) by the first loop only.
+            if claimer == 0 || !held.is_empty() {
+                jobs::promote_due(&shared.pool, &held).await?;
+            }
         }
         Some(ids) if ids.is_empty() => return Ok(false),
         Some(ids) => {
@@ -62,16 +67,16 @@ async fn round(shared: &Arc<Shared>) -> anyhow::Result<bool> {
     let room = cap.saturating_sub(shared.in_flight.load(Ordering::SeqCst));
     let limit = room.min(shared.cfg.worker.claim_batch as usize);
     if limit == 0 {
-        // Full: the completer marks sessions hot and wakes us as outcomes are recorded.
-        if let Some(ids) = &hot {
-            shared.mark_hot(ids.iter().map(String::as_str));
-        } else {
-            shared.mark_all_hot();
+        // Full: the completer wakes us as outcomes are recorded.
+        shared.set_blocked(claimer);
+        match &hot {
+            Some(ids) => shared.keep_hot(ids),
+            None => shared.keep_all_hot(claimer),
         }
         return Ok(false);
     }
     let per_session = (limit / connected.len().max(1)).max(1) as i64;
-    let maintenance = if hot.is_none() { 2 } else { 0 };
+    let maintenance = if hot.is_none() && claimer == 0 { 2 } else { 0 };
     let req = ClaimRequest { worker: shared.id, held: &held, connected: &connected, per_session, maintenance };
     let t = std::time::Instant::now();
     let claimed = jobs::claim(&shared.pool, &req).await?;

@@ -36,7 +36,6 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
                 s.reconnects = 0;
             });
             shared.mark_hot([ev.session.as_str()]);
-            shared.wake_dispatch.notify_one();
             ok
         }
         WaEvent::Disconnected { reason } => {

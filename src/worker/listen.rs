@@ -22,7 +22,6 @@ pub async fn run(shared: Arc<Shared>) {
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 // Whatever was notified while we were away is found by this poll.
                 shared.mark_all_hot();
-                shared.wake_dispatch.notify_one();
             }
         }
     }
@@ -32,7 +31,6 @@ async fn listen(shared: &Arc<Shared>) -> anyhow::Result<()> {
     let mut listener = PgListener::connect_with(&shared.pool).await?;
     listener.listen_all(CHANNELS).await?;
     shared.mark_all_hot();
-    shared.wake_dispatch.notify_one();
     loop {
         let n = tokio::select! {
             n = listener.recv() => n?,
@@ -51,7 +49,6 @@ async fn listen(shared: &Arc<Shared>) -> anyhow::Result<()> {
                     }
                     _ => shared.mark_all_hot(),
                 }
-                shared.wake_dispatch.notify_one();
             }
             "wa_job_cancel" => {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(n.payload()) {

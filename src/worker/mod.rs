@@ -44,9 +44,9 @@ pub struct Shared {
     pub slots: Slots,
     /// Jobs claimed and not yet recorded.
     pub in_flight: AtomicUsize,
-    pub wake_dispatch: Notify,
-    /// Sessions that may have claimable jobs (see `Hot`).
-    pub hot: std::sync::Mutex<Hot>,
+    /// One per claim loop; each loop claims for its own share of the sessions, so claims
+    /// (the serial part of the hot path) overlap.
+    claimers: Vec<Claimer>,
     pub wake_lease: Notify,
     pub wake_schedules: Notify,
     /// Jobs wa.cancel_job asked us to drop if they have not started.
@@ -95,21 +95,80 @@ pub struct Hot {
     pub ids: std::collections::HashSet<String>,
 }
 
+struct Claimer {
+    wake: Notify,
+    hot: std::sync::Mutex<Hot>,
+    /// Stopped for lack of room (max_in_flight): the completer wakes it when it frees some.
+    blocked: std::sync::atomic::AtomicBool,
+}
+
 impl Shared {
+    /// Which claim loop owns a session.
+    pub fn claimer_of(&self, session: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        session.hash(&mut h);
+        (h.finish() % self.claimers.len() as u64) as usize
+    }
+
+    pub fn claimer_count(&self) -> usize {
+        self.claimers.len()
+    }
+
+    /// Marks sessions as maybe having work and wakes the loops that own them.
     pub fn mark_hot<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
-        let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
-        hot.ids.extend(ids.into_iter().map(str::to_owned));
+        for id in ids {
+            let c = &self.claimers[self.claimer_of(id)];
+            let fresh = c.hot.lock().unwrap_or_else(|p| p.into_inner()).ids.insert(id.to_owned());
+            if fresh {
+                c.wake.notify_one();
+            }
+        }
     }
 
+    /// Puts sessions back in their loops' hot sets without waking them (a loop that found
+    /// no room keeps its work for when the completer frees some).
+    pub(crate) fn keep_hot(&self, ids: &std::collections::HashSet<String>) {
+        for id in ids {
+            let c = &self.claimers[self.claimer_of(id)];
+            c.hot.lock().unwrap_or_else(|p| p.into_inner()).ids.insert(id.clone());
+        }
+    }
+
+    pub(crate) fn keep_all_hot(&self, claimer: usize) {
+        self.claimers[claimer].hot.lock().unwrap_or_else(|p| p.into_inner()).all = true;
+    }
+
+    pub(crate) fn set_blocked(&self, claimer: usize) {
+        self.claimers[claimer].blocked.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes every loop look at all its sessions at its next round, and wakes them.
     pub fn mark_all_hot(&self) {
-        self.hot.lock().unwrap_or_else(|p| p.into_inner()).all = true;
+        for c in &self.claimers {
+            c.hot.lock().unwrap_or_else(|p| p.into_inner()).all = true;
+            c.wake.notify_one();
+        }
     }
 
-    /// None: look at every session.
-    fn take_hot(&self) -> Option<std::collections::HashSet<String>> {
-        let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
+    /// Wakes the claim loops that stopped for lack of room.
+    pub fn wake_blocked(&self) {
+        for c in &self.claimers {
+            if c.blocked.swap(false, Ordering::SeqCst) {
+                c.wake.notify_one();
+            }
+        }
+    }
+
+    /// The hot sessions of one claim loop; None: look at all of its sessions.
+    fn take_hot(&self, claimer: usize) -> Option<std::collections::HashSet<String>> {
+        let mut hot = self.claimers[claimer].hot.lock().unwrap_or_else(|p| p.into_inner());
         let taken = std::mem::take(&mut *hot);
         if taken.all { None } else { Some(taken.ids) }
+    }
+
+    async fn woken(&self, claimer: usize) {
+        self.claimers[claimer].wake.notified().await
     }
 }
 
@@ -123,6 +182,7 @@ pub struct Worker {
 impl Worker {
     pub async fn new(cfg: Config, pool: PgPool, wa: Arc<dyn WhatsApp>) -> anyhow::Result<Self> {
         let http = if cfg.http.enabled { Some(crate::http::bind(&cfg.http.listen).await?) } else { None };
+        let claimers = cfg.worker.claimers.max(1);
         let id = Uuid::now_v7();
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         crate::db::workers::register(&pool, id, &host, cfg.worker.max_sessions).await.context("registering the worker")?;
@@ -135,8 +195,13 @@ impl Worker {
             wa,
             slots: Slots::default(),
             in_flight: AtomicUsize::new(0),
-            wake_dispatch: Notify::new(),
-            hot: std::sync::Mutex::new(Hot { all: true, ids: Default::default() }),
+            claimers: (0..claimers)
+                .map(|_| Claimer {
+                    wake: Notify::new(),
+                    hot: std::sync::Mutex::new(Hot { all: true, ids: Default::default() }),
+                    blocked: Default::default(),
+                })
+                .collect(),
             wake_lease: Notify::new(),
             wake_schedules: Notify::new(),
             cancelled: Default::default(),
@@ -169,7 +234,7 @@ impl Worker {
         let completer = tokio::spawn(completer::run(shared.clone(), done_rx));
         let events = tokio::spawn(events::run(shared.clone(), events_rx));
         let listener = (!shared.cfg.worker.poll_only).then(|| tokio::spawn(listen::run(shared.clone())));
-        let dispatcher = tokio::spawn(dispatch::run(shared.clone()));
+        let dispatchers: Vec<_> = (0..shared.claimer_count()).map(|i| tokio::spawn(dispatch::run(shared.clone(), i))).collect();
         let leases = tokio::spawn(lease::run(shared.clone(), events_tx));
         let schedules = tokio::spawn(schedules::run(shared.clone()));
 
@@ -177,7 +242,9 @@ impl Worker {
         tracing::info!(worker = %shared.id, in_flight = shared.in_flight.load(Ordering::SeqCst), "shutting down");
         let _ = crate::db::workers::mark_stopping(&shared.pool, shared.id).await;
         shared.stopping.cancel();
-        let _ = dispatcher.await;
+        for d in dispatchers {
+            let _ = d.await;
+        }
         let _ = schedules.await;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(shared.cfg.worker.shutdown_timeout_ms);
         while shared.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {

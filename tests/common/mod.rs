@@ -25,6 +25,7 @@ pub fn fast_config(db: &TestDb) -> Config {
     cfg.http.listen = "127.0.0.1:0".into();
     cfg.pacing.enabled = false;
     cfg.worker.connect_per_sec = 1000;
+    cfg.worker.claimers = 2;
     cfg.log.filter = "warn".into();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()))
@@ -76,6 +77,7 @@ pub fn spawn_worker(db: &TestDb, extra_env: &[(&str, String)]) -> Child {
         .env("PGWA_HTTP__LISTEN", "127.0.0.1:0")
         .env("PGWA_PACING__ENABLED", "false")
         .env("PGWA_WORKER__CONNECT_PER_SEC", "1000")
+        .env("PGWA_WORKER__CLAIMERS", "2")
         .env_remove("DATABASE_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
