@@ -2,6 +2,8 @@
 //! a fresh database, and polling with a deadline.
 #![allow(dead_code)]
 
+pub mod ecosystem;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
