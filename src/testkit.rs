@@ -55,6 +55,9 @@ impl TestDb {
         }
         let url = format!("{}/{name}", server_url());
         let pool = PgPoolOptions::new().max_connections(max_connections).connect(&url).await?;
+        // The built-in maintenance schedules would add jobs to whatever test happens to run
+        // across a tick (every 10 minutes); tests that exercise schedules add their own.
+        sqlx::query("UPDATE wa.schedules SET enabled = false").execute(&pool).await?;
         Ok(Self { name, url, pool })
     }
 
