@@ -189,14 +189,12 @@ async fn wait_connected(pool: &PgPool, sessions: u32) -> anyhow::Result<()> {
     }
 }
 
-/// Polls cheaply (each state has its own partial index) until no job is unfinished.
+/// Polls cheaply (unfinished jobs are in partial indexes) until no job is unfinished.
 async fn wait_drained(pool: &PgPool, total: u64, started: Instant) -> anyhow::Result<()> {
     let mut last_report = Instant::now();
     loop {
         let busy: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM wa.jobs WHERE state = 'available')
-                 OR EXISTS (SELECT 1 FROM wa.jobs WHERE state = 'running')
-                 OR EXISTS (SELECT 1 FROM wa.jobs WHERE state IN ('scheduled', 'retryable'))",
+            "SELECT EXISTS (SELECT 1 FROM wa.jobs WHERE phase < 2)",
         )
         .fetch_one(pool)
         .await?;

@@ -79,7 +79,7 @@ pub async fn claim(pool: &PgPool, worker: Uuid, ttl_secs: f64, limit: i64) -> sq
                                'error', 'the worker holding the session was lost while running this job',
                                'worker', j.worker_id),
                     worker_id = NULL, epoch = NULL
-              WHERE j.session_id = ANY($1) AND j.state = 'running'",
+              WHERE j.session_id = ANY($1) AND j.phase = 1 AND j.state = 'running'",
         )
         .bind(&ids)
         .execute(&mut *tx)

@@ -101,7 +101,7 @@ async fn flush(shared: &Arc<Shared>, batch: &[Done]) -> anyhow::Result<()> {
             Outcome::Cancelled => cancelled.push(d.job.id),
         }
     }
-    let pool = &shared.pool;
+    let pool = &shared.queue;
     let me = shared.id;
     let mut refused = 0;
     if !ok.ids.is_empty() {

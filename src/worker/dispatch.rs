@@ -54,7 +54,7 @@ async fn round(shared: &Arc<Shared>, claimer: usize) -> anyhow::Result<bool> {
         None => {
             // Maintenance jobs are promoted (and claimed) by the first loop only.
             if claimer == 0 || !held.is_empty() {
-                jobs::promote_due(&shared.pool, &held).await?;
+                jobs::promote_due(&shared.queue, &held).await?;
             }
         }
         Some(ids) if ids.is_empty() => return Ok(false),
@@ -79,7 +79,7 @@ async fn round(shared: &Arc<Shared>, claimer: usize) -> anyhow::Result<bool> {
     let maintenance = if hot.is_none() && claimer == 0 { 2 } else { 0 };
     let req = ClaimRequest { worker: shared.id, held: &held, connected: &connected, per_session, maintenance };
     let t = std::time::Instant::now();
-    let claimed = jobs::claim(&shared.pool, &req).await?;
+    let claimed = jobs::claim(&shared.queue, &req).await?;
     let n = claimed.len();
     tracing::debug!(claimed = n, limit, sessions = held.len(), ms = t.elapsed().as_millis() as u64, "claim");
     if n == 0 {
@@ -92,8 +92,13 @@ async fn round(shared: &Arc<Shared>, claimer: usize) -> anyhow::Result<bool> {
     }
     for (session, jobs) in by_session {
         if let Some(id) = &session {
-            // More of its jobs may be waiting behind this batch.
-            shared.mark_hot([id.as_str()]);
+            // A session that filled its share may have more jobs behind this batch; one
+            // that did not has none claimable now (new ones are announced, blocked chats
+            // are woken by their outcomes), and claiming it again at once would cost a
+            // round trip per job at low load.
+            if jobs.len() as i64 >= per_session {
+                shared.mark_hot([id.as_str()]);
+            }
             if let Some(counter) = shared.slots.job_counter(id) {
                 counter.fetch_add(jobs.len(), Ordering::SeqCst);
             }

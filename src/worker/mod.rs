@@ -39,6 +39,8 @@ pub struct Shared {
     pub id: Uuid,
     pub started: std::time::Instant,
     pub pool: PgPool,
+    /// Claims and outcomes (see db::queue_pool).
+    pub queue: PgPool,
     pub cfg: Config,
     pub wa: Arc<dyn WhatsApp>,
     pub slots: Slots,
@@ -190,6 +192,7 @@ impl Worker {
         let shared = Arc::new(Shared {
             id,
             started: std::time::Instant::now(),
+            queue: crate::db::queue_pool(&pool, cfg.worker.poll_only, 1 + claimers as u32),
             pool,
             cfg,
             wa,
