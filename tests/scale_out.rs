@@ -169,9 +169,14 @@ async fn scale_out(stop_with: Signal) {
     // each message id once; after a kill a second send is allowed only for a job that
     // was running on the dead worker and recovered (its errors say so).
     assert_eq!(count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE kind = 'send'").await, total, "every enqueued send is a job");
-    assert_eq!(count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE kind = 'send' AND state <> 'completed'").await, 0, "none lost");
+    assert_eq!(
+        count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE kind = 'send' AND state <> 'completed'").await,
+        0,
+        "none lost"
+    );
     let per_id = sends(log.path());
-    let ids: Vec<String> = sqlx::query_scalar("SELECT message_id FROM wa.jobs WHERE kind = 'send'").fetch_all(&db.pool).await.unwrap();
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT message_id FROM wa.jobs WHERE kind = 'send'").fetch_all(&db.pool).await.unwrap();
     let missing: Vec<&String> = ids.iter().filter(|id| !per_id.contains_key(*id)).collect();
     assert!(
         missing.is_empty(),

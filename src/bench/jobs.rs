@@ -193,11 +193,7 @@ async fn wait_connected(pool: &PgPool, sessions: u32) -> anyhow::Result<()> {
 async fn wait_drained(pool: &PgPool, total: u64, started: Instant) -> anyhow::Result<()> {
     let mut last_report = Instant::now();
     loop {
-        let busy: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM wa.jobs WHERE phase < 2)",
-        )
-        .fetch_one(pool)
-        .await?;
+        let busy: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.jobs WHERE phase < 2)").fetch_one(pool).await?;
         if !busy {
             let done: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND kind = 'send'")
                 .fetch_one(pool)
