@@ -1,0 +1,63 @@
+//! The admin HTTP surface, on the same port as the WebSocket: the test harness
+//! plays the phone through it.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use crate::pair_code::{self, CodeEntered};
+use crate::pairing::{self, Linked};
+use crate::state::Shared;
+
+#[derive(Deserialize)]
+pub struct ScanParams {
+    /// Link into this existing (or new) phone number instead of a fresh one.
+    pub phone: Option<String>,
+}
+
+/// `POST /admin/scan[?phone=N]` with the QR string as the body.
+pub async fn scan(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Query<ScanParams>,
+    body: String,
+) -> Result<Json<Linked>, (StatusCode, String)> {
+    pairing::scan(&shared, &body, params.phone.as_deref()).map(Json).map_err(|e| (StatusCode::BAD_REQUEST, format!("{e:#}")))
+}
+
+#[derive(Deserialize)]
+pub struct CodeParams {
+    pub phone: String,
+}
+
+/// `POST /admin/pair-code?phone=N` with the code the client showed as body.
+pub async fn pair_code(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Query<CodeParams>,
+    body: String,
+) -> Result<Json<CodeEntered>, (StatusCode, String)> {
+    // PBKDF2 over the code is deliberately slow; keep it off the runtime.
+    tokio::task::spawn_blocking(move || pair_code::enter_code(&shared, &params.phone, &body))
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("pair-code task failed: {e}")))?
+        .map(Json)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e:#}")))
+}
+
+#[derive(Deserialize)]
+pub struct KickParams {
+    pub jid: String,
+    pub reason: String,
+}
+
+/// `POST /admin/kick?jid=PN:DEV@s.whatsapp.net&reason=replaced|end|close|CODE`.
+pub async fn kick(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Query<KickParams>,
+) -> Result<StatusCode, (StatusCode, String)> {
+    crate::kick::kick(&shared, &params.jid, &params.reason)
+        .map(|()| StatusCode::NO_CONTENT)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e:#}")))
+}

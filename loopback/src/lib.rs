@@ -1,0 +1,23 @@
+//! A loopback WhatsApp Web server: plays both the WhatsApp server and every
+//! account's phone, so unmodified `whatsapp-rust` clients can link, log in and
+//! exchange messages on this machine. A test host, never a production path.
+
+pub mod accounts;
+pub mod admin;
+pub mod conn;
+pub mod devices;
+pub mod frames;
+pub mod iq;
+pub mod kick;
+pub mod nodes;
+pub mod noise;
+pub mod pair_code;
+pub mod pairing;
+pub mod prekeys;
+pub mod relay;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod usync;
+
+pub use server::{Config, Server};

@@ -1,0 +1,81 @@
+//! The listening server: one axum router for the chat WebSocket and the admin
+//! endpoints.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::{any, post};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::noise::ServerKeys;
+use crate::state::Shared;
+use crate::{admin, conn};
+
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub addr: Option<SocketAddr>,
+    /// Where the server static key lives; None keeps it in memory only.
+    pub state_dir: Option<PathBuf>,
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start(config: Config) -> Result<Self> {
+        let keys = match &config.state_dir {
+            Some(dir) => ServerKeys::load_or_create(&dir.join("server_static.key"))?,
+            None => ServerKeys::generate(),
+        };
+        let shared = Arc::new(Shared::new(keys));
+        let addr = config.addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let addr = listener.local_addr().context("reading bound address")?;
+        let app = Router::new()
+            .route("/ws/chat", any(upgrade))
+            .route("/admin/scan", post(admin::scan))
+            .route("/admin/pair-code", post(admin::pair_code))
+            .route("/admin/kick", post(admin::kick))
+            .with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("loopback server stopped: {e}");
+            }
+        });
+        tracing::info!(%addr, "loopback WhatsApp server listening");
+        Ok(Self { addr, shared, task })
+    }
+
+    /// The URL to give `TokioWebSocketTransportFactory::with_url`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws/chat", self.addr)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Runs until the listener fails.
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn upgrade(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
+    ws.on_upgrade(move |socket| conn::serve(socket, shared))
+}
