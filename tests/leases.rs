@@ -43,7 +43,7 @@ async fn a_stale_holder_is_fenced_out() {
 
     // Everything the old worker tries now is refused and changes nothing.
     let done = jobs::complete(pool, old, &[job], &[serde_json::json!({})], &[None]).await.unwrap();
-    assert_eq!(done, 0);
+    assert!(done.is_empty());
     assert!(!sessions::set_status(pool, &stale, "connected", None, None).await.unwrap());
     assert!(!sessions::mark_connected(pool, &stale, None, None).await.unwrap());
     assert!(!leases::release(pool, old, "s1", stale.epoch, "stopped", None).await.unwrap());
@@ -61,8 +61,9 @@ async fn a_stale_holder_is_fenced_out() {
     let req = jobs::ClaimRequest { worker: new, held: &ids, connected: &ids, per_session: 10, maintenance: 0 };
     let again = jobs::claim(pool, &req).await.unwrap();
     assert_eq!(again[0].attempts, 2);
-    assert_eq!(jobs::complete(pool, new, &[job], &[serde_json::json!({})], &[None]).await.unwrap(), 1);
-    assert_eq!(jobs::complete(pool, new, &[job], &[serde_json::json!({})], &[None]).await.unwrap(), 0, "never twice");
+    let done = jobs::complete(pool, new, &[job], &[serde_json::json!({})], &[None]).await.unwrap();
+    assert_eq!(done.iter().map(|r| (r.id, r.delivery.as_deref())).collect::<Vec<_>>(), [(job, Some("sent"))]);
+    assert!(jobs::complete(pool, new, &[job], &[serde_json::json!({})], &[None]).await.unwrap().is_empty(), "never twice");
 }
 
 async fn owners(db: &TestDb) -> BTreeMap<Uuid, i64> {

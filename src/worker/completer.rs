@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::Shared;
+use crate::db::jobs::Recorded;
 use crate::job::backoff;
 use crate::job::{ClaimedJob, Outcome};
 
@@ -21,13 +22,17 @@ pub struct Done {
 const MAX_BATCH: usize = 2000;
 
 pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
+    let announce = spawn_announcer(shared.pool.clone());
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut tries = 0u32;
         let t = std::time::Instant::now();
         loop {
             match flush(&shared, &batch).await {
-                Ok(()) => break,
+                Ok(recorded) => {
+                    let _ = announce.send(recorded);
+                    break;
+                }
                 Err(e) if tries < 20 && !shared.release_leases.is_cancelled() => {
                     tries += 1;
                     tracing::warn!(error = %e, jobs = batch.len(), "recording outcomes failed; retrying");
@@ -71,7 +76,30 @@ struct Failures {
     dead: Vec<bool>,
 }
 
-async fn flush(shared: &Arc<Shared>, batch: &[Done]) -> anyhow::Result<()> {
+/// Announces recorded outcomes on `wa_outbound` in order, off the completer's path (see
+/// db::jobs::announce_outbound for why) and on the main pool, so that waiting for the
+/// notify lock never holds one of the queue's few connections. An announcement that
+/// fails is logged and dropped: the rows are committed, and apps that missed a NOTIFY
+/// read them anyway.
+fn spawn_announcer(pool: sqlx::PgPool) -> mpsc::UnboundedSender<Vec<Recorded>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Recorded>>();
+    tokio::spawn(async move {
+        let mut pending = Vec::new();
+        while let Some(first) = rx.recv().await {
+            pending.extend(first);
+            while let Ok(more) = rx.try_recv() {
+                pending.extend(more);
+            }
+            if let Err(e) = crate::db::jobs::announce_outbound(&pool, &pending).await {
+                tracing::warn!(error = %e, messages = pending.len(), "announcing outbound statuses failed");
+            }
+            pending.clear();
+        }
+    });
+    tx
+}
+
+async fn flush(shared: &Arc<Shared>, batch: &[Done]) -> anyhow::Result<Vec<Recorded>> {
     let mut ok = Completions::default();
     let mut failed = Failures::default();
     let mut released = Vec::new();
@@ -104,13 +132,16 @@ async fn flush(shared: &Arc<Shared>, batch: &[Done]) -> anyhow::Result<()> {
     let pool = &shared.queue;
     let me = shared.id;
     let mut refused = 0;
+    let mut recorded = Vec::new();
     if !ok.ids.is_empty() {
-        let n = crate::db::jobs::complete(pool, me, &ok.ids, &ok.results, &ok.acked).await?;
-        refused += ok.ids.len() as u64 - n;
+        let done = crate::db::jobs::complete(pool, me, &ok.ids, &ok.results, &ok.acked).await?;
+        refused += (ok.ids.len() - done.len()) as u64;
+        recorded.extend(done);
     }
     if !failed.ids.is_empty() {
-        let n = crate::db::jobs::fail(pool, me, &failed.ids, &failed.errors, &failed.backoff_ms, &failed.dead).await?;
-        refused += failed.ids.len() as u64 - n;
+        let done = crate::db::jobs::fail(pool, me, &failed.ids, &failed.errors, &failed.backoff_ms, &failed.dead).await?;
+        refused += (failed.ids.len() - done.len()) as u64;
+        recorded.extend(done);
         if let Some(min) = failed.backoff_ms.iter().zip(&failed.dead).filter(|(_, d)| !**d).map(|(b, _)| *b).min() {
             wake_after(shared, min);
         }
@@ -126,7 +157,7 @@ async fn flush(shared: &Arc<Shared>, batch: &[Done]) -> anyhow::Result<()> {
         tracing::warn!(refused, "outcomes refused by the fence: sessions changed hands; checking leases");
         shared.wake_lease.notify_one();
     }
-    Ok(())
+    Ok(recorded)
 }
 
 /// A retry is due in `ms`: wake the dispatcher then rather than at the next poll.
