@@ -93,3 +93,33 @@ async fn session_add_shows_the_qr_and_waits_until_linked() {
     assert!(text.contains('█') && text.contains("Link a device"), "{text}");
     assert!(text.contains("linked: s1 is connected as 15550000001@s.whatsapp.net"), "{text}");
 }
+
+/// `pgwa bench` keeps working: a small burst and a short steady run each print one JSON
+/// line whose figures add up (every job drained, percentiles ordered, the latency
+/// breakdown present). The figures themselves are measured in release builds only.
+#[tokio::test]
+async fn bench_prints_its_figures_as_one_json_line() {
+    let db = TestDb::new().await.unwrap();
+    for args in [
+        &["bench", "--jobs", "300", "--sessions", "3", "--chats", "5"][..],
+        &["bench", "--jobs", "60", "--sessions", "2", "--rate", "200"],
+    ] {
+        let o = pgwa(&db, args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        let line = stdout(&o);
+        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let jobs: u64 = args[2].parse().unwrap();
+        assert_eq!(v["jobs"], jobs, "{v}");
+        assert!(v["jobs_per_sec"].as_f64().unwrap() > 0.0, "{v}");
+        let (p50, p99) = (v["p50_ms"].as_f64().unwrap(), v["p99_ms"].as_f64().unwrap());
+        assert!(0.0 < p50 && p50 <= p99, "{v}");
+        for part in ["p50_enqueue_to_claim_ms", "p50_claim_to_ack_ms", "p50_ack_to_recorded_ms"] {
+            assert!(v[part].as_f64().is_some_and(|ms| ms >= 0.0), "{part} in {v}");
+        }
+    }
+    let scratch = format!("{}_bench", db.name);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)")))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+}

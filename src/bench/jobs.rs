@@ -93,6 +93,17 @@ pub async fn run(cfg: &Config, b: JobsBench) -> anyhow::Result<serde_json::Value
     )
     .fetch_one(&pool)
     .await?;
+    // Where the median job's time went, from the timestamps Postgres and the worker
+    // recorded: enqueue transaction start -> claim statement start -> server ack ->
+    // outcome statement start.
+    let (to_claim, to_ack, to_done): (f64, f64, f64) = sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM attempted_at - created_at) * 1000),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - attempted_at) * 1000),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - sent_at) * 1000)
+           FROM wa.jobs WHERE kind = 'send'",
+    )
+    .fetch_one(&pool)
+    .await?;
     stop.cancel();
     handle.await??;
     pool.close().await;
@@ -110,6 +121,9 @@ pub async fn run(cfg: &Config, b: JobsBench) -> anyhow::Result<serde_json::Value
         "jobs_per_sec": (total as f64 / seconds).round(),
         "p50_ms": round3(p50),
         "p99_ms": round3(p99),
+        "p50_enqueue_to_claim_ms": round3(to_claim),
+        "p50_claim_to_ack_ms": round3(to_ack),
+        "p50_ack_to_recorded_ms": round3(to_done),
     }))
 }
 
