@@ -203,11 +203,17 @@ async fn wait_connected(pool: &PgPool, sessions: u32) -> anyhow::Result<()> {
     }
 }
 
-/// Polls cheaply (unfinished jobs are in partial indexes) until no job is unfinished.
+/// Polls cheaply (unfinished jobs are in partial indexes by phase) until none is left.
 async fn wait_drained(pool: &PgPool, total: u64, started: Instant) -> anyhow::Result<()> {
     let mut last_report = Instant::now();
     loop {
-        let busy: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.jobs WHERE phase < 2)").fetch_one(pool).await?;
+        // One probe per partial index (a bare `phase < 2` matches neither predicate and
+        // would scan the table, competing with the worker it measures).
+        let busy: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM wa.jobs WHERE phase = 1) OR EXISTS (SELECT 1 FROM wa.jobs WHERE phase = 0)",
+        )
+        .fetch_one(pool)
+        .await?;
         if !busy {
             let done: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND kind = 'send'")
                 .fetch_one(pool)

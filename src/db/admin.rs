@@ -21,8 +21,8 @@ pub struct SessionRow {
 
 const SESSION_SELECT: &str = "SELECT h.session, h.desired::text AS desired, h.status::text AS status, h.status_reason,
         h.held, h.healthy, h.worker_id, h.bad_mac_count, h.bad_decrypt_count, h.failed_connect_count, h.last_error,
-        (SELECT count(*) FROM wa.jobs j WHERE j.session_id = h.session
-            AND j.phase < 2) AS queued
+        (SELECT count(*) FROM wa.jobs j WHERE j.session_id = h.session AND j.phase = 1)
+          + (SELECT count(*) FROM wa.jobs j WHERE j.session_id = h.session AND j.phase = 0) AS queued
    FROM wa.session_health h";
 
 pub async fn sessions(pool: &PgPool) -> sqlx::Result<Vec<SessionRow>> {
@@ -103,13 +103,15 @@ pub async fn held_by_status(pool: &PgPool, worker: uuid::Uuid) -> sqlx::Result<V
     Ok(rows.into_iter().map(|(s, n)| (s, n.into())).collect())
 }
 
-/// Jobs waiting or running, by state, across all sessions (unfinished jobs are in
-/// partial indexes by phase, so this reads only them, even beside millions of finished).
+/// Jobs waiting or running, by state, across all sessions. Each count names its phase,
+/// whose partial index holds only unfinished jobs, so this stays cheap beside millions
+/// of finished ones.
 pub async fn queue_depth(pool: &PgPool) -> sqlx::Result<Vec<(&'static str, i64)>> {
     let (a, s, r, t): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE state = 'available'), count(*) FILTER (WHERE state = 'scheduled'),
-                count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state = 'retryable')
-           FROM wa.jobs WHERE phase < 2",
+        "SELECT (SELECT count(*) FROM wa.jobs WHERE phase = 1 AND state = 'available'),
+                (SELECT count(*) FROM wa.jobs WHERE phase = 0 AND state = 'scheduled'),
+                (SELECT count(*) FROM wa.jobs WHERE phase = 1 AND state = 'running'),
+                (SELECT count(*) FROM wa.jobs WHERE phase = 0 AND state = 'retryable')",
     )
     .fetch_one(pool)
     .await?;
