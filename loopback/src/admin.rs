@@ -61,3 +61,16 @@ pub async fn kick(
         .map(|()| StatusCode::NO_CONTENT)
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e:#}")))
 }
+
+#[derive(Deserialize)]
+pub struct NackParams {
+    pub id: String,
+    pub code: String,
+}
+
+/// `POST /admin/nack?id=MESSAGE_ID&code=479`: the server will refuse that message
+/// (`<ack class="message" error="479"/>`) instead of relaying it.
+pub async fn nack(State(shared): State<Arc<Shared>>, Query(params): Query<NackParams>) -> StatusCode {
+    shared.lock().nacks.insert(params.id, params.code);
+    StatusCode::NO_CONTENT
+}

@@ -15,6 +15,21 @@ pub fn on_message(session: &Session, node: &Node) {
     let to = attr_string(node, "to").unwrap_or_default();
     let kind = attr_string(node, "type").unwrap_or_else(|| "text".into());
     let t = nodes::now().to_string();
+    // Fault injection (`/admin/nack`): refuse this message, relay nothing.
+    let nack = session.shared.lock().nacks.remove(&id);
+    if let Some(code) = nack {
+        tracing::info!(id, code, "message refused with a nack");
+        session.send(
+            NodeBuilder::new("ack")
+                .attr("class", "message")
+                .attr("id", id)
+                .attr("from", to)
+                .attr("t", t)
+                .attr("error", code)
+                .build(),
+        );
+        return;
+    }
     let sender = Jid::pn_device(phone.as_str(), *device);
     let device_identity = child(node, "device-identity").cloned();
     let mut inner = session.shared.lock();

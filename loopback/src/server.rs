@@ -45,6 +45,7 @@ impl Server {
             .route("/admin/scan", post(admin::scan))
             .route("/admin/pair-code", post(admin::pair_code))
             .route("/admin/kick", post(admin::kick))
+            .route("/admin/nack", post(admin::nack))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {

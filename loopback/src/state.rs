@@ -58,6 +58,8 @@ pub struct Inner {
     pub pending: HashMap<[u8; 32], PendingLink>,
     /// Stanzas for devices that were offline, delivered after their next login.
     pub offline: HashMap<(String, u16), Vec<Node>>,
+    /// Fault injection: message ids to refuse with a nack code instead of relaying.
+    pub nacks: HashMap<String, String>,
 }
 
 /// Counters tests use to see which protocol paths ran.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ecosystem;
+pub mod loopback;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

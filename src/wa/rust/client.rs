@@ -124,6 +124,12 @@ fn lease_lost(spec: &SessionSpec) -> String {
     )
 }
 
+/// Whether the session's stored device is linked to an account (has its phone JID).
+async fn is_linked(backend: &PgBackend) -> whatsapp_rust::wacore::store::error::Result<bool> {
+    use whatsapp_rust::wacore::store::traits::DeviceStore;
+    Ok(backend.load().await?.is_some_and(|d| d.pn.is_some()))
+}
+
 pub(super) fn pair_options(phone: &str) -> PairCodeOptions {
     PairCodeOptions { phone_number: phone.to_owned(), ..Default::default() }
 }
@@ -140,6 +146,18 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, String> {
         attempts: cfg.inbox_attempts,
         pause: Duration::from_millis(cfg.inbox_retry_pause_ms),
     };
+    // Ask for a pairing code only while the device is not linked yet. wa.sessions keeps
+    // pair_phone after linking, and whatsapp-rust's pair-code task checks
+    // `is_logged_in()` as soon as the socket is up, which on a restart is before the
+    // login completes: a linked device then requested a code on its login socket (the
+    // loopback server answers 400, recorded as the session's last_error; what the real
+    // server does with it is unknown). Found by the loopback e2e restart test.
+    let mut pair_code = spec.pair_phone.as_deref();
+    if pair_code.is_some()
+        && is_linked(&backend).await.map_err(|e| format!("session {}: reading its credentials failed: {e}", spec.id))?
+    {
+        pair_code = None;
+    }
     let transport = match &cfg.ws_url {
         Some(url) => TokioWebSocketTransportFactory::new().with_url(url.clone()),
         None => TokioWebSocketTransportFactory::new(),
@@ -158,7 +176,7 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, String> {
     if let Some(v) = cfg.version {
         builder = builder.with_version(v);
     }
-    if let Some(phone) = &spec.pair_phone {
+    if let Some(phone) = pair_code {
         builder = builder.with_pair_code(pair_options(phone));
     }
     let bot = builder.build().await.map_err(|e| match &e {
@@ -167,6 +185,12 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, String> {
     })?;
     let handle = bot.spawn();
     let client = handle.client();
+    // A gateway's inbound messages are handled (committed to wa.inbox) as they arrive,
+    // so the sender is told "delivered", not `inactive`. whatsapp-rust sends active
+    // receipts only after presence `available`, which it sends only once a push name
+    // is known; and pgwa should not depend on presence for it, since being "online"
+    // also mutes the phone's notifications. Found by the loopback e2e tests.
+    client.set_force_active_delivery_receipts(true);
     let flags = Arc::new(Flags::new(Duration::from_millis(cfg.decrypt_failure_window_ms)));
 
     let f = flags.clone();
@@ -196,6 +220,14 @@ async fn translate(
                     let _ = c.pair_with_code(opts).await; // failures arrive as PairingCodeError
                 });
             }
+            continue;
+        }
+        // Found by the loopback e2e tests: with a pairing code requested, whatsapp-rust
+        // still rotates QR codes on the same connection (either would link). The app
+        // asked for a code, and the README promises a pairing code "instead" of a QR:
+        // publishing the QRs would flip the status from awaiting_pair_code to
+        // awaiting_qr at every rotation and count QR codes nobody shows.
+        if spec.pair_phone.is_some() && matches!(&*ev, Event::PairingQrCode(_)) {
             continue;
         }
         let me = || Identity {

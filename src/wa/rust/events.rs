@@ -54,6 +54,9 @@ pub struct Flags {
     pub dropped: AtomicBool,
     /// The run loop ended (terminal event, QR exhausted, close): a new client is needed.
     pub ended: AtomicBool,
+    /// The server logged this device out (not our own close): its identity is dead, so
+    /// close() wipes the stored keys once the client has stopped.
+    pub server_logout: AtomicBool,
     down_since: Mutex<Option<Instant>>,
     decrypt_seen: Mutex<HashMap<String, Instant>>,
     app_state_reported: AtomicBool,
@@ -67,6 +70,7 @@ impl Flags {
             up: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
             ended: AtomicBool::new(false),
+            server_logout: AtomicBool::new(false),
             down_since: Mutex::new(Some(Instant::now())),
             decrypt_seen: Mutex::default(),
             app_state_reported: AtomicBool::new(false),
@@ -130,6 +134,7 @@ pub fn map(ev: &Event, flags: &Flags, now: DateTime<Utc>, me: impl FnOnce() -> I
             if flags.closing.load(Ordering::SeqCst) {
                 return vec![];
             }
+            flags.server_logout.store(true, Ordering::SeqCst);
             let mut reason = format!("logged out by the server ({:?}{})", l.reason, if l.on_connect { ", at login" } else { "" });
             if let Some(h) = l.logout_message.as_ref().and_then(|m| m.header.as_deref()) {
                 reason.push_str(": ");
@@ -145,6 +150,13 @@ pub fn map(ev: &Event, flags: &Flags, now: DateTime<Utc>, me: impl FnOnce() -> I
             expires_at: now + chrono::Duration::from_std(c.timeout).unwrap_or_default(),
         }),
         Event::PairingCodeError(e) => one(WaEvent::Error { message: format!("pairing code refused: {}", e.error) }),
+        // Found by the loopback e2e tests: whatsapp-rust rotates QR codes on a pair-code
+        // connection too, and when they run out while a pairing code is still valid it
+        // leaves the socket up (`disconnected: false`) so the code can still be entered.
+        // Parking the session as stopped there would void a code the app is showing
+        // (QR rotation lasts 60 s + 5 x 20 s, a pairing code about 180 s). Only an
+        // exhaustion that ended the connection is the end of linking.
+        Event::PairingQrCodesExhausted(e) if !e.disconnected => vec![],
         Event::PairingQrCodesExhausted(_) => one(WaEvent::QrExhausted),
         Event::ClientOutdated(_) => {
             flags.set_up(false);
@@ -179,7 +191,11 @@ pub fn map(ev: &Event, flags: &Flags, now: DateTime<Utc>, me: impl FnOnce() -> I
         }
         Event::Receipt(r) => {
             let kind = match r.r#type {
-                ReceiptType::Delivered => ReceiptKind::Delivered,
+                // `inactive` is the delivery receipt of a passive device (one that has
+                // not sent presence `available`): whatsapp-rust sends it *instead of*
+                // `delivery`, so the message did reach that device. Found by the
+                // loopback e2e tests, where the recipient is another pgwa session.
+                ReceiptType::Delivered | ReceiptType::Inactive => ReceiptKind::Delivered,
                 ReceiptType::Read | ReceiptType::Played => ReceiptKind::Read,
                 _ => return vec![],
             };
@@ -202,5 +218,36 @@ pub fn map(ev: &Event, flags: &Flags, now: DateTime<Utc>, me: impl FnOnce() -> I
             one(WaEvent::Undecryptable { peer: String::new(), bad_mac: false })
         }
         _ => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use whatsapp_rust::types::events as ev;
+    use whatsapp_rust::wacore::types::message::MessageSource;
+
+    fn map_one(e: Event) -> Vec<WaEvent> {
+        map(&e, &Flags::new(Duration::from_secs(60)), Utc::now(), Identity::default)
+    }
+
+    #[test]
+    fn an_inactive_receipt_is_a_delivery() {
+        let receipt = ev::Receipt::builder()
+            .source(MessageSource::default())
+            .message_ids(vec!["M1".into()])
+            .timestamp(Utc::now())
+            .r#type(ReceiptType::Inactive)
+            .offline(false)
+            .build();
+        let got = map_one(Event::Receipt(receipt));
+        assert!(matches!(&got[..], [WaEvent::Receipt { kind: ReceiptKind::Delivered, .. }]), "{got:?}");
+    }
+
+    #[test]
+    fn qr_exhaustion_ends_linking_only_when_the_client_disconnected() {
+        let exhausted = |d| Event::PairingQrCodesExhausted(ev::PairingQrCodesExhausted::builder().disconnected(d).build());
+        assert!(matches!(&map_one(exhausted(true))[..], [WaEvent::QrExhausted]));
+        assert!(map_one(exhausted(false)).is_empty(), "a pairing code is still outstanding on the open socket");
     }
 }

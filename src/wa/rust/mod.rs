@@ -276,7 +276,31 @@ impl WaSession for RustSession {
         let Some(c) = guard.take() else { return Ok(()) };
         drop(guard);
         self.ctx.acks.fail_all();
+        let server_logout = c.flags.server_logout.load(std::sync::atomic::Ordering::SeqCst);
         c.stop(logout, grace).await;
+        if server_logout {
+            self.wipe_dead_identity().await?;
+        }
+        Ok(())
+    }
+}
+
+impl RustSession {
+    /// The server logged the device out (401, 516, device removed): WhatsApp never
+    /// accepts that identity again, and whatsapp-rust keeps it in the store, so the next
+    /// start would log in with it and be refused forever instead of showing a QR. The
+    /// worker closes the session (we run after the client stopped, so no late flush
+    /// writes the keys back) before it releases the lease, so the wipe is fenced by a
+    /// lease we still hold. Found by the loopback e2e tests (`wa.start_session` after a
+    /// 401 never offered a QR). Bad MAC at the limit wipes too, in the worker's policy.
+    async fn wipe_dead_identity(&self) -> Result<(), String> {
+        use crate::store::cleanup::{CleanupScope, run_cleanup};
+        let spec = &self.ctx.spec;
+        let fence = crate::store::Fence { worker_id: spec.worker_id, epoch: spec.epoch };
+        let n = run_cleanup(&self.ctx.pool, &spec.id, &CleanupScope::All, Some(fence))
+            .await
+            .map_err(|e| format!("session {}: wiping the keys of the logged-out device failed: {e:#}", spec.id))?;
+        tracing::info!(session = %spec.id, rows = n, "logged out by the server: keys wiped, the next start links anew");
         Ok(())
     }
 }
