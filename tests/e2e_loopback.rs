@@ -9,7 +9,7 @@ mod common;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use common::loopback::{Notifications, Worker, admin_post, session, start_server, wait_status};
+use common::loopback::{Notifications, Worker, session, start_server, wait_status};
 use pgwa::testkit::TestDb;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -41,7 +41,7 @@ async fn link_by_qr(pool: &PgPool, server: &pgwa_loopback::Server, notes: &Notif
     assert!(note["expires_at"].is_string(), "the wa_link payload carries the expiry: {note}");
     assert!(!note.to_string().contains(&qr), "the code itself never travels in a NOTIFY payload");
 
-    let (status, body) = admin_post(server, &format!("/admin/scan?phone={phone}"), &qr).await;
+    let (status, body) = server.admin_post(&format!("/admin/scan?phone={phone}"), &qr).await;
     assert_eq!(status, 200, "the phone could not scan the QR: {body}");
     let linked: Value = serde_json::from_str(&body).unwrap();
     let row = wait_status(pool, id, "connected", LINK).await;
@@ -66,7 +66,7 @@ async fn link_by_pair_code(pool: &PgPool, server: &pgwa_loopback::Server, notes:
         .await;
     assert_eq!(session(pool, id).await.qr_count, 0, "linking by code shows no QR");
 
-    let (status, body) = admin_post(server, &format!("/admin/pair-code?phone={phone}"), &code).await;
+    let (status, body) = server.admin_post(&format!("/admin/pair-code?phone={phone}"), &code).await;
     assert_eq!(status, 200, "the phone could not enter the code: {body}");
     let row = wait_status(pool, id, "connected", LINK).await;
     assert_eq!(row.phone.as_deref(), Some(phone));
@@ -240,7 +240,7 @@ async fn kicks_drop_and_429_reconnect_conflict_stays_down_401_logs_out() {
     // A dropped socket (no stream error) is not terminal: whatsapp-rust reconnects, the
     // status goes reconnecting -> connected, by login (no QR).
     let logins = stats.logins.load(Relaxed);
-    let (status, body) = admin_post(&server, &format!("/admin/kick?jid={carol}&reason=close"), "").await;
+    let (status, body) = server.admin_post(&format!("/admin/kick?jid={carol}&reason=close"), "").await;
     assert_eq!(status, 204, "kick failed: {body}");
     notes
         .wait(Duration::from_secs(30), "wa_session_status", "carol reconnecting", |p| {
@@ -259,7 +259,7 @@ async fn kicks_drop_and_429_reconnect_conflict_stays_down_401_logs_out() {
     // not at once, and with one login, not a storm.
     let logins = stats.logins.load(Relaxed);
     let kicked = std::time::Instant::now();
-    let (status, body) = admin_post(&server, &format!("/admin/kick?jid={carol}&reason=429"), "").await;
+    let (status, body) = server.admin_post(&format!("/admin/kick?jid={carol}&reason=429"), "").await;
     assert_eq!(status, 204, "kick failed: {body}");
     wait_status(pool, "carol", "reconnecting", Duration::from_secs(30)).await;
     wait_status(pool, "carol", "connected", Duration::from_secs(90)).await;
@@ -268,7 +268,7 @@ async fn kicks_drop_and_429_reconnect_conflict_stays_down_401_logs_out() {
     assert_eq!(stats.logins.load(Relaxed), logins + 1, "one login after the backoff");
 
     let logins = stats.logins.load(Relaxed);
-    let (status, body) = admin_post(&server, &format!("/admin/kick?jid={carol}&reason=replaced"), "").await;
+    let (status, body) = server.admin_post(&format!("/admin/kick?jid={carol}&reason=replaced"), "").await;
     assert_eq!(status, 204, "kick failed: {body}");
     let row = wait_status(pool, "carol", "conflict", Duration::from_secs(30)).await;
     assert!(row.status_reason.unwrap_or_default().contains("another client"));
@@ -286,7 +286,7 @@ async fn kicks_drop_and_429_reconnect_conflict_stays_down_401_logs_out() {
     assert_eq!(session(pool, "dave").await.status, "connected");
 
     let dave = session(pool, "dave").await.jid.unwrap();
-    let (status, body) = admin_post(&server, &format!("/admin/kick?jid={dave}&reason=401"), "").await;
+    let (status, body) = server.admin_post(&format!("/admin/kick?jid={dave}&reason=401"), "").await;
     assert_eq!(status, 204, "kick failed: {body}");
     wait_status(pool, "dave", "logged_out", Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -388,7 +388,7 @@ async fn a_person_reads_and_replies_and_a_nacked_send_dies() {
     .fetch_one(pool)
     .await
     .unwrap();
-    let (status, body) = admin_post(&server, &format!("/admin/nack?id={message_id}&code=479"), "").await;
+    let (status, body) = server.admin_post(&format!("/admin/nack?id={message_id}&code=479"), "").await;
     assert_eq!(status, 204, "arming the nack failed: {body}");
     let (state, delivery, error): (String, String, Option<String>) =
         common::eventually(Duration::from_secs(30), "the nacked send to end", || async {
@@ -425,7 +425,7 @@ async fn a_logged_out_session_links_again_after_start_session() {
     let _worker = Worker::spawn(&db, &server);
     link_by_qr(pool, &server, &notes, "gina", "15550007777").await;
     let jid = session(pool, "gina").await.jid.unwrap();
-    let (status, body) = admin_post(&server, &format!("/admin/kick?jid={jid}&reason=401"), "").await;
+    let (status, body) = server.admin_post(&format!("/admin/kick?jid={jid}&reason=401"), "").await;
     assert_eq!(status, 204, "kick failed: {body}");
     let row = wait_status(pool, "gina", "logged_out", Duration::from_secs(30)).await;
     let qr_count = row.qr_count;
@@ -451,7 +451,7 @@ async fn a_logged_out_session_links_again_after_start_session() {
         row.qr_code.filter(|_| row.qr_count > qr_count)
     })
     .await;
-    let (status, body) = admin_post(&server, "/admin/scan?phone=15550007777", &qr).await;
+    let (status, body) = server.admin_post("/admin/scan?phone=15550007777", &qr).await;
     assert_eq!(status, 200, "the phone could not scan the new QR: {body}");
     let row = wait_status(pool, "gina", "connected", LINK).await;
     assert_ne!(row.jid.as_deref(), Some(jid.as_str()), "linked again as a new companion device");

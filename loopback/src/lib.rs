@@ -18,6 +18,8 @@ pub mod relay;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod test_client;
 pub mod usync;
 
 pub use server::{Config, Server};
+pub use test_client::TestClient;

@@ -10,7 +10,8 @@ use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::{any, post};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::noise::ServerKeys;
@@ -63,6 +64,24 @@ impl Server {
 
     pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// POSTs `body` to an admin endpoint (`path_and_query`, e.g. `/admin/scan?phone=…`)
+    /// over a minimal HTTP/1.1 request: (status code, response body). A test helper:
+    /// it panics if the server cannot be reached.
+    pub async fn admin_post(&self, path_and_query: &str, body: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect admin");
+        let request = format!(
+            "POST {path_and_query} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("write admin request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read admin response");
+        let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
     }
 
     /// Runs until the listener fails.

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use common::{TestClient, link_new, new_store, post, start_server};
+use common::{TestClient, link_new, new_store, start_server};
 use whatsapp_rust::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -13,7 +13,7 @@ async fn conflict_replaced_emits_stream_replaced() {
     let server = start_server().await;
     let (mut client, jid) = link_new(&server, new_store(), "Erin", None).await;
     let logins = server.shared.stats.logins.load(Relaxed);
-    let (status, body) = post(&server, &format!("/admin/kick?jid={jid}&reason=replaced"), "").await;
+    let (status, body) = server.admin_post(&format!("/admin/kick?jid={jid}&reason=replaced"), "").await;
     assert_eq!(status, 204, "kick failed: {body}");
     client.wait_for("StreamReplaced", 10, |e| matches!(e, Event::StreamReplaced(_)).then_some(())).await;
     let reconnected = client.try_wait_for("Connected", 3, |e| matches!(e, Event::Connected(_)).then_some(())).await;
@@ -27,7 +27,7 @@ async fn unlinked_device_is_logged_out_and_refused() {
     let server = start_server().await;
     let store = new_store();
     let (mut client, jid) = link_new(&server, store.clone(), "Frank", None).await;
-    let (status, body) = post(&server, &format!("/admin/kick?jid={jid}&reason=401"), "").await;
+    let (status, body) = server.admin_post(&format!("/admin/kick?jid={jid}&reason=401"), "").await;
     assert_eq!(status, 204, "kick failed: {body}");
     client.wait_for("LoggedOut", 10, |e| matches!(e, Event::LoggedOut(_)).then_some(())).await;
     client.stop().await;
@@ -51,7 +51,7 @@ async fn stream_end_makes_the_client_reconnect_by_itself() {
     let server = start_server().await;
     let (mut client, jid) = link_new(&server, new_store(), "Gina", None).await;
     let logins = server.shared.stats.logins.load(Relaxed);
-    let (status, body) = post(&server, &format!("/admin/kick?jid={jid}&reason=end"), "").await;
+    let (status, body) = server.admin_post(&format!("/admin/kick?jid={jid}&reason=end"), "").await;
     assert_eq!(status, 204, "kick failed: {body}");
     client.wait_for("Connected again", 30, |e| matches!(e, Event::Connected(_)).then_some(())).await;
     assert_eq!(server.shared.stats.logins.load(Relaxed), logins + 1);

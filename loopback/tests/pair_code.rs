@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestClient, new_store, post, start_server};
+use common::{TestClient, new_store, start_server};
 use whatsapp_rust::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,7 +17,7 @@ async fn link_by_pair_code() {
             _ => None,
         })
         .await;
-    let (status, body) = post(&server, "/admin/pair-code?phone=15550003333", &code).await;
+    let (status, body) = server.admin_post("/admin/pair-code?phone=15550003333", &code).await;
     assert_eq!(status, 200, "entering the pair code failed: {body}");
     let jid = client
         .wait_for("PairSuccess", 30, |e| match e {
@@ -43,7 +43,7 @@ async fn wrong_pair_code_does_not_link() {
         .await;
     let wrong: String = code.chars().rev().collect();
     assert_ne!(wrong, code);
-    let (status, body) = post(&server, "/admin/pair-code?phone=15550004444", &wrong).await;
+    let (status, body) = server.admin_post("/admin/pair-code?phone=15550004444", &wrong).await;
     assert_eq!(status, 200, "the phone accepts any typed code: {body}");
     // The client cannot unwrap the phone's ephemeral with its own code, so its
     // key bundle does not decrypt and no pair-success is ever sent.

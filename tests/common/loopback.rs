@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pgwa::testkit::TestDb;
+use pgwa_loopback::test_client::{TestClient, new_store};
 use pgwa_loopback::{Config, Server};
 use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::eventually;
 
@@ -78,22 +78,6 @@ impl Drop for Worker {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Minimal HTTP/1.1 POST to the loopback admin endpoint: (status code, body).
-pub async fn admin_post(server: &Server, path_and_query: &str, body: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(server.addr).await.expect("connect admin");
-    let request = format!(
-        "POST {path_and_query} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        server.addr,
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.expect("write admin request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read admin response");
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
 }
 
 /// A LISTEN client recording every notification (channel, JSON payload) it receives.
@@ -179,87 +163,43 @@ pub async fn wait_status(pool: &PgPool, id: &str, status: &str, within: Duration
 
 /// A plain whatsapp-rust client (in-memory store) in this process: the person at the
 /// other end of a chat, who can read messages and mark them read, which a pgwa session
-/// never does (pgwa sends no read receipts).
-pub struct Person {
-    pub handle: whatsapp_rust::bot::BotHandle,
-    pub events: tokio::sync::mpsc::UnboundedReceiver<Arc<whatsapp_rust::types::events::Event>>,
-}
+/// never does (pgwa sends no read receipts). Derefs to the loopback crate's
+/// [`TestClient`] (`wait_for`, `try_wait_for`, `client`).
+pub struct Person(pub TestClient);
 
 impl Person {
     /// Starts a client, scans its QR on phone `phone` and waits until it is connected.
     pub async fn link(server: &Server, push_name: &str, phone: &str) -> Self {
-        use whatsapp_rust::TokioRuntime;
-        use whatsapp_rust::bot::Bot;
-        use whatsapp_rust::http::UreqHttpClient;
-        use whatsapp_rust::transport::TokioWebSocketTransportFactory;
         use whatsapp_rust::types::events::Event;
-        use whatsapp_rust::wacore::store::InMemoryBackend;
 
-        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
-        let bot = Bot::builder()
-            .with_backend(InMemoryBackend::new())
-            .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(server.ws_url()))
-            .with_http_client(UreqHttpClient::new())
-            .with_runtime(TokioRuntime)
-            .with_version((2, 3000, 0))
-            .with_push_name(push_name)
-            .skip_history_sync()
-            .on_event(move |event, _client| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(event);
-                }
-            })
-            .build()
-            .await
-            .expect("whatsapp-rust client builds");
-        let mut person = Self { handle: bot.spawn(), events };
+        let mut person = TestClient::start(server, new_store(), push_name).await;
         let qr = person
             .wait_for("the person's QR code", 30, |e| match e {
                 Event::PairingQrCode(q) => Some(q.code.clone()),
                 _ => None,
             })
             .await;
-        let (status, body) = admin_post(server, &format!("/admin/scan?phone={phone}"), &qr).await;
+        let (status, body) = server.admin_post(&format!("/admin/scan?phone={phone}"), &qr).await;
         assert_eq!(status, 200, "the person's phone could not scan: {body}");
         person.wait_for("the person to connect", 90, |e| matches!(e, Event::Connected(_)).then_some(())).await;
-        person
-    }
-
-    pub fn client(&self) -> Arc<whatsapp_rust::Client> {
-        self.handle.client()
-    }
-
-    /// Waits for the first event `pick` maps to Some, failing on timeout.
-    pub async fn wait_for<T>(
-        &mut self,
-        what: &str,
-        secs: u64,
-        pick: impl FnMut(&whatsapp_rust::types::events::Event) -> Option<T>,
-    ) -> T {
-        self.try_wait_for(what, secs, pick).await.unwrap_or_else(|| panic!("timed out after {secs}s waiting for {what}"))
-    }
-
-    /// Like `wait_for`, but a timeout is None rather than a failure.
-    pub async fn try_wait_for<T>(
-        &mut self,
-        what: &str,
-        secs: u64,
-        mut pick: impl FnMut(&whatsapp_rust::types::events::Event) -> Option<T>,
-    ) -> Option<T> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            let event = tokio::time::timeout_at(deadline, self.events.recv())
-                .await
-                .ok()?
-                .unwrap_or_else(|| panic!("event channel closed while waiting for {what}"));
-            if let Some(v) = pick(&event) {
-                return Some(v);
-            }
-        }
+        Self(person)
     }
 
     pub async fn stop(self) {
-        self.handle.shutdown().await;
+        self.0.stop().await;
+    }
+}
+
+impl std::ops::Deref for Person {
+    type Target = TestClient;
+
+    fn deref(&self) -> &TestClient {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Person {
+    fn deref_mut(&mut self) -> &mut TestClient {
+        &mut self.0
     }
 }
