@@ -1,6 +1,8 @@
 //! The command line: thin wrappers over the SQL API and the worker.
 
 mod bench;
+#[cfg(feature = "loopback")]
+mod dev;
 pub mod import;
 mod jobs;
 mod link;
@@ -58,6 +60,10 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Measure the key store: session-record put/get, prekey batches, auth-state loads.
     BenchStore,
+    /// Try pgwa offline against a loopback WhatsApp server (builds with `--features loopback`).
+    #[cfg(feature = "loopback")]
+    #[command(subcommand)]
+    Dev(dev::DevCmd),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -96,6 +102,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 Command::Jobs(cmd) => jobs::run(cmd, &pool).await,
+                #[cfg(feature = "loopback")]
+                Command::Dev(cmd) => {
+                    migrate(&pool).await?;
+                    dev::run(cmd, cfg, pool).await
+                }
                 Command::Bench(_) | Command::BenchStore => unreachable!("handled above"),
             }
         }
@@ -117,6 +128,10 @@ async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
 }
 
 async fn run_worker(cfg: Config, pool: sqlx::PgPool) -> anyhow::Result<()> {
+    #[cfg(feature = "loopback")]
+    if matches!(cfg.whatsapp.backend, Backend::Whatsapp) {
+        dev::require_loopback(cfg.whatsapp.rust.ws_url.as_deref())?;
+    }
     let wa: Arc<dyn crate::wa::WhatsApp> = match cfg.whatsapp.backend {
         Backend::Whatsapp => Arc::new(crate::wa::rust::RustWhatsApp::new(pool.clone(), cfg.whatsapp.rust.clone())),
         Backend::Simulated => {

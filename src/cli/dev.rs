@@ -1,0 +1,152 @@
+//! `pgwa dev loopback`: pgwa against a WhatsApp stand-in on this machine, for trying it
+//! with no WhatsApp account and no network. It runs the loopback server (the test host
+//! of `loopback/`) in this process, plays the phone of every account on it, and runs a
+//! worker whose sessions connect there instead of to WhatsApp.
+//!
+//! Only in builds with the `loopback` feature: the stand-in's certificate is not signed
+//! by WhatsApp, so those builds skip that check, and they refuse any server that is not
+//! on this machine (`require_loopback`). Release builds have neither.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+
+use crate::config::{Backend, Config};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DevCmd {
+    /// Run a loopback WhatsApp server, a phone that links every new session, and a worker.
+    Loopback {
+        /// Port of the loopback server on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 5222)]
+        port: u16,
+    },
+}
+
+pub async fn run(cmd: DevCmd, mut cfg: Config, pool: PgPool) -> anyhow::Result<()> {
+    let DevCmd::Loopback { port } = cmd;
+    let server = pgwa_loopback::Server::start(pgwa_loopback::Config {
+        addr: Some(SocketAddr::from(([127, 0, 0, 1], port))),
+        state_dir: None,
+    })
+    .await
+    .with_context(|| format!("starting the loopback server on 127.0.0.1:{port}; is the port free? (--port 0 picks one)"))?;
+    cfg.whatsapp.backend = Backend::Whatsapp;
+    cfg.whatsapp.rust.ws_url = Some(server.ws_url());
+    cfg.whatsapp.rust.version = Some((2, 3000, 0));
+    println!("loopback WhatsApp server on {}", server.ws_url());
+    println!("the phone links every session that shows a QR or pairing code; try:");
+    println!("  psql -c \"SELECT wa.add_session('alice')\" -c \"SELECT wa.add_session('bob')\"");
+    println!("  psql -c \"SELECT phone FROM wa.sessions\"      # once both are connected");
+    println!("  psql -c \"SELECT wa.send_text('alice', '<bob''s phone>', 'hello')\"");
+    println!("  psql -c \"SELECT chat, sender, text FROM wa.inbox\"");
+    println!("accounts live in this process only: after a restart, sessions link again");
+    let phone = tokio::spawn(play_phone(pool.clone(), server.shared.clone()));
+    let result = super::run_worker(cfg, pool).await;
+    phone.abort();
+    result
+}
+
+/// Scans each QR code and types each pairing code a worker publishes, as a phone would.
+async fn play_phone(pool: PgPool, server: Arc<pgwa_loopback::state::Shared>) {
+    loop {
+        if let Err(e) = link_as_published(&pool, &server).await {
+            eprintln!("phone: {e:#}; listening again in 1 s");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+}
+
+async fn link_as_published(pool: &PgPool, server: &Arc<pgwa_loopback::state::Shared>) -> anyhow::Result<()> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen("wa_link").await?;
+    // Codes published before we listened.
+    let pending: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM wa.sessions WHERE (qr_code IS NOT NULL AND qr_expires_at > now())
+            OR (pair_code IS NOT NULL AND pair_code_expires_at > now())",
+    )
+    .fetch_all(pool)
+    .await?;
+    for session in pending {
+        link(pool, server, &session).await;
+    }
+    loop {
+        let n = listener.recv().await?;
+        let payload: serde_json::Value = serde_json::from_str(n.payload()).unwrap_or_default();
+        if let Some(session) = payload.get("session").and_then(|s| s.as_str()) {
+            link(pool, server, session).await;
+        }
+    }
+}
+
+/// A session's live QR code, live pairing code, and the phone number the code is for.
+type LinkCodes = (Option<String>, Option<String>, Option<String>);
+
+async fn link(pool: &PgPool, server: &Arc<pgwa_loopback::state::Shared>, session: &str) {
+    let row: sqlx::Result<Option<LinkCodes>> = sqlx::query_as(
+        "SELECT CASE WHEN qr_expires_at > now() THEN qr_code END,
+                CASE WHEN pair_code_expires_at > now() THEN pair_code END, pair_phone
+           FROM wa.sessions WHERE id = $1",
+    )
+    .bind(session)
+    .fetch_optional(pool)
+    .await;
+    match row {
+        Ok(Some((Some(qr), _, _))) => match pgwa_loopback::pairing::scan(server, &qr, None) {
+            Ok(linked) => println!("phone: scanned the QR code of session {session}: linked as {}", linked.jid),
+            Err(e) => eprintln!("phone: could not scan the QR code of session {session}: {e:#}"),
+        },
+        Ok(Some((None, Some(code), Some(phone)))) => {
+            let server = server.clone();
+            let entered = tokio::task::spawn_blocking(move || pgwa_loopback::pair_code::enter_code(&server, &phone, &code)).await;
+            match entered {
+                Ok(Ok(e)) => println!("phone: typed the pairing code of session {session} on phone {}", e.phone),
+                Ok(Err(e)) => eprintln!("phone: the pairing code of session {session} was refused: {e:#}"),
+                Err(e) => eprintln!("phone: typing the pairing code of session {session} failed: {e}"),
+            }
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("phone: reading session {session}: {e}"),
+    }
+}
+
+/// Builds with the `loopback` feature skip the check of WhatsApp's certificate chain, so
+/// they may only talk to a server on this machine; anything else is refused before a
+/// socket is opened.
+pub fn require_loopback(ws_url: Option<&str>) -> anyhow::Result<()> {
+    let refuse = |what: &str| {
+        anyhow::anyhow!(
+            "whatsapp.rust.ws_url: {what}; this pgwa was built with the `loopback` feature, which skips the check of \
+             WhatsApp's certificate, so it connects only to a server on this machine. Build without \
+             `--features loopback` to connect to WhatsApp"
+        )
+    };
+    let url = ws_url.ok_or_else(|| refuse("not set (WhatsApp's own server)"))?;
+    let parsed = url::Url::parse(url).map_err(|e| refuse(&format!("{url:?} is not a URL ({e})")))?;
+    let local = match parsed.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if local { Ok(()) } else { Err(refuse(&format!("{url} is not on this machine"))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::require_loopback;
+
+    #[test]
+    fn only_servers_on_this_machine_are_accepted() {
+        for ok in ["ws://127.0.0.1:5222/ws/chat", "ws://localhost:1/ws/chat", "ws://[::1]:5222/ws/chat"] {
+            assert!(require_loopback(Some(ok)).is_ok(), "{ok}");
+        }
+        for bad in [None, Some("wss://web.whatsapp.com/ws/chat"), Some("ws://10.0.0.5:5222/ws/chat"), Some("not a url")] {
+            let e = require_loopback(bad).unwrap_err().to_string();
+            assert!(e.contains("whatsapp.rust.ws_url") && e.contains("--features loopback"), "{bad:?}: {e}");
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! `pgwa dev loopback`, the offline trial the README shows: one process runs the loopback
+//! WhatsApp server, a phone that links every new session, and a worker. A new user adds
+//! two sessions with SQL, and they link with nobody scanning anything; one sends to the
+//! other and the message lands in the inbox. (The test binary has the `loopback` feature
+//! through the package's dev-dependency on itself; release builds do not.)
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::eventually;
+use pgwa::testkit::TestDb;
+
+#[tokio::test]
+async fn two_sessions_link_by_themselves_and_exchange_a_message() {
+    let db = TestDb::new().await.unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_pgwa"))
+            .args(["dev", "loopback", "--port", "0"])
+            .env("PGWA_DATABASE_URL", &db.url)
+            .env_remove("DATABASE_URL")
+            .env("PGWA_LOG__FILTER", "warn")
+            .env("PGWA_HTTP__LISTEN", "127.0.0.1:0")
+            .env("PGWA_WORKER__LEASE_TTL_MS", "10000")
+            .env("PGWA_WORKER__HEARTBEAT_MS", "1000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning pgwa dev loopback"),
+    );
+    let out = child.0.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // It migrates first (and says so), then starts the server.
+    let mut said = Vec::new();
+    while !said.last().is_some_and(|l: &String| l.starts_with("loopback WhatsApp server on ws://127.0.0.1:")) {
+        let line = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await;
+        said.push(line.unwrap_or_else(|_| panic!("no server line within 60 s; it said {said:#?}")).expect("its output"));
+    }
+
+    let pool = &db.pool;
+    sqlx::query("SELECT wa.add_session('alice'), wa.add_session('bob')").execute(pool).await.unwrap();
+    let phones: Vec<(String, String)> = eventually(Duration::from_secs(90), "both sessions connected", || async {
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT id, phone FROM wa.sessions WHERE status = 'connected' ORDER BY id")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        let phones: Vec<(String, String)> = rows.into_iter().filter_map(|(id, p)| Some((id, p?))).collect();
+        (phones.len() == 2).then_some(phones)
+    })
+    .await;
+    let bob_phone = &phones[1].1;
+
+    sqlx::query("SELECT wa.send_text('alice', $1, 'hello from alice')").bind(bob_phone).execute(pool).await.unwrap();
+    let (chat, text): (String, Option<String>) = eventually(Duration::from_secs(60), "the message in bob's inbox", || async {
+        sqlx::query_as("SELECT chat, text FROM wa.inbox WHERE session_id = 'bob'").fetch_optional(pool).await.unwrap()
+    })
+    .await;
+    assert_eq!(text.as_deref(), Some("hello from alice"));
+    assert_eq!(chat, format!("{}@s.whatsapp.net", phones[0].1), "the chat is alice's number");
+
+    // What the process said it did: a user follows along in its output.
+    while let Ok(line) = rx.try_recv() {
+        said.push(line);
+    }
+    let scans = said.iter().filter(|l| l.starts_with("phone: scanned the QR code of session")).count();
+    assert_eq!(scans, 2, "{said:#?}");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.0.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "exit status {status}");
+}
+
+/// The process dies with a failing test instead of outliving it (it holds the test's
+/// stderr, so an orphan would keep `cargo test`'s output open).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
