@@ -189,9 +189,34 @@ async fn link_by_qr_and_pair_code_send_and_survive_a_worker_restart() {
     link_by_pair_code(pool, &server, &notes, "bob", B_PHONE).await;
     assert!(notes.on("wa_link").iter().filter(|p| session_is("bob")(p)).all(|p| p["kind"] == "pair_code"));
 
-    // c. Messages both ways.
-    send_and_check(pool, &notes, "alice", A_PHONE, "bob", B_PHONE, "hello from A").await;
+    // c. Messages both ways, then a reply quoting A's message and a reaction to it.
+    let first = send_and_check(pool, &notes, "alice", A_PHONE, "bob", B_PHONE, "hello from A").await;
     send_and_check(pool, &notes, "bob", B_PHONE, "alice", A_PHONE, "hello back from B").await;
+    let (_, reply): (i64, String) =
+        sqlx::query_as("SELECT job_id, message_id FROM wa.send_text('bob', $1, 'a reply', reply_to => $2)")
+            .bind(A_PHONE)
+            .bind(&first)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let (_, reaction): (i64, String) = sqlx::query_as("SELECT job_id, message_id FROM wa.send_reaction('bob', $1, $2, '👍')")
+        .bind(A_PHONE)
+        .bind(&first)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    for (id, kind, text) in [(&reply, "text", "a reply"), (&reaction, "reaction", "👍")] {
+        let got: (String, Option<String>, Option<String>) =
+            common::eventually(Duration::from_secs(60), &format!("the {kind} in A's inbox"), || async {
+                sqlx::query_as("SELECT kind, text, quoted_id FROM wa.inbox WHERE session_id = 'alice' AND message_id = $1")
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await
+                    .unwrap()
+            })
+            .await;
+        assert_eq!((got.0.as_str(), got.1.as_deref(), got.2.as_deref()), (kind, Some(text), Some(first.as_str())), "the {kind}");
+    }
 
     // d. Restart: SIGTERM releases the leases; the next worker logs both in from the keys
     // in Postgres, with IK handshakes and no new QR or pairing code.
