@@ -11,13 +11,15 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::eventually;
+// Kills the process if the test fails, so it cannot outlive it holding the test's stderr.
+use common::loopback::Worker;
 use pgwa::testkit::TestDb;
 
 #[tokio::test]
 async fn two_sessions_link_by_themselves_and_exchange_a_message() {
     let db = TestDb::new().await.unwrap();
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_pgwa"))
+    let mut child = Worker {
+        child: Command::new(env!("CARGO_BIN_EXE_pgwa"))
             .args(["dev", "loopback", "--port", "0"])
             .env("PGWA_DATABASE_URL", &db.url)
             .env_remove("DATABASE_URL")
@@ -29,8 +31,8 @@ async fn two_sessions_link_by_themselves_and_exchange_a_message() {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawning pgwa dev loopback"),
-    );
-    let out = child.0.stdout.take().unwrap();
+    };
+    let out = child.child.stdout.take().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -73,18 +75,7 @@ async fn two_sessions_link_by_themselves_and_exchange_a_message() {
     let scans = said.iter().filter(|l| l.starts_with("phone: scanned the QR code of session")).count();
     assert_eq!(scans, 2, "{said:#?}");
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = tokio::task::spawn_blocking(move || child.0.wait()).await.unwrap().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "exit status {status}");
-}
-
-/// The process dies with a failing test instead of outliving it (it holds the test's
-/// stderr, so an orphan would keep `cargo test`'s output open).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
