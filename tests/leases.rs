@@ -46,7 +46,7 @@ async fn a_stale_holder_is_fenced_out() {
     assert!(done.is_empty());
     assert!(!sessions::set_status(pool, &stale, "connected", None, None).await.unwrap());
     assert!(!sessions::mark_connected(pool, &stale, None, None).await.unwrap());
-    assert!(!leases::release(pool, old, "s1", stale.epoch, "stopped", None).await.unwrap());
+    assert!(!leases::release(pool, old, "s1", stale.epoch, Some("stopped"), None).await.unwrap());
     let (state, status, owner): (String, String, Uuid) = sqlx::query_as(
         "SELECT j.state::text, s.status::text, s.owner_id FROM wa.jobs j JOIN wa.sessions s ON s.id = j.session_id",
     )

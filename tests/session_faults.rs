@@ -80,6 +80,40 @@ async fn logout_and_stream_replaced_park_the_session_without_reconnecting() {
     }
 }
 
+/// A session parked by a logout stays held until its running jobs are recorded; an app
+/// that calls wa.start_session in that window must not see its call undone by the release.
+#[tokio::test]
+async fn start_session_while_a_parked_session_drains_is_kept() {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    let w = InProcess::start(fast_config(&db)).await;
+    wait_connected(&db.pool, 1).await;
+    let slow: i64 = sqlx::query_scalar("SELECT (wa.enqueue('s1', 'send', $1)).id")
+        .bind(serde_json::json!({ "to": "+15550000002", "text": "slow", "sim": { "ack_delay_ms": 3000 } }))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the slow send to run", || async {
+        (job_state(&db, slow).await.0 == "running").then_some(())
+    })
+    .await;
+    let job = send_with_sim(&db, serde_json::json!({ "fault": "logout" })).await;
+    eventually(Duration::from_secs(10), "logged_out while still held (draining)", || async {
+        let (s, held, _) = status(&db).await;
+        (s == "logged_out" && held).then_some(())
+    })
+    .await;
+    assert_eq!(job_state(&db, slow).await.0, "running", "the window must still be open");
+    sqlx::query("SELECT wa.start_session('s1')").execute(&db.pool).await.unwrap();
+    eventually(Duration::from_secs(15), "the session to run again and the send to complete", || async {
+        (job_state(&db, job).await.0 == "completed").then_some(())
+    })
+    .await;
+    let (s, held, _) = status(&db).await;
+    w.stop().await;
+    assert_eq!((s.as_str(), held), ("connected", true));
+}
+
 #[tokio::test]
 async fn receipts_move_the_message_to_delivered_and_read() {
     let db = TestDb::new().await.unwrap();

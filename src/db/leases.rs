@@ -89,19 +89,20 @@ pub async fn claim(pool: &PgPool, worker: Uuid, ttl_secs: f64, limit: i64) -> sq
     Ok(held)
 }
 
-/// Gives a session up (fenced) with the status it is left in. Wakes the other workers.
+/// Gives a session up (fenced) with the status it is left in (None keeps the row's
+/// current status). Wakes the other workers.
 pub async fn release(
     pool: &PgPool,
     worker: Uuid,
     session: &str,
     epoch: i64,
-    status: &str,
+    status: Option<&str>,
     reason: Option<&str>,
 ) -> sqlx::Result<bool> {
     let n: i64 = sqlx::query_scalar(
         "WITH r AS (
             UPDATE wa.sessions SET owner_id = NULL, lease_expires_at = NULL,
-                   status = $4::wa.session_status, status_reason = coalesce($5, status_reason)
+                   status = coalesce($4::wa.session_status, status), status_reason = coalesce($5, status_reason)
              WHERE id = $2 AND owner_id = $1 AND epoch = $3
             RETURNING id)
          SELECT count(*) FROM r, LATERAL pg_notify('wa_sessions', json_build_object('released', r.id)::text)",

@@ -48,7 +48,7 @@ pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
         let _ =
             crate::db::sessions::set_status(&shared.pool, &f, "logged_out", Some("keys wiped by key_cleanup (scope all)"), None)
                 .await;
-        crate::worker::drain_session(shared, session, "logged_out");
+        crate::worker::drain_session(shared, session);
     }
     match result {
         Ok(n) => Outcome::completed(json!({ "scope": scope_name, "removed_rows": n + via_client })),

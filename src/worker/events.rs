@@ -56,7 +56,7 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
         WaEvent::TemporaryBan { until, reason } => {
             shared.slots.update(&ev.session, ev.epoch, |s| s.connected = false);
             sessions::set_status(pool, &fence, "banned", Some(&reason), Some(until)).await?;
-            lease::drain(shared, &ev.session, Drain { status: "banned", reason: None });
+            lease::drain(shared, &ev.session, Drain::as_written());
             true
         }
         WaEvent::ConnectFailure { reason } => super::policy::connect_failed(shared, &fence, &reason).await?,
@@ -106,7 +106,7 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
 async fn park(shared: &Arc<Shared>, fence: &SessionFence, status: &'static str, reason: &str) -> anyhow::Result<()> {
     shared.slots.update(&fence.session, fence.epoch, |s| s.connected = false);
     sessions::set_status(&shared.pool, fence, status, Some(reason), None).await?;
-    lease::drain(shared, &fence.session, Drain { status, reason: None });
+    lease::drain(shared, &fence.session, Drain::as_written());
     shared.wake_lease.notify_one();
     Ok(())
 }

@@ -62,9 +62,9 @@ async fn tick(shared: &Arc<Shared>, opener: &mpsc::UnboundedSender<Held>, ticks:
         let renewed = shared.slots.update(&h.id, h.epoch, |s| s.lease_deadline = deadline);
         if h.desired == "stopped" {
             if renewed {
-                drain(shared, &h.id, Drain { status: "stopped", reason: None });
+                drain(shared, &h.id, Drain::to("stopped", None));
             } else {
-                stop(shared, &h.id, h.epoch, "stopped", None).await;
+                stop(shared, &h.id, h.epoch, Some("stopped"), None).await;
             }
         } else if !renewed && !stopping {
             open(shared, h, deadline, opener).await;
@@ -147,7 +147,7 @@ fn shed(shared: &Arc<Shared>, count: usize) {
     let mut ids = shared.slots.ids();
     ids.sort();
     for id in ids.into_iter().rev().take(count) {
-        drain(shared, &id, Drain { status: "reconnecting", reason: Some("handed over to another worker") });
+        drain(shared, &id, Drain::to("reconnecting", Some("handed over to another worker")));
     }
     tracing::info!(count, "shedding sessions above the fair share");
 }
@@ -162,12 +162,12 @@ pub(super) fn drain(shared: &Shared, id: &str, how: Drain) {
 }
 
 /// Closes the connection (no logout) and releases the lease with the given status.
-pub(super) async fn stop(shared: &Arc<Shared>, id: &str, epoch: i64, status: &str, reason: Option<&str>) {
+pub(super) async fn stop(shared: &Arc<Shared>, id: &str, epoch: i64, status: Option<&str>, reason: Option<&str>) {
     if let Some(slot) = shared.slots.remove(id) {
         close_quietly(slot, false).await;
     }
     match leases::release(&shared.pool, shared.id, id, epoch, status, reason).await {
-        Ok(true) => tracing::info!(session = %id, status, "released session"),
+        Ok(true) => tracing::info!(session = %id, status = status.unwrap_or("as written"), "released session"),
         Ok(false) => tracing::debug!(session = %id, "session was no longer ours to release"),
         Err(e) => tracing::warn!(session = %id, error = %e, "release failed; the lease will expire"),
     }
@@ -186,7 +186,7 @@ async fn release_all(shared: &Arc<Shared>) {
     let n = ids.len();
     for id in ids {
         if let Some(slot) = shared.slots.get(&id) {
-            stop(shared, &id, slot.epoch, "reconnecting", Some("worker shut down; another worker takes over")).await;
+            stop(shared, &id, slot.epoch, Some("reconnecting"), Some("worker shut down; another worker takes over")).await;
         }
     }
     tracing::info!(count = n, "released all sessions");

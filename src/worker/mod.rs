@@ -79,10 +79,11 @@ impl Shared {
     }
 }
 
-/// Stops claiming for a session and releases it with `status` once its running jobs are
-/// recorded (used by job handlers that end a session's life, like key_cleanup all).
-pub fn drain_session(shared: &Shared, session: &str, status: &'static str) {
-    lease::drain(shared, session, slots::Drain { status, reason: None });
+/// Stops claiming for a session and releases it, keeping the status the caller wrote,
+/// once its running jobs are recorded (used by job handlers that end a session's life,
+/// like key_cleanup all).
+pub fn drain_session(shared: &Shared, session: &str) {
+    lease::drain(shared, session, slots::Drain::as_written());
     shared.wake_lease.notify_one();
 }
 

@@ -27,7 +27,7 @@ pub async fn connect_failed(shared: &Arc<Shared>, f: &SessionFence, reason: &str
         let why = format!("circuit open after {} failed connection attempts (last: {reason}); retrying after {until}", c.count);
         tracing::warn!(session = %f.session, failures = c.count, "circuit open");
         sessions::set_status(&shared.pool, f, "failed", Some(&why), Some(until)).await?;
-        lease::drain(shared, &f.session, Drain { status: "failed", reason: None });
+        lease::drain(shared, &f.session, Drain::as_written());
         shared.wake_lease.notify_one();
     } else {
         sessions::set_status(&shared.pool, f, "reconnecting", Some(reason), None).await?;
@@ -45,9 +45,9 @@ pub async fn open_failed(shared: &Arc<Shared>, f: &SessionFence, reason: &str) -
         let until = chrono::Utc::now() + chrono::Duration::milliseconds((c.cooldown_secs * 1000.0) as i64);
         let why = format!("circuit open after {} failed connection attempts (last: {reason}); retrying after {until}", c.count);
         sessions::set_status(&shared.pool, f, "failed", Some(&why), Some(until)).await?;
-        lease::drain(shared, &f.session, Drain { status: "failed", reason: None });
+        lease::drain(shared, &f.session, Drain::as_written());
     } else {
-        lease::drain(shared, &f.session, Drain { status: "reconnecting", reason: Some("could not open the connection") });
+        lease::drain(shared, &f.session, Drain::to("reconnecting", Some("could not open the connection")));
     }
     shared.wake_lease.notify_one();
     Ok(())
@@ -75,7 +75,7 @@ pub async fn undecryptable(shared: &Arc<Shared>, f: &SessionFence, peer: &str, b
     let wiped = crate::store::cleanup::wipe_session_state(&shared.pool, &f.session).await?;
     tracing::warn!(session = %f.session, wiped, "{reason}");
     sessions::set_status(&shared.pool, f, "logged_out", Some(&reason), None).await?;
-    lease::drain(shared, &f.session, Drain { status: "logged_out", reason: None });
+    lease::drain(shared, &f.session, Drain::as_written());
     shared.wake_lease.notify_one();
     Ok(true)
 }

@@ -28,10 +28,25 @@ pub struct Slot {
     pub pacing: Option<Arc<super::pacing::Pacing>>,
 }
 
+/// How a draining session is given up.
 #[derive(Clone, Debug)]
 pub struct Drain {
-    pub status: &'static str,
+    /// The status the release writes; None when the worker already wrote it under the
+    /// fence (a terminal status): the release then keeps whatever the row says by then,
+    /// so a `wa.start_session` called in between is not undone.
+    pub status: Option<&'static str>,
     pub reason: Option<&'static str>,
+}
+
+impl Drain {
+    pub fn to(status: &'static str, reason: Option<&'static str>) -> Self {
+        Self { status: Some(status), reason }
+    }
+
+    /// The status is already written.
+    pub fn as_written() -> Self {
+        Self { status: None, reason: None }
+    }
 }
 
 impl Slot {
