@@ -359,7 +359,10 @@ fn events_map_to_session_events() {
     assert!(flags.down_for().is_none());
 
     let undecryptable = || {
-        let i = Arc::new(info("U1", false));
+        // Failures come from one of the peer's devices; the policy works per peer.
+        let mut i = info("U1", false);
+        i.source.sender = "15550000001:3@s.whatsapp.net".parse::<Jid>().unwrap();
+        let i = Arc::new(i);
         ev::Event::UndecryptableMessage(
             ev::UndecryptableMessage::builder()
                 .info(i)
@@ -370,7 +373,10 @@ fn events_map_to_session_events() {
         )
     };
     let got = map(undecryptable());
-    assert!(matches!(&got[..], [WaEvent::Undecryptable { peer, bad_mac: true }] if peer == "15550000001@s.whatsapp.net"));
+    assert!(
+        matches!(&got[..], [WaEvent::Undecryptable { peer, bad_mac: true }] if peer == "15550000001@s.whatsapp.net"),
+        "the peer without its device part, as wa.enqueue's key_cleanup accepts it: {got:?}"
+    );
     assert!(map(undecryptable()).is_empty(), "the same peer within the window counts once");
 
     let receipt = |t| {

@@ -161,6 +161,61 @@ pub async fn wait_status(pool: &PgPool, id: &str, status: &str, within: Duration
     .await
 }
 
+/// Adds session `id` and links it by QR on phone `phone`: waits for the worker to
+/// publish the code, scans it through the admin endpoint, waits for connected. For
+/// tests whose subject is not linking (tests/e2e_loopback.rs checks linking itself).
+pub async fn link_by_qr(pool: &PgPool, server: &Server, id: &str, phone: &str) -> SessionRow {
+    let within = Duration::from_secs(120);
+    sqlx::query("SELECT wa.add_session($1)").bind(id).execute(pool).await.expect("wa.add_session");
+    let qr = eventually(within, &format!("session {id} to publish a QR code"), || async {
+        let row = session(pool, id).await;
+        row.qr_code.filter(|_| row.status == "awaiting_qr")
+    })
+    .await;
+    let (status, body) = server.admin_post(&format!("/admin/scan?phone={phone}"), &qr).await;
+    assert_eq!(status, 200, "the phone could not scan session {id}'s QR: {body}");
+    wait_status(pool, id, "connected", within).await
+}
+
+/// Enqueues texts "m1".."m{n}" from session `from` to `to_phone` in one statement;
+/// returns (message id, text) in enqueue order.
+pub async fn send_numbered(pool: &PgPool, from: &str, to_phone: &str, n: i64) -> Vec<(String, String)> {
+    sqlx::query("SELECT wa.send_text($1, $2, 'm' || g) FROM generate_series(1, $3) g")
+        .bind(from)
+        .bind(format!("+{to_phone}"))
+        .bind(n)
+        .execute(pool)
+        .await
+        .expect("wa.send_text");
+    let sent: Vec<(String, String)> =
+        sqlx::query_as("SELECT message_id, payload->>'text' FROM wa.jobs WHERE session_id = $1 AND kind = 'send' ORDER BY id")
+            .bind(from)
+            .fetch_all(pool)
+            .await
+            .expect("reading the send jobs");
+    assert_eq!(sent.len() as i64, n);
+    sent
+}
+
+/// Rows in `session`'s inbox; -1 while the database cannot answer (tests that break it).
+pub async fn inbox_count(pool: &PgPool, session: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM wa.inbox WHERE session_id = $1").bind(session).fetch_one(pool).await.unwrap_or(-1)
+}
+
+/// Asserts that `session`'s inbox holds exactly the `sent` messages, once each, in order.
+pub async fn assert_inbox_exactly(pool: &PgPool, session: &str, sent: &[(String, String)]) {
+    let got: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT message_id, text FROM wa.inbox WHERE session_id = $1 ORDER BY id")
+            .bind(session)
+            .fetch_all(pool)
+            .await
+            .expect("reading wa.inbox");
+    assert_eq!(got.len(), sent.len(), "one inbox row per message");
+    for (i, ((sent_id, sent_text), (got_id, got_text))) in sent.iter().zip(&got).enumerate() {
+        assert_eq!((got_id, got_text.as_ref()), (sent_id, Some(sent_text)), "message {i} out of order or altered");
+    }
+}
+
 /// A plain whatsapp-rust client (in-memory store) in this process: the person at the
 /// other end of a chat, who can read messages and mark them read, which a pgwa session
 /// never does (pgwa sends no read receipts). Derefs to the loopback crate's

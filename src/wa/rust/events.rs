@@ -202,10 +202,13 @@ pub fn map(ev: &Event, flags: &Flags, now: DateTime<Utc>, me: impl FnOnce() -> I
             r.message_ids.iter().map(|id| WaEvent::Receipt { message_id: id.to_string(), kind, at: r.timestamp }).collect()
         }
         Event::UndecryptableMessage(u) => {
-            if u.is_unavailable || !flags.first_failure(&u.info.source.sender.to_non_ad_string()) {
+            let peer = u.info.source.sender.to_non_ad_string();
+            if u.is_unavailable || !flags.first_failure(&peer) {
                 return vec![];
             }
-            one(WaEvent::Undecryptable { peer: u.info.source.sender.to_string(), bad_mac: true })
+            // The peer, not its device: the cleanup clears every device of that user,
+            // and wa.enqueue refuses a device JID as a key_cleanup peer.
+            one(WaEvent::Undecryptable { peer, bad_mac: true })
         }
         Event::AppStateSyncFailed(a) => {
             if a.retryable.is_empty() {
