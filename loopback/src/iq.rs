@@ -5,9 +5,9 @@
 use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 
-use crate::nodes::{attr, child, children, iq_error, iq_result};
+use crate::nodes::{attr, attr_string, child, children, iq_error, iq_result};
 use crate::session::{Role, Session};
-use crate::{pair_code, prekeys, usync};
+use crate::{media, pair_code, prekeys, usync};
 
 pub fn answer(session: &Session, node: &Node) -> Vec<Node> {
     let xmlns = attr(node, "xmlns").unwrap_or_default().into_owned();
@@ -19,6 +19,7 @@ pub fn answer(session: &Session, node: &Node) -> Vec<Node> {
         ("usync", _) => vec![usync::answer(session, node)],
         ("w:sync:app:state", _) => vec![app_state(node)],
         ("w:p", _) => vec![iq_result(node, vec![])],
+        ("w:m", _) if child(node, "media_conn").is_some() => vec![media::media_conn(session, node)],
         ("abt", _) => {
             vec![iq_result(node, vec![NodeBuilder::new("props").attr("protocol", "1").attr("hash", "loopback").build()])]
         }

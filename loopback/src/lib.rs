@@ -9,6 +9,7 @@ pub mod devices;
 pub mod frames;
 pub mod iq;
 pub mod kick;
+pub mod media;
 pub mod nodes;
 pub mod noise;
 pub mod pair_code;

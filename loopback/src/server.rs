@@ -1,5 +1,5 @@
-//! The listening server: one axum router for the chat WebSocket and the admin
-//! endpoints.
+//! The listening server: one axum router for the chat WebSocket, the admin
+//! endpoints and the media CDN (`media`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,16 +7,16 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
 use axum::response::Response;
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::noise::ServerKeys;
 use crate::state::Shared;
-use crate::{admin, conn};
+use crate::{admin, conn, media};
 
 #[derive(Clone, Debug, Default)]
 pub struct Config {
@@ -37,16 +37,19 @@ impl Server {
             Some(dir) => ServerKeys::load_or_create(&dir.join("server_static.key"))?,
             None => ServerKeys::generate(),
         };
-        let shared = Arc::new(Shared::new(keys));
         let addr = config.addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr().context("reading bound address")?;
+        let shared = Arc::new(Shared::new(keys));
+        shared.media.set_addr(addr);
         let app = Router::new()
             .route("/ws/chat", any(upgrade))
             .route("/admin/scan", post(admin::scan))
             .route("/admin/pair-code", post(admin::pair_code))
             .route("/admin/kick", post(admin::kick))
             .route("/admin/nack", post(admin::nack))
+            .route("/mms/{kind}/{token}", post(media::upload).layer(DefaultBodyLimit::max(media::MAX_UPLOAD_BYTES)))
+            .route("/v/{*direct_path}", get(media::download))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {

@@ -74,13 +74,21 @@ pub struct Stats {
 pub struct Shared {
     pub keys: ServerKeys,
     pub stats: Stats,
+    /// Uploaded media and the media auth token (`crate::media`).
+    pub media: crate::media::MediaStore,
     inner: Mutex<Inner>,
     counter: AtomicU64,
 }
 
 impl Shared {
     pub fn new(keys: ServerKeys) -> Self {
-        Self { keys, stats: Stats::default(), inner: Mutex::new(Inner::default()), counter: AtomicU64::new(1) }
+        Self {
+            keys,
+            stats: Stats::default(),
+            media: crate::media::MediaStore::default(),
+            inner: Mutex::new(Inner::default()),
+            counter: AtomicU64::new(1),
+        }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Inner> {

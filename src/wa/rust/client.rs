@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use whatsapp_rust::bot::{Bot, BotBuilderError};
-use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::{Event, EventHandler, EventInterest, EventKind};
@@ -162,12 +161,18 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, String> {
         Some(url) => TokioWebSocketTransportFactory::new().with_url(url.clone()),
         None => TokioWebSocketTransportFactory::new(),
     };
+    // The loopback server's media host has no TLS (see loopback_http); production
+    // builds talk to WhatsApp's CDN with the stock client.
+    #[cfg(feature = "loopback")]
+    let http = super::loopback_http::LoopbackHttpClient::new();
+    #[cfg(not(feature = "loopback"))]
+    let http = whatsapp_rust::http::UreqHttpClient::new();
     let (tx, rx) = mpsc::unbounded_channel();
     let mut builder = Bot::builder()
         .with_backend(backend)
         .with_runtime(TokioRuntime)
         .with_transport_factory(transport)
-        .with_http_client(UreqHttpClient::new())
+        .with_http_client(http)
         .with_event_handler(Forward { tx, acks: ctx.acks.clone() })
         .with_inbound_durability_hook(hook);
     if cfg.skip_history_sync {

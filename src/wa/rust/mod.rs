@@ -32,6 +32,8 @@ pub mod acks;
 mod client;
 pub mod events;
 pub mod inbound;
+#[cfg(feature = "loopback")]
+mod loopback_http;
 pub mod send;
 
 use std::collections::HashMap;

@@ -1,0 +1,150 @@
+//! End to end, media: a `pgwa run` worker (whatsapp-rust backend) sends an image and a
+//! document with `wa.send_media` through the loopback WhatsApp Web server, which plays
+//! WhatsApp's CDN too. The sender's client uploads the encrypted file, the message is
+//! relayed, and the recipient session stores kind and media metadata in wa.inbox. The
+//! test then opens the bytes the server stored with the media key from that inbox row
+//! (whatsapp-rust's own media decryption): the file that arrives is the file sent. See
+//! docs/loopback.md.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::loopback::{Notifications, Worker, link_by_qr, session, start_server};
+use pgwa::testkit::TestDb;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use whatsapp_rust::download::{DownloadUtils, MediaType};
+use whatsapp_rust::http::{HttpClient, HttpRequest, UreqHttpClient};
+
+const A_PHONE: &str = "15550001212";
+const B_PHONE: &str = "15550003434";
+
+/// A small valid PNG (3x2, RGBA).
+fn png() -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, 3, 2);
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().unwrap();
+        let pixels: Vec<u8> = (0..3 * 2 * 4).map(|i| (i * 37 % 256) as u8).collect();
+        writer.write_image_data(&pixels).unwrap();
+    }
+    out
+}
+
+fn b64(media: &Value, field: &str) -> Vec<u8> {
+    B64.decode(media[field].as_str().unwrap_or_else(|| panic!("media.{field} missing: {media}"))).unwrap()
+}
+
+/// Waits for `message_id` in bob's inbox: (kind, text, media).
+async fn inbox_row(pool: &PgPool, message_id: &str) -> (String, Option<String>, Value) {
+    common::eventually(Duration::from_secs(60), "the media message in bob's wa.inbox", || async {
+        sqlx::query_as("SELECT kind, text, media FROM wa.inbox WHERE session_id = 'bob' AND message_id = $1")
+            .bind(message_id)
+            .fetch_optional(pool)
+            .await
+            .unwrap()
+    })
+    .await
+}
+
+/// A's send job completes on the server ack and the row becomes delivered on B's receipt.
+async fn wait_delivered(pool: &PgPool, job_id: i64) {
+    let (state, status, last_error): (String, String, Option<String>) =
+        common::eventually(Duration::from_secs(60), "the media send to be delivered", || async {
+            let r: (String, String, Option<String>) =
+                sqlx::query_as("SELECT job_state::text, status::text, last_error FROM wa.outbound WHERE job_id = $1")
+                    .bind(job_id)
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+            assert!(r.0 != "dead", "the media send died: {:?}", r.2);
+            (r.0 == "completed" && r.1 == "delivered").then_some(r)
+        })
+        .await;
+    assert_eq!((state.as_str(), status.as_str()), ("completed", "delivered"), "{last_error:?}");
+}
+
+/// The ciphertext the loopback CDN holds for `media`, checked against its hashes and
+/// opened with its media key; also fetched over the server's download route.
+async fn open_stored(server: &pgwa_loopback::Server, media: &Value, media_type: MediaType) -> Vec<u8> {
+    let direct_path = media["direct_path"].as_str().unwrap_or_else(|| panic!("no direct_path: {media}"));
+    let blob = server.shared.media.blob(direct_path).unwrap_or_else(|| panic!("the server holds no file at {direct_path}"));
+    assert_eq!(Sha256::digest(&blob.bytes).to_vec(), b64(media, "file_enc_sha256"), "file_enc_sha256 is the stored file's");
+
+    let url = format!("http://{}{direct_path}?auth={}", server.addr, server.shared.media.auth);
+    let fetched = UreqHttpClient::new().execute(HttpRequest::get(url)).await.expect("GET the direct path");
+    assert_eq!(fetched.status_code, 200);
+    assert_eq!(fetched.body, blob.bytes, "the download route serves the stored bytes");
+
+    let plain = DownloadUtils::verify_and_decrypt(&blob.bytes, &b64(media, "media_key"), media_type).expect("MAC and decryption");
+    assert_eq!(Sha256::digest(&plain).to_vec(), b64(media, "file_sha256"), "file_sha256 is the plaintext's");
+    plain
+}
+
+/// A sends an image (bytes, with a caption) and a document to B; B's inbox rows carry
+/// kind, caption and media metadata, and the files the server stored open with the
+/// media keys in those rows to exactly the bytes A sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_and_a_document_arrive_and_open_with_the_inbox_media_key() {
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    let server = start_server().await;
+    let notes = Notifications::listen(&db.url, &["wa_inbox"]).await;
+    let _worker = Worker::spawn(&db, &server);
+    link_by_qr(pool, &server, "alice", A_PHONE).await;
+    link_by_qr(pool, &server, "bob", B_PHONE).await;
+
+    // Image.
+    let image = png();
+    let (job_id, message_id): (i64, String) = sqlx::query_as(
+        "SELECT job_id, message_id FROM wa.send_media('alice', $1, 'image', data => $2, caption => 'a small picture')",
+    )
+    .bind(B_PHONE)
+    .bind(&image)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let (kind, text, media) = inbox_row(pool, &message_id).await;
+    assert_eq!(kind, "image");
+    assert_eq!(text.as_deref(), Some("a small picture"), "the caption is the row's text");
+    assert_eq!(media["mimetype"], "image/png", "{media}");
+    assert_eq!(media["caption"], "a small picture");
+    assert_eq!(media["file_length"], image.len(), "{media}");
+    assert!(media["direct_path"].as_str().is_some_and(|p| p.starts_with("/v/image/")), "{media}");
+    assert_eq!(media["url"], format!("https://{}{}", server.addr, media["direct_path"].as_str().unwrap()));
+    assert_eq!(b64(&media, "media_key").len(), 32);
+    notes
+        .wait(Duration::from_secs(5), "wa_inbox", "the wa_inbox NOTIFY", |p| p["session"] == "bob" && p["kind"] == "image")
+        .await;
+    wait_delivered(pool, job_id).await;
+    assert_eq!(open_stored(&server, &media, MediaType::Image).await, image, "B's media key opens A's image");
+
+    // Document.
+    let document = b"quarterly numbers\n1,2,3\n".repeat(50);
+    let (job_id, message_id): (i64, String) = sqlx::query_as(
+        "SELECT job_id, message_id FROM wa.send_media('alice', $1, 'document', data => $2,
+                mimetype => 'text/csv', file_name => 'numbers.csv')",
+    )
+    .bind(B_PHONE)
+    .bind(&document)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let (kind, _, media) = inbox_row(pool, &message_id).await;
+    assert_eq!(kind, "document");
+    assert_eq!((media["mimetype"].as_str(), media["file_name"].as_str()), (Some("text/csv"), Some("numbers.csv")), "{media}");
+    assert!(media["direct_path"].as_str().is_some_and(|p| p.starts_with("/v/document/")), "{media}");
+    wait_delivered(pool, job_id).await;
+    assert_eq!(open_stored(&server, &media, MediaType::Document).await, document, "B's media key opens A's document");
+
+    assert_eq!(server.shared.media.count(), 2, "one upload per send");
+    for id in ["alice", "bob"] {
+        assert_eq!(session(pool, id).await.last_error, None, "{id} recorded an error");
+    }
+}
