@@ -43,7 +43,13 @@ fn passive(session: &Session, node: &Node) -> Vec<Node> {
         return out;
     }
     if let Role::Device { phone, device } = &session.role {
-        let queued = session.shared.lock().offline.remove(&(phone.clone(), *device)).unwrap_or_default();
+        let mut inner = session.shared.lock();
+        let queued = inner.offline.remove(&(phone.clone(), *device)).unwrap_or_default();
+        // Queued messages stay owed until this connection acknowledges them.
+        let owed = queued.iter().filter(|n| n.tag == "message").filter_map(|n| Some((attr_string(n, "id")?, n.clone())));
+        let owed: Vec<_> = owed.collect();
+        inner.unacked.entry(session.conn_id).or_default().extend(owed);
+        drop(inner);
         let count = queued.len();
         out.extend(queued);
         out.push(

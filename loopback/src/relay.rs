@@ -8,6 +8,7 @@ use wacore_binary::{Jid, Node, NodeContent};
 use crate::nodes::{self, attr, attr_string, child, children};
 use crate::prekeys::resolve;
 use crate::session::{Role, Session};
+use crate::state::Relayed;
 
 pub fn on_message(session: &Session, node: &Node) {
     let Role::Device { phone, device } = &session.role else { return };
@@ -43,6 +44,7 @@ pub fn on_message(session: &Session, node: &Node) {
         None => children(node).iter().filter(|c| c.tag == "enc").map(|e| (to.clone(), e.clone())).collect(),
     };
     let mut delivered = 0;
+    let mut peers: Vec<String> = Vec::new();
     for (target, enc) in targets {
         let Some((target_phone, target_device)) = resolve(&inner, &target) else {
             tracing::warn!(id, target, "message for an unknown device dropped");
@@ -65,16 +67,40 @@ pub fn on_message(session: &Session, node: &Node) {
         }
         let mut content = vec![enc];
         content.extend(device_identity.clone());
-        inner.deliver(&target_phone, target_device, out.children(content).build());
+        inner.deliver_message(&target_phone, target_device, &id, out.children(content).build());
         delivered += 1;
+        if &target_phone != phone && !peers.contains(&target_phone) {
+            peers.push(target_phone);
+        }
+    }
+    for to_phone in peers {
+        inner.relayed.push(Relayed { from_phone: phone.clone(), to_phone, id: id.clone() });
     }
     drop(inner);
     tracing::debug!(id, to, delivered, "message relayed");
     session.send(NodeBuilder::new("ack").attr("class", "message").attr("id", id).attr("from", to).attr("t", t).build());
 }
 
+/// The ids a client acknowledges with a receipt or an ack: the stanza's own and, in
+/// aggregate receipts, each `<list><item id=…/>`.
+fn acked_ids(node: &Node) -> Vec<String> {
+    let mut ids: Vec<String> = attr_string(node, "id").into_iter().collect();
+    if let Some(list) = child(node, "list") {
+        ids.extend(children(list).iter().filter_map(|item| attr_string(item, "id")));
+    }
+    ids
+}
+
+/// `<ack class="message">` from a client: it took the message without a receipt.
+pub fn on_client_ack(session: &Session, node: &Node) {
+    if attr(node, "class").as_deref() == Some("message") {
+        session.shared.lock().acked(session.conn_id, &acked_ids(node));
+    }
+}
+
 pub fn on_receipt(session: &Session, node: &Node) {
     let Role::Device { phone, device } = &session.role else { return };
+    session.shared.lock().acked(session.conn_id, &acked_ids(node));
     let id = attr_string(node, "id").unwrap_or_default();
     let to = attr_string(node, "to").unwrap_or_default();
     let kind = attr_string(node, "type");

@@ -108,7 +108,8 @@ impl Session {
             "iq" => self.handle_iq(node),
             "message" => relay::on_message(self, &node),
             "receipt" => relay::on_receipt(self, &node),
-            "ack" | "presence" | "ib" | "chatstate" => {}
+            "ack" => relay::on_client_ack(self, &node),
+            "presence" | "ib" | "chatstate" => {}
             other => tracing::debug!(conn_id = self.conn_id, "ignoring <{other}> from client"),
         }
     }
@@ -139,6 +140,7 @@ impl Session {
                 if inner.online.get(&key).is_some_and(|c| c.conn_id == self.conn_id) {
                     inner.online.remove(&key);
                 }
+                inner.requeue_unacked(self.conn_id, phone, *device);
             }
             Role::Unpaired { noise } => {
                 if inner.pending.get(noise).is_some_and(|p| p.conn_id == self.conn_id) {

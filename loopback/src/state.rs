@@ -60,6 +60,22 @@ pub struct Inner {
     pub offline: HashMap<(String, u16), Vec<Node>>,
     /// Fault injection: message ids to refuse with a nack code instead of relaying.
     pub nacks: HashMap<String, String>,
+    /// Every message relayed to another account, in relay order: tests count how often
+    /// an id crossed the wire, which a deduplicating recipient cannot show.
+    pub relayed: Vec<Relayed>,
+    /// Messages written to a connection and not yet acknowledged by it (a receipt or a
+    /// message ack), by connection id. A connection that ends gives them back to the
+    /// offline queue, as WhatsApp redelivers what a client never acknowledged: this is
+    /// what whatsapp-rust's inbound durability hook relies on.
+    pub unacked: HashMap<u64, Vec<(String, Node)>>,
+}
+
+/// One message stanza relayed from one account to another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relayed {
+    pub from_phone: String,
+    pub to_phone: String,
+    pub id: String,
 }
 
 /// Counters tests use to see which protocol paths ran.
@@ -107,6 +123,45 @@ impl Shared {
 }
 
 impl Inner {
+    /// Delivers a message stanza like [`Inner::deliver`], and keeps it until the device
+    /// acknowledges it.
+    pub fn deliver_message(&mut self, phone: &str, device: u16, id: &str, node: Node) {
+        let key = (phone.to_string(), device);
+        if let Some(conn) = self.online.get(&key)
+            && conn.tx.send(Outbound::Node(node.clone())).is_ok()
+        {
+            self.unacked.entry(conn.conn_id).or_default().push((id.to_string(), node));
+            return;
+        }
+        self.offline.entry(key).or_default().push(node);
+    }
+
+    /// The device acknowledged these message ids on connection `conn_id`.
+    pub fn acked(&mut self, conn_id: u64, ids: &[String]) {
+        if let Some(pending) = self.unacked.get_mut(&conn_id) {
+            pending.retain(|(id, _)| !ids.contains(id));
+        }
+    }
+
+    /// Connection `conn_id` of `phone:device` ended: what it never acknowledged goes
+    /// back in front of the device's offline queue (or to its new connection).
+    pub fn requeue_unacked(&mut self, conn_id: u64, phone: &str, device: u16) {
+        let Some(pending) = self.unacked.remove(&conn_id) else { return };
+        if pending.is_empty() {
+            return;
+        }
+        tracing::debug!(conn_id, phone, device, count = pending.len(), "requeueing unacknowledged messages");
+        let key = (phone.to_string(), device);
+        if self.online.contains_key(&key) {
+            for (id, node) in pending {
+                self.deliver_message(phone, device, &id, node);
+            }
+        } else {
+            let queue = self.offline.entry(key).or_default();
+            queue.splice(0..0, pending.into_iter().map(|(_, node)| node));
+        }
+    }
+
     /// Delivers to a device now, or keeps it for the device's next login.
     pub fn deliver(&mut self, phone: &str, device: u16, node: Node) {
         let key = (phone.to_string(), device);
@@ -116,5 +171,40 @@ impl Inner {
             return;
         }
         self.offline.entry(key).or_default().push(node);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wacore_binary::builder::NodeBuilder;
+
+    use super::*;
+
+    fn message(id: &str) -> Node {
+        NodeBuilder::new("message").attr("id", id).build()
+    }
+
+    fn ids(nodes: &[Node]) -> Vec<String> {
+        nodes.iter().filter_map(|n| crate::nodes::attr_string(n, "id")).collect()
+    }
+
+    #[test]
+    fn what_a_connection_never_acknowledged_is_redelivered_first() {
+        let mut inner = Inner::default();
+        let key = ("1555".to_string(), 1);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        inner.online.insert(key.clone(), OnlineConn { conn_id: 7, tx });
+        inner.deliver_message("1555", 1, "M1", message("M1"));
+        inner.deliver_message("1555", 1, "M2", message("M2"));
+        inner.deliver_message("1555", 1, "M3", message("M3"));
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Node(_))), "written to the live connection");
+        inner.acked(7, &["M2".to_string()]);
+
+        // The socket dies; a message arrives while the device is away.
+        inner.online.remove(&key);
+        inner.deliver_message("1555", 1, "M4", message("M4"));
+        inner.requeue_unacked(7, "1555", 1);
+        assert_eq!(ids(&inner.offline[&key]), ["M1", "M3", "M4"], "unacknowledged first, in order; M2 was acknowledged");
+        assert!(!inner.unacked.contains_key(&7));
     }
 }
