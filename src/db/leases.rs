@@ -69,17 +69,32 @@ pub async fn claim(pool: &PgPool, worker: Uuid, ttl_secs: f64, limit: i64) -> sq
         sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(worker).bind(ttl_secs).bind(limit).fetch_all(&mut *tx).await?;
     if !held.is_empty() {
         let ids: Vec<&str> = held.iter().map(|h| h.id.as_str()).collect();
+        // The jobs the lost worker had claimed go back to available. Only one per chat is
+        // charged the attempt (and can go dead): the first, which may have been the send
+        // in flight when the worker died. The rest of its chat queued behind it in the
+        // worker's memory, or ran and lost only their recorded outcome; a resend carries
+        // the same message id, which the recipient deduplicates. Charging them all would
+        // let a few crashes kill messages that were never tried.
         sqlx::query(
-            "UPDATE wa.jobs j
-                SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'available' END::wa.job_state,
-                    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
-                    delivery = CASE WHEN j.kind = 'send' AND j.attempts >= j.max_attempts
+            "WITH lost AS (
+                 SELECT j.id, (j.chat IS NULL OR j.id = min(j.id) OVER (PARTITION BY j.session_id, j.chat)) AS charged
+                   FROM wa.jobs j
+                  WHERE j.session_id = ANY($1) AND j.phase = 1 AND j.state = 'running'
+             )
+             UPDATE wa.jobs j
+                SET state = CASE WHEN l.charged AND j.attempts >= j.max_attempts THEN 'dead' ELSE 'available' END::wa.job_state,
+                    finished_at = CASE WHEN l.charged AND j.attempts >= j.max_attempts THEN now() END,
+                    delivery = CASE WHEN j.kind = 'send' AND l.charged AND j.attempts >= j.max_attempts
                                     THEN 'failed'::wa.delivery_status ELSE j.delivery END,
-                    errors = j.errors || jsonb_build_object('attempt', j.attempts, 'at', now(),
-                               'error', 'the worker holding the session was lost while running this job',
-                               'worker', j.worker_id),
+                    attempts = CASE WHEN l.charged THEN j.attempts ELSE j.attempts - 1 END,
+                    errors = CASE WHEN l.charged
+                                  THEN j.errors || jsonb_build_object('attempt', j.attempts, 'at', now(),
+                                         'error', 'the worker holding the session was lost while running this job',
+                                         'worker', j.worker_id)
+                                  ELSE j.errors END,
                     worker_id = NULL, epoch = NULL
-              WHERE j.session_id = ANY($1) AND j.phase = 1 AND j.state = 'running'",
+               FROM lost l
+              WHERE j.id = l.id",
         )
         .bind(&ids)
         .execute(&mut *tx)
