@@ -91,30 +91,45 @@ impl Directory {
         if !self.accounts.contains_key(&phone) {
             self.next_lid += 1;
             let lid = format!("{}", 100_000_000_000_000u64 + self.next_lid);
-            let acct = KeyPair::generate(&mut rand::rng());
-            let phone_keys = phone_signal_keys(&acct);
-            let name = if push_name.is_empty() { format!("Loopback {phone}") } else { push_name.to_string() };
             self.lid_to_phone.insert(lid.clone(), phone.clone());
-            self.accounts.insert(
-                phone.clone(),
-                Account {
-                    phone: phone.clone(),
-                    lid,
-                    push_name: name,
-                    acct,
-                    raw_id: rand::random::<u32>() >> 1,
-                    next_device: 1,
-                    phone_keys,
-                    devices: BTreeMap::new(),
-                },
-            );
+            self.accounts.insert(phone.clone(), new_account(&phone, &lid, push_name));
         }
         self.accounts.get_mut(&phone).expect("inserted above")
+    }
+
+    /// Creates the account for `phone` with the LID it already has elsewhere (a device
+    /// adopted from a real link, `crate::adopt`); an existing account must have that LID.
+    pub fn ensure_account_with_lid(&mut self, phone: &str, lid: &str, push_name: &str) -> anyhow::Result<&mut Account> {
+        if let Some(owner) = self.lid_to_phone.get(lid).filter(|p| p.as_str() != phone) {
+            anyhow::bail!("LID {lid} belongs to account {owner}");
+        }
+        if let Some(existing) = self.accounts.get(phone).map(|a| a.lid.clone()) {
+            anyhow::ensure!(existing == lid, "account {phone} exists with LID {existing}, not {lid}");
+            return Ok(self.accounts.get_mut(phone).expect("checked above"));
+        }
+        self.lid_to_phone.insert(lid.to_string(), phone.to_string());
+        Ok(self.accounts.entry(phone.to_string()).or_insert_with(|| new_account(phone, lid, push_name)))
     }
 
     /// Finds the device whose noise static is `noise`, for login checks.
     pub fn device_by_noise(&self, noise: &[u8; 32]) -> Option<(&Account, &Device)> {
         self.accounts.values().find_map(|a| a.devices.values().find(|d| &d.noise_static == noise).map(|d| (a, d)))
+    }
+}
+
+/// A new account with no companions yet; the server holds its phone's keys.
+fn new_account(phone: &str, lid: &str, push_name: &str) -> Account {
+    let acct = KeyPair::generate(&mut rand::rng());
+    let phone_keys = phone_signal_keys(&acct);
+    Account {
+        phone: phone.to_string(),
+        lid: lid.to_string(),
+        push_name: if push_name.is_empty() { format!("Loopback {phone}") } else { push_name.to_string() },
+        acct,
+        raw_id: rand::random::<u32>() >> 1,
+        next_device: 1,
+        phone_keys,
+        devices: BTreeMap::new(),
     }
 }
 

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
+use crate::adopt::AdoptedDevice;
 use crate::pair_code::{self, CodeEntered};
 use crate::pairing::{self, Linked};
 use crate::state::Shared;
@@ -73,4 +75,12 @@ pub struct NackParams {
 pub async fn nack(State(shared): State<Arc<Shared>>, Query(params): Query<NackParams>) -> StatusCode {
     shared.lock().nacks.insert(params.id, params.code);
     StatusCode::NO_CONTENT
+}
+
+/// `POST /admin/adopt` with an [`AdoptedDevice`] as JSON (any content type): the server
+/// learns a device that linked elsewhere (an imported session), which can then log in
+/// without a QR. Answers the device's JID and LID like a scan.
+pub async fn adopt(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Json<Linked>, (StatusCode, String)> {
+    let Json(device) = Json::<AdoptedDevice>::from_bytes(&body).map_err(|e| (StatusCode::BAD_REQUEST, e.body_text()))?;
+    crate::adopt::adopt(&shared, device).map(Json).map_err(|e| (StatusCode::BAD_REQUEST, format!("{e:#}")))
 }

@@ -1,6 +1,9 @@
 //! WebSocket byte stream <-> frames. The client may split or join frames across
 //! WebSocket messages, so input is buffered; its very first bytes carry the
-//! connection header, which the server must strip once and never send back.
+//! connection header, which the server must strip once and never send back. A client
+//! that stored routing info from an earlier server (an imported session: Baileys'
+//! `routingInfo`) puts an edge-routing pre-intro before that header
+//! (`ED\0\1`, 3-byte length, the routing data), which is skipped.
 
 use wacore_binary::consts::WA_CONN_HEADER;
 use wacore_noise::framing::FrameDecoder;
@@ -9,11 +12,12 @@ use wacore_noise::framing::FrameDecoder;
 pub enum FrameError {
     #[error("client stream does not start with the WA connection header (got {0:02x?})")]
     BadHeader(Vec<u8>),
-    #[error("client sent an edge-routing pre-intro, which this server never asks for")]
-    EdgeRouting,
     #[error("outgoing frame of {0} bytes exceeds the 3-byte length limit")]
     TooLarge(usize),
 }
+
+/// The start of an edge-routing pre-intro (wacore-noise `edge_routing`).
+const EDGE_ROUTING_PREFIX: &[u8] = b"ED\x00\x01";
 
 /// Reassembles client frames from WebSocket messages.
 pub struct FrameReader {
@@ -37,20 +41,22 @@ impl FrameReader {
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
         let mut data = data;
         if !self.header_seen {
-            let need = WA_CONN_HEADER.len() - self.pending_header.len();
-            let take = need.min(data.len());
-            self.pending_header.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.pending_header.len() < WA_CONN_HEADER.len() {
+            self.pending_header.extend_from_slice(data);
+            data = &[];
+            let mut start = 0;
+            if self.pending_header.starts_with(EDGE_ROUTING_PREFIX) {
+                let Some(len) = self.pending_header.get(4..7) else { return Ok(Vec::new()) };
+                start = 7 + len.iter().fold(0usize, |n, b| (n << 8) | usize::from(*b));
+            }
+            let Some(header) = self.pending_header.get(start..start + WA_CONN_HEADER.len()) else {
                 return Ok(Vec::new());
-            }
-            if self.pending_header.starts_with(b"ED") {
-                return Err(FrameError::EdgeRouting);
-            }
-            if self.pending_header[..] != WA_CONN_HEADER[..] {
-                return Err(FrameError::BadHeader(self.pending_header.clone()));
+            };
+            if header != WA_CONN_HEADER {
+                return Err(FrameError::BadHeader(header.to_vec()));
             }
             self.header_seen = true;
+            let rest = self.pending_header.split_off(start + WA_CONN_HEADER.len());
+            self.decoder.feed(&rest);
         }
         self.decoder.feed(data);
         let mut frames = Vec::new();
@@ -88,6 +94,19 @@ mod tests {
             got.extend(reader.push(chunk).unwrap());
         }
         assert_eq!(got, vec![b"hello".to_vec(), b"world!".to_vec()]);
+    }
+
+    #[test]
+    fn an_edge_routing_pre_intro_is_skipped() {
+        let (mut wire, _) = wacore_noise::build_handshake_header(Some(b"routing-info"));
+        assert!(wire.starts_with(EDGE_ROUTING_PREFIX) && wire.ends_with(&WA_CONN_HEADER));
+        wire.extend(encode(b"hello").unwrap());
+        let mut reader = FrameReader::new();
+        let mut got = Vec::new();
+        for chunk in wire.chunks(2) {
+            got.extend(reader.push(chunk).unwrap());
+        }
+        assert_eq!(got, vec![b"hello".to_vec()]);
     }
 
     #[test]

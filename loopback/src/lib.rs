@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod adopt;
 pub mod conn;
 pub mod devices;
 pub mod frames;

@@ -112,6 +112,20 @@ async fn import(pool: &PgPool, session: &str, creds: Value, entries: Vec<Entry>,
         "session {session} already has credentials; nothing imported (wipe them first with a key_cleanup job of scope all)"
     );
     write::write(&mut tx, session, &device, &conv).await?;
+    // Who the session is, as a QR or code link records it (mark_paired): an imported
+    // session never pairs, and a login only refreshes jid, so phone and lid stayed NULL.
+    sqlx::query(
+        "UPDATE wa.sessions SET jid = coalesce($2, jid), lid = coalesce($3, lid), phone = coalesce($4, phone),
+                push_name = coalesce($5, push_name)
+          WHERE id = $1",
+    )
+    .bind(session)
+    .bind(device.pn.as_ref().map(|j| j.to_string()))
+    .bind(device.lid.as_ref().map(|j| j.to_string()))
+    .bind(device.pn.as_ref().map(|j| j.user.to_string()).filter(|u| !u.is_empty()))
+    .bind(Some(device.push_name.clone()).filter(|n| !n.is_empty()))
+    .execute(&mut *tx)
+    .await?;
     if dry_run {
         tx.rollback().await?;
     } else {
