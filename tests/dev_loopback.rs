@@ -79,3 +79,47 @@ async fn two_sessions_link_by_themselves_and_exchange_a_message() {
     let status = tokio::task::spawn_blocking(move || child.child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "exit status {status}");
 }
+
+/// `pgwa dev bench-sessions` and `bench-messages` keep working: tiny runs each print one
+/// JSON line whose figures add up. The figures themselves are measured in release builds
+/// (BENCHMARKS.md).
+#[tokio::test]
+async fn loopback_benches_print_their_figures_as_one_json_line() {
+    let db = TestDb::new().await.unwrap();
+    let run = |args: &'static [&'static str]| {
+        let url = db.url.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_pgwa"))
+                .args(args)
+                .env("PGWA_DATABASE_URL", url)
+                .env_remove("DATABASE_URL")
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("running the bench")
+        })
+    };
+    let out = run(&["dev", "bench-messages", "--pairs", "2", "--messages", "20", "--rate", "20", "--latency-messages", "10"])
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).expect("one JSON line");
+    assert_eq!((v["burst_messages"].as_i64(), v["latency_messages"].as_i64()), (Some(20), Some(10)), "{v}");
+    assert!(v["burst_msgs_per_sec"].as_f64().unwrap() > 0.0, "{v}");
+    let (p50, p99) = (v["p50_send_to_inbox_ms"].as_f64().unwrap(), v["p99_send_to_inbox_ms"].as_f64().unwrap());
+    assert!(0.0 < p50 && p50 <= p99, "{v}");
+
+    let out = run(&["dev", "bench-sessions", "--sessions", "3", "--idle-secs", "1", "--connect-per-sec", "100"]).await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).expect("one JSON line");
+    assert_eq!(v["sessions"], 3, "{v}");
+    assert!(v["worker_rss_mib"].as_f64().unwrap() >= v["worker_rss_empty_mib"].as_f64().unwrap(), "{v}");
+    assert!(v["restart_bringup_secs"].as_f64().unwrap() > 0.0, "{v}");
+    // 3 links log in after their 515 restart, and the restarted worker logs all 3 in again.
+    assert!(v["server_logins"].as_u64().unwrap() >= 6, "{v}");
+
+    let scratch = format!("{}_bench", db.name);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)")))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+}

@@ -5,14 +5,11 @@
 //! then starts the worker and reports how fast it drains. Rate mode enqueues one send
 //! per statement at a steady rate and reports latency at that rate.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use serde_json::json;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -28,21 +25,8 @@ pub struct JobsBench {
     pub ack_latency_ms: u64,
 }
 
-/// A scratch database next to the configured one (`<name>_bench`), recreated each run.
-async fn scratch_db(cfg: &Config) -> anyhow::Result<String> {
-    let opts = PgConnectOptions::from_str(&cfg.database_url).context("database_url")?;
-    let name = format!("{}_bench", opts.get_database().unwrap_or("pgwa"));
-    let mut admin = opts.clone().database("postgres").connect().await.context("connecting to Postgres")?;
-    for sql in [format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"), format!("CREATE DATABASE \"{name}\"")] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await?;
-    }
-    let mut url = url::Url::parse(&cfg.database_url).context("database_url")?;
-    url.set_path(&format!("/{name}"));
-    Ok(url.to_string())
-}
-
 pub async fn run(cfg: &Config, b: JobsBench) -> anyhow::Result<serde_json::Value> {
-    let url = scratch_db(cfg).await?;
+    let url = super::scratch_db(cfg).await?;
     let pool = crate::db::connect(&url, 8).await?;
     crate::db::migrate::migrate(&pool).await?;
     sqlx::query("SELECT wa.add_session('bench-' || i) FROM generate_series(1, $1) i")

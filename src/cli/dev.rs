@@ -24,10 +24,56 @@ pub enum DevCmd {
         #[arg(long, default_value_t = 5222)]
         port: u16,
     },
+    /// Benchmark: one worker process holding many linked sessions (memory per session,
+    /// idle CPU, restart bring-up). Prints one JSON line; uses `<database>_bench`.
+    BenchSessions {
+        #[arg(long, default_value_t = 1000)]
+        sessions: u32,
+        /// Seconds of idle to measure CPU over.
+        #[arg(long, default_value_t = 30)]
+        idle_secs: u64,
+        /// The worker's connection stagger (worker.connect_per_sec; default config: 20).
+        #[arg(long, default_value_t = 20)]
+        connect_per_sec: u32,
+    },
+    /// Benchmark: messages A -> B through two worker processes and Postgres (throughput
+    /// of a burst, latency from wa.send_text to B's inbox at a steady rate). Prints one
+    /// JSON line; uses `<database>_bench`.
+    BenchMessages {
+        #[arg(long, default_value_t = 10)]
+        pairs: u32,
+        #[arg(long, default_value_t = 5000)]
+        messages: u64,
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        #[arg(long, default_value_t = 1000)]
+        latency_messages: u64,
+    },
 }
 
-pub async fn run(cmd: DevCmd, mut cfg: Config, pool: PgPool) -> anyhow::Result<()> {
-    let DevCmd::Loopback { port } = cmd;
+impl DevCmd {
+    pub fn is_bench(&self) -> bool {
+        !matches!(self, DevCmd::Loopback { .. })
+    }
+}
+
+pub async fn run(cmd: DevCmd, cfg: Config, pool: PgPool) -> anyhow::Result<()> {
+    let figures = match cmd {
+        DevCmd::Loopback { port } => return loopback(port, cfg, pool).await,
+        DevCmd::BenchSessions { sessions, idle_secs, connect_per_sec } => {
+            let b = crate::bench::loopback_sessions::SessionsBench { sessions, idle_secs, connect_per_sec };
+            crate::bench::loopback_sessions::run(&cfg, b).await?
+        }
+        DevCmd::BenchMessages { pairs, messages, rate, latency_messages } => {
+            let b = crate::bench::loopback_messages::MessagesBench { pairs, messages, rate, latency_messages };
+            crate::bench::loopback_messages::run(&cfg, b).await?
+        }
+    };
+    println!("{figures}");
+    Ok(())
+}
+
+async fn loopback(port: u16, mut cfg: Config, pool: PgPool) -> anyhow::Result<()> {
     let server = pgwa_loopback::Server::start(pgwa_loopback::Config {
         addr: Some(SocketAddr::from(([127, 0, 0, 1], port))),
         state_dir: None,
@@ -44,23 +90,24 @@ pub async fn run(cmd: DevCmd, mut cfg: Config, pool: PgPool) -> anyhow::Result<(
     println!("  psql -c \"SELECT wa.send_text('alice', '<bob''s phone>', 'hello')\"");
     println!("  psql -c \"SELECT chat, sender, text FROM wa.inbox\"");
     println!("accounts live in this process only: after a restart, sessions link again");
-    let phone = tokio::spawn(play_phone(pool.clone(), server.shared.clone()));
+    let phone = tokio::spawn(play_phone(pool.clone(), server.shared.clone(), true));
     let result = super::run_worker(cfg, pool).await;
     phone.abort();
     result
 }
 
-/// Scans each QR code and types each pairing code a worker publishes, as a phone would.
-async fn play_phone(pool: PgPool, server: Arc<pgwa_loopback::state::Shared>) {
+/// Scans each QR code and types each pairing code a worker publishes, as a phone would;
+/// `verbose` prints each link (the benchmarks link a thousand).
+pub(crate) async fn play_phone(pool: PgPool, server: Arc<pgwa_loopback::state::Shared>, verbose: bool) {
     loop {
-        if let Err(e) = link_as_published(&pool, &server).await {
+        if let Err(e) = link_as_published(&pool, &server, verbose).await {
             eprintln!("phone: {e:#}; listening again in 1 s");
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }
 }
 
-async fn link_as_published(pool: &PgPool, server: &Arc<pgwa_loopback::state::Shared>) -> anyhow::Result<()> {
+async fn link_as_published(pool: &PgPool, server: &Arc<pgwa_loopback::state::Shared>, verbose: bool) -> anyhow::Result<()> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen("wa_link").await?;
     // Codes published before we listened.
@@ -71,13 +118,13 @@ async fn link_as_published(pool: &PgPool, server: &Arc<pgwa_loopback::state::Sha
     .fetch_all(pool)
     .await?;
     for session in pending {
-        link(pool, server, &session).await;
+        link(pool, server, &session, verbose).await;
     }
     loop {
         let n = listener.recv().await?;
         let payload: serde_json::Value = serde_json::from_str(n.payload()).unwrap_or_default();
         if let Some(session) = payload.get("session").and_then(|s| s.as_str()) {
-            link(pool, server, session).await;
+            link(pool, server, session, verbose).await;
         }
     }
 }
@@ -85,7 +132,7 @@ async fn link_as_published(pool: &PgPool, server: &Arc<pgwa_loopback::state::Sha
 /// A session's live QR code, live pairing code, and the phone number the code is for.
 type LinkCodes = (Option<String>, Option<String>, Option<String>);
 
-async fn link(pool: &PgPool, server: &Arc<pgwa_loopback::state::Shared>, session: &str) {
+async fn link(pool: &PgPool, server: &Arc<pgwa_loopback::state::Shared>, session: &str, verbose: bool) {
     let row: sqlx::Result<Option<LinkCodes>> = sqlx::query_as(
         "SELECT CASE WHEN qr_expires_at > now() THEN qr_code END,
                 CASE WHEN pair_code_expires_at > now() THEN pair_code END, pair_phone
@@ -96,14 +143,16 @@ async fn link(pool: &PgPool, server: &Arc<pgwa_loopback::state::Shared>, session
     .await;
     match row {
         Ok(Some((Some(qr), _, _))) => match pgwa_loopback::pairing::scan(server, &qr, None) {
-            Ok(linked) => println!("phone: scanned the QR code of session {session}: linked as {}", linked.jid),
+            Ok(linked) if verbose => println!("phone: scanned the QR code of session {session}: linked as {}", linked.jid),
+            Ok(_) => {}
             Err(e) => eprintln!("phone: could not scan the QR code of session {session}: {e:#}"),
         },
         Ok(Some((None, Some(code), Some(phone)))) => {
             let server = server.clone();
             let entered = tokio::task::spawn_blocking(move || pgwa_loopback::pair_code::enter_code(&server, &phone, &code)).await;
             match entered {
-                Ok(Ok(e)) => println!("phone: typed the pairing code of session {session} on phone {}", e.phone),
+                Ok(Ok(e)) if verbose => println!("phone: typed the pairing code of session {session} on phone {}", e.phone),
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => eprintln!("phone: the pairing code of session {session} was refused: {e:#}"),
                 Err(e) => eprintln!("phone: typing the pairing code of session {session} failed: {e}"),
             }

@@ -3,6 +3,8 @@
 mod bench;
 #[cfg(feature = "loopback")]
 mod dev;
+#[cfg(feature = "loopback")]
+pub(crate) use dev::play_phone;
 pub mod import;
 mod jobs;
 mod link;
@@ -67,7 +69,15 @@ pub enum Command {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let cfg = Config::load(cli.config.as_deref()).context("configuration")?;
+    #[allow(unused_mut)]
+    let mut cfg = Config::load(cli.config.as_deref()).context("configuration")?;
+    #[cfg(feature = "loopback")]
+    if let Command::Dev(cmd) = &cli.command
+        && cmd.is_bench()
+    {
+        // The in-process loopback server logs every login; a benchmark's output is its figures.
+        cfg.log.filter = "warn".into();
+    }
     init_tracing(&cfg);
     match cli.command {
         Command::Bench(args) => bench::run(&cfg, args).await,
@@ -104,7 +114,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Jobs(cmd) => jobs::run(cmd, &pool).await,
                 #[cfg(feature = "loopback")]
                 Command::Dev(cmd) => {
-                    migrate(&pool).await?;
+                    if !cmd.is_bench() {
+                        migrate(&pool).await?; // benchmarks use a scratch database of their own
+                    }
                     dev::run(cmd, cfg, pool).await
                 }
                 Command::Bench(_) | Command::BenchStore => unreachable!("handled above"),
