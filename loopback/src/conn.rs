@@ -65,9 +65,23 @@ async fn handshake(wire: &mut Wire, shared: &Shared) -> Result<Option<Establishe
         }
         ClientHello::Ik { ephemeral, encrypted_static, encrypted_payload } => {
             shared.stats.ik_handshakes.fetch_add(1, Ordering::Relaxed);
-            let (hello, est) = noise::ik_accept(&shared.keys, &ephemeral, &encrypted_static, &encrypted_payload)?;
-            wire.send_frame(&hello).await?;
-            Ok(Some(est))
+            match noise::ik_accept(&shared.keys, &ephemeral, &encrypted_static, &encrypted_payload) {
+                Ok((hello, est)) => {
+                    wire.send_frame(&hello).await?;
+                    Ok(Some(est))
+                }
+                Err(e) => {
+                    // The client cached a static key this server no longer has (or sent an
+                    // IK hello it cannot use): answer XXfallback, as WhatsApp does, and the
+                    // client finishes like XX on this same connection.
+                    tracing::debug!("IK refused, answering XXfallback: {e:#}");
+                    shared.stats.xx_fallback_handshakes.fetch_add(1, Ordering::Relaxed);
+                    let (hello, pending) = noise::xx_fallback_respond(&shared.keys, &ephemeral)?;
+                    wire.send_frame(&hello).await?;
+                    let Some(finish) = wire.next_frame().await? else { return Ok(None) };
+                    Ok(Some(pending.finish(&finish).context("XXfallback client finish")?))
+                }
+            }
         }
     }
 }

@@ -1,19 +1,27 @@
-//! Noise responder (XX for new or cache-less clients, IK for returning ones) and
-//! the transport ciphers that follow it. The server static key must survive a
-//! server restart: a client that cached the old one fails IK and drops to XX.
+//! Noise responder (XX for new or cache-less clients, IK for returning ones, and
+//! XXfallback for an IK client that cached a static key the server no longer has)
+//! and the transport ciphers that follow it. The server static key survives a server
+//! restart with a state dir; a client whose cached key the server no longer has (see
+//! `ServerKeys::rotate`) fails IK, and the server answers it with XXfallback on the
+//! same connection, as WhatsApp does.
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result, anyhow, bail};
 use wacore::handshake::NoiseHandshake;
 use wacore::libsignal::protocol::{KeyPair, PrivateKey};
-use wacore_binary::consts::{NOISE_PATTERN_IK, NOISE_PATTERN_XX, WA_CONN_HEADER};
+use wacore_binary::consts::{NOISE_PATTERN_IK, NOISE_PATTERN_XX, NOISE_PATTERN_XXFALLBACK, WA_CONN_HEADER};
 use wacore_noise::NoiseCipher;
 use waproto::buffa::{self, Message};
 use waproto::whatsapp as wa;
 
 /// The server's long-lived static key and the (zero-signed) cert chain for it.
 pub struct ServerKeys {
+    current: RwLock<Arc<StaticKey>>,
+}
+
+struct StaticKey {
     keypair: KeyPair,
     cert_chain: Vec<u8>,
 }
@@ -36,18 +44,41 @@ impl ServerKeys {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating state dir {}", dir.display()))?;
         }
-        std::fs::write(path, keys.keypair.private_key.serialize())
+        std::fs::write(path, keys.current().keypair.private_key.serialize())
             .with_context(|| format!("writing server static key {}", path.display()))?;
         Ok(keys)
     }
 
     fn from_keypair(keypair: KeyPair) -> Self {
+        Self { current: RwLock::new(Arc::new(StaticKey::new(keypair))) }
+    }
+
+    /// Replaces the static key with a new one, in memory only (a state dir keeps the
+    /// old one): what a server restart with a lost key looks like to clients, without
+    /// losing the accounts. Returning clients then fail IK and get XXfallback. For tests.
+    pub fn rotate(&self) {
+        let fresh = Arc::new(StaticKey::new(KeyPair::generate(&mut rand::rng())));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
+    pub fn public(&self) -> [u8; 32] {
+        self.current().public()
+    }
+
+    /// The key in use now; one handshake step uses one snapshot.
+    fn current(&self) -> Arc<StaticKey> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl StaticKey {
+    fn new(keypair: KeyPair) -> Self {
         let public = pub32(keypair.public_key.public_key_bytes());
         let cert_chain = wacore_noise::test_util::build_cert_chain_bytes(&public);
         Self { keypair, cert_chain }
     }
 
-    pub fn public(&self) -> [u8; 32] {
+    fn public(&self) -> [u8; 32] {
         pub32(self.keypair.public_key.public_key_bytes())
     }
 
@@ -121,7 +152,7 @@ pub struct Established {
     pub payload: wa::ClientPayload,
 }
 
-/// XX after the ServerHello went out, waiting for the ClientFinish.
+/// XX (or XXfallback) after the ServerHello went out, waiting for the ClientFinish.
 pub struct XxPending {
     noise: NoiseHandshake,
     server_ephemeral: KeyPair,
@@ -129,7 +160,22 @@ pub struct XxPending {
 
 /// XX step 1: answers a ClientHello with ephemeral, encrypted static and cert chain.
 pub fn xx_respond(keys: &ServerKeys, client_ephemeral: &[u8; 32]) -> Result<(Vec<u8>, XxPending)> {
-    let mut noise = NoiseHandshake::new(NOISE_PATTERN_XX, &WA_CONN_HEADER)?;
+    respond_with_static(NOISE_PATTERN_XX, keys, client_ephemeral)
+}
+
+/// XXfallback step 1, for an IK ClientHello `ik_accept` could not read (the client
+/// cached another server static): the same ServerHello as XX (its `static` tells the
+/// client to fall back), over a transcript restarted under the XXfallback protocol
+/// name from the ephemeral the client already sent. The IK static and payload are
+/// dropped; the ClientFinish carries them again, read by `XxPending::finish`.
+pub fn xx_fallback_respond(keys: &ServerKeys, client_ephemeral: &[u8; 32]) -> Result<(Vec<u8>, XxPending)> {
+    respond_with_static(NOISE_PATTERN_XXFALLBACK, keys, client_ephemeral)
+}
+
+/// `-> e` (already received) then `<- e, ee, s, es` with the cert chain as payload.
+fn respond_with_static(pattern: &str, keys: &ServerKeys, client_ephemeral: &[u8; 32]) -> Result<(Vec<u8>, XxPending)> {
+    let keys = keys.current();
+    let mut noise = NoiseHandshake::new(pattern, &WA_CONN_HEADER)?;
     noise.authenticate(client_ephemeral);
     let server_ephemeral = KeyPair::generate(&mut rand::rng());
     let eph_pub = pub32(server_ephemeral.public_key.public_key_bytes());
@@ -170,6 +216,7 @@ pub fn ik_accept(
     encrypted_static: &[u8],
     encrypted_payload: &[u8],
 ) -> Result<(Vec<u8>, Established)> {
+    let keys = keys.current();
     let mut noise = NoiseHandshake::new(NOISE_PATTERN_IK, &WA_CONN_HEADER)?;
     noise.authenticate(&keys.public());
     noise.authenticate(client_ephemeral);
@@ -211,7 +258,7 @@ fn server_hello(ephemeral: [u8; 32], encrypted_static: Option<Vec<u8>>, payload:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wacore_noise::{IkHandshakeState, IkServerHelloOutcome, XxHandshakeState};
+    use wacore_noise::{IkHandshakeState, IkServerHelloOutcome, XxFallbackHandshakeState, XxHandshakeState};
 
     fn login_payload() -> Vec<u8> {
         wa::ClientPayload { username: Some(15550000001), device: Some(3), ..Default::default() }.encode_to_vec()
@@ -278,6 +325,76 @@ mod tests {
             panic!("IK client hello was read as XX");
         };
         assert!(ik_accept(&keys, &ephemeral, &encrypted_static, &encrypted_payload).is_err());
+    }
+
+    #[test]
+    fn ik_with_a_stale_server_key_falls_back_to_xx_on_the_same_connection() {
+        let keys = ServerKeys::generate();
+        let stale = ServerKeys::generate();
+        let client_static = KeyPair::generate(&mut rand::rng());
+        let mut client = IkHandshakeState::new(client_static.clone(), stale.public(), login_payload(), &WA_CONN_HEADER).unwrap();
+        let ClientHello::Ik { ephemeral, encrypted_static, encrypted_payload } =
+            client_hello_ephemeral(&client.build_client_hello().unwrap())
+        else {
+            panic!("IK client hello was read as XX");
+        };
+        assert!(ik_accept(&keys, &ephemeral, &encrypted_static, &encrypted_payload).is_err());
+
+        let (server_hello, pending) = xx_fallback_respond(&keys, &ephemeral).unwrap();
+        let IkServerHelloOutcome::Fallback(inputs) = client.read_server_hello(&server_hello).unwrap() else {
+            panic!("client took the fallback server hello as an IK accept");
+        };
+        let mut fallback = XxFallbackHandshakeState::from_ik_failure(*inputs, &WA_CONN_HEADER).unwrap();
+        let finish = fallback.build_client_finish().expect("client reads the fallback server hello");
+        let mut est = pending.finish(&finish).unwrap();
+        let outcome = fallback.finish().unwrap();
+        assert_eq!(&est.client_static[..], client_static.public_key.public_key_bytes());
+        assert_eq!(est.payload.username, Some(15550000001));
+        assert_eq!(est.payload.device, Some(3));
+        assert_eq!(outcome.server_cert_chain.leaf_key, keys.public(), "the client learns the server's current key");
+        assert_ciphers_pair(&mut est.transport, &outcome.write_cipher, &outcome.read_cipher);
+    }
+
+    #[test]
+    fn a_plain_xx_answer_does_not_complete_an_ik_fallback() {
+        // The fallback transcript starts under its own protocol name: an XX ServerHello
+        // sent to an IK client must not verify, or the test above would prove nothing.
+        let keys = ServerKeys::generate();
+        let stale = ServerKeys::generate();
+        let mut client =
+            IkHandshakeState::new(KeyPair::generate(&mut rand::rng()), stale.public(), login_payload(), &WA_CONN_HEADER).unwrap();
+        let ClientHello::Ik { ephemeral, .. } = client_hello_ephemeral(&client.build_client_hello().unwrap()) else {
+            panic!("IK client hello was read as XX");
+        };
+        let (server_hello, _) = xx_respond(&keys, &ephemeral).unwrap();
+        let IkServerHelloOutcome::Fallback(inputs) = client.read_server_hello(&server_hello).unwrap() else {
+            panic!("a server hello with a static must mean fallback");
+        };
+        let mut fallback = XxFallbackHandshakeState::from_ik_failure(*inputs, &WA_CONN_HEADER).unwrap();
+        assert!(fallback.build_client_finish().is_err());
+    }
+
+    #[test]
+    fn a_rotated_key_fails_ik_and_is_what_the_fallback_sends() {
+        let keys = ServerKeys::generate();
+        let old = keys.public();
+        keys.rotate();
+        assert_ne!(keys.public(), old);
+        let mut client =
+            IkHandshakeState::new(KeyPair::generate(&mut rand::rng()), old, login_payload(), &WA_CONN_HEADER).unwrap();
+        let ClientHello::Ik { ephemeral, encrypted_static, encrypted_payload } =
+            client_hello_ephemeral(&client.build_client_hello().unwrap())
+        else {
+            panic!("IK client hello was read as XX");
+        };
+        assert!(ik_accept(&keys, &ephemeral, &encrypted_static, &encrypted_payload).is_err());
+        let (server_hello, _) = xx_fallback_respond(&keys, &ephemeral).unwrap();
+        let IkServerHelloOutcome::Fallback(inputs) = client.read_server_hello(&server_hello).unwrap() else {
+            panic!("expected fallback");
+        };
+        let mut fallback = XxFallbackHandshakeState::from_ik_failure(*inputs, &WA_CONN_HEADER).unwrap();
+        fallback.build_client_finish().unwrap();
+        assert_eq!(fallback.finish().unwrap().server_cert_chain.leaf_key, keys.public());
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub struct Relayed {
 pub struct Stats {
     pub xx_handshakes: AtomicU64,
     pub ik_handshakes: AtomicU64,
+    pub xx_fallback_handshakes: AtomicU64,
     pub logins: AtomicU64,
     pub refused_logins: AtomicU64,
 }
