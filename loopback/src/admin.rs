@@ -77,6 +77,20 @@ pub async fn nack(State(shared): State<Arc<Shared>>, Query(params): Query<NackPa
     StatusCode::NO_CONTENT
 }
 
+#[derive(Deserialize)]
+pub struct SlowParams {
+    pub ms: u64,
+}
+
+/// `POST /admin/slow?ms=N`: a slow server. Each client message waits N ms before it is
+/// relayed and acked (`crate::relay`); a connection's messages keep their order. 0 turns
+/// it off (messages already held back still leave when their time is up).
+pub async fn slow(State(shared): State<Arc<Shared>>, Query(params): Query<SlowParams>) -> StatusCode {
+    shared.lock().slow.ms = params.ms;
+    tracing::info!(ms = params.ms, "slow server");
+    StatusCode::NO_CONTENT
+}
+
 /// `POST /admin/adopt` with an [`AdoptedDevice`] as JSON (any content type): the server
 /// learns a device that linked elsewhere (an imported session), which can then log in
 /// without a QR. Answers the device's JID and LID like a scan.

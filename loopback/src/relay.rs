@@ -2,38 +2,88 @@
 //! it fans each `<to>` ciphertext out to its device, acks the sender, and
 //! carries receipts back.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
 use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Jid, Node, NodeContent};
 
 use crate::nodes::{self, attr, attr_string, child, children};
 use crate::prekeys::resolve;
 use crate::session::{Role, Session};
-use crate::state::Relayed;
+use crate::state::{ConnTx, Outbound, Relayed, Shared};
+
+/// Fault injection (`/admin/slow?ms=N`): the server sits on each client message for `ms`
+/// before it relays it and acks the sender (0: off). Delayed messages of one connection
+/// leave in the order they came: each waits for the one before it.
+#[derive(Default)]
+pub struct Slow {
+    pub ms: u64,
+    /// Per connection, the last delayed message (its number and a signal that it left).
+    tails: HashMap<u64, (u64, oneshot::Receiver<()>)>,
+    next: u64,
+}
 
 pub fn on_message(session: &Session, node: &Node) {
     let Role::Device { phone, device } = &session.role else { return };
     let id = attr_string(node, "id").unwrap_or_default();
-    let to = attr_string(node, "to").unwrap_or_default();
-    let kind = attr_string(node, "type").unwrap_or_else(|| "text".into());
-    let t = nodes::now().to_string();
+    let mut inner = session.shared.lock();
     // Fault injection (`/admin/nack`): refuse this message, relay nothing.
-    let nack = session.shared.lock().nacks.remove(&id);
-    if let Some(code) = nack {
+    if let Some(code) = inner.nacks.remove(&id) {
+        drop(inner);
         tracing::info!(id, code, "message refused with a nack");
+        let to = attr_string(node, "to").unwrap_or_default();
         session.send(
             NodeBuilder::new("ack")
                 .attr("class", "message")
                 .attr("id", id)
                 .attr("from", to)
-                .attr("t", t)
+                .attr("t", nodes::now().to_string())
                 .attr("error", code)
                 .build(),
         );
         return;
     }
-    let sender = Jid::pn_device(phone.as_str(), *device);
+    let ms = inner.slow.ms;
+    let conn_id = session.conn_id;
+    if ms == 0 && !inner.slow.tails.contains_key(&conn_id) {
+        drop(inner);
+        relay(&session.shared, &session.tx, phone, *device, node);
+        return;
+    }
+    // Fault injection (`/admin/slow`): relay and ack later, after the messages this
+    // connection sent before.
+    let seq = inner.slow.next;
+    inner.slow.next += 1;
+    let (left, tail) = oneshot::channel();
+    let before = inner.slow.tails.insert(conn_id, (seq, tail)).map(|(_, rx)| rx);
+    drop(inner);
+    tracing::debug!(id, ms, "message held back (slow server)");
+    let (shared, tx, phone, device, node) = (session.shared.clone(), session.tx.clone(), phone.clone(), *device, node.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        if let Some(before) = before {
+            let _ = before.await; // an error only means that task died: go on
+        }
+        relay(&shared, &tx, &phone, device, &node);
+        let _ = left.send(());
+        let mut inner = shared.lock();
+        if inner.slow.tails.get(&conn_id).is_some_and(|(s, _)| *s == seq) {
+            inner.slow.tails.remove(&conn_id);
+        }
+    });
+}
+
+/// Fans message `node` from `phone:device` out to its targets and acks it on `tx`.
+fn relay(shared: &Shared, tx: &ConnTx, phone: &str, device: u16, node: &Node) {
+    let id = attr_string(node, "id").unwrap_or_default();
+    let to = attr_string(node, "to").unwrap_or_default();
+    let kind = attr_string(node, "type").unwrap_or_else(|| "text".into());
+    let t = nodes::now().to_string();
+    let sender = Jid::pn_device(phone, device);
     let device_identity = child(node, "device-identity").cloned();
-    let mut inner = session.shared.lock();
+    let mut inner = shared.lock();
     let notify = inner.dir.account(phone).map(|a| a.push_name.clone()).unwrap_or_default();
     let targets: Vec<(String, Node)> = match child(node, "participants") {
         Some(p) => children(p)
@@ -62,23 +112,24 @@ pub fn on_message(session: &Session, node: &Node) {
             .attr("t", t.clone())
             .attr("notify", notify.clone());
         // Fan-out to the sender's own devices is "from me" in chat `to`.
-        if &target_phone == phone {
+        if target_phone == phone {
             out = out.attr("recipient", to.clone());
         }
         let mut content = vec![enc];
         content.extend(device_identity.clone());
         inner.deliver_message(&target_phone, target_device, &id, out.children(content).build());
         delivered += 1;
-        if &target_phone != phone && !peers.contains(&target_phone) {
+        if target_phone != phone && !peers.contains(&target_phone) {
             peers.push(target_phone);
         }
     }
     for to_phone in peers {
-        inner.relayed.push(Relayed { from_phone: phone.clone(), to_phone, id: id.clone() });
+        inner.relayed.push(Relayed { from_phone: phone.to_string(), to_phone, id: id.clone() });
     }
     drop(inner);
     tracing::debug!(id, to, delivered, "message relayed");
-    session.send(NodeBuilder::new("ack").attr("class", "message").attr("id", id).attr("from", to).attr("t", t).build());
+    let ack = NodeBuilder::new("ack").attr("class", "message").attr("id", id).attr("from", to).attr("t", t).build();
+    let _ = tx.send(Outbound::Node(ack));
 }
 
 /// The ids a client acknowledges with a receipt or an ack: the stanza's own and, in
@@ -132,5 +183,50 @@ pub fn on_receipt(session: &Session, node: &Node) {
     let out = out.build();
     for d in targets {
         inner.deliver(&target_phone, d, out.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::noise::ServerKeys;
+
+    fn acked_id(out: Outbound) -> String {
+        match out {
+            Outbound::Node(n) if n.tag == "ack" => attr_string(&n, "id").unwrap_or_default(),
+            other => panic!("expected an ack, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_server_acks_late_and_in_order() {
+        let shared = Arc::new(Shared::new(ServerKeys::generate()));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let role = Role::Device { phone: "1555".into(), device: 1 };
+        let session = Session { shared: shared.clone(), conn_id: 7, tx, role };
+        let message = |id: &str| NodeBuilder::new("message").attr("id", id).attr("to", "1666@s.whatsapp.net").build();
+
+        on_message(&session, &message("M0"));
+        assert_eq!(acked_id(rx.try_recv().unwrap()), "M0", "a normal server acks at once");
+
+        shared.lock().slow.ms = 300;
+        on_message(&session, &message("M1"));
+        // Off again: M2 is not held back itself, but it does not overtake M1.
+        shared.lock().slow.ms = 0;
+        on_message(&session, &message("M2"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(rx.try_recv().is_err(), "nothing acked before the delay is up");
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        assert_eq!([acked_id(first), acked_id(second)], ["M1", "M2"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(shared.lock().slow.tails.is_empty(), "nothing left held back");
+
+        on_message(&session, &message("M3"));
+        assert_eq!(acked_id(rx.try_recv().unwrap()), "M3", "fast again once the queue is empty");
     }
 }

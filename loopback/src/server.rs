@@ -48,6 +48,7 @@ impl Server {
             .route("/admin/pair-code", post(admin::pair_code))
             .route("/admin/kick", post(admin::kick))
             .route("/admin/nack", post(admin::nack))
+            .route("/admin/slow", post(admin::slow))
             .route("/admin/adopt", post(admin::adopt))
             .route("/mms/{kind}/{token}", post(media::upload).layer(DefaultBodyLimit::max(media::MAX_UPLOAD_BYTES)))
             .route("/v/{*direct_path}", get(media::download))

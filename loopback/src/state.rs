@@ -68,6 +68,9 @@ pub struct Inner {
     /// offline queue, as WhatsApp redelivers what a client never acknowledged: this is
     /// what whatsapp-rust's inbound durability hook relies on.
     pub unacked: HashMap<u64, Vec<(String, Node)>>,
+    /// Fault injection (`/admin/slow`): the delay before each client message is relayed
+    /// and acked, and the messages held back (`crate::relay`).
+    pub slow: crate::relay::Slow,
 }
 
 /// One message stanza relayed from one account to another.

@@ -42,8 +42,13 @@ pub struct Worker {
 
 impl Worker {
     pub fn spawn(db: &TestDb, server: &Server) -> Self {
+        Self::spawn_with(db, server, &[])
+    }
+
+    /// Like `spawn`, with `extra` configuration on top.
+    pub fn spawn_with(db: &TestDb, server: &Server, extra: &[(&str, String)]) -> Self {
         let log = std::env::var("E2E_LOG").unwrap_or_else(|_| "warn".into());
-        let env = [
+        let mut env = vec![
             ("PGWA_WHATSAPP__BACKEND", "whatsapp".to_string()),
             ("PGWA_WHATSAPP__RUST__WS_URL", server.ws_url()),
             ("PGWA_WHATSAPP__RUST__VERSION", VERSION.to_string()),
@@ -53,6 +58,7 @@ impl Worker {
             ("PGWA_WORKER__HEARTBEAT_MS", "1000".to_string()),
             ("PGWA_LOG__FILTER", log),
         ];
+        env.extend(extra.iter().cloned());
         Self { child: super::spawn_worker(db, &env) }
     }
 
