@@ -9,43 +9,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::loopback::{Worker, link_by_qr, start_server, wait_status};
+use common::loopback::{Worker, arrives, link_by_qr, send_text, start_server, wait_status};
 use pgwa::testkit::TestDb;
-use sqlx::PgPool;
 
 const A_PHONE: &str = "15550005555";
 const B_PHONE: &str = "15550006666";
-
-async fn send(pool: &PgPool, text: &str) -> String {
-    send_from(pool, "a", B_PHONE, text).await
-}
-
-async fn send_from(pool: &PgPool, from: &str, to_phone: &str, text: &str) -> String {
-    sqlx::query_scalar("SELECT message_id FROM wa.send_text($1, $2, $3)")
-        .bind(from)
-        .bind(format!("+{to_phone}"))
-        .bind(text)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
-async fn arrives(pool: &PgPool, message_id: &str, text: &str) {
-    arrives_at(pool, "b", message_id, text).await
-}
-
-async fn arrives_at(pool: &PgPool, session: &str, message_id: &str, text: &str) {
-    let got: Option<String> = common::eventually(Duration::from_secs(90), &format!("{text:?} in {session}'s inbox"), || async {
-        sqlx::query_scalar("SELECT text FROM wa.inbox WHERE session_id = $1 AND message_id = $2")
-            .bind(session)
-            .bind(message_id)
-            .fetch_optional(pool)
-            .await
-            .unwrap()
-    })
-    .await;
-    assert_eq!(got.as_deref(), Some(text));
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_signal_session_is_counted_cleaned_up_and_recovered() {
@@ -55,12 +23,12 @@ async fn a_corrupted_signal_session_is_counted_cleaned_up_and_recovered() {
     let _worker = Worker::spawn(&db, &server);
     link_by_qr(pool, &server, "a", A_PHONE).await;
     link_by_qr(pool, &server, "b", B_PHONE).await;
-    let first = send(pool, "before the damage").await;
-    arrives(pool, &first, "before the damage").await;
+    let first = send_text(pool, "a", B_PHONE, "before the damage").await;
+    arrives(pool, "b", &first, "before the damage").await;
     // B's answer completes the handshake: from now on A sends plain Signal messages
     // (not prekey messages, which would carry a new session and mask the damage).
-    let reply = send_from(pool, "b", A_PHONE, "got it").await;
-    arrives_at(pool, "a", &reply, "got it").await;
+    let reply = send_text(pool, "b", A_PHONE, "got it").await;
+    arrives(pool, "a", &reply, "got it").await;
 
     sqlx::query("SELECT wa.stop_session('b')").execute(pool).await.unwrap();
     common::eventually(Duration::from_secs(30), "b to be released", || async {
@@ -84,7 +52,7 @@ async fn a_corrupted_signal_session_is_counted_cleaned_up_and_recovered() {
     sqlx::query("SELECT wa.start_session('b')").execute(pool).await.unwrap();
     wait_status(pool, "b", "connected", Duration::from_secs(60)).await;
 
-    let second = send(pool, "after the damage").await;
+    let second = send_text(pool, "a", B_PHONE, "after the damage").await;
     let bad_macs: i32 = common::eventually(Duration::from_secs(60), "b's Bad MAC counter to move", || async {
         let n: i32 =
             sqlx::query_scalar("SELECT bad_mac_count FROM wa.session_health WHERE session = 'b'").fetch_one(pool).await.unwrap();
@@ -103,9 +71,9 @@ async fn a_corrupted_signal_session_is_counted_cleaned_up_and_recovered() {
     })
     .await;
     assert_eq!(cleanup, "completed");
-    arrives(pool, &second, "after the damage").await;
-    let third = send(pool, "and after that").await;
-    arrives(pool, &third, "and after that").await;
+    arrives(pool, "b", &second, "after the damage").await;
+    let third = send_text(pool, "a", B_PHONE, "and after that").await;
+    arrives(pool, "b", &third, "and after that").await;
 
     let (status, count, limit): (String, i32, i32) =
         sqlx::query_as("SELECT status::text, bad_mac_count, bad_mac_limit FROM wa.session_health WHERE session = 'b'")

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::loopback::{Worker, inbox_count, link_by_qr, start_server, wait_status};
+use common::loopback::{Worker, inbox_count, link_by_qr, send_text, start_server, wait_status};
 use pgwa::testkit::TestDb;
 use pgwa_loopback::Server;
 use serde_json::Value;
@@ -47,15 +47,6 @@ async fn finished_job(pool: &PgPool, message_id: &str) -> (String, i64, Vec<Valu
     .await
 }
 
-async fn send(pool: &PgPool, text: &str) -> String {
-    sqlx::query_scalar("SELECT message_id FROM wa.send_text('a', $1, $2)")
-        .bind(format!("+{B_PHONE}"))
-        .bind(text)
-        .fetch_one(pool)
-        .await
-        .expect("wa.send_text")
-}
-
 /// How often the server relayed `id` from A to B.
 fn relayed(server: &Server, id: &str) -> usize {
     server.shared.lock().relayed.iter().filter(|r| r.from_phone == A_PHONE && r.to_phone == B_PHONE && r.id == id).count()
@@ -71,7 +62,7 @@ async fn in_inbox(pool: &PgPool, id: &str) -> i64 {
 
 /// A send that completes at its first attempt, relayed once, in B's inbox once.
 async fn assert_plain_send(pool: &PgPool, server: &Server, text: &str) -> String {
-    let id = send(pool, text).await;
+    let id = send_text(pool, "a", B_PHONE, text).await;
     let (state, attempts, errors) = finished_job(pool, &id).await;
     assert_eq!((state.as_str(), attempts), ("completed", 1), "{text:?} took one attempt; errors {errors:?}");
     assert!(errors.is_empty(), "{text:?} recorded no error: {errors:?}");
@@ -98,7 +89,7 @@ async fn a_slow_server_ack_times_out_and_the_retry_reuses_the_message_id() {
     // A slow server: every message waits 2.5 s for its ack, the worker 1 s.
     set_slow(&server, SLOW_MS).await;
     let started = std::time::Instant::now();
-    let id = send(pool, "slow").await;
+    let id = send_text(pool, "a", B_PHONE, "slow").await;
     let (state, attempts, errors) = finished_job(pool, &id).await;
     let took = started.elapsed();
     assert_eq!(state, "completed", "the slow send completed on a retry; errors {errors:?}");

@@ -15,6 +15,7 @@ pub mod nodes;
 pub mod noise;
 pub mod pair_code;
 pub mod pairing;
+pub mod plain_http;
 pub mod prekeys;
 pub mod relay;
 pub mod server;

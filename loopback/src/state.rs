@@ -130,14 +130,9 @@ impl Inner {
     /// Delivers a message stanza like [`Inner::deliver`], and keeps it until the device
     /// acknowledges it.
     pub fn deliver_message(&mut self, phone: &str, device: u16, id: &str, node: Node) {
-        let key = (phone.to_string(), device);
-        if let Some(conn) = self.online.get(&key)
-            && conn.tx.send(Outbound::Node(node.clone())).is_ok()
-        {
-            self.unacked.entry(conn.conn_id).or_default().push((id.to_string(), node));
-            return;
+        if let Some(conn_id) = self.deliver(phone, device, node.clone()) {
+            self.unacked.entry(conn_id).or_default().push((id.to_string(), node));
         }
-        self.offline.entry(key).or_default().push(node);
     }
 
     /// The device acknowledged these message ids on connection `conn_id`.
@@ -166,15 +161,17 @@ impl Inner {
         }
     }
 
-    /// Delivers to a device now, or keeps it for the device's next login.
-    pub fn deliver(&mut self, phone: &str, device: u16, node: Node) {
+    /// Delivers to a device now (returns the connection it went to), or keeps it for
+    /// the device's next login.
+    pub fn deliver(&mut self, phone: &str, device: u16, node: Node) -> Option<u64> {
         let key = (phone.to_string(), device);
         if let Some(conn) = self.online.get(&key)
             && conn.tx.send(Outbound::Node(node.clone())).is_ok()
         {
-            return;
+            return Some(conn.conn_id);
         }
         self.offline.entry(key).or_default().push(node);
+        None
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use whatsapp_rust::TokioRuntime;
 use whatsapp_rust::bot::{Bot, BotHandle};
-use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::store::traits::Backend;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
@@ -47,7 +46,7 @@ impl TestClient {
         let mut builder = Bot::builder()
             .with_backend_arc(store)
             .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(server.ws_url()))
-            .with_http_client(UreqHttpClient::new())
+            .with_http_client(crate::plain_http::LoopbackHttpClient::new())
             .with_runtime(TokioRuntime)
             .with_version(VERSION)
             .with_push_name(push_name)

@@ -4,75 +4,11 @@
 
 mod common;
 
-use common::{new_store, start_server};
-use pgwa_loopback::{Server, TestClient};
-use whatsapp_rust::TokioRuntime;
-use whatsapp_rust::bot::Bot;
+use common::{link_new, new_store, start_server};
+use whatsapp_rust::UploadOptions;
 use whatsapp_rust::download::{DownloadUtils, MediaType};
-use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse, UreqHttpClient};
 use whatsapp_rust::media::{ImageOptions, image_message};
 use whatsapp_rust::prelude::*;
-use whatsapp_rust::transport::TokioWebSocketTransportFactory;
-use whatsapp_rust::wacore::net::StreamingHttpResponse;
-use whatsapp_rust::{UploadOptions, anyhow};
-
-/// whatsapp-rust asks media hosts over https; the loopback CDN has no TLS.
-struct PlainHttp(UreqHttpClient);
-
-fn plain(mut request: HttpRequest) -> HttpRequest {
-    if let Some(rest) = request.url.strip_prefix("https://127.0.0.1:") {
-        request.url = format!("http://127.0.0.1:{rest}");
-    }
-    request
-}
-
-#[whatsapp_rust::async_trait]
-impl HttpClient for PlainHttp {
-    async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
-        self.0.execute(plain(request)).await
-    }
-
-    fn supports_streaming(&self) -> bool {
-        true
-    }
-
-    fn execute_streaming(&self, request: HttpRequest) -> anyhow::Result<StreamingHttpResponse> {
-        self.0.execute_streaming(plain(request))
-    }
-}
-
-/// Like `common::link_new`, with the plain-http client.
-async fn link(server: &Server, name: &str, phone: &str) -> TestClient {
-    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
-    let bot = Bot::builder()
-        .with_backend_arc(new_store())
-        .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(server.ws_url()))
-        .with_http_client(PlainHttp(UreqHttpClient::new()))
-        .with_runtime(TokioRuntime)
-        .with_version(pgwa_loopback::test_client::VERSION)
-        .with_push_name(name)
-        .skip_history_sync()
-        .on_event(move |event, _client| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(event);
-            }
-        })
-        .build()
-        .await
-        .expect("whatsapp-rust client builds");
-    let mut client = TestClient { handle: bot.spawn(), events };
-    let qr = client
-        .wait_for("PairingQrCode", 20, |e| match e {
-            Event::PairingQrCode(q) => Some(q.code.clone()),
-            _ => None,
-        })
-        .await;
-    let (status, body) = server.admin_post(&format!("/admin/scan?phone={phone}"), &qr).await;
-    assert_eq!(status, 200, "admin scan failed: {body}");
-    client.wait_for("Connected after pairing", 60, |e| matches!(e, Event::Connected(_)).then_some(())).await;
-    client
-}
 
 /// A 1x1 PNG.
 const PNG: &[u8] = &[
@@ -85,8 +21,8 @@ const PNG: &[u8] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_is_uploaded_relayed_and_downloaded() {
     let server = start_server().await;
-    let a = link(&server, "Alice", "15550007777").await;
-    let mut b = link(&server, "Bob", "15550008888").await;
+    let (a, _) = link_new(&server, new_store(), "Alice", Some("15550007777")).await;
+    let (mut b, _) = link_new(&server, new_store(), "Bob", Some("15550008888")).await;
 
     // media_conn: our auth token and this server as the one host.
     let conn = a.client().refresh_media_conn(true).await.expect("media_conn answered");

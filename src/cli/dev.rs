@@ -175,13 +175,11 @@ pub fn require_loopback(ws_url: Option<&str>) -> anyhow::Result<()> {
     };
     let url = ws_url.ok_or_else(|| refuse("not set (WhatsApp's own server)"))?;
     let parsed = url::Url::parse(url).map_err(|e| refuse(&format!("{url:?} is not a URL ({e})")))?;
-    let local = match parsed.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    if local { Ok(()) } else { Err(refuse(&format!("{url} is not on this machine"))) }
+    if pgwa_loopback::plain_http::is_loopback_host(&parsed) {
+        Ok(())
+    } else {
+        Err(refuse(&format!("{url} is not on this machine")))
+    }
 }
 
 #[cfg(test)]

@@ -183,6 +183,31 @@ pub async fn link_by_qr(pool: &PgPool, server: &Server, id: &str, phone: &str) -
     wait_status(pool, id, "connected", within).await
 }
 
+/// Enqueues one text from session `from` to `to_phone`; returns its message id.
+pub async fn send_text(pool: &PgPool, from: &str, to_phone: &str, text: &str) -> String {
+    sqlx::query_scalar("SELECT message_id FROM wa.send_text($1, $2, $3)")
+        .bind(from)
+        .bind(format!("+{to_phone}"))
+        .bind(text)
+        .fetch_one(pool)
+        .await
+        .expect("wa.send_text")
+}
+
+/// Waits (90 s at most) for `message_id` in `session`'s inbox and asserts its text.
+pub async fn arrives(pool: &PgPool, session: &str, message_id: &str, text: &str) {
+    let got: Option<String> = eventually(Duration::from_secs(90), &format!("{text:?} in {session}'s inbox"), || async {
+        sqlx::query_scalar("SELECT text FROM wa.inbox WHERE session_id = $1 AND message_id = $2")
+            .bind(session)
+            .bind(message_id)
+            .fetch_optional(pool)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(got.as_deref(), Some(text));
+}
+
 /// Enqueues texts "m1".."m{n}" from session `from` to `to_phone` in one statement;
 /// returns (message id, text) in enqueue order.
 pub async fn send_numbered(pool: &PgPool, from: &str, to_phone: &str, n: i64) -> Vec<(String, String)> {

@@ -161,10 +161,10 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, String> {
         Some(url) => TokioWebSocketTransportFactory::new().with_url(url.clone()),
         None => TokioWebSocketTransportFactory::new(),
     };
-    // The loopback server's media host has no TLS (see loopback_http); production
-    // builds talk to WhatsApp's CDN with the stock client.
+    // The loopback server's media host has no TLS (see pgwa_loopback::plain_http);
+    // production builds talk to WhatsApp's CDN with the stock client.
     #[cfg(feature = "loopback")]
-    let http = super::loopback_http::LoopbackHttpClient::new();
+    let http = pgwa_loopback::plain_http::LoopbackHttpClient::new();
     #[cfg(not(feature = "loopback"))]
     let http = whatsapp_rust::http::UreqHttpClient::new();
     let (tx, rx) = mpsc::unbounded_channel();

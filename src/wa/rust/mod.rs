@@ -32,8 +32,6 @@ pub mod acks;
 mod client;
 pub mod events;
 pub mod inbound;
-#[cfg(feature = "loopback")]
-mod loopback_http;
 pub mod send;
 
 use std::collections::HashMap;

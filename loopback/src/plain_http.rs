@@ -1,9 +1,9 @@
-//! The HTTP client of `loopback` builds. whatsapp-rust always reaches media hosts over
-//! https, but the loopback server (`pgwa dev loopback`, the end-to-end tests) serves its
-//! media CDN on its own 127.0.0.1 port with no TLS: requests to a loopback host go over
-//! plain http, everything else is left to ureq as in production builds.
+//! The HTTP client for whatsapp-rust clients of this server (pgwa's `loopback` builds,
+//! the test client). whatsapp-rust always reaches media hosts over https, but this
+//! server serves its media CDN on its own 127.0.0.1 port with no TLS: requests to a
+//! loopback host go over plain http, everything else is left to ureq unchanged.
 
-use anyhow::Result;
+use whatsapp_rust::anyhow::Result;
 use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse, UreqHttpClient};
 use whatsapp_rust::wacore::net::{StreamingHttpResponse, UploadBody};
 use whatsapp_rust::wacore::stats::HttpResourceReport;
@@ -23,14 +23,15 @@ impl LoopbackHttpClient {
 pub fn plain_for_loopback(mut request: HttpRequest) -> HttpRequest {
     if let Ok(url) = url::Url::parse(&request.url)
         && url.scheme() == "https"
-        && is_loopback(&url)
+        && is_loopback_host(&url)
     {
         request.url = format!("http{}", &request.url["https".len()..]);
     }
     request
 }
 
-fn is_loopback(url: &url::Url) -> bool {
+/// Whether `url` names this machine (localhost, 127.0.0.0/8, ::1).
+pub fn is_loopback_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -39,7 +40,7 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-#[async_trait::async_trait]
+#[whatsapp_rust::async_trait]
 impl HttpClient for LoopbackHttpClient {
     async fn execute(&self, request: HttpRequest) -> Result<HttpResponse> {
         self.inner.execute(plain_for_loopback(request)).await
