@@ -33,12 +33,6 @@ fn restart_postgres() {
     assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-// Ignored until pgwa reconnects a session whose inbound commit failed: a message that
-// arrives while Postgres is down cannot be buffered, whatsapp-rust leaves it unacknowledged,
-// and the server redelivers only on the next connection, which never comes while the
-// lease survives the outage. Passed 3 of 4 runs; the 4th lost one message that way.
-// Run it with `cargo test --test e2e_pg_restart -- --ignored`.
-#[ignore = "known gap: a message whose inbound buffer write failed during the outage waits for a reconnect"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_flowing_through_a_postgres_restart_all_arrive_once_in_order() {
     let db = TestDb::new().await.unwrap();

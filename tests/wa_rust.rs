@@ -204,6 +204,7 @@ async fn the_inbox_hook_commits_once_and_refuses_without_the_lease() {
         fence: SessionFence { worker, session: "s1".into(), epoch },
         attempts: 2,
         pause: Duration::from_millis(5),
+        outage_wait: Duration::from_secs(5),
     };
     assert_eq!(hook(epoch).commit(std::slice::from_ref(&row)).await.unwrap(), 1);
     assert_eq!(hook(epoch).commit(std::slice::from_ref(&row)).await.unwrap(), 0, "a redelivery is deduplicated and still acked");

@@ -5,6 +5,7 @@ pub mod jobs;
 pub mod leases;
 pub mod maintenance;
 pub mod migrate;
+pub mod outage;
 pub mod schedules;
 pub mod sessions;
 pub mod workers;

@@ -131,6 +131,16 @@ pub async fn insert_inbound(pool: &PgPool, f: &SessionFence, m: &InboundMessage)
     .await
 }
 
+/// Whether this worker still holds the session at this epoch.
+pub async fn still_held(pool: &PgPool, f: &SessionFence) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.sessions WHERE id = $1 AND owner_id = $2 AND epoch = $3)")
+        .bind(&f.session)
+        .bind(f.worker)
+        .bind(f.epoch)
+        .fetch_one(pool)
+        .await
+}
+
 /// Linking: publishes a QR code (NOTIFY wa_link follows from the trigger).
 pub async fn publish_qr(pool: &PgPool, f: &SessionFence, code: &str, expires_at: DateTime<Utc>) -> sqlx::Result<bool> {
     update_fenced(

@@ -7,6 +7,12 @@ use whatsapp_rust::wacore::store::error::Result;
 use whatsapp_rust::wacore::store::traits::{PendingInboundKey, PendingInboundRow, TcTokenEntry};
 
 use super::{PgBackend, db_err, fenced, last_wins};
+use crate::db::outage::{caused_by_unreachable, is_unreachable, wait_out};
+
+/// A store error that is an unreachable database (see `crate::db::outage`).
+fn unreachable(e: &whatsapp_rust::wacore::store::error::StoreError) -> bool {
+    caused_by_unreachable(e)
+}
 
 impl PgBackend {
     pub(crate) async fn tc_get(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
@@ -153,32 +159,36 @@ impl PgBackend {
         let senders: Vec<&str> = rows.iter().map(|((_, s, _), _)| *s).collect();
         let ids: Vec<&str> = rows.iter().map(|((_, _, i), _)| *i).collect();
         let msgs: Vec<&[u8]> = rows.iter().map(|(_, m)| *m).collect();
-        let q = self
-            .write(fenced!(
-                "INSERT INTO wa.pending_inbound (session_id, chat, sender, stanza_id, message)
-                 SELECT $1, c, s, i, m FROM unnest($4::text[], $5::text[], $6::text[], $7::bytea[]) AS u(c, s, i, m)
-                 WHERE EXISTS (SELECT 1 FROM fence)
-                 ON CONFLICT (session_id, chat, sender, stanza_id) DO UPDATE SET message = EXCLUDED.message,
-                     stored_at = EXCLUDED.stored_at"
-            ))
-            .bind(chats)
-            .bind(senders)
-            .bind(ids)
-            .bind(msgs);
-        self.run(q).await.map(drop)
+        let store = || {
+            let q = self
+                .write(fenced!(
+                    "INSERT INTO wa.pending_inbound (session_id, chat, sender, stanza_id, message)
+                     SELECT $1, c, s, i, m FROM unnest($4::text[], $5::text[], $6::text[], $7::bytea[]) AS u(c, s, i, m)
+                     WHERE EXISTS (SELECT 1 FROM fence)
+                     ON CONFLICT (session_id, chat, sender, stanza_id) DO UPDATE SET message = EXCLUDED.message,
+                         stored_at = EXCLUDED.stored_at"
+                ))
+                .bind(&chats)
+                .bind(&senders)
+                .bind(&ids)
+                .bind(&msgs);
+            async move { self.run(q).await.map(drop) }
+        };
+        wait_out(self.outage_wait, "buffering an inbound message", unreachable, store).await
     }
 
     pub(crate) async fn pending_get(&self, chat: &str, sender: &str, id: &str) -> Result<Option<Vec<u8>>> {
-        sqlx::query_scalar(
-            "SELECT message FROM wa.pending_inbound WHERE session_id = $1 AND chat = $2 AND sender = $3 AND stanza_id = $4",
-        )
-        .bind(&self.session)
-        .bind(chat)
-        .bind(sender)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)
+        let read = || {
+            sqlx::query_scalar(
+                "SELECT message FROM wa.pending_inbound WHERE session_id = $1 AND chat = $2 AND sender = $3 AND stanza_id = $4",
+            )
+            .bind(&self.session)
+            .bind(chat)
+            .bind(sender)
+            .bind(id)
+            .fetch_optional(&self.pool)
+        };
+        wait_out(self.outage_wait, "reading a buffered inbound message", is_unreachable, read).await.map_err(db_err)
     }
 
     pub(crate) async fn pending_delete(&self, keys: &[PendingInboundKey<'_>]) -> Result<()> {

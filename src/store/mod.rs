@@ -69,6 +69,9 @@ pub struct PgBackend {
     pool: PgPool,
     session: String,
     fence: Option<Fence>,
+    /// How long the pending-inbound buffer waits for an unreachable database (zero:
+    /// fail at once); see [`PgBackend::waiting_out_outages`].
+    outage_wait: std::time::Duration,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -98,7 +101,20 @@ pub(crate) type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
 impl PgBackend {
     pub fn new(pool: PgPool, session_id: impl Into<String>, fence: Option<Fence>) -> Self {
-        Self { pool, session: session_id.into(), fence }
+        Self { pool, session: session_id.into(), fence, outage_wait: std::time::Duration::ZERO }
+    }
+
+    /// Makes the pending-inbound buffer wait up to `limit` for a database that stopped
+    /// answering, instead of failing. whatsapp-rust decrypts a message (advancing the
+    /// ratchet, which it flushes later with retries of its own) before it buffers it;
+    /// if that buffer write fails it leaves the message unacknowledged, and the
+    /// server's redelivery then reads as an already-processed duplicate with no buffered
+    /// copy, which it acknowledges: the message would be lost. Waiting out a Postgres
+    /// restart stalls the session's inbound pipeline instead, which holds nothing that
+    /// could be stored anyway.
+    pub fn waiting_out_outages(mut self, limit: std::time::Duration) -> Self {
+        self.outage_wait = limit;
+        self
     }
 
     pub fn session_id(&self) -> &str {

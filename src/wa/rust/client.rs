@@ -138,12 +138,15 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, String> {
     check_fence(ctx).await?;
     let spec = &ctx.spec;
     let cfg = &ctx.cfg;
-    let backend = PgBackend::new(ctx.pool.clone(), spec.id.clone(), Some(Fence { worker_id: spec.worker_id, epoch: spec.epoch }));
+    let outage_wait = Duration::from_millis(cfg.outage_wait_ms);
+    let backend = PgBackend::new(ctx.pool.clone(), spec.id.clone(), Some(Fence { worker_id: spec.worker_id, epoch: spec.epoch }))
+        .waiting_out_outages(outage_wait);
     let hook = InboxHook {
         pool: ctx.pool.clone(),
         fence: SessionFence { worker: spec.worker_id, session: spec.id.clone(), epoch: spec.epoch },
         attempts: cfg.inbox_attempts,
         pause: Duration::from_millis(cfg.inbox_retry_pause_ms),
+        outage_wait,
     };
     // Ask for a pairing code only while the device is not linked yet. wa.sessions keeps
     // pair_phone after linking, and whatsapp-rust's pair-code task checks

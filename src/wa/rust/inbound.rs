@@ -2,9 +2,10 @@
 //! (deduplicated on session, chat, sender, message id) before it returns Ok, and the
 //! library acks the server only after that. The insert is fenced by the lease: a worker
 //! that lost the session returns an error, so the server is not acked and redelivers
-//! to the new owner. Database errors are retried briefly inside the hook; if they
-//! persist the hook fails, the message stays in whatsapp-rust's pending-inbound rows
-//! and the server redelivers it on the next connect.
+//! to the new owner. An unreachable database (a restart) is waited out, up to
+//! `whatsapp.rust.outage_wait_ms`; other database errors are retried briefly. If the
+//! hook fails anyway, the message stays in whatsapp-rust's pending-inbound rows, and
+//! the session reconnects once the database answers so the server redelivers it.
 //!
 //! Not stored: our own messages echoed from the phone (`is_from_me`), protocol messages
 //! (revokes, edits, key shares, history-sync notices) and bare sender-key distributions:
@@ -26,6 +27,7 @@ use whatsapp_rust::wacore::types::message::MessageInfo;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, InboundDurabilityHook};
 
+use crate::db::outage::{is_unreachable, wait_out};
 use crate::db::sessions::{self, SessionFence};
 use crate::wa::InboundMessage;
 
@@ -145,9 +147,22 @@ fn strip_nulls(v: Value) -> Value {
 pub struct InboxHook {
     pub pool: sqlx::PgPool,
     pub fence: SessionFence,
-    /// Attempts per message on database errors, and the pause between them.
+    /// Attempts per message on database errors other than an outage, and the pause
+    /// between them.
     pub attempts: u32,
     pub pause: Duration,
+    /// How long a message waits for a database that stopped answering (a restart)
+    /// before the hook fails.
+    pub outage_wait: Duration,
+}
+
+/// What one insert found.
+enum Stored {
+    New,
+    /// Already in the inbox: a redelivery.
+    Known,
+    /// The fence refused: another worker holds the session now.
+    LeaseLost,
 }
 
 impl InboxHook {
@@ -166,24 +181,19 @@ impl InboxHook {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match sessions::insert_inbound(&self.pool, &self.fence, m).await {
-                Ok(Some(_)) => {
+            let once = || self.store_once(m);
+            match wait_out(self.outage_wait, "storing an inbound message", is_unreachable, once).await {
+                Ok(Stored::New) => {
                     metrics::counter!(crate::metrics::MESSAGES_RECEIVED).increment(1);
                     return Ok(true);
                 }
-                // Either a redelivery (already stored) or the fence refused: tell them apart.
-                Ok(None) => {
-                    return if self.still_ours().await? {
-                        Ok(false)
-                    } else {
-                        anyhow::bail!(
-                            "lease lost: session {} is no longer held at epoch {}; message not acknowledged",
-                            self.fence.session,
-                            self.fence.epoch
-                        )
-                    };
-                }
-                Err(e) if attempt < self.attempts.max(1) => {
+                Ok(Stored::Known) => return Ok(false),
+                Ok(Stored::LeaseLost) => anyhow::bail!(
+                    "lease lost: session {} is no longer held at epoch {}; message not acknowledged",
+                    self.fence.session,
+                    self.fence.epoch
+                ),
+                Err(e) if attempt < self.attempts.max(1) && !is_unreachable(&e) => {
                     tracing::debug!(session = %self.fence.session, attempt, error = %e, "inbox insert failed; retrying");
                     tokio::time::sleep(self.pause * attempt).await;
                 }
@@ -192,13 +202,32 @@ impl InboxHook {
         }
     }
 
-    async fn still_ours(&self) -> sqlx::Result<bool> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.sessions WHERE id = $1 AND owner_id = $2 AND epoch = $3)")
-            .bind(&self.fence.session)
-            .bind(self.fence.worker)
-            .bind(self.fence.epoch)
-            .fetch_one(&self.pool)
-            .await
+    async fn store_once(&self, m: &InboundMessage) -> sqlx::Result<Stored> {
+        if sessions::insert_inbound(&self.pool, &self.fence, m).await?.is_some() {
+            return Ok(Stored::New);
+        }
+        // Either a redelivery (already stored) or the fence refused: tell them apart.
+        Ok(if sessions::still_held(&self.pool, &self.fence).await? { Stored::Known } else { Stored::LeaseLost })
+    }
+
+    /// After a commit that failed because the database stayed unreachable, the messages
+    /// sit unacknowledged (their buffered copies in wa.pending_inbound), and the server
+    /// redelivers them only on a new connection: once the database answers, reconnect,
+    /// unless the session was handed over. Other failures do not reconnect: a message
+    /// the inbox refuses would come back and fail again, in a loop.
+    fn reconnect_when_database_answers(&self, client: Arc<Client>) {
+        let (pool, fence) = (self.pool.clone(), self.fence.clone());
+        tokio::spawn(async move {
+            let check = || sessions::still_held(&pool, &fence);
+            match wait_out(Duration::from_secs(3600), "checking the lease before a redelivery", is_unreachable, check).await {
+                Ok(true) => {
+                    tracing::info!(session = %fence.session, "reconnecting so the server redelivers unacknowledged messages");
+                    client.reconnect_immediately().await;
+                }
+                Ok(false) => {} // the new holder's connection gets the redelivery
+                Err(e) => tracing::warn!(session = %fence.session, error = %e, "no reconnect for redelivery"),
+            }
+        });
     }
 }
 
@@ -206,10 +235,16 @@ impl InboxHook {
 impl InboundDurabilityHook for InboxHook {
     async fn on_messages(
         &self,
-        _client: Arc<Client>,
+        client: Arc<Client>,
         batch: &[whatsapp_rust::types::events::InboundMessage],
     ) -> anyhow::Result<()> {
         let rows: Vec<InboundMessage> = batch.iter().filter_map(|i| to_inbound(&i.message, &i.info)).collect();
-        self.commit(&rows).await.map(|_| ())
+        let result = self.commit(&rows).await.map(|_| ());
+        if let Err(e) = &result
+            && e.downcast_ref::<sqlx::Error>().is_some_and(is_unreachable)
+        {
+            self.reconnect_when_database_answers(client);
+        }
+        result
     }
 }

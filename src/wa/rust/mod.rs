@@ -74,6 +74,13 @@ pub struct RustConfig {
     /// linearly).
     pub inbox_attempts: u32,
     pub inbox_retry_pause_ms: u64,
+    /// How long storing an inbound message (its buffered copy, then its inbox row)
+    /// waits for a database that stopped answering, e.g. during a Postgres restart
+    /// (ms). Past it the message stays unacknowledged: one whose buffered copy was
+    /// written is replayed when the session reconnects (it does once the database
+    /// answers), one whose buffered copy could not be written may be lost
+    /// (whatsapp-rust's documented limit), so keep this longer than a restart takes.
+    pub outage_wait_ms: u64,
     /// Largest media file accepted, inline or fetched (bytes).
     pub max_media_bytes: usize,
     /// Time limit for fetching media from a URL (ms).
@@ -94,6 +101,7 @@ impl Default for RustConfig {
             decrypt_failure_window_ms: 60_000,
             inbox_attempts: 5,
             inbox_retry_pause_ms: 200,
+            outage_wait_ms: 300_000,
             max_media_bytes: 16 * 1024 * 1024,
             media_fetch_timeout_ms: 30_000,
             close_grace_ms: 10_000,
