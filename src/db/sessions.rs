@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::jobs::{Recorded, announce_outbound};
 use crate::wa::{InboundMessage, ReceiptKind};
 
 /// Who may write for a session: this worker at this epoch.
@@ -69,7 +70,9 @@ pub async fn set_desired_stopped(pool: &PgPool, f: &SessionFence, reason: &str) 
 }
 
 /// A delivery or read receipt for one of our messages. Never moves a message backwards
-/// (a late "delivered" after "read" is ignored). Returns whether a row changed.
+/// (a late "delivered" after "read" is ignored). Returns whether a row changed; a
+/// change is announced on `wa_outbound` like a recorded outcome (after the update, for
+/// the same reason: see `jobs::announce_outbound`).
 pub async fn apply_receipt(
     pool: &PgPool,
     f: &SessionFence,
@@ -81,18 +84,15 @@ pub async fn apply_receipt(
         ReceiptKind::Delivered => "delivered",
         ReceiptKind::Read => "read",
     };
-    let n: i64 = sqlx::query_scalar(
-        "WITH u AS (
-            UPDATE wa.jobs j
-               SET delivery = $5::wa.delivery_status,
-                   delivered_at = coalesce(j.delivered_at, $6),
-                   read_at = CASE WHEN $5 = 'read' THEN coalesce(j.read_at, $6) ELSE j.read_at END
-             WHERE j.session_id = $1 AND j.message_id = $4
-               AND (j.delivery < $5::wa.delivery_status)
-               AND EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND s.owner_id = $2 AND s.epoch = $3)
-            RETURNING j.id, j.session_id, j.message_id, j.delivery)
-         SELECT count(*) FROM u, LATERAL pg_notify('wa_outbound', json_build_object('session', u.session_id,
-                'status', u.delivery, 'jobs', json_build_array(u.id), 'message_ids', json_build_array(u.message_id))::text)",
+    let changed: Option<i64> = sqlx::query_scalar(
+        "UPDATE wa.jobs j
+            SET delivery = $5::wa.delivery_status,
+                delivered_at = coalesce(j.delivered_at, $6),
+                read_at = CASE WHEN $5 = 'read' THEN coalesce(j.read_at, $6) ELSE j.read_at END
+          WHERE j.session_id = $1 AND j.message_id = $4
+            AND (j.delivery < $5::wa.delivery_status)
+            AND EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND s.owner_id = $2 AND s.epoch = $3)
+         RETURNING j.id",
     )
     .bind(&f.session)
     .bind(f.worker)
@@ -100,9 +100,21 @@ pub async fn apply_receipt(
     .bind(message_id)
     .bind(status)
     .bind(at)
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await?;
-    Ok(n == 1)
+    let Some(id) = changed else { return Ok(false) };
+    let recorded = Recorded {
+        id,
+        session_id: Some(f.session.clone()),
+        message_id: Some(message_id.to_owned()),
+        delivery: Some(status.to_owned()),
+    };
+    // The row is committed: a lost announcement costs only the wake-up (apps that
+    // missed it read the row anyway), so it is logged, not retried.
+    if let Err(e) = announce_outbound(pool, &[recorded]).await {
+        tracing::warn!(session = %f.session, message_id, error = %e, "announcing a receipt failed");
+    }
+    Ok(true)
 }
 
 /// Stores an inbound message (deduplicated on session, chat, sender, message id) and
