@@ -74,7 +74,9 @@ pub async fn claim(pool: &PgPool, worker: Uuid, ttl_secs: f64, limit: i64) -> sq
         // in flight when the worker died. The rest of its chat queued behind it in the
         // worker's memory, or ran and lost only their recorded outcome; a resend carries
         // the same message id, which the recipient deduplicates. Charging them all would
-        // let a few crashes kill messages that were never tried.
+        // let a few crashes kill messages that were never tried. Every one still gets an
+        // entry in its error history (uncharged ones marked so): one that ran may go out
+        // twice, and whoever reads the history should see why.
         sqlx::query(
             "WITH lost AS (
                  SELECT j.id, (j.chat IS NULL OR j.id = min(j.id) OVER (PARTITION BY j.session_id, j.chat)) AS charged
@@ -87,11 +89,14 @@ pub async fn claim(pool: &PgPool, worker: Uuid, ttl_secs: f64, limit: i64) -> sq
                     delivery = CASE WHEN j.kind = 'send' AND l.charged AND j.attempts >= j.max_attempts
                                     THEN 'failed'::wa.delivery_status ELSE j.delivery END,
                     attempts = CASE WHEN l.charged THEN j.attempts ELSE j.attempts - 1 END,
-                    errors = CASE WHEN l.charged
-                                  THEN j.errors || jsonb_build_object('attempt', j.attempts, 'at', now(),
+                    errors = j.errors || CASE WHEN l.charged
+                                  THEN jsonb_build_object('attempt', j.attempts, 'at', now(),
                                          'error', 'the worker holding the session was lost while running this job',
                                          'worker', j.worker_id)
-                                  ELSE j.errors END,
+                                  ELSE jsonb_build_object('attempt', j.attempts, 'at', now(), 'charged', false,
+                                         'error', 'the worker holding the session was lost while this job was claimed '
+                                                  || 'behind an earlier send of its chat; not counted as an attempt',
+                                         'worker', j.worker_id) END,
                     worker_id = NULL, epoch = NULL
                FROM lost l
               WHERE j.id = l.id",
