@@ -143,14 +143,20 @@ pub async fn insert_inbound(pool: &PgPool, f: &SessionFence, m: &InboundMessage)
     .await
 }
 
-/// Whether this worker still holds the session at this epoch.
-pub async fn still_held(pool: &PgPool, f: &SessionFence) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.sessions WHERE id = $1 AND owner_id = $2 AND epoch = $3)")
+/// Whether this worker still holds the session at this epoch; None when the session no
+/// longer exists.
+pub async fn held(pool: &PgPool, f: &SessionFence) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar("SELECT owner_id = $2 AND epoch = $3 FROM wa.sessions WHERE id = $1")
         .bind(&f.session)
         .bind(f.worker)
         .bind(f.epoch)
-        .fetch_one(pool)
+        .fetch_optional(pool)
         .await
+}
+
+/// Whether this worker still holds the session at this epoch (false when it is gone).
+pub async fn still_held(pool: &PgPool, f: &SessionFence) -> sqlx::Result<bool> {
+    Ok(held(pool, f).await? == Some(true))
 }
 
 /// Linking: publishes a QR code (NOTIFY wa_link follows from the trigger).

@@ -3,16 +3,11 @@
 //! statement, so concurrent writers inside one client converge without locks.
 
 use sqlx::Row;
-use whatsapp_rust::wacore::store::error::Result;
+use whatsapp_rust::wacore::store::error::{Result, StoreError};
 use whatsapp_rust::wacore::store::traits::{PendingInboundKey, PendingInboundRow, TcTokenEntry};
 
 use super::{PgBackend, db_err, fenced, last_wins};
 use crate::db::outage::{caused_by_unreachable, is_unreachable, wait_out};
-
-/// A store error that is an unreachable database (see `crate::db::outage`).
-fn unreachable(e: &whatsapp_rust::wacore::store::error::StoreError) -> bool {
-    caused_by_unreachable(e)
-}
 
 impl PgBackend {
     pub(crate) async fn tc_get(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
@@ -174,7 +169,7 @@ impl PgBackend {
                 .bind(&msgs);
             async move { self.run(q).await.map(drop) }
         };
-        wait_out(self.outage_wait, "buffering an inbound message", unreachable, store).await
+        wait_out(self.outage_wait, "buffering an inbound message", |e: &StoreError| caused_by_unreachable(e), store).await
     }
 
     pub(crate) async fn pending_get(&self, chat: &str, sender: &str, id: &str) -> Result<Option<Vec<u8>>> {

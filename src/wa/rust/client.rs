@@ -102,11 +102,8 @@ impl EventHandler for Forward {
 
 /// Refuses early, with a clear message, when this worker no longer holds the lease.
 async fn check_fence(ctx: &Ctx) -> Result<(), String> {
-    let ours: Option<bool> = sqlx::query_scalar("SELECT owner_id = $2 AND epoch = $3 FROM wa.sessions WHERE id = $1")
-        .bind(&ctx.spec.id)
-        .bind(ctx.spec.worker_id)
-        .bind(ctx.spec.epoch)
-        .fetch_optional(&ctx.pool)
+    let fence = SessionFence { worker: ctx.spec.worker_id, session: ctx.spec.id.clone(), epoch: ctx.spec.epoch };
+    let ours = crate::db::sessions::held(&ctx.pool, &fence)
         .await
         .map_err(|e| format!("session {}: checking the lease failed: {e}", ctx.spec.id))?;
     match ours {
