@@ -41,6 +41,11 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 /// * plans are generic, made once per connection: planning the claim cost 0.7-1.4 ms,
 ///   more than running it at low load, and the generic plans of these statements are the
 ///   ones wanted at any batch size (index lookups driven by the arrays).
+/// * sequential scans are off. A generic plan lives as long as its connection, and one
+///   made while `wa.jobs` was empty (a fresh install, a worker started before the first
+///   send) scanned the whole table in every claim's per-chat FIFO check, a table that
+///   keeps finished jobs for the retention period. Every statement here has an index
+///   made for it, so the planner is told to use one whatever the table's size.
 ///
 /// Behind a transaction-pooling PgBouncer (`poll_only`) a session-level SET would leak to
 /// other clients, so there the main pool is used as is.
@@ -53,7 +58,9 @@ pub fn queue_pool(pool: &PgPool, poll_only: bool, max_connections: u32) -> PgPoo
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(|conn, _| {
             Box::pin(async move {
-                sqlx::raw_sql("SET synchronous_commit = off; SET plan_cache_mode = force_generic_plan").execute(conn).await?;
+                sqlx::raw_sql("SET synchronous_commit = off; SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off")
+                    .execute(conn)
+                    .await?;
                 Ok(())
             })
         })
