@@ -189,7 +189,13 @@ pub async fn complete(
     results: &[serde_json::Value],
     acked_at: &[Option<chrono::DateTime<chrono::Utc>>],
 ) -> sqlx::Result<Vec<Recorded>> {
-    let sql = format!(
+    sqlx::query_as(sqlx::AssertSqlSafe(complete_sql())).bind(worker).bind(ids).bind(results).bind(acked_at).fetch_all(pool).await
+}
+
+/// The outcome statement for completed jobs; parameters: $1 worker, $2 job ids, $3
+/// results, $4 server ack times. Public so tests can check its plan.
+pub fn complete_sql() -> String {
+    format!(
         "UPDATE wa.jobs j
                 SET state = 'completed', finished_at = now(), result = u.result,
                     delivery = CASE WHEN j.kind = 'send'
@@ -199,8 +205,7 @@ pub async fn complete(
                FROM unnest($2::bigint[], $3::jsonb[], $4::timestamptz[]) AS u(id, result, acked_at)
               WHERE j.id = u.id AND {FENCED}
          RETURNING j.id, j.session_id, j.message_id, j.delivery::text AS delivery"
-    );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(worker).bind(ids).bind(results).bind(acked_at).fetch_all(pool).await
+    )
 }
 
 /// Records failed attempts: retryable after `backoff_ms`, or dead when `dead` is set or
@@ -213,7 +218,20 @@ pub async fn fail(
     backoff_ms: &[i64],
     dead: &[bool],
 ) -> sqlx::Result<Vec<Recorded>> {
-    let sql = format!(
+    sqlx::query_as(sqlx::AssertSqlSafe(fail_sql()))
+        .bind(worker)
+        .bind(ids)
+        .bind(errors)
+        .bind(backoff_ms)
+        .bind(dead)
+        .fetch_all(pool)
+        .await
+}
+
+/// The outcome statement for failed attempts; parameters: $1 worker, $2 job ids, $3
+/// errors, $4 backoff in ms, $5 dead now. Public so tests can check its plan.
+pub fn fail_sql() -> String {
+    format!(
         "WITH u AS (SELECT * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bool[]) AS u(id, error, backoff_ms, dead))
              UPDATE wa.jobs j
                 SET state = CASE WHEN u.dead OR j.attempts >= j.max_attempts THEN 'dead' ELSE 'retryable' END::wa.job_state,
@@ -228,8 +246,7 @@ pub async fn fail(
               WHERE j.id = u.id AND {FENCED}
              RETURNING j.id, j.session_id, j.message_id,
                        CASE WHEN j.delivery = 'failed' THEN 'failed' END AS delivery"
-    );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(worker).bind(ids).bind(errors).bind(backoff_ms).bind(dead).fetch_all(pool).await
+    )
 }
 
 /// Hands jobs back without spending their attempt (they never started).

@@ -1,0 +1,137 @@
+//! The queue's hot statements (claim, completions, failures) are planned once per queue
+//! connection, usually while `wa.jobs` is empty (a fresh install, a worker started
+//! before the first send), and the plans are kept for the connection's life. They must
+//! stay index-driven whatever the table holds later: a claim plan that scanned the
+//! table, or joined the batch with its chats by comparing every pair, cost 0.5 s per
+//! claim of 2,000 jobs whose chats were busy.
+
+use pgwa::testkit::TestDb;
+use serde_json::Value;
+use sqlx::pool::PoolConnection;
+use sqlx::{AssertSqlSafe, Connection, Postgres};
+
+const WORKER: &str = "00000000-0000-0000-0000-0000000000aa";
+
+/// Every plan node, depth first.
+fn nodes(plan: &Value, out: &mut Vec<Value>) {
+    out.push(plan.clone());
+    for child in plan.get("Plans").and_then(Value::as_array).into_iter().flatten() {
+        nodes(child, out);
+    }
+}
+
+async fn exec(conn: &mut PoolConnection<Postgres>, sql: String) {
+    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **conn).await.unwrap();
+}
+
+/// The plan's nodes, after checking that no node reads `wa.jobs` (or anything) from
+/// end to end and that no join compares every pair of its inputs.
+async fn checked_plan(conn: &mut PoolConnection<Postgres>, what: &str, execute: &str) -> Vec<Value> {
+    let explain = format!("EXPLAIN (FORMAT JSON) {execute}");
+    let plan: Value = sqlx::query_scalar(AssertSqlSafe(explain)).fetch_one(&mut **conn).await.unwrap();
+    let mut all = Vec::new();
+    nodes(&plan[0]["Plan"], &mut all);
+    let text = plan.to_string();
+    for n in &all {
+        let kind = n["Node Type"].as_str().unwrap_or_default();
+        assert_ne!(kind, "Seq Scan", "{what}: scans {} sequentially: {text}", n["Relation Name"]);
+        assert!(
+            !(kind == "Nested Loop" && n.get("Join Filter").is_some()),
+            "{what}: compares every pair of a join instead of looking rows up ({}): {text}",
+            n["Join Filter"]
+        );
+    }
+    all
+}
+
+#[tokio::test]
+async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
+    let db = TestDb::new().await.unwrap();
+    let queue = pgwa::db::queue_pool(&db.pool, false, 1);
+    let mut conn = queue.acquire().await.unwrap();
+    // With worker.poll_only these statements run on the main pool, whose prepared
+    // statements Postgres may switch to a generic plan after a few runs; force it, the
+    // worst case.
+    let mut plain = db.pool.acquire().await.unwrap();
+    exec(&mut plain, "SET plan_cache_mode = force_generic_plan".into()).await;
+    let claim = format!("EXECUTE claim('{WORKER}', '{{s1}}', '{{s1}}', 5000, 2)");
+
+    // The plans are made and cached while the table is empty, as a new worker's are.
+    // (Autovacuum is off for the table, so no ANALYZE replans them behind the test's
+    // back; the ALTER comes first because it too would replan.)
+    sqlx::raw_sql("ALTER TABLE wa.jobs SET (autovacuum_enabled = false)").execute(&db.pool).await.unwrap();
+    let empty: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(empty, 0);
+    for c in [&mut conn, &mut plain] {
+        exec(c, format!("PREPARE claim(uuid, text[], text[], bigint, bigint) AS {}", pgwa::db::jobs::CLAIM)).await;
+        exec(c, format!("PREPARE complete(uuid, bigint[], jsonb[], timestamptz[]) AS {}", pgwa::db::jobs::complete_sql())).await;
+        exec(c, format!("PREPARE fail(uuid, bigint[], text[], bigint[], bool[]) AS {}", pgwa::db::jobs::fail_sql())).await;
+        exec(c, claim.clone()).await;
+        exec(c, format!("EXECUTE complete('{WORKER}', '{{}}', '{{}}', '{{}}')")).await;
+        exec(c, format!("EXECUTE fail('{WORKER}', '{{}}', '{{}}', '{{}}', '{{}}')")).await;
+    }
+
+    // Then a backlog arrives: 3,000 sends over 300 chats, one in seven of them running
+    // (the busy chats, whose later sends the FIFO check must hold back).
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "INSERT INTO wa.workers (id, host, pid, version, max_sessions) VALUES ('{WORKER}', 'test', 1, 'test', 10);
+         SELECT wa.add_session('s1');
+         UPDATE wa.sessions SET owner_id = '{WORKER}', epoch = 1, lease_expires_at = now() + interval '1 hour';
+         SELECT count(wa.send_text('s1', '+1555' || lpad((i % 300)::text, 7, '0'), 'm' || i)) FROM generate_series(1, 3000) i;
+         UPDATE wa.jobs SET state = 'running', attempts = 1, worker_id = '{WORKER}', epoch = 1 WHERE id % 7 = 0;"
+    )))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let (running, n): (String, i64) = sqlx::query_as("SELECT array_agg(id)::text, count(*) FROM wa.jobs WHERE state = 'running'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let complete = format!(
+        "EXECUTE complete('{WORKER}', '{running}', array_fill('{{}}'::jsonb, ARRAY[{n}]), array_fill(now(), ARRAY[{n}]))"
+    );
+    let fail = format!(
+        "EXECUTE fail('{WORKER}', '{running}', array_fill('e'::text, ARRAY[{n}]), array_fill(0::bigint, ARRAY[{n}]), array_fill(false, ARRAY[{n}]))"
+    );
+
+    for (name, c) in [("queue connection", &mut conn), ("pool connection", &mut plain)] {
+        let plan = checked_plan(c, &format!("{name}: the claim"), &claim).await;
+        assert!(
+            plan.iter().any(|n| n["Index Name"] == "jobs_chat" && n["Index Cond"].as_str().is_some_and(|c| c.contains("chat ="))),
+            "{name}: the FIFO check does not look the candidate's chat up in jobs_chat: {plan:?}"
+        );
+        for (what, execute) in [("completions", &complete), ("failures", &fail)] {
+            let plan = checked_plan(c, &format!("{name}: recording {what}"), execute).await;
+            assert!(
+                plan.iter().any(|n| n["Index Name"] == "jobs_pkey"),
+                "{name}: recording {what} does not look the jobs up by primary key: {plan:?}"
+            );
+        }
+    }
+    drop(plain);
+
+    // The same claim plan still keeps per-chat FIFO: every available send is a
+    // candidate (the share is 5,000), and exactly those with no running send before them
+    // in their chat are taken.
+    let mut tx = conn.begin().await.unwrap();
+    let expected: Vec<i64> = sqlx::query_scalar(
+        "SELECT r.id FROM wa.jobs r WHERE r.state = 'available'
+            AND NOT EXISTS (SELECT 1 FROM wa.jobs k WHERE k.chat = r.chat AND k.state = 'running' AND k.id < r.id)
+          ORDER BY r.id",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let available: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'available'").fetch_one(&mut *tx).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(claim)).execute(&mut *tx).await.unwrap();
+    let claimed: Vec<i64> = sqlx::query_scalar("SELECT id FROM wa.jobs WHERE attempted_at IS NOT NULL ORDER BY id")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert!(!expected.is_empty() && (expected.len() as i64) < available, "the data must have free and blocked chats");
+    assert_eq!(claimed, expected);
+    drop(conn);
+    db.drop_now().await.unwrap();
+}
