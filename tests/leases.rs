@@ -64,6 +64,17 @@ async fn a_stale_holder_is_fenced_out() {
     let done = jobs::complete(pool, new, &[job], &[serde_json::json!({})], &[None]).await.unwrap();
     assert_eq!(done.iter().map(|r| (r.id, r.delivery.as_deref())).collect::<Vec<_>>(), [(job, Some("sent"))]);
     assert!(jobs::complete(pool, new, &[job], &[serde_json::json!({})], &[None]).await.unwrap().is_empty(), "never twice");
+
+    // The lease check the inbox hook and a starting client ask: held, lost, released, gone.
+    let current = sessions::SessionFence { worker: new, session: "s1".into(), epoch: taken[0].epoch };
+    assert_eq!(sessions::held(pool, &current).await.unwrap(), Some(true));
+    assert_eq!(sessions::held(pool, &stale).await.unwrap(), Some(false));
+    assert!(!sessions::still_held(pool, &stale).await.unwrap());
+    assert!(leases::release(pool, new, "s1", current.epoch, Some("stopped"), None).await.unwrap());
+    assert_eq!(sessions::held(pool, &current).await.unwrap(), Some(false), "a released session has no owner");
+    let gone = sessions::SessionFence { session: "nobody".into(), ..current };
+    assert_eq!(sessions::held(pool, &gone).await.unwrap(), None);
+    assert!(!sessions::still_held(pool, &gone).await.unwrap());
 }
 
 async fn owners(db: &TestDb) -> BTreeMap<Uuid, i64> {

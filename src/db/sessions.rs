@@ -146,7 +146,7 @@ pub async fn insert_inbound(pool: &PgPool, f: &SessionFence, m: &InboundMessage)
 /// Whether this worker still holds the session at this epoch; None when the session no
 /// longer exists.
 pub async fn held(pool: &PgPool, f: &SessionFence) -> sqlx::Result<Option<bool>> {
-    sqlx::query_scalar("SELECT owner_id = $2 AND epoch = $3 FROM wa.sessions WHERE id = $1")
+    sqlx::query_scalar("SELECT coalesce(owner_id = $2 AND epoch = $3, false) FROM wa.sessions WHERE id = $1")
         .bind(&f.session)
         .bind(f.worker)
         .bind(f.epoch)
