@@ -193,10 +193,11 @@ pub async fn complete(
 }
 
 /// The outcome statement for completed jobs; parameters: $1 worker, $2 job ids, $3
-/// results, $4 server ack times. Public so tests can check its plan.
-pub fn complete_sql() -> String {
-    format!(
-        "UPDATE wa.jobs j
+/// results, $4 server ack times. Built once; public so tests can check its plan.
+pub fn complete_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "UPDATE wa.jobs j
                 SET state = 'completed', finished_at = now(), result = u.result,
                     delivery = CASE WHEN j.kind = 'send'
                                     THEN CASE WHEN j.delivery IN ('delivered', 'read') THEN j.delivery
@@ -205,7 +206,9 @@ pub fn complete_sql() -> String {
                FROM unnest($2::bigint[], $3::jsonb[], $4::timestamptz[]) AS u(id, result, acked_at)
               WHERE j.id = u.id AND {FENCED}
          RETURNING j.id, j.session_id, j.message_id, j.delivery::text AS delivery"
-    )
+        )
+    });
+    &SQL
 }
 
 /// Records failed attempts: retryable after `backoff_ms`, or dead when `dead` is set or
@@ -229,9 +232,10 @@ pub async fn fail(
 }
 
 /// The outcome statement for failed attempts; parameters: $1 worker, $2 job ids, $3
-/// errors, $4 backoff in ms, $5 dead now. Public so tests can check its plan.
-pub fn fail_sql() -> String {
-    format!(
+/// errors, $4 backoff in ms, $5 dead now. Built once; public so tests can check its plan.
+pub fn fail_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
         "WITH u AS (SELECT * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bool[]) AS u(id, error, backoff_ms, dead))
              UPDATE wa.jobs j
                 SET state = CASE WHEN u.dead OR j.attempts >= j.max_attempts THEN 'dead' ELSE 'retryable' END::wa.job_state,
@@ -246,7 +250,9 @@ pub fn fail_sql() -> String {
               WHERE j.id = u.id AND {FENCED}
              RETURNING j.id, j.session_id, j.message_id,
                        CASE WHEN j.delivery = 'failed' THEN 'failed' END AS delivery"
-    )
+        )
+    });
+    &SQL
 }
 
 /// Hands jobs back without spending their attempt (they never started).

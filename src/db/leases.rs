@@ -89,14 +89,12 @@ pub async fn claim(pool: &PgPool, worker: Uuid, ttl_secs: f64, limit: i64) -> sq
                     delivery = CASE WHEN j.kind = 'send' AND l.charged AND j.attempts >= j.max_attempts
                                     THEN 'failed'::wa.delivery_status ELSE j.delivery END,
                     attempts = CASE WHEN l.charged THEN j.attempts ELSE j.attempts - 1 END,
-                    errors = j.errors || CASE WHEN l.charged
-                                  THEN jsonb_build_object('attempt', j.attempts, 'at', now(),
-                                         'error', 'the worker holding the session was lost while running this job',
-                                         'worker', j.worker_id)
-                                  ELSE jsonb_build_object('attempt', j.attempts, 'at', now(), 'charged', false,
-                                         'error', 'the worker holding the session was lost while this job was claimed '
-                                                  || 'behind an earlier send of its chat; not counted as an attempt',
-                                         'worker', j.worker_id) END,
+                    errors = j.errors || (jsonb_build_object('attempt', j.attempts, 'at', now(), 'worker', j.worker_id,
+                                 'error', CASE WHEN l.charged
+                                              THEN 'the worker holding the session was lost while running this job'
+                                              ELSE 'the worker holding the session was lost while this job was claimed '
+                                                   || 'behind an earlier send of its chat; not counted as an attempt' END)
+                                 || CASE WHEN l.charged THEN '{}'::jsonb ELSE jsonb_build_object('charged', false) END),
                     worker_id = NULL, epoch = NULL
                FROM lost l
               WHERE j.id = l.id",

@@ -21,6 +21,13 @@ pub struct SessionSpec {
     pub pair_phone: Option<String>,
 }
 
+impl SessionSpec {
+    /// The fence its holder's writes carry: this worker at this epoch.
+    pub fn fence(&self) -> crate::db::sessions::SessionFence {
+        crate::db::sessions::SessionFence { worker: self.worker_id, session: self.id.clone(), epoch: self.epoch }
+    }
+}
+
 /// An outbound message as the send job describes it.
 #[derive(Debug, Clone)]
 pub struct OutboundMessage {

@@ -20,7 +20,6 @@ use super::RustConfig;
 use super::acks::{AckOutcome, AckWaiters};
 use super::events::{self, Flags, Identity};
 use super::inbound::InboxHook;
-use crate::db::sessions::SessionFence;
 use crate::store::{Fence, PgBackend, is_lease_lost};
 use crate::wa::{EventSink, SessionSpec, TaggedEvent, WaEvent};
 
@@ -102,8 +101,7 @@ impl EventHandler for Forward {
 
 /// Refuses early, with a clear message, when this worker no longer holds the lease.
 async fn check_fence(ctx: &Ctx) -> Result<(), String> {
-    let fence = SessionFence { worker: ctx.spec.worker_id, session: ctx.spec.id.clone(), epoch: ctx.spec.epoch };
-    let ours = crate::db::sessions::held(&ctx.pool, &fence)
+    let ours = crate::db::sessions::held(&ctx.pool, &ctx.spec.fence())
         .await
         .map_err(|e| format!("session {}: checking the lease failed: {e}", ctx.spec.id))?;
     match ours {
@@ -140,7 +138,7 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, String> {
         .waiting_out_outages(outage_wait);
     let hook = InboxHook {
         pool: ctx.pool.clone(),
-        fence: SessionFence { worker: spec.worker_id, session: spec.id.clone(), epoch: spec.epoch },
+        fence: spec.fence(),
         attempts: cfg.inbox_attempts,
         pause: Duration::from_millis(cfg.inbox_retry_pause_ms),
         outage_wait,
