@@ -194,6 +194,12 @@ BEGIN
         NEW.message_id := NULL;
         NEW.delivery := NULL;
     END IF;
+    -- The workers' wake-up (channel wa_jobs, see 02_triggers.sql), sent from here because
+    -- this trigger runs anyway. Postgres folds identical payloads within a transaction,
+    -- so a bulk insert sends one per session; a rolled-back insert sends none.
+    IF NEW.state = 'available' THEN
+        PERFORM pg_notify('wa_jobs', json_build_object('sessions', json_build_array(coalesce(NEW.session_id, '')))::text);
+    END IF;
     RETURN NEW;
 END
 $$;
