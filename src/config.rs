@@ -295,6 +295,11 @@ impl Config {
         if self.db.max_connections < 4 {
             return bad("db.max_connections", "must be at least 4 (claims, completions, leases, maintenance)");
         }
+        // Each claim loop and the completer keep a connection; in poll-only mode they come
+        // from this pool, and the leases and maintenance need room beside them.
+        if w.poll_only && self.db.max_connections < w.claimers + 3 {
+            return bad("db.max_connections", "with worker.poll_only must be at least worker.claimers + 3");
+        }
         Ok(())
     }
 }
@@ -327,6 +332,9 @@ mod tests {
         assert!(e.contains("worker.heartbeat_ms"), "{e}");
         let e = load_with("[whatsapp.simulated]\nsend_failure_rate = 2.0\n").unwrap_err();
         assert!(e.contains("whatsapp.simulated.send_failure_rate") && e.contains("between 0.0 and 1.0"), "{e}");
+        let e = load_with("[worker]\npoll_only = true\nclaimers = 2\n[db]\nmax_connections = 4\n").unwrap_err();
+        assert!(e.contains("db.max_connections") && e.contains("worker.claimers + 3"), "{e}");
+        assert!(load_with("[worker]\npoll_only = true\nclaimers = 1\n[db]\nmax_connections = 4\n").is_ok());
     }
 
     #[test]

@@ -249,3 +249,36 @@ async fn control_jobs_run_before_queued_sends() {
     assert_eq!(desired, "stopped");
     assert!(reason.contains("tenant left") && reason.contains("logged out"), "{reason}");
 }
+
+/// A send queued behind a running send of its chat is passed over by the claim its
+/// NOTIFY triggers; it must start as soon as the earlier one is recorded, not at the next
+/// poll (60 s here).
+#[tokio::test]
+async fn a_send_held_back_by_its_chat_starts_when_the_earlier_one_is_recorded() {
+    let db = TestDb::new().await.unwrap();
+    let mut cfg = fast_config(&db);
+    cfg.worker.poll_interval_ms = 60_000;
+    cfg.whatsapp.simulated.ack_latency_ms = 400;
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    let w = InProcess::start(cfg).await;
+    wait_connected(&db.pool, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the dispatcher go idle
+    sqlx::query("SELECT wa.send_text('s1', '+15550000001', 'first')").execute(&db.pool).await.unwrap();
+    eventually(Duration::from_secs(5), "the first send to start", || async {
+        (count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE state = 'running'").await == 1).then_some(())
+    })
+    .await;
+    let t = Instant::now();
+    sqlx::query("SELECT wa.send_text('s1', '+15550000001', 'second')").execute(&db.pool).await.unwrap();
+    all_finished(&db).await;
+    let waited = t.elapsed();
+    w.stop().await;
+    let order: Vec<String> = sqlx::query_scalar(
+        "SELECT payload->>'text' FROM wa.jobs WHERE chat = '15550000001@s.whatsapp.net' ORDER BY attempted_at",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(order, ["first", "second"]);
+    assert!(waited < Duration::from_secs(5), "the held-back send finished after {waited:?}; the poll interval is 60 s");
+}

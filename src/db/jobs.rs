@@ -1,17 +1,18 @@
 //! The job hot path: promote due jobs, claim batches, record outcomes. Each is one
 //! statement over arrays, so a batch of 1,000 jobs costs one round trip.
 //!
-//! The worker runs them on its queue pool, whose commits do not wait for the WAL flush
-//! (see `db::queue_pool`).
+//! The worker runs them on connections of its queue pool, whose commits do not wait for
+//! the WAL flush (see `db::queue_pool`), each loop holding its own connection (see
+//! `worker::held`). They take any executor so that tests can pass a pool.
 
-use sqlx::{PgPool, Row};
+use sqlx::{PgExecutor, PgPool, Row};
 use uuid::Uuid;
 
 use crate::job::{ClaimedJob, JobKind};
 
 /// Moves scheduled and retryable jobs whose time has come to available, for the given
 /// sessions and for maintenance jobs. Returns how many.
-pub async fn promote_due(pool: &PgPool, sessions: &[String]) -> sqlx::Result<u64> {
+pub async fn promote_due(db: impl PgExecutor<'_>, sessions: &[String]) -> sqlx::Result<u64> {
     let n = sqlx::query(
         "UPDATE wa.jobs SET state = 'available'
           WHERE id IN (SELECT id FROM wa.jobs
@@ -20,7 +21,7 @@ pub async fn promote_due(pool: &PgPool, sessions: &[String]) -> sqlx::Result<u64
                         ORDER BY run_at LIMIT 10000 FOR UPDATE SKIP LOCKED)",
     )
     .bind(sessions)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(n.rows_affected())
 }
@@ -94,14 +95,14 @@ pub const CLAIM: &str = "WITH held AS (
 /// worker's own in-flight jobs.
 ///
 /// The session's current epoch is stamped on each job: completions are fenced by it.
-pub async fn claim(pool: &PgPool, req: &ClaimRequest<'_>) -> sqlx::Result<Vec<ClaimedJob>> {
+pub async fn claim(db: impl PgExecutor<'_>, req: &ClaimRequest<'_>) -> sqlx::Result<Vec<ClaimedJob>> {
     let rows = sqlx::query(CLAIM)
         .bind(req.worker)
         .bind(req.held)
         .bind(req.connected)
         .bind(req.per_session)
         .bind(req.maintenance)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?;
     let mut jobs = Vec::with_capacity(rows.len());
     let claimed_at = std::time::Instant::now();
@@ -153,7 +154,7 @@ pub struct Recorded {
 /// (each NOTIFYs wa_jobs and flushes) was making the outcome writes wait in line, about
 /// 2 ms per batch at 1,000 jobs/s. Apps read the row when notified, and it is committed
 /// by then.
-pub async fn announce_outbound(pool: &PgPool, recorded: &[Recorded]) -> sqlx::Result<u64> {
+pub async fn announce_outbound(db: impl PgExecutor<'_>, recorded: &[Recorded]) -> sqlx::Result<u64> {
     let mut groups: std::collections::BTreeMap<(&str, &str), (Vec<i64>, Vec<&str>)> = Default::default();
     for r in recorded {
         if let (Some(session), Some(message), Some(status)) = (&r.session_id, &r.message_id, &r.delivery) {
@@ -174,7 +175,7 @@ pub async fn announce_outbound(pool: &PgPool, recorded: &[Recorded]) -> sqlx::Re
     }
     let n: i64 = sqlx::query_scalar("SELECT count(pg_notify('wa_outbound', p)) FROM unnest($1::text[]) p")
         .bind(&payloads)
-        .fetch_one(pool)
+        .fetch_one(db)
         .await?;
     Ok(n as u64)
 }
@@ -183,13 +184,13 @@ pub async fn announce_outbound(pool: &PgPool, recorded: &[Recorded]) -> sqlx::Re
 /// receipt already moved it further. Returns the jobs accepted; the rest were refused by
 /// the fence (the session changed hands) and will run again elsewhere.
 pub async fn complete(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     worker: Uuid,
     ids: &[i64],
     results: &[serde_json::Value],
     acked_at: &[Option<chrono::DateTime<chrono::Utc>>],
 ) -> sqlx::Result<Vec<Recorded>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(complete_sql())).bind(worker).bind(ids).bind(results).bind(acked_at).fetch_all(pool).await
+    sqlx::query_as(sqlx::AssertSqlSafe(complete_sql())).bind(worker).bind(ids).bind(results).bind(acked_at).fetch_all(db).await
 }
 
 /// The outcome statement for completed jobs; parameters: $1 worker, $2 job ids, $3
@@ -214,7 +215,7 @@ pub fn complete_sql() -> &'static str {
 /// Records failed attempts: retryable after `backoff_ms`, or dead when `dead` is set or
 /// the attempts are spent. The error is appended to the job's history.
 pub async fn fail(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     worker: Uuid,
     ids: &[i64],
     errors: &[String],
@@ -227,7 +228,7 @@ pub async fn fail(
         .bind(errors)
         .bind(backoff_ms)
         .bind(dead)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await
 }
 
@@ -256,20 +257,20 @@ pub fn fail_sql() -> &'static str {
 }
 
 /// Hands jobs back without spending their attempt (they never started).
-pub async fn release(pool: &PgPool, worker: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
+pub async fn release(db: impl PgExecutor<'_>, worker: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
     let n = sqlx::query(
         "UPDATE wa.jobs SET state = 'available', attempts = attempts - 1, worker_id = NULL, epoch = NULL
           WHERE id = ANY($2) AND state = 'running' AND worker_id = $1",
     )
     .bind(worker)
     .bind(ids)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(n.rows_affected())
 }
 
 /// Cancels jobs that were claimed but had not started when wa.cancel_job asked.
-pub async fn cancel_claimed(pool: &PgPool, worker: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
+pub async fn cancel_claimed(db: impl PgExecutor<'_>, worker: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
     let n = sqlx::query(
         "UPDATE wa.jobs SET state = 'cancelled', attempts = attempts - 1, finished_at = now(),
                 delivery = CASE WHEN kind = 'send' THEN 'failed'::wa.delivery_status END,
@@ -278,7 +279,7 @@ pub async fn cancel_claimed(pool: &PgPool, worker: Uuid, ids: &[i64]) -> sqlx::R
     )
     .bind(worker)
     .bind(ids)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(n.rows_affected())
 }

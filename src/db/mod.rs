@@ -46,6 +46,9 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 ///   send) scanned the whole table in every claim's per-chat FIFO check, a table that
 ///   keeps finished jobs for the retention period. Every statement here has an index
 ///   made for it, so the planner is told to use one whatever the table's size.
+/// * no JIT compilation: these statements touch a few rows through indexes, and a
+///   compile (tens of milliseconds) would cost more than thousands of their runs. It
+///   would be chosen if a plan ever carried the cost penalty of a disabled scan.
 ///
 /// Behind a transaction-pooling PgBouncer (`poll_only`) a session-level SET would leak to
 /// other clients, so there the main pool is used as is.
@@ -58,7 +61,7 @@ pub fn queue_pool(pool: &PgPool, poll_only: bool, max_connections: u32) -> PgPoo
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(|conn, _| {
             Box::pin(async move {
-                sqlx::raw_sql("SET synchronous_commit = off; SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off")
+                sqlx::raw_sql("SET synchronous_commit = off; SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; SET jit = off")
                     .execute(conn)
                     .await?;
                 Ok(())

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::Shared;
+use super::held::Held;
 use crate::db::jobs::Recorded;
 use crate::job::backoff;
 use crate::job::{ClaimedJob, Outcome};
@@ -23,12 +24,17 @@ const MAX_BATCH: usize = 2000;
 
 pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
     let announce = spawn_announcer(shared.pool.clone());
+    let mut db = Held::new(shared.queue.clone());
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut tries = 0u32;
         let t = std::time::Instant::now();
         loop {
-            match flush(&shared, &batch).await {
+            let result = flush(&shared, &mut db, &batch).await;
+            if result.is_err() {
+                db.reset();
+            }
+            match result {
                 Ok(recorded) => {
                     let _ = announce.send(recorded);
                     break;
@@ -47,18 +53,34 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
             }
         }
         tracing::debug!(jobs = batch.len(), ms = t.elapsed().as_millis() as u64, "recorded outcomes");
-        for d in &batch {
-            if let Some(c) = d.job.session_id.as_deref().and_then(|s| shared.slots.job_counter(s)) {
-                c.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        // Recorded outcomes may unblock the next send of a chat (or free room).
-        shared.mark_hot(batch.iter().filter_map(|d| d.job.session_id.as_deref()));
+        shared.mark_hot(to_claim_again(&shared, &batch).iter().map(String::as_str));
         // Room was freed: a loop that stopped for lack of it claims again.
         shared.wake_blocked();
         shared.in_flight.fetch_sub(batch.len(), Ordering::SeqCst);
         batch.clear();
     }
+}
+
+/// The sessions of a recorded batch that need another claim: those a claim looked at
+/// while their jobs ran (it may have held back a send of the same chat), and those with
+/// jobs handed back unattempted.
+fn to_claim_again(shared: &Shared, batch: &[Done]) -> Vec<String> {
+    let mut per_session: std::collections::HashMap<&str, (usize, bool)> = Default::default();
+    for d in batch {
+        if let Some(s) = d.job.session_id.as_deref() {
+            let e = per_session.entry(s).or_default();
+            e.0 += 1;
+            e.1 |= matches!(d.outcome, Outcome::Release);
+        }
+    }
+    let mut again = Vec::new();
+    for (session, (n, released)) in per_session {
+        let overlapped = shared.slots.job_counter(session).is_some_and(|c| c.recorded(n));
+        if overlapped || released {
+            again.push(session.to_owned());
+        }
+    }
+    again
 }
 
 #[derive(Default)]
@@ -99,7 +121,7 @@ fn spawn_announcer(pool: sqlx::PgPool) -> mpsc::UnboundedSender<Vec<Recorded>> {
     tx
 }
 
-async fn flush(shared: &Arc<Shared>, batch: &[Done]) -> anyhow::Result<Vec<Recorded>> {
+async fn flush(shared: &Arc<Shared>, db: &mut Held, batch: &[Done]) -> anyhow::Result<Vec<Recorded>> {
     let mut ok = Completions::default();
     let mut failed = Failures::default();
     let mut released = Vec::new();
@@ -129,17 +151,17 @@ async fn flush(shared: &Arc<Shared>, batch: &[Done]) -> anyhow::Result<Vec<Recor
             Outcome::Cancelled => cancelled.push(d.job.id),
         }
     }
-    let pool = &shared.queue;
     let me = shared.id;
     let mut refused = 0;
     let mut recorded = Vec::new();
     if !ok.ids.is_empty() {
-        let done = crate::db::jobs::complete(pool, me, &ok.ids, &ok.results, &ok.acked).await?;
+        let done = crate::db::jobs::complete(db.conn().await?, me, &ok.ids, &ok.results, &ok.acked).await?;
         refused += (ok.ids.len() - done.len()) as u64;
         recorded.extend(done);
     }
     if !failed.ids.is_empty() {
-        let done = crate::db::jobs::fail(pool, me, &failed.ids, &failed.errors, &failed.backoff_ms, &failed.dead).await?;
+        let done =
+            crate::db::jobs::fail(db.conn().await?, me, &failed.ids, &failed.errors, &failed.backoff_ms, &failed.dead).await?;
         refused += (failed.ids.len() - done.len()) as u64;
         recorded.extend(done);
         if let Some(min) = failed.backoff_ms.iter().zip(&failed.dead).filter(|(_, d)| !**d).map(|(b, _)| *b).min() {
@@ -147,10 +169,10 @@ async fn flush(shared: &Arc<Shared>, batch: &[Done]) -> anyhow::Result<Vec<Recor
         }
     }
     if !released.is_empty() {
-        crate::db::jobs::release(pool, me, &released).await?;
+        crate::db::jobs::release(db.conn().await?, me, &released).await?;
     }
     if !cancelled.is_empty() {
-        crate::db::jobs::cancel_claimed(pool, me, &cancelled).await?;
+        crate::db::jobs::cancel_claimed(db.conn().await?, me, &cancelled).await?;
     }
     if refused > 0 {
         metrics::counter!(crate::metrics::OUTCOMES_REFUSED).increment(refused);

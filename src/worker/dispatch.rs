@@ -13,19 +13,22 @@ use futures::stream::FuturesUnordered;
 
 use super::Shared;
 use super::completer::Done;
+use super::held::Held;
 use crate::db::jobs::{self, ClaimRequest};
 use crate::job::{ClaimedJob, JobKind, Outcome};
 
 pub async fn run(shared: Arc<Shared>, claimer: usize) {
     let poll = Duration::from_millis(shared.cfg.worker.poll_interval_ms);
+    let mut db = Held::new(shared.queue.clone());
     loop {
         if shared.stopping.is_cancelled() {
             return;
         }
         let mut found = false;
-        match round(&shared, claimer).await {
+        match round(&shared, claimer, &mut db).await {
             Ok(f) => found = f,
             Err(e) => {
+                db.reset();
                 tracing::warn!(error = %e, "claim failed; retrying");
                 shared.mark_all_hot();
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -45,7 +48,7 @@ pub async fn run(shared: Arc<Shared>, claimer: usize) {
 /// One claim over the hot sessions (all of them after a poll, with due jobs promoted
 /// first). Returns true when it found work: the dispatcher then claims again at once
 /// while there is room, so claims overlap the running batches.
-async fn round(shared: &Arc<Shared>, claimer: usize) -> anyhow::Result<bool> {
+async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut Held) -> anyhow::Result<bool> {
     let hot = shared.take_hot(claimer);
     let (mut held, mut connected) = shared.slots.claimable();
     held.retain(|s| shared.claimer_of(s) == claimer);
@@ -54,7 +57,7 @@ async fn round(shared: &Arc<Shared>, claimer: usize) -> anyhow::Result<bool> {
         None => {
             // Maintenance jobs are promoted (and claimed) by the first loop only.
             if claimer == 0 || !held.is_empty() {
-                jobs::promote_due(&shared.queue, &held).await?;
+                jobs::promote_due(db.conn().await?, &held).await?;
             }
         }
         Some(ids) if ids.is_empty() => return Ok(false),
@@ -77,9 +80,10 @@ async fn round(shared: &Arc<Shared>, claimer: usize) -> anyhow::Result<bool> {
     }
     let per_session = (limit / connected.len().max(1)).max(1) as i64;
     let maintenance = if hot.is_none() && claimer == 0 { 2 } else { 0 };
+    shared.slots.claiming(&held);
     let req = ClaimRequest { worker: shared.id, held: &held, connected: &connected, per_session, maintenance };
     let t = std::time::Instant::now();
-    let claimed = jobs::claim(&shared.queue, &req).await?;
+    let claimed = jobs::claim(db.conn().await?, &req).await?;
     let n = claimed.len();
     tracing::debug!(claimed = n, limit, sessions = held.len(), ms = t.elapsed().as_millis() as u64, "claim");
     if n == 0 {
@@ -100,7 +104,7 @@ async fn round(shared: &Arc<Shared>, claimer: usize) -> anyhow::Result<bool> {
                 shared.mark_hot([id.as_str()]);
             }
             if let Some(counter) = shared.slots.job_counter(id) {
-                counter.fetch_add(jobs.len(), Ordering::SeqCst);
+                counter.claimed(jobs.len());
             }
         } else {
             shared.mark_all_hot();

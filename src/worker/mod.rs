@@ -11,6 +11,7 @@
 mod completer;
 mod dispatch;
 mod events;
+mod held;
 mod lease;
 mod listen;
 pub mod pacing;

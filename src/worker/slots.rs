@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::time::Instant;
 
@@ -19,7 +19,7 @@ pub struct Slot {
     /// jobs are claimed for it, and it is released once its running jobs are recorded.
     pub draining: Option<Drain>,
     /// Jobs of this session claimed and not yet recorded.
-    pub jobs: Arc<AtomicUsize>,
+    pub jobs: Arc<InFlight>,
     /// Local view of the lease: no send starts after this instant unless renewed.
     pub lease_deadline: Instant,
     /// Consecutive reconnect attempts since the last Connected, for backoff.
@@ -64,7 +64,42 @@ impl Slot {
     }
 
     pub fn busy(&self) -> bool {
-        self.jobs.load(Ordering::SeqCst) > 0
+        self.jobs.count() > 0
+    }
+}
+
+/// A session's jobs claimed and not yet recorded, and whether a claim looked at the
+/// session meanwhile. Such a claim may have passed over a send queued behind one of them
+/// (per-chat FIFO), so the session is claimed again once they are recorded; otherwise
+/// it is not, which spares an empty claim after nearly every outcome at low load.
+#[derive(Default)]
+pub struct InFlight {
+    jobs: AtomicUsize,
+    overlapped: AtomicBool,
+}
+
+impl InFlight {
+    pub fn count(&self) -> usize {
+        self.jobs.load(Ordering::SeqCst)
+    }
+
+    pub fn claimed(&self, n: usize) {
+        self.jobs.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Called before each claim that covers the session. (Called after, it would miss a
+    /// job recorded while the claim ran.)
+    pub fn claiming(&self) {
+        if self.count() > 0 {
+            self.overlapped.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// `n` outcomes are committed; true when the session must be claimed again.
+    pub fn recorded(&self, n: usize) -> bool {
+        // Saturating: a session re-leased while its old jobs ran has a fresh count.
+        let _ = self.jobs.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |j| Some(j.saturating_sub(n)));
+        self.overlapped.swap(false, Ordering::SeqCst)
     }
 }
 
@@ -132,6 +167,14 @@ impl Slots {
         (held, connected)
     }
 
+    /// A claim is about to look at these sessions (see `InFlight::claiming`).
+    pub fn claiming(&self, ids: &[String]) {
+        let map = self.lock();
+        for s in ids.iter().filter_map(|id| map.get(id)) {
+            s.jobs.claiming();
+        }
+    }
+
     /// The client to use for a job claimed at `epoch`, if the lease is still ours and live.
     pub fn client_for(&self, id: &str, epoch: i64) -> Result<Arc<dyn WaSession>, &'static str> {
         let map = self.lock();
@@ -144,7 +187,7 @@ impl Slots {
     }
 
     /// The per-session job counter, for the dispatcher and the completer.
-    pub fn job_counter(&self, id: &str) -> Option<Arc<AtomicUsize>> {
+    pub fn job_counter(&self, id: &str) -> Option<Arc<InFlight>> {
         self.lock().get(id).map(|s| s.jobs.clone())
     }
 
