@@ -75,7 +75,7 @@ fn to_claim_again(shared: &Shared, batch: &[Done]) -> Vec<String> {
     }
     let mut again = Vec::new();
     for (session, (n, released)) in per_session {
-        let overlapped = shared.slots.job_counter(session).is_some_and(|c| c.recorded(n));
+        let overlapped = shared.slots.in_flight(session).is_some_and(|c| c.recorded(n));
         if overlapped || released {
             again.push(session.to_owned());
         }

@@ -103,8 +103,8 @@ async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut Held) -> anyhow::R
             if jobs.len() as i64 >= per_session {
                 shared.mark_hot([id.as_str()]);
             }
-            if let Some(counter) = shared.slots.job_counter(id) {
-                counter.claimed(jobs.len());
+            if let Some(f) = shared.slots.in_flight(id) {
+                f.claimed(jobs.len());
             }
         } else {
             shared.mark_all_hot();

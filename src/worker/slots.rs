@@ -186,8 +186,8 @@ impl Slots {
         }
     }
 
-    /// The per-session job counter, for the dispatcher and the completer.
-    pub fn job_counter(&self, id: &str) -> Option<Arc<InFlight>> {
+    /// A session's jobs in flight, for the dispatcher and the completer.
+    pub fn in_flight(&self, id: &str) -> Option<Arc<InFlight>> {
         self.lock().get(id).map(|s| s.jobs.clone())
     }
 
