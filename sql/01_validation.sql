@@ -2,6 +2,25 @@
 -- Every error raised here carries a SQLSTATE of class WA (see README "Errors") and a
 -- message that starts with the name of the argument or field at fault.
 
+-- Quotes a bad input for an error message, in part: errors reach logs and screens, and
+-- an app that passed a megabyte by mistake should not get it back in every log line.
+CREATE OR REPLACE FUNCTION wa._q(v text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN v IS NULL THEN 'NULL'
+                WHEN char_length(v) <= 40 THEN quote_literal(v)
+                ELSE quote_literal(left(v, 40)) || format('... (%s characters)', char_length(v)) END
+$$;
+
+-- True when the current role is a worker's: the owner of schema wa (the role that runs
+-- `pgwa migrate` and the workers) or a member of it; superusers count too. Anything else
+-- is an app, which reaches only what the API allows (docs/security.md).
+CREATE OR REPLACE FUNCTION wa._caller_is_worker()
+RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT pg_has_role(n.nspowner, 'USAGE') FROM pg_namespace n WHERE n.nspname = 'wa'
+$$;
+
 -- Normalizes a recipient to the JID the worker sends to.
 -- Accepts a phone number (country code first; spaces, dashes, dots, parentheses and a
 -- leading + are ignored), a user JID (@s.whatsapp.net, legacy @c.us), a LID (@lid), a
@@ -24,7 +43,7 @@ BEGIN
             RETURN ltrim(digits, '+') || '@s.whatsapp.net';
         END IF;
         RAISE EXCEPTION USING ERRCODE = 'WA002',
-            MESSAGE = format('%s: %L is not a phone number (7 to 15 digits, country code first) nor a JID', arg, recipient),
+            MESSAGE = format('%s: %s is not a phone number (7 to 15 digits, country code first) nor a JID', arg, wa._q(recipient)),
             HINT = 'Examples: +5511999998888, 5511999998888@s.whatsapp.net, 1203630xxxxx@g.us.';
     END IF;
     IF v ~ '^[1-9][0-9]{6,14}@(s\.whatsapp\.net|c\.us)$' THEN
@@ -35,7 +54,7 @@ BEGIN
         RETURN v;
     END IF;
     RAISE EXCEPTION USING ERRCODE = 'WA002',
-        MESSAGE = format('%s: %L is not a valid JID (user@s.whatsapp.net, user@lid, group@g.us or channel@newsletter; no device part)', arg, recipient);
+        MESSAGE = format('%s: %s is not a valid JID (user@s.whatsapp.net, user@lid, group@g.us or channel@newsletter; no device part)', arg, wa._q(recipient));
 END
 $$;
 
@@ -68,7 +87,7 @@ BEGIN
             MESSAGE = format('session: a %s job needs a session', NEW.kind);
     ELSIF NOT EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = NEW.session_id) THEN
         RAISE EXCEPTION USING ERRCODE = 'WA001',
-            MESSAGE = format('session: unknown session %L', NEW.session_id),
+            MESSAGE = format('session: unknown session %s', wa._q(NEW.session_id)),
             HINT = 'Create it first with wa.add_session(id).';
     END IF;
     IF NEW.priority IS NULL OR NEW.priority < 0 OR NEW.priority > 1000 THEN
@@ -84,6 +103,11 @@ BEGIN
     END IF;
     IF NEW.run_at IS NULL THEN
         NEW.run_at := now();
+    ELSIF NOT isfinite(NEW.run_at) OR NEW.run_at > now() + interval '1 year' THEN
+        -- A job that can never run holds its idempotency key and its chat's FIFO forever.
+        RAISE EXCEPTION USING ERRCODE = 'WA005',
+            MESSAGE = format('run_at: %s is not a time within a year from now', NEW.run_at),
+            HINT = 'Pass NULL to run now, or a time in the next 12 months.';
     END IF;
     IF NEW.state NOT IN ('available', 'scheduled') THEN
         RAISE EXCEPTION USING ERRCODE = 'WA005',
@@ -110,7 +134,7 @@ BEGIN
         NEW.message_id := coalesce(NEW.message_id, wa.new_message_id());
         IF NEW.message_id !~ '^[A-Za-z0-9]{8,64}$' THEN
             RAISE EXCEPTION USING ERRCODE = 'WA005',
-                MESSAGE = format('message_id: %L must be 8 to 64 letters or digits', NEW.message_id);
+                MESSAGE = format('message_id: %s must be 8 to 64 letters or digits', wa._q(NEW.message_id));
         END IF;
         NEW.delivery := 'queued';
         msg_type := coalesce(NEW.payload->>'type', 'text');
@@ -142,8 +166,22 @@ BEGIN
                 RAISE EXCEPTION USING ERRCODE = 'WA006',
                     MESSAGE = format('payload.data: a %s needs exactly one of payload.data (base64) and payload.url', msg_type);
             END IF;
-            IF NEW.payload ? 'url' AND (jsonb_typeof(NEW.payload->'url') <> 'string' OR NEW.payload->>'url' !~ '^https?://\S+$') THEN
-                RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'payload.url: must be an http or https URL';
+            IF NEW.payload ? 'url' AND (jsonb_typeof(NEW.payload->'url') <> 'string' OR NEW.payload->>'url' !~ '^https?://\S+$'
+                                        OR char_length(NEW.payload->>'url') > 2048) THEN
+                RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'payload.url: must be an http or https URL of at most 2048 characters';
+            END IF;
+            IF NEW.payload ? 'caption' AND jsonb_typeof(NEW.payload->'caption') <> 'string' THEN
+                RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'payload.caption: must be a string';
+            END IF;
+            IF NEW.payload ? 'file_name' AND (jsonb_typeof(NEW.payload->'file_name') <> 'string'
+                                              OR char_length(NEW.payload->>'file_name') NOT BETWEEN 1 AND 255) THEN
+                RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'payload.file_name: must be a string of 1 to 255 characters';
+            END IF;
+            IF NEW.payload ? 'mimetype' AND (jsonb_typeof(NEW.payload->'mimetype') <> 'string'
+                                             OR char_length(NEW.payload->>'mimetype') > 127
+                                             OR NEW.payload->>'mimetype' !~* '^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*( *;[ -~]*)?$') THEN
+                RAISE EXCEPTION USING ERRCODE = 'WA006',
+                    MESSAGE = 'payload.mimetype: must be a MIME type such as image/jpeg or application/pdf (at most 127 characters)';
             END IF;
             IF NEW.payload ? 'data' AND (jsonb_typeof(NEW.payload->'data') <> 'string'
                                          OR octet_length(NEW.payload->>'data') > 22369622
@@ -157,7 +195,7 @@ BEGIN
             END IF;
         ELSE
             RAISE EXCEPTION USING ERRCODE = 'WA006',
-                MESSAGE = format('payload.type: unknown message type %L (accepted: text, reaction, image, document)', msg_type);
+                MESSAGE = format('payload.type: unknown message type %s (accepted: text, reaction, image, document)', wa._q(msg_type));
         END IF;
         IF NEW.payload ? 'reply_to' AND (jsonb_typeof(NEW.payload->'reply_to') <> 'string'
                                          OR NEW.payload->>'reply_to' !~ '^[A-Za-z0-9]{8,64}$') THEN
@@ -168,7 +206,7 @@ BEGIN
         scope := coalesce(NEW.payload->>'scope', 'app_state');
         IF scope NOT IN ('app_state', 'peer', 'all') THEN
             RAISE EXCEPTION USING ERRCODE = 'WA006',
-                MESSAGE = format('payload.scope: %L is not one of app_state, peer, all', scope);
+                MESSAGE = format('payload.scope: %s is not one of app_state, peer, all', wa._q(scope));
         END IF;
         IF scope = 'peer' THEN
             NEW.payload := jsonb_set(NEW.payload, '{peer}',
@@ -182,9 +220,23 @@ BEGIN
         IF NEW.payload ? 'wipe' AND jsonb_typeof(NEW.payload->'wipe') <> 'boolean' THEN
             RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'payload.wipe: must be true or false';
         END IF;
+        IF NEW.payload ? 'reason' AND (jsonb_typeof(NEW.payload->'reason') <> 'string'
+                                       OR char_length(NEW.payload->>'reason') > 500) THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'payload.reason: must be a string of at most 500 characters';
+        END IF;
     WHEN 'maintenance' THEN
-        IF coalesce(NEW.payload->>'task', '') = '' THEN
-            RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'payload.task: a maintenance job names its task';
+        -- Schedules dedupe their ticks by a predictable idempotency key: a job planted
+        -- under the next tick's key (never running, unknown task) would stop the sweep.
+        IF NOT wa._caller_is_worker() THEN
+            RAISE EXCEPTION USING ERRCODE = '42501',
+                MESSAGE = 'kind: maintenance jobs are enqueued by the workers'' schedules only',
+                HINT = 'Change a schedule with `pgwa` as the owner role, or ask the operator.';
+        END IF;
+        IF jsonb_typeof(NEW.payload->'task') IS DISTINCT FROM 'string'
+           OR NEW.payload->>'task' NOT IN ('retention', 'reap_workers', 'sweep_keys') THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006',
+                MESSAGE = format('payload.task: %s is not a maintenance task (accepted: retention, reap_workers, sweep_keys)',
+                                 wa._q(NEW.payload->>'task'));
         END IF;
     ELSE
         NULL;  -- reconnect takes no arguments

@@ -86,7 +86,7 @@ END
 $$;
 DROP TRIGGER IF EXISTS sessions_notify_desired ON wa.sessions;
 CREATE TRIGGER sessions_notify_desired AFTER INSERT OR UPDATE OF desired ON wa.sessions
-    EXECUTE FUNCTION wa._sessions_notify_desired();
+    FOR EACH ROW EXECUTE FUNCTION wa._sessions_notify_desired();
 
 -- Channel wa_link: a new QR code or pairing code was published for a session. The code
 -- itself is read from wa.sessions (qr_code, pair_code), never sent in the payload.
@@ -107,3 +107,109 @@ CREATE TRIGGER sessions_notify_link AFTER UPDATE OF qr_code, pair_code ON wa.ses
     FOR EACH ROW WHEN ((NEW.qr_code IS NOT NULL AND NEW.qr_code IS DISTINCT FROM OLD.qr_code)
                     OR (NEW.pair_code IS NOT NULL AND NEW.pair_code IS DISTINCT FROM OLD.pair_code))
     EXECUTE FUNCTION wa._sessions_notify_link();
+
+-- Checks a session's id, pair_phone and metadata, whoever writes them (wa.add_session or
+-- a plain INSERT/UPDATE), and normalizes pair_phone to digits.
+CREATE OR REPLACE FUNCTION wa._sessions_validate()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    phone text := regexp_replace(NEW.pair_phone, '[[:space:]()+.-]', '', 'g');
+BEGIN
+    IF NEW.id IS NULL OR NEW.id !~ '^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA009',
+            MESSAGE = format('id: %s is not a valid session id (1 to 128 of A-Z a-z 0-9 _ . : @ -, starting with a letter or digit)', wa._q(NEW.id));
+    END IF;
+    IF phone IS NOT NULL AND phone !~ '^[1-9][0-9]{6,14}$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA009',
+            MESSAGE = format('pair_phone: %s is not a phone number (7 to 15 digits, country code first)', wa._q(NEW.pair_phone));
+    END IF;
+    NEW.pair_phone := phone;
+    IF NEW.metadata IS NULL OR jsonb_typeof(NEW.metadata) <> 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA009', MESSAGE = 'metadata: must be a JSON object';
+    ELSIF octet_length(NEW.metadata::text) > 16384 THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA009',
+            MESSAGE = format('metadata: %s bytes is over the limit of 16384', octet_length(NEW.metadata::text));
+    END IF;
+    RETURN NEW;
+END
+$$;
+DROP TRIGGER IF EXISTS sessions_validate ON wa.sessions;
+CREATE TRIGGER sessions_validate BEFORE INSERT OR UPDATE OF id, pair_phone, metadata ON wa.sessions
+    FOR EACH ROW EXECUTE FUNCTION wa._sessions_validate();
+
+-- Setting desired = running is wa.start_session, whoever does it: the caller decided to
+-- try again, so a ban or circuit hold and a terminal status are cleared. Apps can update
+-- desired but not status, so this is the only way they reach those columns.
+CREATE OR REPLACE FUNCTION wa._sessions_desired()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.desired = 'running' THEN
+        NEW.status_until := NULL;
+        NEW.failed_connect_count := 0;
+        IF NEW.owner_id IS NULL OR NEW.status IN ('conflict', 'logged_out', 'failed', 'banned') THEN
+            NEW.status := 'stopped';
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+DROP TRIGGER IF EXISTS sessions_desired ON wa.sessions;
+CREATE TRIGGER sessions_desired BEFORE UPDATE OF desired ON wa.sessions
+    FOR EACH ROW EXECUTE FUNCTION wa._sessions_desired();
+
+-- An app may change a job only as wa.cancel_job and wa.retry_job do (they run as the
+-- app, so its UPDATE grant covers the columns they write). Whatever the app's UPDATE
+-- said, the row becomes exactly what those functions make of it (the values here are
+-- theirs; tests/security_contract.rs checks that both agree); any other move (a
+-- completed send back to available would be sent twice) is refused. Workers are not
+-- checked: the trigger's WHEN skips them without a function call, keeping claims cheap.
+CREATE OR REPLACE FUNCTION wa._jobs_app_update()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.state, NEW.run_at, NEW.finished_at, NEW.delivery, NEW.result, NEW.cancel_requested_at, NEW.max_attempts)
+       IS NOT DISTINCT FROM
+       (OLD.state, OLD.run_at, OLD.finished_at, OLD.delivery, OLD.result, OLD.cancel_requested_at, OLD.max_attempts) THEN
+        RETURN OLD;
+    ELSIF NEW.state = 'cancelled' AND OLD.state IN ('available', 'scheduled', 'retryable') THEN
+        NEW := OLD;
+        NEW.state := 'cancelled';
+        NEW.finished_at := now();
+        NEW.delivery := CASE WHEN OLD.kind = 'send' THEN 'failed'::wa.delivery_status END;
+        NEW.result := jsonb_build_object('cancelled', true);
+        RETURN NEW;
+    ELSIF NEW.state = 'running' AND OLD.state = 'running' AND NEW.cancel_requested_at IS NOT NULL THEN
+        NEW := OLD;
+        NEW.cancel_requested_at := coalesce(OLD.cancel_requested_at, now());
+        PERFORM pg_notify('wa_job_cancel', json_build_object('job', OLD.id, 'session', OLD.session_id)::text);
+        RETURN NEW;
+    ELSIF NEW.state = 'available' AND OLD.state IN ('dead', 'cancelled', 'retryable', 'scheduled') AND OLD.attempts < 1000 THEN
+        NEW := OLD;
+        NEW.state := 'available';
+        NEW.run_at := now();
+        NEW.finished_at := NULL;
+        NEW.result := NULL;
+        NEW.cancel_requested_at := NULL;
+        NEW.max_attempts := greatest(OLD.max_attempts, least(OLD.attempts + 1, 1000));
+        NEW.delivery := CASE WHEN OLD.kind = 'send' THEN 'queued'::wa.delivery_status END;
+        PERFORM pg_notify('wa_jobs', json_build_object('sessions', json_build_array(coalesce(OLD.session_id, '')))::text);
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'WA008',
+        MESSAGE = format('job: job %s is %s; an app changes jobs only by cancelling or retrying them', OLD.id, OLD.state),
+        HINT = 'Apps change jobs with wa.cancel_job and wa.retry_job (or the same UPDATE of state they do).';
+END
+$$;
+DO $$
+BEGIN
+    DROP TRIGGER IF EXISTS jobs_app_guard ON wa.jobs;
+    -- The owner's name is written into WHEN: pg_has_role on a constant is a cache lookup,
+    -- where a subquery would be a scan per updated row.
+    EXECUTE format(
+        'CREATE TRIGGER jobs_app_guard BEFORE UPDATE ON wa.jobs FOR EACH ROW
+           WHEN (NOT pg_has_role(%L::name, ''USAGE'')) EXECUTE FUNCTION wa._jobs_app_update()',
+        (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'wa'));
+END
+$$;

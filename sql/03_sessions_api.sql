@@ -13,26 +13,16 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_variable
 DECLARE
     row wa.sessions;
-    phone text := regexp_replace(pair_phone, '[[:space:]()+.-]', '', 'g');
 BEGIN
-    IF id IS NULL OR id !~ '^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$' THEN
-        RAISE EXCEPTION USING ERRCODE = 'WA009',
-            MESSAGE = format('id: %L is not a valid session id (1 to 128 of A-Z a-z 0-9 _ . : @ -, starting with a letter or digit)', id);
-    END IF;
-    IF phone IS NOT NULL AND phone !~ '^[1-9][0-9]{6,14}$' THEN
-        RAISE EXCEPTION USING ERRCODE = 'WA009',
-            MESSAGE = format('pair_phone: %L is not a phone number (7 to 15 digits, country code first)', pair_phone);
-    END IF;
-    IF metadata IS NULL OR jsonb_typeof(metadata) <> 'object' THEN
-        RAISE EXCEPTION USING ERRCODE = 'WA009', MESSAGE = 'metadata: must be a JSON object';
-    END IF;
+    -- id, pair_phone and metadata are checked (and pair_phone normalized) by the
+    -- sessions_validate trigger, which plain INSERTs go through too.
     INSERT INTO wa.sessions AS s (id, pair_phone, metadata, desired)
-    VALUES (id, phone, metadata, CASE WHEN start THEN 'running' ELSE 'stopped' END::wa.desired_state)
+    VALUES (id, pair_phone, metadata, CASE WHEN start THEN 'running' ELSE 'stopped' END::wa.desired_state)
     ON CONFLICT ON CONSTRAINT sessions_pkey DO NOTHING
     RETURNING s.* INTO row;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'WA010',
-            MESSAGE = format('id: session %L already exists', id),
+            MESSAGE = format('id: session %s already exists', wa._q(id)),
             HINT = 'Use wa.start_session to run it, or wa.remove_session to start over.';
     END IF;
     RETURN row;
@@ -48,7 +38,7 @@ BEGIN
     SELECT s.* INTO row FROM wa.sessions s WHERE s.id = session FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'WA001',
-            MESSAGE = format('session: unknown session %L', session);
+            MESSAGE = format('session: unknown session %s', wa._q(session));
     END IF;
     RETURN row;
 END
@@ -63,12 +53,9 @@ DECLARE
     row wa.sessions;
 BEGIN
     PERFORM wa._session_or_raise(session);
-    UPDATE wa.sessions s
-       SET desired = 'running', status_until = NULL, failed_connect_count = 0,
-           status = CASE WHEN s.owner_id IS NULL OR s.status IN ('conflict', 'logged_out', 'failed', 'banned')
-                         THEN 'stopped' ELSE s.status END
-     WHERE s.id = session
-    RETURNING s.* INTO row;
+    -- The sessions_desired trigger clears the holds whenever desired is set to running,
+    -- so a plain UPDATE of desired means exactly this.
+    UPDATE wa.sessions s SET desired = 'running' WHERE s.id = session RETURNING s.* INTO row;
     RETURN row;
 END
 $$;

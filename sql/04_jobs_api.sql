@@ -1,6 +1,23 @@
 -- Job API. Every function validates its arguments (through the insert trigger for new
 -- jobs) and raises a WA-class SQLSTATE naming the argument; nothing is inserted then.
 
+-- The job an idempotency key already names, if it is of the kind asked for: a key
+-- reused for another kind of job is a bug in the caller (it would get, say, a reconnect
+-- job back from wa.send_text), so it is refused rather than answered.
+CREATE OR REPLACE FUNCTION wa._same_request(existing wa.jobs, kind wa.job_kind)
+RETURNS wa.jobs
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF existing.kind <> kind THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA005',
+            MESSAGE = format('idempotency_key: already used by job %s of this session, a %s job, not %s',
+                             existing.id, existing.kind, kind),
+            HINT = 'Use one key per request; the same key returns the same job only for the same kind.';
+    END IF;
+    RETURN existing;
+END
+$$;
+
 -- Enqueues a job of any kind and returns the row. kind is one of send, reconnect,
 -- key_cleanup, close_session, maintenance (WA004 otherwise). run_at NULL means now;
 -- priority 0..1000, lower first (default 100); max_attempts 1..1000 (default 10).
@@ -22,7 +39,7 @@ DECLARE
 BEGIN
     IF kind IS NULL OR kind NOT IN ('send', 'reconnect', 'key_cleanup', 'close_session', 'maintenance') THEN
         RAISE EXCEPTION USING ERRCODE = 'WA004',
-            MESSAGE = format('kind: unknown job kind %L (accepted: send, reconnect, key_cleanup, close_session, maintenance)', kind);
+            MESSAGE = format('kind: unknown job kind %s (accepted: send, reconnect, key_cleanup, close_session, maintenance)', wa._q(kind));
     END IF;
     k := kind::wa.job_kind;
     IF priority IS NOT NULL AND (priority < 0 OR priority > 1000) THEN
@@ -41,7 +58,7 @@ BEGIN
         SELECT j.* INTO row FROM wa.jobs j
          WHERE j.session_id IS NOT DISTINCT FROM session AND j.idempotency_key = enqueue.idempotency_key;
         IF FOUND THEN
-            RETURN row;
+            RETURN wa._same_request(row, k);
         END IF;
     END IF;
     INSERT INTO wa.jobs AS j (session_id, kind, payload, run_at, priority, idempotency_key, max_attempts)
@@ -53,6 +70,7 @@ BEGIN
         -- A concurrent transaction inserted the same key first and committed.
         SELECT j.* INTO row FROM wa.jobs j
          WHERE j.session_id IS NOT DISTINCT FROM session AND j.idempotency_key = enqueue.idempotency_key;
+        row := wa._same_request(row, k);
     END IF;
     RETURN row;
 END
@@ -135,7 +153,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     IF kind IS NULL OR kind NOT IN ('image', 'document') THEN
         RAISE EXCEPTION USING ERRCODE = 'WA006',
-            MESSAGE = format('kind: %L is not a media kind (accepted: image, document)', kind);
+            MESSAGE = format('kind: %s is not a media kind (accepted: image, document)', wa._q(kind));
     END IF;
     SELECT j.id, j.message_id INTO job_id, message_id
       FROM wa.enqueue(session, 'send',

@@ -11,15 +11,28 @@ EXCEPTION WHEN duplicate_object OR unique_violation THEN
 END
 $$;
 
+-- Start from nothing on every re-apply, so a grant removed here is removed from existing
+-- databases too. Functions are executable by PUBLIC unless revoked: the internal ones
+-- (wa._*) must not be callable by apps.
+REVOKE ALL ON ALL TABLES IN SCHEMA wa FROM pgwa_app, PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA wa FROM pgwa_app, PUBLIC;
+ALTER DEFAULT PRIVILEGES IN SCHEMA wa REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+
 GRANT USAGE ON SCHEMA wa TO pgwa_app;
 
--- Sessions: add, start, stop, remove through the API, read all. Only the columns the
--- API writes are updatable: an app cannot touch owner, lease or epoch (fencing).
-GRANT SELECT, INSERT, DELETE ON wa.sessions TO pgwa_app;
-GRANT UPDATE (desired, status, status_until, failed_connect_count, pair_phone, metadata) ON wa.sessions TO pgwa_app;
--- Jobs: enqueue (API or plain INSERT), cancel and retry, read results. The worker's
--- bookkeeping columns (worker_id, epoch, attempts, errors) are not updatable.
-GRANT SELECT, INSERT ON wa.jobs TO pgwa_app;
+-- Sessions: add (API or plain INSERT of these columns, checked by sessions_validate),
+-- start and stop (desired; setting it to running is wa.start_session, see
+-- sessions_desired), remove, read all. Status, lease, epoch, identity and codes are the
+-- workers' alone: an app cannot forge a connected session or ban one until infinity.
+GRANT SELECT, DELETE ON wa.sessions TO pgwa_app;
+GRANT INSERT (id, pair_phone, metadata, desired) ON wa.sessions TO pgwa_app;
+GRANT UPDATE (desired, pair_phone, metadata) ON wa.sessions TO pgwa_app;
+-- Jobs: enqueue (API or plain INSERT of the request's columns; the id, the state and the
+-- bookkeeping are not insertable), cancel and retry (the columns wa.cancel_job and
+-- wa.retry_job write, which run as the app; jobs_app_guard lets them move a job only as
+-- those functions do), read results.
+GRANT SELECT ON wa.jobs TO pgwa_app;
+GRANT INSERT (session_id, kind, payload, run_at, priority, idempotency_key, max_attempts, chat, message_id) ON wa.jobs TO pgwa_app;
 GRANT UPDATE (state, run_at, finished_at, delivery, result, cancel_requested_at, max_attempts) ON wa.jobs TO pgwa_app;
 GRANT SELECT ON wa.inbox, wa.policy, wa.workers, wa.schedules TO pgwa_app;
 GRANT SELECT ON wa.outbound, wa.session_health, wa.queue_stats TO pgwa_app;
@@ -38,5 +51,10 @@ GRANT EXECUTE ON FUNCTION
     wa.cancel_job(bigint),
     wa.retry_job(bigint),
     wa.normalize_jid(text, text),
-    wa.new_message_id()
+    wa.new_message_id(),
+    -- Called by the checks above, which run as the app.
+    wa._q(text),
+    wa._caller_is_worker(),
+    wa._same_request(wa.jobs, wa.job_kind),
+    wa._session_or_raise(text)  -- locks a row the app may update anyway
 TO pgwa_app;

@@ -269,19 +269,35 @@ pub async fn release(db: impl PgExecutor<'_>, worker: Uuid, ids: &[i64]) -> sqlx
     Ok(n.rows_affected())
 }
 
-/// Cancels jobs that were claimed but had not started when wa.cancel_job asked.
+/// Cancels jobs that were claimed but had not started when wa.cancel_job asked. Only
+/// rows that carry the request are cancelled: the request is the authority, never the
+/// worker's memory of a notification.
 pub async fn cancel_claimed(db: impl PgExecutor<'_>, worker: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
     let n = sqlx::query(
         "UPDATE wa.jobs SET state = 'cancelled', attempts = attempts - 1, finished_at = now(),
                 delivery = CASE WHEN kind = 'send' THEN 'failed'::wa.delivery_status END,
                 result = jsonb_build_object('cancelled', true)
-          WHERE id = ANY($2) AND state = 'running' AND worker_id = $1",
+          WHERE id = ANY($2) AND state = 'running' AND worker_id = $1 AND cancel_requested_at IS NOT NULL",
     )
     .bind(worker)
     .bind(ids)
     .execute(db)
     .await?;
     Ok(n.rows_affected())
+}
+
+/// Whether wa.cancel_job asked to drop `job`, which this worker has claimed. The
+/// `wa_job_cancel` notification that prompts this read is only a wake-up: any role that
+/// can connect may send one.
+pub async fn cancel_requested(db: impl PgExecutor<'_>, worker: Uuid, job: i64) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM wa.jobs
+                         WHERE id = $2 AND worker_id = $1 AND state = 'running' AND cancel_requested_at IS NOT NULL)",
+    )
+    .bind(worker)
+    .bind(job)
+    .fetch_one(db)
+    .await
 }
 
 /// Maintenance jobs have no session lease: when their worker stops heart-beating they go

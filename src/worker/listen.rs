@@ -51,17 +51,28 @@ async fn listen(shared: &Arc<Shared>) -> anyhow::Result<()> {
                 }
             }
             "wa_job_cancel" => {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(n.payload()) {
-                    let ours = v.get("session").and_then(|s| s.as_str()).is_some_and(|s| shared.slots.get(s).is_some());
-                    if let Some(id) = v.get("job").and_then(|j| j.as_i64()).filter(|_| ours)
-                        && let Ok(mut c) = shared.cancelled.lock()
-                    {
-                        c.insert(id);
-                    }
+                // Anyone who can connect can NOTIFY: the payload only says which row to
+                // read; the row says whether wa.cancel_job asked for this job to go.
+                let job = serde_json::from_str::<serde_json::Value>(n.payload()).ok().and_then(|v| v.get("job")?.as_i64());
+                if let Some(id) = job {
+                    tokio::spawn(note_cancel(shared.clone(), id));
                 }
             }
             "wa_schedules" => shared.wake_schedules.notify_one(),
             _ => shared.wake_lease.notify_one(),
         }
+    }
+}
+
+async fn note_cancel(shared: Arc<Shared>, job: i64) {
+    match crate::db::jobs::cancel_requested(&shared.pool, shared.id, job).await {
+        Ok(true) => {
+            if let Ok(mut c) = shared.cancelled.lock() {
+                c.insert(job);
+            }
+        }
+        Ok(false) => {}
+        // The job then runs; cancelling a claimed job is best effort (README, wa.cancel_job).
+        Err(e) => tracing::warn!(job, error = %e, "could not read a cancel request"),
     }
 }

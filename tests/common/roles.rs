@@ -1,0 +1,61 @@
+//! Database users for the security tests: an app login (member of `pgwa_app`) and a login
+//! with no grants at all, each with its own pool. Roles are cluster-wide, so each gets a
+//! name unique to its test database and is dropped by `drop`.
+
+use pgwa::testkit::TestDb;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+pub struct Login {
+    pub name: String,
+    pub pool: PgPool,
+}
+
+impl Login {
+    /// A login role created `IN ROLE member_of` (none: no grants at all).
+    pub async fn new(db: &TestDb, tag: &str, member_of: Option<&str>) -> Login {
+        let name = format!("{tag}_{}", &db.name[db.name.len() - 8..]);
+        let grant = member_of.map(|r| format!(" IN ROLE {r}")).unwrap_or_default();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE {name} LOGIN{grant}"))).execute(&db.pool).await.unwrap();
+        let url = db.url.replacen("postgres@", &format!("{name}@"), 1);
+        let pool = PgPoolOptions::new().max_connections(2).connect(&url).await.unwrap();
+        Login { name, pool }
+    }
+
+    pub async fn app(db: &TestDb) -> Login {
+        Login::new(db, "app", Some("pgwa_app")).await
+    }
+
+    pub async fn nobody(db: &TestDb) -> Login {
+        Login::new(db, "nobody", None).await
+    }
+
+    pub async fn drop(self, db: &TestDb) {
+        self.pool.close().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP OWNED BY {0}; DROP ROLE {0}", self.name)))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// The SQLSTATE of a statement that must fail.
+pub async fn refused(pool: &PgPool, sql: &str) -> String {
+    match sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await {
+        Ok(_) => panic!("accepted, must be refused: {sql}"),
+        Err(e) => super::sqlstate(&e),
+    }
+}
+
+/// A snapshot of every row an attack could change, to compare before and after.
+pub async fn snapshot(pool: &PgPool) -> String {
+    sqlx::query_scalar(
+        "SELECT concat_ws(E'\\n',
+            (SELECT string_agg(to_jsonb(j)::text, E'\\n' ORDER BY id) FROM wa.jobs j),
+            (SELECT string_agg((to_jsonb(s) - 'updated_at' - 'lease_expires_at')::text, E'\\n' ORDER BY id) FROM wa.sessions s),
+            (SELECT string_agg(to_jsonb(i)::text, E'\\n' ORDER BY id) FROM wa.inbox i))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
