@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod fence;
 pub mod http;
 pub mod import;
 pub mod job;

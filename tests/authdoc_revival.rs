@@ -197,7 +197,7 @@ proptest! {
 async fn stored_document_is_readable_in_sql_and_survives_jsonb() {
     let db = TestDb::new().await.unwrap();
     sqlx::query("SELECT wa.add_session('doc', start => false)").execute(&db.pool).await.unwrap();
-    let b = PgBackend::new(db.pool.clone(), "doc", None);
+    let b = PgBackend::offline(db.pool.clone(), "doc");
     let d = linked_device();
     b.save(&d).await.unwrap();
     let push: String = sqlx::query_scalar("SELECT creds->>'push_name' FROM wa.auth_state WHERE session_id = 'doc'")

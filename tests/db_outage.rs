@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use pgwa::db::{leases, sessions::SessionFence, workers};
-use pgwa::store::{Fence, PgBackend};
+use pgwa::db::{leases, workers};
+use pgwa::fence::Fence;
+use pgwa::store::PgBackend;
 use pgwa::testkit::TestDb;
 use pgwa::wa::InboundMessage;
 use pgwa::wa::rust::inbound::InboxHook;
@@ -60,12 +61,12 @@ impl Gate {
 }
 
 /// The session `s1`, held by a fresh worker.
-async fn held(db: &TestDb) -> SessionFence {
+async fn held(db: &TestDb) -> Fence {
     let worker = Uuid::now_v7();
     workers::register(&db.pool, worker, "test", 10).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
     let held = leases::claim(&db.pool, worker, 60.0, 10).await.unwrap();
-    SessionFence { worker, session: "s1".into(), epoch: held[0].epoch }
+    Fence { worker, session: "s1".into(), epoch: held[0].epoch }
 }
 
 fn message(id: &str) -> InboundMessage {
@@ -82,7 +83,7 @@ fn message(id: &str) -> InboundMessage {
     }
 }
 
-fn hook(pool: PgPool, fence: SessionFence, outage_wait: Duration) -> InboxHook {
+fn hook(pool: PgPool, fence: Fence, outage_wait: Duration) -> InboxHook {
     InboxHook { pool, fence, attempts: 3, pause: Duration::from_millis(10), outage_wait }
 }
 
@@ -128,17 +129,16 @@ async fn the_pending_inbound_buffer_waits_for_the_database_when_asked_to() {
     let db = TestDb::new().await.unwrap();
     let fence = held(&db).await;
     let gate = Gate::closed().await;
-    let f = Fence { worker_id: fence.worker, epoch: fence.epoch };
     let row = [PendingInboundRow { chat: "c@s.whatsapp.net", sender: "c@s.whatsapp.net", id: "P1", message: b"m" }];
 
     // Without a wait (the default, e.g. for the CLI's imports) it fails at once.
-    let plain = PgBackend::new(gate.pool(&db), "s1", Some(f));
+    let plain = PgBackend::fenced(gate.pool(&db), fence.clone());
     let err = tokio::time::timeout(Duration::from_secs(10), plain.store_pending_inbound_batch(&row))
         .await
         .expect("a backend without an outage wait fails by itself");
     assert!(err.is_err());
 
-    let waiting = PgBackend::new(gate.pool(&db), "s1", Some(f)).waiting_out_outages(Duration::from_secs(60));
+    let waiting = PgBackend::fenced(gate.pool(&db), fence.clone()).waiting_out_outages(Duration::from_secs(60));
     let store = tokio::spawn(async move { waiting.store_pending_inbound_batch(&row).await.map_err(|e| e.to_string()) });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!store.is_finished(), "the buffer write gave up during the outage instead of waiting");

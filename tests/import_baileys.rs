@@ -27,7 +27,7 @@ async fn count(pool: &sqlx::PgPool, table: &str, session: &str) -> i64 {
 
 /// What a correct import of the `linked` fixture leaves in the store.
 async fn assert_linked_imported(pool: &sqlx::PgPool, session: &str) {
-    let b = PgBackend::new(pool.clone(), session, None);
+    let b = PgBackend::offline(pool.clone(), session);
     let d = b.load().await.unwrap().expect("device");
     let creds = creds_json();
     assert_eq!(d.pn.as_ref().unwrap().to_string(), "15551230000:21@s.whatsapp.net");

@@ -313,11 +313,11 @@ async fn postgres_backend() {
         sqlx::query("SELECT wa.add_session($1, start => false)").bind(s).execute(&db.pool).await.unwrap();
     }
     // A neighbour session with rows of its own must be untouched by everything above.
-    let neighbour = PgBackend::new(db.pool.clone(), "neighbour", None);
+    let neighbour = PgBackend::offline(db.pool.clone(), "neighbour");
     neighbour.put_session("15550001111:3@s.whatsapp.net", b"theirs").await.unwrap();
     neighbour.store_sent_message(ALICE, "M1", b"theirs").await.unwrap();
 
-    suite(Arc::new(PgBackend::new(db.pool.clone(), "conf", None))).await;
+    suite(Arc::new(PgBackend::offline(db.pool.clone(), "conf"))).await;
 
     assert_eq!(neighbour.get_session("15550001111:3@s.whatsapp.net").await.unwrap().unwrap(), Bytes::from_static(b"theirs"));
     assert_eq!(neighbour.take_sent_message(ALICE, "M1").await.unwrap(), Some(b"theirs".to_vec()));
@@ -327,7 +327,7 @@ async fn postgres_backend() {
 #[tokio::test]
 async fn postgres_write_to_unknown_session_fails() {
     let db = TestDb::new().await.unwrap();
-    let b = PgBackend::new(db.pool.clone(), "ghost", None);
+    let b = PgBackend::offline(db.pool.clone(), "ghost");
     let err = b.put_session("a@lid", b"x").await.unwrap_err();
     assert!(format!("{err:#}").contains("ghost") || std::error::Error::source(&err).unwrap().to_string().contains("ghost"));
     db.drop_now().await.unwrap();

@@ -18,7 +18,7 @@ async fn worker(pool: &sqlx::PgPool) -> uuid::Uuid {
 }
 
 async fn take_over(pool: &sqlx::PgPool, session: &str, owner: uuid::Uuid) -> i64 {
-    sqlx::query_scalar("UPDATE wa.sessions SET owner_id = $2, epoch = epoch + 1 WHERE id = $1 RETURNING epoch")
+    sqlx::query_scalar("UPDATE wa.sessions SET owner_id = $2, epoch = epoch + 1, lease_expires_at = now() + interval '1 hour' WHERE id = $1 RETURNING epoch")
         .bind(session)
         .bind(owner)
         .fetch_one(pool)
@@ -41,7 +41,7 @@ async fn stale_epoch_write_is_refused_and_nothing_is_written() {
     let (w1, w2) = (worker(pool).await, worker(pool).await);
 
     let e1 = take_over(pool, "fenced", w1).await;
-    let old = PgBackend::new(pool.clone(), "fenced", Some(Fence { worker_id: w1, epoch: e1 }));
+    let old = PgBackend::fenced(pool.clone(), Fence { worker: w1, session: "fenced".into(), epoch: e1 });
     old.put_session("a@lid", b"v1").await.unwrap();
     old.store_sent_message("a@lid", "M1", b"p").await.unwrap();
 
@@ -62,7 +62,7 @@ async fn stale_epoch_write_is_refused_and_nothing_is_written() {
     assert!(is_lease_lost(&old.delete_expired_sent_messages(i64::MAX).await.unwrap_err()));
 
     // Nothing changed: the old values are intact, nothing new appeared.
-    let reader = PgBackend::new(pool.clone(), "fenced", None);
+    let reader = PgBackend::offline(pool.clone(), "fenced");
     assert_eq!(reader.get_session("a@lid").await.unwrap().unwrap(), Bytes::from_static(b"v1"));
     assert_eq!(count(pool, "signal_sessions").await, 1);
     assert_eq!(count(pool, "signal_prekeys").await, 0);
@@ -73,10 +73,10 @@ async fn stale_epoch_write_is_refused_and_nothing_is_written() {
     assert!(old.get_session("a@lid").await.unwrap().is_some());
 
     // The new owner writes fine; a wrong epoch of the right owner is refused too.
-    let new = PgBackend::new(pool.clone(), "fenced", Some(Fence { worker_id: w2, epoch: e2 }));
+    let new = PgBackend::fenced(pool.clone(), Fence { worker: w2, session: "fenced".into(), epoch: e2 });
     new.put_session("a@lid", b"v3").await.unwrap();
     assert_eq!(new.take_sent_message("a@lid", "M1").await.unwrap(), Some(b"p".to_vec()));
-    let wrong_epoch = PgBackend::new(pool.clone(), "fenced", Some(Fence { worker_id: w2, epoch: e2 - 1 }));
+    let wrong_epoch = PgBackend::fenced(pool.clone(), Fence { worker: w2, session: "fenced".into(), epoch: e2 - 1 });
     assert!(is_lease_lost(&wrong_epoch.put_session("a@lid", b"v4").await.unwrap_err()));
     assert_eq!(reader.get_session("a@lid").await.unwrap().unwrap(), Bytes::from_static(b"v3"));
 
@@ -95,7 +95,7 @@ async fn takeover_waits_for_in_flight_write_then_fences() {
     sqlx::query("SELECT wa.add_session('fenced', start => false)").execute(pool).await.unwrap();
     let (w1, w2) = (worker(pool).await, worker(pool).await);
     let e1 = take_over(pool, "fenced", w1).await;
-    let old = PgBackend::new(pool.clone(), "fenced", Some(Fence { worker_id: w1, epoch: e1 }));
+    let old = PgBackend::fenced(pool.clone(), Fence { worker: w1, session: "fenced".into(), epoch: e1 });
 
     // Hold the fence's row lock inside an open transaction, as a slow write would.
     let mut tx = pool.begin().await.unwrap();

@@ -30,7 +30,7 @@ struct Stores {
 
 impl Stores {
     async fn open(pool: &sqlx::PgPool, session: &str) -> Self {
-        let backend = PgBackend::new(pool.clone(), session, None);
+        let backend = PgBackend::offline(pool.clone(), session);
         let device = backend.load().await.unwrap().expect("auth document");
         let identity = IdentityKeyPair::new(IdentityKey::new(device.identity_key.public_key), device.identity_key.private_key);
         Self { backend, identity, registration_id: device.registration_id }
@@ -132,12 +132,12 @@ fn addr(name: &str) -> ProtocolAddress {
 /// Creates the session row and its credentials (auth document) in Postgres.
 async fn enroll(pool: &sqlx::PgPool, session: &str) {
     sqlx::query("SELECT wa.add_session($1, start => false)").bind(session).execute(pool).await.unwrap();
-    PgBackend::new(pool.clone(), session, None).save(&Device::new()).await.unwrap();
+    PgBackend::offline(pool.clone(), session).save(&Device::new()).await.unwrap();
 }
 
 /// Bob publishes a signed prekey (from his auth document) and one one-time prekey.
 async fn bob_bundle(pool: &sqlx::PgPool) -> PreKeyBundle {
-    let b = PgBackend::new(pool.clone(), "bob", None);
+    let b = PgBackend::offline(pool.clone(), "bob");
     let d = b.load().await.unwrap().unwrap();
     let spk = SignedPreKeyRecord::new(
         d.signed_pre_key_id.into(),

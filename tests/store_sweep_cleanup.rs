@@ -10,7 +10,7 @@ use whatsapp_rust::wacore::store::traits::*;
 
 async fn session(pool: &sqlx::PgPool, id: &str) -> PgBackend {
     sqlx::query("SELECT wa.add_session($1, start => false)").bind(id).execute(pool).await.unwrap();
-    PgBackend::new(pool.clone(), id, None)
+    PgBackend::offline(pool.clone(), id)
 }
 
 async fn count(pool: &sqlx::PgPool, table: &str) -> i64 {
@@ -89,7 +89,7 @@ async fn sweep_deletes_only_expired_rows_in_batches() {
     assert!(again.as_object().unwrap().values().all(|v| v == 0), "{again}");
 
     // max_batches bounds one run; the rest goes on the next.
-    let b = PgBackend::new(pool.clone(), "s1", None);
+    let b = PgBackend::offline(pool.clone(), "s1");
     for i in 0..7 {
         b.store_sent_message("c@lid", &format!("more{i}"), b"p").await.unwrap();
     }
@@ -134,11 +134,11 @@ async fn key_cleanup_scopes() {
         .await
         .unwrap();
 
-    assert_eq!(clear_app_state_keys(pool, "s1").await.unwrap(), 2);
+    assert_eq!(clear_app_state_keys(pool, &holding(pool, "s1").await).await.unwrap(), 2);
     assert!(b.get_sync_key(b"k1").await.unwrap().is_none());
     assert!(other.get_sync_key(b"k1").await.unwrap().is_some(), "other sessions untouched");
 
-    let n = clear_peer_sessions(pool, "s1", "15559990000:3@s.whatsapp.net").await.unwrap();
+    let n = clear_peer_sessions(pool, &holding(pool, "s1").await, "15559990000:3@s.whatsapp.net").await.unwrap();
     assert_eq!(n, 3 + 1 + 1, "3 sessions (PN devices and LID), 1 base key, 1 sender-key device row");
     assert!(!b.has_session("15559990000@c.us").await.unwrap());
     assert!(!b.has_session("100000099:3@lid").await.unwrap());
@@ -148,9 +148,10 @@ async fn key_cleanup_scopes() {
     assert_eq!(b.get_sender_key_devices("g@g.us").await.unwrap().len(), 1);
     assert!(other.has_session("15559990000@c.us").await.unwrap());
 
+    sqlx::query("UPDATE wa.sessions SET owner_id = NULL WHERE id = 's1'").execute(pool).await.unwrap();
     b.save(&Device::new()).await.unwrap();
     b.store_sent_message("c@lid", "M", b"p").await.unwrap();
-    let wiped = wipe_session_state(pool, "s1").await.unwrap();
+    let wiped = wipe_session_state(pool, &holding(pool, "s1").await).await.unwrap();
     assert!(wiped >= 6, "{wiped}");
     assert!(!b.exists().await.unwrap(), "auth document wiped");
     assert_eq!(b.get_all_lid_mappings().await.unwrap().len(), 0);
@@ -177,19 +178,39 @@ async fn fenced_cleanup_refuses_a_stale_worker() {
         .await
         .unwrap();
     let epoch: i64 =
-        sqlx::query_scalar("UPDATE wa.sessions SET owner_id = $1, epoch = epoch + 1 WHERE id = 's1' RETURNING epoch")
+        sqlx::query_scalar("UPDATE wa.sessions SET owner_id = $1, epoch = epoch + 1, lease_expires_at = now() + interval '1 hour' WHERE id = 's1' RETURNING epoch")
             .bind(w)
             .fetch_one(pool)
             .await
             .unwrap();
-    let stale = Fence { worker_id: w, epoch: epoch - 1 };
-    let err = run_cleanup(pool, "s1", &CleanupScope::All, Some(stale)).await.unwrap_err();
+    let stale = Fence { worker: w, session: "s1".into(), epoch: epoch - 1 };
+    let err = run_cleanup(pool, &stale, &CleanupScope::All).await.unwrap_err();
     assert!(err.downcast_ref::<pgwa::store::LeaseLost>().is_some(), "{err:#}");
     assert!(b.exists().await.unwrap(), "nothing deleted");
     let scope: CleanupScope = serde_json::from_value(serde_json::json!({"scope": "peer", "jid": "1555@s.whatsapp.net"})).unwrap();
     assert_eq!(scope, CleanupScope::Peer { jid: "1555@s.whatsapp.net".into() });
-    let n = run_cleanup(pool, "s1", &CleanupScope::All, Some(Fence { worker_id: w, epoch })).await.unwrap();
+    let n = run_cleanup(pool, &Fence { worker: w, session: "s1".into(), epoch }, &CleanupScope::All).await.unwrap();
     assert_eq!(n, 1);
     assert!(!b.exists().await.unwrap());
     db.drop_now().await.unwrap();
+}
+
+/// Takes the session's lease for a new worker, as a claim would: the fence its cleanup needs.
+async fn holding(pool: &sqlx::PgPool, session: &str) -> pgwa::fence::Fence {
+    let worker = uuid::Uuid::new_v4();
+    sqlx::query("INSERT INTO wa.workers (id, host, pid, version, max_sessions) VALUES ($1, 't', 1, 't', 1)")
+        .bind(worker)
+        .execute(pool)
+        .await
+        .unwrap();
+    let epoch: i64 = sqlx::query_scalar(
+        "UPDATE wa.sessions SET owner_id = $2, epoch = epoch + 1, lease_expires_at = now() + interval '1 hour'
+          WHERE id = $1 RETURNING epoch",
+    )
+    .bind(session)
+    .bind(worker)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    pgwa::fence::Fence { worker, session: session.into(), epoch }
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use pgwa::db::{leases, sessions::SessionFence, workers};
+use pgwa::db::{leases, workers};
+use pgwa::fence::Fence;
 use pgwa::testkit::TestDb;
 use pgwa::wa::rust::acks::{AckOutcome, AckWaiters};
 use pgwa::wa::rust::events::{self, Flags, Identity};
@@ -201,7 +202,7 @@ async fn the_inbox_hook_commits_once_and_refuses_without_the_lease() {
     let row = to_inbound(&text("hello"), &info("A1", false)).unwrap();
     let hook = |epoch| InboxHook {
         pool: db.pool.clone(),
-        fence: SessionFence { worker, session: "s1".into(), epoch },
+        fence: Fence { worker, session: "s1".into(), epoch },
         attempts: 2,
         pause: Duration::from_millis(5),
         outage_wait: Duration::from_secs(5),

@@ -45,7 +45,7 @@ async fn measure(url: &str) -> anyhow::Result<serde_json::Value> {
     let t = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
-        let b = PgBackend::new(pool.clone(), ids[w].clone(), None);
+        let b = PgBackend::offline(pool.clone(), ids[w].clone());
         let record = record.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
@@ -61,7 +61,7 @@ async fn measure(url: &str) -> anyhow::Result<serde_json::Value> {
     let t = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
-        let b = PgBackend::new(pool.clone(), ids[w].clone(), None);
+        let b = PgBackend::offline(pool.clone(), ids[w].clone());
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
                 anyhow::ensure!(b.get_session(&format!("1666{i:07}@c.us")).await?.is_some(), "record missing");
@@ -75,7 +75,7 @@ async fn measure(url: &str) -> anyhow::Result<serde_json::Value> {
     let get_per_sec = (per * WRITERS) as f64 / t.elapsed().as_secs_f64();
 
     // A batch of 100 prekeys (what a prekey upload stores), 50 times.
-    let b = PgBackend::new(pool.clone(), ids[SESSIONS - 1].clone(), None);
+    let b = PgBackend::offline(pool.clone(), ids[SESSIONS - 1].clone());
     let mut batches = Vec::new();
     for round in 0..50u32 {
         let keys: Vec<(u32, Bytes)> = (0..100).map(|i| (10_000 + round * 100 + i, Bytes::from(vec![3u8; 70]))).collect();
@@ -90,7 +90,7 @@ async fn measure(url: &str) -> anyhow::Result<serde_json::Value> {
     for i in 0..LOADS {
         let id = &ids[(i * 7919) % SESSIONS];
         let t = Instant::now();
-        let d = PgBackend::new(pool.clone(), id.clone(), None).load().await?;
+        let d = PgBackend::offline(pool.clone(), id.clone()).load().await?;
         loads.push(t.elapsed());
         anyhow::ensure!(d.is_some(), "auth state of {id} missing");
     }

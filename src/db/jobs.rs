@@ -131,9 +131,13 @@ pub async fn claim(db: impl PgExecutor<'_>, req: &ClaimRequest<'_>) -> sqlx::Res
 /// the plan walks the arrays and looks each job up by primary key. (With an extra
 /// `j.id = ANY($2)` the planner, which expects almost no running rows, put the jobs
 /// outside and rescanned the arrays for each: 1,200 outcomes took 350 ms instead of 20.)
-const FENCED: &str = "j.state = 'running' AND j.worker_id = $1
+const FENCED: &str = concat!(
+    "j.state = 'running' AND j.worker_id = $1
     AND (j.session_id IS NULL OR EXISTS (
-        SELECT 1 FROM wa.sessions s WHERE s.id = j.session_id AND s.owner_id = $1 AND s.epoch = j.epoch))";
+        SELECT 1 FROM wa.sessions s WHERE s.id = j.session_id AND ",
+    crate::holds!("s", "$1", "j.epoch"),
+    "))"
+);
 
 /// A job whose outcome was recorded, as the outbound announcement needs it: sends that
 /// reached a delivery status worth telling apps about (sent, failed) carry it.

@@ -117,14 +117,18 @@ pub async fn release(
     status: Option<&str>,
     reason: Option<&str>,
 ) -> sqlx::Result<bool> {
-    let n: i64 = sqlx::query_scalar(
+    // Fenced like any write: a worker whose lease expired leaves the row to whoever
+    // claims it next (an expired lease is claimable anyway).
+    let n: i64 = sqlx::query_scalar(concat!(
         "WITH r AS (
-            UPDATE wa.sessions SET owner_id = NULL, lease_expires_at = NULL,
+            UPDATE wa.sessions s SET owner_id = NULL, lease_expires_at = NULL,
                    status = coalesce($4::wa.session_status, status), status_reason = coalesce($5, status_reason)
-             WHERE id = $2 AND owner_id = $1 AND epoch = $3
+             WHERE s.id = $2 AND ",
+        crate::holds!("s", "$1", "$3"),
+        "
             RETURNING id)
          SELECT count(*) FROM r, LATERAL pg_notify('wa_sessions', json_build_object('released', r.id)::text)",
-    )
+    ))
     .bind(worker)
     .bind(session)
     .bind(epoch)

@@ -4,27 +4,19 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use super::jobs::{Recorded, announce_outbound};
 use crate::wa::{InboundMessage, ReceiptKind};
 
-/// Who may write for a session: this worker at this epoch.
-#[derive(Debug, Clone)]
-pub struct SessionFence {
-    pub worker: Uuid,
-    pub session: String,
-    pub epoch: i64,
-}
-
-const FENCE: &str = "id = $1 AND owner_id = $2 AND epoch = $3";
+use super::fence::HELD as FENCE;
+use crate::fence::Fence;
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// `UPDATE wa.sessions SET <set> WHERE <fence>`: $1..$3 are the fence, `more` binds $4 on.
 async fn update_fenced<'q>(
     pool: &PgPool,
-    f: &'q SessionFence,
+    f: &'q Fence,
     set: &str,
     more: impl FnOnce(PgQuery<'q>) -> PgQuery<'q>,
 ) -> sqlx::Result<bool> {
@@ -35,7 +27,7 @@ async fn update_fenced<'q>(
 
 pub async fn set_status(
     pool: &PgPool,
-    f: &SessionFence,
+    f: &Fence,
     status: &str,
     reason: Option<&str>,
     until: Option<DateTime<Utc>>,
@@ -47,7 +39,7 @@ pub async fn set_status(
 }
 
 /// Connected: error counters reset (the seeds' rule), identity recorded.
-pub async fn mark_connected(pool: &PgPool, f: &SessionFence, jid: Option<&str>, push_name: Option<&str>) -> sqlx::Result<bool> {
+pub async fn mark_connected(pool: &PgPool, f: &Fence, jid: Option<&str>, push_name: Option<&str>) -> sqlx::Result<bool> {
     update_fenced(
         pool,
         f,
@@ -60,12 +52,12 @@ pub async fn mark_connected(pool: &PgPool, f: &SessionFence, jid: Option<&str>, 
     .await
 }
 
-pub async fn record_error(pool: &PgPool, f: &SessionFence, message: &str) -> sqlx::Result<bool> {
+pub async fn record_error(pool: &PgPool, f: &Fence, message: &str) -> sqlx::Result<bool> {
     update_fenced(pool, f, "last_error = left($4, 2000), last_error_at = now()", |q| q.bind(message)).await
 }
 
 /// The app asked (close_session) for the session to stay down until started again.
-pub async fn set_desired_stopped(pool: &PgPool, f: &SessionFence, reason: &str) -> sqlx::Result<bool> {
+pub async fn set_desired_stopped(pool: &PgPool, f: &Fence, reason: &str) -> sqlx::Result<bool> {
     update_fenced(pool, f, "desired = 'stopped', status_reason = $4", |q| q.bind(reason)).await
 }
 
@@ -75,7 +67,7 @@ pub async fn set_desired_stopped(pool: &PgPool, f: &SessionFence, reason: &str) 
 /// the same reason: see `jobs::announce_outbound`).
 pub async fn apply_receipt(
     pool: &PgPool,
-    f: &SessionFence,
+    f: &Fence,
     message_id: &str,
     kind: ReceiptKind,
     at: DateTime<Utc>,
@@ -84,16 +76,18 @@ pub async fn apply_receipt(
         ReceiptKind::Delivered => "delivered",
         ReceiptKind::Read => "read",
     };
-    let changed: Option<i64> = sqlx::query_scalar(
+    let changed: Option<i64> = sqlx::query_scalar(concat!(
         "UPDATE wa.jobs j
             SET delivery = $5::wa.delivery_status,
                 delivered_at = coalesce(j.delivered_at, $6),
                 read_at = CASE WHEN $5 = 'read' THEN coalesce(j.read_at, $6) ELSE j.read_at END
           WHERE j.session_id = $1 AND j.message_id = $4
             AND (j.delivery < $5::wa.delivery_status)
-            AND EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND s.owner_id = $2 AND s.epoch = $3)
-         RETURNING j.id",
-    )
+            AND EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND ",
+        crate::holds!("s", "$2", "$3"),
+        ")
+         RETURNING j.id"
+    ))
     .bind(&f.session)
     .bind(f.worker)
     .bind(f.epoch)
@@ -119,14 +113,16 @@ pub async fn apply_receipt(
 
 /// Stores an inbound message (deduplicated on session, chat, sender, message id) and
 /// returns its row id, or None if it was already stored or the fence refused it.
-pub async fn insert_inbound(pool: &PgPool, f: &SessionFence, m: &InboundMessage) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
+pub async fn insert_inbound(pool: &PgPool, f: &Fence, m: &InboundMessage) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(concat!(
         "INSERT INTO wa.inbox (session_id, chat, sender, message_id, kind, text, quoted_id, media, raw, sent_at)
          SELECT $1, $4, $5, $6, $7, $8, $9, $10, $11, $12
-          WHERE EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND s.owner_id = $2 AND s.epoch = $3)
+          WHERE EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND ",
+        crate::holds!("s", "$2", "$3"),
+        ")
          ON CONFLICT ON CONSTRAINT inbox_unique DO NOTHING
          RETURNING id",
-    )
+    ))
     .bind(&f.session)
     .bind(f.worker)
     .bind(f.epoch)
@@ -143,10 +139,10 @@ pub async fn insert_inbound(pool: &PgPool, f: &SessionFence, m: &InboundMessage)
     .await
 }
 
-/// Whether this worker still holds the session at this epoch; None when the session no
-/// longer exists.
-pub async fn held(pool: &PgPool, f: &SessionFence) -> sqlx::Result<Option<bool>> {
-    sqlx::query_scalar("SELECT coalesce(owner_id = $2 AND epoch = $3, false) FROM wa.sessions WHERE id = $1")
+/// Whether this worker still holds the session at this epoch with a live lease; None
+/// when the session no longer exists.
+pub async fn held(pool: &PgPool, f: &Fence) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar(concat!("SELECT coalesce(", crate::holds!("s", "$2", "$3"), ", false) FROM wa.sessions s WHERE s.id = $1"))
         .bind(&f.session)
         .bind(f.worker)
         .bind(f.epoch)
@@ -155,12 +151,12 @@ pub async fn held(pool: &PgPool, f: &SessionFence) -> sqlx::Result<Option<bool>>
 }
 
 /// Whether this worker still holds the session at this epoch (false when it is gone).
-pub async fn still_held(pool: &PgPool, f: &SessionFence) -> sqlx::Result<bool> {
+pub async fn still_held(pool: &PgPool, f: &Fence) -> sqlx::Result<bool> {
     Ok(held(pool, f).await? == Some(true))
 }
 
 /// Linking: publishes a QR code (NOTIFY wa_link follows from the trigger).
-pub async fn publish_qr(pool: &PgPool, f: &SessionFence, code: &str, expires_at: DateTime<Utc>) -> sqlx::Result<bool> {
+pub async fn publish_qr(pool: &PgPool, f: &Fence, code: &str, expires_at: DateTime<Utc>) -> sqlx::Result<bool> {
     update_fenced(
         pool,
         f,
@@ -171,7 +167,7 @@ pub async fn publish_qr(pool: &PgPool, f: &SessionFence, code: &str, expires_at:
 }
 
 /// Linking: publishes a pairing code.
-pub async fn publish_pair_code(pool: &PgPool, f: &SessionFence, code: &str, expires_at: DateTime<Utc>) -> sqlx::Result<bool> {
+pub async fn publish_pair_code(pool: &PgPool, f: &Fence, code: &str, expires_at: DateTime<Utc>) -> sqlx::Result<bool> {
     update_fenced(
         pool,
         f,
@@ -184,7 +180,7 @@ pub async fn publish_pair_code(pool: &PgPool, f: &SessionFence, code: &str, expi
 /// Linking succeeded: identity recorded, codes cleared.
 pub async fn mark_paired(
     pool: &PgPool,
-    f: &SessionFence,
+    f: &Fence,
     jid: &str,
     lid: Option<&str>,
     phone: Option<&str>,
@@ -210,7 +206,7 @@ pub struct Count {
 }
 
 /// Counts a failed connection attempt (in Postgres, so a restart does not hide a storm).
-pub async fn count_connect_failure(pool: &PgPool, f: &SessionFence, reason: &str) -> sqlx::Result<Option<Count>> {
+pub async fn count_connect_failure(pool: &PgPool, f: &Fence, reason: &str) -> sqlx::Result<Option<Count>> {
     let sql = format!(
         "UPDATE wa.sessions SET failed_connect_count = failed_connect_count + 1,
                 last_error = left($4, 2000), last_error_at = now()
@@ -230,7 +226,7 @@ pub async fn count_connect_failure(pool: &PgPool, f: &SessionFence, reason: &str
 }
 
 /// Counts a Bad MAC or another decryption failure.
-pub async fn count_decrypt_failure(pool: &PgPool, f: &SessionFence, bad_mac: bool) -> sqlx::Result<Option<Count>> {
+pub async fn count_decrypt_failure(pool: &PgPool, f: &Fence, bad_mac: bool) -> sqlx::Result<Option<Count>> {
     let sql = if bad_mac {
         format!(
             "UPDATE wa.sessions SET bad_mac_count = bad_mac_count + 1 WHERE {FENCE}

@@ -34,7 +34,7 @@ pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
     }
     let mut wiped = 0;
     if wipe {
-        match crate::store::cleanup::wipe_session_state(&shared.pool, session).await {
+        match crate::store::cleanup::wipe_session_state(&shared.pool, &fence).await {
             Ok(n) => wiped = n,
             Err(e) => return Outcome::retry(format!("wiping stored keys failed: {e}")),
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{ClaimedJob, Outcome};
-use crate::store::Fence;
+use crate::fence::Fence;
 use crate::store::cleanup::{CleanupScope, run_cleanup};
 use crate::worker::Shared;
 
@@ -40,19 +40,23 @@ pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
             }
         }
     }
-    let fence = Fence { worker_id: shared.id, epoch };
-    let result = run_cleanup(&shared.pool, session, &scope, Some(fence)).await;
+    let fence = Fence { worker: shared.id, session: session.to_owned(), epoch };
+    let result = run_cleanup(&shared.pool, &fence, &scope).await;
     if matches!(scope, CleanupScope::All) && result.is_ok() {
         // No keys left: the device must be linked again.
-        let f = crate::db::sessions::SessionFence { worker: shared.id, session: session.to_owned(), epoch };
-        let _ =
-            crate::db::sessions::set_status(&shared.pool, &f, "logged_out", Some("keys wiped by key_cleanup (scope all)"), None)
-                .await;
+        let _ = crate::db::sessions::set_status(
+            &shared.pool,
+            &fence,
+            "logged_out",
+            Some("keys wiped by key_cleanup (scope all)"),
+            None,
+        )
+        .await;
         crate::worker::drain_session(shared, session);
     }
     match result {
         Ok(n) => Outcome::completed(json!({ "scope": scope_name, "removed_rows": n + via_client })),
-        Err(e) if e.chain().any(|c| c.is::<crate::store::LeaseLost>()) => Outcome::Release,
+        Err(e) if e.chain().any(|c| c.is::<crate::fence::LeaseLost>()) => Outcome::Release,
         Err(e) => Outcome::retry(e.to_string()),
     }
 }

@@ -1,12 +1,12 @@
 //! Targeted key cleanup for the `key_cleanup` job kind: app-state sync keys only (first
 //! step on repeated bad decrypts), one peer's Signal sessions (first step on Bad MAC), or
 //! everything (wipe after logout). Each runs in one transaction and returns rows removed.
-//! The job core calls these while it holds the session's lease; [`run_cleanup`] takes
-//! that lease's [`Fence`] so a worker that lost the session deletes nothing.
+//! Every one takes the lease's [`Fence`]: a worker that lost the session (or let its
+//! lease expire) deletes nothing, and nothing here deletes keys without one.
 
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
-use super::{Fence, LeaseLost};
+use super::Fence;
 
 /// What a `key_cleanup` job removes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -20,24 +20,25 @@ pub enum CleanupScope {
     All,
 }
 
-/// Runs one scope in one transaction. With a fence, the transaction first locks the
-/// session row FOR SHARE and checks owner and epoch: a takeover waits for it, and a
-/// worker that lost the lease gets [`LeaseLost`] and deletes nothing.
-pub async fn run_cleanup(pool: &PgPool, session: &str, scope: &CleanupScope, fence: Option<Fence>) -> anyhow::Result<u64> {
+/// Runs one scope in one transaction, fenced: the transaction first locks the session
+/// row FOR SHARE and checks the fence, so a takeover waits for it, and a worker that lost
+/// the lease (or let it expire) gets [`LeaseLost`](crate::fence::LeaseLost) and deletes nothing.
+pub async fn run_cleanup(pool: &PgPool, fence: &Fence, scope: &CleanupScope) -> anyhow::Result<u64> {
     let mut tx = pool.begin().await?;
-    if let Some(f) = fence {
-        let held: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM wa.sessions WHERE id = $1 AND owner_id = $2 AND epoch = $3 FOR SHARE)",
-        )
-        .bind(session)
-        .bind(f.worker_id)
-        .bind(f.epoch)
-        .fetch_one(&mut *tx)
-        .await?;
-        if !held {
-            return Err(LeaseLost { session: session.to_string(), worker_id: f.worker_id, epoch: f.epoch }.into());
-        }
+    let held: bool = sqlx::query_scalar(concat!(
+        "SELECT EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND ",
+        crate::holds!("s", "$2", "$3"),
+        " FOR SHARE)"
+    ))
+    .bind(&fence.session)
+    .bind(fence.worker)
+    .bind(fence.epoch)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !held {
+        return Err(fence.lost().into());
     }
+    let session = fence.session.as_str();
     let n = match scope {
         CleanupScope::AppStateKeys => app_state_keys(&mut tx, session).await?,
         CleanupScope::Peer { jid } => peer_sessions(&mut tx, session, jid).await?,
@@ -71,8 +72,8 @@ const ALL_TABLES: &[&str] = &[
 
 /// Removes the app-state sync keys only. whatsapp-rust asks the primary phone for any
 /// key it misses when the next patch needs it, so this is safe and cheap.
-pub async fn clear_app_state_keys(pool: &PgPool, session: &str) -> anyhow::Result<u64> {
-    run_cleanup(pool, session, &CleanupScope::AppStateKeys, None).await
+pub async fn clear_app_state_keys(pool: &PgPool, fence: &Fence) -> anyhow::Result<u64> {
+    run_cleanup(pool, fence, &CleanupScope::AppStateKeys).await
 }
 
 async fn app_state_keys(conn: &mut PgConnection, session: &str) -> anyhow::Result<u64> {
@@ -104,8 +105,8 @@ fn user_of(jid: &str) -> &str {
 /// dropping them would silently trust a changed identity. We keep the sender keys we
 /// received from the peer: group (skmsg) decryption does not use the 1:1 ratchet, and
 /// the peer redistributes its sender key when it needs to.
-pub async fn clear_peer_sessions(pool: &PgPool, session: &str, peer_jid: &str) -> anyhow::Result<u64> {
-    run_cleanup(pool, session, &CleanupScope::Peer { jid: peer_jid.to_string() }, None).await
+pub async fn clear_peer_sessions(pool: &PgPool, fence: &Fence, peer_jid: &str) -> anyhow::Result<u64> {
+    run_cleanup(pool, fence, &CleanupScope::Peer { jid: peer_jid.to_string() }).await
 }
 
 async fn peer_sessions(tx: &mut PgConnection, session: &str, peer_jid: &str) -> anyhow::Result<u64> {
@@ -132,8 +133,8 @@ async fn peer_sessions(tx: &mut PgConnection, session: &str, peer_jid: &str) -> 
 
 /// Removes everything the session's device knows, the auth document included: after a
 /// logout the number must be linked again. The wa.sessions row itself stays.
-pub async fn wipe_session_state(pool: &PgPool, session: &str) -> anyhow::Result<u64> {
-    run_cleanup(pool, session, &CleanupScope::All, None).await
+pub async fn wipe_session_state(pool: &PgPool, fence: &Fence) -> anyhow::Result<u64> {
+    run_cleanup(pool, fence, &CleanupScope::All).await
 }
 
 async fn everything(tx: &mut PgConnection, session: &str) -> anyhow::Result<u64> {

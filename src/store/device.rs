@@ -17,7 +17,7 @@ pub async fn load_auth_document(pool: &PgPool, session: &str) -> anyhow::Result<
 /// Writes a device as the session's auth document, unfenced (importers, tests); a
 /// worker holding the session goes through [`PgBackend`]'s `save` instead.
 pub async fn save_auth_document(pool: &PgPool, session: &str, device: &Device) -> anyhow::Result<()> {
-    PgBackend::new(pool.clone(), session, None).save(device).await?;
+    PgBackend::offline(pool.clone(), session).save(device).await?;
     Ok(())
 }
 

@@ -118,13 +118,12 @@ impl PgBackend {
     /// the payload once.
     pub(crate) async fn sent_take(&self, chat: &str, id: &str) -> Result<Option<Vec<u8>>> {
         let row = self
-            .write(
-                "WITH fence AS (SELECT 1 FROM wa.sessions WHERE id = $1
-                     AND ($2::uuid IS NULL OR (owner_id = $2::uuid AND epoch = $3::bigint)) FOR SHARE),
-                 w AS (DELETE FROM wa.sent_messages WHERE session_id = $1 AND chat_jid = $4 AND message_id = $5
+            .write(concat!(
+                super::fence_cte!(),
+                "w AS (DELETE FROM wa.sent_messages WHERE session_id = $1 AND chat_jid = $4 AND message_id = $5
                        AND EXISTS (SELECT 1 FROM fence) RETURNING payload)
                  SELECT EXISTS (SELECT 1 FROM fence) AS ok, (SELECT payload FROM w) AS payload",
-            )
+            ))
             .bind(chat.to_string())
             .bind(id.to_string())
             .fetch_one(&self.pool)

@@ -28,28 +28,16 @@ use sqlx::{Postgres, Row};
 use wacore::store::error::StoreError;
 use whatsapp_rust::wacore;
 
-/// The lease a worker holds on a session: writes succeed only while `wa.sessions` still
-/// says `owner_id = worker_id AND epoch = epoch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fence {
-    pub worker_id: uuid::Uuid,
-    pub epoch: i64,
-}
+pub use crate::fence::{Fence, LeaseLost};
 
-/// A fenced write was refused: another worker took the session over (or it was
-/// released). Carried as the source of `StoreError::Database`; see [`is_lease_lost`].
+/// An offline write (no fence) was refused: the session does not exist, or a worker
+/// holds it. Offline writers (the importer, tests, benchmarks) never change the keys of
+/// a session a worker is running.
 #[derive(Debug, thiserror::Error)]
-#[error("lease lost: session {session} is no longer owned by worker {worker_id} at epoch {epoch}; write refused")]
-pub struct LeaseLost {
-    pub session: String,
-    pub worker_id: uuid::Uuid,
-    pub epoch: i64,
-}
-
-/// An unfenced write named a session that has no row in `wa.sessions`.
-#[derive(Debug, thiserror::Error)]
-#[error("session {0} does not exist in wa.sessions; create it with wa.add_session first")]
-pub struct SessionMissing(pub String);
+#[error(
+    "session {0}: write refused: it does not exist in wa.sessions, or a worker holds it; create it with wa.add_session, or stop it with wa.stop_session and wait for its release"
+)]
+pub struct OfflineWriteRefused(pub String);
 
 /// True when a store error is a refused fenced write.
 pub fn is_lease_lost(err: &StoreError) -> bool {
@@ -84,11 +72,26 @@ impl std::fmt::Debug for PgBackend {
 /// includes `EXISTS (SELECT 1 FROM fence)`) into one statement that also reports whether
 /// the fence held. $1 = session, $2 = worker (NULL = unfenced), $3 = epoch; the core's
 /// own parameters start at $4.
+/// `WITH fence AS (...), `: one row when the writer may write: with a fence ($2 set),
+/// while it holds; offline ($2 NULL), while nobody does. Locks the session row FOR SHARE
+/// so a takeover waits for the write.
+macro_rules! fence_cte {
+    () => {
+        concat!(
+            "WITH fence AS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND CASE WHEN $2::uuid IS NULL THEN ",
+            $crate::unheld!("s"),
+            " ELSE ",
+            $crate::holds!("s", "$2::uuid", "$3::bigint"),
+            " END FOR SHARE), "
+        )
+    };
+}
+pub(crate) use fence_cte;
+
 macro_rules! fenced {
     ($core:literal) => {
         concat!(
-            "WITH fence AS (SELECT 1 FROM wa.sessions WHERE id = $1 ",
-            "AND ($2::uuid IS NULL OR (owner_id = $2::uuid AND epoch = $3::bigint)) FOR SHARE), ",
+            $crate::store::fence_cte!(),
             "w AS (",
             $core,
             " RETURNING 1) SELECT EXISTS (SELECT 1 FROM fence) AS ok, (SELECT count(*) FROM w) AS n"
@@ -100,8 +103,15 @@ pub(crate) use fenced;
 pub(crate) type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
 impl PgBackend {
-    pub fn new(pool: PgPool, session_id: impl Into<String>, fence: Option<Fence>) -> Self {
-        Self { pool, session: session_id.into(), fence, outage_wait: std::time::Duration::ZERO }
+    /// The backend of a session this worker holds: every write checks `fence`.
+    pub fn fenced(pool: PgPool, fence: Fence) -> Self {
+        Self { pool, session: fence.session.clone(), fence: Some(fence), outage_wait: std::time::Duration::ZERO }
+    }
+
+    /// A backend for a session no worker holds (import, tests, benchmarks): its writes
+    /// are refused while a worker holds the session.
+    pub fn offline(pool: PgPool, session_id: impl Into<String>) -> Self {
+        Self { pool, session: session_id.into(), fence: None, outage_wait: std::time::Duration::ZERO }
     }
 
     /// Makes the pending-inbound buffer wait up to `limit` for a database that stopped
@@ -121,8 +131,8 @@ impl PgBackend {
         &self.session
     }
 
-    pub fn fence(&self) -> Option<Fence> {
-        self.fence
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -133,8 +143,8 @@ impl PgBackend {
     pub(crate) fn write<'q>(&self, sql: &'static str) -> PgQuery<'q> {
         sqlx::query(sql)
             .bind(self.session.clone())
-            .bind(self.fence.map(|f| f.worker_id))
-            .bind(self.fence.map(|f| f.epoch).unwrap_or(0))
+            .bind(self.fence.as_ref().map(|f| f.worker))
+            .bind(self.fence.as_ref().map(|f| f.epoch).unwrap_or(0))
     }
 
     /// Runs a statement built by [`fenced!`]; returns the rows it changed, or the lease
@@ -150,13 +160,9 @@ impl PgBackend {
     }
 
     fn fence_error(&self) -> StoreError {
-        match self.fence {
-            Some(f) => StoreError::Database(Box::new(LeaseLost {
-                session: self.session.clone(),
-                worker_id: f.worker_id,
-                epoch: f.epoch,
-            })),
-            None => StoreError::Database(Box::new(SessionMissing(self.session.clone()))),
+        match &self.fence {
+            Some(f) => StoreError::Database(Box::new(f.lost())),
+            None => StoreError::Database(Box::new(OfflineWriteRefused(self.session.clone()))),
         }
     }
 }

@@ -23,8 +23,8 @@ pub struct SessionSpec {
 
 impl SessionSpec {
     /// The fence its holder's writes carry: this worker at this epoch.
-    pub fn fence(&self) -> crate::db::sessions::SessionFence {
-        crate::db::sessions::SessionFence { worker: self.worker_id, session: self.id.clone(), epoch: self.epoch }
+    pub fn fence(&self) -> crate::fence::Fence {
+        crate::fence::Fence { worker: self.worker_id, session: self.id.clone(), epoch: self.epoch }
     }
 }
 

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use super::Shared;
 use super::lease;
 use super::slots::Drain;
-use crate::db::sessions::{self, SessionFence};
+use crate::db::sessions;
+use crate::fence::Fence;
 use crate::wa::{TaggedEvent, WaEvent};
 
 pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<TaggedEvent>) {
@@ -23,7 +24,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<TaggedEven
 }
 
 async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
-    let fence = SessionFence { worker: shared.id, session: ev.session.clone(), epoch: ev.epoch };
+    let fence = Fence { worker: shared.id, session: ev.session.clone(), epoch: ev.epoch };
     if shared.slots.get(&ev.session).map(|s| s.epoch) != Some(ev.epoch) {
         return Ok(()); // from a connection we no longer hold
     }
@@ -103,7 +104,7 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
 
 /// A terminal status: no reconnect; the session is released once its running jobs are
 /// recorded and is not claimed again until the app calls wa.start_session.
-async fn park(shared: &Arc<Shared>, fence: &SessionFence, status: &'static str, reason: &str) -> anyhow::Result<()> {
+async fn park(shared: &Arc<Shared>, fence: &Fence, status: &'static str, reason: &str) -> anyhow::Result<()> {
     shared.slots.update(&fence.session, fence.epoch, |s| s.connected = false);
     sessions::set_status(&shared.pool, fence, status, Some(reason), None).await?;
     lease::drain(shared, &fence.session, Drain::as_written());

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::Shared;
 use super::slots::{Drain, Slot};
 use crate::db::leases::{self, Held};
-use crate::db::sessions::SessionFence;
+use crate::fence::Fence;
 use crate::wa::{EventSink, SessionSpec};
 
 pub async fn run(shared: Arc<Shared>, events: EventSink) {
@@ -132,7 +132,7 @@ pub async fn run_opener(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<
             }
             Err(e) => {
                 tracing::warn!(session = %h.id, error = %e, "could not open the session");
-                let fence = SessionFence { worker: shared.id, session: h.id.clone(), epoch: h.epoch };
+                let fence = Fence { worker: shared.id, session: h.id.clone(), epoch: h.epoch };
                 if let Err(e) = super::policy::open_failed(&shared, &fence, &e).await {
                     tracing::warn!(session = %h.id, error = %e, "recording the failure failed");
                 }

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 use super::Shared;
 use super::lease;
 use super::slots::Drain;
-use crate::db::sessions::{self, SessionFence};
+use crate::db::sessions;
+use crate::fence::Fence;
 
 /// After a failed connection attempt: reconnect with backoff, or open the circuit.
-pub async fn connect_failed(shared: &Arc<Shared>, f: &SessionFence, reason: &str) -> anyhow::Result<bool> {
+pub async fn connect_failed(shared: &Arc<Shared>, f: &Fence, reason: &str) -> anyhow::Result<bool> {
     crate::metrics::error("connect");
     shared.slots.update(&f.session, f.epoch, |s| s.connected = false);
     let Some(c) = sessions::count_connect_failure(&shared.pool, f, reason).await? else { return Ok(false) };
@@ -38,7 +39,7 @@ pub async fn connect_failed(shared: &Arc<Shared>, f: &SessionFence, reason: &str
 
 /// Opening the connection failed outright: counts toward the circuit breaker; below the
 /// limit the session is handed back and claimed again at a later heartbeat.
-pub async fn open_failed(shared: &Arc<Shared>, f: &SessionFence, reason: &str) -> anyhow::Result<()> {
+pub async fn open_failed(shared: &Arc<Shared>, f: &Fence, reason: &str) -> anyhow::Result<()> {
     crate::metrics::error("connect");
     let Some(c) = sessions::count_connect_failure(&shared.pool, f, reason).await? else { return Ok(()) };
     if c.count >= c.limit {
@@ -54,7 +55,7 @@ pub async fn open_failed(shared: &Arc<Shared>, f: &SessionFence, reason: &str) -
 }
 
 /// After an undecryptable inbound message.
-pub async fn undecryptable(shared: &Arc<Shared>, f: &SessionFence, peer: &str, bad_mac: bool) -> anyhow::Result<bool> {
+pub async fn undecryptable(shared: &Arc<Shared>, f: &Fence, peer: &str, bad_mac: bool) -> anyhow::Result<bool> {
     crate::metrics::error(if bad_mac { "bad_mac" } else { "bad_decrypt" });
     let Some(c) = sessions::count_decrypt_failure(&shared.pool, f, bad_mac).await? else { return Ok(false) };
     let what = if bad_mac { "Bad MAC" } else { "decryption failure" };
@@ -72,7 +73,7 @@ pub async fn undecryptable(shared: &Arc<Shared>, f: &SessionFence, peer: &str, b
         let _ = client.close(false).await;
     }
     shared.slots.update(&f.session, f.epoch, |s| s.connected = false);
-    let wiped = crate::store::cleanup::wipe_session_state(&shared.pool, &f.session).await?;
+    let wiped = crate::store::cleanup::wipe_session_state(&shared.pool, f).await?;
     tracing::warn!(session = %f.session, wiped, "{reason}");
     sessions::set_status(&shared.pool, f, "logged_out", Some(&reason), None).await?;
     lease::drain(shared, &f.session, Drain::as_written());

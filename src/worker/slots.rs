@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::time::Instant;
 
-use crate::db::sessions::SessionFence;
+use crate::fence::Fence;
 use crate::wa::WaSession;
 
 #[derive(Clone)]
@@ -195,7 +195,7 @@ impl Slots {
         self.lock().get(id).and_then(|s| s.pacing.clone())
     }
 
-    pub fn fence(&self, worker: uuid::Uuid, id: &str) -> Option<SessionFence> {
-        self.lock().get(id).map(|s| SessionFence { worker, session: id.to_owned(), epoch: s.epoch })
+    pub fn fence(&self, worker: uuid::Uuid, id: &str) -> Option<Fence> {
+        self.lock().get(id).map(|s| Fence { worker, session: id.to_owned(), epoch: s.epoch })
     }
 }

@@ -20,7 +20,7 @@ use super::RustConfig;
 use super::acks::{AckOutcome, AckWaiters};
 use super::events::{self, Flags, Identity};
 use super::inbound::InboxHook;
-use crate::store::{Fence, PgBackend, is_lease_lost};
+use crate::store::{PgBackend, is_lease_lost};
 use crate::wa::{EventSink, SessionSpec, TaggedEvent, WaEvent};
 
 /// What every connection of a session shares.
@@ -134,8 +134,7 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, String> {
     let spec = &ctx.spec;
     let cfg = &ctx.cfg;
     let outage_wait = Duration::from_millis(cfg.outage_wait_ms);
-    let backend = PgBackend::new(ctx.pool.clone(), spec.id.clone(), Some(Fence { worker_id: spec.worker_id, epoch: spec.epoch }))
-        .waiting_out_outages(outage_wait);
+    let backend = PgBackend::fenced(ctx.pool.clone(), spec.fence()).waiting_out_outages(outage_wait);
     let hook = InboxHook {
         pool: ctx.pool.clone(),
         fence: spec.fence(),

@@ -28,7 +28,8 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, InboundDurabilityHook};
 
 use crate::db::outage::{is_unreachable, wait_out};
-use crate::db::sessions::{self, SessionFence};
+use crate::db::sessions;
+use crate::fence::Fence;
 use crate::wa::InboundMessage;
 
 fn b64(b: &Option<Vec<u8>>) -> Value {
@@ -146,7 +147,7 @@ fn strip_nulls(v: Value) -> Value {
 /// The durability hook of one session connection.
 pub struct InboxHook {
     pub pool: sqlx::PgPool,
-    pub fence: SessionFence,
+    pub fence: Fence,
     /// Attempts per message on database errors other than an outage, and the pause
     /// between them.
     pub attempts: u32,

@@ -304,8 +304,7 @@ impl RustSession {
     async fn wipe_dead_identity(&self) -> Result<(), String> {
         use crate::store::cleanup::{CleanupScope, run_cleanup};
         let spec = &self.ctx.spec;
-        let fence = crate::store::Fence { worker_id: spec.worker_id, epoch: spec.epoch };
-        let n = run_cleanup(&self.ctx.pool, &spec.id, &CleanupScope::All, Some(fence))
+        let n = run_cleanup(&self.ctx.pool, &spec.fence(), &CleanupScope::All)
             .await
             .map_err(|e| format!("session {}: wiping the keys of the logged-out device failed: {e:#}", spec.id))?;
         tracing::info!(session = %spec.id, rows = n, "logged out by the server: keys wiped, the next start links anew");

@@ -50,7 +50,9 @@ impl RustSession {
     /// Deletes the app-state sync keys, then reconnects at once when connected so the
     /// client forgets its expanded copies; missing keys are requested from the phone.
     pub async fn clear_app_state_keys(&self) -> Result<u64, String> {
-        let n = crate::store::cleanup::clear_app_state_keys(&self.ctx.pool, self.id()).await.map_err(|e| e.to_string())?;
+        let n = crate::store::cleanup::clear_app_state_keys(&self.ctx.pool, &self.ctx.spec.fence())
+            .await
+            .map_err(|e| e.to_string())?;
         let guard = self.conn.lock().await;
         if let Some(c) = guard.as_ref().filter(|c| c.flags.up.load(Ordering::SeqCst)) {
             c.client.reconnect_immediately().await;
