@@ -177,3 +177,18 @@ async fn sql_table_import() {
     assert!(import_baileys_sql(&db.pool, "other", &bad, true).await.is_err());
     db.drop_now().await.unwrap();
 }
+
+/// An import into a session a worker holds would race its client for the keys: refused,
+/// nothing written, and the error says how to get there.
+#[tokio::test]
+async fn an_import_into_a_held_session_is_refused() {
+    let db = TestDb::new().await.unwrap();
+    let worker = uuid::Uuid::now_v7();
+    pgwa::db::workers::register(&db.pool, worker, "w", 10).await.unwrap();
+    sqlx::query("SELECT wa.add_session('aurora')").execute(&db.pool).await.unwrap();
+    pgwa::db::leases::claim(&db.pool, worker, 30.0, 10).await.unwrap();
+    let err = import_baileys_folder(&db.pool, "aurora", &fixture("linked"), false).await.unwrap_err();
+    assert!(format!("{err:#}").contains("held by a worker") && format!("{err:#}").contains("session stop"), "{err:#}");
+    assert_eq!(count(&db.pool, "auth_state", "aurora").await, 0);
+    assert_eq!(count(&db.pool, "signal_prekeys", "aurora").await, 0);
+}

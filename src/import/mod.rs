@@ -96,10 +96,19 @@ async fn import(pool: &PgPool, session: &str, creds: Value, entries: Vec<Entry>,
     }
 
     let mut tx = pool.begin().await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.sessions WHERE id = $1 FOR UPDATE)")
-        .bind(session)
-        .fetch_one(&mut *tx)
-        .await?;
+    // Keys written under a running session would be overwritten by its client or mix
+    // with what it is linking: like every offline writer, the import waits for no holder.
+    let held: Option<bool> =
+        sqlx::query_scalar(concat!("SELECT NOT ", crate::unheld!("s"), " FROM wa.sessions s WHERE s.id = $1 FOR UPDATE"))
+            .bind(session)
+            .fetch_optional(&mut *tx)
+            .await?;
+    anyhow::ensure!(
+        held != Some(true),
+        "session {session} is held by a worker; nothing imported (stop it with `pgwa session stop {session}` or \
+         wa.stop_session, wait until wa.session_health shows held = false, then import again)"
+    );
+    let exists = held.is_some();
     if !exists {
         sqlx::query("SELECT wa.add_session($1, start => false)").bind(session).execute(&mut *tx).await?;
     }
