@@ -3,39 +3,50 @@
 -- outbound rows. It cannot read the auth documents or any key material (wa.auth_state,
 -- wa.signal_*, wa.app_state_*, wa.sent_messages, ...): those tables are granted to no
 -- one but their owner, the role that runs `pgwa migrate` and the workers.
+-- pgwa_api holds the grants; pgwa_app (the default tenant's role) and every tenant's
+-- role are members of it. Which rows a member sees is its tenant's business
+-- (sql/07_tenants.sql): pgwa_api itself belongs to no tenant and sees none.
 DO $$
 BEGIN
-    CREATE ROLE pgwa_app NOLOGIN;
+    CREATE ROLE pgwa_api NOLOGIN;
 EXCEPTION WHEN duplicate_object OR unique_violation THEN
     NULL;  -- already there (roles are cluster-wide; several databases may share it)
 END
 $$;
+DO $$
+BEGIN
+    CREATE ROLE pgwa_app NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
+END
+$$;
+GRANT pgwa_api TO pgwa_app;
 
 -- Start from nothing on every re-apply, so a grant removed here is removed from existing
 -- databases too. Functions are executable by PUBLIC unless revoked: the internal ones
 -- (wa._*) must not be callable by apps.
-REVOKE ALL ON ALL TABLES IN SCHEMA wa FROM pgwa_app, PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA wa FROM pgwa_app, PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA wa FROM pgwa_api, pgwa_app, PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA wa FROM pgwa_api, pgwa_app, PUBLIC;
 ALTER DEFAULT PRIVILEGES IN SCHEMA wa REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 
-GRANT USAGE ON SCHEMA wa TO pgwa_app;
+GRANT USAGE ON SCHEMA wa TO pgwa_api;
 
 -- Sessions: add (API or plain INSERT of these columns, checked by sessions_validate),
 -- start and stop (desired; setting it to running is wa.start_session, see
 -- sessions_desired), remove, read all. Status, lease, epoch, identity and codes are the
 -- workers' alone: an app cannot forge a connected session or ban one until infinity.
-GRANT SELECT, DELETE ON wa.sessions TO pgwa_app;
-GRANT INSERT (id, pair_phone, metadata, desired) ON wa.sessions TO pgwa_app;
-GRANT UPDATE (desired, pair_phone, metadata) ON wa.sessions TO pgwa_app;
+GRANT SELECT, DELETE ON wa.sessions TO pgwa_api;
+GRANT INSERT (id, pair_phone, metadata, desired) ON wa.sessions TO pgwa_api;
+GRANT UPDATE (desired, pair_phone, metadata) ON wa.sessions TO pgwa_api;
 -- Jobs: enqueue (API or plain INSERT of the request's columns; the id, the state and the
 -- bookkeeping are not insertable), cancel and retry (the columns wa.cancel_job and
 -- wa.retry_job write, which run as the app; jobs_app_guard lets them move a job only as
 -- those functions do), read results.
-GRANT SELECT ON wa.jobs TO pgwa_app;
-GRANT INSERT (session_id, kind, payload, run_at, priority, idempotency_key, max_attempts, chat, message_id) ON wa.jobs TO pgwa_app;
-GRANT UPDATE (state, run_at, finished_at, delivery, result, cancel_requested_at, max_attempts) ON wa.jobs TO pgwa_app;
-GRANT SELECT ON wa.inbox, wa.policy, wa.workers, wa.schedules TO pgwa_app;
-GRANT SELECT ON wa.outbound, wa.session_health, wa.queue_stats TO pgwa_app;
+GRANT SELECT ON wa.jobs TO pgwa_api;
+GRANT INSERT (session_id, kind, payload, run_at, priority, idempotency_key, max_attempts, chat, message_id) ON wa.jobs TO pgwa_api;
+GRANT UPDATE (state, run_at, finished_at, delivery, result, cancel_requested_at, max_attempts) ON wa.jobs TO pgwa_api;
+GRANT SELECT ON wa.inbox, wa.policy, wa.workers, wa.schedules TO pgwa_api;
+GRANT SELECT ON wa.outbound, wa.session_health, wa.queue_stats TO pgwa_api;
 
 GRANT EXECUTE ON FUNCTION
     wa.add_session(text, text, jsonb, boolean),
@@ -57,4 +68,4 @@ GRANT EXECUTE ON FUNCTION
     wa._caller_is_worker(),
     wa._same_request(wa.jobs, wa.job_kind),
     wa._session_or_raise(text)  -- locks a row the app may update anyway
-TO pgwa_app;
+TO pgwa_api;

@@ -123,3 +123,19 @@ async fn bench_prints_its_figures_as_one_json_line() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn tenants_from_the_command_line() {
+    let db = TestDb::new().await.unwrap();
+    let name = format!("cli_{}", &db.name[db.name.len() - 8..]);
+    let o = pgwa(&db, &["tenant", "add", &name]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains(&format!("its role is pgwa_t_{name}")), "{}", stdout(&o));
+    let o = pgwa(&db, &["tenant", "add", "Bad-Name"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("WA012"), "{o:?}");
+    let o = pgwa(&db, &["tenant", "list"]);
+    assert!(stdout(&o).contains("default") && stdout(&o).contains("pgwa_app") && stdout(&o).contains(&name), "{}", stdout(&o));
+    sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(&name).execute(&db.pool).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{name}"))).execute(&db.pool).await.unwrap();
+}

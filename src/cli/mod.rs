@@ -9,6 +9,7 @@ pub mod import;
 mod jobs;
 mod link;
 mod session;
+mod tenant;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Manage sessions (one per WhatsApp number).
     #[command(subcommand)]
     Session(session::SessionCmd),
+    /// Manage tenants: each has a Postgres role that sees only its own sessions.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCmd),
     /// Send a text message: enqueues a send job and prints its ids.
     Send {
         session: String,
@@ -96,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     run_worker(cfg, pool).await
                 }
                 Command::Session(cmd) => session::run(cmd, &pool).await,
+                Command::Tenant(cmd) => tenant::run(cmd, &pool).await,
                 Command::Send { session, to, text, reply_to, idempotency_key } => {
                     let (job, message): (i64, String) = sqlx::query_as(
                         "SELECT job_id, message_id FROM wa.send_text($1, $2, $3, reply_to => $4, idempotency_key => $5)",

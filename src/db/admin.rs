@@ -125,3 +125,24 @@ pub async fn current_qr(pool: &PgPool, session: &str) -> sqlx::Result<Option<Str
         .fetch_optional(pool)
         .await
 }
+
+/// Adds a tenant with its role (`wa.add_tenant`); returns the role's name.
+pub async fn add_tenant(pool: &PgPool, name: &str) -> sqlx::Result<String> {
+    sqlx::query_scalar("SELECT wa.add_tenant($1)::text").bind(name).fetch_one(pool).await
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct Tenant {
+    pub name: String,
+    pub role: String,
+    pub sessions: i64,
+}
+
+pub async fn tenants(pool: &PgPool) -> sqlx::Result<Vec<Tenant>> {
+    sqlx::query_as(
+        "SELECT t.name, t.role::text AS role, (SELECT count(*) FROM wa.sessions s WHERE s.tenant = t.name) AS sessions
+           FROM wa.tenants t ORDER BY t.name",
+    )
+    .fetch_all(pool)
+    .await
+}

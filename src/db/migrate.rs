@@ -14,6 +14,7 @@ const SQL_API: &[(&str, &str)] = &[
     ("04_jobs_api.sql", include_str!("../../sql/04_jobs_api.sql")),
     ("05_views.sql", include_str!("../../sql/05_views.sql")),
     ("06_roles.sql", include_str!("../../sql/06_roles.sql")),
+    ("07_tenants.sql", include_str!("../../sql/07_tenants.sql")),
 ];
 
 /// What `migrate` did, for the CLI to print.

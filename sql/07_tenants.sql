@@ -1,0 +1,99 @@
+-- Tenant isolation: Row Level Security on every table an app reads, keyed by the
+-- session's tenant. Workers (owner of schema wa) bypass it; every role granted pgwa_api
+-- (pgwa_app and each tenant's role) sees only the tenants whose role it has.
+-- LISTEN/NOTIFY cannot be restricted by Postgres: payloads carry ids only, which mean
+-- nothing without a read that these policies check (docs/security.md).
+
+-- The tenants the current role belongs to (RLS on wa.tenants filters the rows).
+CREATE OR REPLACE FUNCTION wa._my_tenants()
+RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(t.name ORDER BY t.name), '{}') FROM wa.tenants t
+$$;
+
+-- The tenant a new session gets when the inserting role does not name one: its only
+-- tenant; 'default' for workers and the CLI.
+CREATE OR REPLACE FUNCTION wa._my_tenant()
+RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    mine text[];
+BEGIN
+    IF wa._caller_is_worker() THEN
+        RETURN 'default';
+    END IF;
+    mine := wa._my_tenants();
+    IF cardinality(mine) = 1 THEN
+        RETURN mine[1];
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'WA011',
+        MESSAGE = CASE WHEN cardinality(mine) = 0
+                       THEN format('tenant: role %I belongs to no tenant', current_user)
+                       ELSE format('tenant: role %I belongs to several tenants (%s); name one', current_user,
+                                   array_to_string(mine, ', ')) END,
+        HINT = 'Grant the login one tenant''s role (pgwa tenant add NAME prints it), or INSERT INTO wa.sessions (id, tenant).';
+END
+$$;
+ALTER TABLE wa.sessions ALTER COLUMN tenant SET DEFAULT wa._my_tenant();
+
+-- Adds a tenant and its role (pgwa_t_<name>, no login: grant it to the app's login).
+-- Returns the role's name. Needs a caller that may create roles (the owner).
+CREATE OR REPLACE FUNCTION wa.add_tenant(name text)
+RETURNS name
+LANGUAGE plpgsql AS $$
+#variable_conflict use_variable
+DECLARE
+    r name := 'pgwa_t_' || name;
+BEGIN
+    IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,39}$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA012',
+            MESSAGE = format('name: %s is not a valid tenant name (1 to 40 of a-z 0-9 _, starting with a letter)', wa._q(name));
+    END IF;
+    IF EXISTS (SELECT 1 FROM wa.tenants t WHERE t.name = name) THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA010', MESSAGE = format('name: tenant %L already exists', name);
+    END IF;
+    BEGIN
+        EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+    EXCEPTION WHEN duplicate_object THEN
+        NULL;  -- roles are cluster-wide: another database of this cluster made it
+    END;
+    EXECUTE format('GRANT pgwa_api TO %I', r);
+    INSERT INTO wa.tenants (name, role) VALUES (name, r);
+    RETURN r;
+END
+$$;
+
+ALTER TABLE wa.tenants ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_tenants ON wa.tenants;
+CREATE POLICY own_tenants ON wa.tenants FOR SELECT TO pgwa_api
+    USING (EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = role AND pg_has_role(r.oid, 'USAGE')));
+
+ALTER TABLE wa.sessions ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_sessions ON wa.sessions;
+-- A sub-SELECT, so the tenant list is computed once per statement, not once per row.
+CREATE POLICY own_sessions ON wa.sessions FOR ALL TO pgwa_api
+    USING (tenant IN (SELECT unnest(wa._my_tenants())))
+    WITH CHECK (tenant IN (SELECT unnest(wa._my_tenants())));
+
+-- Jobs and inbox rows are visible through their session (whose own policy applies to
+-- the sub-SELECT). Maintenance jobs (no session) are the workers' alone.
+ALTER TABLE wa.jobs ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_jobs ON wa.jobs;
+CREATE POLICY own_jobs ON wa.jobs FOR ALL TO pgwa_api
+    USING (session_id IN (SELECT s.id FROM wa.sessions s))
+    WITH CHECK (session_id IN (SELECT s.id FROM wa.sessions s));
+
+ALTER TABLE wa.inbox ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_inbox ON wa.inbox;
+CREATE POLICY own_inbox ON wa.inbox FOR SELECT TO pgwa_api
+    USING (session_id IN (SELECT s.id FROM wa.sessions s));
+
+-- Views read their tables as the caller, so the policies above apply through them.
+ALTER VIEW wa.outbound SET (security_invoker = true);
+ALTER VIEW wa.session_health SET (security_invoker = true);
+ALTER VIEW wa.queue_stats SET (security_invoker = true);
+
+GRANT SELECT ON wa.tenants TO pgwa_api;
+GRANT INSERT (tenant) ON wa.sessions TO pgwa_api;
+GRANT EXECUTE ON FUNCTION wa._my_tenants(), wa._my_tenant() TO pgwa_api;
+REVOKE ALL ON FUNCTION wa.add_tenant(text) FROM PUBLIC;

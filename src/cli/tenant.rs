@@ -1,0 +1,35 @@
+//! `pgwa tenant ...`: tenants and their roles (sql/07_tenants.sql, docs/security.md).
+
+use clap::Subcommand;
+use sqlx::PgPool;
+
+use crate::db::admin;
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCmd {
+    /// Add a tenant and its Postgres role; grant the role to the tenant app's login.
+    Add {
+        /// 1 to 40 of a-z 0-9 _, starting with a letter.
+        name: String,
+    },
+    /// List tenants with their roles and session counts.
+    List,
+}
+
+pub async fn run(cmd: TenantCmd, pool: &PgPool) -> anyhow::Result<()> {
+    match cmd {
+        TenantCmd::Add { name } => {
+            let role = admin::add_tenant(pool, &name).await?;
+            println!("added tenant {name}; its role is {role}");
+            println!("let an app in: CREATE ROLE {name}_app LOGIN PASSWORD '...' IN ROLE {role};");
+            println!("(or GRANT {role} TO an existing login); it will see only {name}'s sessions");
+        }
+        TenantCmd::List => {
+            println!("{:<24} {:<32} {:>8}", "TENANT", "ROLE", "SESSIONS");
+            for t in admin::tenants(pool).await? {
+                println!("{:<24} {:<32} {:>8}", t.name, t.role, t.sessions);
+            }
+        }
+    }
+    Ok(())
+}
