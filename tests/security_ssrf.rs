@@ -335,10 +335,22 @@ async fn allowed_hosts_open_only_what_they_name() {
 fn the_allow_list_loads_from_the_config_file_and_bad_entries_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pgwa.toml");
-    std::fs::write(&path, "[whatsapp.rust]\nmedia_fetch_allow = [\"10.0.0.0/8\", \"files.internal:8443\"]\n").unwrap();
+    // README's example, as written there.
+    let example = r#"
+[whatsapp.rust]
+media_fetch_allow = [
+  "10.20.0.0/16",         # any address in this range, any port (IPv6 ranges too: "fd00:1::/64")
+  "192.168.1.5:8080",     # this address on this port only ("[fd00::5]:8080" for IPv6)
+  "files.internal:8443",  # this host name (exactly, no subdomains) on this port, whatever it resolves to
+  "cdn.internal",         # this host name on any port
+]
+"#;
+    std::fs::write(&path, example).unwrap();
     let cfg = pgwa::config::Config::load(Some(&path)).unwrap();
     let p = cfg.whatsapp.rust.media_fetch_policy();
-    assert!(p.allow.allows_host("files.internal", 8443) && p.allow.allows_addr("10.9.8.7".parse().unwrap(), 80));
+    assert!(p.allow.allows_host("files.internal", 8443) && p.allow.allows_addr("10.20.8.7".parse().unwrap(), 80));
+    assert!(p.allow.allows_addr("192.168.1.5".parse().unwrap(), 8080) && p.allow.allows_host("cdn.internal", 1234));
+    assert!(!p.allow.allows_addr("10.21.0.1".parse().unwrap(), 80));
     assert_eq!((p.max_redirects, p.max_bytes), (5, 16 * 1024 * 1024));
     assert!(pgwa::wa::rust::RustConfig::default().media_fetch_allow.is_empty(), "public addresses only by default");
 
