@@ -87,16 +87,54 @@ async fn open_stored(server: &pgwa_loopback::Server, media: &Value, media_type: 
     plain
 }
 
+/// A loopback HTTP server answering every request with the test's PNG, counting them.
+struct FileServer {
+    port: u16,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FileServer {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let body = png();
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+            }
+        });
+        Self { port, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// A sends an image (bytes, with a caption) and a document to B; B's inbox rows carry
 /// kind, caption and media metadata, and the files the server stored open with the
-/// media keys in those rows to exactly the bytes A sent.
+/// media keys in those rows to exactly the bytes A sent. Then an image from an allowed
+/// URL arrives, and one from a URL the worker's configuration does not allow dies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_and_a_document_arrive_and_open_with_the_inbox_media_key() {
     let db = TestDb::new().await.unwrap();
     let pool = &db.pool;
     let server = start_server().await;
     let notes = Notifications::listen(&db.url, &["wa_inbox"]).await;
-    let _worker = Worker::spawn(&db, &server);
+    // Media URLs: the worker fetches only public addresses unless allowed, so this one
+    // loopback file server is listed in its configuration, and nothing else.
+    let cdn = FileServer::start().await;
+    let elsewhere = FileServer::start().await;
+    let allow = format!("[\"127.0.0.1:{}\"]", cdn.port);
+    let _worker = Worker::spawn_with(&db, &server, &[("PGWA_WHATSAPP__RUST__MEDIA_FETCH_ALLOW", allow)]);
     link_by_qr(pool, &server, "alice", A_PHONE).await;
     link_by_qr(pool, &server, "bob", B_PHONE).await;
 
@@ -143,7 +181,41 @@ async fn an_image_and_a_document_arrive_and_open_with_the_inbox_media_key() {
     wait_delivered(pool, job_id).await;
     assert_eq!(open_stored(&server, &media, MediaType::Document).await, document, "B's media key opens A's document");
 
-    assert_eq!(server.shared.media.count(), 2, "one upload per send");
+    // An image from the allowed URL arrives as the bytes the file server holds.
+    let (job_id, message_id): (i64, String) =
+        sqlx::query_as("SELECT job_id, message_id FROM wa.send_media('alice', $1, 'image', url => $2)")
+            .bind(B_PHONE)
+            .bind(format!("http://127.0.0.1:{}/pic.png?sig=abc", cdn.port))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let (kind, _, media) = inbox_row(pool, &message_id).await;
+    assert_eq!(kind, "image");
+    wait_delivered(pool, job_id).await;
+    assert_eq!(open_stored(&server, &media, MediaType::Image).await, image, "the fetched image arrives");
+    assert_eq!(cdn.hits(), 1);
+
+    // Another loopback port is not allowed: the send dies at once, nothing is fetched or
+    // uploaded, and the error names payload.url without the URL's query.
+    let (job_id,): (i64,) = sqlx::query_as("SELECT job_id FROM wa.send_media('alice', $1, 'image', url => $2)")
+        .bind(B_PHONE)
+        .bind(format!("http://127.0.0.1:{}/latest/meta-data?token=SECRET", elsewhere.port))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let error: String = common::eventually(Duration::from_secs(60), "the refused media send to die", || async {
+        let r: (String, Option<String>) = sqlx::query_as("SELECT job_state::text, last_error FROM wa.outbound WHERE job_id = $1")
+            .bind(job_id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        (r.0 == "dead").then_some(r.1.unwrap_or_default())
+    })
+    .await;
+    assert!(error.contains("payload.url") && error.contains("loopback") && !error.contains("SECRET"), "{error}");
+    assert_eq!(elsewhere.hits(), 0, "the refused address was never connected to");
+
+    assert_eq!(server.shared.media.count(), 3, "one upload per delivered send");
     for id in ["alice", "bob"] {
         assert_eq!(session(pool, id).await.last_error, None, "{id} recorded an error");
     }

@@ -442,13 +442,16 @@ async fn http_once(status: &'static str, body: Vec<u8>) -> String {
 
 #[tokio::test]
 async fn media_urls_are_fetched_within_bounds() {
-    let t = Duration::from_secs(5);
+    use pgwa::wa::rust::fetch::{FetchAllow, FetchPolicy, fetch_url};
+    // The loopback is refused unless allowed (tests/security_ssrf.rs); this test is about the limits.
+    let allow = FetchAllow::try_from(vec!["127.0.0.1".to_owned()]).unwrap();
+    let t = &FetchPolicy { allow, ..FetchPolicy::public_only(1024, Duration::from_secs(5)) };
     let url = http_once("200 OK", PNG.to_vec()).await;
-    assert_eq!(send::fetch_url(&url, 1024, t).await.unwrap(), PNG);
+    assert_eq!(fetch_url(&url, t).await.unwrap(), PNG);
     let url = http_once("200 OK", vec![0; 4096]).await;
-    assert!(matches!(send::fetch_url(&url, 1024, t).await, Err(SendError::Permanent(m)) if m.contains("limit")));
+    assert!(matches!(fetch_url(&url, t).await, Err(SendError::Permanent(m)) if m.contains("limit")));
     let url = http_once("404 Not Found", b"gone".to_vec()).await;
-    assert!(matches!(send::fetch_url(&url, 1024, t).await, Err(SendError::Permanent(m)) if m.contains("HTTP 404")));
+    assert!(matches!(fetch_url(&url, t).await, Err(SendError::Permanent(m)) if m.contains("HTTP 404")));
     let url = http_once("503 Service Unavailable", vec![]).await;
-    assert!(matches!(send::fetch_url(&url, 1024, t).await, Err(SendError::Retryable(m)) if m.contains("HTTP 503")));
+    assert!(matches!(fetch_url(&url, t).await, Err(SendError::Retryable(m)) if m.contains("HTTP 503")));
 }

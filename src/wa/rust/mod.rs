@@ -31,6 +31,7 @@
 pub mod acks;
 mod client;
 pub mod events;
+pub mod fetch;
 pub mod inbound;
 pub mod send;
 
@@ -83,10 +84,28 @@ pub struct RustConfig {
     pub outage_wait_ms: u64,
     /// Largest media file accepted, inline or fetched (bytes).
     pub max_media_bytes: usize,
-    /// Time limit for fetching media from a URL (ms).
+    /// Time limit for fetching media from a URL, redirects included (ms).
     pub media_fetch_timeout_ms: u64,
+    /// Redirects followed at most when fetching media from a URL.
+    pub media_fetch_max_redirects: u32,
+    /// Hosts and address ranges media may be fetched from although they are not public
+    /// (loopback, private, link-local, ...): CIDRs, addresses (optionally with a port)
+    /// and host names (optionally with a port). Empty: public addresses only.
+    pub media_fetch_allow: fetch::FetchAllow,
     /// How long close() waits for the client to flush and stop before aborting it (ms).
     pub close_grace_ms: u64,
+}
+
+impl RustConfig {
+    /// The limits of a media fetch from `payload.url`.
+    pub fn media_fetch_policy(&self) -> fetch::FetchPolicy {
+        fetch::FetchPolicy {
+            allow: self.media_fetch_allow.clone(),
+            max_bytes: self.max_media_bytes,
+            timeout: Duration::from_millis(self.media_fetch_timeout_ms),
+            max_redirects: self.media_fetch_max_redirects,
+        }
+    }
 }
 
 impl Default for RustConfig {
@@ -104,6 +123,8 @@ impl Default for RustConfig {
             outage_wait_ms: 300_000,
             max_media_bytes: 16 * 1024 * 1024,
             media_fetch_timeout_ms: 30_000,
+            media_fetch_max_redirects: 5,
+            media_fetch_allow: fetch::FetchAllow::default(),
             close_grace_ms: 10_000,
         }
     }
@@ -337,8 +358,7 @@ impl RustSession {
                 let bytes = match &m.source {
                     MediaSource::Bytes(b) => b.clone(),
                     MediaSource::Url(u) => {
-                        let b =
-                            send::fetch_url(u, cfg.max_media_bytes, Duration::from_millis(cfg.media_fetch_timeout_ms)).await?;
+                        let b = fetch::fetch_url(u, &cfg.media_fetch_policy()).await?;
                         send::check_media(&m, &b, cfg.max_media_bytes)?;
                         b
                     }

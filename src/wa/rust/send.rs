@@ -7,7 +7,8 @@
 //! * `{"type":"reaction","message_id":"<target id>","emoji":"👍","from_me":false}` — an
 //!   empty emoji removes the reaction; `from_me` is looked up when absent;
 //! * `{"type":"image"|"document","data":"<base64>"|"url":"https://…","mimetype":…,
-//!   "caption":…,"file_name":…,"reply_to":…}` — exactly one of `data` and `url`.
+//!   "caption":…,"file_name":…,"reply_to":…}` — exactly one of `data` and `url`; a URL
+//!   is fetched by `super::fetch` (public addresses only, unless allowed).
 
 use base64::Engine;
 use serde_json::Value;
@@ -149,6 +150,10 @@ fn check_url(u: &str) -> Result<String, SendError> {
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(bad("url", format!("scheme {:?} is not http or https", parsed.scheme())));
     }
+    // Refused here already so the job fails at once; the fetch checks every redirect again.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad("url", "credentials in the URL (user:password@) are refused; the worker sends none"));
+    }
     Ok(parsed.to_string())
 }
 
@@ -244,33 +249,6 @@ pub fn media_message(
                 },
             )
         }
-    }
-}
-
-/// Fetches media from a URL through whatsapp-rust's ureq client (the HTTP client the
-/// build already carries), bounded in time and size: the body is streamed and cut at
-/// `max` + 1 bytes, so a huge file is refused without being held in memory.
-pub async fn fetch_url(url: &str, max: usize, timeout: std::time::Duration) -> Result<Vec<u8>, SendError> {
-    use std::io::Read;
-    use whatsapp_rust::http::{HttpClient, HttpRequest, UreqHttpClient};
-    let request = HttpRequest::get(url);
-    let fetch = tokio::task::spawn_blocking(move || -> Result<(u16, Vec<u8>), String> {
-        let resp = UreqHttpClient::new().execute_streaming(request).map_err(|e| e.to_string())?;
-        let mut body = Vec::new();
-        resp.body.take(max as u64 + 1).read_to_end(&mut body).map_err(|e| e.to_string())?;
-        Ok((resp.status_code, body))
-    });
-    let (status, body) = match tokio::time::timeout(timeout, fetch).await {
-        Err(_) => return Err(SendError::Retryable(format!("payload.url: no response within {} ms", timeout.as_millis()))),
-        Ok(Err(e)) => return Err(SendError::Retryable(format!("payload.url: fetch task failed: {e}"))),
-        Ok(Ok(Err(e))) => return Err(SendError::Retryable(format!("payload.url: fetch failed: {e}"))),
-        Ok(Ok(Ok(got))) => got,
-    };
-    match status {
-        200..=299 if body.len() > max => Err(bad("url", format!("larger than the {max}-byte limit"))),
-        200..=299 => Ok(body),
-        s @ (408 | 429 | 500..=599) => Err(SendError::Retryable(format!("payload.url: the server answered HTTP {s}"))),
-        s => Err(bad("url", format!("the server answered HTTP {s}"))),
     }
 }
 
