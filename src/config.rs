@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Postgres connection string. The database is created if it does not exist.
+    /// Postgres connection string (postgres:// or postgresql://; TLS with `?sslmode=`).
+    /// `migrate` and `run` create the database if it does not exist.
     pub database_url: String,
     pub log: LogConfig,
     pub db: DbConfig,
@@ -43,6 +44,9 @@ pub enum LogFormat {
 pub struct DbConfig {
     /// Connections in the worker's pool (LISTEN uses one more of its own).
     pub max_connections: u32,
+    /// `pgwa run` started while Postgres is unreachable tries again after 0.5 s, then
+    /// twice as long each time, up to this long between attempts.
+    pub connect_retry_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,7 +192,7 @@ impl Default for LogConfig {
 
 impl Default for DbConfig {
     fn default() -> Self {
-        Self { max_connections: 10 }
+        Self { max_connections: 10, connect_retry_max_ms: 30_000 }
     }
 }
 
@@ -292,6 +296,9 @@ impl Config {
         if p.session_per_minute == 0 || p.session_burst == 0 || p.recipient_per_minute == 0 || p.recipient_burst == 0 {
             return bad("pacing", "rates and bursts must be above 0 (set pacing.enabled = false to turn pacing off)");
         }
+        if self.db.connect_retry_max_ms < 100 {
+            return bad("db.connect_retry_max_ms", "must be at least 100");
+        }
         if self.db.max_connections < 4 {
             return bad("db.max_connections", "must be at least 4 (claims, completions, leases, maintenance)");
         }
@@ -335,6 +342,8 @@ mod tests {
         let e = load_with("[worker]\npoll_only = true\nclaimers = 2\n[db]\nmax_connections = 4\n").unwrap_err();
         assert!(e.contains("db.max_connections") && e.contains("worker.claimers + 3"), "{e}");
         assert!(load_with("[worker]\npoll_only = true\nclaimers = 1\n[db]\nmax_connections = 4\n").is_ok());
+        let e = load_with("[db]\nconnect_retry_max_ms = 0\n").unwrap_err();
+        assert!(e.contains("db.connect_retry_max_ms"), "{e}");
     }
 
     #[test]

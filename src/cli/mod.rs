@@ -8,6 +8,7 @@ pub(crate) use dev::play_phone;
 pub mod import;
 mod jobs;
 mod link;
+mod log;
 mod session;
 mod tenant;
 
@@ -18,7 +19,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Backend, Config, LogFormat};
+use crate::config::{Backend, Config};
 
 #[derive(Parser, Debug)]
 #[command(name = "pgwa", version, about = "Postgres-native WhatsApp gateway")]
@@ -82,23 +83,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         // The in-process loopback server logs every login; a benchmark's output is its figures.
         cfg.log.filter = "warn".into();
     }
-    init_tracing(&cfg);
+    // Held to the end of the command, so the queued log lines are written before exit.
+    let _log = log::init(&cfg);
+    // Every command, before any connection: a URL for another database is refused by name.
+    crate::db::check_url(&cfg.database_url)?;
     match cli.command {
         Command::Bench(args) => bench::run(&cfg, args).await,
         Command::BenchStore => {
-            println!("{}", crate::bench::store::run(&cfg.database_url).await?);
+            log::say(crate::bench::store::run(&cfg.database_url).await?);
             Ok(())
         }
-        command => {
+        Command::Run { no_migrate } => {
+            // Installed before the first connection, so SIGTERM also ends the wait for Postgres.
+            let shutdown = CancellationToken::new();
+            tokio::spawn(signal_on_term(shutdown.clone()));
+            let max_delay = std::time::Duration::from_millis(cfg.db.connect_retry_max_ms);
+            let url = &cfg.database_url;
+            let Some(pool) = crate::db::connect_waiting(url, cfg.db.max_connections, max_delay, &shutdown).await? else {
+                tracing::info!("stopped while waiting for Postgres");
+                return Ok(());
+            };
+            if !no_migrate {
+                migrate(&pool).await?;
+            }
+            run_worker_until(cfg, pool, shutdown).await
+        }
+        Command::Migrate => migrate(&crate::db::connect(&cfg.database_url, cfg.db.max_connections).await?).await,
+        #[cfg(feature = "loopback")]
+        Command::Dev(cmd) => {
+            // The dev worker owns its schema as `run` does; benchmarks make a scratch database.
             let pool = crate::db::connect(&cfg.database_url, cfg.db.max_connections).await?;
+            if !cmd.is_bench() {
+                migrate(&pool).await?;
+            }
+            dev::run(cmd, cfg, pool).await
+        }
+        command => {
+            // Only `migrate` and `run` create the database: a typo'd name here must not
+            // leave an empty one behind.
+            let pool = crate::db::connect_existing(&cfg.database_url, cfg.db.max_connections).await?;
             match command {
-                Command::Migrate => migrate(&pool).await,
-                Command::Run { no_migrate } => {
-                    if !no_migrate {
-                        migrate(&pool).await?;
-                    }
-                    run_worker(cfg, pool).await
-                }
                 Command::Session(cmd) => session::run(cmd, &pool).await,
                 Command::Tenant(cmd) => tenant::run(cmd, &pool).await,
                 Command::Send { session, to, text, reply_to, idempotency_key } => {
@@ -112,19 +136,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .bind(idempotency_key)
                     .fetch_one(&pool)
                     .await?;
-                    println!("queued job {job}, message id {message}");
-                    println!("follow it with: pgwa jobs show {job}");
+                    log::say(format!("queued job {job}, message id {message}"));
+                    log::say(format!("follow it with: pgwa jobs show {job}"));
                     Ok(())
                 }
                 Command::Jobs(cmd) => jobs::run(cmd, &pool).await,
-                #[cfg(feature = "loopback")]
-                Command::Dev(cmd) => {
-                    if !cmd.is_bench() {
-                        migrate(&pool).await?; // benchmarks use a scratch database of their own
-                    }
-                    dev::run(cmd, cfg, pool).await
-                }
-                Command::Bench(_) | Command::BenchStore => unreachable!("handled above"),
+                _ => unreachable!("handled above"),
             }
         }
     }
@@ -133,18 +150,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     let report = crate::db::migrate::migrate(pool).await?;
     for m in &report.migrations_applied {
-        println!("applied migration {m}");
+        log::say(format!("applied migration {m}"));
     }
     if report.sql_api_applied {
-        println!("applied the SQL API (sql/)");
+        log::say("applied the SQL API (sql/)");
     }
     if report.migrations_applied.is_empty() && !report.sql_api_applied {
-        println!("schema is up to date");
+        log::say("schema is up to date");
     }
     Ok(())
 }
 
+/// Runs a worker until SIGTERM or SIGINT.
+#[cfg(feature = "loopback")]
 async fn run_worker(cfg: Config, pool: sqlx::PgPool) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_on_term(shutdown.clone()));
+    run_worker_until(cfg, pool, shutdown).await
+}
+
+async fn run_worker_until(cfg: Config, pool: sqlx::PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
     #[cfg(feature = "loopback")]
     if matches!(cfg.whatsapp.backend, Backend::Whatsapp) {
         dev::require_loopback(cfg.whatsapp.rust.ws_url.as_deref())?;
@@ -160,8 +185,6 @@ async fn run_worker(cfg: Config, pool: sqlx::PgPool) -> anyhow::Result<()> {
         }
     };
     let worker = crate::worker::Worker::new(cfg, pool, wa).await?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal_on_term(shutdown.clone()));
     worker.run(shutdown).await
 }
 
@@ -172,21 +195,13 @@ pub async fn signal_on_term(token: CancellationToken) {
         tracing::error!("cannot install signal handlers");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    token.cancel();
-}
-
-fn init_tracing(cfg: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match cfg.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
     };
+    // Cancel before logging: nothing that goes wrong with the log may keep the worker up.
+    token.cancel();
+    tracing::info!("{name} received");
 }
 
 /// An error as the user should read it: the SQL API's message and SQLSTATE, then the
