@@ -9,6 +9,7 @@ pub mod db;
 pub mod http;
 pub mod import;
 pub mod job;
+pub mod logging;
 pub mod metrics;
 pub mod qr;
 pub mod store;

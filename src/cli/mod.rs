@@ -17,7 +17,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Backend, Config, LogFormat};
+use crate::config::{Backend, Config};
 
 #[derive(Parser, Debug)]
 #[command(name = "pgwa", version, about = "Postgres-native WhatsApp gateway")]
@@ -78,7 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         // The in-process loopback server logs every login; a benchmark's output is its figures.
         cfg.log.filter = "warn".into();
     }
-    init_tracing(&cfg);
+    crate::logging::init(&cfg.log);
     match cli.command {
         Command::Bench(args) => bench::run(&cfg, args).await,
         Command::BenchStore => {
@@ -172,16 +172,6 @@ pub async fn signal_on_term(token: CancellationToken) {
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
     token.cancel();
-}
-
-fn init_tracing(cfg: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match cfg.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
 
 /// An error as the user should read it: the SQL API's message and SQLSTATE, then the
