@@ -10,6 +10,7 @@ pub mod fence;
 pub mod http;
 pub mod import;
 pub mod job;
+pub mod logging;
 pub mod metrics;
 pub mod qr;
 pub mod store;

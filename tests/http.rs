@@ -80,13 +80,29 @@ async fn health_reports_counts_and_metrics_are_prometheus_text() {
     let _ = tokio::time::timeout(Duration::from_secs(10), w.handle).await;
 }
 
+/// A GET with `Authorization: Bearer <token>`: (status code, body).
+async fn get_with_bearer(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+/// The QR endpoints take the admin token from the Authorization header only: a token in
+/// the URL is refused even when right (URLs land in access logs and browser history),
+/// a wrong one too, and neither serves the image.
 #[tokio::test]
-async fn the_qr_endpoints_need_the_admin_token() {
+async fn the_qr_endpoints_need_the_admin_token_in_the_header() {
     let db = TestDb::new().await.unwrap();
     sqlx::query("SELECT wa.add_session('s1', start => false)").execute(&db.pool).await.unwrap();
     let mut cfg = fast_config(&db);
     let w = InProcess::start(cfg.clone()).await;
-    let (code, body) = http_get(w.http.unwrap(), "/sessions/s1/qr.svg").await;
+    let (code, body) = get_with_bearer(w.http.unwrap(), "/sessions/s1/qr.svg", "anything").await;
     assert_eq!(code, 404, "off without a token: {body}");
     assert!(body.contains("http.admin_token"));
     w.stop().await;
@@ -94,25 +110,44 @@ async fn the_qr_endpoints_need_the_admin_token() {
     cfg.http.admin_token = Some("s3cret".into());
     let w = InProcess::start(cfg).await;
     let addr = w.http.unwrap();
-    let (code, _) = http_get(addr, "/sessions/s1/qr.svg?token=s3cret").await;
+    let (code, _) = get_with_bearer(addr, "/sessions/s1/qr.svg", "s3cret").await;
     assert_eq!(code, 404, "no QR published yet");
     // What a worker does while linking.
     sqlx::query("UPDATE wa.sessions SET qr_code = '2@abc,def,ghi', qr_expires_at = now() + interval '1 minute' WHERE id = 's1'")
         .execute(&db.pool)
         .await
         .unwrap();
-    let (code, _) = http_get(addr, "/sessions/s1/qr.svg").await;
-    assert_eq!(code, 401);
-    let (code, _) = http_get(addr, "/sessions/s1/qr.svg?token=wrong!").await;
-    assert_eq!(code, 401);
-    let (code, body) = http_get(addr, "/sessions/s1/qr.svg?token=s3cret").await;
+
+    let (code, body) = http_get(addr, "/sessions/s1/qr.svg").await;
+    assert_eq!((code, body.contains("<svg")), (401, false), "no token: {body}");
+    for wrong in ["wrong!", "s3cre", "s3cret2", ""] {
+        let (code, body) = get_with_bearer(addr, "/sessions/s1/qr.svg", wrong).await;
+        assert_eq!((code, body.contains("<svg")), (401, false), "token {wrong:?}: {body}");
+        assert!(body.contains("Authorization: Bearer"), "the refusal says how to authenticate: {body}");
+    }
+    // The right token in the URL: refused, nothing served, and told to use the header.
+    for path in ["/sessions/s1/qr.svg?token=s3cret", "/sessions/s1/qr.png?token=s3cret"] {
+        let (code, body) = http_get(addr, path).await;
+        assert_eq!(code, 401, "{path}: {body}");
+        assert!(!body.contains("<svg") && !body.contains("PNG"), "{path} served the image: {body}");
+        assert!(body.contains("Authorization: Bearer") && body.contains("URL"), "{path}: {body}");
+    }
+    // Even with the right header too: a URL that carries the token is never accepted.
+    let (code, _) = get_with_bearer(addr, "/sessions/s1/qr.svg?token=s3cret", "s3cret").await;
+    assert_eq!(code, 401, "a token in the URL is refused even beside a right header");
+    // Nothing changed: the code is still waiting for its scan.
+    let still: Option<String> =
+        sqlx::query_scalar("SELECT qr_code FROM wa.sessions WHERE id = 's1'").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(still.as_deref(), Some("2@abc,def,ghi"));
+
+    let (code, body) = get_with_bearer(addr, "/sessions/s1/qr.svg", "s3cret").await;
     assert_eq!(code, 200);
     assert!(body.contains("<svg"), "{body}");
-    let (code, body) = http_get(addr, "/sessions/s1/qr.png?token=s3cret").await;
+    let (code, body) = get_with_bearer(addr, "/sessions/s1/qr.png", "s3cret").await;
     assert_eq!(code, 200);
     assert!(body.contains("PNG"));
     sqlx::query("UPDATE wa.sessions SET qr_expires_at = now() - interval '1 second'").execute(&db.pool).await.unwrap();
-    let (code, _) = http_get(addr, "/sessions/s1/qr.png?token=s3cret").await;
+    let (code, _) = get_with_bearer(addr, "/sessions/s1/qr.png", "s3cret").await;
     assert_eq!(code, 404, "an expired QR is not served");
     w.stop().await;
 }

@@ -84,7 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         cfg.log.filter = "warn".into();
     }
     // Held to the end of the command, so the queued log lines are written before exit.
-    let _log = log::init(&cfg);
+    let _log = crate::logging::init(&cfg.log);
     // Every command, before any connection: a URL for another database is refused by name.
     crate::db::check_url(&cfg.database_url)?;
     match cli.command {

@@ -1,8 +1,8 @@
 //! The store layer: every SQL statement pgwa runs lives under this module.
 
 pub mod admin;
-pub mod fence;
 mod connect;
+pub mod fence;
 pub mod jobs;
 pub mod leases;
 pub mod maintenance;

@@ -1,6 +1,7 @@
 //! `GET /sessions/{id}/qr.svg` and `.png`: the session's current linking QR code, for
-//! an admin page. They need `Authorization: Bearer <http.admin_token>` (or `?token=`);
-//! without a configured token they are off.
+//! an admin page. They need `Authorization: Bearer <http.admin_token>`; without a
+//! configured token they are off. A token in the URL (`?token=`) is refused even when
+//! right: URLs end up in access logs, proxies and browser history.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
 
 use crate::worker::Shared;
 
@@ -15,15 +17,24 @@ fn authorized(shared: &Shared, headers: &HeaderMap, query: &HashMap<String, Stri
     let Some(expected) = shared.cfg.http.admin_token.as_deref().filter(|t| !t.is_empty()) else {
         return Err((StatusCode::NOT_FOUND, "QR endpoints are off: set http.admin_token to enable them\n").into_response());
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or(query.get("token").map(String::as_str));
-    // Constant-time comparison: the token guards account linking.
-    let ok = given
-        .is_some_and(|g| g.len() == expected.len() && g.bytes().zip(expected.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0);
-    if ok { Ok(()) } else { Err((StatusCode::UNAUTHORIZED, "missing or wrong admin token\n").into_response()) }
+    if query.contains_key("token") {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "the admin token is not accepted in the URL (`?token=`), where logs and browser history keep it: \
+             send it as `Authorization: Bearer <token>`, and replace the token if that URL was shared\n",
+        )
+            .into_response());
+    }
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // The token guards account linking: compare without leaking where it differs.
+    // (`ct_eq` on slices of different lengths is false, and the length is no secret.)
+    let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.as_bytes())));
+    if ok {
+        Ok(())
+    } else {
+        Err((StatusCode::UNAUTHORIZED, "missing or wrong admin token: send `Authorization: Bearer <http.admin_token>`\n")
+            .into_response())
+    }
 }
 
 async fn current(shared: &Shared, file: &str) -> Result<(String, &'static str), Response> {

@@ -32,6 +32,8 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
     let kept = match ev.event {
         WaEvent::Connected { jid, push_name } => {
             let ok = sessions::mark_connected(pool, &fence, jid.as_deref(), push_name.as_deref()).await?;
+            // The session id, never the JID: it carries the phone number.
+            tracing::info!(session = %ev.session, "session connected");
             shared.slots.update(&ev.session, ev.epoch, |s| {
                 s.connected = true;
                 s.reconnects = 0;
