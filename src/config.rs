@@ -125,13 +125,16 @@ pub struct HttpConfig {
     pub enabled: bool,
     /// Address to listen on; port 0 picks a free one.
     pub listen: String,
-    /// Bearer token for the QR endpoints (they are off while unset).
+    /// Bearer token for the QR endpoints (they are off while unset and no tenant token is set).
     pub admin_token: Option<String>,
+    /// Per-tenant bearer tokens for the QR endpoints: a tenant's token serves the QR codes
+    /// of that tenant's sessions only (`[http.tenant_tokens] acme = "..."`).
+    pub tenant_tokens: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { enabled: true, listen: "127.0.0.1:8080".into(), admin_token: None }
+        Self { enabled: true, listen: "127.0.0.1:8080".into(), admin_token: None, tenant_tokens: Default::default() }
     }
 }
 

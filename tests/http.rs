@@ -151,3 +151,38 @@ async fn the_qr_endpoints_need_the_admin_token_in_the_header() {
     assert_eq!(code, 404, "an expired QR is not served");
     w.stop().await;
 }
+
+/// A tenant's token serves its own sessions' QR codes only; another tenant's session
+/// answers like one with no code, so its existence is not revealed either.
+#[tokio::test]
+async fn a_tenant_token_serves_only_that_tenants_qr_codes() {
+    let db = TestDb::new().await.unwrap();
+    let t = format!("qr_{}", &db.name[db.name.len() - 8..]);
+    sqlx::query("SELECT wa.add_tenant($1)").bind(&t).execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT wa.add_session('mine', start => false), wa.add_session('theirs', start => false)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE wa.sessions SET tenant = $1 WHERE id = 'mine'").bind(&t).execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE wa.sessions SET qr_code = '2@abc,def,ghi', qr_expires_at = now() + interval '1 minute'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let mut cfg = fast_config(&db);
+    cfg.http.tenant_tokens.insert(t.clone(), "tenant-secret".into());
+    cfg.http.tenant_tokens.insert("other".into(), "other-secret".into());
+    let w = InProcess::start(cfg).await;
+    let addr = w.http.unwrap();
+    let (code, body) = get_with_bearer(addr, "/sessions/mine/qr.svg", "tenant-secret").await;
+    assert_eq!((code, body.contains("<svg")), (200, true), "{body}");
+    let (code, body) = get_with_bearer(addr, "/sessions/theirs/qr.svg", "tenant-secret").await;
+    assert_eq!((code, body.contains("<svg")), (404, false), "another tenant's session: {body}");
+    let (code, _) = get_with_bearer(addr, "/sessions/mine/qr.svg", "other-secret").await;
+    assert_eq!(code, 404, "a token of another tenant");
+    let (code, _) = get_with_bearer(addr, "/sessions/mine/qr.svg", "tenant-secre").await;
+    assert_eq!(code, 401);
+    w.stop().await;
+    sqlx::query("DELETE FROM wa.sessions").execute(&db.pool).await.unwrap();
+    sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(&t).execute(&db.pool).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{t}"))).execute(&db.pool).await.unwrap();
+}

@@ -119,11 +119,17 @@ pub async fn queue_depth(pool: &PgPool) -> sqlx::Result<Vec<(&'static str, i64)>
 }
 
 /// The QR code a session is waiting to have scanned, if it has not expired.
-pub async fn current_qr(pool: &PgPool, session: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT qr_code FROM wa.sessions WHERE id = $1 AND qr_code IS NOT NULL AND qr_expires_at > now()")
-        .bind(session)
-        .fetch_optional(pool)
-        .await
+/// The session's QR code waiting to be scanned; with `tenant`, only if the session is
+/// that tenant's (another tenant's session reads as having none).
+pub async fn current_qr(pool: &PgPool, session: &str, tenant: Option<&str>) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT qr_code FROM wa.sessions
+          WHERE id = $1 AND qr_code IS NOT NULL AND qr_expires_at > now() AND ($2::text IS NULL OR tenant = $2)",
+    )
+    .bind(session)
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Adds a tenant with its role (`wa.add_tenant`); returns the role's name.
