@@ -111,12 +111,7 @@ async fn a_broken_log_pipe_neither_stops_the_worker_nor_keeps_its_leases() {
         .stderr(writer)
         .spawn()
         .unwrap();
-    eventually(Duration::from_secs(15), "the worker to hold s1", || async {
-        let held =
-            count(&db.pool, "SELECT count(*) FROM wa.sessions WHERE owner_id IS NOT NULL AND lease_expires_at > now()").await;
-        (held == 1).then_some(())
-    })
-    .await;
+    wait_held(&db).await;
     let beat = |db: &TestDb| {
         let pool = db.pool.clone();
         async move {
@@ -154,12 +149,7 @@ async fn a_stalled_log_pipe_does_not_stall_the_worker() {
         .stderr(writer)
         .spawn()
         .unwrap();
-    eventually(Duration::from_secs(15), "the worker to hold s1", || async {
-        let held =
-            count(&db.pool, "SELECT count(*) FROM wa.sessions WHERE owner_id IS NOT NULL AND lease_expires_at > now()").await;
-        (held == 1).then_some(())
-    })
-    .await;
+    wait_held(&db).await;
     // At trace level the 64 KiB pipe fills within a few heartbeats; from then on the
     // heartbeat must still advance.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -435,4 +425,14 @@ fn redact_hides_both_password_forms() {
     let r = pgwa::db::redact("postgres://app:s3cr3tpw@db.example:5432/pgwa?password=0th3rpw&sslmode=require");
     assert!(!r.contains("s3cr3tpw") && !r.contains("0th3rpw"), "{r}");
     assert!(r.contains("db.example:5432/pgwa") && r.contains("sslmode=require"), "{r}");
+}
+
+/// Waits until the worker holds the test's one session with a live lease.
+async fn wait_held(db: &TestDb) {
+    eventually(Duration::from_secs(15), "the worker to hold s1", || async {
+        let held =
+            count(&db.pool, "SELECT count(*) FROM wa.sessions WHERE owner_id IS NOT NULL AND lease_expires_at > now()").await;
+        (held == 1).then_some(())
+    })
+    .await;
 }
