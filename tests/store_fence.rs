@@ -1,7 +1,8 @@
 //! Fencing: a worker whose lease was taken over (epoch bumped, or another owner) cannot
 //! change the session's keys, and nothing it tried is written.
 
-use pgwa::store::{Fence, PgBackend, is_lease_lost};
+use pgwa::fence::Fence;
+use pgwa::store::{PgBackend, is_lease_lost};
 use pgwa::testkit::TestDb;
 use whatsapp_rust::bytes::Bytes;
 use whatsapp_rust::wacore::store::Device;

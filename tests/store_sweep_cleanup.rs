@@ -165,7 +165,7 @@ async fn key_cleanup_scopes() {
 /// A key_cleanup run by a worker that lost the lease deletes nothing.
 #[tokio::test]
 async fn fenced_cleanup_refuses_a_stale_worker() {
-    use pgwa::store::Fence;
+    use pgwa::fence::Fence;
     use pgwa::store::cleanup::{CleanupScope, run_cleanup};
     let db = TestDb::new().await.unwrap();
     let pool = &db.pool;
@@ -185,7 +185,7 @@ async fn fenced_cleanup_refuses_a_stale_worker() {
             .unwrap();
     let stale = Fence { worker: w, session: "s1".into(), epoch: epoch - 1 };
     let err = run_cleanup(pool, &stale, &CleanupScope::All).await.unwrap_err();
-    assert!(err.downcast_ref::<pgwa::store::LeaseLost>().is_some(), "{err:#}");
+    assert!(err.downcast_ref::<pgwa::fence::LeaseLost>().is_some(), "{err:#}");
     assert!(b.exists().await.unwrap(), "nothing deleted");
     let scope: CleanupScope = serde_json::from_value(serde_json::json!({"scope": "peer", "jid": "1555@s.whatsapp.net"})).unwrap();
     assert_eq!(scope, CleanupScope::Peer { jid: "1555@s.whatsapp.net".into() });

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use sqlx::PgPool;
 
+use super::log;
 use crate::db::admin;
 
 #[derive(Subcommand, Debug)]
@@ -20,14 +21,14 @@ pub async fn run(cmd: TenantCmd, pool: &PgPool) -> anyhow::Result<()> {
     match cmd {
         TenantCmd::Add { name } => {
             let role = admin::add_tenant(pool, &name).await?;
-            println!("added tenant {name}; its role is {role}");
-            println!("let an app in: CREATE ROLE {name}_app LOGIN PASSWORD '...' IN ROLE {role};");
-            println!("(or GRANT {role} TO an existing login); it will see only {name}'s sessions");
+            log::say(format!("added tenant {name}; its role is {role}"));
+            log::say(format!("let an app in: CREATE ROLE {name}_app LOGIN PASSWORD '...' IN ROLE {role};"));
+            log::say(format!("(or GRANT {role} TO an existing login); it will see only {name}'s sessions"));
         }
         TenantCmd::List => {
-            println!("{:<24} {:<32} {:>8}", "TENANT", "ROLE", "SESSIONS");
+            log::say(format!("{:<24} {:<32} {:>8}", "TENANT", "ROLE", "SESSIONS"));
             for t in admin::tenants(pool).await? {
-                println!("{:<24} {:<32} {:>8}", t.name, t.role, t.sessions);
+                log::say(format!("{:<24} {:<32} {:>8}", t.name, t.role, t.sessions));
             }
         }
     }

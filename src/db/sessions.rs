@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use super::jobs::{Recorded, announce_outbound};
 use crate::wa::{InboundMessage, ReceiptKind};
 
-use super::fence::HELD as FENCE;
+use super::fence::HELD;
 use crate::fence::Fence;
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
@@ -20,7 +20,7 @@ async fn update_fenced<'q>(
     set: &str,
     more: impl FnOnce(PgQuery<'q>) -> PgQuery<'q>,
 ) -> sqlx::Result<bool> {
-    let sql = format!("UPDATE wa.sessions SET {set} WHERE {FENCE}");
+    let sql = format!("UPDATE wa.sessions SET {set} WHERE {HELD}");
     let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch);
     Ok(more(q).execute(pool).await?.rows_affected() == 1)
 }
@@ -210,7 +210,7 @@ pub async fn count_connect_failure(pool: &PgPool, f: &Fence, reason: &str) -> sq
     let sql = format!(
         "UPDATE wa.sessions SET failed_connect_count = failed_connect_count + 1,
                 last_error = left($4, 2000), last_error_at = now()
-          WHERE {FENCE}
+          WHERE {HELD}
          RETURNING failed_connect_count,
                    (SELECT connect_failure_limit FROM wa.policy),
                    (SELECT extract(epoch FROM circuit_cooldown)::float8 FROM wa.policy)"
@@ -229,12 +229,12 @@ pub async fn count_connect_failure(pool: &PgPool, f: &Fence, reason: &str) -> sq
 pub async fn count_decrypt_failure(pool: &PgPool, f: &Fence, bad_mac: bool) -> sqlx::Result<Option<Count>> {
     let sql = if bad_mac {
         format!(
-            "UPDATE wa.sessions SET bad_mac_count = bad_mac_count + 1 WHERE {FENCE}
+            "UPDATE wa.sessions SET bad_mac_count = bad_mac_count + 1 WHERE {HELD}
                  RETURNING bad_mac_count, (SELECT bad_mac_limit FROM wa.policy)"
         )
     } else {
         format!(
-            "UPDATE wa.sessions SET bad_decrypt_count = bad_decrypt_count + 1 WHERE {FENCE}
+            "UPDATE wa.sessions SET bad_decrypt_count = bad_decrypt_count + 1 WHERE {HELD}
                  RETURNING bad_decrypt_count, (SELECT bad_decrypt_limit FROM wa.policy)"
         )
     };

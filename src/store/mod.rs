@@ -28,7 +28,7 @@ use sqlx::{Postgres, Row};
 use wacore::store::error::StoreError;
 use whatsapp_rust::wacore;
 
-pub use crate::fence::{Fence, LeaseLost};
+use crate::fence::{Fence, LeaseLost};
 
 /// An offline write (no fence) was refused: the session does not exist, or a worker
 /// holds it. Offline writers (the importer, tests, benchmarks) never change the keys of
