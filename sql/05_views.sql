@@ -2,7 +2,8 @@
 
 -- Per session: status, error counters next to their limits, and a healthy flag (the
 -- seeds' getSessionErrorStats). healthy = connected, held by a live worker, and every
--- counter below its limit.
+-- counter below its limit. backend is the WhatsApp side of the worker holding it:
+-- 'simulated' means nothing this session sends reaches anyone.
 CREATE OR REPLACE VIEW wa.session_health AS
 SELECT s.id AS session,
        s.desired,
@@ -25,8 +26,10 @@ SELECT s.id AS session,
         AND s.owner_id IS NOT NULL AND s.lease_expires_at > now()
         AND s.bad_mac_count < p.bad_mac_limit
         AND s.bad_decrypt_count < p.bad_decrypt_limit
-        AND s.failed_connect_count < p.connect_failure_limit) AS healthy
-  FROM wa.sessions s CROSS JOIN wa.policy p;
+        AND s.failed_connect_count < p.connect_failure_limit) AS healthy,
+       w.backend
+  FROM wa.sessions s CROSS JOIN wa.policy p
+  LEFT JOIN wa.workers w ON w.id = s.owner_id AND s.lease_expires_at > now();
 
 -- Per session and kind: jobs waiting, running and dead, and how long the oldest ready
 -- job has waited. Completed jobs are not counted (see wa.jobs for history).

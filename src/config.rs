@@ -151,10 +151,21 @@ pub struct WhatsAppConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
-    /// In-process simulation: no network, for tests, trials and benchmarks.
+    /// In-process simulation: no network, for tests, trials and benchmarks. Chosen
+    /// explicitly only: a message "sent" here reaches nobody.
     Simulated,
-    /// WhatsApp Web through whatsapp-rust, keys in Postgres.
+    /// WhatsApp Web through whatsapp-rust, keys in Postgres. The default.
     Whatsapp,
+}
+
+impl Backend {
+    /// The name in the config and in Postgres (`wa.whatsapp_backend`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Simulated => "simulated",
+            Backend::Whatsapp => "whatsapp",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -230,7 +241,7 @@ impl Default for RetentionConfig {
 
 impl Default for WhatsAppConfig {
     fn default() -> Self {
-        Self { backend: Backend::Simulated, simulated: SimulatedConfig::default(), rust: Default::default() }
+        Self { backend: Backend::Whatsapp, simulated: SimulatedConfig::default(), rust: Default::default() }
     }
 }
 
@@ -347,6 +358,12 @@ mod tests {
         assert!(load_with("[worker]\npoll_only = true\nclaimers = 1\n[db]\nmax_connections = 4\n").is_ok());
         let e = load_with("[db]\nconnect_retry_max_ms = 0\n").unwrap_err();
         assert!(e.contains("db.connect_retry_max_ms"), "{e}");
+    }
+
+    #[test]
+    fn the_default_whatsapp_side_is_the_real_one() {
+        assert_eq!(Config::default().whatsapp.backend, Backend::Whatsapp);
+        assert_eq!(load_with("").unwrap().whatsapp.backend, Backend::Whatsapp);
     }
 
     #[test]

@@ -139,3 +139,23 @@ async fn tenants_from_the_command_line() {
     sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(&name).execute(&db.pool).await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{name}"))).execute(&db.pool).await.unwrap();
 }
+
+/// With no configuration, `pgwa run` is the real WhatsApp side. This test build has the
+/// `loopback` feature, whose whatsapp-rust side refuses any server but this machine's: a
+/// default `run` failing on exactly that proves it chose whatsapp-rust, not the simulation.
+#[tokio::test]
+async fn run_without_configuration_uses_the_real_whatsapp_side() {
+    let db = TestDb::new().await.unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_pgwa"))
+        .args(["run", "--no-migrate"])
+        .env("PGWA_DATABASE_URL", &db.url)
+        .env_remove("DATABASE_URL")
+        .env_remove("PGWA_WHATSAPP__BACKEND")
+        .env("PGWA_HTTP__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a loopback build must refuse WhatsApp's own server: {err}");
+    assert!(err.contains("whatsapp.rust.ws_url") && err.contains("not set"), "{err}");
+    assert!(!err.contains("simulated"), "{err}");
+}

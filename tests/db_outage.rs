@@ -63,7 +63,7 @@ impl Gate {
 /// The session `s1`, held by a fresh worker.
 async fn held(db: &TestDb) -> Fence {
     let worker = Uuid::now_v7();
-    workers::register(&db.pool, worker, "test", 10).await.unwrap();
+    workers::register(&db.pool, &pgwa::db::workers::Registration::new(worker, "test", 10)).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
     let held = leases::claim(&db.pool, worker, 60.0, 10).await.unwrap();
     Fence { worker, session: "s1".into(), epoch: held[0].epoch }

@@ -198,6 +198,7 @@ async fn deployment_pm2_runs_two_workers_and_stops_them_gracefully() {
             .env("PM2_PGWA_BIN", env!("CARGO_BIN_EXE_pgwa"))
             .env("PM2_PGWA_INSTANCES", "2")
             .env("PM2_PGWA_HTTP_PORT", port.to_string())
+            .env("PGWA_WHATSAPP__BACKEND", "simulated")
             .env("PGWA_DATABASE_URL", &db.url),
         "pm2 start",
     );

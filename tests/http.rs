@@ -36,6 +36,20 @@ async fn health_reports_counts_and_metrics_are_prometheus_text() {
     assert_eq!(v["sessions"]["by_status"]["connected"], 1);
     assert!(v["memory"]["rss_bytes"].as_u64().unwrap() > 1_000_000);
     assert!(!body.contains("tenant-secret-name"), "health must not expose tenant data: {body}");
+    // A simulated worker says so, here and in the status of every session it holds.
+    assert_eq!(v["whatsapp"]["backend"], "simulated", "{body}");
+    assert!(v["whatsapp"]["warning"].as_str().unwrap().contains("reach nobody"), "{body}");
+    let backend: Option<String> =
+        sqlx::query_scalar("SELECT backend::text FROM wa.session_health").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(backend.as_deref(), Some("simulated"));
+    let list = std::process::Command::new(env!("CARGO_BIN_EXE_pgwa"))
+        .args(["session", "list"])
+        .env("PGWA_DATABASE_URL", &db.url)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("connected (simulated)"), "{list}");
 
     let (code, text) = http_get(addr, "/metrics").await;
     assert_eq!(code, 200);

@@ -184,7 +184,7 @@ async fn sql_table_import() {
 async fn an_import_into_a_held_session_is_refused() {
     let db = TestDb::new().await.unwrap();
     let worker = uuid::Uuid::now_v7();
-    pgwa::db::workers::register(&db.pool, worker, "w", 10).await.unwrap();
+    pgwa::db::workers::register(&db.pool, &pgwa::db::workers::Registration::new(worker, "w", 10)).await.unwrap();
     sqlx::query("SELECT wa.add_session('aurora')").execute(&db.pool).await.unwrap();
     pgwa::db::leases::claim(&db.pool, worker, 30.0, 10).await.unwrap();
     let err = import_baileys_folder(&db.pool, "aurora", &fixture("linked"), false).await.unwrap_err();

@@ -19,8 +19,8 @@ async fn a_stale_holder_is_fenced_out() {
     let db = TestDb::new().await.unwrap();
     let pool = &db.pool;
     let (old, new) = (Uuid::now_v7(), Uuid::now_v7());
-    workers::register(pool, old, "old", 10).await.unwrap();
-    workers::register(pool, new, "new", 10).await.unwrap();
+    workers::register(pool, &pgwa::db::workers::Registration::new(old, "old", 10)).await.unwrap();
+    workers::register(pool, &pgwa::db::workers::Registration::new(new, "new", 10)).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(pool).await.unwrap();
     let job: i64 =
         sqlx::query_scalar("SELECT job_id FROM wa.send_text('s1', '+15550000001', 'x')").fetch_one(pool).await.unwrap();

@@ -19,10 +19,11 @@ fn bin() -> String {
     std::env::var("TEST_PGWA_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pgwa").to_owned())
 }
 
-/// `pgwa` with the short leases of tests/common, on `url`.
+/// `pgwa` with the short leases of tests/common, on `url`, on the simulated WhatsApp side.
 fn pgwa(url: &str) -> Command {
     let mut cmd = Command::new(bin());
     cmd.env("PGWA_DATABASE_URL", url)
+        .env("PGWA_WHATSAPP__BACKEND", "simulated")
         .env_remove("DATABASE_URL")
         .env_remove("RUST_LOG")
         .env_remove("PGSSLMODE")

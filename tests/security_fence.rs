@@ -47,7 +47,7 @@ async fn a_worker_whose_lease_expired_writes_nothing_until_it_renews() {
     let db = TestDb::new().await.unwrap();
     let pool = &db.pool;
     let me = Uuid::now_v7();
-    workers::register(pool, me, "w", 10).await.unwrap();
+    workers::register(pool, &pgwa::db::workers::Registration::new(me, "w", 10)).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(pool).await.unwrap();
     PgBackend::offline(pool.clone(), "s1").save(&Device::new()).await.unwrap();
     sqlx::query("SELECT wa.send_text('s1', '+15550000001', 'x')").execute(pool).await.unwrap();
@@ -95,7 +95,7 @@ async fn offline_writers_cannot_touch_a_held_session() {
     let db = TestDb::new().await.unwrap();
     let pool = &db.pool;
     let me = Uuid::now_v7();
-    workers::register(pool, me, "w", 10).await.unwrap();
+    workers::register(pool, &pgwa::db::workers::Registration::new(me, "w", 10)).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(pool).await.unwrap();
     let offline = PgBackend::offline(pool.clone(), "s1");
     offline.put_session("a@lid", b"v1").await.unwrap();

@@ -29,7 +29,7 @@ use whatsapp_rust::waproto::whatsapp as wa;
 /// A session held by a fresh worker: (worker, epoch).
 async fn held_session(db: &TestDb) -> (Uuid, i64) {
     let worker = Uuid::now_v7();
-    workers::register(&db.pool, worker, "test", 10).await.unwrap();
+    workers::register(&db.pool, &pgwa::db::workers::Registration::new(worker, "test", 10)).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
     let held = leases::claim(&db.pool, worker, 60.0, 10).await.unwrap();
     assert_eq!(held.len(), 1);
@@ -102,7 +102,7 @@ async fn a_fresh_session_gets_its_device_record_and_reports_failed_connection_at
 
     // Once the lease moved on, the old holder cannot start a client again.
     let other = Uuid::now_v7();
-    workers::register(&db.pool, other, "other", 10).await.unwrap();
+    workers::register(&db.pool, &pgwa::db::workers::Registration::new(other, "other", 10)).await.unwrap();
     sqlx::query("UPDATE wa.sessions SET epoch = epoch + 1, owner_id = $1").bind(other).execute(&db.pool).await.unwrap();
     let err = session.reconnect().await.unwrap_err();
     assert!(err.contains("lease lost"), "{err}");
@@ -114,7 +114,7 @@ async fn a_stale_lease_refuses_to_open() {
     let (worker, epoch) = held_session(&db).await;
     // Another worker took the session over meanwhile.
     let other = Uuid::now_v7();
-    workers::register(&db.pool, other, "other", 10).await.unwrap();
+    workers::register(&db.pool, &pgwa::db::workers::Registration::new(other, "other", 10)).await.unwrap();
     sqlx::query("UPDATE wa.sessions SET epoch = epoch + 1, owner_id = $1").bind(other).execute(&db.pool).await.unwrap();
     let wa = RustWhatsApp::new(db.pool.clone(), offline_config());
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();

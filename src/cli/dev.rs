@@ -14,48 +14,8 @@ use anyhow::Context;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
+use super::dev_cmd::DevCmd;
 use crate::config::{Backend, Config};
-
-#[derive(clap::Subcommand, Debug)]
-pub enum DevCmd {
-    /// Run a loopback WhatsApp server, a phone that links every new session, and a worker.
-    Loopback {
-        /// Port of the loopback server on 127.0.0.1 (0: any free port).
-        #[arg(long, default_value_t = 5222)]
-        port: u16,
-    },
-    /// Benchmark: one worker process holding many linked sessions (memory per session,
-    /// idle CPU, restart bring-up). Prints one JSON line; uses `<database>_bench`.
-    BenchSessions {
-        #[arg(long, default_value_t = 1000)]
-        sessions: u32,
-        /// Seconds of idle to measure CPU over.
-        #[arg(long, default_value_t = 30)]
-        idle_secs: u64,
-        /// The worker's connection stagger (worker.connect_per_sec; default config: 20).
-        #[arg(long, default_value_t = 20)]
-        connect_per_sec: u32,
-    },
-    /// Benchmark: messages A -> B through two worker processes and Postgres (throughput
-    /// of a burst, latency from wa.send_text to B's inbox at a steady rate). Prints one
-    /// JSON line; uses `<database>_bench`.
-    BenchMessages {
-        #[arg(long, default_value_t = 10)]
-        pairs: u32,
-        #[arg(long, default_value_t = 5000)]
-        messages: u64,
-        #[arg(long, default_value_t = 50)]
-        rate: u32,
-        #[arg(long, default_value_t = 1000)]
-        latency_messages: u64,
-    },
-}
-
-impl DevCmd {
-    pub fn is_bench(&self) -> bool {
-        !matches!(self, DevCmd::Loopback { .. })
-    }
-}
 
 pub async fn run(cmd: DevCmd, cfg: Config, pool: PgPool) -> anyhow::Result<()> {
     let figures = match cmd {

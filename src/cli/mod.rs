@@ -3,6 +3,7 @@
 mod bench;
 #[cfg(feature = "loopback")]
 mod dev;
+mod dev_cmd;
 #[cfg(feature = "loopback")]
 pub(crate) use dev::play_phone;
 pub mod import;
@@ -68,15 +69,16 @@ pub enum Command {
     /// Measure the key store: session-record put/get, prekey batches, auth-state loads.
     BenchStore,
     /// Try pgwa offline against a loopback WhatsApp server (builds with `--features loopback`).
-    #[cfg(feature = "loopback")]
     #[command(subcommand)]
-    Dev(dev::DevCmd),
+    Dev(dev_cmd::DevCmd),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    #[allow(unused_mut)]
+    #[cfg(not(feature = "loopback"))]
+    if let Command::Dev(_) = &cli.command {
+        return Err(dev_cmd::not_in_this_build());
+    }
     let mut cfg = Config::load(cli.config.as_deref()).context("configuration")?;
-    #[cfg(feature = "loopback")]
     if let Command::Dev(cmd) = &cli.command
         && cmd.is_bench()
     {
@@ -109,6 +111,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             run_worker_until(cfg, pool, shutdown).await
         }
         Command::Migrate => migrate(&crate::db::connect(&cfg.database_url, cfg.db.max_connections).await?).await,
+        #[cfg(not(feature = "loopback"))]
+        Command::Dev(_) => Err(dev_cmd::not_in_this_build()),
         #[cfg(feature = "loopback")]
         Command::Dev(cmd) => {
             // The dev worker owns its schema as `run` does; benchmarks make a scratch database.

@@ -78,7 +78,7 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
                     "{:<24} {:<8} {:<19} {:<5} {:<7} {:>6}  {}",
                     r.session,
                     r.desired,
-                    r.status,
+                    r.status_shown(),
                     r.held,
                     r.healthy,
                     r.queued,
@@ -94,7 +94,7 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
             };
             println!("session          {}", r.session);
             println!("desired          {}", r.desired);
-            println!("status           {} {}", r.status, r.status_reason.as_deref().unwrap_or(""));
+            println!("status           {} {}", r.status_shown(), r.status_reason.as_deref().unwrap_or(""));
             println!("held by          {}", r.worker_id.map(|w| w.to_string()).unwrap_or_else(|| "-".into()));
             println!("healthy          {}", r.healthy);
             println!("bad mac          {}", r.bad_mac_count);

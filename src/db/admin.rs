@@ -17,10 +17,23 @@ pub struct SessionRow {
     pub failed_connect_count: i32,
     pub last_error: Option<String>,
     pub queued: i64,
+    /// The WhatsApp side of the worker holding it (none while not held).
+    pub backend: Option<String>,
+}
+
+impl SessionRow {
+    /// The status as a person should read it: a simulated session says so.
+    pub fn status_shown(&self) -> String {
+        match self.backend.as_deref() {
+            Some("simulated") => format!("{} (simulated)", self.status),
+            _ => self.status.clone(),
+        }
+    }
 }
 
 const SESSION_SELECT: &str = "SELECT h.session, h.desired::text AS desired, h.status::text AS status, h.status_reason,
         h.held, h.healthy, h.worker_id, h.bad_mac_count, h.bad_decrypt_count, h.failed_connect_count, h.last_error,
+        h.backend::text AS backend,
         (SELECT count(*) FROM wa.jobs j WHERE j.session_id = h.session AND j.phase = 1)
           + (SELECT count(*) FROM wa.jobs j WHERE j.session_id = h.session AND j.phase = 0) AS queued
    FROM wa.session_health h";

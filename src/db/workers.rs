@@ -3,15 +3,38 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub async fn register(pool: &PgPool, id: Uuid, host: &str, max_sessions: u32) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO wa.workers (id, host, pid, version, max_sessions) VALUES ($1, $2, $3, $4, $5)")
-        .bind(id)
-        .bind(host)
-        .bind(std::process::id() as i32)
-        .bind(env!("CARGO_PKG_VERSION"))
-        .bind(max_sessions as i32)
-        .execute(pool)
-        .await?;
+use crate::config::Backend;
+
+/// A worker as it registers.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub id: Uuid,
+    pub host: String,
+    pub max_sessions: u32,
+    /// Its WhatsApp side, shown with every session it holds (wa.session_health.backend).
+    pub backend: Backend,
+}
+
+impl Registration {
+    /// A whatsapp-rust worker: what tests that register workers by hand stand for.
+    pub fn new(id: Uuid, host: &str, max_sessions: u32) -> Self {
+        Self { id, host: host.into(), max_sessions, backend: Backend::Whatsapp }
+    }
+}
+
+pub async fn register(pool: &PgPool, r: &Registration) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO wa.workers (id, host, pid, version, max_sessions, backend)
+         VALUES ($1, $2, $3, $4, $5, $6::wa.whatsapp_backend)",
+    )
+    .bind(r.id)
+    .bind(&r.host)
+    .bind(std::process::id() as i32)
+    .bind(env!("CARGO_PKG_VERSION"))
+    .bind(r.max_sessions as i32)
+    .bind(r.backend.as_str())
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

@@ -28,6 +28,7 @@ pub async fn health(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         "status": if healthy { "ok" } else if stopping { "stopping" } else { "unhealthy" },
         "worker": shared.id,
         "version": env!("CARGO_PKG_VERSION"),
+        "whatsapp": whatsapp_side(shared.registration.backend),
         "uptime_secs": shared.started.elapsed().as_secs(),
         "database": { "reachable": reachable, "latency_ms": t.elapsed().as_millis() as u64 },
         "sessions": {
@@ -40,6 +41,17 @@ pub async fn health(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     });
     let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body))
+}
+
+/// Which WhatsApp side this worker runs; a simulated one says plainly what that means.
+fn whatsapp_side(backend: crate::config::Backend) -> serde_json::Value {
+    match backend {
+        crate::config::Backend::Whatsapp => json!({ "backend": "whatsapp" }),
+        crate::config::Backend::Simulated => json!({
+            "backend": "simulated",
+            "warning": "simulated WhatsApp side: sends are acknowledged but reach nobody",
+        }),
+    }
 }
 
 /// Prometheus text format. Gauges that describe state (sessions by status, queue depth)

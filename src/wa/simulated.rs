@@ -55,6 +55,10 @@ impl SimulatedWhatsApp {
 
 #[async_trait]
 impl WhatsApp for SimulatedWhatsApp {
+    fn backend(&self) -> crate::config::Backend {
+        crate::config::Backend::Simulated
+    }
+
     async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn WaSession>, String> {
         let session = Arc::new(SimSession {
             spec,

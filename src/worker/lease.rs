@@ -39,8 +39,7 @@ async fn tick(shared: &Arc<Shared>, opener: &mpsc::UnboundedSender<Held>, ticks:
     let ttl = shared.lease_ttl_secs();
     if !crate::db::workers::heartbeat(pool, shared.id).await? {
         tracing::warn!(worker = %shared.id, "worker row was reaped while paused; registering again");
-        let host = gethostname::gethostname().to_string_lossy().into_owned();
-        crate::db::workers::register(pool, shared.id, &host, shared.cfg.worker.max_sessions).await?;
+        crate::db::workers::register(pool, &shared.registration).await?;
     }
     let renewed_at = Instant::now();
     let held: HashMap<String, Held> = leases::renew(pool, shared.id, ttl).await?.into_iter().map(|h| (h.id.clone(), h)).collect();

@@ -38,6 +38,8 @@ pub use slots::Slots;
 /// State shared by the worker's tasks.
 pub struct Shared {
     pub id: Uuid,
+    /// This worker's row in wa.workers, written again if it was reaped while paused.
+    pub registration: crate::db::workers::Registration,
     pub started: std::time::Instant,
     pub pool: PgPool,
     /// Claims and outcomes (see db::queue_pool).
@@ -188,11 +190,17 @@ impl Worker {
         let http = if cfg.http.enabled { Some(crate::http::bind(&cfg.http.listen).await?) } else { None };
         let claimers = cfg.worker.claimers.max(1);
         let id = Uuid::now_v7();
-        let host = gethostname::gethostname().to_string_lossy().into_owned();
-        crate::db::workers::register(&pool, id, &host, cfg.worker.max_sessions).await.context("registering the worker")?;
+        let registration = crate::db::workers::Registration {
+            id,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            max_sessions: cfg.worker.max_sessions,
+            backend: wa.backend(),
+        };
+        crate::db::workers::register(&pool, &registration).await.context("registering the worker")?;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             id,
+            registration,
             started: std::time::Instant::now(),
             queue: crate::db::queue_pool(&pool, cfg.worker.poll_only, 1 + claimers as u32),
             pool,

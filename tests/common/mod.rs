@@ -15,9 +15,11 @@ use pgwa::testkit::TestDb;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-/// Config for a worker on `db` with short leases, so takeovers happen in about a second.
+/// Config for a worker on `db` with short leases, so takeovers happen in about a second,
+/// on the simulated WhatsApp side (the default is the real one).
 pub fn fast_config(db: &TestDb) -> Config {
     let mut cfg = Config::default();
+    cfg.whatsapp.backend = pgwa::config::Backend::Simulated;
     cfg.database_url = db.url.clone();
     cfg.worker.lease_ttl_ms = 1500;
     cfg.worker.heartbeat_ms = 300;
@@ -65,11 +67,13 @@ impl InProcess {
     }
 }
 
-/// A `pgwa run` process configured through the environment.
+/// A `pgwa run` process configured through the environment, on the simulated WhatsApp
+/// side unless `extra_env` picks another.
 pub fn spawn_worker(db: &TestDb, extra_env: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgwa"));
     cmd.arg("run")
         .arg("--no-migrate")
+        .env("PGWA_WHATSAPP__BACKEND", "simulated")
         .env("PGWA_DATABASE_URL", &db.url)
         .env("PGWA_WORKER__LEASE_TTL_MS", "1500")
         .env("PGWA_WORKER__HEARTBEAT_MS", "300")

@@ -168,6 +168,10 @@ impl RustWhatsApp {
 
 #[async_trait]
 impl WhatsApp for RustWhatsApp {
+    fn backend(&self) -> crate::config::Backend {
+        crate::config::Backend::Whatsapp
+    }
+
     async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn WaSession>, String> {
         let ctx = Ctx { pool: self.pool.clone(), cfg: self.cfg.clone(), spec, sink: events, acks: AckWaiters::default() };
         let conn = client::start(&ctx).await?;
