@@ -135,7 +135,6 @@ pub enum WaEvent {
         kind: ReceiptKind,
         at: DateTime<Utc>,
     },
-    Inbound(InboundMessage),
     Error {
         message: String,
     },
@@ -155,6 +154,9 @@ pub type EventSink = mpsc::UnboundedSender<TaggedEvent>;
 /// Opens sessions.
 #[async_trait]
 pub trait WhatsApp: Send + Sync + 'static {
+    /// Which side this is: recorded with the worker, so every session it holds shows
+    /// whether its messages reach anyone.
+    fn backend(&self) -> crate::config::Backend;
     /// Connects (or starts linking) a session. Returns once the connection attempt is
     /// under way; progress arrives as events on `events`.
     async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn WaSession>, String>;

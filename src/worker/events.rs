@@ -86,12 +86,6 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
             sessions::apply_receipt(pool, &fence, &message_id, kind, at).await?;
             true
         }
-        WaEvent::Inbound(msg) => {
-            if sessions::insert_inbound(pool, &fence, &msg).await?.is_some() {
-                metrics::counter!(crate::metrics::MESSAGES_RECEIVED).increment(1);
-            }
-            true
-        }
         WaEvent::Error { message } => {
             crate::metrics::error("session");
             sessions::record_error(pool, &fence, &message).await?
