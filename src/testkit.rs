@@ -34,10 +34,21 @@ impl TestDb {
     }
 
     pub async fn with_pool_size(max_connections: u32) -> anyhow::Result<Self> {
-        let template = TEMPLATE.get_or_try_init(make_template).await?;
+        let template = TEMPLATE.get_or_try_init(|| make_template(server_url())).await?;
+        Self::create(server_url(), template, max_connections).await
+    }
+
+    /// A new database on `server` (a URL without a database, like `server_url()`), from a
+    /// template migrated there: for tests that run a Postgres of their own.
+    pub async fn on_server(server: &str) -> anyhow::Result<Self> {
+        let template = make_template(server.to_owned()).await?;
+        Self::create(server.to_owned(), &template, 8).await
+    }
+
+    async fn create(server: String, template: &str, max_connections: u32) -> anyhow::Result<Self> {
         let secs = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let name = format!("pgwa_t_{secs}_{}", uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0"));
-        let mut admin = admin_conn().await?;
+        let mut admin = admin_conn(&server).await?;
         // CREATE DATABASE ... TEMPLATE fails while another session is connected to the
         // template; templates are only connected to while being built, so retry briefly.
         let mut tries = 0;
@@ -53,7 +64,7 @@ impl TestDb {
                 Err(e) => return Err(e).context("creating test database"),
             }
         }
-        let url = format!("{}/{name}", server_url());
+        let url = format!("{server}/{name}");
         let pool = PgPoolOptions::new().max_connections(max_connections).connect(&url).await?;
         // The built-in maintenance schedules would add jobs to whatever test happens to run
         // across a tick (every 10 minutes); tests that exercise schedules add their own.
@@ -64,7 +75,7 @@ impl TestDb {
     /// Drops the database now (tests that care about leftovers call it at the end).
     pub async fn drop_now(self) -> anyhow::Result<()> {
         self.pool.close().await;
-        let mut admin = admin_conn().await?;
+        let mut admin = admin_conn(self.url.rsplit_once('/').map_or("", |(server, _)| server)).await?;
         sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)))
             .execute(&mut admin)
             .await?;
@@ -72,8 +83,8 @@ impl TestDb {
     }
 }
 
-async fn admin_conn() -> anyhow::Result<PgConnection> {
-    let opts = PgConnectOptions::from_str(&format!("{}/postgres", server_url()))?;
+async fn admin_conn(server: &str) -> anyhow::Result<PgConnection> {
+    let opts = PgConnectOptions::from_str(&format!("{server}/postgres"))?;
     opts.connect().await.context("connecting to the test Postgres server; is it running?")
 }
 
@@ -88,9 +99,9 @@ fn schema_hash() -> String {
     format!("{:x}", h.finalize())[..12].to_string()
 }
 
-async fn make_template() -> anyhow::Result<String> {
+async fn make_template(server: String) -> anyhow::Result<String> {
     let name = format!("pgwa_tmpl_{}", schema_hash());
-    let mut admin = admin_conn().await?;
+    let mut admin = admin_conn(&server).await?;
     // One builder at a time across test processes.
     sqlx::query("SELECT pg_advisory_lock(hashtext('pgwa.testkit.template'))").execute(&mut admin).await?;
     let result = async {
@@ -104,7 +115,7 @@ async fn make_template() -> anyhow::Result<String> {
                 .execute(&mut admin)
                 .await?;
             sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{building}\""))).execute(&mut admin).await?;
-            let pool = PgPoolOptions::new().max_connections(1).connect(&format!("{}/{building}", server_url())).await?;
+            let pool = PgPoolOptions::new().max_connections(1).connect(&format!("{server}/{building}")).await?;
             crate::db::migrate::migrate(&pool).await?;
             pool.close().await;
             sqlx::raw_sql(AssertSqlSafe(format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")))

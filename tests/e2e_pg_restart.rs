@@ -2,40 +2,26 @@
 //! every connection at once (queue, leases, the whatsapp-rust store); it must recover
 //! by itself, and every message must reach B exactly once, in order.
 //!
-//! This restarts the machine's Postgres cluster, so it is its own test binary: cargo
-//! runs test binaries one after the other, and no other test shares the outage. The
-//! restart command is `pg_ctlcluster --skip-systemctl-redirect <version> main restart`
-//! (the CI machine's cluster); set PGWA_TEST_PG_RESTART to another shell command where
-//! Postgres runs differently.
+//! The test runs its own Postgres instance (`common::pg_instance`: initdb in a temporary
+//! folder, a free port) and restarts that: restarting the machine's cluster would cut
+//! every other test and program using it at the same moment.
 
 mod common;
 
 use std::time::Duration;
 
 use common::loopback::{Worker, assert_inbox_exactly, inbox_count, link_by_qr, send_numbered, start_server, wait_status};
+use common::pg_instance::PgInstance;
 use pgwa::testkit::TestDb;
 
 const A_PHONE: &str = "15550007777";
 const B_PHONE: &str = "15550008888";
 const MESSAGES: i64 = 200;
 
-fn restart_postgres() {
-    let cmd = std::env::var("PGWA_TEST_PG_RESTART").unwrap_or_else(|_| {
-        let version = std::fs::read_dir("/etc/postgresql")
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .expect("no /etc/postgresql/<version>: set PGWA_TEST_PG_RESTART to a command that restarts Postgres");
-        format!("pg_ctlcluster --skip-systemctl-redirect {version} main restart -m fast")
-    });
-    let out = std::process::Command::new("sh").arg("-c").arg(&cmd).output().expect("running the Postgres restart command");
-    assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_flowing_through_a_postgres_restart_all_arrive_once_in_order() {
-    let db = TestDb::new().await.unwrap();
+    let pg = PgInstance::start();
+    let db = TestDb::on_server(&pg.url()).await.unwrap();
     let pool = &db.pool;
     let server = start_server().await;
     let _worker = Worker::spawn(&db, &server);
@@ -49,7 +35,7 @@ async fn messages_flowing_through_a_postgres_restart_all_arrive_once_in_order() 
     })
     .await;
     let before = inbox_count(pool, "b").await;
-    restart_postgres();
+    pg.restart();
     assert!(before < MESSAGES, "the restart must happen while messages flow ({before} of {MESSAGES} had arrived)");
 
     common::eventually(Duration::from_secs(180), "every message in b's inbox after the restart", || async {

@@ -4,6 +4,7 @@
 
 pub mod ecosystem;
 pub mod loopback;
+pub mod pg_instance;
 pub mod roles;
 
 use std::process::{Child, Command, Stdio};
