@@ -2,7 +2,7 @@
 
 mod common;
 
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 #[tokio::test]
 async fn the_app_role_enqueues_and_reads_but_cannot_read_keys() {

@@ -2,9 +2,9 @@
 //! anywhere; broken documents named by session and field path; round trips through
 //! Postgres JSONB; property tests over arbitrary byte strings.
 
-use pgwa::authdoc::{self, AuthDocError, ByteForm, Problem, encode_as, from_document, revive, to_document};
-use pgwa::store::{PgBackend, load_auth_document};
-use pgwa::testkit::TestDb;
+use pgwa_pg::authdoc::{self, AuthDocError, ByteForm, Problem, encode_as, from_document, revive, to_document};
+use pgwa_pg::keys::{PgBackend, load_auth_document};
+use pgwa_testkit::TestDb;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use whatsapp_rust::wacore::store::Device;

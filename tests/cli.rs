@@ -5,7 +5,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 fn pgwa(db: &TestDb, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgwa"))

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use pgwa::db::{leases, workers};
-use pgwa::fence::Fence;
-use pgwa::store::PgBackend;
-use pgwa::testkit::TestDb;
-use pgwa::wa::InboundMessage;
-use pgwa::wa::rust::inbound::InboxHook;
+use pgwa_core::fence::Fence;
+use pgwa_core::wa::InboundMessage;
+use pgwa_pg::keys::PgBackend;
+use pgwa_pg::{leases, workers};
+use pgwa_testkit::TestDb;
+use pgwa_wa::rust::inbound::InboxHook;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::{TcpListener, TcpStream};
@@ -63,7 +63,7 @@ impl Gate {
 /// The session `s1`, held by a fresh worker.
 async fn held(db: &TestDb) -> Fence {
     let worker = Uuid::now_v7();
-    workers::register(&db.pool, &pgwa::db::workers::Registration::new(worker, "test", 10)).await.unwrap();
+    workers::register(&db.pool, &pgwa_pg::workers::Registration::new(worker, "test", 10)).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
     let held = leases::claim(&db.pool, worker, 60.0, 10).await.unwrap();
     Fence { worker, session: "s1".into(), epoch: held[0].epoch }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::eventually;
 // Kills the process if the test fails, so it cannot outlive it holding the test's stderr.
 use common::loopback::Worker;
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 #[tokio::test]
 async fn two_sessions_link_by_themselves_and_exchange_a_message() {

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::loopback::{Worker, arrives, link_by_qr, send_text, start_server, wait_status};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 const A_PHONE: &str = "15550005555";
 const B_PHONE: &str = "15550006666";

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::loopback::{Notifications, Worker, link_by_qr, session, start_server, wait_status};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 use serde_json::{Value, json};
 use whatsapp_rust::waproto::whatsapp as wa;
 
@@ -32,7 +32,7 @@ fn fixture() -> PathBuf {
 
 fn bytes(creds: &Value, pointer: &str) -> Vec<u8> {
     let v = creds.pointer(pointer).unwrap_or_else(|| panic!("creds.json has no {pointer}"));
-    pgwa::authdoc::revive(v).unwrap_or_else(|e| panic!("creds.json {pointer}: {e:?}"))
+    pgwa_pg::authdoc::revive(v).unwrap_or_else(|e| panic!("creds.json {pointer}: {e:?}"))
 }
 
 /// What the phone knew of the device it linked, from Baileys' creds.json: the user and
@@ -73,7 +73,7 @@ async fn an_imported_baileys_session_logs_in_without_a_qr_and_sends() {
     let pool = &db.pool;
     let notes = Notifications::listen(&db.url, &["wa_link", "wa_inbox"]).await;
 
-    let summary = pgwa::import::import_baileys_folder(pool, "aurora", &fixture(), false).await.expect("the Baileys import");
+    let summary = pgwa_pg::import::import_baileys_folder(pool, "aurora", &fixture(), false).await.expect("the Baileys import");
     assert_eq!(summary.imported["creds"], 1);
     let imported = session(pool, "aurora").await;
     assert_eq!((imported.status.as_str(), imported.qr_count), ("stopped", 0), "imported, not started: {imported:?}");

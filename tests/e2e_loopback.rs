@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::loopback::{Notifications, Worker, session, start_server, wait_status};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 use serde_json::Value;
 use sqlx::PgPool;
 

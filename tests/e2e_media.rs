@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::loopback::{Notifications, Worker, link_by_qr, session, start_server};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::loopback::{Worker, assert_inbox_exactly, inbox_count, link_by_qr, send_numbered, start_server, wait_status};
 use common::pg_instance::PgInstance;
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 const A_PHONE: &str = "15550007777";
 const B_PHONE: &str = "15550008888";

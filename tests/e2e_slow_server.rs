@@ -12,8 +12,8 @@ mod common;
 use std::time::Duration;
 
 use common::loopback::{Worker, inbox_count, link_by_qr, send_text, start_server, wait_status};
-use pgwa::testkit::TestDb;
 use pgwa_loopback::Server;
+use pgwa_testkit::TestDb;
 use serde_json::Value;
 use sqlx::PgPool;
 

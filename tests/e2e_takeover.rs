@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::loopback::{Worker, assert_inbox_exactly, inbox_count, link_by_qr, send_numbered, start_server, wait_status};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 use sqlx::PgPool;
 
 const A_PHONE: &str = "15550003333";

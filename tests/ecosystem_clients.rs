@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::ecosystem::{Out, RUN_LIMIT, clients, require_setup, venv_python};
 use common::{InProcess, count, eventually, fast_config, wait_connected};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::count;
 use common::ecosystem::{Out, RUN_LIMIT, compose_schema, require_setup, root, venv_python};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 // --- deployment files -------------------------------------------------------------------
 //
@@ -62,7 +62,7 @@ fn yaml_docs(yaml: &str, what: &str) -> Vec<serde_json::Value> {
 
 /// The worker's graceful-stop budget, which every stop timeout must exceed.
 fn shutdown_secs() -> u64 {
-    pgwa::config::Config::default().worker.shutdown_timeout_ms / 1000
+    pgwa_core::config::Config::default().worker.shutdown_timeout_ms / 1000
 }
 
 fn unit_value<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
@@ -432,7 +432,7 @@ fn deployment_grafana_dashboard_uses_the_worker_metrics() {
         .map(|t| t["expr"].as_str().unwrap().to_owned())
         .collect();
     // Names as the worker exports them (histograms add _bucket, _sum, _count).
-    let exported = std::fs::read_to_string(root().join("src/metrics.rs")).unwrap();
+    let exported = std::fs::read_to_string(root().join("crates/core/src/metrics.rs")).unwrap();
     let mut used = std::collections::HashSet::new();
     for e in &exprs {
         for (i, _) in e.match_indices("pgwa_") {
@@ -441,7 +441,7 @@ fn deployment_grafana_dashboard_uses_the_worker_metrics() {
                 ["_bucket", "_sum", "_count"].iter().fold(name.clone(), |n, s| n.strip_suffix(s).map(str::to_owned).unwrap_or(n));
             assert!(
                 exported.contains(&format!("\"{base}\"")),
-                "the dashboard queries {name}, which src/metrics.rs does not export"
+                "the dashboard queries {name}, which crates/core/src/metrics.rs does not export"
             );
             used.insert(base);
         }

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{InProcess, eventually, fast_config, http_get, wait_connected};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 #[tokio::test]
 async fn health_reports_counts_and_metrics_are_prometheus_text() {
@@ -67,7 +67,7 @@ async fn health_reports_counts_and_metrics_are_prometheus_text() {
     }
 
     // Database unreachable (connections refused): 503.
-    let admin = sqlx::PgPool::connect(&format!("{}/postgres", pgwa::testkit::server_url())).await.unwrap();
+    let admin = sqlx::PgPool::connect(&format!("{}/postgres", pgwa_testkit::server_url())).await.unwrap();
     let block = |allow: bool| {
         let (admin, name) = (admin.clone(), db.name.clone());
         async move {

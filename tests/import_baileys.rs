@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use pgwa::import::{SqlSource, import_baileys_folder, import_baileys_sql};
-use pgwa::store::PgBackend;
-use pgwa::testkit::TestDb;
+use pgwa_pg::import::{SqlSource, import_baileys_folder, import_baileys_sql};
+use pgwa_pg::keys::PgBackend;
+use pgwa_testkit::TestDb;
 use serde_json::Value;
 use whatsapp_rust::wacore::store::traits::*;
 
@@ -34,10 +34,10 @@ async fn assert_linked_imported(pool: &sqlx::PgPool, session: &str) {
     assert_eq!(d.lid.as_ref().unwrap().to_string(), "100000012340000:21@lid");
     assert_eq!(d.push_name, "Salon Aurora");
     assert_eq!(d.registration_id as u64, creds["registrationId"].as_u64().unwrap());
-    let noise_pub = pgwa::authdoc::revive(&creds["noiseKey"]["public"]).unwrap();
+    let noise_pub = pgwa_pg::authdoc::revive(&creds["noiseKey"]["public"]).unwrap();
     assert_eq!(d.noise_key.public_key.public_key_bytes(), noise_pub.as_slice());
-    assert_eq!(d.adv_secret_key.to_vec(), pgwa::authdoc::revive(&creds["advSecretKey"]).unwrap());
-    let details = pgwa::authdoc::revive(&creds["account"]["details"]).unwrap();
+    assert_eq!(d.adv_secret_key.to_vec(), pgwa_pg::authdoc::revive(&creds["advSecretKey"]).unwrap());
+    let details = pgwa_pg::authdoc::revive(&creds["account"]["details"]).unwrap();
     assert_eq!(d.account.as_ref().unwrap().details.as_deref(), Some(details.as_slice()));
     assert_eq!((d.next_pre_key_id, d.first_unupload_pre_key_id, d.signed_pre_key_id), (6, 4, 1));
 
@@ -184,9 +184,9 @@ async fn sql_table_import() {
 async fn an_import_into_a_held_session_is_refused() {
     let db = TestDb::new().await.unwrap();
     let worker = uuid::Uuid::now_v7();
-    pgwa::db::workers::register(&db.pool, &pgwa::db::workers::Registration::new(worker, "w", 10)).await.unwrap();
+    pgwa_pg::workers::register(&db.pool, &pgwa_pg::workers::Registration::new(worker, "w", 10)).await.unwrap();
     sqlx::query("SELECT wa.add_session('aurora')").execute(&db.pool).await.unwrap();
-    pgwa::db::leases::claim(&db.pool, worker, 30.0, 10).await.unwrap();
+    pgwa_pg::leases::claim(&db.pool, worker, 30.0, 10).await.unwrap();
     let err = import_baileys_folder(&db.pool, "aurora", &fixture("linked"), false).await.unwrap_err();
     assert!(format!("{err:#}").contains("held by a worker") && format!("{err:#}").contains("session stop"), "{err:#}");
     assert_eq!(count(&db.pool, "auth_state", "aurora").await, 0);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::{InProcess, count, eventually, fast_config, spawn_worker, wait_connected};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use pgwa::db::{jobs, leases, sessions, workers};
-use pgwa::testkit::TestDb;
+use pgwa_pg::{jobs, leases, sessions, workers};
+use pgwa_testkit::TestDb;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -19,8 +19,8 @@ async fn a_stale_holder_is_fenced_out() {
     let db = TestDb::new().await.unwrap();
     let pool = &db.pool;
     let (old, new) = (Uuid::now_v7(), Uuid::now_v7());
-    workers::register(pool, &pgwa::db::workers::Registration::new(old, "old", 10)).await.unwrap();
-    workers::register(pool, &pgwa::db::workers::Registration::new(new, "new", 10)).await.unwrap();
+    workers::register(pool, &pgwa_pg::workers::Registration::new(old, "old", 10)).await.unwrap();
+    workers::register(pool, &pgwa_pg::workers::Registration::new(new, "new", 10)).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(pool).await.unwrap();
     let job: i64 =
         sqlx::query_scalar("SELECT job_id FROM wa.send_text('s1', '+15550000001', 'x')").fetch_one(pool).await.unwrap();
@@ -31,7 +31,7 @@ async fn a_stale_holder_is_fenced_out() {
     let req = jobs::ClaimRequest { worker: old, held: &ids, connected: &ids, per_session: 10, maintenance: 0 };
     let claimed = jobs::claim(pool, &req).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    let stale = pgwa::fence::Fence { worker: old, session: "s1".into(), epoch: held[0].epoch };
+    let stale = pgwa_core::fence::Fence { worker: old, session: "s1".into(), epoch: held[0].epoch };
 
     // The old worker pauses past its lease; the new one takes over (epoch + 1).
     sqlx::query("UPDATE wa.sessions SET lease_expires_at = now() - interval '1 second'").execute(pool).await.unwrap();
@@ -66,13 +66,13 @@ async fn a_stale_holder_is_fenced_out() {
     assert!(jobs::complete(pool, new, &[job], &[serde_json::json!({})], &[None]).await.unwrap().is_empty(), "never twice");
 
     // The lease check the inbox hook and a starting client ask: held, lost, released, gone.
-    let current = pgwa::fence::Fence { worker: new, session: "s1".into(), epoch: taken[0].epoch };
+    let current = pgwa_core::fence::Fence { worker: new, session: "s1".into(), epoch: taken[0].epoch };
     assert_eq!(sessions::held(pool, &current).await.unwrap(), Some(true));
     assert_eq!(sessions::held(pool, &stale).await.unwrap(), Some(false));
     assert!(!sessions::still_held(pool, &stale).await.unwrap());
     assert!(leases::release(pool, new, "s1", current.epoch, Some("stopped"), None).await.unwrap());
     assert_eq!(sessions::held(pool, &current).await.unwrap(), Some(false), "a released session has no owner");
-    let gone = pgwa::fence::Fence { session: "nobody".into(), ..current };
+    let gone = pgwa_core::fence::Fence { session: "nobody".into(), ..current };
     assert_eq!(sessions::held(pool, &gone).await.unwrap(), None);
     assert!(!sessions::still_held(pool, &gone).await.unwrap());
 }

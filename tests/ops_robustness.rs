@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{count, eventually};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 /// The binary under test. `TEST_PGWA_BIN` pins one: worktrees that share a target
 /// directory overwrite each other's `target/debug/pgwa`, the path Cargo gives the tests.
@@ -71,7 +71,7 @@ fn wait_exit(child: &mut Child, within: Duration, what: &str) -> ExitStatus {
 
 /// A URL for database `name` on the test server.
 fn url_for(name: &str) -> String {
-    format!("{}/{name}", pgwa::testkit::server_url())
+    format!("{}/{name}", pgwa_testkit::server_url())
 }
 
 /// `db.url` with another port (and an optional password), e.g. one nothing listens on.
@@ -362,7 +362,7 @@ async fn proxy(listener: tokio::net::TcpListener, refuse_tls: bool) {
     // Length 8, then the SSLRequest code 80877103.
     const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 4, 210, 22, 47];
     let target = {
-        let u = url::Url::parse(&pgwa::testkit::server_url()).unwrap();
+        let u = url::Url::parse(&pgwa_testkit::server_url()).unwrap();
         format!("{}:{}", u.host_str().unwrap(), u.port().unwrap_or(5432))
     };
     loop {
@@ -423,7 +423,7 @@ async fn run_connects_once_postgres_appears() {
 /// `password=` query parameter that sqlx also reads.
 #[test]
 fn redact_hides_both_password_forms() {
-    let r = pgwa::db::redact("postgres://app:s3cr3tpw@db.example:5432/pgwa?password=0th3rpw&sslmode=require");
+    let r = pgwa_pg::redact("postgres://app:s3cr3tpw@db.example:5432/pgwa?password=0th3rpw&sslmode=require");
     assert!(!r.contains("s3cr3tpw") && !r.contains("0th3rpw"), "{r}");
     assert!(r.contains("db.example:5432/pgwa") && r.contains("sslmode=require"), "{r}");
 }

@@ -5,12 +5,12 @@ mod common;
 use std::time::Duration;
 
 use common::{InProcess, eventually, fast_config};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 async fn spread_of_six_sends(per_session: u32, per_recipient: u32, same_chat: bool) -> Duration {
     let db = TestDb::new().await.unwrap();
     let mut cfg = fast_config(&db);
-    cfg.pacing = pgwa::config::PacingConfig {
+    cfg.pacing = pgwa_core::config::PacingConfig {
         enabled: true,
         session_per_minute: per_session,
         session_burst: 1,

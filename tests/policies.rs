@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{InProcess, count, eventually, fast_config, wait_connected};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 async fn send_with_fault(db: &TestDb, fault: serde_json::Value) -> i64 {
     let payload = serde_json::json!({ "to": "+15550000001", "text": "x", "sim": fault });

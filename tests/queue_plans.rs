@@ -5,7 +5,7 @@
 //! table, or joined the batch with its chats by comparing every pair, cost 0.5 s per
 //! claim of 2,000 jobs whose chats were busy.
 
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, Connection, Postgres};
@@ -47,7 +47,7 @@ async fn checked_plan(conn: &mut PoolConnection<Postgres>, what: &str, execute: 
 #[tokio::test]
 async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
     let db = TestDb::new().await.unwrap();
-    let queue = pgwa::db::queue_pool(&db.pool, false, 1);
+    let queue = pgwa_pg::queue_pool(&db.pool, false, 1);
     let mut conn = queue.acquire().await.unwrap();
     // With worker.poll_only these statements run on the main pool, whose prepared
     // statements Postgres may switch to a generic plan after a few runs; force it, the
@@ -63,9 +63,9 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
     let empty: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs").fetch_one(&db.pool).await.unwrap();
     assert_eq!(empty, 0);
     for c in [&mut conn, &mut plain] {
-        exec(c, format!("PREPARE claim(uuid, text[], text[], bigint, bigint) AS {}", pgwa::db::jobs::CLAIM)).await;
-        exec(c, format!("PREPARE complete(uuid, bigint[], jsonb[], timestamptz[]) AS {}", pgwa::db::jobs::complete_sql())).await;
-        exec(c, format!("PREPARE fail(uuid, bigint[], text[], bigint[], bool[]) AS {}", pgwa::db::jobs::fail_sql())).await;
+        exec(c, format!("PREPARE claim(uuid, text[], text[], bigint, bigint) AS {}", pgwa_pg::jobs::CLAIM)).await;
+        exec(c, format!("PREPARE complete(uuid, bigint[], jsonb[], timestamptz[]) AS {}", pgwa_pg::jobs::complete_sql())).await;
+        exec(c, format!("PREPARE fail(uuid, bigint[], text[], bigint[], bool[]) AS {}", pgwa_pg::jobs::fail_sql())).await;
         exec(c, claim.clone()).await;
         exec(c, format!("EXECUTE complete('{WORKER}', '{{}}', '{{}}', '{{}}')")).await;
         exec(c, format!("EXECUTE fail('{WORKER}', '{{}}', '{{}}', '{{}}', '{{}}')")).await;

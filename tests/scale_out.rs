@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{count, eventually, spawn_worker};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 use uuid::Uuid;
 
 const SESSIONS: i64 = 300;

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{InProcess, count, eventually, fast_config};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 #[tokio::test]
 async fn each_tick_runs_once_across_workers() {

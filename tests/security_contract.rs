@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::roles::{Login, refused, snapshot};
 use common::{InProcess, eventually, fast_config};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 async fn state_of(db: &TestDb, job: i64) -> String {
     sqlx::query_scalar("SELECT state::text FROM wa.jobs WHERE id = $1").bind(job).fetch_one(&db.pool).await.unwrap()

@@ -4,12 +4,13 @@
 //! session over, until its next renewal succeeds. Offline writers (the importer) cannot
 //! touch a session a worker holds. docs/security.md, "What a lost lease stops".
 
-use pgwa::db::{jobs, leases, sessions, workers};
-use pgwa::fence::Fence;
-use pgwa::store::cleanup::{CleanupScope, run_cleanup};
-use pgwa::store::{OfflineWriteRefused, PgBackend, is_lease_lost};
-use pgwa::testkit::TestDb;
-use pgwa::wa::InboundMessage;
+use pgwa_core::fence::Fence;
+use pgwa_core::job::CleanupScope;
+use pgwa_core::wa::InboundMessage;
+use pgwa_pg::keys::cleanup::run_cleanup;
+use pgwa_pg::keys::{OfflineWriteRefused, PgBackend, is_lease_lost};
+use pgwa_pg::{jobs, leases, sessions, workers};
+use pgwa_testkit::TestDb;
 use uuid::Uuid;
 use whatsapp_rust::wacore::store::Device;
 use whatsapp_rust::wacore::store::traits::*;
@@ -47,7 +48,7 @@ async fn a_worker_whose_lease_expired_writes_nothing_until_it_renews() {
     let db = TestDb::new().await.unwrap();
     let pool = &db.pool;
     let me = Uuid::now_v7();
-    workers::register(pool, &pgwa::db::workers::Registration::new(me, "w", 10)).await.unwrap();
+    workers::register(pool, &pgwa_pg::workers::Registration::new(me, "w", 10)).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(pool).await.unwrap();
     PgBackend::offline(pool.clone(), "s1").save(&Device::new()).await.unwrap();
     sqlx::query("SELECT wa.send_text('s1', '+15550000001', 'x')").execute(pool).await.unwrap();
@@ -68,7 +69,7 @@ async fn a_worker_whose_lease_expired_writes_nothing_until_it_renews() {
     assert!(is_lease_lost(&keys.save(&Device::new()).await.unwrap_err()));
     for scope in [CleanupScope::All, CleanupScope::AppStateKeys, CleanupScope::Peer { jid: "1@s.whatsapp.net".into() }] {
         let e = run_cleanup(pool, &fence, &scope).await.unwrap_err();
-        assert!(e.downcast_ref::<pgwa::fence::LeaseLost>().is_some(), "{scope:?}: {e:#}");
+        assert!(e.downcast_ref::<pgwa_core::fence::LeaseLost>().is_some(), "{scope:?}: {e:#}");
     }
     assert!(!sessions::set_status(pool, &fence, "connected", None, None).await.unwrap());
     assert!(!sessions::mark_connected(pool, &fence, Some("1@s.whatsapp.net"), None).await.unwrap());
@@ -95,7 +96,7 @@ async fn offline_writers_cannot_touch_a_held_session() {
     let db = TestDb::new().await.unwrap();
     let pool = &db.pool;
     let me = Uuid::now_v7();
-    workers::register(pool, &pgwa::db::workers::Registration::new(me, "w", 10)).await.unwrap();
+    workers::register(pool, &pgwa_pg::workers::Registration::new(me, "w", 10)).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(pool).await.unwrap();
     let offline = PgBackend::offline(pool.clone(), "s1");
     offline.put_session("a@lid", b"v1").await.unwrap();

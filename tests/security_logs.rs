@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use common::loopback::{VERSION, Worker, arrives, send_text, session, start_server, wait_status};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 use serde_json::Value;
 
 // Digits that occur nowhere else in a log by chance (no port, pid or timestamp has them).

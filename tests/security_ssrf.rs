@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use pgwa::wa::SendError;
-use pgwa::wa::rust::fetch::policy::non_public;
-use pgwa::wa::rust::fetch::{FetchAllow, FetchPolicy, fetch_url};
-use pgwa::wa::rust::send;
+use pgwa_core::fetch_policy::FetchAllow;
+use pgwa_core::fetch_policy::non_public;
+use pgwa_core::wa::SendError;
+use pgwa_wa::rust::fetch::{FetchPolicy, fetch_url};
+use pgwa_wa::rust::send;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -346,16 +347,16 @@ media_fetch_allow = [
 ]
 "#;
     std::fs::write(&path, example).unwrap();
-    let cfg = pgwa::config::Config::load(Some(&path)).unwrap();
-    let p = cfg.whatsapp.rust.media_fetch_policy();
+    let cfg = pgwa_core::config::Config::load(Some(&path)).unwrap();
+    let p = pgwa_wa::rust::fetch::policy_of(&cfg.whatsapp.rust);
     assert!(p.allow.allows_host("files.internal", 8443) && p.allow.allows_addr("10.20.8.7".parse().unwrap(), 80));
     assert!(p.allow.allows_addr("192.168.1.5".parse().unwrap(), 8080) && p.allow.allows_host("cdn.internal", 1234));
     assert!(!p.allow.allows_addr("10.21.0.1".parse().unwrap(), 80));
     assert_eq!((p.max_redirects, p.max_bytes), (5, 16 * 1024 * 1024));
-    assert!(pgwa::wa::rust::RustConfig::default().media_fetch_allow.is_empty(), "public addresses only by default");
+    assert!(pgwa_core::config::RustConfig::default().media_fetch_allow.is_empty(), "public addresses only by default");
 
     std::fs::write(&path, "[whatsapp.rust]\nmedia_fetch_allow = [\"10.0.0.0/99\"]\n").unwrap();
-    let e = pgwa::config::Config::load(Some(&path)).unwrap_err().to_string();
+    let e = pgwa_core::config::Config::load(Some(&path)).unwrap_err().to_string();
     assert!(e.contains("media_fetch_allow") && e.contains("10.0.0.0/99"), "{e}");
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::roles::{Login, refused};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 async fn one(pool: &sqlx::PgPool, sql: &str) -> Vec<String> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(pool).await.unwrap()

@@ -1,4 +1,4 @@
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 #[tokio::test]
 async fn migrates_and_clones() {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::sqlstate;
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 use sqlx::PgPool;
 
 async fn db_with_session() -> TestDb {

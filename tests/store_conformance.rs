@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use pgwa::store::PgBackend;
-use pgwa::testkit::TestDb;
+use pgwa_pg::keys::PgBackend;
+use pgwa_testkit::TestDb;
 use whatsapp_rust::bytes::Bytes;
 use whatsapp_rust::wacore::appstate::hash::HashState;
 use whatsapp_rust::wacore::appstate::processor::AppStateMutationMAC;
@@ -281,14 +281,14 @@ async fn device<B: Backend>(b: &B) {
     let created = b.load().await.unwrap().unwrap();
     b.create().await.unwrap();
     let again = b.load().await.unwrap().unwrap();
-    assert_eq!(pgwa::authdoc::to_document(&created), pgwa::authdoc::to_document(&again), "create never replaces");
+    assert_eq!(pgwa_pg::authdoc::to_document(&created), pgwa_pg::authdoc::to_document(&again), "create never replaces");
     let mut d = Device::new();
     d.push_name = "Salon Aurora".into();
     d.pn = Some("15550001111:12@s.whatsapp.net".parse().unwrap());
     d.next_pre_key_id = 812;
     b.save(&d).await.unwrap();
     let back = b.load().await.unwrap().unwrap();
-    assert_eq!(pgwa::authdoc::to_document(&back), pgwa::authdoc::to_document(&d));
+    assert_eq!(pgwa_pg::authdoc::to_document(&back), pgwa_pg::authdoc::to_document(&d));
 }
 
 async fn suite<B: Backend + 'static>(b: Arc<B>) {

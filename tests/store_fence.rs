@@ -1,9 +1,9 @@
 //! Fencing: a worker whose lease was taken over (epoch bumped, or another owner) cannot
 //! change the session's keys, and nothing it tried is written.
 
-use pgwa::fence::Fence;
-use pgwa::store::{PgBackend, is_lease_lost};
-use pgwa::testkit::TestDb;
+use pgwa_core::fence::Fence;
+use pgwa_pg::keys::{PgBackend, is_lease_lost};
+use pgwa_testkit::TestDb;
 use whatsapp_rust::bytes::Bytes;
 use whatsapp_rust::wacore::store::Device;
 use whatsapp_rust::wacore::store::traits::*;

@@ -7,8 +7,8 @@
 //! store, save back after each call), which is what whatsapp-rust's cache does at flush.
 
 use async_trait::async_trait;
-use pgwa::store::PgBackend;
-use pgwa::testkit::TestDb;
+use pgwa_pg::keys::PgBackend;
+use pgwa_testkit::TestDb;
 use sqlx::postgres::PgPoolOptions;
 use whatsapp_rust::wacore::libsignal::protocol::*;
 use whatsapp_rust::wacore::store::Device;

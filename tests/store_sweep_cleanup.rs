@@ -1,9 +1,9 @@
 //! TTL sweeps in bounded batches, and the key_cleanup scopes.
 
-use pgwa::store::PgBackend;
-use pgwa::store::cleanup::{clear_app_state_keys, clear_peer_sessions, wipe_session_state};
-use pgwa::store::sweep::{SweepOptions, sweep_expired};
-use pgwa::testkit::TestDb;
+use pgwa_pg::keys::PgBackend;
+use pgwa_pg::keys::cleanup::{clear_app_state_keys, clear_peer_sessions, wipe_session_state};
+use pgwa_pg::keys::sweep::{SweepOptions, sweep_expired};
+use pgwa_testkit::TestDb;
 use whatsapp_rust::bytes::Bytes;
 use whatsapp_rust::wacore::store::Device;
 use whatsapp_rust::wacore::store::traits::*;
@@ -165,8 +165,9 @@ async fn key_cleanup_scopes() {
 /// A key_cleanup run by a worker that lost the lease deletes nothing.
 #[tokio::test]
 async fn fenced_cleanup_refuses_a_stale_worker() {
-    use pgwa::fence::Fence;
-    use pgwa::store::cleanup::{CleanupScope, run_cleanup};
+    use pgwa_core::fence::Fence;
+    use pgwa_core::job::CleanupScope;
+    use pgwa_pg::keys::cleanup::run_cleanup;
     let db = TestDb::new().await.unwrap();
     let pool = &db.pool;
     let b = session(pool, "s1").await;
@@ -185,7 +186,7 @@ async fn fenced_cleanup_refuses_a_stale_worker() {
             .unwrap();
     let stale = Fence { worker: w, session: "s1".into(), epoch: epoch - 1 };
     let err = run_cleanup(pool, &stale, &CleanupScope::All).await.unwrap_err();
-    assert!(err.downcast_ref::<pgwa::fence::LeaseLost>().is_some(), "{err:#}");
+    assert!(err.downcast_ref::<pgwa_core::fence::LeaseLost>().is_some(), "{err:#}");
     assert!(b.exists().await.unwrap(), "nothing deleted");
     let scope: CleanupScope = serde_json::from_value(serde_json::json!({"scope": "peer", "jid": "1555@s.whatsapp.net"})).unwrap();
     assert_eq!(scope, CleanupScope::Peer { jid: "1555@s.whatsapp.net".into() });
@@ -196,7 +197,7 @@ async fn fenced_cleanup_refuses_a_stale_worker() {
 }
 
 /// Takes the session's lease for a new worker, as a claim would: the fence its cleanup needs.
-async fn holding(pool: &sqlx::PgPool, session: &str) -> pgwa::fence::Fence {
+async fn holding(pool: &sqlx::PgPool, session: &str) -> pgwa_core::fence::Fence {
     let worker = uuid::Uuid::new_v4();
     sqlx::query("INSERT INTO wa.workers (id, host, pid, version, max_sessions) VALUES ($1, 't', 1, 't', 1)")
         .bind(worker)
@@ -212,5 +213,5 @@ async fn holding(pool: &sqlx::PgPool, session: &str) -> pgwa::fence::Fence {
     .fetch_one(pool)
     .await
     .unwrap();
-    pgwa::fence::Fence { worker, session: session.into(), epoch }
+    pgwa_core::fence::Fence { worker, session: session.into(), epoch }
 }

@@ -9,15 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use pgwa::db::{leases, workers};
-use pgwa::fence::Fence;
-use pgwa::testkit::TestDb;
-use pgwa::wa::rust::acks::{AckOutcome, AckWaiters};
-use pgwa::wa::rust::events::{self, Flags, Identity};
-use pgwa::wa::rust::inbound::{InboxHook, to_inbound};
-use pgwa::wa::rust::send::{self, MediaKind, MediaSource, Quoted, Request};
-use pgwa::wa::rust::{RustConfig, RustWhatsApp};
-use pgwa::wa::{OutboundMessage, ReceiptKind, SendError, SessionSpec, WaEvent, WhatsApp};
+use pgwa_core::config::RustConfig;
+use pgwa_core::fence::Fence;
+use pgwa_core::wa::{OutboundMessage, ReceiptKind, SendError, SessionSpec, WaEvent, WhatsApp};
+use pgwa_pg::{leases, workers};
+use pgwa_testkit::TestDb;
+use pgwa_wa::rust::RustWhatsApp;
+use pgwa_wa::rust::acks::{AckOutcome, AckWaiters};
+use pgwa_wa::rust::events::{self, Flags, Identity};
+use pgwa_wa::rust::inbound::{InboxHook, to_inbound};
+use pgwa_wa::rust::send::{self, MediaKind, MediaSource, Quoted, Request};
 use serde_json::json;
 use uuid::Uuid;
 use whatsapp_rust::Jid;
@@ -29,7 +30,7 @@ use whatsapp_rust::waproto::whatsapp as wa;
 /// A session held by a fresh worker: (worker, epoch).
 async fn held_session(db: &TestDb) -> (Uuid, i64) {
     let worker = Uuid::now_v7();
-    workers::register(&db.pool, &pgwa::db::workers::Registration::new(worker, "test", 10)).await.unwrap();
+    workers::register(&db.pool, &pgwa_pg::workers::Registration::new(worker, "test", 10)).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
     let held = leases::claim(&db.pool, worker, 60.0, 10).await.unwrap();
     assert_eq!(held.len(), 1);
@@ -102,7 +103,7 @@ async fn a_fresh_session_gets_its_device_record_and_reports_failed_connection_at
 
     // Once the lease moved on, the old holder cannot start a client again.
     let other = Uuid::now_v7();
-    workers::register(&db.pool, &pgwa::db::workers::Registration::new(other, "other", 10)).await.unwrap();
+    workers::register(&db.pool, &pgwa_pg::workers::Registration::new(other, "other", 10)).await.unwrap();
     sqlx::query("UPDATE wa.sessions SET epoch = epoch + 1, owner_id = $1").bind(other).execute(&db.pool).await.unwrap();
     let err = session.reconnect().await.unwrap_err();
     assert!(err.contains("lease lost"), "{err}");
@@ -114,7 +115,7 @@ async fn a_stale_lease_refuses_to_open() {
     let (worker, epoch) = held_session(&db).await;
     // Another worker took the session over meanwhile.
     let other = Uuid::now_v7();
-    workers::register(&db.pool, &pgwa::db::workers::Registration::new(other, "other", 10)).await.unwrap();
+    workers::register(&db.pool, &pgwa_pg::workers::Registration::new(other, "other", 10)).await.unwrap();
     sqlx::query("UPDATE wa.sessions SET epoch = epoch + 1, owner_id = $1").bind(other).execute(&db.pool).await.unwrap();
     let wa = RustWhatsApp::new(db.pool.clone(), offline_config());
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
@@ -442,7 +443,8 @@ async fn http_once(status: &'static str, body: Vec<u8>) -> String {
 
 #[tokio::test]
 async fn media_urls_are_fetched_within_bounds() {
-    use pgwa::wa::rust::fetch::{FetchAllow, FetchPolicy, fetch_url};
+    use pgwa_core::fetch_policy::FetchAllow;
+    use pgwa_wa::rust::fetch::{FetchPolicy, fetch_url};
     // The loopback is refused unless allowed (tests/security_ssrf.rs); this test is about the limits.
     let allow = FetchAllow::try_from(vec!["127.0.0.1".to_owned()]).unwrap();
     let t = &FetchPolicy { allow, ..FetchPolicy::public_only(1024, Duration::from_secs(5)) };

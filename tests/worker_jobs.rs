@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{InProcess, count, eventually, fast_config, wait_connected};
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 
 /// The lines the simulated server logged: (chat, message id) in send order.
 fn sent(path: &std::path::Path) -> Vec<(String, String)> {

@@ -2,8 +2,8 @@
 
 use clap::Args;
 
-use crate::bench::jobs::{self, JobsBench};
-use crate::config::Config;
+use pgwa_bench::jobs::{self, JobsBench};
+use pgwa_core::config::Config;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use sqlx::PgPool;
 
-use crate::import::{SqlSource, import_baileys_folder, import_baileys_sql};
+use pgwa_pg::import::{SqlSource, import_baileys_folder, import_baileys_sql};
 
 /// Import a Baileys auth state: a useMultiFileAuthState folder, or rows of a table.
 ///

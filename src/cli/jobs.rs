@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use sqlx::PgPool;
 
-use crate::db::admin::{self, JobFilter};
+use pgwa_pg::admin::{self, JobFilter};
 
 #[derive(Subcommand, Debug)]
 pub enum JobsCmd {

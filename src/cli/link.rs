@@ -42,7 +42,7 @@ pub async fn wait_linked(pool: &PgPool, id: &str, timeout: Duration) -> anyhow::
             println!("pairing code for {id}: {code}\non the phone: Linked devices > Link with phone number");
             shown = Some(code);
         } else if let Some(qr) = l.qr_code.filter(|c| shown.as_ref() != Some(c)) {
-            println!("{}", crate::qr::terminal(&qr).map_err(anyhow::Error::msg)?);
+            println!("{}", pgwa_worker::qr::terminal(&qr).map_err(anyhow::Error::msg)?);
             println!("scan with WhatsApp on the phone: Linked devices > Link a device");
             shown = Some(qr);
         }

@@ -4,8 +4,6 @@ mod bench;
 #[cfg(feature = "loopback")]
 mod dev;
 mod dev_cmd;
-#[cfg(feature = "loopback")]
-pub(crate) use dev::play_phone;
 pub mod import;
 mod jobs;
 mod link;
@@ -20,7 +18,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Backend, Config};
+use pgwa_core::config::{Backend, Config};
 
 #[derive(Parser, Debug)]
 #[command(name = "pgwa", version, about = "Postgres-native WhatsApp gateway")]
@@ -88,11 +86,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // Held to the end of the command, so the queued log lines are written before exit.
     let _log = crate::logging::init(&cfg.log);
     // Every command, before any connection: a URL for another database is refused by name.
-    crate::db::check_url(&cfg.database_url)?;
+    pgwa_pg::check_url(&cfg.database_url)?;
     match cli.command {
         Command::Bench(args) => bench::run(&cfg, args).await,
         Command::BenchStore => {
-            log::say(crate::bench::store::run(&cfg.database_url).await?);
+            log::say(pgwa_bench::store::run(&cfg.database_url).await?);
             Ok(())
         }
         Command::Run { no_migrate } => {
@@ -101,7 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::spawn(signal_on_term(shutdown.clone()));
             let max_delay = std::time::Duration::from_millis(cfg.db.connect_retry_max_ms);
             let url = &cfg.database_url;
-            let Some(pool) = crate::db::connect_waiting(url, cfg.db.max_connections, max_delay, &shutdown).await? else {
+            let Some(pool) = pgwa_pg::connect_waiting(url, cfg.db.max_connections, max_delay, &shutdown).await? else {
                 tracing::info!("stopped while waiting for Postgres");
                 return Ok(());
             };
@@ -110,13 +108,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             run_worker_until(cfg, pool, shutdown).await
         }
-        Command::Migrate => migrate(&crate::db::connect(&cfg.database_url, cfg.db.max_connections).await?).await,
+        Command::Migrate => migrate(&pgwa_pg::connect(&cfg.database_url, cfg.db.max_connections).await?).await,
         #[cfg(not(feature = "loopback"))]
         Command::Dev(_) => Err(dev_cmd::not_in_this_build()),
         #[cfg(feature = "loopback")]
         Command::Dev(cmd) => {
             // The dev worker owns its schema as `run` does; benchmarks make a scratch database.
-            let pool = crate::db::connect(&cfg.database_url, cfg.db.max_connections).await?;
+            let pool = pgwa_pg::connect(&cfg.database_url, cfg.db.max_connections).await?;
             if !cmd.is_bench() {
                 migrate(&pool).await?;
             }
@@ -125,7 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         command => {
             // Only `migrate` and `run` create the database: a typo'd name here must not
             // leave an empty one behind.
-            let pool = crate::db::connect_existing(&cfg.database_url, cfg.db.max_connections).await?;
+            let pool = pgwa_pg::connect_existing(&cfg.database_url, cfg.db.max_connections).await?;
             match command {
                 Command::Session(cmd) => session::run(cmd, &pool).await,
                 Command::Tenant(cmd) => tenant::run(cmd, &pool).await,
@@ -152,7 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    let report = crate::db::migrate::migrate(pool).await?;
+    let report = pgwa_pg::migrate::migrate(pool).await?;
     for m in &report.migrations_applied {
         log::say(format!("applied migration {m}"));
     }
@@ -178,17 +176,17 @@ async fn run_worker_until(cfg: Config, pool: sqlx::PgPool, shutdown: Cancellatio
     if matches!(cfg.whatsapp.backend, Backend::Whatsapp) {
         dev::require_loopback(cfg.whatsapp.rust.ws_url.as_deref())?;
     }
-    let wa: Arc<dyn crate::wa::WhatsApp> = match cfg.whatsapp.backend {
-        Backend::Whatsapp => Arc::new(crate::wa::rust::RustWhatsApp::new(pool.clone(), cfg.whatsapp.rust.clone())),
+    let wa: Arc<dyn pgwa_core::wa::WhatsApp> = match cfg.whatsapp.backend {
+        Backend::Whatsapp => Arc::new(pgwa_wa::rust::RustWhatsApp::new(pool.clone(), cfg.whatsapp.rust.clone())),
         Backend::Simulated => {
             tracing::warn!("whatsapp.backend = simulated: messages go nowhere (trials and benchmarks only)");
             Arc::new(
-                crate::wa::simulated::SimulatedWhatsApp::new(cfg.whatsapp.simulated.clone())
+                pgwa_wa::simulated::SimulatedWhatsApp::new(cfg.whatsapp.simulated.clone())
                     .context("whatsapp.simulated.sent_log")?,
             )
         }
     };
-    let worker = crate::worker::Worker::new(cfg, pool, wa).await?;
+    let worker = pgwa_worker::Worker::new(cfg, pool, wa).await?;
     worker.run(shutdown).await
 }
 

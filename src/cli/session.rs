@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use sqlx::PgPool;
 
-use crate::db::admin;
+use pgwa_pg::admin;
 
 #[derive(Subcommand, Debug)]
 pub enum SessionCmd {

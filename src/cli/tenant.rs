@@ -4,7 +4,7 @@ use clap::Subcommand;
 use sqlx::PgPool;
 
 use super::log;
-use crate::db::admin;
+use pgwa_pg::admin;
 
 #[derive(Subcommand, Debug)]
 pub enum TenantCmd {

@@ -21,7 +21,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, fmt};
 
-use crate::config::{LogConfig, LogFormat};
+use pgwa_core::config::{LogConfig, LogFormat};
 
 pub use redact::mask_numbers;
 pub use secrets::SecretFilter;

@@ -12,9 +12,9 @@ use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pgwa::testkit::TestDb;
 use pgwa_loopback::test_client::{TestClient, new_store};
 use pgwa_loopback::{Config, Server};
+use pgwa_testkit::TestDb;
 use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;

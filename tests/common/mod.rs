@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgwa::config::Config;
-use pgwa::testkit::TestDb;
+use pgwa_core::config::Config;
+use pgwa_testkit::TestDb;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 /// on the simulated WhatsApp side (the default is the real one).
 pub fn fast_config(db: &TestDb) -> Config {
     let mut cfg = Config::default();
-    cfg.whatsapp.backend = pgwa::config::Backend::Simulated;
+    cfg.whatsapp.backend = pgwa_core::config::Backend::Simulated;
     cfg.database_url = db.url.clone();
     cfg.worker.lease_ttl_ms = 1500;
     cfg.worker.heartbeat_ms = 300;
@@ -52,9 +52,9 @@ pub struct InProcess {
 
 impl InProcess {
     pub async fn start(cfg: Config) -> Self {
-        let pool = pgwa::db::connect(&cfg.database_url, cfg.db.max_connections).await.unwrap();
-        let wa = Arc::new(pgwa::wa::simulated::SimulatedWhatsApp::new(cfg.whatsapp.simulated.clone()).unwrap());
-        let worker = pgwa::worker::Worker::new(cfg, pool, wa).await.unwrap();
+        let pool = pgwa_pg::connect(&cfg.database_url, cfg.db.max_connections).await.unwrap();
+        let wa = Arc::new(pgwa_wa::simulated::SimulatedWhatsApp::new(cfg.whatsapp.simulated.clone()).unwrap());
+        let worker = pgwa_worker::Worker::new(cfg, pool, wa).await.unwrap();
         let id = worker.id();
         let http = worker.http_addr();
         let token = CancellationToken::new();

@@ -2,7 +2,7 @@
 //! with no grants at all, each with its own pool. Roles are cluster-wide, so each gets a
 //! name unique to its test database and is dropped by `drop`.
 
-use pgwa::testkit::TestDb;
+use pgwa_testkit::TestDb;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 

@@ -1,0 +1,177 @@
+//! What the loopback benchmarks share: a scratch database, the loopback WhatsApp server
+//! and its phone in this process, and real `pgwa run` worker processes pointed at it,
+//! measured from the outside through /proc (so the figures are the worker's alone, not
+//! the server's or the phone's).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+
+use pgwa_core::config::Config;
+
+/// Progress goes to stderr: stdout carries the one JSON line of figures.
+pub fn progress(msg: impl std::fmt::Display) {
+    eprintln!("bench: {msg}");
+}
+
+pub struct Harness {
+    pub server: pgwa_loopback::Server,
+    pub url: String,
+    pub pool: PgPool,
+    phone: JoinHandle<()>,
+}
+
+impl Harness {
+    pub async fn start(cfg: &Config) -> Result<Self> {
+        let url = super::scratch_db(cfg).await?;
+        let pool = pgwa_pg::connect(&url, 4).await?;
+        pgwa_pg::migrate::migrate(&pool).await?;
+        let server =
+            pgwa_loopback::Server::start(pgwa_loopback::Config::default()).await.context("starting the loopback server")?;
+        let phone = tokio::spawn(crate::phone::play_phone(pool.clone(), server.shared.clone(), false));
+        Ok(Self { server, url, pool, phone })
+    }
+
+    /// A `pgwa run` process (this binary) on the whatsapp-rust backend against the
+    /// loopback server, with `extra` configuration on top.
+    pub fn spawn_worker(&self, extra: &[(&str, String)]) -> Result<WorkerProc> {
+        let exe = std::env::current_exe().context("locating the pgwa binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["run", "--no-migrate"])
+            .env_remove("DATABASE_URL")
+            .env("PGWA_DATABASE_URL", &self.url)
+            .env("PGWA_WHATSAPP__BACKEND", "whatsapp")
+            .env("PGWA_WHATSAPP__RUST__WS_URL", self.server.ws_url())
+            .env("PGWA_WHATSAPP__RUST__VERSION", "[2, 3000, 0]")
+            .env("PGWA_HTTP__ENABLED", "false")
+            .env("PGWA_LOG__FILTER", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        Ok(WorkerProc { child: cmd.spawn().context("spawning pgwa run")? })
+    }
+
+    /// The database's clock, to compare with timestamps it writes.
+    pub async fn db_now(&self) -> Result<chrono::DateTime<chrono::Utc>> {
+        Ok(sqlx::query_scalar("SELECT now()").fetch_one(&self.pool).await?)
+    }
+
+    /// Waits until `n` sessions have connected since `since` (database time); returns
+    /// how long that took. Prints progress every 5 s.
+    pub async fn wait_connected(&self, n: i64, since: chrono::DateTime<chrono::Utc>, within: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        let mut shown = Instant::now();
+        loop {
+            let up: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM wa.sessions WHERE status = 'connected' AND connected_at >= $1")
+                    .bind(since)
+                    .fetch_one(&self.pool)
+                    .await?;
+            if up >= n {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > within {
+                bail!("only {up} of {n} sessions connected after {} s", within.as_secs());
+            }
+            if shown.elapsed() >= Duration::from_secs(5) {
+                progress(format!("{up} of {n} sessions connected after {:.0} s", start.elapsed().as_secs_f64()));
+                shown = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits until `session_like` sessions' inboxes hold `n` rows; prints progress.
+    pub async fn wait_inbox(&self, session_like: &str, n: i64, within: Duration) -> Result<()> {
+        let start = Instant::now();
+        let mut shown = Instant::now();
+        loop {
+            let got: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.inbox WHERE session_id LIKE $1")
+                .bind(session_like)
+                .fetch_one(&self.pool)
+                .await?;
+            if got >= n {
+                return Ok(());
+            }
+            if start.elapsed() > within {
+                bail!("only {got} of {n} messages arrived after {} s", within.as_secs());
+            }
+            if shown.elapsed() >= Duration::from_secs(5) {
+                progress(format!("{got} of {n} messages arrived"));
+                shown = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.phone.abort();
+    }
+}
+
+/// A worker process; killed if still running when dropped.
+pub struct WorkerProc {
+    child: Child,
+}
+
+impl WorkerProc {
+    fn proc_file(&self, name: &str) -> Result<String> {
+        let path = format!("/proc/{}/{name}", self.child.id());
+        std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
+    }
+
+    /// Resident set size in KiB (VmRSS).
+    pub fn rss_kib(&self) -> Result<u64> {
+        let status = self.proc_file("status")?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS in /proc/<pid>/status")?;
+        line.split_whitespace().nth(1).context("VmRSS value")?.parse().context("VmRSS value")
+    }
+
+    /// CPU time used so far (user + system), in seconds.
+    pub fn cpu_secs(&self) -> Result<f64> {
+        let stat = self.proc_file("stat")?;
+        // Fields after the command name (which may hold spaces) start at field 3.
+        let rest = stat.rsplit_once(')').context("malformed /proc/<pid>/stat")?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+        // /proc reports in USER_HZ, which Linux fixes at 100 for userspace.
+        Ok(ticks as f64 / 100.0)
+    }
+
+    /// SIGTERM, then waits for the exit (the worker releases its sessions); returns how
+    /// long the shutdown took.
+    pub async fn terminate(mut self) -> Result<Duration> {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let start = Instant::now();
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).context("SIGTERM to the worker")?;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("the worker exited with {status} after SIGTERM");
+                }
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                bail!("the worker did not exit within 120 s of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

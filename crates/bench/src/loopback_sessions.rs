@@ -1,0 +1,80 @@
+//! Many linked sessions in one worker against the loopback server: memory per session,
+//! CPU at idle, and how long a restarted worker takes to bring them all back (by login,
+//! no QR), at the configured connection stagger.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::loopback::{Harness, progress};
+use pgwa_core::config::Config;
+
+#[derive(Debug, Clone)]
+pub struct SessionsBench {
+    pub sessions: u32,
+    pub idle_secs: u64,
+    /// The worker's `worker.connect_per_sec` (its stagger of connection attempts).
+    pub connect_per_sec: u32,
+}
+
+fn mib(kib: u64) -> f64 {
+    (kib as f64 / 1024.0 * 10.0).round() / 10.0
+}
+
+pub async fn run(cfg: &Config, b: SessionsBench) -> Result<serde_json::Value> {
+    let h = Harness::start(cfg).await?;
+    let n = b.sessions as i64;
+    let env = [
+        ("PGWA_WORKER__CONNECT_PER_SEC", b.connect_per_sec.to_string()),
+        ("PGWA_WORKER__MAX_SESSIONS", b.sessions.max(1).to_string()),
+        ("PGWA_DB__MAX_CONNECTIONS", "20".to_string()),
+    ];
+    let worker = h.spawn_worker(&env)?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let base = worker.rss_kib()?;
+
+    progress(format!("adding {n} sessions; the phone links each one as its QR code appears"));
+    let since = h.db_now().await?;
+    sqlx::query("SELECT wa.add_session('s' || lpad(i::text, 5, '0')) FROM generate_series(1, $1) i")
+        .bind(n)
+        .execute(&h.pool)
+        .await?;
+    let link = h.wait_connected(n, since, Duration::from_secs(3600)).await?;
+    progress(format!("{n} sessions linked in {:.1} s; letting them settle for 10 s", link.as_secs_f64()));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let rss = worker.rss_kib()?;
+
+    progress(format!("measuring idle CPU for {} s", b.idle_secs));
+    let cpu_before = worker.cpu_secs()?;
+    tokio::time::sleep(Duration::from_secs(b.idle_secs)).await;
+    let idle_cpu = (worker.cpu_secs()? - cpu_before) / b.idle_secs as f64;
+
+    progress("restarting the worker (SIGTERM, then a new process)");
+    let shutdown = worker.terminate().await?;
+    let since = h.db_now().await?;
+    let worker = h.spawn_worker(&env)?;
+    let bringup = h.wait_connected(n, since, Duration::from_secs(3600)).await?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let rss_restarted = worker.rss_kib()?;
+    let logins = h.server.shared.stats.logins.load(std::sync::atomic::Ordering::Relaxed);
+    drop(worker);
+
+    let per_session = |rss: u64| ((rss.saturating_sub(base)) as f64 / n as f64).round();
+    Ok(json!({
+        "bench": "loopback_sessions",
+        "sessions": n,
+        "connect_per_sec": b.connect_per_sec,
+        "worker_rss_empty_mib": mib(base),
+        "worker_rss_mib": mib(rss),
+        "rss_per_session_kib": per_session(rss),
+        "link_all_secs": (link.as_secs_f64() * 10.0).round() / 10.0,
+        "idle_cpu_percent_of_one_core": (idle_cpu * 1000.0).round() / 10.0,
+        "idle_secs": b.idle_secs,
+        "shutdown_secs": (shutdown.as_secs_f64() * 10.0).round() / 10.0,
+        "restart_bringup_secs": (bringup.as_secs_f64() * 10.0).round() / 10.0,
+        "worker_rss_after_restart_mib": mib(rss_restarted),
+        "rss_per_session_after_restart_kib": per_session(rss_restarted),
+        "server_logins": logins,
+    }))
+}

@@ -1,0 +1,112 @@
+//! The store benchmark: Signal session-record writes and reads per second, storing a
+//! batch of 100 prekeys, and loading one session's auth state (query, revival and
+//! `Device` construction) with 1,000 sessions in the database. Prints as one JSON value.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use whatsapp_rust::bytes::Bytes;
+use whatsapp_rust::wacore::store::traits::{DeviceStore, SignalStore};
+
+use pgwa_pg::keys::{PgBackend, bench_data};
+
+const SESSIONS: usize = 1000;
+const RECORD_OPS: usize = 4000;
+const WRITERS: usize = 16;
+const LOADS: usize = 2000;
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Runs against a scratch database next to `database_url` (dropped at the end).
+pub async fn run(database_url: &str) -> anyhow::Result<serde_json::Value> {
+    let url = bench_data::scratch_database(database_url).await?;
+    let result = measure(&url).await;
+    bench_data::drop_database(database_url, &url).await?;
+    result
+}
+
+async fn measure(url: &str) -> anyhow::Result<serde_json::Value> {
+    let pool = pgwa_pg::connect(url, WRITERS as u32).await?;
+    pgwa_pg::migrate::migrate(&pool).await?;
+    let started = Instant::now();
+    let ids = bench_data::populate(&pool, SESSIONS, 100, 20).await?;
+    let populate_s = started.elapsed().as_secs_f64();
+
+    // Session records (~1 KB, a typical ratchet) put then get, from WRITERS tasks, each
+    // on its own session as workers would be.
+    let record = Bytes::from(vec![7u8; 1024]);
+    let per = RECORD_OPS / WRITERS;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let b = PgBackend::offline(pool.clone(), ids[w].clone());
+        let record = record.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                b.put_session(&format!("1666{i:07}@c.us"), &record).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let put_per_sec = (per * WRITERS) as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let b = PgBackend::offline(pool.clone(), ids[w].clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                anyhow::ensure!(b.get_session(&format!("1666{i:07}@c.us")).await?.is_some(), "record missing");
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let get_per_sec = (per * WRITERS) as f64 / t.elapsed().as_secs_f64();
+
+    // A batch of 100 prekeys (what a prekey upload stores), 50 times.
+    let b = PgBackend::offline(pool.clone(), ids[SESSIONS - 1].clone());
+    let mut batches = Vec::new();
+    for round in 0..50u32 {
+        let keys: Vec<(u32, Bytes)> = (0..100).map(|i| (10_000 + round * 100 + i, Bytes::from(vec![3u8; 70]))).collect();
+        let t = Instant::now();
+        b.store_prekeys_batch(&keys, false).await?;
+        batches.push(t.elapsed());
+    }
+    batches.sort();
+
+    // Auth state loads of random sessions among 1,000.
+    let mut loads = Vec::with_capacity(LOADS);
+    for i in 0..LOADS {
+        let id = &ids[(i * 7919) % SESSIONS];
+        let t = Instant::now();
+        let d = PgBackend::offline(pool.clone(), id.clone()).load().await?;
+        loads.push(t.elapsed());
+        anyhow::ensure!(d.is_some(), "auth state of {id} missing");
+    }
+    loads.sort();
+    let (p50, p99) = (percentile(&loads, 0.50), percentile(&loads, 0.99));
+    pool.close().await;
+    Ok(json!({
+        "bench": "store",
+        "sessions": SESSIONS,
+        "rows": {"prekeys_per_session": 100, "signal_sessions_per_session": 20},
+        "populate_s": (populate_s * 10.0).round() / 10.0,
+        "writers": WRITERS,
+        "session_record_put_per_sec": put_per_sec.round(),
+        "session_record_get_per_sec": get_per_sec.round(),
+        "prekeys_100_batch_ms": {"p50": ms(percentile(&batches, 0.5)), "max": ms(*batches.last().unwrap_or(&Duration::ZERO))},
+        "auth_state_load_ms": {"p50": ms(p50), "p99": ms(p99), "samples": LOADS},
+        "auth_state_load_target_met": p50 <= Duration::from_millis(5) && p99 <= Duration::from_millis(20),
+    }))
+}

@@ -1,0 +1,23 @@
+//! Prometheus metric names in one place (the recorder: `pgwa_worker::prometheus`).
+
+pub const SESSIONS: &str = "pgwa_sessions";
+pub const ACTIVE_CONNECTIONS: &str = "pgwa_active_connections";
+pub const RECONNECTS_FAILED: &str = "pgwa_reconnects_failed_total";
+pub const MESSAGES_SENT: &str = "pgwa_messages_sent_total";
+pub const MESSAGES_RECEIVED: &str = "pgwa_messages_received_total";
+pub const QR_CODES: &str = "pgwa_qr_codes_total";
+pub const ERRORS: &str = "pgwa_errors_total";
+pub const LAST_ERROR: &str = "pgwa_last_error_timestamp_seconds";
+pub const JOB_DURATION: &str = "pgwa_job_duration_seconds";
+pub const JOBS: &str = "pgwa_jobs_total";
+pub const QUEUE_DEPTH: &str = "pgwa_queue_depth";
+pub const OUTCOMES_REFUSED: &str = "pgwa_outcomes_refused_total";
+/// Milliseconds sends waited for pacing.
+pub const PACING_WAIT: &str = "pgwa_pacing_wait_milliseconds_total";
+
+/// Records an error of `kind` and when it happened.
+pub fn error(kind: &'static str) {
+    metrics::counter!(ERRORS, "kind" => kind).increment(1);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    metrics::gauge!(LAST_ERROR, "kind" => kind).set(now);
+}

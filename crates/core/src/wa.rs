@@ -1,0 +1,178 @@
+//! The WhatsApp side, behind one trait, so the queue, leases and policies are tested
+//! without a network. The sides themselves (whatsapp-rust, the simulation) are in
+//! `pgwa_wa`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+/// What a worker knows about a session when it opens it.
+#[derive(Debug, Clone)]
+pub struct SessionSpec {
+    pub id: String,
+    pub epoch: i64,
+    pub worker_id: uuid::Uuid,
+    /// Link by pairing code to this phone number instead of QR.
+    pub pair_phone: Option<String>,
+}
+
+impl SessionSpec {
+    /// The fence its holder's writes carry: this worker at this epoch.
+    pub fn fence(&self) -> crate::fence::Fence {
+        crate::fence::Fence { worker: self.worker_id, session: self.id.clone(), epoch: self.epoch }
+    }
+}
+
+/// An outbound message as the send job describes it.
+#[derive(Debug, Clone)]
+pub struct OutboundMessage {
+    pub job_id: i64,
+    /// Fixed at enqueue: a retry re-sends the same id, so the server sees one message.
+    pub message_id: String,
+    pub chat: String,
+    pub payload: serde_json::Value,
+    pub attempt: i16,
+}
+
+/// The server acknowledged the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendAck {
+    pub message_id: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again (timeout, dropped socket, server busy).
+    #[error("{0}")]
+    Retryable(String),
+    /// Will never succeed as is (the server refused the message with this reason).
+    #[error("{0}")]
+    Permanent(String),
+    /// The session is not connected right now.
+    #[error("session is not connected")]
+    NotConnected,
+}
+
+/// Delivery receipts for our own messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptKind {
+    Delivered,
+    Read,
+}
+
+/// An inbound message, as stored in wa.inbox.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    pub chat: String,
+    pub sender: String,
+    pub message_id: String,
+    pub kind: String,
+    pub text: Option<String>,
+    pub quoted_id: Option<String>,
+    pub media: Option<serde_json::Value>,
+    pub raw: Option<serde_json::Value>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// What a connection reports. Each maps to a session status and an action in the
+/// worker's supervisor.
+#[derive(Debug, Clone)]
+pub enum WaEvent {
+    Connected {
+        jid: Option<String>,
+        push_name: Option<String>,
+    },
+    Disconnected {
+        reason: String,
+    },
+    LoggedOut {
+        reason: String,
+    },
+    StreamReplaced,
+    TemporaryBan {
+        until: DateTime<Utc>,
+        reason: String,
+    },
+    /// A connection attempt failed (counts toward the circuit breaker).
+    ConnectFailure {
+        reason: String,
+    },
+    /// The server refuses this client version.
+    ClientOutdated,
+    /// An inbound message could not be decrypted; `bad_mac` tells a Signal session
+    /// mismatch with `peer` from other failures (app-state keys and the like).
+    Undecryptable {
+        peer: String,
+        bad_mac: bool,
+    },
+    /// Linking: a QR code to show, valid until `expires_at`.
+    Qr {
+        code: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// Linking: a pairing code to type on the phone.
+    PairCode {
+        code: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// Linking: every QR code expired without a scan.
+    QrExhausted,
+    /// Linking succeeded: the device's identity.
+    Paired {
+        jid: String,
+        lid: Option<String>,
+        phone: Option<String>,
+        push_name: Option<String>,
+    },
+    Receipt {
+        message_id: String,
+        kind: ReceiptKind,
+        at: DateTime<Utc>,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// Events are tagged with the session and the epoch of the connection that produced them,
+/// so a late event from a closed connection cannot touch the session's next life.
+#[derive(Debug, Clone)]
+pub struct TaggedEvent {
+    pub session: String,
+    pub epoch: i64,
+    pub event: WaEvent,
+}
+
+pub type EventSink = mpsc::UnboundedSender<TaggedEvent>;
+
+/// Opens sessions.
+#[async_trait]
+pub trait WhatsApp: Send + Sync + 'static {
+    /// Which side this is: recorded with the worker, so every session it holds shows
+    /// whether its messages reach anyone.
+    fn backend(&self) -> crate::config::Backend;
+    /// Connects (or starts linking) a session. Returns once the connection attempt is
+    /// under way; progress arrives as events on `events`.
+    async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn WaSession>, String>;
+}
+
+/// One open session.
+#[async_trait]
+pub trait WaSession: Send + Sync + 'static {
+    /// Sends and resolves on the server ack (not when the bytes leave).
+    async fn send(&self, msg: &OutboundMessage) -> Result<SendAck, SendError>;
+    /// Reconnects now.
+    async fn reconnect(&self) -> Result<(), String>;
+    /// Ends the connection; with `logout`, unlinks the device from the phone first.
+    async fn close(&self, logout: bool) -> Result<(), String>;
+
+    /// Clears keys the connection may also hold in memory, so that a key_cleanup is not
+    /// undone by the client writing its cache back. Returns the rows it removed, or None
+    /// when this side keeps no such cache (the store's SQL cleanup is then enough).
+    async fn clear_keys(&self, _scope: &crate::job::CleanupScope) -> Result<Option<u64>, String> {
+        Ok(None)
+    }
+}

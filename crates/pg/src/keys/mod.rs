@@ -1,0 +1,198 @@
+//! whatsapp-rust 0.7's storage `Backend` on Postgres.
+//!
+//! One [`PgBackend`] per session, all sharing one `PgPool`: every row is keyed by the
+//! session id. Writes are fenced: when a [`Fence`] is set, each write statement locks the
+//! session row `FOR SHARE` and checks that this worker still owns it at this epoch, in the
+//! same statement, so a worker that lost its lease cannot change the session's keys.
+//!
+//! The trait impls live one per file (signal, appsync, protocol, secrets, device); the
+//! protocol store's larger halves (tokens, sent messages, pending inbound) are in
+//! `ephemeral`. SQL lives only here and in `crate::import`.
+
+mod appsync;
+pub mod bench_data;
+pub mod cleanup;
+mod device;
+mod ephemeral;
+mod protocol;
+mod secrets;
+mod signal;
+pub mod sweep;
+
+pub use device::{load_auth_document, save_auth_document};
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{Postgres, Row};
+use wacore::store::error::StoreError;
+use whatsapp_rust::wacore;
+
+use pgwa_core::fence::{Fence, LeaseLost};
+
+/// An offline write (no fence) was refused: the session does not exist, or a worker
+/// holds it. Offline writers (the importer, tests, benchmarks) never change the keys of
+/// a session a worker is running.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "session {0}: write refused: it does not exist in wa.sessions, or a worker holds it; create it with wa.add_session, or stop it with wa.stop_session and wait for its release"
+)]
+pub struct OfflineWriteRefused(pub String);
+
+/// True when a store error is a refused fenced write.
+pub fn is_lease_lost(err: &StoreError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<LeaseLost>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// The Postgres storage backend of one session.
+#[derive(Clone)]
+pub struct PgBackend {
+    pool: PgPool,
+    session: String,
+    fence: Option<Fence>,
+    /// How long the pending-inbound buffer waits for an unreachable database (zero:
+    /// fail at once); see [`PgBackend::waiting_out_outages`].
+    outage_wait: std::time::Duration,
+}
+
+impl std::fmt::Debug for PgBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgBackend").field("session", &self.session).field("fence", &self.fence).finish()
+    }
+}
+
+/// Wraps the core of a write (an INSERT/UPDATE/DELETE without RETURNING whose WHERE
+/// includes `EXISTS (SELECT 1 FROM fence)`) into one statement that also reports whether
+/// the fence held. $1 = session, $2 = worker (NULL = unfenced), $3 = epoch; the core's
+/// own parameters start at $4.
+/// `WITH fence AS (...), `: one row when the writer may write: with a fence ($2 set),
+/// while it holds; offline ($2 NULL), while nobody does. Locks the session row FOR SHARE
+/// so a takeover waits for the write.
+macro_rules! fence_cte {
+    () => {
+        concat!(
+            "WITH fence AS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND CASE WHEN $2::uuid IS NULL THEN ",
+            $crate::unheld!("s"),
+            " ELSE ",
+            $crate::holds!("s", "$2::uuid", "$3::bigint"),
+            " END FOR SHARE), "
+        )
+    };
+}
+pub(crate) use fence_cte;
+
+macro_rules! fenced {
+    ($core:literal) => {
+        concat!(
+            $crate::keys::fence_cte!(),
+            "w AS (",
+            $core,
+            " RETURNING 1) SELECT EXISTS (SELECT 1 FROM fence) AS ok, (SELECT count(*) FROM w) AS n"
+        )
+    };
+}
+pub(crate) use fenced;
+
+pub(crate) type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+impl PgBackend {
+    /// The backend of a session this worker holds: every write checks `fence`.
+    pub fn fenced(pool: PgPool, fence: Fence) -> Self {
+        Self { pool, session: fence.session.clone(), fence: Some(fence), outage_wait: std::time::Duration::ZERO }
+    }
+
+    /// A backend for a session no worker holds (import, tests, benchmarks): its writes
+    /// are refused while a worker holds the session.
+    pub fn offline(pool: PgPool, session_id: impl Into<String>) -> Self {
+        Self { pool, session: session_id.into(), fence: None, outage_wait: std::time::Duration::ZERO }
+    }
+
+    /// Makes the pending-inbound buffer wait up to `limit` for a database that stopped
+    /// answering, instead of failing. whatsapp-rust decrypts a message (advancing the
+    /// ratchet, which it flushes later with retries of its own) before it buffers it;
+    /// if that buffer write fails it leaves the message unacknowledged, and the
+    /// server's redelivery then reads as an already-processed duplicate with no buffered
+    /// copy, which it acknowledges: the message would be lost. Waiting out a Postgres
+    /// restart stalls the session's inbound pipeline instead, which holds nothing that
+    /// could be stored anyway.
+    pub fn waiting_out_outages(mut self, limit: std::time::Duration) -> Self {
+        self.outage_wait = limit;
+        self
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session
+    }
+
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A fenced write statement with the three fence parameters bound.
+    pub(crate) fn write<'q>(&self, sql: &'static str) -> PgQuery<'q> {
+        sqlx::query(sql)
+            .bind(self.session.clone())
+            .bind(self.fence.as_ref().map(|f| f.worker))
+            .bind(self.fence.as_ref().map(|f| f.epoch).unwrap_or(0))
+    }
+
+    /// Runs a statement built by [`fenced!`]; returns the rows it changed, or the lease
+    /// error when the fence did not hold (then nothing was written).
+    pub(crate) async fn run(&self, q: PgQuery<'_>) -> Result<u64, StoreError> {
+        let row: PgRow = q.fetch_one(&self.pool).await.map_err(db_err)?;
+        let ok: bool = row.try_get("ok").map_err(db_err)?;
+        if !ok {
+            return Err(self.fence_error());
+        }
+        let n: i64 = row.try_get("n").map_err(db_err)?;
+        Ok(n as u64)
+    }
+
+    fn fence_error(&self) -> StoreError {
+        match &self.fence {
+            Some(f) => StoreError::Database(Box::new(f.lost())),
+            None => StoreError::Database(Box::new(OfflineWriteRefused(self.session.clone()))),
+        }
+    }
+}
+
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    StoreError::Database(Box::new(e))
+}
+
+pub(crate) fn ser_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Serialization(Box::new(e))
+}
+
+/// u32 ids as Postgres bigint.
+pub(crate) fn ids_i64(ids: &[u32]) -> Vec<i64> {
+    ids.iter().map(|&i| i64::from(i)).collect()
+}
+
+/// Batch upserts must not name one key twice (ON CONFLICT cannot update a row twice in
+/// one statement); the last entry wins, as it would with sequential writes.
+pub(crate) fn last_wins<K: Eq + std::hash::Hash + Clone, V>(items: impl IntoIterator<Item = (K, V)>) -> Vec<(K, V)> {
+    let mut seen = std::collections::HashMap::new();
+    let mut out: Vec<(K, V)> = Vec::new();
+    for (k, v) in items {
+        match seen.get(&k) {
+            Some(&i) => out[i] = (k, v),
+            None => {
+                seen.insert(k.clone(), out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,251 @@
+//! Inbound messages: whatsapp-rust's durability hook commits each message to wa.inbox
+//! (deduplicated on session, chat, sender, message id) before it returns Ok, and the
+//! library acks the server only after that. The insert is fenced by the lease: a worker
+//! that lost the session returns an error, so the server is not acked and redelivers
+//! to the new owner. An unreachable database (a restart) is waited out, up to
+//! `whatsapp.rust.outage_wait_ms`; other database errors are retried briefly. If the
+//! hook fails anyway, the message stays in whatsapp-rust's pending-inbound rows, and
+//! the session reconnects once the database answers so the server redelivers it.
+//!
+//! Not stored: our own messages echoed from the phone (`is_from_me`), protocol messages
+//! (revokes, edits, key shares, history-sync notices) and bare sender-key distributions:
+//! the inbox is what people sent us. The NOTIFY on wa_inbox comes from the table's
+//! trigger, in the same transaction as the insert.
+//!
+//! Media metadata keeps what is needed to download the file later (direct path, media
+//! key, hashes, as base64): the media key is a per-message content key, as sensitive as
+//! the content itself, not a session key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use serde_json::{Map, Value, json};
+use whatsapp_rust::wacore::proto_helpers::MessageExt;
+use whatsapp_rust::wacore::types::message::MessageInfo;
+use whatsapp_rust::waproto::whatsapp as wa;
+use whatsapp_rust::{Client, InboundDurabilityHook};
+
+use pgwa_core::fence::Fence;
+use pgwa_core::wa::InboundMessage;
+use pgwa_pg::outage::{is_unreachable, wait_out};
+use pgwa_pg::sessions;
+
+fn b64(b: &Option<Vec<u8>>) -> Value {
+    match b {
+        Some(v) if !v.is_empty() => Value::String(base64::engine::general_purpose::STANDARD.encode(v)),
+        _ => Value::Null,
+    }
+}
+
+/// Converts one decrypted message to an inbox row, or None for what the inbox skips.
+pub fn to_inbound(msg: &wa::Message, info: &MessageInfo) -> Option<InboundMessage> {
+    if info.source.is_from_me {
+        return None;
+    }
+    let m = msg.get_base_message();
+    if m.protocol_message.is_set() {
+        return None;
+    }
+    let (kind, text, ctx, media) = if let Some(t) = &m.conversation {
+        ("text", Some(t.clone()), None, None)
+    } else if let Some(e) = m.extended_text_message.as_option() {
+        ("text", e.text.clone(), e.context_info.as_option(), None)
+    } else if let Some(i) = m.image_message.as_option() {
+        let meta = json!({
+            "mimetype": i.mimetype, "caption": i.caption, "file_length": i.file_length,
+            "width": i.width, "height": i.height, "url": i.url, "direct_path": i.direct_path,
+            "media_key": b64(&i.media_key), "file_sha256": b64(&i.file_sha256),
+            "file_enc_sha256": b64(&i.file_enc_sha256), "media_key_timestamp": i.media_key_timestamp,
+        });
+        ("image", i.caption.clone(), i.context_info.as_option(), Some(meta))
+    } else if let Some(d) = m.document_message.as_option() {
+        let meta = json!({
+            "mimetype": d.mimetype, "caption": d.caption, "file_name": d.file_name, "title": d.title,
+            "file_length": d.file_length, "page_count": d.page_count, "url": d.url,
+            "direct_path": d.direct_path, "media_key": b64(&d.media_key), "file_sha256": b64(&d.file_sha256),
+            "file_enc_sha256": b64(&d.file_enc_sha256), "media_key_timestamp": d.media_key_timestamp,
+        });
+        ("document", d.caption.clone(), d.context_info.as_option(), Some(meta))
+    } else if let Some(r) = m.reaction_message.as_option() {
+        let target = r.key.as_option().and_then(|k| k.id.clone());
+        return Some(row(info, "reaction", r.text.clone(), target, None, msg));
+    } else if let Some(v) = m.video_message.as_option() {
+        let meta = json!({ "mimetype": v.mimetype, "caption": v.caption, "file_length": v.file_length, "seconds": v.seconds });
+        ("video", v.caption.clone(), v.context_info.as_option(), Some(meta))
+    } else if let Some(a) = m.audio_message.as_option() {
+        let meta = json!({ "mimetype": a.mimetype, "file_length": a.file_length, "seconds": a.seconds, "ptt": a.ptt });
+        ("audio", None, a.context_info.as_option(), Some(meta))
+    } else if let Some(s) = m.sticker_message.as_option() {
+        ("sticker", None, s.context_info.as_option(), Some(json!({ "mimetype": s.mimetype, "file_length": s.file_length })))
+    } else if let Some(l) = m.location_message.as_option() {
+        let meta =
+            json!({ "latitude": l.degrees_latitude, "longitude": l.degrees_longitude, "name": l.name, "address": l.address });
+        ("location", l.name.clone(), l.context_info.as_option(), Some(meta))
+    } else if let Some(c) = m.contact_message.as_option() {
+        ("contact", c.display_name.clone(), c.context_info.as_option(), Some(json!({ "vcard": c.vcard })))
+    } else if m.sender_key_distribution_message.is_set() {
+        return None; // a key share with no content of its own
+    } else {
+        ("other", m.text_content().map(str::to_owned), None, None)
+    };
+    let quoted = ctx.and_then(|c| c.stanza_id.clone());
+    Some(row(info, kind, text, quoted, media.map(strip_nulls), msg))
+}
+
+fn row(
+    info: &MessageInfo,
+    kind: &str,
+    text: Option<String>,
+    quoted_id: Option<String>,
+    media: Option<Value>,
+    msg: &wa::Message,
+) -> InboundMessage {
+    InboundMessage {
+        chat: info.source.chat.to_string(),
+        sender: info.source.sender.to_string(),
+        message_id: info.id.to_string(),
+        kind: kind.to_owned(),
+        text,
+        quoted_id,
+        media,
+        raw: raw_json(msg, info),
+        sent_at: Some(info.timestamp),
+    }
+}
+
+/// The message as JSON, without nulls, empty lists and thumbnails (waproto serializes
+/// every unset field and bytes as number arrays), plus who sent it.
+pub fn raw_json(msg: &wa::Message, info: &MessageInfo) -> Option<Value> {
+    let mut v = serde_json::to_value(msg).ok()?;
+    v = strip_nulls(v);
+    let mut out = Map::new();
+    out.insert("message".into(), v);
+    out.insert("push_name".into(), Value::String(info.push_name.clone()));
+    out.insert("is_group".into(), Value::Bool(info.source.is_group));
+    if let Some(alt) = &info.source.sender_alt {
+        out.insert("sender_alt".into(), Value::String(alt.to_string()));
+    }
+    Some(Value::Object(out))
+}
+
+fn strip_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(k, v)| !v.is_null() && k != "jpeg_thumbnail" && !matches!(v, Value::Array(a) if a.is_empty()))
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .filter(|(_, v)| !matches!(v, Value::Object(m) if m.is_empty()))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(strip_nulls).collect()),
+        other => other,
+    }
+}
+
+/// The durability hook of one session connection.
+pub struct InboxHook {
+    pub pool: sqlx::PgPool,
+    pub fence: Fence,
+    /// Attempts per message on database errors other than an outage, and the pause
+    /// between them.
+    pub attempts: u32,
+    pub pause: Duration,
+    /// How long a message waits for a database that stopped answering (a restart)
+    /// before the hook fails.
+    pub outage_wait: Duration,
+}
+
+/// What one insert found.
+enum Stored {
+    New,
+    /// Already in the inbox: a redelivery.
+    Known,
+    /// The fence refused: another worker holds the session now.
+    LeaseLost,
+}
+
+impl InboxHook {
+    /// Stores rows in order (what `on_messages` does after conversion); returns how many
+    /// were new. Fails, so the server is not acked, when the lease is lost or the
+    /// database stays unreachable.
+    pub async fn commit(&self, rows: &[InboundMessage]) -> anyhow::Result<usize> {
+        let mut new = 0;
+        for m in rows {
+            new += usize::from(self.store(m).await?);
+        }
+        Ok(new)
+    }
+
+    async fn store(&self, m: &InboundMessage) -> anyhow::Result<bool> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let once = || self.store_once(m);
+            match wait_out(self.outage_wait, "storing an inbound message", is_unreachable, once).await {
+                Ok(Stored::New) => {
+                    metrics::counter!(pgwa_core::metrics::MESSAGES_RECEIVED).increment(1);
+                    return Ok(true);
+                }
+                Ok(Stored::Known) => return Ok(false),
+                Ok(Stored::LeaseLost) => anyhow::bail!(
+                    "lease lost: session {} is no longer held at epoch {}; message not acknowledged",
+                    self.fence.session,
+                    self.fence.epoch
+                ),
+                Err(e) if attempt < self.attempts.max(1) && !is_unreachable(&e) => {
+                    tracing::debug!(session = %self.fence.session, attempt, error = %e, "inbox insert failed; retrying");
+                    tokio::time::sleep(self.pause * attempt).await;
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("storing an inbound message in wa.inbox")),
+            }
+        }
+    }
+
+    async fn store_once(&self, m: &InboundMessage) -> sqlx::Result<Stored> {
+        if sessions::insert_inbound(&self.pool, &self.fence, m).await?.is_some() {
+            return Ok(Stored::New);
+        }
+        // Either a redelivery (already stored) or the fence refused: tell them apart.
+        Ok(if sessions::still_held(&self.pool, &self.fence).await? { Stored::Known } else { Stored::LeaseLost })
+    }
+
+    /// After a commit that failed because the database stayed unreachable, the messages
+    /// sit unacknowledged (their buffered copies in wa.pending_inbound), and the server
+    /// redelivers them only on a new connection: once the database answers, reconnect,
+    /// unless the session was handed over. Other failures do not reconnect: a message
+    /// the inbox refuses would come back and fail again, in a loop.
+    fn reconnect_when_database_answers(&self, client: Arc<Client>) {
+        let (pool, fence) = (self.pool.clone(), self.fence.clone());
+        tokio::spawn(async move {
+            let check = || sessions::still_held(&pool, &fence);
+            match wait_out(Duration::from_secs(3600), "checking the lease before a redelivery", is_unreachable, check).await {
+                Ok(true) => {
+                    tracing::info!(session = %fence.session, "reconnecting so the server redelivers unacknowledged messages");
+                    client.reconnect_immediately().await;
+                }
+                Ok(false) => {} // the new holder's connection gets the redelivery
+                Err(e) => tracing::warn!(session = %fence.session, error = %e, "no reconnect for redelivery"),
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl InboundDurabilityHook for InboxHook {
+    async fn on_messages(
+        &self,
+        client: Arc<Client>,
+        batch: &[whatsapp_rust::types::events::InboundMessage],
+    ) -> anyhow::Result<()> {
+        let rows: Vec<InboundMessage> = batch.iter().filter_map(|i| to_inbound(&i.message, &i.info)).collect();
+        let result = self.commit(&rows).await.map(|_| ());
+        if let Err(e) = &result
+            && e.downcast_ref::<sqlx::Error>().is_some_and(is_unreachable)
+        {
+            self.reconnect_when_database_answers(client);
+        }
+        result
+    }
+}

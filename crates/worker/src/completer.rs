@@ -1,0 +1,210 @@
+//! Records outcomes in batches: while one batch is being written, the next accumulates,
+//! so at high load a statement covers hundreds of jobs and at low load one job waits for
+//! one round trip. Every write is fenced (see pgwa_pg::jobs).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use super::Shared;
+use super::held::Held;
+use pgwa_core::job::backoff;
+use pgwa_core::job::{ClaimedJob, Outcome};
+use pgwa_pg::jobs::Recorded;
+
+/// A job and what running it came to.
+pub struct Done {
+    pub job: ClaimedJob,
+    pub outcome: Outcome,
+}
+
+const MAX_BATCH: usize = 2000;
+
+pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
+    let announce = spawn_announcer(shared.pool.clone());
+    let mut db = Held::new(shared.queue.clone());
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut tries = 0u32;
+        let t = std::time::Instant::now();
+        loop {
+            let result = flush(&shared, &mut db, &batch).await;
+            if result.is_err() {
+                db.reset();
+            }
+            match result {
+                Ok(recorded) => {
+                    let _ = announce.send(recorded);
+                    break;
+                }
+                Err(e) if tries < 20 && !shared.release_leases.is_cancelled() => {
+                    tries += 1;
+                    tracing::warn!(error = %e, jobs = batch.len(), "recording outcomes failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * tries as u64)).await;
+                }
+                Err(e) => {
+                    // The jobs stay running in the database and are recovered with the
+                    // session's lease; nothing is lost, some work may be repeated.
+                    tracing::error!(error = %e, jobs = batch.len(), "giving up recording outcomes");
+                    break;
+                }
+            }
+        }
+        tracing::debug!(jobs = batch.len(), ms = t.elapsed().as_millis() as u64, "recorded outcomes");
+        shared.mark_hot(to_claim_again(&shared, &batch).iter().map(String::as_str));
+        // Room was freed: a loop that stopped for lack of it claims again.
+        shared.wake_blocked();
+        shared.in_flight.fetch_sub(batch.len(), Ordering::SeqCst);
+        batch.clear();
+    }
+}
+
+/// The sessions of a recorded batch that need another claim: those a claim looked at
+/// while their jobs ran (it may have held back a send of the same chat), and those with
+/// jobs handed back unattempted.
+fn to_claim_again(shared: &Shared, batch: &[Done]) -> Vec<String> {
+    let mut per_session: std::collections::HashMap<&str, (usize, bool)> = Default::default();
+    for d in batch {
+        if let Some(s) = d.job.session_id.as_deref() {
+            let e = per_session.entry(s).or_default();
+            e.0 += 1;
+            e.1 |= matches!(d.outcome, Outcome::Release);
+        }
+    }
+    let mut again = Vec::new();
+    for (session, (n, released)) in per_session {
+        let overlapped = shared.slots.in_flight(session).is_some_and(|c| c.recorded(n));
+        if overlapped || released {
+            again.push(session.to_owned());
+        }
+    }
+    again
+}
+
+#[derive(Default)]
+struct Completions {
+    ids: Vec<i64>,
+    results: Vec<serde_json::Value>,
+    acked: Vec<Option<DateTime<Utc>>>,
+}
+
+#[derive(Default)]
+struct Failures {
+    ids: Vec<i64>,
+    errors: Vec<String>,
+    backoff_ms: Vec<i64>,
+    dead: Vec<bool>,
+}
+
+/// Announces recorded outcomes on `wa_outbound` in order, off the completer's path (see
+/// pgwa_pg::jobs::announce_outbound for why) and on the main pool, so that waiting for the
+/// notify lock never holds one of the queue's few connections. An announcement that
+/// fails is logged and dropped: the rows are committed, and apps that missed a NOTIFY
+/// read them anyway.
+fn spawn_announcer(pool: sqlx::PgPool) -> mpsc::UnboundedSender<Vec<Recorded>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Recorded>>();
+    tokio::spawn(async move {
+        let mut pending = Vec::new();
+        while let Some(first) = rx.recv().await {
+            pending.extend(first);
+            while let Ok(more) = rx.try_recv() {
+                pending.extend(more);
+            }
+            if let Err(e) = pgwa_pg::jobs::announce_outbound(&pool, &pending).await {
+                tracing::warn!(error = %e, messages = pending.len(), "announcing outbound statuses failed");
+            }
+            pending.clear();
+        }
+    });
+    tx
+}
+
+async fn flush(shared: &Arc<Shared>, db: &mut Held, batch: &[Done]) -> anyhow::Result<Vec<Recorded>> {
+    let mut ok = Completions::default();
+    let mut failed = Failures::default();
+    let mut released = Vec::new();
+    let mut cancelled = Vec::new();
+    for d in batch {
+        record_metrics(d);
+        match &d.outcome {
+            Outcome::Completed { result } => {
+                ok.ids.push(d.job.id);
+                ok.acked.push(result.get("acked_at").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()));
+                ok.results.push(result.clone());
+            }
+            Outcome::Retry { error, after } => {
+                let delay = after.unwrap_or_else(|| backoff::delay(&shared.cfg.retry, d.job.attempts));
+                failed.ids.push(d.job.id);
+                failed.errors.push(error.clone());
+                failed.backoff_ms.push(delay.as_millis() as i64);
+                failed.dead.push(false);
+            }
+            Outcome::Fail { error } => {
+                failed.ids.push(d.job.id);
+                failed.errors.push(error.clone());
+                failed.backoff_ms.push(0);
+                failed.dead.push(true);
+            }
+            Outcome::Release => released.push(d.job.id),
+            Outcome::Cancelled => cancelled.push(d.job.id),
+        }
+    }
+    let me = shared.id;
+    let mut refused = 0;
+    let mut recorded = Vec::new();
+    if !ok.ids.is_empty() {
+        let done = pgwa_pg::jobs::complete(db.conn().await?, me, &ok.ids, &ok.results, &ok.acked).await?;
+        refused += (ok.ids.len() - done.len()) as u64;
+        recorded.extend(done);
+    }
+    if !failed.ids.is_empty() {
+        let done =
+            pgwa_pg::jobs::fail(db.conn().await?, me, &failed.ids, &failed.errors, &failed.backoff_ms, &failed.dead).await?;
+        refused += (failed.ids.len() - done.len()) as u64;
+        recorded.extend(done);
+        if let Some(min) = failed.backoff_ms.iter().zip(&failed.dead).filter(|(_, d)| !**d).map(|(b, _)| *b).min() {
+            wake_after(shared, min);
+        }
+    }
+    if !released.is_empty() {
+        pgwa_pg::jobs::release(db.conn().await?, me, &released).await?;
+    }
+    if !cancelled.is_empty() {
+        pgwa_pg::jobs::cancel_claimed(db.conn().await?, me, &cancelled).await?;
+    }
+    if refused > 0 {
+        metrics::counter!(pgwa_core::metrics::OUTCOMES_REFUSED).increment(refused);
+        tracing::warn!(refused, "outcomes refused by the fence: sessions changed hands; checking leases");
+        shared.wake_lease.notify_one();
+    }
+    Ok(recorded)
+}
+
+/// A retry is due in `ms`: wake the dispatcher then rather than at the next poll.
+fn wake_after(shared: &Arc<Shared>, ms: i64) {
+    let shared = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(ms.max(0) as u64 + 5)).await;
+        if let Some(s) = shared.upgrade() {
+            s.mark_all_hot();
+        }
+    });
+}
+
+fn record_metrics(d: &Done) {
+    use pgwa_core::metrics as m;
+    let kind = d.job.kind.as_str();
+    metrics::counter!(m::JOBS, "kind" => kind, "outcome" => d.outcome.label()).increment(1);
+    if !matches!(d.outcome, Outcome::Release | Outcome::Cancelled) {
+        metrics::histogram!(m::JOB_DURATION, "kind" => kind).record(d.job.claimed_at.elapsed().as_secs_f64());
+    }
+    match &d.outcome {
+        Outcome::Completed { .. } if d.job.kind == pgwa_core::job::JobKind::Send => {
+            metrics::counter!(m::MESSAGES_SENT).increment(1)
+        }
+        Outcome::Retry { .. } | Outcome::Fail { .. } => m::error("job"),
+        _ => {}
+    }
+}

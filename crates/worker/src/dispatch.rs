@@ -1,0 +1,160 @@
+//! The dispatcher: promotes due jobs, claims batches for the sessions this worker holds,
+//! and runs them. Within a batch, a session's control jobs run first; then each chat's
+//! sends run one after the other in id order (chats in parallel), so a later message
+//! never overtakes an earlier one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use super::Shared;
+use super::completer::Done;
+use super::held::Held;
+use pgwa_core::job::{ClaimedJob, JobKind, Outcome};
+use pgwa_pg::jobs::{self, ClaimRequest};
+
+pub async fn run(shared: Arc<Shared>, claimer: usize) {
+    let poll = Duration::from_millis(shared.cfg.worker.poll_interval_ms);
+    let mut db = Held::new(shared.queue.clone());
+    loop {
+        if shared.stopping.is_cancelled() {
+            return;
+        }
+        let mut found = false;
+        match round(&shared, claimer, &mut db).await {
+            Ok(f) => found = f,
+            Err(e) => {
+                db.reset();
+                tracing::warn!(error = %e, "claim failed; retrying");
+                shared.mark_all_hot();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        if found {
+            continue;
+        }
+        tokio::select! {
+            _ = shared.woken(claimer) => {}
+            _ = tokio::time::sleep(poll) => shared.mark_all_hot(),
+            _ = shared.stopping.cancelled() => return,
+        }
+    }
+}
+
+/// One claim over the hot sessions (all of them after a poll, with due jobs promoted
+/// first). Returns true when it found work: the dispatcher then claims again at once
+/// while there is room, so claims overlap the running batches.
+async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut Held) -> anyhow::Result<bool> {
+    let hot = shared.take_hot(claimer);
+    let (mut held, mut connected) = shared.slots.claimable();
+    held.retain(|s| shared.claimer_of(s) == claimer);
+    connected.retain(|s| shared.claimer_of(s) == claimer);
+    match &hot {
+        None => {
+            // Maintenance jobs are promoted (and claimed) by the first loop only.
+            if claimer == 0 || !held.is_empty() {
+                jobs::promote_due(db.conn().await?, &held).await?;
+            }
+        }
+        Some(ids) if ids.is_empty() => return Ok(false),
+        Some(ids) => {
+            held.retain(|s| ids.contains(s));
+            connected.retain(|s| ids.contains(s));
+        }
+    }
+    let cap = shared.cfg.worker.max_in_flight as usize;
+    let room = cap.saturating_sub(shared.in_flight.load(Ordering::SeqCst));
+    let limit = room.min(shared.cfg.worker.claim_batch as usize);
+    if limit == 0 {
+        // Full: the completer wakes us as outcomes are recorded.
+        shared.set_blocked(claimer);
+        match &hot {
+            Some(ids) => shared.keep_hot(ids),
+            None => shared.keep_all_hot(claimer),
+        }
+        return Ok(false);
+    }
+    let per_session = (limit / connected.len().max(1)).max(1) as i64;
+    let maintenance = if hot.is_none() && claimer == 0 { 2 } else { 0 };
+    shared.slots.claiming(&held);
+    let req = ClaimRequest { worker: shared.id, held: &held, connected: &connected, per_session, maintenance };
+    let t = std::time::Instant::now();
+    let claimed = jobs::claim(db.conn().await?, &req).await?;
+    let n = claimed.len();
+    tracing::debug!(claimed = n, limit, sessions = held.len(), ms = t.elapsed().as_millis() as u64, "claim");
+    if n == 0 {
+        return Ok(false);
+    }
+    shared.in_flight.fetch_add(n, Ordering::SeqCst);
+    let mut by_session: BTreeMap<Option<String>, Vec<ClaimedJob>> = BTreeMap::new();
+    for job in claimed {
+        by_session.entry(job.session_id.clone()).or_default().push(job);
+    }
+    for (session, jobs) in by_session {
+        if let Some(id) = &session {
+            // A session that filled its share may have more jobs behind this batch; one
+            // that did not has none claimable now (new ones are announced, blocked chats
+            // are woken by their outcomes), and claiming it again at once would cost a
+            // round trip per job at low load.
+            if jobs.len() as i64 >= per_session {
+                shared.mark_hot([id.as_str()]);
+            }
+            if let Some(f) = shared.slots.in_flight(id) {
+                f.claimed(jobs.len());
+            }
+        } else {
+            shared.mark_all_hot();
+        }
+        tokio::spawn(run_session_batch(shared.clone(), jobs));
+    }
+    Ok(true)
+}
+
+/// Control jobs first, one at a time; then one lane per chat.
+async fn run_session_batch(shared: Arc<Shared>, jobs: Vec<ClaimedJob>) {
+    let (control, sends): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.kind != JobKind::Send);
+    for job in control {
+        let outcome = run_one(&shared, &job).await;
+        shared.finish(Done { job, outcome });
+    }
+    let mut lanes: BTreeMap<String, Vec<ClaimedJob>> = BTreeMap::new();
+    for job in sends {
+        lanes.entry(job.chat.clone().unwrap_or_default()).or_default().push(job);
+    }
+    let mut running: FuturesUnordered<_> = lanes.into_values().map(|lane| run_lane(&shared, lane)).collect();
+    while running.next().await.is_some() {}
+}
+
+/// A chat's sends in order. After a failure that will be retried, the rest of the lane
+/// goes back unattempted: it must wait behind the failed message.
+async fn run_lane(shared: &Arc<Shared>, lane: Vec<ClaimedJob>) {
+    let mut blocked = false;
+    for job in lane {
+        let outcome = if blocked || shared.stopping.is_cancelled() { Outcome::Release } else { run_one(shared, &job).await };
+        if matches!(outcome, Outcome::Retry { .. } | Outcome::Release) {
+            blocked = true;
+        }
+        shared.finish(Done { job, outcome });
+    }
+}
+
+async fn run_one(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
+    if shared.take_cancelled(job.id) {
+        return Outcome::Cancelled;
+    }
+    let outcome = match job.kind {
+        JobKind::Send => crate::jobs::send::run(shared, job).await,
+        JobKind::Reconnect => crate::jobs::reconnect::run(shared, job).await,
+        JobKind::KeyCleanup => crate::jobs::key_cleanup::run(shared, job).await,
+        JobKind::CloseSession => crate::jobs::close_session::run(shared, job).await,
+        JobKind::Maintenance => crate::jobs::maintenance::run(shared, job).await,
+    };
+    if let Outcome::Retry { error, .. } | Outcome::Fail { error } = &outcome {
+        tracing::debug!(job = job.id, kind = %job.kind, attempt = job.attempts, error = %error, "job failed");
+    }
+    outcome
+}

@@ -1,0 +1,286 @@
+//! The worker runtime: holds sessions under leases, claims their jobs, runs them, and
+//! writes back what happened. Each concern is one task:
+//!
+//! * `lease`: heartbeat, renew, claim a fair share of sessions, release on stop;
+//! * `dispatch`: promote due jobs, claim batches, run them (per-chat FIFO lanes);
+//! * `completer`: record outcomes in batches, fenced by the session epoch;
+//! * `listen`: LISTEN for wake-ups (skipped in poll-only mode);
+//! * `events`: map what the WhatsApp side reports to statuses and actions;
+//! * `schedules`: fire wa.schedules (apalis-cron) as maintenance jobs.
+
+mod completer;
+mod dispatch;
+mod events;
+mod held;
+pub mod http;
+pub mod jobs;
+mod lease;
+mod listen;
+pub mod pacing;
+mod policy;
+pub mod prometheus;
+pub mod qr;
+mod reconnects;
+pub mod schedules;
+mod slots;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use pgwa_core::config::Config;
+use pgwa_core::wa::WhatsApp;
+
+pub use completer::Done;
+pub use slots::Slots;
+
+/// State shared by the worker's tasks.
+pub struct Shared {
+    pub id: Uuid,
+    /// This worker's row in wa.workers, written again if it was reaped while paused.
+    pub registration: pgwa_pg::workers::Registration,
+    pub started: std::time::Instant,
+    pub pool: PgPool,
+    /// Claims and outcomes (see db::queue_pool).
+    pub queue: PgPool,
+    pub cfg: Config,
+    pub wa: Arc<dyn WhatsApp>,
+    pub slots: Slots,
+    /// Jobs claimed and not yet recorded.
+    pub in_flight: AtomicUsize,
+    /// One per claim loop; each loop claims for its own share of the sessions, so claims
+    /// (the serial part of the hot path) overlap.
+    claimers: Vec<Claimer>,
+    pub wake_lease: Notify,
+    pub wake_schedules: Notify,
+    /// Jobs wa.cancel_job asked us to drop if they have not started.
+    pub cancelled: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// When each session last logged a repeated error (see policy::throttle).
+    pub log_throttle: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Set when shutdown begins: no new claims, lanes release what they have not started.
+    pub stopping: CancellationToken,
+    /// Set once running jobs are drained: the lease task releases every session and ends.
+    pub release_leases: CancellationToken,
+    done_tx: mpsc::UnboundedSender<Done>,
+}
+
+impl Shared {
+    pub fn lease_ttl_secs(&self) -> f64 {
+        self.cfg.worker.lease_ttl_ms as f64 / 1000.0
+    }
+
+    /// Hands an outcome to the completer.
+    pub fn finish(&self, done: Done) {
+        if self.done_tx.send(done).is_err() {
+            tracing::error!("completer is gone; outcome dropped (the job will be recovered after the lease)");
+        }
+    }
+
+    fn take_cancelled(&self, job: i64) -> bool {
+        self.cancelled.lock().map(|mut c| c.remove(&job)).unwrap_or(false)
+    }
+}
+
+/// Stops claiming for a session and releases it, keeping the status the caller wrote,
+/// once its running jobs are recorded (used by job handlers that end a session's life,
+/// like key_cleanup all).
+pub fn drain_session(shared: &Shared, session: &str) {
+    shared.slots.drain(session, slots::Drain::as_written());
+    shared.wake_lease.notify_one();
+}
+
+/// Which sessions the next claim should look at. A claim over every held session costs
+/// two index probes per session; at low load a NOTIFY names the one session that got a
+/// job, and a recorded outcome names the sessions whose chats it may have unblocked, so
+/// the claim looks at those only. `all` (polls, retry timers, maintenance, start) makes
+/// the next claim look at every session and promote due jobs.
+#[derive(Default)]
+pub struct Hot {
+    pub all: bool,
+    pub ids: std::collections::HashSet<String>,
+}
+
+struct Claimer {
+    wake: Notify,
+    hot: std::sync::Mutex<Hot>,
+    /// Stopped for lack of room (max_in_flight): the completer wakes it when it frees some.
+    blocked: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Which claim loop owns a session.
+    pub fn claimer_of(&self, session: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        session.hash(&mut h);
+        (h.finish() % self.claimers.len() as u64) as usize
+    }
+
+    pub fn claimer_count(&self) -> usize {
+        self.claimers.len()
+    }
+
+    /// Marks sessions as maybe having work and wakes the loops that own them.
+    pub fn mark_hot<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            let c = &self.claimers[self.claimer_of(id)];
+            let fresh = c.hot.lock().unwrap_or_else(|p| p.into_inner()).ids.insert(id.to_owned());
+            if fresh {
+                c.wake.notify_one();
+            }
+        }
+    }
+
+    /// Puts sessions back in their loops' hot sets without waking them (a loop that found
+    /// no room keeps its work for when the completer frees some).
+    pub(crate) fn keep_hot(&self, ids: &std::collections::HashSet<String>) {
+        for id in ids {
+            let c = &self.claimers[self.claimer_of(id)];
+            c.hot.lock().unwrap_or_else(|p| p.into_inner()).ids.insert(id.clone());
+        }
+    }
+
+    pub(crate) fn keep_all_hot(&self, claimer: usize) {
+        self.claimers[claimer].hot.lock().unwrap_or_else(|p| p.into_inner()).all = true;
+    }
+
+    pub(crate) fn set_blocked(&self, claimer: usize) {
+        self.claimers[claimer].blocked.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes every loop look at all its sessions at its next round, and wakes them.
+    pub fn mark_all_hot(&self) {
+        for c in &self.claimers {
+            c.hot.lock().unwrap_or_else(|p| p.into_inner()).all = true;
+            c.wake.notify_one();
+        }
+    }
+
+    /// Wakes the claim loops that stopped for lack of room.
+    pub fn wake_blocked(&self) {
+        for c in &self.claimers {
+            if c.blocked.swap(false, Ordering::SeqCst) {
+                c.wake.notify_one();
+            }
+        }
+    }
+
+    /// The hot sessions of one claim loop; None: look at all of its sessions.
+    fn take_hot(&self, claimer: usize) -> Option<std::collections::HashSet<String>> {
+        let mut hot = self.claimers[claimer].hot.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = std::mem::take(&mut *hot);
+        if taken.all { None } else { Some(taken.ids) }
+    }
+
+    async fn woken(&self, claimer: usize) {
+        self.claimers[claimer].wake.notified().await
+    }
+}
+
+/// A running worker. `run` returns after a graceful shutdown (token cancelled).
+pub struct Worker {
+    shared: Arc<Shared>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    http: Option<tokio::net::TcpListener>,
+}
+
+impl Worker {
+    pub async fn new(cfg: Config, pool: PgPool, wa: Arc<dyn WhatsApp>) -> anyhow::Result<Self> {
+        let http = if cfg.http.enabled { Some(crate::http::bind(&cfg.http.listen).await?) } else { None };
+        let claimers = cfg.worker.claimers.max(1);
+        let id = Uuid::now_v7();
+        let registration = pgwa_pg::workers::Registration {
+            id,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            max_sessions: cfg.worker.max_sessions,
+            backend: wa.backend(),
+        };
+        pgwa_pg::workers::register(&pool, &registration).await.context("registering the worker")?;
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            id,
+            registration,
+            started: std::time::Instant::now(),
+            queue: pgwa_pg::queue_pool(&pool, cfg.worker.poll_only, 1 + claimers as u32),
+            pool,
+            cfg,
+            wa,
+            slots: Slots::default(),
+            in_flight: AtomicUsize::new(0),
+            claimers: (0..claimers)
+                .map(|_| Claimer {
+                    wake: Notify::new(),
+                    hot: std::sync::Mutex::new(Hot { all: true, ids: Default::default() }),
+                    blocked: Default::default(),
+                })
+                .collect(),
+            wake_lease: Notify::new(),
+            wake_schedules: Notify::new(),
+            cancelled: Default::default(),
+            log_throttle: Default::default(),
+            stopping: CancellationToken::new(),
+            release_leases: CancellationToken::new(),
+            done_tx,
+        });
+        Ok(Self { shared, done_rx, http })
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.shared.id
+    }
+
+    /// The address /health and /metrics are served on, if enabled.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops gracefully: no new claims, running
+    /// jobs finish (up to worker.shutdown_timeout_ms), unstarted ones go back to the queue,
+    /// leases are released so another worker takes the sessions at once.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Worker { shared, done_rx, http } = self;
+        crate::prometheus::handle();
+        let http = http.map(|l| tokio::spawn(crate::http::serve(shared.clone(), l)));
+        tracing::info!(worker = %shared.id, "worker started");
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let completer = tokio::spawn(completer::run(shared.clone(), done_rx));
+        let events = tokio::spawn(events::run(shared.clone(), events_rx));
+        let listener = (!shared.cfg.worker.poll_only).then(|| tokio::spawn(listen::run(shared.clone())));
+        let dispatchers: Vec<_> = (0..shared.claimer_count()).map(|i| tokio::spawn(dispatch::run(shared.clone(), i))).collect();
+        let leases = tokio::spawn(lease::run(shared.clone(), events_tx));
+        let schedules = tokio::spawn(schedules::run(shared.clone()));
+
+        shutdown.cancelled().await;
+        tracing::info!(worker = %shared.id, in_flight = shared.in_flight.load(Ordering::SeqCst), "shutting down");
+        let _ = pgwa_pg::workers::mark_stopping(&shared.pool, shared.id).await;
+        shared.stopping.cancel();
+        for d in dispatchers {
+            let _ = d.await;
+        }
+        let _ = schedules.await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(shared.cfg.worker.shutdown_timeout_ms);
+        while shared.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shared.release_leases.cancel();
+        let _ = leases.await;
+        if let Some(l) = listener {
+            l.abort();
+        }
+        events.abort();
+        if let Some(h) = http {
+            let _ = h.await;
+        }
+        // The lease task released every session; what is still running now is fenced out.
+        completer.abort();
+        pgwa_pg::workers::deregister(&shared.pool, shared.id).await.context("deregistering the worker")?;
+        tracing::info!(worker = %shared.id, "worker stopped");
+        Ok(())
+    }
+}
