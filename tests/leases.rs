@@ -44,9 +44,11 @@ async fn a_stale_holder_is_fenced_out() {
     // Everything the old worker tries now is refused and changes nothing.
     let done = jobs::complete(pool, old, &[job], &[serde_json::json!({})], &[None]).await.unwrap();
     assert!(done.is_empty());
-    assert!(!sessions::set_status(pool, &stale, "connected", None, None).await.unwrap());
+    assert!(!sessions::set_status(pool, &stale, pgwa_core::session::SessionStatus::Connected, None, None).await.unwrap());
     assert!(!sessions::mark_connected(pool, &stale, None, None).await.unwrap());
-    assert!(!leases::release(pool, old, "s1", stale.epoch, Some("stopped"), None).await.unwrap());
+    assert!(
+        !leases::release(pool, old, "s1", stale.epoch, Some(pgwa_core::session::SessionStatus::Stopped), None).await.unwrap()
+    );
     let (state, status, owner): (String, String, Uuid) = sqlx::query_as(
         "SELECT j.state::text, s.status::text, s.owner_id FROM wa.jobs j JOIN wa.sessions s ON s.id = j.session_id",
     )
@@ -70,7 +72,9 @@ async fn a_stale_holder_is_fenced_out() {
     assert_eq!(sessions::held(pool, &current).await.unwrap(), Some(true));
     assert_eq!(sessions::held(pool, &stale).await.unwrap(), Some(false));
     assert!(!sessions::still_held(pool, &stale).await.unwrap());
-    assert!(leases::release(pool, new, "s1", current.epoch, Some("stopped"), None).await.unwrap());
+    assert!(
+        leases::release(pool, new, "s1", current.epoch, Some(pgwa_core::session::SessionStatus::Stopped), None).await.unwrap()
+    );
     assert_eq!(sessions::held(pool, &current).await.unwrap(), Some(false), "a released session has no owner");
     let gone = pgwa_core::fence::Fence { session: "nobody".into(), ..current };
     assert_eq!(sessions::held(pool, &gone).await.unwrap(), None);

@@ -71,7 +71,7 @@ async fn a_worker_whose_lease_expired_writes_nothing_until_it_renews() {
         let e = run_cleanup(pool, &fence, &scope).await.unwrap_err();
         assert!(e.downcast_ref::<pgwa_core::fence::LeaseLost>().is_some(), "{scope:?}: {e:#}");
     }
-    assert!(!sessions::set_status(pool, &fence, "connected", None, None).await.unwrap());
+    assert!(!sessions::set_status(pool, &fence, pgwa_core::session::SessionStatus::Connected, None, None).await.unwrap());
     assert!(!sessions::mark_connected(pool, &fence, Some("1@s.whatsapp.net"), None).await.unwrap());
     assert!(!sessions::publish_qr(pool, &fence, "qr", chrono::Utc::now()).await.unwrap());
     assert!(!sessions::record_error(pool, &fence, "x").await.unwrap());
@@ -81,7 +81,7 @@ async fn a_worker_whose_lease_expired_writes_nothing_until_it_renews() {
     assert_eq!(sessions::held(pool, &fence).await.unwrap(), Some(false));
     let recorded = jobs::complete(pool, me, &[claimed[0].id], &[serde_json::json!({})], &[None]).await.unwrap();
     assert!(recorded.is_empty(), "an outcome after the lease expired is not recorded");
-    assert!(!leases::release(pool, me, "s1", fence.epoch, Some("stopped"), None).await.unwrap());
+    assert!(!leases::release(pool, me, "s1", fence.epoch, Some(pgwa_core::session::SessionStatus::Stopped), None).await.unwrap());
     assert_eq!(snapshot(pool).await, before, "a write went through an expired lease");
 
     // The renewal succeeds (nobody took it over), and then the same fence writes again.

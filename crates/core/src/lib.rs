@@ -7,4 +7,6 @@ pub mod fence;
 pub mod fetch_policy;
 pub mod job;
 pub mod metrics;
+mod pg_enum;
+pub mod session;
 pub mod wa;

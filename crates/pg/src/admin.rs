@@ -93,19 +93,6 @@ pub async fn job_json(pool: &PgPool, id: i64) -> sqlx::Result<Option<serde_json:
     sqlx::query_scalar("SELECT to_jsonb(j) FROM wa.jobs j WHERE j.id = $1").bind(id).fetch_optional(pool).await
 }
 
-pub const SESSION_STATUSES: &[&str] = &[
-    "stopped",
-    "starting",
-    "awaiting_qr",
-    "awaiting_pair_code",
-    "connected",
-    "reconnecting",
-    "conflict",
-    "logged_out",
-    "banned",
-    "failed",
-];
-
 /// Sessions held by one worker, counted by status (for /health and /metrics).
 pub async fn held_by_status(pool: &PgPool, worker: uuid::Uuid) -> sqlx::Result<Vec<(String, serde_json::Value)>> {
     let rows: Vec<(String, i64)> =

@@ -1,6 +1,7 @@
 //! Session leases: claim, renew, release. The epoch (fencing token) is bumped on every
 //! takeover; every write made on behalf of a session checks it.
 
+use pgwa_core::session::{Desired, SessionStatus};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -9,7 +10,8 @@ use uuid::Uuid;
 pub struct Held {
     pub id: String,
     pub epoch: i64,
-    pub desired: String,
+    #[sqlx(try_from = "String")]
+    pub desired: Desired,
     pub pair_phone: Option<String>,
 }
 
@@ -114,7 +116,7 @@ pub async fn release(
     worker: Uuid,
     session: &str,
     epoch: i64,
-    status: Option<&str>,
+    status: Option<SessionStatus>,
     reason: Option<&str>,
 ) -> sqlx::Result<bool> {
     // Fenced like any write: a worker whose lease expired leaves the row to whoever
@@ -132,7 +134,7 @@ pub async fn release(
     .bind(worker)
     .bind(session)
     .bind(epoch)
-    .bind(status)
+    .bind(status.map(SessionStatus::as_str))
     .bind(reason)
     .fetch_one(pool)
     .await?;

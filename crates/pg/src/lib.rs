@@ -6,22 +6,27 @@ pub mod admin;
 pub mod authdoc;
 mod connect;
 pub mod fence;
+pub mod held_conn;
 pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod leases;
 pub mod maintenance;
+pub mod messages;
 pub mod migrate;
+pub mod notify;
 pub mod outage;
 pub mod schedules;
 pub mod sessions;
 pub mod workers;
 
+/// The pool and error types the other crates pass around; they never run SQL themselves.
+pub use sqlx::{Error, PgPool};
+
 pub use connect::{ConnectError, IfMissing, check_url, connect, connect_existing, connect_waiting};
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 /// A small pool for the queue's own bookkeeping (claims, outcomes, promotions), set up

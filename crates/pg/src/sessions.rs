@@ -10,6 +10,7 @@ use pgwa_core::wa::{InboundMessage, ReceiptKind};
 
 use super::fence::HELD;
 use pgwa_core::fence::Fence;
+use pgwa_core::session::SessionStatus;
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
@@ -28,12 +29,12 @@ async fn update_fenced<'q>(
 pub async fn set_status(
     pool: &PgPool,
     f: &Fence,
-    status: &str,
+    status: SessionStatus,
     reason: Option<&str>,
     until: Option<DateTime<Utc>>,
 ) -> sqlx::Result<bool> {
     update_fenced(pool, f, "status = $4::wa.session_status, status_reason = $5, status_until = $6", |q| {
-        q.bind(status).bind(reason).bind(until)
+        q.bind(status.as_str()).bind(reason).bind(until)
     })
     .await
 }

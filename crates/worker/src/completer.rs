@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::Shared;
-use super::held::Held;
 use pgwa_core::job::backoff;
 use pgwa_core::job::{ClaimedJob, Outcome};
+use pgwa_pg::held_conn::HeldConn;
 use pgwa_pg::jobs::Recorded;
 
 /// A job and what running it came to.
@@ -24,7 +24,7 @@ const MAX_BATCH: usize = 2000;
 
 pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
     let announce = spawn_announcer(shared.pool.clone());
-    let mut db = Held::new(shared.queue.clone());
+    let mut db = HeldConn::new(shared.queue.clone());
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut tries = 0u32;
@@ -103,7 +103,7 @@ struct Failures {
 /// notify lock never holds one of the queue's few connections. An announcement that
 /// fails is logged and dropped: the rows are committed, and apps that missed a NOTIFY
 /// read them anyway.
-fn spawn_announcer(pool: sqlx::PgPool) -> mpsc::UnboundedSender<Vec<Recorded>> {
+fn spawn_announcer(pool: pgwa_pg::PgPool) -> mpsc::UnboundedSender<Vec<Recorded>> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Recorded>>();
     tokio::spawn(async move {
         let mut pending = Vec::new();
@@ -121,7 +121,7 @@ fn spawn_announcer(pool: sqlx::PgPool) -> mpsc::UnboundedSender<Vec<Recorded>> {
     tx
 }
 
-async fn flush(shared: &Arc<Shared>, db: &mut Held, batch: &[Done]) -> anyhow::Result<Vec<Recorded>> {
+async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, batch: &[Done]) -> anyhow::Result<Vec<Recorded>> {
     let mut ok = Completions::default();
     let mut failed = Failures::default();
     let mut released = Vec::new();

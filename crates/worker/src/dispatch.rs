@@ -13,13 +13,13 @@ use futures::stream::FuturesUnordered;
 
 use super::Shared;
 use super::completer::Done;
-use super::held::Held;
 use pgwa_core::job::{ClaimedJob, JobKind, Outcome};
+use pgwa_pg::held_conn::HeldConn;
 use pgwa_pg::jobs::{self, ClaimRequest};
 
 pub async fn run(shared: Arc<Shared>, claimer: usize) {
     let poll = Duration::from_millis(shared.cfg.worker.poll_interval_ms);
-    let mut db = Held::new(shared.queue.clone());
+    let mut db = HeldConn::new(shared.queue.clone());
     loop {
         if shared.stopping.is_cancelled() {
             return;
@@ -48,7 +48,7 @@ pub async fn run(shared: Arc<Shared>, claimer: usize) {
 /// One claim over the hot sessions (all of them after a poll, with due jobs promoted
 /// first). Returns true when it found work: the dispatcher then claims again at once
 /// while there is room, so claims overlap the running batches.
-async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut Held) -> anyhow::Result<bool> {
+async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut HeldConn) -> anyhow::Result<bool> {
     let hot = shared.take_hot(claimer);
     let (mut held, mut connected) = shared.slots.claimable();
     held.retain(|s| shared.claimer_of(s) == claimer);

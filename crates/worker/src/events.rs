@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use super::Shared;
 use super::slots::Drain;
 use pgwa_core::fence::Fence;
+use pgwa_core::session::SessionStatus;
 use pgwa_core::wa::{TaggedEvent, WaEvent};
 use pgwa_pg::sessions;
 
@@ -40,29 +41,29 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
         }
         WaEvent::Disconnected { reason } => {
             shared.slots.update(&ev.session, ev.epoch, |s| s.connected = false);
-            let ok = sessions::set_status(pool, &fence, "reconnecting", Some(&reason), None).await?;
+            let ok = sessions::set_status(pool, &fence, SessionStatus::Reconnecting, Some(&reason), None).await?;
             super::reconnects::schedule(shared, &ev.session, ev.epoch);
             ok
         }
         WaEvent::LoggedOut { reason } => {
-            park(shared, &fence, "logged_out", &reason).await?;
+            park(shared, &fence, SessionStatus::LoggedOut, &reason).await?;
             true
         }
         WaEvent::StreamReplaced => {
             // Another client took the number. Reconnecting would fight it (440 loops).
-            park(shared, &fence, "conflict", "stream replaced: another client is using this number").await?;
+            park(shared, &fence, SessionStatus::Conflict, "stream replaced: another client is using this number").await?;
             true
         }
         WaEvent::TemporaryBan { until, reason } => {
             shared.slots.update(&ev.session, ev.epoch, |s| s.connected = false);
-            sessions::set_status(pool, &fence, "banned", Some(&reason), Some(until)).await?;
+            sessions::set_status(pool, &fence, SessionStatus::Banned, Some(&reason), Some(until)).await?;
             shared.slots.drain(&ev.session, Drain::as_written());
             true
         }
         WaEvent::ConnectFailure { reason } => super::policy::connect_failed(shared, &fence, &reason).await?,
         WaEvent::Undecryptable { peer, bad_mac } => super::policy::undecryptable(shared, &fence, &peer, bad_mac).await?,
         WaEvent::ClientOutdated => {
-            park(shared, &fence, "failed", "the WhatsApp server refuses this client version: upgrade pgwa").await?;
+            park(shared, &fence, SessionStatus::Failed, "the WhatsApp server refuses this client version: upgrade pgwa").await?;
             true
         }
         WaEvent::Qr { code, expires_at } => {
@@ -73,7 +74,7 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
         WaEvent::QrExhausted => {
             let reason = "no QR code was scanned in time; call wa.start_session to try again";
             sessions::set_desired_stopped(pool, &fence, reason).await?;
-            park(shared, &fence, "stopped", reason).await?;
+            park(shared, &fence, SessionStatus::Stopped, reason).await?;
             true
         }
         WaEvent::Paired { jid, lid, phone, push_name } => {
@@ -97,7 +98,7 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
 
 /// A terminal status: no reconnect; the session is released once its running jobs are
 /// recorded and is not claimed again until the app calls wa.start_session.
-async fn park(shared: &Arc<Shared>, fence: &Fence, status: &'static str, reason: &str) -> anyhow::Result<()> {
+async fn park(shared: &Arc<Shared>, fence: &Fence, status: SessionStatus, reason: &str) -> anyhow::Result<()> {
     shared.slots.update(&fence.session, fence.epoch, |s| s.connected = false);
     sessions::set_status(&shared.pool, fence, status, Some(reason), None).await?;
     shared.slots.drain(&fence.session, Drain::as_written());

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::Shared;
 use super::slots::{Drain, Slot};
 use pgwa_core::fence::Fence;
+use pgwa_core::session::{Desired, SessionStatus};
 use pgwa_core::wa::{EventSink, SessionSpec};
 use pgwa_pg::leases::{self, Held};
 
@@ -59,11 +60,11 @@ async fn tick(shared: &Arc<Shared>, opener: &mpsc::UnboundedSender<Held>, ticks:
     let stopping = shared.stopping.is_cancelled();
     for h in held.values() {
         let renewed = shared.slots.update(&h.id, h.epoch, |s| s.lease_deadline = deadline);
-        if h.desired == "stopped" {
+        if h.desired == Desired::Stopped {
             if renewed {
-                shared.slots.drain(&h.id, Drain::to("stopped", None));
+                shared.slots.drain(&h.id, Drain::to(SessionStatus::Stopped, None));
             } else {
-                stop(shared, &h.id, h.epoch, Some("stopped"), None).await;
+                stop(shared, &h.id, h.epoch, Some(SessionStatus::Stopped), None).await;
             }
         } else if !renewed && !stopping {
             open(shared, h, deadline, opener).await;
@@ -146,18 +147,20 @@ fn shed(shared: &Arc<Shared>, count: usize) {
     let mut ids = shared.slots.ids();
     ids.sort();
     for id in ids.into_iter().rev().take(count) {
-        shared.slots.drain(&id, Drain::to("reconnecting", Some("handed over to another worker")));
+        shared.slots.drain(&id, Drain::to(SessionStatus::Reconnecting, Some("handed over to another worker")));
     }
     tracing::info!(count, "shedding sessions above the fair share");
 }
 
 /// Closes the connection (no logout) and releases the lease with the given status.
-pub(super) async fn stop(shared: &Arc<Shared>, id: &str, epoch: i64, status: Option<&str>, reason: Option<&str>) {
+pub(super) async fn stop(shared: &Arc<Shared>, id: &str, epoch: i64, status: Option<SessionStatus>, reason: Option<&str>) {
     if let Some(slot) = shared.slots.remove(id) {
         close_quietly(slot, false).await;
     }
     match leases::release(&shared.pool, shared.id, id, epoch, status, reason).await {
-        Ok(true) => tracing::info!(session = %id, status = status.unwrap_or("as written"), "released session"),
+        Ok(true) => {
+            tracing::info!(session = %id, status = status.map_or("as written", SessionStatus::as_str), "released session")
+        }
         Ok(false) => tracing::debug!(session = %id, "session was no longer ours to release"),
         Err(e) => tracing::warn!(session = %id, error = %e, "release failed; the lease will expire"),
     }
@@ -176,7 +179,8 @@ async fn release_all(shared: &Arc<Shared>) {
     let n = ids.len();
     for id in ids {
         if let Some(slot) = shared.slots.get(&id) {
-            stop(shared, &id, slot.epoch, Some("reconnecting"), Some("worker shut down; another worker takes over")).await;
+            stop(shared, &id, slot.epoch, Some(SessionStatus::Reconnecting), Some("worker shut down; another worker takes over"))
+                .await;
         }
     }
     tracing::info!(count = n, "released all sessions");

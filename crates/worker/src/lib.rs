@@ -11,7 +11,6 @@
 mod completer;
 mod dispatch;
 mod events;
-mod held;
 pub mod http;
 pub mod jobs;
 mod lease;
@@ -29,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::PgPool;
+use pgwa_pg::PgPool;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

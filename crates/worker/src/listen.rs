@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
+use pgwa_pg::notify::Listener;
 
 use super::Shared;
 
@@ -28,19 +28,18 @@ pub async fn run(shared: Arc<Shared>) {
 }
 
 async fn listen(shared: &Arc<Shared>) -> anyhow::Result<()> {
-    let mut listener = PgListener::connect_with(&shared.pool).await?;
-    listener.listen_all(CHANNELS).await?;
+    let mut listener = Listener::connect(&shared.pool, &CHANNELS).await?;
     shared.mark_all_hot();
     loop {
         let n = tokio::select! {
             n = listener.recv() => n?,
             _ = shared.stopping.cancelled() => return Ok(()),
         };
-        match n.channel() {
+        match n.channel.as_str() {
             "wa_jobs" => {
                 // {"sessions": [...]} names the sessions that got jobs ("" for maintenance);
                 // null or anything unexpected means: look at all of them.
-                let named = serde_json::from_str::<serde_json::Value>(n.payload())
+                let named = serde_json::from_str::<serde_json::Value>(&n.payload)
                     .ok()
                     .and_then(|v| v.get("sessions").and_then(|s| s.as_array()).cloned());
                 match named {
@@ -53,7 +52,7 @@ async fn listen(shared: &Arc<Shared>) -> anyhow::Result<()> {
             "wa_job_cancel" => {
                 // Anyone who can connect can NOTIFY: the payload only says which row to
                 // read; the row says whether wa.cancel_job asked for this job to go.
-                let job = serde_json::from_str::<serde_json::Value>(n.payload()).ok().and_then(|v| v.get("job")?.as_i64());
+                let job = serde_json::from_str::<serde_json::Value>(&n.payload).ok().and_then(|v| v.get("job")?.as_i64());
                 if let Some(id) = job {
                     tokio::spawn(note_cancel(shared.clone(), id));
                 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use super::Shared;
 use super::slots::Drain;
 use pgwa_core::fence::Fence;
+use pgwa_core::session::SessionStatus;
 use pgwa_pg::sessions;
 
 /// After a failed connection attempt: reconnect with backoff, or open the circuit.
@@ -26,11 +27,11 @@ pub async fn connect_failed(shared: &Arc<Shared>, f: &Fence, reason: &str) -> an
         let until = chrono::Utc::now() + chrono::Duration::milliseconds((c.cooldown_secs * 1000.0) as i64);
         let why = format!("circuit open after {} failed connection attempts (last: {reason}); retrying after {until}", c.count);
         tracing::warn!(session = %f.session, failures = c.count, "circuit open");
-        sessions::set_status(&shared.pool, f, "failed", Some(&why), Some(until)).await?;
+        sessions::set_status(&shared.pool, f, SessionStatus::Failed, Some(&why), Some(until)).await?;
         shared.slots.drain(&f.session, Drain::as_written());
         shared.wake_lease.notify_one();
     } else {
-        sessions::set_status(&shared.pool, f, "reconnecting", Some(reason), None).await?;
+        sessions::set_status(&shared.pool, f, SessionStatus::Reconnecting, Some(reason), None).await?;
         super::reconnects::schedule(shared, &f.session, f.epoch);
     }
     Ok(true)
@@ -44,10 +45,10 @@ pub async fn open_failed(shared: &Arc<Shared>, f: &Fence, reason: &str) -> anyho
     if c.count >= c.limit {
         let until = chrono::Utc::now() + chrono::Duration::milliseconds((c.cooldown_secs * 1000.0) as i64);
         let why = format!("circuit open after {} failed connection attempts (last: {reason}); retrying after {until}", c.count);
-        sessions::set_status(&shared.pool, f, "failed", Some(&why), Some(until)).await?;
+        sessions::set_status(&shared.pool, f, SessionStatus::Failed, Some(&why), Some(until)).await?;
         shared.slots.drain(&f.session, Drain::as_written());
     } else {
-        shared.slots.drain(&f.session, Drain::to("reconnecting", Some("could not open the connection")));
+        shared.slots.drain(&f.session, Drain::to(SessionStatus::Reconnecting, Some("could not open the connection")));
     }
     shared.wake_lease.notify_one();
     Ok(())
@@ -74,7 +75,7 @@ pub async fn undecryptable(shared: &Arc<Shared>, f: &Fence, peer: &str, bad_mac:
     shared.slots.update(&f.session, f.epoch, |s| s.connected = false);
     let wiped = pgwa_pg::keys::cleanup::wipe_session_state(&shared.pool, f).await?;
     tracing::warn!(session = %f.session, wiped, "{reason}");
-    sessions::set_status(&shared.pool, f, "logged_out", Some(&reason), None).await?;
+    sessions::set_status(&shared.pool, f, SessionStatus::LoggedOut, Some(&reason), None).await?;
     shared.slots.drain(&f.session, Drain::as_written());
     shared.wake_lease.notify_one();
     Ok(true)

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::time::Instant;
 
 use pgwa_core::fence::Fence;
+use pgwa_core::session::SessionStatus;
 use pgwa_core::wa::WaSession;
 
 #[derive(Clone)]
@@ -34,12 +35,12 @@ pub struct Drain {
     /// The status the release writes; None when the worker already wrote it under the
     /// fence (a terminal status): the release then keeps whatever the row says by then,
     /// so a `wa.start_session` called in between is not undone.
-    pub status: Option<&'static str>,
+    pub status: Option<SessionStatus>,
     pub reason: Option<&'static str>,
 }
 
 impl Drain {
-    pub fn to(status: &'static str, reason: Option<&'static str>) -> Self {
+    pub fn to(status: SessionStatus, reason: Option<&'static str>) -> Self {
         Self { status: Some(status), reason }
     }
 

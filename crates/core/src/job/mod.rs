@@ -2,47 +2,44 @@
 
 pub mod backoff;
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-/// The kinds a job row can have (Postgres enum `wa.job_kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    Send,
-    Reconnect,
-    KeyCleanup,
-    CloseSession,
-    Maintenance,
-}
-
-impl JobKind {
-    pub const ALL: [JobKind; 5] =
-        [JobKind::Send, JobKind::Reconnect, JobKind::KeyCleanup, JobKind::CloseSession, JobKind::Maintenance];
-
-    /// The stable name stored in Postgres.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Send => "send",
-            JobKind::Reconnect => "reconnect",
-            JobKind::KeyCleanup => "key_cleanup",
-            JobKind::CloseSession => "close_session",
-            JobKind::Maintenance => "maintenance",
-        }
+crate::pg_enum::pg_enum!(
+    /// The kinds a job row can have.
+    JobKind, "wa.job_kind", {
+        Send = "send",
+        Reconnect = "reconnect",
+        KeyCleanup = "key_cleanup",
+        CloseSession = "close_session",
+        Maintenance = "maintenance",
     }
-}
+);
 
-impl FromStr for JobKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown job kind {s:?} (accepted: send, reconnect, key_cleanup, close_session, maintenance)"))
+crate::pg_enum::pg_enum!(
+    /// Where a job is: available -> running -> completed; running -> retryable ->
+    /// available ... -> dead; scheduled -> available; any not-running state -> cancelled.
+    JobState, "wa.job_state", {
+        Available = "available",
+        Scheduled = "scheduled",
+        Running = "running",
+        Retryable = "retryable",
+        Completed = "completed",
+        Dead = "dead",
+        Cancelled = "cancelled",
     }
-}
+);
+
+crate::pg_enum::pg_enum!(
+    /// An outbound message's fate, apart from its job's: the job completes at `sent`
+    /// (server ack); delivered and read arrive later as receipts.
+    Delivery, "wa.delivery_status", {
+        Queued = "queued",
+        Sent = "sent",
+        Delivered = "delivered",
+        Read = "read",
+        Failed = "failed",
+    }
+);
 
 impl Outcome {
     /// The label used in metrics.
@@ -54,12 +51,6 @@ impl Outcome {
             Outcome::Release => "released",
             Outcome::Cancelled => "cancelled",
         }
-    }
-}
-
-impl std::fmt::Display for JobKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

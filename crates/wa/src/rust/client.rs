@@ -25,7 +25,7 @@ use pgwa_pg::keys::{PgBackend, is_lease_lost};
 
 /// What every connection of a session shares.
 pub(super) struct Ctx {
-    pub pool: sqlx::PgPool,
+    pub pool: pgwa_pg::PgPool,
     pub cfg: Arc<RustConfig>,
     pub spec: SessionSpec,
     pub sink: EventSink,

@@ -146,7 +146,7 @@ fn strip_nulls(v: Value) -> Value {
 
 /// The durability hook of one session connection.
 pub struct InboxHook {
-    pub pool: sqlx::PgPool,
+    pub pool: pgwa_pg::PgPool,
     pub fence: Fence,
     /// Attempts per message on database errors other than an outage, and the pause
     /// between them.
@@ -203,7 +203,7 @@ impl InboxHook {
         }
     }
 
-    async fn store_once(&self, m: &InboundMessage) -> sqlx::Result<Stored> {
+    async fn store_once(&self, m: &InboundMessage) -> Result<Stored, pgwa_pg::Error> {
         if sessions::insert_inbound(&self.pool, &self.fence, m).await?.is_some() {
             return Ok(Stored::New);
         }
@@ -242,7 +242,7 @@ impl InboundDurabilityHook for InboxHook {
         let rows: Vec<InboundMessage> = batch.iter().filter_map(|i| to_inbound(&i.message, &i.info)).collect();
         let result = self.commit(&rows).await.map(|_| ());
         if let Err(e) = &result
-            && e.downcast_ref::<sqlx::Error>().is_some_and(is_unreachable)
+            && e.downcast_ref::<pgwa_pg::Error>().is_some_and(is_unreachable)
         {
             self.reconnect_when_database_answers(client);
         }

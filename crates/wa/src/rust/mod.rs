@@ -51,7 +51,7 @@ use pgwa_core::wa::{EventSink, OutboundMessage, SendAck, SendError, SessionSpec,
 
 /// Opens sessions on whatsapp-rust.
 pub struct RustWhatsApp {
-    pool: sqlx::PgPool,
+    pool: pgwa_pg::PgPool,
     cfg: Arc<RustConfig>,
     sessions: Registry,
 }
@@ -75,7 +75,7 @@ impl Registry {
 }
 
 impl RustWhatsApp {
-    pub fn new(pool: sqlx::PgPool, cfg: RustConfig) -> Self {
+    pub fn new(pool: pgwa_pg::PgPool, cfg: RustConfig) -> Self {
         Self { pool, cfg: Arc::new(cfg), sessions: Registry::default() }
     }
 
@@ -302,8 +302,8 @@ impl RustSession {
         }
     }
 
-    async fn lookup(&self, id: &str) -> Result<Option<send::Target>, SendError> {
-        send::lookup_target(&self.ctx.pool, &self.ctx.spec.id, id)
+    async fn lookup(&self, id: &str) -> Result<Option<pgwa_pg::messages::Target>, SendError> {
+        pgwa_pg::messages::lookup_target(&self.ctx.pool, &self.ctx.spec.id, id)
             .await
             .map_err(|e| SendError::Retryable(format!("looking up message {id}: {e}")))
     }

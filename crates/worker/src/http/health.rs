@@ -58,9 +58,9 @@ fn whatsapp_side(backend: pgwa_core::config::Backend) -> serde_json::Value {
 /// are refreshed from Postgres at scrape time.
 pub async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if let Ok(rows) = pgwa_pg::admin::held_by_status(&shared.pool, shared.id).await {
-        for status in pgwa_pg::admin::SESSION_STATUSES {
+        for status in pgwa_core::session::SessionStatus::ALL.iter().map(|s| s.as_str()) {
             let n = rows.iter().find(|(s, _)| s == status).map(|(_, n)| n.as_i64().unwrap_or(0)).unwrap_or(0);
-            metrics::gauge!(m::SESSIONS, "status" => *status).set(n as f64);
+            metrics::gauge!(m::SESSIONS, "status" => status).set(n as f64);
         }
     }
     if let Ok(rows) = pgwa_pg::admin::queue_depth(&shared.pool).await {

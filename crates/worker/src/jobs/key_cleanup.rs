@@ -11,6 +11,7 @@ use crate::Shared;
 use pgwa_core::fence::Fence;
 use pgwa_core::job::CleanupScope;
 use pgwa_core::job::{ClaimedJob, Outcome};
+use pgwa_core::session::SessionStatus;
 use pgwa_pg::keys::cleanup::run_cleanup;
 
 pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
@@ -48,7 +49,7 @@ pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
         let _ = pgwa_pg::sessions::set_status(
             &shared.pool,
             &fence,
-            "logged_out",
+            SessionStatus::LoggedOut,
             Some("keys wiped by key_cleanup (scope all)"),
             None,
         )

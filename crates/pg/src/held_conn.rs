@@ -10,12 +10,12 @@
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
 
-pub struct Held {
+pub struct HeldConn {
     pool: PgPool,
     conn: Option<PoolConnection<Postgres>>,
 }
 
-impl Held {
+impl HeldConn {
     pub fn new(pool: PgPool) -> Self {
         Self { pool, conn: None }
     }
