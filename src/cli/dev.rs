@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
 use super::dev_cmd::DevCmd;
+use super::log::{say, warn};
 use crate::config::{Backend, Config};
 
 pub async fn run(cmd: DevCmd, cfg: Config, pool: PgPool) -> anyhow::Result<()> {
@@ -29,7 +30,7 @@ pub async fn run(cmd: DevCmd, cfg: Config, pool: PgPool) -> anyhow::Result<()> {
             crate::bench::loopback_messages::run(&cfg, b).await?
         }
     };
-    println!("{figures}");
+    say(figures);
     Ok(())
 }
 
@@ -43,13 +44,13 @@ async fn loopback(port: u16, mut cfg: Config, pool: PgPool) -> anyhow::Result<()
     cfg.whatsapp.backend = Backend::Whatsapp;
     cfg.whatsapp.rust.ws_url = Some(server.ws_url());
     cfg.whatsapp.rust.version = Some((2, 3000, 0));
-    println!("loopback WhatsApp server on {}", server.ws_url());
-    println!("the phone links every session that shows a QR or pairing code; try:");
-    println!("  psql -c \"SELECT wa.add_session('alice')\" -c \"SELECT wa.add_session('bob')\"");
-    println!("  psql -c \"SELECT phone FROM wa.sessions\"      # once both are connected");
-    println!("  psql -c \"SELECT wa.send_text('alice', '<bob''s phone>', 'hello')\"");
-    println!("  psql -c \"SELECT chat, sender, text FROM wa.inbox\"");
-    println!("accounts live in this process only: after a restart, sessions link again");
+    say(format!("loopback WhatsApp server on {}", server.ws_url()));
+    say("the phone links every session that shows a QR or pairing code; try:");
+    say("  psql -c \"SELECT wa.add_session('alice')\" -c \"SELECT wa.add_session('bob')\"");
+    say("  psql -c \"SELECT phone FROM wa.sessions\"      # once both are connected");
+    say("  psql -c \"SELECT wa.send_text('alice', '<bob''s phone>', 'hello')\"");
+    say("  psql -c \"SELECT chat, sender, text FROM wa.inbox\"");
+    say("accounts live in this process only: after a restart, sessions link again");
     let phone = tokio::spawn(play_phone(pool.clone(), server.shared.clone(), true));
     let result = super::run_worker(cfg, pool).await;
     phone.abort();
@@ -61,7 +62,7 @@ async fn loopback(port: u16, mut cfg: Config, pool: PgPool) -> anyhow::Result<()
 pub(crate) async fn play_phone(pool: PgPool, server: Arc<pgwa_loopback::state::Shared>, verbose: bool) {
     loop {
         if let Err(e) = link_as_published(&pool, &server, verbose).await {
-            eprintln!("phone: {e:#}; listening again in 1 s");
+            warn(format!("phone: {e:#}; listening again in 1 s"));
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }
@@ -103,22 +104,22 @@ async fn link(pool: &PgPool, server: &Arc<pgwa_loopback::state::Shared>, session
     .await;
     match row {
         Ok(Some((Some(qr), _, _))) => match pgwa_loopback::pairing::scan(server, &qr, None) {
-            Ok(linked) if verbose => println!("phone: scanned the QR code of session {session}: linked as {}", linked.jid),
+            Ok(linked) if verbose => say(format!("phone: scanned the QR code of session {session}: linked as {}", linked.jid)),
             Ok(_) => {}
-            Err(e) => eprintln!("phone: could not scan the QR code of session {session}: {e:#}"),
+            Err(e) => warn(format!("phone: could not scan the QR code of session {session}: {e:#}")),
         },
         Ok(Some((None, Some(code), Some(phone)))) => {
             let server = server.clone();
             let entered = tokio::task::spawn_blocking(move || pgwa_loopback::pair_code::enter_code(&server, &phone, &code)).await;
             match entered {
-                Ok(Ok(e)) if verbose => println!("phone: typed the pairing code of session {session} on phone {}", e.phone),
+                Ok(Ok(e)) if verbose => say(format!("phone: typed the pairing code of session {session} on phone {}", e.phone)),
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => eprintln!("phone: the pairing code of session {session} was refused: {e:#}"),
-                Err(e) => eprintln!("phone: typing the pairing code of session {session} failed: {e}"),
+                Ok(Err(e)) => warn(format!("phone: the pairing code of session {session} was refused: {e:#}")),
+                Err(e) => warn(format!("phone: typing the pairing code of session {session} failed: {e}")),
             }
         }
         Ok(_) => {}
-        Err(e) => eprintln!("phone: reading session {session}: {e}"),
+        Err(e) => warn(format!("phone: reading session {session}: {e}")),
     }
 }
 
