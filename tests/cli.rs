@@ -159,3 +159,219 @@ async fn run_without_configuration_uses_the_real_whatsapp_side() {
     assert!(err.contains("whatsapp.rust.ws_url") && err.contains("not set"), "{err}");
     assert!(!err.contains("simulated"), "{err}");
 }
+
+/// The keys of a JSON object, sorted: the fields a script may rely on.
+fn keys(v: &serde_json::Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{o:?}");
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+/// The line of a table whose first cell is `first`, split into its cells.
+fn row<'a>(table: &'a str, first: &str) -> Vec<&'a str> {
+    let line = table.lines().find(|l| l.split_whitespace().next() == Some(first));
+    line.unwrap_or_else(|| panic!("no row {first:?} in\n{table}")).split_whitespace().collect()
+}
+
+fn rfc3339(v: &serde_json::Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))).unwrap()
+}
+
+#[tokio::test]
+async fn session_and_job_lists_as_tables_and_as_json() {
+    let db = TestDb::new().await.unwrap();
+    assert!(pgwa(&db, &["session", "add", "salon-a", "--no-wait"]).status.success());
+    assert!(pgwa(&db, &["session", "add", "salon-b", "--stopped", "--no-wait"]).status.success());
+    let o = pgwa(&db, &["send", "salon-a", "+15550000001", "See you at 3"]);
+    assert!(o.status.success(), "{o:?}");
+
+    let v = json(&pgwa(&db, &["session", "list", "--json"]));
+    let rows = v.as_array().unwrap_or_else(|| panic!("not an array: {v}"));
+    assert_eq!(rows.len(), 2, "{v}");
+    let fields = [
+        "backend",
+        "bad_decrypt_count",
+        "bad_mac_count",
+        "desired",
+        "failed_connect_count",
+        "healthy",
+        "held",
+        "last_error",
+        "queued",
+        "session",
+        "status",
+        "status_reason",
+        "worker_id",
+    ];
+    assert_eq!(keys(&rows[0]), fields);
+    let (a, b) = (&rows[0], &rows[1]);
+    assert_eq!(
+        (&a["session"], &a["desired"], &a["status"], &a["queued"]),
+        (&"salon-a".into(), &"running".into(), &"stopped".into(), &1.into())
+    );
+    assert_eq!((a["held"].as_bool(), a["healthy"].as_bool()), (Some(false), Some(false)), "{a}");
+    assert!(a["worker_id"].is_null() && a["backend"].is_null() && a["last_error"].is_null(), "nulls as null: {a}");
+    assert_eq!((&b["session"], &b["desired"], &b["queued"]), (&"salon-b".into(), &"stopped".into(), &0.into()));
+    let one = json(&pgwa(&db, &["session", "show", "salon-a", "--json"]));
+    assert_eq!(&one, a, "show --json is the list's object");
+
+    let o = pgwa(&db, &["session", "list"]);
+    let table = stdout(&o);
+    assert_eq!(
+        table.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["SESSION", "DESIRED", "STATUS", "HELD", "HEALTHY", "QUEUED", "REASON"],
+        "{table}"
+    );
+    assert_eq!(row(&table, "salon-a"), ["salon-a", "running", "stopped", "false", "false", "1"], "{table}");
+    assert_eq!(row(&table, "salon-b"), ["salon-b", "stopped", "stopped", "false", "false", "0"], "{table}");
+    assert_eq!(table.lines().last(), Some("2 session(s)"), "{table}");
+
+    let v = json(&pgwa(&db, &["jobs", "list", "--json"]));
+    let jobs = v.as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{v}");
+    let j = &jobs[0];
+    assert_eq!(
+        keys(j),
+        [
+            "attempts",
+            "chat",
+            "created_at",
+            "delivery",
+            "finished_at",
+            "id",
+            "kind",
+            "last_error",
+            "max_attempts",
+            "message_id",
+            "run_at",
+            "session_id",
+            "state"
+        ]
+    );
+    assert_eq!(
+        (&j["id"], &j["session_id"], &j["kind"], &j["state"]),
+        (&1.into(), &"salon-a".into(), &"send".into(), &"available".into())
+    );
+    assert_eq!(j["chat"], "15550000001@s.whatsapp.net", "{j}");
+    assert!(j["message_id"].as_str().unwrap().starts_with("3EB0"), "{j}");
+    assert_eq!(j["delivery"], "queued", "{j}");
+    assert!(j["finished_at"].is_null() && j["last_error"].is_null(), "nulls as null: {j}");
+    let created = rfc3339(&j["created_at"]);
+    assert!((chrono::Utc::now() - created.to_utc()).num_minutes().abs() < 5, "{j}");
+    assert!(rfc3339(&j["run_at"]) >= created, "{j}");
+
+    let o = pgwa(&db, &["jobs", "cancel", "1"]);
+    assert!(o.status.success(), "{o:?}");
+    let v = json(&pgwa(&db, &["jobs", "list", "--json", "--state", "cancelled"]));
+    assert!(rfc3339(&v[0]["finished_at"]) >= created, "{v}");
+    assert_eq!(json(&pgwa(&db, &["jobs", "list", "--json", "--state", "available"])), serde_json::json!([]));
+
+    let table = stdout(&pgwa(&db, &["jobs", "list"]));
+    assert_eq!(
+        table.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["ID", "SESSION", "KIND", "STATE", "ATTEMPTS", "DELIVERY", "LAST", "ERROR"],
+        "{table}"
+    );
+    let max = j["max_attempts"].as_i64().unwrap();
+    let delivery = v[0]["delivery"].as_str().unwrap_or("-");
+    assert_eq!(row(&table, "1"), ["1", "salon-a", "send", "cancelled", format!("0/{max}").as_str(), delivery], "{table}");
+    assert_eq!(table.lines().last(), Some("1 job(s)"), "{table}");
+}
+
+/// A session held by a simulated worker: the table says "(simulated)" after the status,
+/// the JSON keeps the status as the database has it and names the backend apart.
+#[tokio::test]
+async fn a_simulated_session_says_so_in_the_table_and_apart_in_json() {
+    let db = TestDb::new().await.unwrap();
+    assert!(pgwa(&db, &["session", "add", "s1", "--no-wait"]).status.success());
+    let worker = common::InProcess::start(common::fast_config(&db)).await;
+    common::eventually(Duration::from_secs(20), "s1 connected", || async {
+        (common::count(&db.pool, "SELECT count(*) FROM wa.session_health WHERE status = 'connected' AND held").await == 1)
+            .then_some(())
+    })
+    .await;
+    let v = json(&pgwa(&db, &["session", "list", "--json"]));
+    let s = &v[0];
+    assert_eq!((&s["status"], &s["backend"]), (&"connected".into(), &"simulated".into()), "{s}");
+    assert_eq!((s["held"].as_bool(), s["worker_id"].as_str()), (Some(true), Some(worker.id.to_string().as_str())), "{s}");
+    let table = stdout(&pgwa(&db, &["session", "list"]));
+    assert!(row(&table, "s1").join(" ").starts_with("s1 running connected (simulated) true"), "{table}");
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn tenant_list_as_table_and_as_json() {
+    let db = TestDb::new().await.unwrap();
+    let name = format!("lst_{}", &db.name[db.name.len() - 8..]);
+    assert!(pgwa(&db, &["tenant", "add", &name]).status.success());
+    sqlx::query("INSERT INTO wa.sessions (id, tenant) VALUES ('t1', $1)").bind(&name).execute(&db.pool).await.unwrap();
+
+    let v = json(&pgwa(&db, &["tenant", "list", "--json"]));
+    let tenants = v.as_array().unwrap();
+    let mine = tenants.iter().find(|t| t["name"] == name.as_str()).unwrap_or_else(|| panic!("{name} not in {v}"));
+    assert_eq!(mine, &serde_json::json!({"name": name, "role": format!("pgwa_t_{name}"), "sessions": 1}));
+    assert!(tenants.iter().any(|t| t["name"] == "default" && t["role"] == "pgwa_app"), "{v}");
+
+    let table = stdout(&pgwa(&db, &["tenant", "list"]));
+    assert_eq!(table.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(), ["TENANT", "ROLE", "SESSIONS"]);
+    assert_eq!(row(&table, &name), [name.as_str(), format!("pgwa_t_{name}").as_str(), "1"], "{table}");
+    assert_eq!(table.lines().last(), Some(format!("{} tenant(s)", tenants.len()).as_str()), "{table}");
+
+    sqlx::query("DELETE FROM wa.sessions WHERE id = 't1'").execute(&db.pool).await.unwrap();
+    sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(&name).execute(&db.pool).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{name}"))).execute(&db.pool).await.unwrap();
+}
+
+/// A reader that stops reading (`pgwa session list | head -1`) ends the command well: no
+/// panic, exit 0, the first line being the table's header.
+#[tokio::test]
+async fn a_closed_stdout_pipe_does_not_panic() {
+    let db = TestDb::new().await.unwrap();
+    // Output well past a pipe's buffer (64 KiB), so the writer meets the closed pipe.
+    sqlx::query("SELECT wa.add_session('session-' || g, start => false) FROM generate_series(1, 2000) g")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let lists: [&[&str]; 6] = [
+        &["session", "list"],
+        &["session", "list", "--json"],
+        &["session", "show", "session-1"],
+        &["jobs", "list"],
+        &["tenant", "list", "--json"],
+        &["session", "stop", "session-1"],
+    ];
+    for args in lists {
+        // A pipe whose reading end is closed before the command writes a byte.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_pgwa"))
+            .args(args)
+            .env("PGWA_DATABASE_URL", &db.url)
+            .env_remove("DATABASE_URL")
+            .env("PGWA_LOG__FILTER", "warn")
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && !err.contains("panicked"), "{args:?}: {o:?}");
+    }
+    for list in ["session list", "session list --json"] {
+        let o = Command::new("bash")
+            .args(["-c", &format!("set -o pipefail; \"$PGWA\" {list} | head -1")])
+            .env("PGWA", env!("CARGO_BIN_EXE_pgwa"))
+            .env("PGWA_DATABASE_URL", &db.url)
+            .env_remove("DATABASE_URL")
+            .env("PGWA_LOG__FILTER", "warn")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && !err.contains("panicked"), "{list}: {o:?}");
+        let first = if list.ends_with("--json") { "[" } else { "SESSION" };
+        assert!(stdout(&o).starts_with(first) && stdout(&o).lines().count() == 1, "{list}: {}", stdout(&o));
+    }
+}

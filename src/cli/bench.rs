@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use super::log::say;
 use pgwa_bench::jobs::{self, JobsBench};
 use pgwa_core::config::Config;
 
@@ -30,6 +31,6 @@ pub async fn run(cfg: &Config, a: BenchArgs) -> anyhow::Result<()> {
     }
     let b = JobsBench { jobs: a.jobs, sessions: a.sessions, chats: a.chats, rate: a.rate, ack_latency_ms: a.ack_latency_ms };
     let result = jobs::run(cfg, b).await?;
-    println!("{result}");
+    say(result);
     Ok(())
 }

@@ -13,6 +13,7 @@ use anyhow::Context;
 use sqlx::PgPool;
 
 use super::dev_cmd::DevCmd;
+use super::log::say;
 use pgwa_core::config::{Backend, Config};
 
 pub async fn run(cmd: DevCmd, cfg: Config, pool: PgPool) -> anyhow::Result<()> {
@@ -27,7 +28,7 @@ pub async fn run(cmd: DevCmd, cfg: Config, pool: PgPool) -> anyhow::Result<()> {
             pgwa_bench::loopback_messages::run(&cfg, b).await?
         }
     };
-    println!("{figures}");
+    say(figures);
     Ok(())
 }
 
@@ -41,13 +42,13 @@ async fn loopback(port: u16, mut cfg: Config, pool: PgPool) -> anyhow::Result<()
     cfg.whatsapp.backend = Backend::Whatsapp;
     cfg.whatsapp.rust.ws_url = Some(server.ws_url());
     cfg.whatsapp.rust.version = Some((2, 3000, 0));
-    println!("loopback WhatsApp server on {}", server.ws_url());
-    println!("the phone links every session that shows a QR or pairing code; try:");
-    println!("  psql -c \"SELECT wa.add_session('alice')\" -c \"SELECT wa.add_session('bob')\"");
-    println!("  psql -c \"SELECT phone FROM wa.sessions\"      # once both are connected");
-    println!("  psql -c \"SELECT wa.send_text('alice', '<bob''s phone>', 'hello')\"");
-    println!("  psql -c \"SELECT chat, sender, text FROM wa.inbox\"");
-    println!("accounts live in this process only: after a restart, sessions link again");
+    say(format!("loopback WhatsApp server on {}", server.ws_url()));
+    say("the phone links every session that shows a QR or pairing code; try:");
+    say("  psql -c \"SELECT wa.add_session('alice')\" -c \"SELECT wa.add_session('bob')\"");
+    say("  psql -c \"SELECT phone FROM wa.sessions\"      # once both are connected");
+    say("  psql -c \"SELECT wa.send_text('alice', '<bob''s phone>', 'hello')\"");
+    say("  psql -c \"SELECT chat, sender, text FROM wa.inbox\"");
+    say("accounts live in this process only: after a restart, sessions link again");
     let phone = tokio::spawn(pgwa_bench::phone::play_phone(pool.clone(), server.shared.clone(), true));
     let result = super::run_worker(cfg, pool).await;
     phone.abort();

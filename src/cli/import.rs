@@ -57,6 +57,5 @@ pub async fn run(args: ImportBaileysArgs, pool: &PgPool) -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("give either a folder or --from-sql TABLE"),
     };
-    print!("{summary}");
-    Ok(())
+    super::log::out(&summary.to_string())
 }

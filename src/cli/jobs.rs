@@ -3,6 +3,8 @@
 use clap::Subcommand;
 use sqlx::PgPool;
 
+use super::log::{self, say};
+use super::table::{self, Col};
 use pgwa_pg::admin::{self, JobFilter};
 
 #[derive(Subcommand, Debug)]
@@ -19,6 +21,9 @@ pub enum JobsCmd {
         kind: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// One JSON array of objects instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Show one job with its payload, errors and result.
     Show { id: i64 },
@@ -30,45 +35,44 @@ pub enum JobsCmd {
 
 pub async fn run(cmd: JobsCmd, pool: &PgPool) -> anyhow::Result<()> {
     match cmd {
-        JobsCmd::List { session, state, kind, limit } => {
+        JobsCmd::List { session, state, kind, limit, json } => {
             let f = JobFilter { session: session.as_deref(), state: state.as_deref(), kind: kind.as_deref(), limit };
             let rows = admin::jobs(pool, &f).await?;
-            println!(
-                "{:>10} {:<20} {:<13} {:<10} {:>8} {:<10} LAST ERROR",
-                "ID", "SESSION", "KIND", "STATE", "ATTEMPTS", "DELIVERY"
-            );
-            for r in &rows {
-                println!(
-                    "{:>10} {:<20} {:<13} {:<10} {:>8} {:<10} {}",
-                    r.id,
-                    r.session_id.as_deref().unwrap_or("-"),
-                    r.kind,
-                    r.state,
+            let cols = [
+                Col::Right("ID"),
+                Col::Left("SESSION"),
+                Col::Left("KIND"),
+                Col::Left("STATE"),
+                Col::Right("ATTEMPTS"),
+                Col::Left("DELIVERY"),
+                Col::Left("LAST ERROR"),
+            ];
+            table::print(&rows, json, &cols, "job", |r| {
+                vec![
+                    r.id.to_string(),
+                    r.session_id.clone().unwrap_or_else(|| "-".into()),
+                    r.kind.clone(),
+                    r.state.clone(),
                     format!("{}/{}", r.attempts, r.max_attempts),
-                    r.delivery.as_deref().unwrap_or("-"),
-                    r.last_error.as_deref().unwrap_or("")
-                );
-            }
-            println!("{} job(s)", rows.len());
-            Ok(())
+                    r.delivery.clone().unwrap_or_else(|| "-".into()),
+                    r.last_error.clone().unwrap_or_default(),
+                ]
+            })
         }
         JobsCmd::Show { id } => match admin::job_json(pool, id).await? {
-            Some(v) => {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                Ok(())
-            }
+            Some(v) => log::out(&(serde_json::to_string_pretty(&v)? + "\n")),
             None => anyhow::bail!("job: no job with id {id}; see `pgwa jobs list`"),
         },
         JobsCmd::Retry { id } => {
             let state: String = sqlx::query_scalar("SELECT wa.retry_job($1)::text").bind(id).fetch_one(pool).await?;
-            println!("job {id}: {state}");
+            say(format!("job {id}: {state}"));
             Ok(())
         }
         JobsCmd::Cancel { id } => {
             let state: String = sqlx::query_scalar("SELECT wa.cancel_job($1)::text").bind(id).fetch_one(pool).await?;
             match state.as_str() {
-                "running" => println!("job {id}: running; its worker drops it if it has not started it yet"),
-                s => println!("job {id}: {s}"),
+                "running" => say(format!("job {id}: running; its worker drops it if it has not started it yet")),
+                s => say(format!("job {id}: {s}")),
             }
             Ok(())
         }

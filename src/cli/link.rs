@@ -6,6 +6,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
+use super::log::say;
+
 #[derive(sqlx::FromRow)]
 struct Link {
     status: String,
@@ -20,7 +22,7 @@ pub async fn wait_linked(pool: &PgPool, id: &str, timeout: Duration) -> anyhow::
     listener.listen_all(["wa_link", "wa_session_status"]).await?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut shown: Option<String> = None;
-    println!("waiting for a worker to link {id} (is `pgwa run` running?)");
+    say(format!("waiting for a worker to link {id} (is `pgwa run` running?)"));
     loop {
         let l: Link = sqlx::query_as(
             "SELECT status::text AS status, status_reason, qr_code, pair_code, jid FROM wa.sessions WHERE id = $1",
@@ -30,7 +32,7 @@ pub async fn wait_linked(pool: &PgPool, id: &str, timeout: Duration) -> anyhow::
         .await?;
         match l.status.as_str() {
             "connected" => {
-                println!("linked: {id} is connected{}", l.jid.map(|j| format!(" as {j}")).unwrap_or_default());
+                say(format!("linked: {id} is connected{}", l.jid.map(|j| format!(" as {j}")).unwrap_or_default()));
                 return Ok(());
             }
             "logged_out" | "conflict" | "failed" | "stopped" if shown.is_some() || l.status != "stopped" => {
@@ -39,11 +41,11 @@ pub async fn wait_linked(pool: &PgPool, id: &str, timeout: Duration) -> anyhow::
             _ => {}
         }
         if let Some(code) = l.pair_code.filter(|c| shown.as_ref() != Some(c)) {
-            println!("pairing code for {id}: {code}\non the phone: Linked devices > Link with phone number");
+            say(format!("pairing code for {id}: {code}\non the phone: Linked devices > Link with phone number"));
             shown = Some(code);
         } else if let Some(qr) = l.qr_code.filter(|c| shown.as_ref() != Some(c)) {
-            println!("{}", pgwa_worker::qr::terminal(&qr).map_err(anyhow::Error::msg)?);
-            println!("scan with WhatsApp on the phone: Linked devices > Link a device");
+            say(pgwa_worker::qr::terminal(&qr).map_err(anyhow::Error::msg)?);
+            say("scan with WhatsApp on the phone: Linked devices > Link a device");
             shown = Some(qr);
         }
         tokio::select! {

@@ -9,6 +9,7 @@ mod jobs;
 mod link;
 mod log;
 mod session;
+mod table;
 mod tenant;
 
 use std::path::PathBuf;

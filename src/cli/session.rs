@@ -3,6 +3,8 @@
 use clap::Subcommand;
 use sqlx::PgPool;
 
+use super::log::{self, say};
+use super::table::{self, Col};
 use pgwa_pg::admin;
 
 #[derive(Subcommand, Debug)]
@@ -30,9 +32,18 @@ pub enum SessionCmd {
         timeout: u64,
     },
     /// List sessions with status, health and queued jobs.
-    List,
+    List {
+        /// One JSON array of objects instead of the table (status and backend apart).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one session.
-    Show { id: String },
+    Show {
+        id: String,
+        /// One JSON object instead of the text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask for the session to run (clears conflict, logged_out, failed).
     Start { id: String },
     /// Ask for the session to stop (closes without logging out).
@@ -60,58 +71,63 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
                 .bind(!stopped)
                 .execute(pool)
                 .await?;
-            println!("added session {id} ({})", if stopped { "stopped" } else { "a worker will link it" });
+            say(format!("added session {id} ({})", if stopped { "stopped" } else { "a worker will link it" }));
             let wait = wait || (!no_wait && std::io::IsTerminal::is_terminal(&std::io::stdout()));
             if wait && !stopped {
                 super::link::wait_linked(pool, &id, std::time::Duration::from_secs(timeout)).await?;
             }
             Ok(())
         }
-        SessionCmd::List => {
+        SessionCmd::List { json } => {
             let rows = admin::sessions(pool).await?;
-            println!(
-                "{:<24} {:<8} {:<19} {:<5} {:<7} {:>6}  REASON",
-                "SESSION", "DESIRED", "STATUS", "HELD", "HEALTHY", "QUEUED"
-            );
-            for r in &rows {
-                println!(
-                    "{:<24} {:<8} {:<19} {:<5} {:<7} {:>6}  {}",
-                    r.session,
-                    r.desired,
+            let cols = [
+                Col::Left("SESSION"),
+                Col::Left("DESIRED"),
+                Col::Left("STATUS"),
+                Col::Left("HELD"),
+                Col::Left("HEALTHY"),
+                Col::Right("QUEUED"),
+                Col::Left("REASON"),
+            ];
+            table::print(&rows, json, &cols, "session", |r| {
+                vec![
+                    r.session.clone(),
+                    r.desired.clone(),
                     r.status_shown(),
-                    r.held,
-                    r.healthy,
-                    r.queued,
-                    r.status_reason.as_deref().unwrap_or("")
-                );
-            }
-            println!("{} session(s)", rows.len());
-            Ok(())
+                    r.held.to_string(),
+                    r.healthy.to_string(),
+                    r.queued.to_string(),
+                    r.status_reason.clone().unwrap_or_default(),
+                ]
+            })
         }
-        SessionCmd::Show { id } => {
+        SessionCmd::Show { id, json } => {
             let Some(r) = admin::session(pool, &id).await? else {
                 anyhow::bail!("session: unknown session {id:?}; see `pgwa session list`");
             };
-            println!("session          {}", r.session);
-            println!("desired          {}", r.desired);
-            println!("status           {} {}", r.status_shown(), r.status_reason.as_deref().unwrap_or(""));
-            println!("held by          {}", r.worker_id.map(|w| w.to_string()).unwrap_or_else(|| "-".into()));
-            println!("healthy          {}", r.healthy);
-            println!("bad mac          {}", r.bad_mac_count);
-            println!("bad decrypt      {}", r.bad_decrypt_count);
-            println!("failed connects  {}", r.failed_connect_count);
-            println!("last error       {}", r.last_error.as_deref().unwrap_or("-"));
-            println!("queued jobs      {}", r.queued);
+            if json {
+                return log::out(&(serde_json::to_string_pretty(&r)? + "\n"));
+            }
+            say(format!("session          {}", r.session));
+            say(format!("desired          {}", r.desired));
+            say(format!("status           {} {}", r.status_shown(), r.status_reason.as_deref().unwrap_or("")));
+            say(format!("held by          {}", r.worker_id.map(|w| w.to_string()).unwrap_or_else(|| "-".into())));
+            say(format!("healthy          {}", r.healthy));
+            say(format!("bad mac          {}", r.bad_mac_count));
+            say(format!("bad decrypt      {}", r.bad_decrypt_count));
+            say(format!("failed connects  {}", r.failed_connect_count));
+            say(format!("last error       {}", r.last_error.as_deref().unwrap_or("-")));
+            say(format!("queued jobs      {}", r.queued));
             Ok(())
         }
         SessionCmd::Start { id } => {
             sqlx::query("SELECT wa.start_session($1)").bind(&id).execute(pool).await?;
-            println!("session {id}: desired = running");
+            say(format!("session {id}: desired = running"));
             Ok(())
         }
         SessionCmd::Stop { id } => {
             sqlx::query("SELECT wa.stop_session($1)").bind(&id).execute(pool).await?;
-            println!("session {id}: desired = stopped");
+            say(format!("session {id}: desired = stopped"));
             Ok(())
         }
         SessionCmd::ImportBaileys(args) => super::import::run(args, pool).await,
@@ -120,7 +136,7 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
                 anyhow::bail!("removing {id:?} deletes its jobs, inbox and keys; run again with --yes to confirm");
             }
             sqlx::query("SELECT wa.remove_session($1)").bind(&id).execute(pool).await?;
-            println!("removed session {id}");
+            say(format!("removed session {id}"));
             Ok(())
         }
     }

@@ -4,6 +4,7 @@ use clap::Subcommand;
 use sqlx::PgPool;
 
 use super::log;
+use super::table::{self, Col};
 use pgwa_pg::admin;
 
 #[derive(Subcommand, Debug)]
@@ -14,7 +15,11 @@ pub enum TenantCmd {
         name: String,
     },
     /// List tenants with their roles and session counts.
-    List,
+    List {
+        /// One JSON array of objects instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(cmd: TenantCmd, pool: &PgPool) -> anyhow::Result<()> {
@@ -24,13 +29,12 @@ pub async fn run(cmd: TenantCmd, pool: &PgPool) -> anyhow::Result<()> {
             log::say(format!("added tenant {name}; its role is {role}"));
             log::say(format!("let an app in: CREATE ROLE {name}_app LOGIN PASSWORD '...' IN ROLE {role};"));
             log::say(format!("(or GRANT {role} TO an existing login); it will see only {name}'s sessions"));
+            Ok(())
         }
-        TenantCmd::List => {
-            log::say(format!("{:<24} {:<32} {:>8}", "TENANT", "ROLE", "SESSIONS"));
-            for t in admin::tenants(pool).await? {
-                log::say(format!("{:<24} {:<32} {:>8}", t.name, t.role, t.sessions));
-            }
+        TenantCmd::List { json } => {
+            let rows = admin::tenants(pool).await?;
+            let cols = [Col::Left("TENANT"), Col::Left("ROLE"), Col::Right("SESSIONS")];
+            table::print(&rows, json, &cols, "tenant", |t| vec![t.name.clone(), t.role.clone(), t.sessions.to_string()])
         }
     }
-    Ok(())
 }

@@ -7,12 +7,24 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
+/// A line for the person watching; a closed stdout loses it instead of panicking.
+fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// A problem, on stderr: stdout carries a benchmark's JSON.
+fn warn(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Scans each QR code and types each pairing code a worker publishes, as a phone would;
 /// `verbose` prints each link (the benchmarks link a thousand).
 pub async fn play_phone(pool: PgPool, server: Arc<pgwa_loopback::state::Shared>, verbose: bool) {
     loop {
         if let Err(e) = link_as_published(&pool, &server, verbose).await {
-            eprintln!("phone: {e:#}; listening again in 1 s");
+            warn(format!("phone: {e:#}; listening again in 1 s"));
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }
@@ -54,21 +66,21 @@ async fn link(pool: &PgPool, server: &Arc<pgwa_loopback::state::Shared>, session
     .await;
     match row {
         Ok(Some((Some(qr), _, _))) => match pgwa_loopback::pairing::scan(server, &qr, None) {
-            Ok(linked) if verbose => println!("phone: scanned the QR code of session {session}: linked as {}", linked.jid),
+            Ok(linked) if verbose => say(format!("phone: scanned the QR code of session {session}: linked as {}", linked.jid)),
             Ok(_) => {}
-            Err(e) => eprintln!("phone: could not scan the QR code of session {session}: {e:#}"),
+            Err(e) => warn(format!("phone: could not scan the QR code of session {session}: {e:#}")),
         },
         Ok(Some((None, Some(code), Some(phone)))) => {
             let server = server.clone();
             let entered = tokio::task::spawn_blocking(move || pgwa_loopback::pair_code::enter_code(&server, &phone, &code)).await;
             match entered {
-                Ok(Ok(e)) if verbose => println!("phone: typed the pairing code of session {session} on phone {}", e.phone),
+                Ok(Ok(e)) if verbose => say(format!("phone: typed the pairing code of session {session} on phone {}", e.phone)),
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => eprintln!("phone: the pairing code of session {session} was refused: {e:#}"),
-                Err(e) => eprintln!("phone: typing the pairing code of session {session} failed: {e}"),
+                Ok(Err(e)) => warn(format!("phone: the pairing code of session {session} was refused: {e:#}")),
+                Err(e) => warn(format!("phone: typing the pairing code of session {session} failed: {e}")),
             }
         }
         Ok(_) => {}
-        Err(e) => eprintln!("phone: reading session {session}: {e}"),
+        Err(e) => warn(format!("phone: reading session {session}: {e}")),
     }
 }

@@ -1,9 +1,12 @@
 //! Queries behind the CLI's inspection commands. Mutations go through the SQL API so
 //! the CLI and apps share one set of rules and errors.
+//!
+//! The row types are also the CLI's `--json` output (serde: field names as they are here,
+//! times in RFC 3339, none as null): renaming a field changes what scripts read.
 
 use sqlx::PgPool;
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
 pub struct SessionRow {
     pub session: String,
     pub desired: String,
@@ -46,7 +49,7 @@ pub async fn session(pool: &PgPool, id: &str) -> sqlx::Result<Option<SessionRow>
     sqlx::query_as(sqlx::AssertSqlSafe(format!("{SESSION_SELECT} WHERE h.session = $1"))).bind(id).fetch_optional(pool).await
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
 pub struct JobRow {
     pub id: i64,
     pub session_id: Option<String>,
@@ -137,7 +140,7 @@ pub async fn add_tenant(pool: &PgPool, name: &str) -> sqlx::Result<String> {
     sqlx::query_scalar("SELECT wa.add_tenant($1)::text").bind(name).fetch_one(pool).await
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
 pub struct Tenant {
     pub name: String,
     pub role: String,
