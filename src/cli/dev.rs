@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use sqlx::PgPool;
+use pgwa_pg::PgPool;
 
 use super::dev_cmd::DevCmd;
 use super::log::say;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use sqlx::PgPool;
+use pgwa_pg::PgPool;
 
 use pgwa_pg::import::{SqlSource, import_baileys_folder, import_baileys_sql};
 

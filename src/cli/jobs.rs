@@ -1,7 +1,7 @@
 //! `pgwa jobs ...`
 
 use clap::Subcommand;
-use sqlx::PgPool;
+use pgwa_pg::PgPool;
 
 use super::log::{self, say};
 use super::table::{self, Col};
@@ -64,14 +64,14 @@ pub async fn run(cmd: JobsCmd, pool: &PgPool) -> anyhow::Result<()> {
             None => anyhow::bail!("job: no job with id {id}; see `pgwa jobs list`"),
         },
         JobsCmd::Retry { id } => {
-            let state: String = sqlx::query_scalar("SELECT wa.retry_job($1)::text").bind(id).fetch_one(pool).await?;
+            let state = pgwa_pg::api::retry_job(pool, id).await?;
             say(format!("job {id}: {state}"));
             Ok(())
         }
         JobsCmd::Cancel { id } => {
-            let state: String = sqlx::query_scalar("SELECT wa.cancel_job($1)::text").bind(id).fetch_one(pool).await?;
-            match state.as_str() {
-                "running" => say(format!("job {id}: running; its worker drops it if it has not started it yet")),
+            let state = pgwa_pg::api::cancel_job(pool, id).await?;
+            match state {
+                pgwa_core::job::JobState::Running => say(format!("job {id}: running; its worker drops it if it has not started it yet")),
                 s => say(format!("job {id}: {s}")),
             }
             Ok(())

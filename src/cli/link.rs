@@ -3,39 +3,27 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use pgwa_pg::PgPool;
+use pgwa_core::session::SessionStatus;
+use pgwa_pg::notify::Listener;
 
 use super::log::say;
 
-#[derive(sqlx::FromRow)]
-struct Link {
-    status: String,
-    status_reason: Option<String>,
-    qr_code: Option<String>,
-    pair_code: Option<String>,
-    jid: Option<String>,
-}
-
 pub async fn wait_linked(pool: &PgPool, id: &str, timeout: Duration) -> anyhow::Result<()> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen_all(["wa_link", "wa_session_status"]).await?;
+    let mut listener = Listener::connect(pool, &["wa_link", "wa_session_status"]).await?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut shown: Option<String> = None;
     say(format!("waiting for a worker to link {id} (is `pgwa run` running?)"));
     loop {
-        let l: Link = sqlx::query_as(
-            "SELECT status::text AS status, status_reason, qr_code, pair_code, jid FROM wa.sessions WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_one(pool)
-        .await?;
-        match l.status.as_str() {
-            "connected" => {
+        let l = pgwa_pg::api::link_state(pool, id).await?;
+        match l.status {
+            SessionStatus::Connected => {
                 say(format!("linked: {id} is connected{}", l.jid.map(|j| format!(" as {j}")).unwrap_or_default()));
                 return Ok(());
             }
-            "logged_out" | "conflict" | "failed" | "stopped" if shown.is_some() || l.status != "stopped" => {
+            SessionStatus::LoggedOut | SessionStatus::Conflict | SessionStatus::Failed | SessionStatus::Stopped
+                if shown.is_some() || l.status != SessionStatus::Stopped =>
+            {
                 anyhow::bail!("{id} ended {}: {}", l.status, l.status_reason.unwrap_or_default());
             }
             _ => {}

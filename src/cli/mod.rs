@@ -129,16 +129,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Session(cmd) => session::run(cmd, &pool).await,
                 Command::Tenant(cmd) => tenant::run(cmd, &pool).await,
                 Command::Send { session, to, text, reply_to, idempotency_key } => {
-                    let (job, message): (i64, String) = sqlx::query_as(
-                        "SELECT job_id, message_id FROM wa.send_text($1, $2, $3, reply_to => $4, idempotency_key => $5)",
-                    )
-                    .bind(&session)
-                    .bind(&to)
-                    .bind(&text)
-                    .bind(reply_to)
-                    .bind(idempotency_key)
-                    .fetch_one(&pool)
-                    .await?;
+                    let m = pgwa_pg::api::SendText {
+                        session: &session,
+                        to: &to,
+                        text: &text,
+                        reply_to: reply_to.as_deref(),
+                        idempotency_key: idempotency_key.as_deref(),
+                    };
+                    let (job, message) = pgwa_pg::api::send_text(&pool, &m).await?;
                     log::say(format!("queued job {job}, message id {message}"));
                     log::say(format!("follow it with: pgwa jobs show {job}"));
                     Ok(())
@@ -150,7 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+async fn migrate(pool: &pgwa_pg::PgPool) -> anyhow::Result<()> {
     let report = pgwa_pg::migrate::migrate(pool).await?;
     for m in &report.migrations_applied {
         log::say(format!("applied migration {m}"));
@@ -166,13 +164,13 @@ async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
 
 /// Runs a worker until SIGTERM or SIGINT.
 #[cfg(feature = "loopback")]
-async fn run_worker(cfg: Config, pool: sqlx::PgPool) -> anyhow::Result<()> {
+async fn run_worker(cfg: Config, pool: pgwa_pg::PgPool) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_on_term(shutdown.clone()));
     run_worker_until(cfg, pool, shutdown).await
 }
 
-async fn run_worker_until(cfg: Config, pool: sqlx::PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn run_worker_until(cfg: Config, pool: pgwa_pg::PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
     #[cfg(feature = "loopback")]
     if matches!(cfg.whatsapp.backend, Backend::Whatsapp) {
         dev::require_loopback(cfg.whatsapp.rust.ws_url.as_deref())?;
@@ -207,20 +205,8 @@ pub async fn signal_on_term(token: CancellationToken) {
     tracing::info!("{name} received");
 }
 
-/// An error as the user should read it: the SQL API's message and SQLSTATE, then the
+/// An error as the user should read it: the SQL API's message and SQLSTATE, else the
 /// chain of causes.
 pub fn describe(e: &anyhow::Error) -> String {
-    for cause in e.chain() {
-        if let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() {
-            let code = db.code().unwrap_or_default();
-            let mut out = format!("{} (SQLSTATE {code})", db.message());
-            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                && let Some(hint) = pg.hint()
-            {
-                out.push_str(&format!("\nhint: {hint}"));
-            }
-            return out;
-        }
-    }
-    format!("{e:#}")
+    pgwa_pg::api::describe(e).unwrap_or_else(|| format!("{e:#}"))
 }

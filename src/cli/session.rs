@@ -1,7 +1,7 @@
 //! `pgwa session ...`
 
 use clap::Subcommand;
-use sqlx::PgPool;
+use pgwa_pg::PgPool;
 
 use super::log::{self, say};
 use super::table::{self, Col};
@@ -64,13 +64,7 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
         SessionCmd::Add { id, pair_phone, stopped, metadata, wait, no_wait, timeout } => {
             let metadata: serde_json::Value = serde_json::from_str(&metadata)
                 .map_err(|e| anyhow::anyhow!("--metadata: not valid JSON ({e}); pass an object like '{{\"tenant\":42}}'"))?;
-            sqlx::query("SELECT wa.add_session($1, $2, $3, $4)")
-                .bind(&id)
-                .bind(pair_phone)
-                .bind(metadata)
-                .bind(!stopped)
-                .execute(pool)
-                .await?;
+            pgwa_pg::api::add_session(pool, &id, pair_phone.as_deref(), &metadata, !stopped).await?;
             say(format!("added session {id} ({})", if stopped { "stopped" } else { "a worker will link it" }));
             let wait = wait || (!no_wait && std::io::IsTerminal::is_terminal(&std::io::stdout()));
             if wait && !stopped {
@@ -121,12 +115,12 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
             Ok(())
         }
         SessionCmd::Start { id } => {
-            sqlx::query("SELECT wa.start_session($1)").bind(&id).execute(pool).await?;
+            pgwa_pg::api::start_session(pool, &id).await?;
             say(format!("session {id}: desired = running"));
             Ok(())
         }
         SessionCmd::Stop { id } => {
-            sqlx::query("SELECT wa.stop_session($1)").bind(&id).execute(pool).await?;
+            pgwa_pg::api::stop_session(pool, &id).await?;
             say(format!("session {id}: desired = stopped"));
             Ok(())
         }
@@ -135,7 +129,7 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
             if !yes {
                 anyhow::bail!("removing {id:?} deletes its jobs, inbox and keys; run again with --yes to confirm");
             }
-            sqlx::query("SELECT wa.remove_session($1)").bind(&id).execute(pool).await?;
+            pgwa_pg::api::remove_session(pool, &id).await?;
             say(format!("removed session {id}"));
             Ok(())
         }

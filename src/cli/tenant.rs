@@ -1,7 +1,7 @@
 //! `pgwa tenant ...`: tenants and their roles (sql/07_tenants.sql, docs/security.md).
 
 use clap::Subcommand;
-use sqlx::PgPool;
+use pgwa_pg::PgPool;
 
 use super::log;
 use super::table::{self, Col};

@@ -3,6 +3,7 @@
 //! and HTTP, schedules, migrations. Only this crate talks to Postgres.
 
 pub mod admin;
+pub mod api;
 pub mod authdoc;
 mod connect;
 pub mod fence;
