@@ -106,6 +106,8 @@ async fn a_fresh_session_gets_its_device_record_and_reports_failed_connection_at
     workers::register(&db.pool, &pgwa_pg::workers::Registration::new(other, "other", 10)).await.unwrap();
     sqlx::query("UPDATE wa.sessions SET epoch = epoch + 1, owner_id = $1").bind(other).execute(&db.pool).await.unwrap();
     let err = session.reconnect().await.unwrap_err();
+    assert!(matches!(err, pgwa_core::wa::WaError::LeaseLost { .. }), "{err}");
+    let err = err.to_string();
     assert!(err.contains("lease lost"), "{err}");
 }
 
@@ -121,6 +123,8 @@ async fn a_stale_lease_refuses_to_open() {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let spec = SessionSpec { id: "s1".into(), epoch, worker_id: worker, pair_phone: None };
     let err = wa.open(spec, tx).await.err().expect("open fails");
+    assert!(matches!(err, pgwa_core::wa::WaError::LeaseLost { .. }), "{err}");
+    let err = err.to_string();
     assert!(err.contains("lease lost") && err.contains("s1") && err.contains(&format!("epoch {epoch}")), "{err}");
     let devices: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.auth_state").fetch_one(&db.pool).await.unwrap();
     assert_eq!(devices, 0, "nothing was written");

@@ -71,7 +71,9 @@ pub async fn run(cmd: JobsCmd, pool: &PgPool) -> anyhow::Result<()> {
         JobsCmd::Cancel { id } => {
             let state = pgwa_pg::api::cancel_job(pool, id).await?;
             match state {
-                pgwa_core::job::JobState::Running => say(format!("job {id}: running; its worker drops it if it has not started it yet")),
+                pgwa_core::job::JobState::Running => {
+                    say(format!("job {id}: running; its worker drops it if it has not started it yet"))
+                }
                 s => say(format!("job {id}: {s}")),
             }
             Ok(())

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use pgwa_pg::PgPool;
 use pgwa_core::session::SessionStatus;
+use pgwa_pg::PgPool;
 use pgwa_pg::notify::Listener;
 
 use super::log::say;

@@ -56,6 +56,42 @@ pub enum SendError {
     NotConnected,
 }
 
+/// Why opening, reconnecting, closing or clearing the keys of a session failed. The
+/// worker decides by kind (a lost lease is not a connection failure to count); the text
+/// is for the session's last_error and the logs, and never carries key material.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WaError {
+    /// This worker no longer holds the session at this epoch: nothing was started or
+    /// written; another worker (or none) has it now.
+    #[error("session {session}: lease lost: worker {worker} no longer holds it at epoch {epoch}; the client was not started")]
+    LeaseLost { session: String, worker: uuid::Uuid, epoch: i64 },
+    /// The session's row is gone (removed while it was being opened).
+    #[error("session {0} does not exist in wa.sessions")]
+    UnknownSession(String),
+    /// The session was closed; it has no connection to act on.
+    #[error("session {0} is closed")]
+    Closed(String),
+    /// The operation needs a logged-in connection (a logout must reach WhatsApp).
+    #[error("not logged in to WhatsApp right now, so the device could not be unlinked; the session stays open")]
+    NotLoggedIn,
+    /// Postgres failed a read or write the side needed; the text says which.
+    #[error("{0}")]
+    Store(String),
+    /// The WhatsApp client failed (building it, connecting); the text says how.
+    #[error("{0}")]
+    Client(String),
+    /// A value the operation was given is not usable (a peer that is not a JID).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl WaError {
+    /// The lease was lost: the caller drops the session instead of retrying.
+    pub fn lease_lost(spec: &SessionSpec) -> Self {
+        WaError::LeaseLost { session: spec.id.clone(), worker: spec.worker_id, epoch: spec.epoch }
+    }
+}
+
 /// Delivery receipts for our own messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiptKind {
@@ -156,7 +192,7 @@ pub trait WhatsApp: Send + Sync + 'static {
     fn backend(&self) -> crate::config::Backend;
     /// Connects (or starts linking) a session. Returns once the connection attempt is
     /// under way; progress arrives as events on `events`.
-    async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn WaSession>, String>;
+    async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn WaSession>, WaError>;
 }
 
 /// One open session.
@@ -165,14 +201,14 @@ pub trait WaSession: Send + Sync + 'static {
     /// Sends and resolves on the server ack (not when the bytes leave).
     async fn send(&self, msg: &OutboundMessage) -> Result<SendAck, SendError>;
     /// Reconnects now.
-    async fn reconnect(&self) -> Result<(), String>;
+    async fn reconnect(&self) -> Result<(), WaError>;
     /// Ends the connection; with `logout`, unlinks the device from the phone first.
-    async fn close(&self, logout: bool) -> Result<(), String>;
+    async fn close(&self, logout: bool) -> Result<(), WaError>;
 
     /// Clears keys the connection may also hold in memory, so that a key_cleanup is not
     /// undone by the client writing its cache back. Returns the rows it removed, or None
     /// when this side keeps no such cache (the store's SQL cleanup is then enough).
-    async fn clear_keys(&self, _scope: &crate::job::CleanupScope) -> Result<Option<u64>, String> {
+    async fn clear_keys(&self, _scope: &crate::job::CleanupScope) -> Result<Option<u64>, WaError> {
         Ok(None)
     }
 }

@@ -26,7 +26,7 @@ use rand::Rng;
 
 use pgwa_core::config::SimulatedConfig;
 use pgwa_core::wa::{
-    EventSink, OutboundMessage, ReceiptKind, SendAck, SendError, SessionSpec, TaggedEvent, WaEvent, WaSession, WhatsApp,
+    EventSink, OutboundMessage, ReceiptKind, SendAck, SendError, SessionSpec, TaggedEvent, WaError, WaEvent, WaSession, WhatsApp,
 };
 
 pub struct SimulatedWhatsApp {
@@ -59,7 +59,7 @@ impl WhatsApp for SimulatedWhatsApp {
         pgwa_core::config::Backend::Simulated
     }
 
-    async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn WaSession>, String> {
+    async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn WaSession>, WaError> {
         let session = Arc::new(SimSession {
             spec,
             cfg: self.cfg.clone(),
@@ -173,21 +173,21 @@ impl WaSession for SimSession {
         Ok(SendAck { message_id: msg.message_id.clone(), at })
     }
 
-    async fn reconnect(&self) -> Result<(), String> {
+    async fn reconnect(&self) -> Result<(), WaError> {
         self.connected.store(false, Ordering::SeqCst);
         let left = self.failing_connects.load(Ordering::SeqCst);
         if left > 0 {
             self.failing_connects.store(left - 1, Ordering::SeqCst);
             let reason = "simulated: connection refused".to_string();
             self.emit(WaEvent::ConnectFailure { reason: reason.clone() });
-            return Err(reason);
+            return Err(WaError::Client(reason));
         }
         self.connected.store(true, Ordering::SeqCst);
         self.emit(WaEvent::Connected { jid: None, push_name: Some(format!("sim {}", self.spec.id)) });
         Ok(())
     }
 
-    async fn close(&self, _logout: bool) -> Result<(), String> {
+    async fn close(&self, _logout: bool) -> Result<(), WaError> {
         self.connected.store(false, Ordering::SeqCst);
         Ok(())
     }

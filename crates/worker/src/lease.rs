@@ -133,7 +133,7 @@ pub async fn run_opener(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<
             Err(e) => {
                 tracing::warn!(session = %h.id, error = %e, "could not open the session");
                 let fence = Fence { worker: shared.id, session: h.id.clone(), epoch: h.epoch };
-                if let Err(e) = super::policy::open_failed(&shared, &fence, &e).await {
+                if let Err(e) = super::policy::open_failed(&shared, &fence, &e.to_string()).await {
                     tracing::warn!(session = %h.id, error = %e, "recording the failure failed");
                 }
             }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use pgwa_core::wa::WaError;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use whatsapp_rust::bot::{Bot, BotBuilderError};
@@ -100,22 +101,15 @@ impl EventHandler for Forward {
 }
 
 /// Refuses early, with a clear message, when this worker no longer holds the lease.
-async fn check_fence(ctx: &Ctx) -> Result<(), String> {
+async fn check_fence(ctx: &Ctx) -> Result<(), WaError> {
     let ours = pgwa_pg::sessions::held(&ctx.pool, &ctx.spec.fence())
         .await
-        .map_err(|e| format!("session {}: checking the lease failed: {e}", ctx.spec.id))?;
+        .map_err(|e| WaError::Store(format!("session {}: checking the lease failed: {e}", ctx.spec.id)))?;
     match ours {
-        None => Err(format!("session {} does not exist in wa.sessions", ctx.spec.id)),
+        None => Err(WaError::UnknownSession(ctx.spec.id.clone())),
         Some(true) => Ok(()),
-        Some(false) => Err(lease_lost(&ctx.spec)),
+        Some(false) => Err(WaError::lease_lost(&ctx.spec)),
     }
-}
-
-fn lease_lost(spec: &SessionSpec) -> String {
-    format!(
-        "session {}: lease lost: worker {} no longer holds it at epoch {}; the client was not started",
-        spec.id, spec.worker_id, spec.epoch
-    )
 }
 
 /// Whether the session's stored device is linked to an account (has its phone JID).
@@ -129,7 +123,7 @@ pub(super) fn pair_options(phone: &str) -> PairCodeOptions {
 }
 
 /// Builds and spawns the client. Returns once its run loop is under way.
-pub(super) async fn start(ctx: &Ctx) -> Result<Conn, String> {
+pub(super) async fn start(ctx: &Ctx) -> Result<Conn, WaError> {
     check_fence(ctx).await?;
     let spec = &ctx.spec;
     let cfg = &ctx.cfg;
@@ -150,7 +144,9 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, String> {
     // server does with it is unknown). Found by the loopback e2e restart test.
     let mut pair_code = spec.pair_phone.as_deref();
     if pair_code.is_some()
-        && is_linked(&backend).await.map_err(|e| format!("session {}: reading its credentials failed: {e}", spec.id))?
+        && is_linked(&backend)
+            .await
+            .map_err(|e| WaError::Store(format!("session {}: reading its credentials failed: {e}", spec.id)))?
     {
         pair_code = None;
     }
@@ -182,8 +178,8 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, String> {
         builder = builder.with_pair_code(pair_options(phone));
     }
     let bot = builder.build().await.map_err(|e| match &e {
-        BotBuilderError::Store(s) if is_lease_lost(s) => lease_lost(spec),
-        _ => format!("session {}: building the WhatsApp client failed: {e}", spec.id),
+        BotBuilderError::Store(s) if is_lease_lost(s) => WaError::lease_lost(spec),
+        _ => WaError::Client(format!("session {}: building the WhatsApp client failed: {e}", spec.id)),
     })?;
     let handle = bot.spawn();
     let client = handle.client();

@@ -47,7 +47,7 @@ use self::acks::AckWaiters;
 use self::client::{Conn, Ctx};
 use self::send::{MediaSource, Quoted, Request};
 use pgwa_core::config::RustConfig;
-use pgwa_core::wa::{EventSink, OutboundMessage, SendAck, SendError, SessionSpec, WaSession, WhatsApp};
+use pgwa_core::wa::{EventSink, OutboundMessage, SendAck, SendError, SessionSpec, WaError, WaSession, WhatsApp};
 
 /// Opens sessions on whatsapp-rust.
 pub struct RustWhatsApp {
@@ -91,7 +91,7 @@ impl WhatsApp for RustWhatsApp {
         pgwa_core::config::Backend::Whatsapp
     }
 
-    async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn WaSession>, String> {
+    async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn WaSession>, WaError> {
         let ctx = Ctx { pool: self.pool.clone(), cfg: self.cfg.clone(), spec, sink: events, acks: AckWaiters::default() };
         let conn = client::start(&ctx).await?;
         let session = Arc::new(RustSession { ctx, conn: tokio::sync::Mutex::new(Some(conn)) });
@@ -126,7 +126,7 @@ impl RustSession {
         }
     }
 
-    async fn rebuild(&self, conn: &mut Option<Conn>) -> Result<(), String> {
+    async fn rebuild(&self, conn: &mut Option<Conn>) -> Result<(), WaError> {
         if let Some(old) = conn.take() {
             old.stop(false, Duration::from_millis(self.ctx.cfg.close_grace_ms)).await;
         }
@@ -168,7 +168,7 @@ impl WaSession for RustSession {
         wait.wait(Duration::from_millis(cfg.ack_timeout_ms)).await
     }
 
-    async fn reconnect(&self) -> Result<(), String> {
+    async fn reconnect(&self) -> Result<(), WaError> {
         let mut guard = self.conn.lock().await;
         let Some(conn) = guard.as_ref() else { return self.rebuild(&mut guard).await };
         if conn.ended() {
@@ -189,7 +189,7 @@ impl WaSession for RustSession {
         Ok(())
     }
 
-    async fn clear_keys(&self, scope: &pgwa_core::job::CleanupScope) -> Result<Option<u64>, String> {
+    async fn clear_keys(&self, scope: &pgwa_core::job::CleanupScope) -> Result<Option<u64>, WaError> {
         use pgwa_core::job::CleanupScope;
         match scope {
             // Through the client's signal API, so its session cache and the store agree.
@@ -201,7 +201,7 @@ impl WaSession for RustSession {
         }
     }
 
-    async fn close(&self, logout: bool) -> Result<(), String> {
+    async fn close(&self, logout: bool) -> Result<(), WaError> {
         let grace = Duration::from_millis(self.ctx.cfg.close_grace_ms);
         let mut guard = self.conn.lock().await;
         let Some(c) = guard.as_ref() else { return Ok(()) };
@@ -220,9 +220,7 @@ impl WaSession for RustSession {
             if !c.client.is_logged_in() {
                 // Keep the client: the close_session job retries, and must not find the
                 // session closed and report a logout that never reached WhatsApp.
-                return Err(
-                    "not logged in to WhatsApp right now, so the device could not be unlinked; the session stays open".into()
-                );
+                return Err(WaError::NotLoggedIn);
             }
         }
         let Some(c) = guard.take() else { return Ok(()) };
@@ -245,13 +243,13 @@ impl RustSession {
     /// writes the keys back) before it releases the lease, so the wipe is fenced by a
     /// lease we still hold. Found by the loopback e2e tests (`wa.start_session` after a
     /// 401 never offered a QR). Bad MAC at the limit wipes too, in the worker's policy.
-    async fn wipe_dead_identity(&self) -> Result<(), String> {
+    async fn wipe_dead_identity(&self) -> Result<(), WaError> {
         use pgwa_core::job::CleanupScope;
         use pgwa_pg::keys::cleanup::run_cleanup;
         let spec = &self.ctx.spec;
-        let n = run_cleanup(&self.ctx.pool, &spec.fence(), &CleanupScope::All)
-            .await
-            .map_err(|e| format!("session {}: wiping the keys of the logged-out device failed: {e:#}", spec.id))?;
+        let n = run_cleanup(&self.ctx.pool, &spec.fence(), &CleanupScope::All).await.map_err(|e| {
+            WaError::Store(format!("session {}: wiping the keys of the logged-out device failed: {e:#}", spec.id))
+        })?;
         tracing::info!(session = %spec.id, rows = n, "logged out by the server: keys wiped, the next start links anew");
         Ok(())
     }

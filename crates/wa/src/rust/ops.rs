@@ -16,19 +16,20 @@ use std::sync::atomic::Ordering;
 use whatsapp_rust::{Client, Jid};
 
 use super::RustSession;
+use pgwa_core::wa::WaError;
 
 impl RustSession {
-    async fn client(&self) -> Result<Arc<Client>, String> {
+    async fn client(&self) -> Result<Arc<Client>, WaError> {
         let guard = self.conn.lock().await;
-        guard.as_ref().map(|c| c.client.clone()).ok_or_else(|| format!("session {} is closed", self.id()))
+        guard.as_ref().map(|c| c.client.clone()).ok_or_else(|| WaError::Closed(self.id().to_owned()))
     }
 
     /// Deletes the Signal sessions (and identities) of every device of `peer`, under its
     /// phone number and its LID, in the client's cache and in Postgres. Returns the
     /// device addresses cleared. The peer's next message builds a fresh session.
-    pub async fn delete_peer_sessions(&self, peer: &str) -> Result<usize, String> {
+    pub async fn delete_peer_sessions(&self, peer: &str) -> Result<usize, WaError> {
         let client = self.client().await?;
-        let given: Jid = peer.parse().map_err(|e| format!("peer {peer:?} is not a JID: {e}"))?;
+        let given: Jid = peer.parse().map_err(|e| WaError::Invalid(format!("peer {peer:?} is not a JID: {e}")))?;
         let user = given.to_non_ad();
         let mut devices = match client.signal().get_user_devices(std::slice::from_ref(&user)).await {
             Ok(d) => d,
@@ -43,16 +44,20 @@ impl RustSession {
                 devices.push(j);
             }
         }
-        client.signal().delete_sessions(&devices).await.map_err(|e| format!("deleting Signal sessions of {peer}: {e}"))?;
+        client
+            .signal()
+            .delete_sessions(&devices)
+            .await
+            .map_err(|e| WaError::Client(format!("deleting Signal sessions of {peer}: {e}")))?;
         Ok(devices.len())
     }
 
     /// Deletes the app-state sync keys, then reconnects at once when connected so the
     /// client forgets its expanded copies; missing keys are requested from the phone.
-    pub async fn clear_app_state_keys(&self) -> Result<u64, String> {
+    pub async fn clear_app_state_keys(&self) -> Result<u64, WaError> {
         let n = pgwa_pg::keys::cleanup::clear_app_state_keys(&self.ctx.pool, &self.ctx.spec.fence())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| WaError::Store(e.to_string()))?;
         let guard = self.conn.lock().await;
         if let Some(c) = guard.as_ref().filter(|c| c.flags.up.load(Ordering::SeqCst)) {
             c.client.reconnect_immediately().await;

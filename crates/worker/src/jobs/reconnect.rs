@@ -21,6 +21,6 @@ pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
     });
     match client.reconnect().await {
         Ok(()) => Outcome::completed(json!({ "reconnected": true })),
-        Err(e) => Outcome::retry(e),
+        Err(e) => Outcome::retry(e.to_string()),
     }
 }
