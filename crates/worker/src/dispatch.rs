@@ -146,13 +146,15 @@ async fn run_one(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
     if shared.take_cancelled(job.id) {
         return Outcome::Cancelled;
     }
-    let outcome = match job.kind {
-        JobKind::Send => crate::jobs::send::run(shared, job).await,
-        JobKind::Reconnect => crate::jobs::reconnect::run(shared, job).await,
-        JobKind::KeyCleanup => crate::jobs::key_cleanup::run(shared, job).await,
-        JobKind::CloseSession => crate::jobs::close_session::run(shared, job).await,
-        JobKind::Maintenance => crate::jobs::maintenance::run(shared, job).await,
+    let ctx = crate::jobs::JobCtx {
+        job,
+        worker: shared.id,
+        pool: &shared.pool,
+        slots: &shared.slots,
+        retention: &shared.cfg.retention,
+        wake_lease: &shared.wake_lease,
     };
+    let outcome = crate::jobs::run(&ctx).await;
     if let Outcome::Retry { error, .. } | Outcome::Fail { error } = &outcome {
         tracing::debug!(job = job.id, kind = %job.kind, attempt = job.attempts, error = %error, "job failed");
     }

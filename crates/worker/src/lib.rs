@@ -86,14 +86,6 @@ impl Shared {
     }
 }
 
-/// Stops claiming for a session and releases it, keeping the status the caller wrote,
-/// once its running jobs are recorded (used by job handlers that end a session's life,
-/// like key_cleanup all).
-pub fn drain_session(shared: &Shared, session: &str) {
-    shared.slots.drain(session, slots::Drain::as_written());
-    shared.wake_lease.notify_one();
-}
-
 /// Which sessions the next claim should look at. A claim over every held session costs
 /// two index probes per session; at low load a NOTIFY names the one session that got a
 /// job, and a recorded outcome names the sessions whose chats it may have unblocked, so

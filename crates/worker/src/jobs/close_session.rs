@@ -3,28 +3,32 @@
 //! stopped (desired = stopped) until wa.start_session. The lease task releases it once
 //! this job's completion is recorded.
 
-use std::sync::Arc;
-
 use serde_json::json;
 
-use crate::Shared;
-use pgwa_core::job::{ClaimedJob, Outcome};
+use super::{Handler, JobCtx};
+use pgwa_core::job::Outcome;
+use pgwa_core::job::args::CloseSessionArgs;
 use pgwa_pg::sessions;
 
-pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
-    let (Some(session), Some(epoch)) = (job.session_id.as_deref(), job.epoch) else {
+pub struct CloseSession;
+
+impl Handler for CloseSession {
+    type Args = CloseSessionArgs;
+    async fn run(ctx: &JobCtx<'_>, args: CloseSessionArgs) -> Outcome {
+        close(ctx, args).await
+    }
+}
+
+async fn close(ctx: &JobCtx<'_>, CloseSessionArgs { logout, wipe, reason }: CloseSessionArgs) -> Outcome {
+    let Some((session, epoch)) = ctx.session() else {
         return Outcome::fail("close_session job without a session");
     };
-    let p = &job.payload;
-    let logout = p.get("logout").and_then(|v| v.as_bool()).unwrap_or(false);
-    let wipe = p.get("wipe").and_then(|v| v.as_bool()).unwrap_or(false);
-    let reason = p.get("reason").and_then(|v| v.as_str()).unwrap_or("closed by request").to_owned();
-    let Some(fence) = shared.slots.fence(shared.id, session).filter(|f| f.epoch == epoch) else {
+    let Some(fence) = ctx.slots.fence(ctx.worker, session).filter(|f| f.epoch == epoch) else {
         return Outcome::Release;
     };
     // Stop claiming for it first, so no send starts while the socket closes.
-    shared.slots.update(session, epoch, |s| s.connected = false);
-    if let Ok(client) = shared.slots.client_for(session, epoch)
+    ctx.slots.update(session, epoch, |s| s.connected = false);
+    if let Ok(client) = ctx.slots.client_for(session, epoch)
         && let Err(e) = client.close(logout).await
     {
         if logout {
@@ -34,13 +38,13 @@ pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
     }
     let mut wiped = 0;
     if wipe {
-        match pgwa_pg::keys::cleanup::wipe_session_state(&shared.pool, &fence).await {
+        match pgwa_pg::keys::cleanup::wipe_session_state(ctx.pool, &fence).await {
             Ok(n) => wiped = n,
             Err(e) => return Outcome::retry(format!("wiping stored keys failed: {e}")),
         }
     }
     let reason = if logout { format!("{reason} (logged out)") } else { reason };
-    match sessions::set_desired_stopped(&shared.pool, &fence, &reason).await {
+    match sessions::set_desired_stopped(ctx.pool, &fence, &reason).await {
         Ok(true) => Outcome::completed(json!({ "closed": true, "logout": logout, "wiped_rows": wiped })),
         Ok(false) => Outcome::Release,
         Err(e) => Outcome::retry(e.to_string()),

@@ -6,26 +6,34 @@
 //! * `sweep_keys`: delete expired WhatsApp key material (sent-message cache, tokens,
 //!   secrets, pending inbound, base keys, old LID mappings).
 
-use std::sync::Arc;
-
 use serde_json::json;
 
-use crate::Shared;
-use pgwa_core::job::{ClaimedJob, Outcome};
+use super::{Handler, JobCtx};
+use pgwa_core::job::Outcome;
+use pgwa_core::job::args::{MaintenanceArgs, MaintenanceTask};
 
-pub const TASKS: [&str; 3] = ["retention", "reap_workers", "sweep_keys"];
+pub struct Maintenance;
 
-pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
-    let task = job.payload.get("task").and_then(|v| v.as_str()).unwrap_or_default();
-    let pool = &shared.pool;
+impl Handler for Maintenance {
+    type Args = MaintenanceArgs;
+    async fn run(ctx: &JobCtx<'_>, MaintenanceArgs { task }: MaintenanceArgs) -> Outcome {
+        maintain(ctx, task).await
+    }
+}
+
+async fn maintain(ctx: &JobCtx<'_>, task: MaintenanceTask) -> Outcome {
+    let pool = ctx.pool;
     let result = match task {
-        "retention" => pgwa_pg::maintenance::sweep_jobs(pool, &shared.cfg.retention).await.map_err(anyhow::Error::from),
-        "reap_workers" => pgwa_pg::workers::reap_dead(pool, 3600.0).await.map(|n| json!({ "reaped": n })).map_err(Into::into),
-        "sweep_keys" => pgwa_pg::keys::sweep::sweep_expired(pool, &pgwa_pg::keys::sweep::SweepOptions::default()).await,
-        other => return Outcome::fail(format!("payload.task: unknown task {other:?} (accepted: {})", TASKS.join(", "))),
+        MaintenanceTask::Retention => pgwa_pg::maintenance::sweep_jobs(pool, ctx.retention).await.map_err(anyhow::Error::from),
+        MaintenanceTask::ReapWorkers => {
+            pgwa_pg::workers::reap_dead(pool, 3600.0).await.map(|n| json!({ "reaped": n })).map_err(Into::into)
+        }
+        MaintenanceTask::SweepKeys => {
+            pgwa_pg::keys::sweep::sweep_expired(pool, &pgwa_pg::keys::sweep::SweepOptions::default()).await
+        }
     };
     match result {
-        Ok(counts) => Outcome::completed(json!({ "task": task, "result": counts })),
+        Ok(counts) => Outcome::completed(json!({ "task": task.as_str(), "result": counts })),
         Err(e) => Outcome::retry(e.to_string()),
     }
 }

@@ -1,7 +1,77 @@
-//! The job handlers, one module per kind; kinds and outcomes are `pgwa_core::job`.
+//! The job handlers, one module per kind. Each handler is a type: its arguments (read
+//! once from the payload, `pgwa_core::job::args`) and its `run`, which gets a narrow
+//! [`JobCtx`] (its job, its session's slot, the pool), not the worker's runtime.
 
 pub mod close_session;
 pub mod key_cleanup;
 pub mod maintenance;
 pub mod reconnect;
 pub mod send;
+
+use pgwa_core::config::RetentionConfig;
+use pgwa_core::fence::Fence;
+use pgwa_core::job::args::JobArgs;
+use pgwa_core::job::{ClaimedJob, JobKind, Outcome};
+use pgwa_pg::PgPool;
+use uuid::Uuid;
+
+use crate::slots::Slots;
+
+/// What a job handler may touch. A handler cannot claim, lease, wake or release
+/// anything: it acts on its session through the slot and writes through the fence.
+pub struct JobCtx<'a> {
+    pub job: &'a ClaimedJob,
+    pub worker: Uuid,
+    pub pool: &'a PgPool,
+    pub slots: &'a Slots,
+    pub retention: &'a RetentionConfig,
+    /// Wakes the lease task, which releases drained sessions.
+    pub wake_lease: &'a tokio::sync::Notify,
+}
+
+impl JobCtx<'_> {
+    /// The job's session and the epoch it was claimed under; None for maintenance.
+    pub fn session(&self) -> Option<(&str, i64)> {
+        Some((self.job.session_id.as_deref()?, self.job.epoch?))
+    }
+
+    /// Stops claiming for the session and has it released, keeping the status the
+    /// handler wrote, once its running jobs are recorded (a handler that ends the
+    /// session's life, like key_cleanup all).
+    pub fn end_session(&self, session: &str) {
+        self.slots.drain(session, crate::slots::Drain::as_written());
+        self.wake_lease.notify_one();
+    }
+
+    /// This worker's fence on the job's session at the claim's epoch.
+    pub fn fence(&self) -> Option<Fence> {
+        let (session, epoch) = self.session()?;
+        Some(Fence { worker: self.worker, session: session.to_owned(), epoch })
+    }
+}
+
+/// One job kind's handler.
+pub(crate) trait Handler {
+    type Args: JobArgs;
+    async fn run(ctx: &JobCtx<'_>, args: Self::Args) -> Outcome;
+}
+
+/// Reads the job's arguments and runs its kind's handler; a payload that does not read
+/// fails the job for good, with the field named.
+pub(crate) async fn run(ctx: &JobCtx<'_>) -> Outcome {
+    match ctx.job.kind {
+        JobKind::Send => handle::<send::Send>(ctx).await,
+        JobKind::Reconnect => handle::<reconnect::Reconnect>(ctx).await,
+        JobKind::KeyCleanup => handle::<key_cleanup::KeyCleanup>(ctx).await,
+        JobKind::CloseSession => handle::<close_session::CloseSession>(ctx).await,
+        JobKind::Maintenance => handle::<maintenance::Maintenance>(ctx).await,
+    }
+}
+
+async fn handle<H: Handler>(ctx: &JobCtx<'_>) -> Outcome {
+    debug_assert_eq!(ctx.job.kind, <H::Args as JobArgs>::KIND);
+    match H::Args::from_payload(&ctx.job.payload) {
+        Ok(args) => H::run(ctx, args).await,
+        Err(e) => Outcome::fail(e),
+    }
+}

@@ -1,21 +1,29 @@
 //! `reconnect`: restart a session's connection now, resetting its backoff.
 
-use std::sync::Arc;
-
 use serde_json::json;
 
-use crate::Shared;
-use pgwa_core::job::{ClaimedJob, Outcome};
+use super::{Handler, JobCtx};
+use pgwa_core::job::Outcome;
+use pgwa_core::job::args::ReconnectArgs;
 
-pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
-    let (Some(session), Some(epoch)) = (job.session_id.as_deref(), job.epoch) else {
+pub struct Reconnect;
+
+impl Handler for Reconnect {
+    type Args = ReconnectArgs;
+    async fn run(ctx: &JobCtx<'_>, _: ReconnectArgs) -> Outcome {
+        reconnect(ctx).await
+    }
+}
+
+async fn reconnect(ctx: &JobCtx<'_>) -> Outcome {
+    let Some((session, epoch)) = ctx.session() else {
         return Outcome::fail("reconnect job without a session");
     };
-    let client = match shared.slots.client_for(session, epoch) {
+    let client = match ctx.slots.client_for(session, epoch) {
         Ok(c) => c,
         Err(why) => return Outcome::retry(why),
     };
-    shared.slots.update(session, epoch, |s| {
+    ctx.slots.update(session, epoch, |s| {
         s.reconnects = 0;
         s.connected = false;
     });

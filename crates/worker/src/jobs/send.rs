@@ -2,37 +2,47 @@
 //! re-sends the same id and the server sees one message. The job completes on the server
 //! ack; a refusal from the server fails it for good with the reason kept.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::Shared;
-use pgwa_core::job::{ClaimedJob, Outcome};
+use super::{Handler, JobCtx};
+use pgwa_core::job::Outcome;
+use pgwa_core::job::args::SendArgs;
 use pgwa_core::wa::{OutboundMessage, SendError};
 
 /// A send that has no server ack after this long is retried (same message id).
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
+pub struct Send;
+
+impl Handler for Send {
+    type Args = SendArgs;
+    async fn run(ctx: &JobCtx<'_>, args: SendArgs) -> Outcome {
+        send(ctx, args).await
+    }
+}
+
+async fn send(ctx: &JobCtx<'_>, SendArgs(payload): SendArgs) -> Outcome {
+    let job = ctx.job;
     let (Some(session), Some(epoch), Some(chat), Some(message_id)) =
         (job.session_id.as_deref(), job.epoch, job.chat.clone(), job.message_id.clone())
     else {
         return Outcome::fail("send job without session, chat or message id");
     };
-    let client = match shared.slots.client_for(session, epoch) {
+    let client = match ctx.slots.client_for(session, epoch) {
         Ok(c) => c,
         // The session went away under us: leave the job to whoever holds it next.
         Err(_) => return Outcome::Release,
     };
-    if let Some(pacing) = shared.slots.pacing(session) {
+    if let Some(pacing) = ctx.slots.pacing(session) {
         pacing.wait(&chat).await;
         // The lease may have moved while we waited.
-        if shared.slots.client_for(session, epoch).is_err() {
+        if ctx.slots.client_for(session, epoch).is_err() {
             return Outcome::Release;
         }
     }
-    let msg = OutboundMessage { job_id: job.id, message_id, chat, payload: job.payload.clone(), attempt: job.attempts };
+    let msg = OutboundMessage { job_id: job.id, message_id, chat, payload, attempt: job.attempts };
     match tokio::time::timeout(ACK_TIMEOUT, client.send(&msg)).await {
         Ok(Ok(ack)) => Outcome::completed(json!({ "message_id": ack.message_id, "acked_at": ack.at })),
         Ok(Err(SendError::Retryable(e))) => Outcome::retry(e),

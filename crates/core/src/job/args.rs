@@ -1,0 +1,171 @@
+//! Each job kind's arguments, read once from the row's payload when the job runs. The SQL
+//! API validates them at enqueue (sql/01_validation.sql); reading them into types here is
+//! the worker's own check, so a row written another way (by hand, by an older version)
+//! fails with the field named instead of running half-understood.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{CleanupScope, JobKind};
+
+/// The arguments of one job kind.
+pub trait JobArgs: Sized {
+    /// The kind whose payload these are (its stable name is `KIND.as_str()`).
+    const KIND: JobKind;
+
+    /// Reads the payload; a bad one is an error naming the field.
+    fn from_payload(payload: &Value) -> Result<Self, String>;
+}
+
+fn read<T: DeserializeOwned>(payload: &Value) -> Result<T, String> {
+    T::deserialize(payload).map_err(|e| format!("payload: {e}"))
+}
+
+/// `send`: the message (`type` and its fields). Which fields a message type needs is
+/// the WhatsApp side's knowledge: it parses them when it builds the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendArgs(pub Value);
+
+impl JobArgs for SendArgs {
+    const KIND: JobKind = JobKind::Send;
+    fn from_payload(payload: &Value) -> Result<Self, String> {
+        match payload {
+            Value::Object(_) => Ok(SendArgs(payload.clone())),
+            _ => Err("payload: a send's payload must be a JSON object".into()),
+        }
+    }
+}
+
+/// `reconnect`: no arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconnectArgs;
+
+impl JobArgs for ReconnectArgs {
+    const KIND: JobKind = JobKind::Reconnect;
+    fn from_payload(_: &Value) -> Result<Self, String> {
+        Ok(ReconnectArgs)
+    }
+}
+
+/// `key_cleanup`: what to remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCleanupArgs {
+    pub scope: CleanupScope,
+    /// The scope's name in the payload (`app_state`, `peer`, `all`), kept for the result.
+    pub scope_name: String,
+}
+
+impl JobArgs for KeyCleanupArgs {
+    const KIND: JobKind = JobKind::KeyCleanup;
+    fn from_payload(payload: &Value) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(default = "app_state")]
+            scope: String,
+            peer: Option<String>,
+        }
+        fn app_state() -> String {
+            "app_state".into()
+        }
+        let raw: Raw = read(payload)?;
+        let scope = match raw.scope.as_str() {
+            "app_state" => CleanupScope::AppStateKeys,
+            "peer" => CleanupScope::Peer { jid: raw.peer.ok_or("payload.peer: missing for scope peer")? },
+            "all" => CleanupScope::All,
+            other => return Err(format!("payload.scope: unknown scope {other:?}")),
+        };
+        Ok(KeyCleanupArgs { scope, scope_name: raw.scope })
+    }
+}
+
+/// `close_session`: end the socket; optionally unlink the device and wipe its keys.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CloseSessionArgs {
+    #[serde(default)]
+    pub logout: bool,
+    #[serde(default)]
+    pub wipe: bool,
+    #[serde(default = "closed_by_request")]
+    pub reason: String,
+}
+
+fn closed_by_request() -> String {
+    "closed by request".into()
+}
+
+impl JobArgs for CloseSessionArgs {
+    const KIND: JobKind = JobKind::CloseSession;
+    fn from_payload(payload: &Value) -> Result<Self, String> {
+        read(payload)
+    }
+}
+
+/// `maintenance`: which housekeeping task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceTask {
+    /// Delete finished jobs past their retention.
+    Retention,
+    /// Forget workers dead for more than an hour.
+    ReapWorkers,
+    /// Delete expired WhatsApp key material.
+    SweepKeys,
+}
+
+impl MaintenanceTask {
+    pub const ALL: [MaintenanceTask; 3] = [MaintenanceTask::Retention, MaintenanceTask::ReapWorkers, MaintenanceTask::SweepKeys];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceTask::Retention => "retention",
+            MaintenanceTask::ReapWorkers => "reap_workers",
+            MaintenanceTask::SweepKeys => "sweep_keys",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenanceArgs {
+    pub task: MaintenanceTask,
+}
+
+impl JobArgs for MaintenanceArgs {
+    const KIND: JobKind = JobKind::Maintenance;
+    fn from_payload(payload: &Value) -> Result<Self, String> {
+        let task = payload.get("task").and_then(|v| v.as_str()).unwrap_or_default();
+        MaintenanceTask::ALL.into_iter().find(|t| t.as_str() == task).map(|task| MaintenanceArgs { task }).ok_or_else(|| {
+            let accepted: Vec<&str> = MaintenanceTask::ALL.iter().map(|t| t.as_str()).collect();
+            format!("payload.task: unknown task {task:?} (accepted: {})", accepted.join(", "))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn payloads_read_into_their_kinds_and_bad_ones_name_the_field() {
+        let k = KeyCleanupArgs::from_payload(&json!({})).unwrap();
+        assert_eq!(k.scope, CleanupScope::AppStateKeys);
+        let k = KeyCleanupArgs::from_payload(&json!({"scope": "peer", "peer": "1@s.whatsapp.net"})).unwrap();
+        assert_eq!(k.scope, CleanupScope::Peer { jid: "1@s.whatsapp.net".into() });
+        assert!(KeyCleanupArgs::from_payload(&json!({"scope": "peer"})).unwrap_err().contains("payload.peer"));
+        assert!(KeyCleanupArgs::from_payload(&json!({"scope": "x"})).unwrap_err().contains("payload.scope"));
+
+        let c = CloseSessionArgs::from_payload(&json!({"logout": true})).unwrap();
+        assert_eq!(c, CloseSessionArgs { logout: true, wipe: false, reason: "closed by request".into() });
+        let e = CloseSessionArgs::from_payload(&json!({"wipe": "yes"})).unwrap_err();
+        assert!(e.starts_with("payload:") && e.contains("bool"), "{e}");
+
+        assert_eq!(MaintenanceArgs::from_payload(&json!({"task": "sweep_keys"})).unwrap().task, MaintenanceTask::SweepKeys);
+        let e = MaintenanceArgs::from_payload(&json!({"task": "vacuum"})).unwrap_err();
+        assert!(e.contains("payload.task") && e.contains("reap_workers"), "{e}");
+
+        assert!(SendArgs::from_payload(&json!("text")).is_err());
+        assert_eq!(ReconnectArgs::KIND.as_str(), "reconnect");
+    }
+}
