@@ -13,28 +13,22 @@ pub async fn add_session(
     metadata: &serde_json::Value,
     start: bool,
 ) -> sqlx::Result<()> {
-    sqlx::query("SELECT wa.add_session($1, $2, $3, $4)")
-        .bind(id)
-        .bind(pair_phone)
-        .bind(metadata)
-        .bind(start)
-        .execute(pool)
-        .await?;
+    sqlx::query!("SELECT (wa.add_session($1, $2, $3, $4)).id", id, pair_phone, metadata, start).fetch_one(pool).await?;
     Ok(())
 }
 
 pub async fn start_session(pool: &PgPool, id: &str) -> sqlx::Result<()> {
-    sqlx::query("SELECT wa.start_session($1)").bind(id).execute(pool).await?;
+    sqlx::query!("SELECT (wa.start_session($1)).id", id).fetch_one(pool).await?;
     Ok(())
 }
 
 pub async fn stop_session(pool: &PgPool, id: &str) -> sqlx::Result<()> {
-    sqlx::query("SELECT wa.stop_session($1)").bind(id).execute(pool).await?;
+    sqlx::query!("SELECT (wa.stop_session($1)).id", id).fetch_one(pool).await?;
     Ok(())
 }
 
 pub async fn remove_session(pool: &PgPool, id: &str) -> sqlx::Result<()> {
-    sqlx::query("SELECT wa.remove_session($1)").bind(id).execute(pool).await?;
+    sqlx::query!("SELECT wa.remove_session($1)", id).fetch_one(pool).await?;
     Ok(())
 }
 
@@ -50,35 +44,40 @@ pub struct SendText<'a> {
 
 /// Enqueues; returns the job id and the message id fixed at enqueue.
 pub async fn send_text(pool: &PgPool, m: &SendText<'_>) -> sqlx::Result<(i64, String)> {
-    sqlx::query_as("SELECT job_id, message_id FROM wa.send_text($1, $2, $3, reply_to => $4, idempotency_key => $5)")
-        .bind(m.session)
-        .bind(m.to)
-        .bind(m.text)
-        .bind(m.reply_to)
-        .bind(m.idempotency_key)
-        .fetch_one(pool)
-        .await
+    let r = sqlx::query!(
+        r#"SELECT job_id AS "job_id!", message_id AS "message_id!"
+             FROM wa.send_text($1, $2, $3, reply_to => $4, idempotency_key => $5)"#,
+        m.session,
+        m.to,
+        m.text,
+        m.reply_to,
+        m.idempotency_key,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((r.job_id, r.message_id))
 }
 
 /// `wa.retry_job`: the job's state after the call.
 pub async fn retry_job(pool: &PgPool, id: i64) -> sqlx::Result<JobState> {
-    job_state_of(pool, "SELECT wa.retry_job($1)::text", id).await
+    let state = sqlx::query_scalar!(r#"SELECT wa.retry_job($1)::text AS "state!""#, id).fetch_one(pool).await?;
+    parse(state)
 }
 
 /// `wa.cancel_job`: the job's state after the call (`running` when it was claimed).
 pub async fn cancel_job(pool: &PgPool, id: i64) -> sqlx::Result<JobState> {
-    job_state_of(pool, "SELECT wa.cancel_job($1)::text", id).await
+    let state = sqlx::query_scalar!(r#"SELECT wa.cancel_job($1)::text AS "state!""#, id).fetch_one(pool).await?;
+    parse(state)
 }
 
-async fn job_state_of(pool: &PgPool, sql: &'static str, id: i64) -> sqlx::Result<JobState> {
-    let state: String = sqlx::query_scalar(sql).bind(id).fetch_one(pool).await?;
-    state.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))
+/// A Postgres enum read as text into its Rust enum.
+fn parse<T: std::str::FromStr<Err = String>>(label: String) -> sqlx::Result<T> {
+    label.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))
 }
 
 /// Where linking a session stands, as `pgwa session add --wait` shows it.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct LinkState {
-    #[sqlx(try_from = "String")]
     pub status: SessionStatus,
     pub status_reason: Option<String>,
     pub qr_code: Option<String>,
@@ -87,10 +86,19 @@ pub struct LinkState {
 }
 
 pub async fn link_state(pool: &PgPool, id: &str) -> sqlx::Result<LinkState> {
-    sqlx::query_as("SELECT status::text AS status, status_reason, qr_code, pair_code, jid FROM wa.sessions WHERE id = $1")
-        .bind(id)
-        .fetch_one(pool)
-        .await
+    let r = sqlx::query!(
+        r#"SELECT status::text AS "status!", status_reason, qr_code, pair_code, jid FROM wa.sessions WHERE id = $1"#,
+        id,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(LinkState {
+        status: parse(r.status)?,
+        status_reason: r.status_reason,
+        qr_code: r.qr_code,
+        pair_code: r.pair_code,
+        jid: r.jid,
+    })
 }
 
 /// An error of the SQL API as a person should read it: its message, SQLSTATE and hint.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
     pub name: String,
     pub cron: String,
@@ -13,7 +13,7 @@ pub struct Schedule {
 }
 
 pub async fn enabled(pool: &PgPool) -> sqlx::Result<Vec<Schedule>> {
-    sqlx::query_as("SELECT name, cron, task, payload, next_run_at FROM wa.schedules WHERE enabled ORDER BY name")
+    sqlx::query_as!(Schedule, "SELECT name, cron, task, payload, next_run_at FROM wa.schedules WHERE enabled ORDER BY name")
         .fetch_all(pool)
         .await
 }
@@ -28,27 +28,25 @@ pub async fn fire(pool: &PgPool, s: &Schedule, tick: DateTime<Utc>, next: Option
         obj.insert("schedule".into(), s.name.clone().into());
         obj.insert("tick".into(), tick.to_rfc3339().into());
     }
-    sqlx::query_scalar(
-        "WITH j AS (SELECT (wa.enqueue(NULL, 'maintenance', $2, idempotency_key => $3, max_attempts => 3)).id AS id)
+    sqlx::query_scalar!(
+        r#"WITH j AS (SELECT (wa.enqueue(NULL, 'maintenance', $2, idempotency_key => $3, max_attempts => 3)).id AS id)
          UPDATE wa.schedules SET last_run_at = greatest(last_run_at, $4), last_job_id = j.id,
                 next_run_at = $5, last_error = NULL
            FROM j WHERE name = $1
-         RETURNING j.id",
+         RETURNING j.id AS "id!""#,
+        s.name,
+        payload,
+        key,
+        tick,
+        next,
     )
-    .bind(&s.name)
-    .bind(payload)
-    .bind(key)
-    .bind(tick)
-    .bind(next)
     .fetch_one(pool)
     .await
 }
 
 /// Records why a schedule cannot run (shown in wa.schedules.last_error).
 pub async fn set_error(pool: &PgPool, name: &str, error: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE wa.schedules SET last_error = $2 WHERE name = $1 AND last_error IS DISTINCT FROM $2")
-        .bind(name)
-        .bind(error)
+    sqlx::query!("UPDATE wa.schedules SET last_error = $2 WHERE name = $1 AND last_error IS DISTINCT FROM $2", name, error)
         .execute(pool)
         .await?;
     Ok(())
