@@ -15,10 +15,10 @@ pub enum JobsCmd {
         session: Option<String>,
         /// available, scheduled, running, retryable, completed, dead or cancelled.
         #[arg(long)]
-        state: Option<String>,
+        state: Option<pgwa_core::job::JobState>,
         /// send, reconnect, key_cleanup, close_session or maintenance.
         #[arg(long)]
-        kind: Option<String>,
+        kind: Option<pgwa_core::job::JobKind>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
         /// One JSON array of objects instead of the table.
@@ -36,7 +36,7 @@ pub enum JobsCmd {
 pub async fn run(cmd: JobsCmd, pool: &PgPool) -> anyhow::Result<()> {
     match cmd {
         JobsCmd::List { session, state, kind, limit, json } => {
-            let f = JobFilter { session: session.as_deref(), state: state.as_deref(), kind: kind.as_deref(), limit };
+            let f = JobFilter { session: session.as_deref(), state, kind, limit };
             let rows = admin::jobs(pool, &f).await?;
             let cols = [
                 Col::Right("ID"),
@@ -51,10 +51,10 @@ pub async fn run(cmd: JobsCmd, pool: &PgPool) -> anyhow::Result<()> {
                 vec![
                     r.id.to_string(),
                     r.session_id.clone().unwrap_or_else(|| "-".into()),
-                    r.kind.clone(),
-                    r.state.clone(),
+                    r.kind.to_string(),
+                    r.state.to_string(),
                     format!("{}/{}", r.attempts, r.max_attempts),
-                    r.delivery.clone().unwrap_or_else(|| "-".into()),
+                    r.delivery.map_or_else(|| "-".into(), |d| d.to_string()),
                     r.last_error.clone().unwrap_or_default(),
                 ]
             })

@@ -86,7 +86,7 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
             table::print(&rows, json, &cols, "session", |r| {
                 vec![
                     r.session.clone(),
-                    r.desired.clone(),
+                    r.desired.to_string(),
                     r.status_shown(),
                     r.held.to_string(),
                     r.healthy.to_string(),

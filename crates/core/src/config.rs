@@ -168,6 +168,22 @@ impl Backend {
     }
 }
 
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Backend::Whatsapp, Backend::Simulated]
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| format!("whatsapp.backend: unknown value {s:?} (accepted: whatsapp, simulated)"))
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimulatedConfig {

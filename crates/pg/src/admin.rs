@@ -6,11 +6,15 @@
 
 use sqlx::PgPool;
 
-#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+use pgwa_core::config::Backend;
+use pgwa_core::job::{Delivery, JobKind, JobState};
+use pgwa_core::session::{Desired, SessionStatus};
+
+#[derive(Debug, serde::Serialize)]
 pub struct SessionRow {
     pub session: String,
-    pub desired: String,
-    pub status: String,
+    pub desired: Desired,
+    pub status: SessionStatus,
     pub status_reason: Option<String>,
     pub held: bool,
     pub healthy: bool,
@@ -21,45 +25,82 @@ pub struct SessionRow {
     pub last_error: Option<String>,
     pub queued: i64,
     /// The WhatsApp side of the worker holding it (none while not held).
-    pub backend: Option<String>,
+    pub backend: Option<Backend>,
 }
 
 impl SessionRow {
     /// The status as a person should read it: a simulated session says so.
     pub fn status_shown(&self) -> String {
-        match self.backend.as_deref() {
-            Some("simulated") => format!("{} (simulated)", self.status),
-            _ => self.status.clone(),
+        match self.backend {
+            Some(Backend::Simulated) => format!("{} (simulated)", self.status),
+            _ => self.status.to_string(),
         }
     }
 }
 
-const SESSION_SELECT: &str = "SELECT h.session, h.desired::text AS desired, h.status::text AS status, h.status_reason,
-        h.held, h.healthy, h.worker_id, h.bad_mac_count, h.bad_decrypt_count, h.failed_connect_count, h.last_error,
-        h.backend::text AS backend,
-        (SELECT count(*) FROM wa.jobs j WHERE j.session_id = h.session AND j.phase = 1)
-          + (SELECT count(*) FROM wa.jobs j WHERE j.session_id = h.session AND j.phase = 0) AS queued
-   FROM wa.session_health h";
-
+/// Every session, or the one named.
 pub async fn sessions(pool: &PgPool) -> sqlx::Result<Vec<SessionRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SESSION_SELECT} ORDER BY h.session"))).fetch_all(pool).await
+    session_rows(pool, None).await
 }
 
 pub async fn session(pool: &PgPool, id: &str) -> sqlx::Result<Option<SessionRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SESSION_SELECT} WHERE h.session = $1"))).bind(id).fetch_optional(pool).await
+    Ok(session_rows(pool, Some(id)).await?.pop())
 }
 
-#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+async fn session_rows(pool: &PgPool, id: Option<&str>) -> sqlx::Result<Vec<SessionRow>> {
+    // The view's columns read as nullable to the checker; these come from NOT NULL
+    // columns or expressions that are never null.
+    let rows = sqlx::query!(
+        r#"SELECT h.session AS "session!", h.desired::text AS "desired!", h.status::text AS "status!", h.status_reason,
+                  h.held AS "held!", h.healthy AS "healthy!", h.worker_id, h.bad_mac_count AS "bad_mac_count!",
+                  h.bad_decrypt_count AS "bad_decrypt_count!", h.failed_connect_count AS "failed_connect_count!",
+                  h.last_error, h.backend::text AS backend,
+                  (SELECT count(*) FROM wa.jobs j WHERE j.session_id = h.session AND j.phase = 1)
+                    + (SELECT count(*) FROM wa.jobs j WHERE j.session_id = h.session AND j.phase = 0) AS "queued!"
+             FROM wa.session_health h
+            WHERE $1::text IS NULL OR h.session = $1
+            ORDER BY h.session"#,
+        id,
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(SessionRow {
+                session: r.session,
+                desired: label(r.desired)?,
+                status: label(r.status)?,
+                status_reason: r.status_reason,
+                held: r.held,
+                healthy: r.healthy,
+                worker_id: r.worker_id,
+                bad_mac_count: r.bad_mac_count,
+                bad_decrypt_count: r.bad_decrypt_count,
+                failed_connect_count: r.failed_connect_count,
+                last_error: r.last_error,
+                queued: r.queued,
+                backend: r.backend.map(label).transpose()?,
+            })
+        })
+        .collect()
+}
+
+/// A Postgres enum read as text into its Rust enum.
+fn label<T: std::str::FromStr<Err = String>>(text: String) -> sqlx::Result<T> {
+    text.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))
+}
+
+#[derive(Debug, serde::Serialize)]
 pub struct JobRow {
     pub id: i64,
     pub session_id: Option<String>,
-    pub kind: String,
-    pub state: String,
+    pub kind: JobKind,
+    pub state: JobState,
     pub attempts: i16,
     pub max_attempts: i16,
     pub chat: Option<String>,
     pub message_id: Option<String>,
-    pub delivery: Option<String>,
+    pub delivery: Option<Delivery>,
     pub run_at: chrono::DateTime<chrono::Utc>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -68,27 +109,46 @@ pub struct JobRow {
 
 pub struct JobFilter<'a> {
     pub session: Option<&'a str>,
-    pub state: Option<&'a str>,
-    pub kind: Option<&'a str>,
+    pub state: Option<JobState>,
+    pub kind: Option<JobKind>,
     pub limit: i64,
 }
 
 pub async fn jobs(pool: &PgPool, f: &JobFilter<'_>) -> sqlx::Result<Vec<JobRow>> {
-    sqlx::query_as(
-        "SELECT id, session_id, kind::text AS kind, state::text AS state, attempts, max_attempts, chat, message_id,
-                delivery::text AS delivery, run_at, created_at, finished_at, errors->-1->>'error' AS last_error
-           FROM wa.jobs
-          WHERE ($1::text IS NULL OR session_id = $1)
-            AND ($2::text IS NULL OR state::text = $2)
-            AND ($3::text IS NULL OR kind::text = $3)
-          ORDER BY id DESC LIMIT $4",
+    let rows = sqlx::query!(
+        r#"SELECT id, session_id, kind::text AS "kind!", state::text AS "state!", attempts, max_attempts, chat, message_id,
+                  delivery::text AS delivery, run_at, created_at, finished_at, errors->-1->>'error' AS last_error
+             FROM wa.jobs
+            WHERE ($1::text IS NULL OR session_id = $1)
+              AND ($2::text IS NULL OR state::text = $2)
+              AND ($3::text IS NULL OR kind::text = $3)
+            ORDER BY id DESC LIMIT $4"#,
+        f.session,
+        f.state.map(JobState::as_str),
+        f.kind.map(JobKind::as_str),
+        f.limit,
     )
-    .bind(f.session)
-    .bind(f.state)
-    .bind(f.kind)
-    .bind(f.limit)
     .fetch_all(pool)
-    .await
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(JobRow {
+                id: r.id,
+                session_id: r.session_id,
+                kind: label(r.kind)?,
+                state: label(r.state)?,
+                attempts: r.attempts,
+                max_attempts: r.max_attempts,
+                chat: r.chat,
+                message_id: r.message_id,
+                delivery: r.delivery.map(label).transpose()?,
+                run_at: r.run_at,
+                created_at: r.created_at,
+                finished_at: r.finished_at,
+                last_error: r.last_error,
+            })
+        })
+        .collect()
 }
 
 /// One job as JSON (every column), for `pgwa jobs show`.
