@@ -149,14 +149,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn migrate(pool: &pgwa_pg::PgPool) -> anyhow::Result<()> {
+    use pgwa_pg::migrate::{LEDGER, SQL_API_VERSION};
     let report = pgwa_pg::migrate::migrate(pool).await?;
+    if report.ledger_moved {
+        log::say(format!("moved the migration ledger from public._sqlx_migrations to {LEDGER}"));
+    }
     for m in &report.migrations_applied {
         log::say(format!("applied migration {m}"));
     }
     if report.sql_api_applied {
-        log::say("applied the SQL API (sql/)");
+        log::say(format!("applied the SQL API (sql/, version {SQL_API_VERSION})"));
     }
-    if report.migrations_applied.is_empty() && !report.sql_api_applied {
+    if let Some(newer) = report.sql_api_newer {
+        log::say(format!(
+            "the SQL API (version {newer}) was installed by a newer pgwa; this one (version {SQL_API_VERSION}) leaves it"
+        ));
+    } else if report.migrations_applied.is_empty() && !report.sql_api_applied {
         log::say("schema is up to date");
     }
     Ok(())

@@ -1,10 +1,32 @@
 //! Versioned migrations (migrations/, tables and types) followed by the SQL API (sql/,
-//! functions, triggers and views), which is re-applied whenever its text changes.
+//! functions, triggers and views), which carries a version number so that an older pgwa
+//! (during a rolling deploy every `pgwa run` migrates first) never puts its older
+//! functions back over a newer one's.
+
+use std::sync::LazyLock;
 
 use anyhow::Context;
-use sqlx::PgPool;
+use sqlx::migrate::{Migrate, Migrator};
+use sqlx::{Connection, PgConnection, PgPool};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+/// Where sqlx records the applied migrations: in schema `wa` with everything else pgwa
+/// owns, not in `public`, which belongs to the apps sharing the database (and to their
+/// own sqlx ledger, if they have one). Before, it was `public._sqlx_migrations`;
+/// `migrate` moves such a ledger here once.
+pub const LEDGER: &str = "wa._sqlx_migrations";
+
+static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
+    let mut m = sqlx::migrate!("../../migrations");
+    m.dangerous_set_table_name(LEDGER);
+    // `migrate` holds sqlx's lock itself, around more than the migrator's own steps.
+    m.set_locking(false);
+    m
+});
+
+/// The version of the SQL API in sql/. Bump it with every change of sql/ and record the
+/// new checksum in sql/VERSIONS (tests/schema_versions.rs fails until both are done):
+/// `migrate` never replaces an installed SQL API of a higher version.
+pub const SQL_API_VERSION: i32 = 1;
 
 /// The SQL API files in the order they are applied.
 const SQL_API: &[(&str, &str)] = &[
@@ -20,30 +42,80 @@ const SQL_API: &[(&str, &str)] = &[
 /// What `migrate` did, for the CLI to print.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// The ledger was found in `public` (made by an earlier pgwa) and moved to `wa`.
+    pub ledger_moved: bool,
     pub migrations_applied: Vec<String>,
     pub sql_api_applied: bool,
+    /// The installed SQL API's version when a newer pgwa installed it: left as it is.
+    pub sql_api_newer: Option<i32>,
 }
 
-/// Brings the schema up to date. Safe to run from several workers at once: sqlx holds an
-/// advisory lock for the versioned part, and the SQL API is applied under another.
+/// Brings the schema up to date. Safe to run from several workers at once, and from
+/// older pgwa versions beside it: everything runs under sqlx's migration lock (the one
+/// every pgwa takes for migrations/), and the SQL API also under its own, as before.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<Report> {
-    let before: Vec<i64> = applied_versions(pool).await?;
-    MIGRATOR.run(pool).await.context("applying migrations/")?;
+    let mut conn = pool.acquire().await?;
+    // The lock is held by the session: if anything below fails (or the future is
+    // dropped), closing the connection releases it, instead of a pooled connection
+    // going back to the pool still holding it.
+    conn.close_on_drop();
+    conn.lock().await.context("taking the migration lock")?;
+    let report = migrate_locked(&mut conn).await?;
+    // Ending the session releases the lock.
+    conn.close().await?;
+    Ok(report)
+}
+
+async fn migrate_locked(conn: &mut PgConnection) -> anyhow::Result<Report> {
+    // The ledger lives in wa, so wa must exist before sqlx creates the ledger (migration
+    // 0001 creates it too, IF NOT EXISTS).
+    sqlx::raw_sql("CREATE SCHEMA IF NOT EXISTS wa").execute(&mut *conn).await?;
+    let ledger_moved = move_ledger_from_public(conn).await?;
+    let before = applied_versions(conn).await?;
+    MIGRATOR.run(&mut *conn).await.context("applying migrations/")?;
     let migrations_applied = MIGRATOR
         .iter()
         .filter(|m| !before.contains(&m.version))
         .map(|m| format!("{:04}_{}", m.version, m.description.replace(' ', "_")))
         .collect();
-    let sql_api_applied = apply_sql_api(pool).await?;
-    Ok(Report { migrations_applied, sql_api_applied })
+    let (sql_api_applied, sql_api_newer) = match apply_sql_api(conn).await? {
+        SqlApi::Applied => (true, None),
+        SqlApi::UpToDate => (false, None),
+        SqlApi::Newer(v) => (false, Some(v)),
+    };
+    Ok(Report { ledger_moved, migrations_applied, sql_api_applied, sql_api_newer })
 }
 
-async fn applied_versions(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+/// Moves the ledger of an earlier pgwa from `public` to `wa`, keeping its rows, so no
+/// migration runs again. Only once (not when `wa` has a ledger already), and only a
+/// ledger that is pgwa's: one holding pgwa's first migration with its checksum. An app's
+/// own sqlx ledger in `public` stays where it is.
+async fn move_ledger_from_public(conn: &mut PgConnection) -> anyhow::Result<bool> {
+    let (in_public, in_wa): (bool, bool) = sqlx::query_as(
+        "SELECT to_regclass('public._sqlx_migrations') IS NOT NULL, to_regclass('wa._sqlx_migrations') IS NOT NULL",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let Some(first) = MIGRATOR.iter().next().filter(|_| in_public && !in_wa) else { return Ok(false) };
+    let ours: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM public._sqlx_migrations WHERE version = $1 AND checksum = $2)")
+            .bind(first.version)
+            .bind(first.checksum.as_ref())
+            .fetch_one(&mut *conn)
+            .await?;
+    if !ours {
+        return Ok(false);
+    }
+    sqlx::raw_sql("ALTER TABLE public._sqlx_migrations SET SCHEMA wa").execute(&mut *conn).await?;
+    Ok(true)
+}
+
+async fn applied_versions(conn: &mut PgConnection) -> anyhow::Result<Vec<i64>> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('wa._sqlx_migrations') IS NOT NULL").fetch_one(&mut *conn).await?;
     if !exists {
         return Ok(vec![]);
     }
-    Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool).await?)
+    Ok(sqlx::query_scalar("SELECT version FROM wa._sqlx_migrations WHERE success").fetch_all(&mut *conn).await?)
 }
 
 pub fn sql_api_checksum() -> String {
@@ -56,24 +128,45 @@ pub fn sql_api_checksum() -> String {
     format!("{:x}", h.finalize())
 }
 
-async fn apply_sql_api(pool: &PgPool) -> anyhow::Result<bool> {
+enum SqlApi {
+    Applied,
+    UpToDate,
+    /// A newer pgwa installed this version; left as it is.
+    Newer(i32),
+}
+
+/// Applies sql/ unless the installed SQL API is newer (a higher version) or this very
+/// one (same version and checksum). Same version with another checksum is applied: sql/
+/// changed during development (tests/schema_versions.rs keeps that from being released).
+async fn apply_sql_api(conn: &mut PgConnection) -> anyhow::Result<SqlApi> {
     let checksum = sql_api_checksum();
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
+    // Older pgwa versions take only this lock around the SQL API.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pgwa.sql_api'))").execute(&mut *tx).await?;
-    let installed: Option<String> = sqlx::query_scalar("SELECT checksum FROM wa.sql_api").fetch_optional(&mut *tx).await?;
-    if installed.as_deref() == Some(checksum.as_str()) {
-        return Ok(false);
+    let installed: Option<(i32, String)> =
+        sqlx::query_as("SELECT version, checksum FROM wa.sql_api").fetch_optional(&mut *tx).await?;
+    match installed {
+        Some((version, _)) if version > SQL_API_VERSION => {
+            tx.rollback().await?;
+            return Ok(SqlApi::Newer(version));
+        }
+        Some((version, installed)) if version == SQL_API_VERSION && installed == checksum => {
+            tx.rollback().await?;
+            return Ok(SqlApi::UpToDate);
+        }
+        _ => {}
     }
     for (name, text) in SQL_API {
         sqlx::raw_sql(*text).execute(&mut *tx).await.with_context(|| format!("applying sql/{name}"))?;
     }
     sqlx::query(
-        "INSERT INTO wa.sql_api (checksum) VALUES ($1)
-         ON CONFLICT (singleton) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
+        "INSERT INTO wa.sql_api (version, checksum) VALUES ($1, $2)
+         ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, checksum = EXCLUDED.checksum, applied_at = now()",
     )
+    .bind(SQL_API_VERSION)
     .bind(&checksum)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(SqlApi::Applied)
 }
