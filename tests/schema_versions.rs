@@ -247,3 +247,32 @@ fn sql_versions_records_the_current_sql_api() {
         _ => panic!("sql/VERSIONS has no line for SQL_API_VERSION {SQL_API_VERSION}: add `{SQL_API_VERSION} {current}` to it"),
     }
 }
+
+/// During a rolling deploy a newer pgwa may already have applied a migration this one
+/// does not know: this one still starts (every `pgwa run` migrates first), applies
+/// nothing and says so, instead of refusing with "migration previously applied but
+/// missing".
+#[tokio::test]
+async fn a_migration_applied_by_a_newer_pgwa_does_not_stop_an_older_one() {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query(
+        "INSERT INTO wa._sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (9999, 'from a newer pgwa', true, '\\x00', 1)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let report = migrate(&db.pool).await.expect("an older pgwa still migrates");
+    assert_eq!(report.migrations_newer, vec![9999], "{report:?}");
+    assert!(report.migrations_applied.is_empty() && !report.sql_api_applied, "{report:?}");
+    let o = Command::new(env!("CARGO_BIN_EXE_pgwa"))
+        .arg("migrate")
+        .env("PGWA_DATABASE_URL", &db.url)
+        .env_remove("DATABASE_URL")
+        .env("PGWA_LOG__FILTER", "warn")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("migrations a newer pgwa applied (9999); this one leaves them"), "{out}");
+}

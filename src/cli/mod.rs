@@ -154,6 +154,12 @@ async fn migrate(pool: &pgwa_pg::PgPool) -> anyhow::Result<()> {
     if report.ledger_moved {
         log::say(format!("moved the migration ledger from public._sqlx_migrations to {LEDGER}"));
     }
+    if !report.migrations_newer.is_empty() {
+        log::say(format!(
+            "the schema has migrations a newer pgwa applied ({}); this one leaves them",
+            report.migrations_newer.iter().map(|v| format!("{v:04}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
     for m in &report.migrations_applied {
         log::say(format!("applied migration {m}"));
     }

@@ -20,6 +20,10 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
     m.dangerous_set_table_name(LEDGER);
     // `migrate` holds sqlx's lock itself, around more than the migrator's own steps.
     m.set_locking(false);
+    // During a rolling deploy a newer pgwa may have applied migrations this one does not
+    // know: it leaves them (they are written to keep older workers working) instead of
+    // refusing to start.
+    m.set_ignore_missing(true);
     m
 });
 
@@ -48,6 +52,8 @@ pub struct Report {
     pub sql_api_applied: bool,
     /// The installed SQL API's version when a newer pgwa installed it: left as it is.
     pub sql_api_newer: Option<i32>,
+    /// Applied migrations this pgwa does not know (a newer one applied them).
+    pub migrations_newer: Vec<i64>,
 }
 
 /// Brings the schema up to date. Safe to run from several workers at once, and from
@@ -83,7 +89,9 @@ async fn migrate_locked(conn: &mut PgConnection) -> anyhow::Result<Report> {
         SqlApi::UpToDate => (false, None),
         SqlApi::Newer(v) => (false, Some(v)),
     };
-    Ok(Report { ledger_moved, migrations_applied, sql_api_applied, sql_api_newer })
+    let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    let migrations_newer = before.iter().copied().filter(|v| !known.contains(v)).collect();
+    Ok(Report { ledger_moved, migrations_applied, sql_api_applied, sql_api_newer, migrations_newer })
 }
 
 /// Moves the ledger of an earlier pgwa from `public` to `wa`, keeping its rows, so no
