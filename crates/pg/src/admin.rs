@@ -153,54 +153,55 @@ pub async fn jobs(pool: &PgPool, f: &JobFilter<'_>) -> sqlx::Result<Vec<JobRow>>
 
 /// One job as JSON (every column), for `pgwa jobs show`.
 pub async fn job_json(pool: &PgPool, id: i64) -> sqlx::Result<Option<serde_json::Value>> {
-    sqlx::query_scalar("SELECT to_jsonb(j) FROM wa.jobs j WHERE j.id = $1").bind(id).fetch_optional(pool).await
+    sqlx::query_scalar!(r#"SELECT to_jsonb(j) AS "job!" FROM wa.jobs j WHERE j.id = $1"#, id).fetch_optional(pool).await
 }
 
 /// Sessions held by one worker, counted by status (for /health and /metrics).
 pub async fn held_by_status(pool: &PgPool, worker: uuid::Uuid) -> sqlx::Result<Vec<(String, serde_json::Value)>> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status::text, count(*) FROM wa.sessions WHERE owner_id = $1 GROUP BY 1 ORDER BY 1")
-            .bind(worker)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().map(|(s, n)| (s, n.into())).collect())
+    let rows = sqlx::query!(
+        r#"SELECT status::text AS "status!", count(*) AS "n!" FROM wa.sessions WHERE owner_id = $1 GROUP BY 1 ORDER BY 1"#,
+        worker,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.status, r.n.into())).collect())
 }
 
 /// Jobs waiting or running, by state, across all sessions. Each count names its phase,
 /// whose partial index holds only unfinished jobs, so this stays cheap beside millions
 /// of finished ones.
 pub async fn queue_depth(pool: &PgPool) -> sqlx::Result<Vec<(&'static str, i64)>> {
-    let (a, s, r, t): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM wa.jobs WHERE phase = 1 AND state = 'available'),
-                (SELECT count(*) FROM wa.jobs WHERE phase = 0 AND state = 'scheduled'),
-                (SELECT count(*) FROM wa.jobs WHERE phase = 1 AND state = 'running'),
-                (SELECT count(*) FROM wa.jobs WHERE phase = 0 AND state = 'retryable')",
+    let r = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM wa.jobs WHERE phase = 1 AND state = 'available') AS "available!",
+                  (SELECT count(*) FROM wa.jobs WHERE phase = 0 AND state = 'scheduled') AS "scheduled!",
+                  (SELECT count(*) FROM wa.jobs WHERE phase = 1 AND state = 'running') AS "running!",
+                  (SELECT count(*) FROM wa.jobs WHERE phase = 0 AND state = 'retryable') AS "retryable!""#,
     )
     .fetch_one(pool)
     .await?;
-    Ok(vec![("available", a), ("scheduled", s), ("running", r), ("retryable", t)])
+    Ok(vec![("available", r.available), ("scheduled", r.scheduled), ("running", r.running), ("retryable", r.retryable)])
 }
 
 /// The QR code a session is waiting to have scanned, if it has not expired.
 /// The session's QR code waiting to be scanned; with `tenant`, only if the session is
 /// that tenant's (another tenant's session reads as having none).
 pub async fn current_qr(pool: &PgPool, session: &str, tenant: Option<&str>) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
-        "SELECT qr_code FROM wa.sessions
-          WHERE id = $1 AND qr_code IS NOT NULL AND qr_expires_at > now() AND ($2::text IS NULL OR tenant = $2)",
+    sqlx::query_scalar!(
+        r#"SELECT qr_code AS "qr_code!" FROM wa.sessions
+            WHERE id = $1 AND qr_code IS NOT NULL AND qr_expires_at > now() AND ($2::text IS NULL OR tenant = $2)"#,
+        session,
+        tenant,
     )
-    .bind(session)
-    .bind(tenant)
     .fetch_optional(pool)
     .await
 }
 
 /// Adds a tenant with its role (`wa.add_tenant`); returns the role's name.
 pub async fn add_tenant(pool: &PgPool, name: &str) -> sqlx::Result<String> {
-    sqlx::query_scalar("SELECT wa.add_tenant($1)::text").bind(name).fetch_one(pool).await
+    sqlx::query_scalar!(r#"SELECT wa.add_tenant($1)::text AS "role!""#, name).fetch_one(pool).await
 }
 
-#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, serde::Serialize)]
 pub struct Tenant {
     pub name: String,
     pub role: String,
@@ -208,9 +209,10 @@ pub struct Tenant {
 }
 
 pub async fn tenants(pool: &PgPool) -> sqlx::Result<Vec<Tenant>> {
-    sqlx::query_as(
-        "SELECT t.name, t.role::text AS role, (SELECT count(*) FROM wa.sessions s WHERE s.tenant = t.name) AS sessions
-           FROM wa.tenants t ORDER BY t.name",
+    sqlx::query_as!(
+        Tenant,
+        r#"SELECT t.name, t.role::text AS "role!", (SELECT count(*) FROM wa.sessions s WHERE s.tenant = t.name) AS "sessions!"
+             FROM wa.tenants t ORDER BY t.name"#,
     )
     .fetch_all(pool)
     .await

@@ -9,33 +9,82 @@ use pgwa_core::config::RetentionConfig;
 /// completed and cancelled sends (the message history) after `sends_days`; dead jobs
 /// after `dead_days`. Returns how many of each.
 pub async fn sweep_jobs(pool: &PgPool, cfg: &RetentionConfig) -> sqlx::Result<serde_json::Value> {
-    let rules: [(&str, &str, f64); 3] = [
-        ("completed", "state IN ('completed', 'cancelled') AND kind <> 'send'", cfg.completed_hours as f64 * 3600.0),
-        ("sends", "state IN ('completed', 'cancelled') AND kind = 'send'", cfg.sends_days as f64 * 86400.0),
-        ("dead", "state = 'dead'", cfg.dead_days as f64 * 86400.0),
-    ];
+    let batch = cfg.batch as i64;
     let mut counts = serde_json::Map::new();
-    for (name, predicate, age_secs) in rules {
-        let sql = format!(
-            "DELETE FROM wa.jobs WHERE id IN (
-                 SELECT id FROM wa.jobs
-                  WHERE finished_at < now() - make_interval(secs => $1) AND {predicate}
-                  LIMIT $2)"
-        );
+    for rule in [Rule::Completed, Rule::Sends, Rule::Dead] {
         let mut total = 0u64;
         loop {
-            let n = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(age_secs)
-                .bind(cfg.batch as i64)
-                .execute(pool)
-                .await?
-                .rows_affected();
+            let n = rule.delete_batch(pool, cfg, batch).await?;
             total += n;
-            if n < cfg.batch as u64 {
+            if n < batch as u64 {
                 break;
             }
         }
-        counts.insert(name.into(), total.into());
+        counts.insert(rule.name().into(), total.into());
     }
     Ok(serde_json::Value::Object(counts))
+}
+
+#[derive(Clone, Copy)]
+enum Rule {
+    /// Completed and cancelled jobs other than sends.
+    Completed,
+    /// Completed and cancelled sends: the outbound message history.
+    Sends,
+    Dead,
+}
+
+impl Rule {
+    fn name(self) -> &'static str {
+        match self {
+            Rule::Completed => "completed",
+            Rule::Sends => "sends",
+            Rule::Dead => "dead",
+        }
+    }
+
+    /// Deletes at most `batch` of the rule's jobs finished before its retention.
+    async fn delete_batch(self, pool: &PgPool, cfg: &RetentionConfig, batch: i64) -> sqlx::Result<u64> {
+        let done = match self {
+            Rule::Completed => {
+                sqlx::query!(
+                    "DELETE FROM wa.jobs WHERE id IN (
+                         SELECT id FROM wa.jobs
+                          WHERE finished_at < now() - make_interval(secs => $1)
+                            AND state IN ('completed', 'cancelled') AND kind <> 'send'
+                          LIMIT $2)",
+                    cfg.completed_hours as f64 * 3600.0,
+                    batch,
+                )
+                .execute(pool)
+                .await?
+            }
+            Rule::Sends => {
+                sqlx::query!(
+                    "DELETE FROM wa.jobs WHERE id IN (
+                         SELECT id FROM wa.jobs
+                          WHERE finished_at < now() - make_interval(secs => $1)
+                            AND state IN ('completed', 'cancelled') AND kind = 'send'
+                          LIMIT $2)",
+                    cfg.sends_days as f64 * 86400.0,
+                    batch,
+                )
+                .execute(pool)
+                .await?
+            }
+            Rule::Dead => {
+                sqlx::query!(
+                    "DELETE FROM wa.jobs WHERE id IN (
+                         SELECT id FROM wa.jobs
+                          WHERE finished_at < now() - make_interval(secs => $1) AND state = 'dead'
+                          LIMIT $2)",
+                    cfg.dead_days as f64 * 86400.0,
+                    batch,
+                )
+                .execute(pool)
+                .await?
+            }
+        };
+        Ok(done.rows_affected())
+    }
 }

@@ -11,7 +11,7 @@ use crate::authdoc;
 
 /// The raw auth document of a session, if any (for tools and the bench).
 pub async fn load_auth_document(pool: &PgPool, session: &str) -> anyhow::Result<Option<serde_json::Value>> {
-    Ok(sqlx::query_scalar("SELECT creds FROM wa.auth_state WHERE session_id = $1").bind(session).fetch_optional(pool).await?)
+    Ok(sqlx::query_scalar!("SELECT creds FROM wa.auth_state WHERE session_id = $1", session).fetch_optional(pool).await?)
 }
 
 /// Writes a device as the session's auth document, unfenced (importers, tests); a
@@ -35,8 +35,7 @@ impl DeviceStore for PgBackend {
     }
 
     async fn load(&self) -> Result<Option<Device>> {
-        let doc: Option<serde_json::Value> = sqlx::query_scalar("SELECT creds FROM wa.auth_state WHERE session_id = $1")
-            .bind(&self.session)
+        let doc = sqlx::query_scalar!("SELECT creds FROM wa.auth_state WHERE session_id = $1", self.session)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
@@ -49,8 +48,7 @@ impl DeviceStore for PgBackend {
     }
 
     async fn exists(&self) -> Result<bool> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.auth_state WHERE session_id = $1)")
-            .bind(&self.session)
+        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM wa.auth_state WHERE session_id = $1) AS "exists!""#, self.session)
             .fetch_one(&self.pool)
             .await
             .map_err(db_err)
