@@ -8,6 +8,9 @@
 //! so the binary they build does not. This test asks cargo's own feature resolver for both
 //! feature sets: the production one must lack the features, and the dev one must have
 //! them (so the check can fail, and would notice the features moving or being renamed).
+//!
+//! It also keeps the SQL in one crate: only `pgwa-pg` (and the tests' `pgwa-testkit`)
+//! may depend on sqlx, so a statement anywhere else fails the build's tests.
 
 use std::process::Command;
 
@@ -56,4 +59,44 @@ fn test_build_has_the_bypass_so_the_check_can_fail() {
     assert!(has_feature(&dev, "whatsapp-rust", DANGER), "the test build lacks whatsapp-rust/{DANGER}:\n{dev}");
     let dev_noise = features_of("wacore-noise", "normal,build,dev,features");
     assert!(has_feature(&dev_noise, "wacore-noise", TEST_UTIL), "the test build lacks wacore-noise/{TEST_UTIL}:\n{dev_noise}");
+}
+
+/// The crates that may run SQL: every statement lives in pgwa-pg; pgwa-testkit makes the
+/// tests' databases (tests only, never in the binary).
+const SQLX_ALLOWED: &[&str] = &["pgwa-pg", "pgwa-testkit"];
+
+#[test]
+fn only_the_postgres_crate_depends_on_sqlx() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["metadata", "--offline", "--format-version", "1", "--no-deps"])
+        .output()
+        .expect("running cargo metadata");
+    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+    let packages = meta["packages"].as_array().expect("cargo metadata lists packages");
+    let mut with_sqlx = Vec::new();
+    for p in packages {
+        let name = p["name"].as_str().expect("a package has a name");
+        // Normal dependencies only ("kind": null): dev-dependencies never reach the binary,
+        // and the tests read and write the database directly.
+        let direct_sqlx = p["dependencies"]
+            .as_array()
+            .expect("a package lists its dependencies")
+            .iter()
+            .any(|d| d["name"] == "sqlx" && d["kind"].is_null());
+        if direct_sqlx {
+            with_sqlx.push(name.to_owned());
+        }
+    }
+    // The check sees the workspace: the crate that must have sqlx has it.
+    assert!(with_sqlx.iter().any(|n| n == "pgwa-pg"), "pgwa-pg lacks sqlx; packages seen: {with_sqlx:?}");
+    for name in &with_sqlx {
+        assert!(
+            SQLX_ALLOWED.contains(&name.as_str()),
+            "crate {name} depends on sqlx: move its SQL into crates/pg (pgwa-pg) and call it from there; \
+             only {SQLX_ALLOWED:?} may depend on sqlx"
+        );
+    }
 }

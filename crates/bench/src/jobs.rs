@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use pgwa_core::config::Config;
+use pgwa_pg::PgPool;
+use pgwa_pg::bench as sql;
 
 #[derive(Debug, Clone)]
 pub struct JobsBench {
@@ -30,10 +31,8 @@ pub async fn run(cfg: &Config, b: JobsBench) -> anyhow::Result<serde_json::Value
     // The steady mode's senders hold APP_CONNECTIONS; the rest serve the bench's polls.
     let pool = pgwa_pg::connect(&url, APP_CONNECTIONS as u32 + 4).await?;
     pgwa_pg::migrate::migrate(&pool).await?;
-    sqlx::query("SELECT wa.add_session('bench-' || i) FROM generate_series(1, $1) i")
-        .bind(b.sessions as i32)
-        .execute(&pool)
-        .await?;
+    // The sessions `sql::enqueue_sends` sends from.
+    sql::add_sessions(&pool, "bench-", b.sessions).await?;
 
     let mut wcfg = cfg.clone();
     wcfg.database_url = url.clone();
@@ -72,23 +71,8 @@ pub async fn run(cfg: &Config, b: JobsBench) -> anyhow::Result<serde_json::Value
             (total, insert_secs, started.elapsed().as_secs_f64(), worker)
         }
     };
-    let (p50, p99): (f64, f64) = sqlx::query_as(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
-           FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM wa.jobs WHERE kind = 'send') t",
-    )
-    .fetch_one(&pool)
-    .await?;
-    // Where the median job's time went, from the timestamps Postgres and the worker
-    // recorded: enqueue transaction start -> claim statement start -> server ack ->
-    // outcome statement start.
-    let (to_claim, to_ack, to_done): (f64, f64, f64) = sqlx::query_as(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM attempted_at - created_at) * 1000),
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - attempted_at) * 1000),
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - sent_at) * 1000)
-           FROM wa.jobs WHERE kind = 'send'",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let (p50, p99) = sql::send_latency_percentiles(&pool).await?;
+    let stages = sql::stage_medians(&pool).await?;
     stop.cancel();
     handle.await??;
     pool.close().await;
@@ -106,19 +90,15 @@ pub async fn run(cfg: &Config, b: JobsBench) -> anyhow::Result<serde_json::Value
         "jobs_per_sec": (total as f64 / seconds).round(),
         "p50_ms": round3(p50),
         "p99_ms": round3(p99),
-        "p50_enqueue_to_claim_ms": round3(to_claim),
-        "p50_claim_to_ack_ms": round3(to_ack),
-        "p50_ack_to_recorded_ms": round3(to_done),
+        "p50_enqueue_to_claim_ms": round3(stages.to_claim),
+        "p50_claim_to_ack_ms": round3(stages.to_ack),
+        "p50_ack_to_recorded_ms": round3(stages.to_recorded),
     }))
 }
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
-
-const INSERT_CHUNK: &str =
-    "SELECT count(wa.send_text('bench-' || (1 + i % $3), '+1555' || lpad(((i / $3) % $4)::text, 7, '0'), 'bench message ' || i))
-      FROM generate_series($1::bigint, $2::bigint) i";
 
 /// Enqueues all jobs in chunks of 500 rows from 2 connections at once.
 async fn burst(pool: &PgPool, b: &JobsBench) -> anyhow::Result<(u64, f64)> {
@@ -135,13 +115,7 @@ async fn burst(pool: &PgPool, b: &JobsBench) -> anyhow::Result<(u64, f64)> {
                     return anyhow::Ok(());
                 }
                 let to = (from + chunk).min(b.jobs) - 1;
-                sqlx::query(INSERT_CHUNK)
-                    .bind(from as i64)
-                    .bind(to as i64)
-                    .bind(b.sessions as i64)
-                    .bind(b.chats as i64)
-                    .execute(&pool)
-                    .await?;
+                sql::enqueue_sends(&pool, from, to, b.sessions, b.chats).await?;
             }
         }));
     }
@@ -164,13 +138,13 @@ async fn steady(pool: &PgPool, b: &JobsBench, rate: u32) -> anyhow::Result<(u64,
     let mut senders = Vec::new();
     for _ in 0..APP_CONNECTIONS {
         let (pool, rx) = (pool.clone(), rx.clone());
-        let (s, c) = (b.sessions as i64, b.chats as i64);
+        let (s, c) = (b.sessions, b.chats);
         senders.push(tokio::spawn(async move {
             let mut conn = pool.acquire().await?;
             loop {
                 let next = rx.lock().await.recv().await;
                 let Some(i) = next else { return anyhow::Ok(()) };
-                sqlx::query(INSERT_CHUNK).bind(i as i64).bind(i as i64).bind(s).bind(c).execute(&mut *conn).await?;
+                sql::enqueue_sends(&mut *conn, i, i, s, c).await?;
             }
         }));
     }
@@ -192,7 +166,7 @@ async fn steady(pool: &PgPool, b: &JobsBench, rate: u32) -> anyhow::Result<(u64,
 async fn wait_connected(pool: &PgPool, sessions: u32) -> anyhow::Result<()> {
     let t = Instant::now();
     loop {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.sessions WHERE status = 'connected'").fetch_one(pool).await?;
+        let n = sql::connected_count(pool).await?;
         if n >= sessions as i64 {
             return Ok(());
         }
@@ -207,24 +181,13 @@ async fn wait_connected(pool: &PgPool, sessions: u32) -> anyhow::Result<()> {
 async fn wait_drained(pool: &PgPool, total: u64, started: Instant) -> anyhow::Result<()> {
     let mut last_report = Instant::now();
     loop {
-        // One probe per partial index (a bare `phase < 2` matches neither predicate and
-        // would scan the table, competing with the worker it measures).
-        let busy: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM wa.jobs WHERE phase = 1) OR EXISTS (SELECT 1 FROM wa.jobs WHERE phase = 0)",
-        )
-        .fetch_one(pool)
-        .await?;
-        if !busy {
-            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND kind = 'send'")
-                .fetch_one(pool)
-                .await?;
+        if !sql::queue_busy(pool).await? {
+            let done = sql::completed_sends(pool).await?;
             anyhow::ensure!(done as u64 == total, "only {done} of {total} jobs completed; see wa.jobs for the others");
             return Ok(());
         }
         if last_report.elapsed() > Duration::from_secs(5) {
-            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND kind = 'send'")
-                .fetch_one(pool)
-                .await?;
+            let done = sql::completed_sends(pool).await?;
             eprintln!("bench: {done}/{total} completed after {:.1} s", started.elapsed().as_secs_f64());
             last_report = Instant::now();
         }

@@ -7,10 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
 use pgwa_core::config::Config;
+use pgwa_pg::PgPool;
+use pgwa_pg::bench as sql;
 
 /// Progress goes to stderr: stdout carries the one JSON line of figures.
 pub fn progress(msg: impl std::fmt::Display) {
@@ -58,7 +59,7 @@ impl Harness {
 
     /// The database's clock, to compare with timestamps it writes.
     pub async fn db_now(&self) -> Result<chrono::DateTime<chrono::Utc>> {
-        Ok(sqlx::query_scalar("SELECT now()").fetch_one(&self.pool).await?)
+        Ok(sql::db_now(&self.pool).await?)
     }
 
     /// Waits until `n` sessions have connected since `since` (database time); returns
@@ -67,11 +68,7 @@ impl Harness {
         let start = Instant::now();
         let mut shown = Instant::now();
         loop {
-            let up: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM wa.sessions WHERE status = 'connected' AND connected_at >= $1")
-                    .bind(since)
-                    .fetch_one(&self.pool)
-                    .await?;
+            let up = sql::connected_since(&self.pool, since).await?;
             if up >= n {
                 return Ok(start.elapsed());
             }
@@ -91,10 +88,7 @@ impl Harness {
         let start = Instant::now();
         let mut shown = Instant::now();
         loop {
-            let got: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.inbox WHERE session_id LIKE $1")
-                .bind(session_like)
-                .fetch_one(&self.pool)
-                .await?;
+            let got = sql::inbox_count(&self.pool, session_like).await?;
             if got >= n {
                 return Ok(());
             }

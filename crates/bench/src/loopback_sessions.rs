@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::loopback::{Harness, progress};
 use pgwa_core::config::Config;
+use pgwa_pg::bench as sql;
 
 #[derive(Debug, Clone)]
 pub struct SessionsBench {
@@ -36,10 +37,7 @@ pub async fn run(cfg: &Config, b: SessionsBench) -> Result<serde_json::Value> {
 
     progress(format!("adding {n} sessions; the phone links each one as its QR code appears"));
     let since = h.db_now().await?;
-    sqlx::query("SELECT wa.add_session('s' || lpad(i::text, 5, '0')) FROM generate_series(1, $1) i")
-        .bind(n)
-        .execute(&h.pool)
-        .await?;
+    sql::add_numbered_sessions(&h.pool, n).await?;
     let link = h.wait_connected(n, since, Duration::from_secs(3600)).await?;
     progress(format!("{n} sessions linked in {:.1} s; letting them settle for 10 s", link.as_secs_f64()));
     tokio::time::sleep(Duration::from_secs(10)).await;

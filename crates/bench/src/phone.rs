@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use pgwa_pg::PgPool;
+use pgwa_pg::bench::{self as sql, LinkCodes};
+use pgwa_pg::notify::Listener;
 
 /// A line for the person watching; a closed stdout loses it instead of panicking.
 fn say(line: impl std::fmt::Display) {
@@ -31,46 +32,29 @@ pub async fn play_phone(pool: PgPool, server: Arc<pgwa_loopback::state::Shared>,
 }
 
 async fn link_as_published(pool: &PgPool, server: &Arc<pgwa_loopback::state::Shared>, verbose: bool) -> anyhow::Result<()> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen("wa_link").await?;
+    let mut listener = Listener::connect(pool, &["wa_link"]).await?;
     // Codes published before we listened.
-    let pending: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM wa.sessions WHERE (qr_code IS NOT NULL AND qr_expires_at > now())
-            OR (pair_code IS NOT NULL AND pair_code_expires_at > now())",
-    )
-    .fetch_all(pool)
-    .await?;
+    let pending = sql::pending_link_codes(pool).await?;
     for session in pending {
         link(pool, server, &session, verbose).await;
     }
     loop {
         let n = listener.recv().await?;
-        let payload: serde_json::Value = serde_json::from_str(n.payload()).unwrap_or_default();
+        let payload: serde_json::Value = serde_json::from_str(&n.payload).unwrap_or_default();
         if let Some(session) = payload.get("session").and_then(|s| s.as_str()) {
             link(pool, server, session, verbose).await;
         }
     }
 }
 
-/// A session's live QR code, live pairing code, and the phone number the code is for.
-type LinkCodes = (Option<String>, Option<String>, Option<String>);
-
 async fn link(pool: &PgPool, server: &Arc<pgwa_loopback::state::Shared>, session: &str, verbose: bool) {
-    let row: sqlx::Result<Option<LinkCodes>> = sqlx::query_as(
-        "SELECT CASE WHEN qr_expires_at > now() THEN qr_code END,
-                CASE WHEN pair_code_expires_at > now() THEN pair_code END, pair_phone
-           FROM wa.sessions WHERE id = $1",
-    )
-    .bind(session)
-    .fetch_optional(pool)
-    .await;
-    match row {
-        Ok(Some((Some(qr), _, _))) => match pgwa_loopback::pairing::scan(server, &qr, None) {
+    match sql::link_codes(pool, session).await {
+        Ok(Some(LinkCodes { qr_code: Some(qr), .. })) => match pgwa_loopback::pairing::scan(server, &qr, None) {
             Ok(linked) if verbose => say(format!("phone: scanned the QR code of session {session}: linked as {}", linked.jid)),
             Ok(_) => {}
             Err(e) => warn(format!("phone: could not scan the QR code of session {session}: {e:#}")),
         },
-        Ok(Some((None, Some(code), Some(phone)))) => {
+        Ok(Some(LinkCodes { qr_code: None, pair_code: Some(code), pair_phone: Some(phone) })) => {
             let server = server.clone();
             let entered = tokio::task::spawn_blocking(move || pgwa_loopback::pair_code::enter_code(&server, &phone, &code)).await;
             match entered {

@@ -8,6 +8,7 @@ use serde_json::json;
 use whatsapp_rust::bytes::Bytes;
 use whatsapp_rust::wacore::store::traits::{DeviceStore, SignalStore};
 
+use pgwa_pg::bench::{drop_database, recreate_database_beside};
 use pgwa_pg::keys::{PgBackend, bench_data};
 
 const SESSIONS: usize = 1000;
@@ -25,9 +26,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Runs against a scratch database next to `database_url` (dropped at the end).
 pub async fn run(database_url: &str) -> anyhow::Result<serde_json::Value> {
-    let url = bench_data::scratch_database(database_url).await?;
+    let url = recreate_database_beside(database_url, "store_bench").await?;
     let result = measure(&url).await;
-    bench_data::drop_database(database_url, &url).await?;
+    drop_database(database_url, &url).await?;
     result
 }
 

@@ -5,6 +5,9 @@
 pub mod admin;
 pub mod api;
 pub mod authdoc;
+/// Statements only the benchmarks and `pgwa dev loopback`'s phone run: scratch databases,
+/// bulk sessions and sends, the reads that time them, the phone's link codes.
+pub mod bench;
 mod connect;
 pub mod fence;
 pub mod held_conn;

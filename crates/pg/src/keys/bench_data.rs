@@ -1,34 +1,9 @@
-//! Data for the store benchmark (`pgwa_bench::store`): a scratch database and many
-//! sessions with credentials and keys, written in a few set-based statements.
+//! Data for the store benchmark (`pgwa_bench::store`): many sessions with credentials and
+//! keys, written in a few set-based statements. Its scratch database comes from
+//! [`crate::bench::recreate_database_beside`], as the other benchmarks' do.
 
-use std::str::FromStr;
-
-use anyhow::Context;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{AssertSqlSafe, ConnectOptions, PgPool};
+use sqlx::PgPool;
 use whatsapp_rust::wacore::store::Device;
-
-/// Recreates `<database>_store_bench` next to the database of `database_url`; returns
-/// its URL.
-pub async fn scratch_database(database_url: &str) -> anyhow::Result<String> {
-    let opts = PgConnectOptions::from_str(database_url).context("database_url")?;
-    let name = format!("{}_store_bench", opts.get_database().unwrap_or("pgwa"));
-    let mut admin = opts.clone().database("postgres").connect().await.context("connecting to Postgres")?;
-    for sql in [format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"), format!("CREATE DATABASE \"{name}\"")] {
-        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut admin).await?;
-    }
-    let mut url = url::Url::parse(database_url).context("database_url")?;
-    url.set_path(&format!("/{name}"));
-    Ok(url.to_string())
-}
-
-pub async fn drop_database(database_url: &str, scratch_url: &str) -> anyhow::Result<()> {
-    let opts = PgConnectOptions::from_str(database_url)?;
-    let name = PgConnectOptions::from_str(scratch_url)?.get_database().unwrap_or_default().to_string();
-    let mut admin = opts.database("postgres").connect().await?;
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut admin).await?;
-    Ok(())
-}
 
 /// Sessions `bench-0001`.. with an auth document each, `prekeys` one-time prekeys and
 /// `signal_sessions` 1 KB session records each, so lookups run against a realistic table

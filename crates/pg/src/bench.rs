@@ -1,0 +1,265 @@
+//! The benchmarks' commands are `pgwa bench`, `pgwa bench-store` and `pgwa dev bench-*`;
+//! nothing in the worker or the CLI's other commands runs these statements.
+//!
+//! The send statements are the benchmarks' hot paths: they take an executor, so a caller
+//! holding a connection of its own (as an app's driver would) runs them on it directly.
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, PgExecutor, PgPool};
+
+// --- scratch databases ---
+
+/// Recreates `<database>_<suffix>` next to the database of `database_url` (dropped first,
+/// with whoever is still connected to it); returns its URL. Each benchmark run starts
+/// from an empty database this way, and never touches the configured one.
+pub async fn recreate_database_beside(database_url: &str, suffix: &str) -> anyhow::Result<String> {
+    let opts = PgConnectOptions::from_str(database_url).context("database_url")?;
+    let name = format!("{}_{suffix}", opts.get_database().unwrap_or("pgwa"));
+    let mut admin = maintenance_connection(&opts).await?;
+    for sql in [drop_sql(&name), format!("CREATE DATABASE \"{name}\"")] {
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut admin).await?;
+    }
+    let mut url = url::Url::parse(database_url).context("database_url")?;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
+
+/// Drops the database of `scratch_url`, connecting through the server of `database_url`.
+pub async fn drop_database(database_url: &str, scratch_url: &str) -> anyhow::Result<()> {
+    let opts = PgConnectOptions::from_str(database_url).context("database_url")?;
+    let name = PgConnectOptions::from_str(scratch_url)?.get_database().unwrap_or_default().to_string();
+    let mut admin = maintenance_connection(&opts).await?;
+    sqlx::raw_sql(AssertSqlSafe(drop_sql(&name))).execute(&mut admin).await?;
+    Ok(())
+}
+
+/// A database cannot be dropped or created from a connection to itself: the `postgres`
+/// maintenance database serves.
+async fn maintenance_connection(opts: &PgConnectOptions) -> anyhow::Result<PgConnection> {
+    opts.clone().database("postgres").connect().await.context("connecting to Postgres")
+}
+
+fn drop_sql(name: &str) -> String {
+    format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")
+}
+
+// --- the job-core benchmark (`pgwa bench`) ---
+
+/// Sessions `<prefix>1` to `<prefix><n>`, started.
+pub async fn add_sessions(pool: &PgPool, prefix: &str, n: u32) -> sqlx::Result<()> {
+    sqlx::query("SELECT wa.add_session($1 || i) FROM generate_series(1, $2) i").bind(prefix).bind(n as i32).execute(pool).await?;
+    Ok(())
+}
+
+/// Sends number `from` to `to` (inclusive) in one statement: send `i` goes from session
+/// `bench-<1 + i % sessions>` (made by `add_sessions(pool, "bench-", sessions)`) to one
+/// of `chats` numbers, so each session's sends spread over that many chats.
+pub async fn enqueue_sends(db: impl PgExecutor<'_>, from: u64, to: u64, sessions: u32, chats: u32) -> sqlx::Result<()> {
+    sqlx::query(
+        "SELECT count(wa.send_text('bench-' || (1 + i % $3), '+1555' || lpad(((i / $3) % $4)::text, 7, '0'), 'bench message ' || i))
+           FROM generate_series($1::bigint, $2::bigint) i",
+    )
+    .bind(from as i64)
+    .bind(to as i64)
+    .bind(sessions as i64)
+    .bind(chats as i64)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Sessions connected now.
+pub async fn connected_count(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM wa.sessions WHERE status = 'connected'").fetch_one(pool).await
+}
+
+/// Whether any job is still available or running. One probe per partial index (a bare
+/// `phase < 2` matches neither predicate and would scan the table, competing with the
+/// worker being measured).
+pub async fn queue_busy(pool: &PgPool) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.jobs WHERE phase = 1) OR EXISTS (SELECT 1 FROM wa.jobs WHERE phase = 0)")
+        .fetch_one(pool)
+        .await
+}
+
+/// Send jobs completed.
+pub async fn completed_sends(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND kind = 'send'").fetch_one(pool).await
+}
+
+/// Median and 99th percentile of the send jobs' time from insert to finished, in ms.
+pub async fn send_latency_percentiles(pool: &PgPool) -> sqlx::Result<(f64, f64)> {
+    sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
+           FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM wa.jobs WHERE kind = 'send') t",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// Where the median send job's time went, in ms, from the timestamps Postgres and the
+/// worker recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct StageMedians {
+    /// Enqueue transaction start to claim statement start.
+    pub to_claim: f64,
+    /// Claim to the server's ack.
+    pub to_ack: f64,
+    /// Ack to the outcome statement's start.
+    pub to_recorded: f64,
+}
+
+pub async fn stage_medians(pool: &PgPool) -> sqlx::Result<StageMedians> {
+    let (to_claim, to_ack, to_recorded): (f64, f64, f64) = sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM attempted_at - created_at) * 1000),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - attempted_at) * 1000),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - sent_at) * 1000)
+           FROM wa.jobs WHERE kind = 'send'",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(StageMedians { to_claim, to_ack, to_recorded })
+}
+
+// --- the loopback benchmarks (`pgwa dev bench-*`) ---
+
+/// The database's clock, to compare with timestamps it writes.
+pub async fn db_now(pool: &PgPool) -> sqlx::Result<DateTime<Utc>> {
+    sqlx::query_scalar("SELECT now()").fetch_one(pool).await
+}
+
+/// Sessions connected now whose connection was made at or after `since`.
+pub async fn connected_since(pool: &PgPool, since: DateTime<Utc>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM wa.sessions WHERE status = 'connected' AND connected_at >= $1")
+        .bind(since)
+        .fetch_one(pool)
+        .await
+}
+
+/// Rows in the inboxes of the sessions whose id is `LIKE session_like`.
+pub async fn inbox_count(pool: &PgPool, session_like: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM wa.inbox WHERE session_id LIKE $1").bind(session_like).fetch_one(pool).await
+}
+
+/// Sessions `s00001` to `s<n>`, started (the sessions benchmark).
+pub async fn add_numbered_sessions(pool: &PgPool, n: i64) -> sqlx::Result<()> {
+    sqlx::query("SELECT wa.add_session('s' || lpad(i::text, 5, '0')) FROM generate_series(1, $1) i")
+        .bind(n)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Session pairs `a0001`/`b0001` to `a<pairs>`/`b<pairs>`, started (the messages
+/// benchmark: each `a` sends to its `b`).
+pub async fn add_session_pairs(pool: &PgPool, pairs: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "SELECT wa.add_session(side || lpad(i::text, 4, '0')) FROM generate_series(1, $1) i, unnest('{a,b}'::text[]) side",
+    )
+    .bind(pairs)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Pairs whose two sessions are held by different workers.
+pub async fn pairs_across_workers(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM wa.sessions a JOIN wa.sessions b ON b.id = 'b' || substr(a.id, 2)
+          WHERE a.id LIKE 'a%' AND a.owner_id IS DISTINCT FROM b.owner_id",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// `per_pair` messages from each `a` session to its `b` in one statement; returns how
+/// many were enqueued.
+pub async fn send_burst(pool: &PgPool, per_pair: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "WITH s AS (SELECT wa.send_text(a.id, '+' || bs.phone, 'burst ' || g) FROM wa.sessions a
+                      JOIN wa.sessions bs ON bs.id = 'b' || substr(a.id, 2), generate_series(1, $1) g
+                     WHERE a.id LIKE 'a%')
+         SELECT count(*) FROM s",
+    )
+    .bind(per_pair)
+    .fetch_one(pool)
+    .await
+}
+
+/// Seconds from the first send job's insert to the last message in a `b` inbox.
+pub async fn burst_span_secs(pool: &PgPool) -> sqlx::Result<f64> {
+    sqlx::query_scalar(
+        "SELECT extract(epoch FROM (SELECT max(received_at) FROM wa.inbox WHERE session_id LIKE 'b%')
+                               - (SELECT min(created_at) FROM wa.jobs WHERE kind = 'send'))::float8",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// Each `a` session with the phone number of its `b` (`+<digits>`), in order.
+pub async fn pair_phones(pool: &PgPool) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT a.id, '+' || bs.phone FROM wa.sessions a JOIN wa.sessions bs ON bs.id = 'b' || substr(a.id, 2)
+          WHERE a.id LIKE 'a%' ORDER BY a.id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Latency message number `i` from session `from` to `to`.
+pub async fn send_latency_message(db: impl PgExecutor<'_>, from: &str, to: &str, i: i64) -> sqlx::Result<()> {
+    sqlx::query("SELECT wa.send_text($1, $2, 'latency ' || $3)").bind(from).bind(to).bind(i).execute(db).await?;
+    Ok(())
+}
+
+/// Time from a latency message's job insert to its row in the `b` inbox, in ms: median,
+/// 99th percentile and maximum.
+pub async fn send_to_inbox_ms(pool: &PgPool) -> sqlx::Result<(f64, f64, f64)> {
+    sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms)
+           FROM (SELECT extract(epoch FROM i.received_at - j.created_at)::float8 * 1000 AS ms
+                   FROM wa.jobs j JOIN wa.inbox i ON i.message_id = j.message_id AND i.session_id = 'b' || substr(j.session_id, 2)
+                  WHERE j.kind = 'send' AND j.payload->>'text' LIKE 'latency %') l",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+// --- the loopback phone ---
+
+/// Sessions showing a live QR code or pairing code now (published before the phone
+/// listened).
+pub async fn pending_link_codes(pool: &PgPool) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT id FROM wa.sessions WHERE (qr_code IS NOT NULL AND qr_expires_at > now())
+            OR (pair_code IS NOT NULL AND pair_code_expires_at > now())",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// What a phone needs to link a session: its live QR code, its live pairing code, and
+/// the phone number the pairing code is for.
+#[derive(Debug, Clone, Default)]
+pub struct LinkCodes {
+    pub qr_code: Option<String>,
+    pub pair_code: Option<String>,
+    pub pair_phone: Option<String>,
+}
+
+/// The link codes of `session`; None if there is no such session.
+pub async fn link_codes(pool: &PgPool, session: &str) -> sqlx::Result<Option<LinkCodes>> {
+    let row: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT CASE WHEN qr_expires_at > now() THEN qr_code END,
+                CASE WHEN pair_code_expires_at > now() THEN pair_code END, pair_phone
+           FROM wa.sessions WHERE id = $1",
+    )
+    .bind(session)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(qr_code, pair_code, pair_phone)| LinkCodes { qr_code, pair_code, pair_phone }))
+}
