@@ -1,7 +1,5 @@
 //! Job kinds and outcomes. The handlers live with the worker (`pgwa_worker::jobs`).
 
-pub mod backoff;
-
 use std::time::Duration;
 
 crate::pg_enum::pg_enum!(
