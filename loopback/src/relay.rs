@@ -202,7 +202,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    /// On tokio's paused clock: the delay takes no real time, and its length is exact.
+    #[tokio::test(start_paused = true)]
     async fn a_slow_server_acks_late_and_in_order() {
         let shared = Arc::new(Shared::new(ServerKeys::generate()));
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -214,6 +215,7 @@ mod tests {
         assert_eq!(acked_id(rx.try_recv().unwrap()), "M0", "a normal server acks at once");
 
         shared.lock().slow.ms = 300;
+        let held = tokio::time::Instant::now();
         on_message(&session, &message("M1"));
         // Off again: M2 is not held back itself, but it does not overtake M1.
         shared.lock().slow.ms = 0;
@@ -221,6 +223,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(rx.try_recv().is_err(), "nothing acked before the delay is up");
         let first = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        assert_eq!(held.elapsed(), Duration::from_millis(300), "acked when the delay is up");
         let second = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
         assert_eq!([acked_id(first), acked_id(second)], ["M1", "M2"]);
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -249,6 +249,15 @@ impl Default for RetryConfig {
     }
 }
 
+impl RetryConfig {
+    /// The delay before a failed job's next attempt: base_ms doubling to max_ms, +-25 %
+    /// so that jobs that failed together do not retry together.
+    pub fn backoff(&self) -> crate::backoff::Backoff {
+        let ms = std::time::Duration::from_millis;
+        crate::backoff::Backoff::doubling(ms(self.base_ms), ms(self.max_ms)).with_jitter(0.75, 1.25)
+    }
+}
+
 impl Default for RetentionConfig {
     fn default() -> Self {
         Self { completed_hours: 24, sends_days: 30, dead_days: 30, batch: 5000 }
@@ -290,8 +299,8 @@ pub struct RustConfig {
     /// Decryption failures from the same peer within this window count once (ms).
     pub decrypt_failure_window_ms: u64,
     /// Attempts to store an inbound message on database errors before the hook fails
-    /// (then the server is not acked and redelivers), and the pause between (ms, grows
-    /// linearly).
+    /// (then the server is not acked and redelivers), and the first pause between them
+    /// (ms; doubling, at most 2 s or this pause if longer).
     pub inbox_attempts: u32,
     pub inbox_retry_pause_ms: u64,
     /// How long storing an inbound message (its buffered copy, then its inbox row)

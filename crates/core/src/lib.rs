@@ -1,7 +1,8 @@
 //! pgwa's vocabulary, with no I/O of its own: the configuration, the fence, job kinds and
-//! outcomes, metric names, the media-fetch policy, and the WhatsApp trait with its
-//! events. Every other crate speaks these types; this one depends on none of them.
+//! outcomes, backoff delays, metric names, the media-fetch policy, and the WhatsApp trait
+//! with its events. Every other crate speaks these types; this one depends on none of them.
 
+pub mod backoff;
 pub mod config;
 pub mod fence;
 pub mod fetch_policy;

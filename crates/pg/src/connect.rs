@@ -6,6 +6,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use pgwa_core::backoff::Backoff;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -97,8 +98,8 @@ pub async fn connect_waiting(
     max_delay: Duration,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<PgPool>> {
-    let mut delay = FIRST_RETRY.min(max_delay);
-    for attempt in 1u32.. {
+    let retry = Backoff::doubling(FIRST_RETRY, max_delay);
+    for (attempt, delay) in (1u32..).zip(retry.delays()) {
         let result = tokio::select! {
             r = open(url, max_connections, IfMissing::Create) => r,
             _ = shutdown.cancelled() => return Ok(None),
@@ -119,7 +120,6 @@ pub async fn connect_waiting(
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.cancelled() => return Ok(None),
         }
-        delay = (delay * 2).min(max_delay);
     }
     unreachable!("the attempts never run out")
 }

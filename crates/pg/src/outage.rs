@@ -7,11 +7,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use pgwa_core::backoff::Backoff;
 use tokio::time::Instant;
 
-/// First pause after a failed attempt; doubles up to [`MAX_PAUSE`].
-const FIRST_PAUSE: Duration = Duration::from_millis(100);
-const MAX_PAUSE: Duration = Duration::from_secs(2);
+/// Pauses between attempts: 100 ms doubling to 2 s (never past the limit).
+const PAUSES: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(2));
 
 /// Whether `e` means Postgres could not be reached or dropped the connection, as opposed
 /// to refusing the statement. SQLSTATE class 08 (connection exception), 57P01-57P03
@@ -48,8 +48,7 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let mut started: Option<Instant> = None;
-    let mut pause = FIRST_PAUSE;
-    loop {
+    for pause in PAUSES.delays() {
         match op().await {
             Ok(v) => {
                 if let Some(t) = started {
@@ -66,11 +65,11 @@ where
                     return Err(e);
                 }
                 tokio::time::sleep(pause.min(limit.saturating_sub(since.elapsed()))).await;
-                pause = (pause * 2).min(MAX_PAUSE);
             }
             Err(e) => return Err(e),
         }
     }
+    unreachable!("the pauses never run out")
 }
 
 /// The error and its sources, "outer: inner: ...": the store's errors say only
@@ -107,18 +106,22 @@ mod tests {
         assert!(!caused_by_unreachable(other.as_ref()));
     }
 
-    #[tokio::test]
+    // On tokio's paused clock: the waits take no real time, and their lengths are exact.
+
+    #[tokio::test(start_paused = true)]
     async fn waits_while_unreachable_then_succeeds() {
         let calls = AtomicU32::new(0);
+        let start = Instant::now();
         let r: Result<u32, sqlx::Error> = wait_out(Duration::from_secs(60), "a test write", is_unreachable, || async {
             let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
             if n < 4 { Err(io_error()) } else { Ok(n) }
         })
         .await;
         assert_eq!(r.unwrap(), 4);
+        assert_eq!(start.elapsed(), Duration::from_millis(100 + 200 + 400), "three growing pauses");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn gives_up_after_the_limit_and_never_retries_a_refusal() {
         let calls = AtomicU32::new(0);
         let start = Instant::now();
@@ -131,6 +134,8 @@ mod tests {
         let took = start.elapsed();
         assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(3), "gave up after {took:?}");
         assert!(calls.load(Ordering::SeqCst) > 3, "it retried while waiting");
+        // Exactly: pauses of 100, 200 and 400 ms, then the 300 ms left of the limit.
+        assert_eq!((took, calls.load(Ordering::SeqCst)), (Duration::from_secs(1), 5));
 
         let refused = AtomicU32::new(0);
         let r: Result<(), sqlx::Error> = wait_out(Duration::from_secs(5), "a test write", is_unreachable, || async {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::Shared;
-use pgwa_core::job::backoff;
+use pgwa_core::backoff::Backoff;
 use pgwa_core::job::{ClaimedJob, Outcome};
 use pgwa_pg::held_conn::HeldConn;
 use pgwa_pg::jobs::Recorded;
@@ -22,13 +22,18 @@ pub struct Done {
 
 const MAX_BATCH: usize = 2000;
 
+/// Pauses between attempts to record a batch: 100 ms doubling to 2 s, 20 retries (about
+/// half a minute) before the jobs are left to the lease's recovery.
+const WRITE_RETRY: Backoff = Backoff::doubling(std::time::Duration::from_millis(100), std::time::Duration::from_secs(2));
+const WRITE_RETRIES: usize = 20;
+
 pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
     let announce = spawn_announcer(shared.pool.clone());
     let mut db = HeldConn::new(shared.queue.clone());
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut tries = 0u32;
         let t = std::time::Instant::now();
+        let mut pauses = WRITE_RETRY.delays().take(WRITE_RETRIES);
         loop {
             let result = flush(&shared, &mut db, &batch).await;
             if result.is_err() {
@@ -39,17 +44,18 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
                     let _ = announce.send(recorded);
                     break;
                 }
-                Err(e) if tries < 20 && !shared.release_leases.is_cancelled() => {
-                    tries += 1;
-                    tracing::warn!(error = %e, jobs = batch.len(), "recording outcomes failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(100 * tries as u64)).await;
-                }
-                Err(e) => {
-                    // The jobs stay running in the database and are recovered with the
-                    // session's lease; nothing is lost, some work may be repeated.
-                    tracing::error!(error = %e, jobs = batch.len(), "giving up recording outcomes");
-                    break;
-                }
+                Err(e) => match pauses.next() {
+                    Some(pause) if !shared.release_leases.is_cancelled() => {
+                        tracing::warn!(error = %e, jobs = batch.len(), "recording outcomes failed; retrying");
+                        tokio::time::sleep(pause).await;
+                    }
+                    _ => {
+                        // The jobs stay running in the database and are recovered with the
+                        // session's lease; nothing is lost, some work may be repeated.
+                        tracing::error!(error = %e, jobs = batch.len(), "giving up recording outcomes");
+                        break;
+                    }
+                },
             }
         }
         tracing::debug!(jobs = batch.len(), ms = t.elapsed().as_millis() as u64, "recorded outcomes");
@@ -135,7 +141,7 @@ async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, batch: &[Done]) -> anyho
                 ok.results.push(result.clone());
             }
             Outcome::Retry { error, after } => {
-                let delay = after.unwrap_or_else(|| backoff::delay(&shared.cfg.retry, d.job.attempts));
+                let delay = after.unwrap_or_else(|| shared.cfg.retry.backoff().delay(u32::try_from(d.job.attempts).unwrap_or(1)));
                 failed.ids.push(d.job.id);
                 failed.errors.push(error.clone());
                 failed.backoff_ms.push(delay.as_millis() as i64);

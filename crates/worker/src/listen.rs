@@ -2,28 +2,38 @@
 //! at the next poll. If the connection drops, the worker keeps polling while it
 //! reconnects; in poll-only mode (PgBouncer transaction pooling) this task is not started.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pgwa_core::backoff::Backoff;
 use pgwa_pg::notify::Listener;
 
 use super::Shared;
 
 pub const CHANNELS: [&str; 4] = ["wa_jobs", "wa_job_cancel", "wa_sessions", "wa_schedules"];
 
+/// Between LISTEN connection attempts: 100 ms doubling to 10 s, without jitter; the
+/// worker polls meanwhile, so a long pause costs latency, not work.
+const RETRY: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(10));
+
 pub async fn run(shared: Arc<Shared>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match listen(&shared).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "LISTEN connection lost; polling meanwhile");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                // Whatever was notified while we were away is found by this poll.
-                shared.mark_all_hot();
-            }
-        }
+    keep_listening(RETRY, || listen(&shared), || shared.mark_all_hot()).await
+}
+
+/// Runs `listen` again after each failure, with `retry`'s pauses, until it returns Ok
+/// (shutdown). `after_pause` runs before each new attempt.
+async fn keep_listening<F: Future<Output = anyhow::Result<()>>>(
+    retry: Backoff,
+    mut listen: impl FnMut() -> F,
+    after_pause: impl Fn(),
+) {
+    for pause in retry.delays() {
+        let Err(e) = listen().await else { return };
+        tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "LISTEN connection lost; polling meanwhile");
+        tokio::time::sleep(pause).await;
+        // Whatever was notified while we were away is found by this poll.
+        after_pause();
     }
 }
 
@@ -73,5 +83,33 @@ async fn note_cancel(shared: Arc<Shared>, job: i64) {
         Ok(false) => {}
         // The job then runs; cancelling a claimed job is best effort (README, wa.cancel_job).
         Err(e) => tracing::warn!(job, error = %e, "could not read a cancel request"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// The LISTEN connection fails 9 times, then holds until shutdown: the attempts are
+    /// 100 ms doubling to 10 s apart, and every pause ends with a poll of all sessions.
+    #[tokio::test(start_paused = true)]
+    async fn reconnects_after_growing_pauses_and_polls_after_each() {
+        let attempts = Mutex::new(Vec::new());
+        let polls = Mutex::new(0);
+        let start = Instant::now();
+        let listen = || {
+            let mut a = attempts.lock().unwrap();
+            a.push(start.elapsed().as_millis());
+            let fail = a.len() < 10;
+            async move { if fail { Err(anyhow::anyhow!("connection refused")) } else { Ok(()) } }
+        };
+        keep_listening(RETRY, listen, || *polls.lock().unwrap() += 1).await;
+        let gaps: Vec<u128> = attempts.lock().unwrap().windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps, [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
+        assert_eq!(*polls.lock().unwrap(), 9);
     }
 }

@@ -1,7 +1,6 @@
 //! Job kinds and outcomes. The handlers live with the worker (`pgwa_worker::jobs`).
 
 pub mod args;
-pub mod backoff;
 
 use std::time::Duration;
 

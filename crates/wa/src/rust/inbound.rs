@@ -27,6 +27,7 @@ use whatsapp_rust::wacore::types::message::MessageInfo;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, InboundDurabilityHook};
 
+use pgwa_core::backoff::Backoff;
 use pgwa_core::fence::Fence;
 use pgwa_core::wa::InboundMessage;
 use pgwa_pg::outage::{is_unreachable, wait_out};
@@ -144,12 +145,16 @@ fn strip_nulls(v: Value) -> Value {
     }
 }
 
+/// Where the pauses between inbox attempts stop doubling: a larger `inbox_attempts` adds
+/// attempts 2 s apart, not ever longer waits while the message sits unacknowledged.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
+
 /// The durability hook of one session connection.
 pub struct InboxHook {
     pub pool: pgwa_pg::PgPool,
     pub fence: Fence,
-    /// Attempts per message on database errors other than an outage, and the pause
-    /// between them.
+    /// Attempts per message on database errors other than an outage, and the first
+    /// pause between them (doubling, at most 2 s or this pause if longer).
     pub attempts: u32,
     pub pause: Duration,
     /// How long a message waits for a database that stopped answering (a restart)
@@ -179,9 +184,8 @@ impl InboxHook {
     }
 
     async fn store(&self, m: &InboundMessage) -> anyhow::Result<bool> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let retry = Backoff::doubling(self.pause, self.pause.max(MAX_PAUSE));
+        for (attempt, pause) in (1..).zip(retry.delays()) {
             let once = || self.store_once(m);
             match wait_out(self.outage_wait, "storing an inbound message", is_unreachable, once).await {
                 Ok(Stored::New) => {
@@ -196,11 +200,12 @@ impl InboxHook {
                 ),
                 Err(e) if attempt < self.attempts.max(1) && !is_unreachable(&e) => {
                     tracing::debug!(session = %self.fence.session, attempt, error = %e, "inbox insert failed; retrying");
-                    tokio::time::sleep(self.pause * attempt).await;
+                    tokio::time::sleep(pause).await;
                 }
                 Err(e) => return Err(anyhow::Error::new(e).context("storing an inbound message in wa.inbox")),
             }
         }
+        unreachable!("the pauses never run out")
     }
 
     async fn store_once(&self, m: &InboundMessage) -> Result<Stored, pgwa_pg::Error> {
