@@ -198,9 +198,8 @@ async fn the_same_version_with_other_text_is_replaced() {
     assert_eq!(installed(&db.pool).await, (SQL_API_VERSION, sql_api_checksum()));
 }
 
-#[tokio::test]
-async fn the_command_line_says_a_newer_sql_api_is_left() {
-    let db = sql_api_installed_by(SQL_API_VERSION + 1).await;
+/// `pgwa migrate` on `db`: what it printed, once it succeeded.
+fn pgwa_migrate(db: &TestDb) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_pgwa"))
         .arg("migrate")
         .env("PGWA_DATABASE_URL", &db.url)
@@ -209,7 +208,13 @@ async fn the_command_line_says_a_newer_sql_api_is_left() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
-    let out = String::from_utf8_lossy(&o.stdout);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn the_command_line_says_a_newer_sql_api_is_left() {
+    let db = sql_api_installed_by(SQL_API_VERSION + 1).await;
+    let out = pgwa_migrate(&db);
     let want = format!(
         "the SQL API (version {}) was installed by a newer pgwa; this one (version {SQL_API_VERSION}) leaves it",
         SQL_API_VERSION + 1
@@ -265,14 +270,6 @@ async fn a_migration_applied_by_a_newer_pgwa_does_not_stop_an_older_one() {
     let report = migrate(&db.pool).await.expect("an older pgwa still migrates");
     assert_eq!(report.migrations_newer, vec![9999], "{report:?}");
     assert!(report.migrations_applied.is_empty() && !report.sql_api_applied, "{report:?}");
-    let o = Command::new(env!("CARGO_BIN_EXE_pgwa"))
-        .arg("migrate")
-        .env("PGWA_DATABASE_URL", &db.url)
-        .env_remove("DATABASE_URL")
-        .env("PGWA_LOG__FILTER", "warn")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
-    let out = String::from_utf8_lossy(&o.stdout);
+    let out = pgwa_migrate(&db);
     assert!(out.contains("migrations a newer pgwa applied (9999); this one leaves them"), "{out}");
 }
