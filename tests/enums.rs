@@ -1,6 +1,7 @@
 //! The Rust enums of pgwa-core and the Postgres enums of the schema list the same labels
 //! in the same order: a label added on one side only fails here, not in production.
 
+use pgwa_core::config::Backend;
 use pgwa_core::job::{Delivery, JobKind, JobState};
 use pgwa_core::session::{Desired, SessionStatus};
 use pgwa_testkit::TestDb;
@@ -25,6 +26,7 @@ async fn rust_and_postgres_enums_match() {
         (JobKind::PG_TYPE, ours(JobKind::ALL, JobKind::as_str)),
         (JobState::PG_TYPE, ours(JobState::ALL, JobState::as_str)),
         (Delivery::PG_TYPE, ours(Delivery::ALL, Delivery::as_str)),
+        (Backend::PG_TYPE, ours(Backend::ALL, Backend::as_str)),
     ];
     for (pg_type, rust) in pairs {
         assert_eq!(labels(&db, pg_type).await, rust, "{pg_type}: the Rust enum and the Postgres enum differ");

@@ -87,7 +87,7 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
                 vec![
                     r.session.clone(),
                     r.desired.to_string(),
-                    r.status_shown(),
+                    status_shown(&r),
                     r.held.to_string(),
                     r.healthy.to_string(),
                     r.queued.to_string(),
@@ -104,7 +104,7 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
             }
             say(format!("session          {}", r.session));
             say(format!("desired          {}", r.desired));
-            say(format!("status           {} {}", r.status_shown(), r.status_reason.as_deref().unwrap_or("")));
+            say(format!("status           {} {}", status_shown(&r), r.status_reason.as_deref().unwrap_or("")));
             say(format!("held by          {}", r.worker_id.map(|w| w.to_string()).unwrap_or_else(|| "-".into())));
             say(format!("healthy          {}", r.healthy));
             say(format!("bad mac          {}", r.bad_mac_count));
@@ -133,5 +133,13 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
             say(format!("removed session {id}"));
             Ok(())
         }
+    }
+}
+
+/// The status as a person should read it: a session held by a simulated worker says so.
+fn status_shown(r: &admin::SessionRow) -> String {
+    match r.backend {
+        Some(pgwa_core::config::Backend::Simulated) => format!("{} (simulated)", r.status),
+        _ => r.status.to_string(),
     }
 }

@@ -148,41 +148,17 @@ pub struct WhatsAppConfig {
     pub rust: RustConfig,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backend {
-    /// In-process simulation: no network, for tests, trials and benchmarks. Chosen
-    /// explicitly only: a message "sent" here reaches nobody.
-    Simulated,
-    /// WhatsApp Web through whatsapp-rust, keys in Postgres. The default.
-    Whatsapp,
-}
-
-impl Backend {
-    /// The name in the config and in Postgres (`wa.whatsapp_backend`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Simulated => "simulated",
-            Backend::Whatsapp => "whatsapp",
-        }
+crate::pg_enum::pg_enum!(
+    /// Which WhatsApp side a worker runs (config `whatsapp.backend`, Postgres
+    /// `wa.whatsapp_backend`).
+    Backend, "wa.whatsapp_backend", {
+        /// WhatsApp Web through whatsapp-rust, keys in Postgres. The default.
+        Whatsapp = "whatsapp",
+        /// In-process simulation: no network, for tests, trials and benchmarks. Chosen
+        /// explicitly only: a message "sent" here reaches nobody.
+        Simulated = "simulated",
     }
-}
-
-impl std::str::FromStr for Backend {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Backend::Whatsapp, Backend::Simulated]
-            .into_iter()
-            .find(|b| b.as_str() == s)
-            .ok_or_else(|| format!("whatsapp.backend: unknown value {s:?} (accepted: whatsapp, simulated)"))
-    }
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -6,6 +6,8 @@
 
 use sqlx::PgPool;
 
+use crate::enum_label;
+
 use pgwa_core::config::Backend;
 use pgwa_core::job::{Delivery, JobKind, JobState};
 use pgwa_core::session::{Desired, SessionStatus};
@@ -26,16 +28,6 @@ pub struct SessionRow {
     pub queued: i64,
     /// The WhatsApp side of the worker holding it (none while not held).
     pub backend: Option<Backend>,
-}
-
-impl SessionRow {
-    /// The status as a person should read it: a simulated session says so.
-    pub fn status_shown(&self) -> String {
-        match self.backend {
-            Some(Backend::Simulated) => format!("{} (simulated)", self.status),
-            _ => self.status.to_string(),
-        }
-    }
 }
 
 /// Every session, or the one named.
@@ -68,8 +60,8 @@ async fn session_rows(pool: &PgPool, id: Option<&str>) -> sqlx::Result<Vec<Sessi
         .map(|r| {
             Ok(SessionRow {
                 session: r.session,
-                desired: label(r.desired)?,
-                status: label(r.status)?,
+                desired: enum_label(r.desired)?,
+                status: enum_label(r.status)?,
                 status_reason: r.status_reason,
                 held: r.held,
                 healthy: r.healthy,
@@ -79,15 +71,10 @@ async fn session_rows(pool: &PgPool, id: Option<&str>) -> sqlx::Result<Vec<Sessi
                 failed_connect_count: r.failed_connect_count,
                 last_error: r.last_error,
                 queued: r.queued,
-                backend: r.backend.map(label).transpose()?,
+                backend: r.backend.map(enum_label).transpose()?,
             })
         })
         .collect()
-}
-
-/// A Postgres enum read as text into its Rust enum.
-fn label<T: std::str::FromStr<Err = String>>(text: String) -> sqlx::Result<T> {
-    text.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -135,13 +122,13 @@ pub async fn jobs(pool: &PgPool, f: &JobFilter<'_>) -> sqlx::Result<Vec<JobRow>>
             Ok(JobRow {
                 id: r.id,
                 session_id: r.session_id,
-                kind: label(r.kind)?,
-                state: label(r.state)?,
+                kind: enum_label(r.kind)?,
+                state: enum_label(r.state)?,
                 attempts: r.attempts,
                 max_attempts: r.max_attempts,
                 chat: r.chat,
                 message_id: r.message_id,
-                delivery: r.delivery.map(label).transpose()?,
+                delivery: r.delivery.map(enum_label).transpose()?,
                 run_at: r.run_at,
                 created_at: r.created_at,
                 finished_at: r.finished_at,

@@ -61,18 +61,13 @@ pub async fn send_text(pool: &PgPool, m: &SendText<'_>) -> sqlx::Result<(i64, St
 /// `wa.retry_job`: the job's state after the call.
 pub async fn retry_job(pool: &PgPool, id: i64) -> sqlx::Result<JobState> {
     let state = sqlx::query_scalar!(r#"SELECT wa.retry_job($1)::text AS "state!""#, id).fetch_one(pool).await?;
-    parse(state)
+    crate::enum_label(state)
 }
 
 /// `wa.cancel_job`: the job's state after the call (`running` when it was claimed).
 pub async fn cancel_job(pool: &PgPool, id: i64) -> sqlx::Result<JobState> {
     let state = sqlx::query_scalar!(r#"SELECT wa.cancel_job($1)::text AS "state!""#, id).fetch_one(pool).await?;
-    parse(state)
-}
-
-/// A Postgres enum read as text into its Rust enum.
-fn parse<T: std::str::FromStr<Err = String>>(label: String) -> sqlx::Result<T> {
-    label.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))
+    crate::enum_label(state)
 }
 
 /// Where linking a session stands, as `pgwa session add --wait` shows it.
@@ -93,7 +88,7 @@ pub async fn link_state(pool: &PgPool, id: &str) -> sqlx::Result<LinkState> {
     .fetch_one(pool)
     .await?;
     Ok(LinkState {
-        status: parse(r.status)?,
+        status: crate::enum_label(r.status)?,
         status_reason: r.status_reason,
         qr_code: r.qr_code,
         pair_code: r.pair_code,

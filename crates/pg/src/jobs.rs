@@ -111,7 +111,7 @@ pub async fn claim(db: impl PgExecutor<'_>, req: &ClaimRequest<'_>) -> sqlx::Res
         jobs.push(ClaimedJob {
             id: r.try_get("id")?,
             session_id: r.try_get("session_id")?,
-            kind: kind.parse::<JobKind>().map_err(|e| sqlx::Error::Decode(e.into()))?,
+            kind: crate::enum_label::<JobKind>(kind)?,
             payload: r.try_get("payload")?,
             chat: r.try_get("chat")?,
             message_id: r.try_get("message_id")?,

@@ -24,6 +24,11 @@ pub mod schedules;
 pub mod sessions;
 pub mod workers;
 
+/// A Postgres enum read as text (`col::text`) into its Rust enum (pgwa_core's pg_enum!).
+pub(crate) fn enum_label<T: std::str::FromStr<Err = String>>(text: String) -> sqlx::Result<T> {
+    text.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))
+}
+
 /// The pool and error types the other crates pass around; they never run SQL themselves.
 pub use sqlx::{Error, PgPool};
 
