@@ -11,27 +11,42 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
+use pgwa_core::backoff::Backoff;
+
 use super::Shared;
 use super::completer::Done;
 use pgwa_core::job::{ClaimedJob, JobKind, Outcome};
 use pgwa_pg::held_conn::HeldConn;
 use pgwa_pg::jobs::{self, ClaimRequest};
 
+/// Pauses after failed claims: short for a blip, growing while Postgres stays away, so a
+/// worker does not hammer a database that is restarting (the same policy as LISTEN's).
+const CLAIM_RETRY: Backoff = Backoff::doubling(Duration::from_millis(200), Duration::from_secs(5)).with_jitter(0.5, 1.0);
+
 pub async fn run(shared: Arc<Shared>, claimer: usize) {
     let poll = Duration::from_millis(shared.cfg.worker.poll_interval_ms);
     let mut db = HeldConn::new(shared.queue.clone());
+    let mut failures = 0u32;
     loop {
         if shared.stopping.is_cancelled() {
             return;
         }
         let mut found = false;
         match round(&shared, claimer, &mut db).await {
-            Ok(f) => found = f,
+            Ok(f) => {
+                found = f;
+                failures = 0;
+            }
             Err(e) => {
                 db.reset();
-                tracing::warn!(error = %e, "claim failed; retrying");
+                failures = failures.saturating_add(1);
+                let pause = CLAIM_RETRY.delay(failures);
+                tracing::warn!(error = %e, failures, retry_in_ms = pause.as_millis() as u64, "claim failed; retrying");
                 shared.mark_all_hot();
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shared.stopping.cancelled() => return,
+                }
             }
         }
         if found {
