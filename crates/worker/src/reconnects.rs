@@ -15,12 +15,22 @@ use super::slots::Slots;
 const BACKOFF: Backoff = Backoff::doubling(Duration::from_millis(200), Duration::from_secs(60)).with_jitter(0.5, 1.0);
 
 /// Reconnects after the backoff of the session's consecutive drops (reset on Connected).
-pub(super) fn schedule(shared: &Arc<Shared>, session: &str, epoch: i64) {
+/// `owner` is the worker's shared state (its slots), kept alive by the spawned wait.
+pub(super) fn schedule<S>(owner: &Arc<S>, session: &str, epoch: i64)
+where
+    S: AsRef<Slots> + Send + Sync + 'static,
+{
     // A session no longer held at this epoch has nothing to reconnect.
-    let Some(delay) = next_delay(&shared.slots, session, epoch) else { return };
-    let shared = shared.clone();
+    let Some(delay) = next_delay((**owner).as_ref(), session, epoch) else { return };
+    let owner = owner.clone();
     let session = session.to_owned();
-    tokio::spawn(async move { reconnect_after(&shared.slots, &session, epoch, delay).await });
+    tokio::spawn(async move { reconnect_after((*owner).as_ref(), &session, epoch, delay).await });
+}
+
+impl AsRef<Slots> for Shared {
+    fn as_ref(&self) -> &Slots {
+        &self.slots
+    }
 }
 
 /// Counts one more drop of the session at `epoch`; the delay before its reconnect.
@@ -105,6 +115,22 @@ mod tests {
         let start = Instant::now();
         reconnect_after(&slots, "s1", 7, Duration::from_millis(150)).await;
         assert_eq!(*client.reconnects.lock().unwrap(), [start + Duration::from_millis(150)]);
+    }
+
+    /// What the event loop calls on a drop: the reconnect runs on its own task once the
+    /// first drop's delay (at most 200 ms) has passed, and a drop reported for an epoch
+    /// the worker no longer holds schedules nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_scheduled_reconnect_runs_on_its_own_after_the_first_delay() {
+        let client = Arc::new(Client::default());
+        let slots = Arc::new(held(&client));
+        let start = Instant::now();
+        schedule(&slots, "s1", 7);
+        schedule(&slots, "s1", 6);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let at = client.reconnects.lock().unwrap().clone();
+        assert_eq!(at.len(), 1, "{at:?}");
+        assert!(at[0] >= start + Duration::from_millis(100) && at[0] <= start + Duration::from_millis(200), "{at:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -109,6 +109,12 @@ pub struct Slots {
     inner: Mutex<HashMap<String, Slot>>,
 }
 
+impl AsRef<Slots> for Slots {
+    fn as_ref(&self) -> &Slots {
+        self
+    }
+}
+
 impl Slots {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
