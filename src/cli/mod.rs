@@ -111,7 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => migrate(&pgwa_pg::connect(&cfg.database_url, cfg.db.max_connections).await?).await,
         #[cfg(not(feature = "loopback"))]
-        Command::Dev(_) => Err(dev_cmd::not_in_this_build()),
+        Command::Dev(_) => unreachable!("answered before the configuration is loaded"),
         #[cfg(feature = "loopback")]
         Command::Dev(cmd) => {
             // The dev worker owns its schema as `run` does; benchmarks make a scratch database.
