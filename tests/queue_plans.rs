@@ -64,8 +64,8 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
     assert_eq!(empty, 0);
     for c in [&mut conn, &mut plain] {
         exec(c, format!("PREPARE claim(uuid, text[], text[], bigint, bigint) AS {}", pgwa_pg::jobs::CLAIM)).await;
-        exec(c, format!("PREPARE complete(uuid, bigint[], jsonb[], timestamptz[]) AS {}", pgwa_pg::jobs::complete_sql())).await;
-        exec(c, format!("PREPARE fail(uuid, bigint[], text[], bigint[], bool[]) AS {}", pgwa_pg::jobs::fail_sql())).await;
+        exec(c, format!("PREPARE complete(uuid, bigint[], jsonb[], timestamptz[]) AS {}", pgwa_pg::jobs::COMPLETE)).await;
+        exec(c, format!("PREPARE fail(uuid, bigint[], text[], bigint[], bool[]) AS {}", pgwa_pg::jobs::FAIL)).await;
         exec(c, claim.clone()).await;
         exec(c, format!("EXECUTE complete('{WORKER}', '{{}}', '{{}}', '{{}}')")).await;
         exec(c, format!("EXECUTE fail('{WORKER}', '{{}}', '{{}}', '{{}}', '{{}}')")).await;

@@ -215,3 +215,28 @@ async fn holding(pool: &sqlx::PgPool, session: &str) -> pgwa_core::fence::Fence 
     .unwrap();
     pgwa_core::fence::Fence { worker, session: session.into(), epoch }
 }
+
+/// The wipe after a logout names every table that holds a session's keys: a key table
+/// added later and forgotten there would survive the logout. Every wa table with a
+/// session_id is a key table except the app's own records (jobs, inbox).
+#[tokio::test]
+async fn the_wipe_names_every_key_table() {
+    let db = TestDb::new().await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT c.table_name::text FROM information_schema.columns c
+           JOIN information_schema.tables t USING (table_schema, table_name)
+          WHERE c.table_schema = 'wa' AND c.column_name = 'session_id' AND t.table_type = 'BASE TABLE'
+            AND c.table_name NOT IN ('jobs', 'inbox')
+          ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(tables.len() >= 18, "{tables:?}");
+    let wipe = pgwa_pg::keys::cleanup::WIPE;
+    let mut named: Vec<String> =
+        wipe.split("DELETE FROM wa.").skip(1).map(|rest| rest.split_whitespace().next().unwrap().to_string()).collect();
+    named.sort();
+    assert_eq!(named, tables, "queries/wipe_session_state.sql must delete from exactly the key tables");
+    db.drop_now().await.unwrap();
+}

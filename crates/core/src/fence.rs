@@ -1,9 +1,9 @@
 //! The one fence: who may write for a session. Every write and delete of session state,
 //! keys, job outcomes and inbox rows carries one and checks it in the same statement
-//! (`pgwa_pg::fence` holds the SQL). It holds while `wa.sessions` says this worker owns
-//! the session at this epoch and the lease has not expired: a worker that was paused
-//! past its lease writes nothing until its next renewal succeeds, even if nobody has
-//! taken the session over yet (docs/security.md).
+//! (in SQL: `wa._holds`, `wa._unheld` and `wa._may_write`, migrations/0019). It holds
+//! while `wa.sessions` says this worker owns the session at this epoch and the lease has
+//! not expired: a worker that was paused past its lease writes nothing until its next
+//! renewal succeeds, even if nobody has taken the session over yet (docs/security.md).
 
 use uuid::Uuid;
 

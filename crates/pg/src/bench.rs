@@ -51,7 +51,9 @@ fn drop_sql(name: &str) -> String {
 
 /// Sessions `<prefix>1` to `<prefix><n>`, started.
 pub async fn add_sessions(pool: &PgPool, prefix: &str, n: u32) -> sqlx::Result<()> {
-    sqlx::query("SELECT wa.add_session($1 || i) FROM generate_series(1, $2) i").bind(prefix).bind(n as i32).execute(pool).await?;
+    sqlx::query_scalar!(r#"SELECT count((wa.add_session($1 || i)).id) AS "n!" FROM generate_series(1, $2) i"#, prefix, n as i32)
+        .fetch_one(pool)
+        .await?;
     Ok(())
 }
 
@@ -59,46 +61,45 @@ pub async fn add_sessions(pool: &PgPool, prefix: &str, n: u32) -> sqlx::Result<(
 /// `bench-<1 + i % sessions>` (made by `add_sessions(pool, "bench-", sessions)`) to one
 /// of `chats` numbers, so each session's sends spread over that many chats.
 pub async fn enqueue_sends(db: impl PgExecutor<'_>, from: u64, to: u64, sessions: u32, chats: u32) -> sqlx::Result<()> {
-    sqlx::query(
-        "SELECT count(wa.send_text('bench-' || (1 + i % $3), '+1555' || lpad(((i / $3) % $4)::text, 7, '0'), 'bench message ' || i))
-           FROM generate_series($1::bigint, $2::bigint) i",
-    )
-    .bind(from as i64)
-    .bind(to as i64)
-    .bind(sessions as i64)
-    .bind(chats as i64)
-    .execute(db)
+    sqlx::query_scalar!(r#"SELECT count(wa.send_text('bench-' || (1 + i % $3), '+1555' || lpad(((i / $3) % $4)::text, 7, '0'), 'bench message ' || i)) AS "n!"
+           FROM generate_series($1::bigint, $2::bigint) i"#, from as i64, to as i64, sessions as i64, chats as i64)
+    .fetch_one(db)
     .await?;
     Ok(())
 }
 
 /// Sessions connected now.
 pub async fn connected_count(pool: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM wa.sessions WHERE status = 'connected'").fetch_one(pool).await
+    sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM wa.sessions WHERE status = 'connected'"#).fetch_one(pool).await
 }
 
 /// Whether any job is still available or running. One probe per partial index (a bare
 /// `phase < 2` matches neither predicate and would scan the table, competing with the
 /// worker being measured).
 pub async fn queue_busy(pool: &PgPool) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.jobs WHERE phase = 1) OR EXISTS (SELECT 1 FROM wa.jobs WHERE phase = 0)")
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM wa.jobs WHERE phase = 1) OR EXISTS (SELECT 1 FROM wa.jobs WHERE phase = 0) AS "busy!""#
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// Send jobs completed.
 pub async fn completed_sends(pool: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'completed' AND kind = 'send'").fetch_one(pool).await
+    sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM wa.jobs WHERE state = 'completed' AND kind = 'send'"#)
+        .fetch_one(pool)
+        .await
 }
 
 /// Median and 99th percentile of the send jobs' time from insert to finished, in ms.
 pub async fn send_latency_percentiles(pool: &PgPool) -> sqlx::Result<(f64, f64)> {
-    sqlx::query_as(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
-           FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM wa.jobs WHERE kind = 'send') t",
+    let r = sqlx::query!(
+        r#"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS "p50!", percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS "p99!"
+           FROM (SELECT extract(epoch FROM finished_at - created_at)::float8 * 1000 AS ms FROM wa.jobs WHERE kind = 'send') t"#
     )
     .fetch_one(pool)
-    .await
+    .await?;
+    Ok((r.p50, r.p99))
 }
 
 /// Where the median send job's time went, in ms, from the timestamps Postgres and the
@@ -114,63 +115,65 @@ pub struct StageMedians {
 }
 
 pub async fn stage_medians(pool: &PgPool) -> sqlx::Result<StageMedians> {
-    let (to_claim, to_ack, to_recorded): (f64, f64, f64) = sqlx::query_as(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM attempted_at - created_at) * 1000),
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - attempted_at) * 1000),
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - sent_at) * 1000)
-           FROM wa.jobs WHERE kind = 'send'",
+    sqlx::query_as!(
+        StageMedians,
+        r#"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM attempted_at - created_at)::float8 * 1000) AS "to_claim!",
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - attempted_at)::float8 * 1000) AS "to_ack!",
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - sent_at)::float8 * 1000) AS "to_recorded!"
+           FROM wa.jobs WHERE kind = 'send'"#
     )
     .fetch_one(pool)
-    .await?;
-    Ok(StageMedians { to_claim, to_ack, to_recorded })
+    .await
 }
 
 // --- the loopback benchmarks (`pgwa dev bench-*`) ---
 
 /// The database's clock, to compare with timestamps it writes.
 pub async fn db_now(pool: &PgPool) -> sqlx::Result<DateTime<Utc>> {
-    sqlx::query_scalar("SELECT now()").fetch_one(pool).await
+    sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(pool).await
 }
 
 /// Sessions connected now whose connection was made at or after `since`.
 pub async fn connected_since(pool: &PgPool, since: DateTime<Utc>) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM wa.sessions WHERE status = 'connected' AND connected_at >= $1")
-        .bind(since)
+    sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM wa.sessions WHERE status = 'connected' AND connected_at >= $1"#, since)
         .fetch_one(pool)
         .await
 }
 
 /// Rows in the inboxes of the sessions whose id is `LIKE session_like`.
 pub async fn inbox_count(pool: &PgPool, session_like: &str) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM wa.inbox WHERE session_id LIKE $1").bind(session_like).fetch_one(pool).await
+    sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM wa.inbox WHERE session_id LIKE $1"#, session_like).fetch_one(pool).await
 }
 
 /// Sessions `s00001` to `s<n>`, started (the sessions benchmark).
 pub async fn add_numbered_sessions(pool: &PgPool, n: i64) -> sqlx::Result<()> {
-    sqlx::query("SELECT wa.add_session('s' || lpad(i::text, 5, '0')) FROM generate_series(1, $1) i")
-        .bind(n)
-        .execute(pool)
-        .await?;
+    sqlx::query_scalar!(
+        r#"SELECT count((wa.add_session('s' || lpad(i::text, 5, '0'))).id) AS "n!" FROM generate_series(1, $1::bigint) i"#,
+        n
+    )
+    .fetch_one(pool)
+    .await?;
     Ok(())
 }
 
 /// Session pairs `a0001`/`b0001` to `a<pairs>`/`b<pairs>`, started (the messages
 /// benchmark: each `a` sends to its `b`).
 pub async fn add_session_pairs(pool: &PgPool, pairs: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "SELECT wa.add_session(side || lpad(i::text, 4, '0')) FROM generate_series(1, $1) i, unnest('{a,b}'::text[]) side",
+    sqlx::query_scalar!(
+        r#"SELECT count((wa.add_session(side || lpad(i::text, 4, '0'))).id) AS "n!"
+             FROM generate_series(1, $1::bigint) i, unnest('{a,b}'::text[]) side"#,
+        pairs
     )
-    .bind(pairs)
-    .execute(pool)
+    .fetch_one(pool)
     .await?;
     Ok(())
 }
 
 /// Pairs whose two sessions are held by different workers.
 pub async fn pairs_across_workers(pool: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM wa.sessions a JOIN wa.sessions b ON b.id = 'b' || substr(a.id, 2)
-          WHERE a.id LIKE 'a%' AND a.owner_id IS DISTINCT FROM b.owner_id",
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM wa.sessions a JOIN wa.sessions b ON b.id = 'b' || substr(a.id, 2)
+          WHERE a.id LIKE 'a%' AND a.owner_id IS DISTINCT FROM b.owner_id"#
     )
     .fetch_one(pool)
     .await
@@ -179,22 +182,22 @@ pub async fn pairs_across_workers(pool: &PgPool) -> sqlx::Result<i64> {
 /// `per_pair` messages from each `a` session to its `b` in one statement; returns how
 /// many were enqueued.
 pub async fn send_burst(pool: &PgPool, per_pair: i64) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "WITH s AS (SELECT wa.send_text(a.id, '+' || bs.phone, 'burst ' || g) FROM wa.sessions a
-                      JOIN wa.sessions bs ON bs.id = 'b' || substr(a.id, 2), generate_series(1, $1) g
+    sqlx::query_scalar!(
+        r#"WITH s AS (SELECT wa.send_text(a.id, '+' || bs.phone, 'burst ' || g) FROM wa.sessions a
+                      JOIN wa.sessions bs ON bs.id = 'b' || substr(a.id, 2), generate_series(1, $1::bigint) g
                      WHERE a.id LIKE 'a%')
-         SELECT count(*) FROM s",
+         SELECT count(*) AS "n!" FROM s"#,
+        per_pair
     )
-    .bind(per_pair)
     .fetch_one(pool)
     .await
 }
 
 /// Seconds from the first send job's insert to the last message in a `b` inbox.
 pub async fn burst_span_secs(pool: &PgPool) -> sqlx::Result<f64> {
-    sqlx::query_scalar(
-        "SELECT extract(epoch FROM (SELECT max(received_at) FROM wa.inbox WHERE session_id LIKE 'b%')
-                               - (SELECT min(created_at) FROM wa.jobs WHERE kind = 'send'))::float8",
+    sqlx::query_scalar!(
+        r#"SELECT extract(epoch FROM (SELECT max(received_at) FROM wa.inbox WHERE session_id LIKE 'b%')
+                               - (SELECT min(created_at) FROM wa.jobs WHERE kind = 'send'))::float8 AS "secs!""#
     )
     .fetch_one(pool)
     .await
@@ -202,31 +205,34 @@ pub async fn burst_span_secs(pool: &PgPool) -> sqlx::Result<f64> {
 
 /// Each `a` session with the phone number of its `b` (`+<digits>`), in order.
 pub async fn pair_phones(pool: &PgPool) -> sqlx::Result<Vec<(String, String)>> {
-    sqlx::query_as(
-        "SELECT a.id, '+' || bs.phone FROM wa.sessions a JOIN wa.sessions bs ON bs.id = 'b' || substr(a.id, 2)
-          WHERE a.id LIKE 'a%' ORDER BY a.id",
+    let rows = sqlx::query!(
+        r#"SELECT a.id, '+' || bs.phone AS "phone!" FROM wa.sessions a JOIN wa.sessions bs ON bs.id = 'b' || substr(a.id, 2)
+          WHERE a.id LIKE 'a%' ORDER BY a.id"#
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.phone)).collect())
 }
 
 /// Latency message number `i` from session `from` to `to`.
 pub async fn send_latency_message(db: impl PgExecutor<'_>, from: &str, to: &str, i: i64) -> sqlx::Result<()> {
-    sqlx::query("SELECT wa.send_text($1, $2, 'latency ' || $3)").bind(from).bind(to).bind(i).execute(db).await?;
+    sqlx::query_scalar!("SELECT wa.send_text($1, $2, 'latency ' || $3::bigint)", from, to, i).fetch_one(db).await?;
     Ok(())
 }
 
 /// Time from a latency message's job insert to its row in the `b` inbox, in ms: median,
 /// 99th percentile and maximum.
 pub async fn send_to_inbox_ms(pool: &PgPool) -> sqlx::Result<(f64, f64, f64)> {
-    sqlx::query_as(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms)
+    let r = sqlx::query!(
+        r#"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS "p50!", percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS "p99!",
+                  max(ms) AS "max!"
            FROM (SELECT extract(epoch FROM i.received_at - j.created_at)::float8 * 1000 AS ms
                    FROM wa.jobs j JOIN wa.inbox i ON i.message_id = j.message_id AND i.session_id = 'b' || substr(j.session_id, 2)
-                  WHERE j.kind = 'send' AND j.payload->>'text' LIKE 'latency %') l",
+                  WHERE j.kind = 'send' AND j.payload->>'text' LIKE 'latency %') l"#
     )
     .fetch_one(pool)
-    .await
+    .await?;
+    Ok((r.p50, r.p99, r.max))
 }
 
 // --- the loopback phone ---
@@ -234,9 +240,9 @@ pub async fn send_to_inbox_ms(pool: &PgPool) -> sqlx::Result<(f64, f64, f64)> {
 /// Sessions showing a live QR code or pairing code now (published before the phone
 /// listened).
 pub async fn pending_link_codes(pool: &PgPool) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT id FROM wa.sessions WHERE (qr_code IS NOT NULL AND qr_expires_at > now())
-            OR (pair_code IS NOT NULL AND pair_code_expires_at > now())",
+            OR (pair_code IS NOT NULL AND pair_code_expires_at > now())"
     )
     .fetch_all(pool)
     .await
@@ -253,13 +259,13 @@ pub struct LinkCodes {
 
 /// The link codes of `session`; None if there is no such session.
 pub async fn link_codes(pool: &PgPool, session: &str) -> sqlx::Result<Option<LinkCodes>> {
-    let row: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT CASE WHEN qr_expires_at > now() THEN qr_code END,
-                CASE WHEN pair_code_expires_at > now() THEN pair_code END, pair_phone
-           FROM wa.sessions WHERE id = $1",
+    sqlx::query_as!(
+        LinkCodes,
+        r#"SELECT CASE WHEN qr_expires_at > now() THEN qr_code END AS "qr_code?",
+                CASE WHEN pair_code_expires_at > now() THEN pair_code END AS "pair_code?", pair_phone
+           FROM wa.sessions WHERE id = $1"#,
+        session
     )
-    .bind(session)
     .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|(qr_code, pair_code, pair_phone)| LinkCodes { qr_code, pair_code, pair_phone }))
+    .await
 }

@@ -5,7 +5,7 @@
 //! the WAL flush (see `db::queue_pool`), each loop holding its own connection (see
 //! `worker::held`). They take any executor so that tests can pass a pool.
 
-use sqlx::{PgExecutor, PgPool, Row};
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use pgwa_core::job::{ClaimedJob, JobKind};
@@ -13,14 +13,14 @@ use pgwa_core::job::{ClaimedJob, JobKind};
 /// Moves scheduled and retryable jobs whose time has come to available, for the given
 /// sessions and for maintenance jobs. Returns how many.
 pub async fn promote_due(db: impl PgExecutor<'_>, sessions: &[String]) -> sqlx::Result<u64> {
-    let n = sqlx::query(
+    let n = sqlx::query!(
         "UPDATE wa.jobs SET state = 'available'
           WHERE id IN (SELECT id FROM wa.jobs
                         WHERE phase = 0 AND run_at <= now()
                           AND (session_id = ANY($1) OR session_id IS NULL)
                         ORDER BY run_at LIMIT 10000 FOR UPDATE SKIP LOCKED)",
+        sessions
     )
-    .bind(sessions)
     .execute(db)
     .await?;
     Ok(n.rows_affected())
@@ -35,44 +35,8 @@ pub struct ClaimRequest<'a> {
     pub maintenance: i64,
 }
 
-/// The claim statement; parameters: $1 worker, $2 held sessions, $3 connected sessions,
-/// $4 jobs per session, $5 maintenance jobs. Public so tests can check its plan.
-pub const CLAIM: &str = "WITH held AS (
-     SELECT s.id, s.epoch, s.id = ANY($3) AS sendable
-       FROM wa.sessions s
-      WHERE s.id = ANY($2) AND s.owner_id = $1 AND s.lease_expires_at > now()
- ),
- cand AS (
-     SELECT c.id, c.session_id, c.chat, h.epoch
-       FROM held h CROSS JOIN LATERAL (
-            SELECT j.id, j.session_id, j.chat FROM wa.jobs j
-             WHERE j.session_id = h.id AND j.phase = 1 AND j.lane = 0 AND j.state = 'available'
-             ORDER BY j.priority, j.id LIMIT $4 FOR UPDATE SKIP LOCKED) c
-     UNION ALL
-     SELECT c.id, c.session_id, c.chat, h.epoch
-       FROM held h CROSS JOIN LATERAL (
-            SELECT j.id, j.session_id, j.chat FROM wa.jobs j
-             WHERE j.session_id = h.id AND j.phase = 1 AND j.lane = 1 AND j.state = 'available' AND h.sendable
-             ORDER BY j.priority, j.id LIMIT $4 FOR UPDATE SKIP LOCKED) c
-     UNION ALL
-     SELECT m.id, NULL, NULL, NULL FROM (
-            SELECT j.id FROM wa.jobs j
-             WHERE j.session_id IS NULL AND j.phase = 1 AND j.state = 'available'
-             ORDER BY j.priority, j.id LIMIT $5 FOR UPDATE SKIP LOCKED) m
- )
- UPDATE wa.jobs j
-    SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
-        worker_id = $1, epoch = c.epoch
-   FROM cand c
-  WHERE j.id = c.id AND j.state = 'available'
-    AND (c.chat IS NULL OR NOT EXISTS (
-         SELECT 1 FROM wa.jobs k
-          WHERE k.session_id = c.session_id AND k.chat = c.chat AND k.id < c.id
-            AND k.phase < 2 AND k.chat IS NOT NULL
-            AND k.state IN ('available', 'running', 'retryable')
-            AND k.id NOT IN (SELECT id FROM cand)))
- RETURNING j.id, j.session_id, j.kind::text AS kind, j.payload, j.chat, j.message_id,
-           j.attempts, j.max_attempts, j.epoch";
+/// The claim statement (queries/claim.sql), public so tests can check its plan.
+pub const CLAIM: &str = include_str!("../queries/claim.sql");
 
 /// Claims available jobs in one statement:
 /// * per held session (fairly: at most `per_session` each), control lane before sends,
@@ -96,48 +60,28 @@ pub const CLAIM: &str = "WITH held AS (
 ///
 /// The session's current epoch is stamped on each job: completions are fenced by it.
 pub async fn claim(db: impl PgExecutor<'_>, req: &ClaimRequest<'_>) -> sqlx::Result<Vec<ClaimedJob>> {
-    let rows = sqlx::query(CLAIM)
-        .bind(req.worker)
-        .bind(req.held)
-        .bind(req.connected)
-        .bind(req.per_session)
-        .bind(req.maintenance)
+    let rows = sqlx::query_file!("queries/claim.sql", req.worker, req.held, req.connected, req.per_session, req.maintenance)
         .fetch_all(db)
         .await?;
     let mut jobs = Vec::with_capacity(rows.len());
     let claimed_at = std::time::Instant::now();
     for r in rows {
-        let kind: String = r.try_get("kind")?;
         jobs.push(ClaimedJob {
-            id: r.try_get("id")?,
-            session_id: r.try_get("session_id")?,
-            kind: crate::enum_label::<JobKind>(kind)?,
-            payload: r.try_get("payload")?,
-            chat: r.try_get("chat")?,
-            message_id: r.try_get("message_id")?,
-            attempts: r.try_get("attempts")?,
-            max_attempts: r.try_get("max_attempts")?,
-            epoch: r.try_get("epoch")?,
+            id: r.id,
+            session_id: r.session_id,
+            kind: crate::enum_label::<JobKind>(r.kind)?,
+            payload: r.payload,
+            chat: r.chat,
+            message_id: r.message_id,
+            attempts: r.attempts,
+            max_attempts: r.max_attempts,
+            epoch: r.epoch,
             claimed_at,
         });
     }
     jobs.sort_unstable_by_key(|j| j.id);
     Ok(jobs)
 }
-
-/// Fencing predicate shared by every outcome write: the job is still running under this
-/// worker, and (for session jobs) the worker still holds the session at the claim epoch.
-/// Outcome statements join the jobs to `unnest()` of their arrays and nothing else, so
-/// the plan walks the arrays and looks each job up by primary key. (With an extra
-/// `j.id = ANY($2)` the planner, which expects almost no running rows, put the jobs
-/// outside and rescanned the arrays for each: 1,200 outcomes took 350 ms instead of 20.)
-const FENCED: &str = concat!(
-    "j.state = 'running' AND j.worker_id = $1
-    AND (j.session_id IS NULL OR EXISTS (
-        SELECT 1 FROM wa.sessions s WHERE s.id = j.session_id AND ",
-    crate::holds!("s", "$1", "j.epoch"),
-    "))"
-);
 
 /// A job whose outcome was recorded, as the outbound announcement needs it: sends that
 /// reached a delivery status worth telling apps about (sent, failed) carry it.
@@ -177,8 +121,7 @@ pub async fn announce_outbound(db: impl PgExecutor<'_>, recorded: &[Recorded]) -
     if payloads.is_empty() {
         return Ok(0);
     }
-    let n: i64 = sqlx::query_scalar("SELECT count(pg_notify('wa_outbound', p)) FROM unnest($1::text[]) p")
-        .bind(&payloads)
+    let n = sqlx::query_scalar!(r#"SELECT count(pg_notify('wa_outbound', p)) AS "n!" FROM unnest($1::text[]) p"#, &payloads)
         .fetch_one(db)
         .await?;
     Ok(n as u64)
@@ -187,6 +130,12 @@ pub async fn announce_outbound(db: impl PgExecutor<'_>, recorded: &[Recorded]) -
 /// Marks jobs completed; for sends, the message becomes `sent` (server ack) unless a
 /// receipt already moved it further. Returns the jobs accepted; the rest were refused by
 /// the fence (the session changed hands) and will run again elsewhere.
+///
+/// The outcome statements (queries/complete.sql, fail.sql) join the jobs to `unnest()` of
+/// their arrays and nothing else, so the plan walks the arrays and looks each job up by
+/// primary key. (With an extra `j.id = ANY($2)` the planner, which expects almost no
+/// running rows, put the jobs outside and rescanned the arrays for each: 1,200 outcomes
+/// took 350 ms instead of 20.)
 pub async fn complete(
     db: impl PgExecutor<'_>,
     worker: Uuid,
@@ -194,27 +143,11 @@ pub async fn complete(
     results: &[serde_json::Value],
     acked_at: &[Option<chrono::DateTime<chrono::Utc>>],
 ) -> sqlx::Result<Vec<Recorded>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(complete_sql())).bind(worker).bind(ids).bind(results).bind(acked_at).fetch_all(db).await
+    sqlx::query_file_as!(Recorded, "queries/complete.sql", worker, ids, results, acked_at as _).fetch_all(db).await
 }
 
-/// The outcome statement for completed jobs; parameters: $1 worker, $2 job ids, $3
-/// results, $4 server ack times. Built once; public so tests can check its plan.
-pub fn complete_sql() -> &'static str {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "UPDATE wa.jobs j
-                SET state = 'completed', finished_at = now(), result = u.result,
-                    delivery = CASE WHEN j.kind = 'send'
-                                    THEN CASE WHEN j.delivery IN ('delivered', 'read') THEN j.delivery
-                                              ELSE 'sent'::wa.delivery_status END END,
-                    sent_at = CASE WHEN j.kind = 'send' THEN coalesce(u.acked_at, now()) END
-               FROM unnest($2::bigint[], $3::jsonb[], $4::timestamptz[]) AS u(id, result, acked_at)
-              WHERE j.id = u.id AND {FENCED}
-         RETURNING j.id, j.session_id, j.message_id, j.delivery::text AS delivery"
-        )
-    });
-    &SQL
-}
+/// The outcome statement for completed jobs, public so tests can check its plan.
+pub const COMPLETE: &str = include_str!("../queries/complete.sql");
 
 /// Records failed attempts: retryable after `backoff_ms`, or dead when `dead` is set or
 /// the attempts are spent. The error is appended to the job's history.
@@ -226,48 +159,20 @@ pub async fn fail(
     backoff_ms: &[i64],
     dead: &[bool],
 ) -> sqlx::Result<Vec<Recorded>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(fail_sql()))
-        .bind(worker)
-        .bind(ids)
-        .bind(errors)
-        .bind(backoff_ms)
-        .bind(dead)
-        .fetch_all(db)
-        .await
+    sqlx::query_file_as!(Recorded, "queries/fail.sql", worker, ids, errors, backoff_ms, dead).fetch_all(db).await
 }
 
-/// The outcome statement for failed attempts; parameters: $1 worker, $2 job ids, $3
-/// errors, $4 backoff in ms, $5 dead now. Built once; public so tests can check its plan.
-pub fn fail_sql() -> &'static str {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-        "WITH u AS (SELECT * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bool[]) AS u(id, error, backoff_ms, dead))
-             UPDATE wa.jobs j
-                SET state = CASE WHEN u.dead OR j.attempts >= j.max_attempts THEN 'dead' ELSE 'retryable' END::wa.job_state,
-                    run_at = CASE WHEN u.dead OR j.attempts >= j.max_attempts THEN j.run_at
-                                  ELSE now() + make_interval(secs => u.backoff_ms / 1000.0) END,
-                    finished_at = CASE WHEN u.dead OR j.attempts >= j.max_attempts THEN now() END,
-                    delivery = CASE WHEN j.kind = 'send' AND (u.dead OR j.attempts >= j.max_attempts)
-                                    THEN 'failed'::wa.delivery_status ELSE j.delivery END,
-                    errors = j.errors || jsonb_build_object('attempt', j.attempts, 'at', now(), 'error', u.error, 'worker', $1::uuid),
-                    worker_id = NULL, epoch = NULL
-               FROM u
-              WHERE j.id = u.id AND {FENCED}
-             RETURNING j.id, j.session_id, j.message_id,
-                       CASE WHEN j.delivery = 'failed' THEN 'failed' END AS delivery"
-        )
-    });
-    &SQL
-}
+/// The outcome statement for failed attempts, public so tests can check its plan.
+pub const FAIL: &str = include_str!("../queries/fail.sql");
 
 /// Hands jobs back without spending their attempt (they never started).
 pub async fn release(db: impl PgExecutor<'_>, worker: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
-    let n = sqlx::query(
+    let n = sqlx::query!(
         "UPDATE wa.jobs SET state = 'available', attempts = attempts - 1, worker_id = NULL, epoch = NULL
           WHERE id = ANY($2) AND state = 'running' AND worker_id = $1",
+        worker,
+        ids
     )
-    .bind(worker)
-    .bind(ids)
     .execute(db)
     .await?;
     Ok(n.rows_affected())
@@ -277,14 +182,14 @@ pub async fn release(db: impl PgExecutor<'_>, worker: Uuid, ids: &[i64]) -> sqlx
 /// rows that carry the request are cancelled: the request is the authority, never the
 /// worker's memory of a notification.
 pub async fn cancel_claimed(db: impl PgExecutor<'_>, worker: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
-    let n = sqlx::query(
+    let n = sqlx::query!(
         "UPDATE wa.jobs SET state = 'cancelled', attempts = attempts - 1, finished_at = now(),
                 delivery = CASE WHEN kind = 'send' THEN 'failed'::wa.delivery_status END,
                 result = jsonb_build_object('cancelled', true)
           WHERE id = ANY($2) AND state = 'running' AND worker_id = $1 AND cancel_requested_at IS NOT NULL",
+        worker,
+        ids
     )
-    .bind(worker)
-    .bind(ids)
     .execute(db)
     .await?;
     Ok(n.rows_affected())
@@ -294,12 +199,12 @@ pub async fn cancel_claimed(db: impl PgExecutor<'_>, worker: Uuid, ids: &[i64]) 
 /// `wa_job_cancel` notification that prompts this read is only a wake-up: any role that
 /// can connect may send one.
 pub async fn cancel_requested(db: impl PgExecutor<'_>, worker: Uuid, job: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM wa.jobs
-                         WHERE id = $2 AND worker_id = $1 AND state = 'running' AND cancel_requested_at IS NOT NULL)",
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM wa.jobs
+                         WHERE id = $2 AND worker_id = $1 AND state = 'running' AND cancel_requested_at IS NOT NULL) AS "requested!""#,
+        worker,
+        job
     )
-    .bind(worker)
-    .bind(job)
     .fetch_one(db)
     .await
 }
@@ -307,7 +212,7 @@ pub async fn cancel_requested(db: impl PgExecutor<'_>, worker: Uuid, job: i64) -
 /// Maintenance jobs have no session lease: when their worker stops heart-beating they go
 /// back to the queue.
 pub async fn recover_orphaned_maintenance(pool: &PgPool, ttl_secs: f64) -> sqlx::Result<u64> {
-    let n = sqlx::query(
+    let n = sqlx::query!(
         "UPDATE wa.jobs j
             SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'available' END::wa.job_state,
                 finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
@@ -317,8 +222,8 @@ pub async fn recover_orphaned_maintenance(pool: &PgPool, ttl_secs: f64) -> sqlx:
           WHERE j.session_id IS NULL AND j.phase = 1 AND j.state = 'running'
             AND NOT EXISTS (SELECT 1 FROM wa.workers w WHERE w.id = j.worker_id
                               AND w.heartbeat_at > now() - make_interval(secs => $1))",
+        ttl_secs
     )
-    .bind(ttl_secs)
     .execute(pool)
     .await?;
     Ok(n.rows_affected())

@@ -6,48 +6,48 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// A session this worker holds, as of the last claim or renewal.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Held {
     pub id: String,
     pub epoch: i64,
-    #[sqlx(try_from = "String")]
     pub desired: Desired,
     pub pair_phone: Option<String>,
 }
 
-/// Sessions that should run, are not parked in a terminal or cooling-down status, and
-/// have no live owner.
-const CLAIMABLE: &str = "desired = 'running'
-    AND (owner_id IS NULL OR lease_expires_at IS NULL OR lease_expires_at < now())
-    AND status NOT IN ('conflict', 'logged_out')
-    AND NOT (status IN ('failed', 'banned') AND (status_until IS NULL OR status_until > now()))";
+impl Held {
+    fn new(id: String, epoch: i64, desired: String, pair_phone: Option<String>) -> sqlx::Result<Self> {
+        Ok(Self { id, epoch, desired: crate::enum_label(desired)?, pair_phone })
+    }
+}
 
 /// Renews every lease this worker holds and returns what it still holds. A session
 /// missing from the answer was taken over or deleted: the caller must stop it at once.
 pub async fn renew(pool: &PgPool, worker: Uuid, ttl_secs: f64) -> sqlx::Result<Vec<Held>> {
-    sqlx::query_as(
-        "UPDATE wa.sessions SET lease_expires_at = now() + make_interval(secs => $2)
+    let rows = sqlx::query!(
+        r#"UPDATE wa.sessions SET lease_expires_at = now() + make_interval(secs => $2)
           WHERE owner_id = $1
-         RETURNING id, epoch, desired::text AS desired, pair_phone",
+         RETURNING id, epoch, desired::text AS "desired!", pair_phone"#,
+        worker,
+        ttl_secs
     )
-    .bind(worker)
-    .bind(ttl_secs)
     .fetch_all(pool)
-    .await
+    .await?;
+    rows.into_iter().map(|r| Held::new(r.id, r.epoch, r.desired, r.pair_phone)).collect()
 }
 
 /// This worker's fair share: sessions that want to run divided by live workers (those
 /// with a fresh heartbeat that are not shutting down), rounded up.
 pub async fn fair_share(pool: &PgPool, ttl_secs: f64) -> sqlx::Result<(i64, i64)> {
-    sqlx::query_as(
-        "SELECT (SELECT count(*) FROM wa.sessions WHERE desired = 'running'
-                   AND status NOT IN ('conflict', 'logged_out')) AS wanted,
+    let r = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM wa.sessions WHERE desired = 'running'
+                   AND status NOT IN ('conflict', 'logged_out')) AS "wanted!",
                 (SELECT greatest(count(*), 1) FROM wa.workers
-                  WHERE heartbeat_at > now() - make_interval(secs => $1) AND stopping_at IS NULL) AS live",
+                  WHERE heartbeat_at > now() - make_interval(secs => $1) AND stopping_at IS NULL) AS "live!""#,
+        ttl_secs
     )
-    .bind(ttl_secs)
     .fetch_one(pool)
-    .await
+    .await?;
+    Ok((r.wanted, r.live))
 }
 
 /// Claims up to `limit` claimable sessions, bumping their epoch, and in the same
@@ -58,17 +58,26 @@ pub async fn claim(pool: &PgPool, worker: Uuid, ttl_secs: f64, limit: i64) -> sq
         return Ok(vec![]);
     }
     let mut tx = pool.begin().await?;
-    let sql = format!(
-        "UPDATE wa.sessions s
+    // Claimable: should run, not parked in a terminal or cooling-down status, no live owner.
+    let rows = sqlx::query!(
+        r#"UPDATE wa.sessions s
             SET owner_id = $1, lease_expires_at = now() + make_interval(secs => $2),
                 epoch = s.epoch + 1, status = 'starting', status_reason = NULL, status_until = NULL
-           FROM (SELECT id FROM wa.sessions WHERE {CLAIMABLE}
+           FROM (SELECT id FROM wa.sessions
+                  WHERE desired = 'running'
+                    AND (owner_id IS NULL OR lease_expires_at IS NULL OR lease_expires_at < now())
+                    AND status NOT IN ('conflict', 'logged_out')
+                    AND NOT (status IN ('failed', 'banned') AND (status_until IS NULL OR status_until > now()))
                   ORDER BY lease_expires_at NULLS FIRST, id LIMIT $3 FOR UPDATE SKIP LOCKED) c
           WHERE s.id = c.id
-         RETURNING s.id, s.epoch, s.desired::text AS desired, s.pair_phone"
-    );
-    let held: Vec<Held> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(worker).bind(ttl_secs).bind(limit).fetch_all(&mut *tx).await?;
+         RETURNING s.id, s.epoch, s.desired::text AS "desired!", s.pair_phone"#,
+        worker,
+        ttl_secs,
+        limit
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let held = rows.into_iter().map(|r| Held::new(r.id, r.epoch, r.desired, r.pair_phone)).collect::<sqlx::Result<Vec<_>>>()?;
     if !held.is_empty() {
         let ids: Vec<&str> = held.iter().map(|h| h.id.as_str()).collect();
         // The jobs the lost worker had claimed go back to available. Only one per chat is
@@ -79,7 +88,7 @@ pub async fn claim(pool: &PgPool, worker: Uuid, ttl_secs: f64, limit: i64) -> sq
         // let a few crashes kill messages that were never tried. Every one still gets an
         // entry in its error history (uncharged ones marked so): one that ran may go out
         // twice, and whoever reads the history should see why.
-        sqlx::query(
+        sqlx::query!(
             "WITH lost AS (
                  SELECT j.id, (j.chat IS NULL OR j.id = min(j.id) OVER (PARTITION BY j.session_id, j.chat)) AS charged
                    FROM wa.jobs j
@@ -100,8 +109,8 @@ pub async fn claim(pool: &PgPool, worker: Uuid, ttl_secs: f64, limit: i64) -> sq
                     worker_id = NULL, epoch = NULL
                FROM lost l
               WHERE j.id = l.id",
+            &ids as &[&str]
         )
-        .bind(&ids)
         .execute(&mut *tx)
         .await?;
     }
@@ -121,21 +130,19 @@ pub async fn release(
 ) -> sqlx::Result<bool> {
     // Fenced like any write: a worker whose lease expired leaves the row to whoever
     // claims it next (an expired lease is claimable anyway).
-    let n: i64 = sqlx::query_scalar(concat!(
-        "WITH r AS (
+    let n = sqlx::query_scalar!(
+        r#"WITH r AS (
             UPDATE wa.sessions s SET owner_id = NULL, lease_expires_at = NULL,
-                   status = coalesce($4::wa.session_status, status), status_reason = coalesce($5, status_reason)
-             WHERE s.id = $2 AND ",
-        crate::holds!("s", "$1", "$3"),
-        "
+                   status = coalesce($4::text::wa.session_status, status), status_reason = coalesce($5, status_reason)
+             WHERE s.id = $2 AND wa._holds(s, $1, $3)
             RETURNING id)
-         SELECT count(*) FROM r, LATERAL pg_notify('wa_sessions', json_build_object('released', r.id)::text)",
-    ))
-    .bind(worker)
-    .bind(session)
-    .bind(epoch)
-    .bind(status.map(SessionStatus::as_str))
-    .bind(reason)
+         SELECT count(*) AS "n!" FROM r, LATERAL pg_notify('wa_sessions', json_build_object('released', r.id)::text)"#,
+        worker,
+        session,
+        epoch,
+        status.map(SessionStatus::as_str),
+        reason
+    )
     .fetch_one(pool)
     .await?;
     Ok(n == 1)

@@ -99,12 +99,16 @@ async fn migrate_locked(conn: &mut PgConnection) -> anyhow::Result<Report> {
 /// ledger that is pgwa's: one holding pgwa's first migration with its checksum. An app's
 /// own sqlx ledger in `public` stays where it is.
 async fn move_ledger_from_public(conn: &mut PgConnection) -> anyhow::Result<bool> {
-    let (in_public, in_wa): (bool, bool) = sqlx::query_as(
-        "SELECT to_regclass('public._sqlx_migrations') IS NOT NULL, to_regclass('wa._sqlx_migrations') IS NOT NULL",
+    let ledgers = sqlx::query!(
+        r#"SELECT to_regclass('public._sqlx_migrations') IS NOT NULL AS "in_public!",
+                  to_regclass('wa._sqlx_migrations') IS NOT NULL AS "in_wa!""#
     )
     .fetch_one(&mut *conn)
     .await?;
+    let (in_public, in_wa) = (ledgers.in_public, ledgers.in_wa);
     let Some(first) = MIGRATOR.iter().next().filter(|_| in_public && !in_wa) else { return Ok(false) };
+    // The ledgers are sqlx's own tables, which the schema that checks pgwa's queries at
+    // compile time does not have: these statements stay unchecked.
     let ours: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM public._sqlx_migrations WHERE version = $1 AND checksum = $2)")
             .bind(first.version)
@@ -119,7 +123,9 @@ async fn move_ledger_from_public(conn: &mut PgConnection) -> anyhow::Result<bool
 }
 
 async fn applied_versions(conn: &mut PgConnection) -> anyhow::Result<Vec<i64>> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('wa._sqlx_migrations') IS NOT NULL").fetch_one(&mut *conn).await?;
+    let exists = sqlx::query_scalar!(r#"SELECT to_regclass('wa._sqlx_migrations') IS NOT NULL AS "exists!""#)
+        .fetch_one(&mut *conn)
+        .await?;
     if !exists {
         return Ok(vec![]);
     }
@@ -150,9 +156,9 @@ async fn apply_sql_api(conn: &mut PgConnection) -> anyhow::Result<SqlApi> {
     let checksum = sql_api_checksum();
     let mut tx = conn.begin().await?;
     // Older pgwa versions take only this lock around the SQL API.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pgwa.sql_api'))").execute(&mut *tx).await?;
-    let installed: Option<(i32, String)> =
-        sqlx::query_as("SELECT version, checksum FROM wa.sql_api").fetch_optional(&mut *tx).await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('pgwa.sql_api'))").execute(&mut *tx).await?;
+    let installed =
+        sqlx::query!("SELECT version, checksum FROM wa.sql_api").fetch_optional(&mut *tx).await?.map(|r| (r.version, r.checksum));
     match installed {
         Some((version, _)) if version > SQL_API_VERSION => {
             tx.rollback().await?;
@@ -167,12 +173,12 @@ async fn apply_sql_api(conn: &mut PgConnection) -> anyhow::Result<SqlApi> {
     for (name, text) in SQL_API {
         sqlx::raw_sql(*text).execute(&mut *tx).await.with_context(|| format!("applying sql/{name}"))?;
     }
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO wa.sql_api (version, checksum) VALUES ($1, $2)
          ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, checksum = EXCLUDED.checksum, applied_at = now()",
+        SQL_API_VERSION,
+        &checksum
     )
-    .bind(SQL_API_VERSION)
-    .bind(&checksum)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

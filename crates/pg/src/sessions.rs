@@ -8,22 +8,26 @@ use sqlx::PgPool;
 use super::jobs::{Recorded, announce_outbound};
 use pgwa_core::wa::{InboundMessage, ReceiptKind};
 
-use super::fence::HELD;
 use pgwa_core::fence::Fence;
 use pgwa_core::session::SessionStatus;
 
-type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-
-/// `UPDATE wa.sessions SET <set> WHERE <fence>`: $1..$3 are the fence, `more` binds $4 on.
-async fn update_fenced<'q>(
-    pool: &PgPool,
-    f: &'q Fence,
-    set: &str,
-    more: impl FnOnce(PgQuery<'q>) -> PgQuery<'q>,
-) -> sqlx::Result<bool> {
-    let sql = format!("UPDATE wa.sessions SET {set} WHERE {HELD}");
-    let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch);
-    Ok(more(q).execute(pool).await?.rows_affected() == 1)
+/// `UPDATE wa.sessions SET <set>` under the fence, checked at compile time: $1..$3 are
+/// the fence (session, worker, epoch), the SET clause's own parameters follow from $4.
+/// Evaluates to whether the row changed (false: the lease is lost).
+macro_rules! update_fenced {
+    ($pool:expr, $f:expr, $set:tt $(, $arg:expr)* $(,)?) => {{
+        let f: &Fence = $f;
+        let done = sqlx::query!(
+            "UPDATE wa.sessions s SET " + $set + " WHERE s.id = $1 AND wa._holds(s, $2, $3)",
+            &f.session,
+            f.worker,
+            f.epoch
+            $(, $arg)*
+        )
+        .execute($pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }};
 }
 
 pub async fn set_status(
@@ -33,33 +37,37 @@ pub async fn set_status(
     reason: Option<&str>,
     until: Option<DateTime<Utc>>,
 ) -> sqlx::Result<bool> {
-    update_fenced(pool, f, "status = $4::wa.session_status, status_reason = $5, status_until = $6", |q| {
-        q.bind(status.as_str()).bind(reason).bind(until)
-    })
-    .await
+    update_fenced!(
+        pool,
+        f,
+        "status = $4::text::wa.session_status, status_reason = $5, status_until = $6",
+        status.as_str(),
+        reason,
+        until
+    )
 }
 
 /// Connected: error counters reset (the seeds' rule), identity recorded.
 pub async fn mark_connected(pool: &PgPool, f: &Fence, jid: Option<&str>, push_name: Option<&str>) -> sqlx::Result<bool> {
-    update_fenced(
+    update_fenced!(
         pool,
         f,
         "status = 'connected', status_reason = NULL, status_until = NULL, connected_at = now(),
          bad_mac_count = 0, bad_decrypt_count = 0, failed_connect_count = 0,
          qr_code = NULL, qr_expires_at = NULL, pair_code = NULL, pair_code_expires_at = NULL,
          jid = coalesce($4, jid), push_name = coalesce($5, push_name)",
-        |q| q.bind(jid).bind(push_name),
+        jid,
+        push_name
     )
-    .await
 }
 
 pub async fn record_error(pool: &PgPool, f: &Fence, message: &str) -> sqlx::Result<bool> {
-    update_fenced(pool, f, "last_error = left($4, 2000), last_error_at = now()", |q| q.bind(message)).await
+    update_fenced!(pool, f, "last_error = left($4, 2000), last_error_at = now()", message)
 }
 
 /// The app asked (close_session) for the session to stay down until started again.
 pub async fn set_desired_stopped(pool: &PgPool, f: &Fence, reason: &str) -> sqlx::Result<bool> {
-    update_fenced(pool, f, "desired = 'stopped', status_reason = $4", |q| q.bind(reason)).await
+    update_fenced!(pool, f, "desired = 'stopped', status_reason = $4", reason)
 }
 
 /// A delivery or read receipt for one of our messages. Never moves a message backwards
@@ -77,24 +85,22 @@ pub async fn apply_receipt(
         ReceiptKind::Delivered => "delivered",
         ReceiptKind::Read => "read",
     };
-    let changed: Option<i64> = sqlx::query_scalar(concat!(
+    let changed = sqlx::query_scalar!(
         "UPDATE wa.jobs j
-            SET delivery = $5::wa.delivery_status,
+            SET delivery = $5::text::wa.delivery_status,
                 delivered_at = coalesce(j.delivered_at, $6),
                 read_at = CASE WHEN $5 = 'read' THEN coalesce(j.read_at, $6) ELSE j.read_at END
           WHERE j.session_id = $1 AND j.message_id = $4
-            AND (j.delivery < $5::wa.delivery_status)
-            AND EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND ",
-        crate::holds!("s", "$2", "$3"),
-        ")
-         RETURNING j.id"
-    ))
-    .bind(&f.session)
-    .bind(f.worker)
-    .bind(f.epoch)
-    .bind(message_id)
-    .bind(status)
-    .bind(at)
+            AND (j.delivery < $5::text::wa.delivery_status)
+            AND EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._holds(s, $2, $3))
+         RETURNING j.id",
+        &f.session,
+        f.worker,
+        f.epoch,
+        message_id,
+        status,
+        at
+    )
     .fetch_optional(pool)
     .await?;
     let Some(id) = changed else { return Ok(false) };
@@ -115,27 +121,25 @@ pub async fn apply_receipt(
 /// Stores an inbound message (deduplicated on session, chat, sender, message id) and
 /// returns its row id, or None if it was already stored or the fence refused it.
 pub async fn insert_inbound(pool: &PgPool, f: &Fence, m: &InboundMessage) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(concat!(
+    sqlx::query_scalar!(
         "INSERT INTO wa.inbox (session_id, chat, sender, message_id, kind, text, quoted_id, media, raw, sent_at)
          SELECT $1, $4, $5, $6, $7, $8, $9, $10, $11, $12
-          WHERE EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND ",
-        crate::holds!("s", "$2", "$3"),
-        ")
+          WHERE EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._holds(s, $2, $3))
          ON CONFLICT ON CONSTRAINT inbox_unique DO NOTHING
          RETURNING id",
-    ))
-    .bind(&f.session)
-    .bind(f.worker)
-    .bind(f.epoch)
-    .bind(&m.chat)
-    .bind(&m.sender)
-    .bind(&m.message_id)
-    .bind(&m.kind)
-    .bind(&m.text)
-    .bind(&m.quoted_id)
-    .bind(&m.media)
-    .bind(&m.raw)
-    .bind(m.sent_at)
+        &f.session,
+        f.worker,
+        f.epoch,
+        &m.chat,
+        &m.sender,
+        &m.message_id,
+        &m.kind,
+        m.text.as_deref(),
+        m.quoted_id.as_deref(),
+        m.media.as_ref(),
+        m.raw.as_ref(),
+        m.sent_at
+    )
     .fetch_optional(pool)
     .await
 }
@@ -143,12 +147,14 @@ pub async fn insert_inbound(pool: &PgPool, f: &Fence, m: &InboundMessage) -> sql
 /// Whether this worker still holds the session at this epoch with a live lease; None
 /// when the session no longer exists.
 pub async fn held(pool: &PgPool, f: &Fence) -> sqlx::Result<Option<bool>> {
-    sqlx::query_scalar(concat!("SELECT coalesce(", crate::holds!("s", "$2", "$3"), ", false) FROM wa.sessions s WHERE s.id = $1"))
-        .bind(&f.session)
-        .bind(f.worker)
-        .bind(f.epoch)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT coalesce(wa._holds(s, $2, $3), false) AS "held!" FROM wa.sessions s WHERE s.id = $1"#,
+        &f.session,
+        f.worker,
+        f.epoch
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 /// Whether this worker still holds the session at this epoch (false when it is gone).
@@ -158,24 +164,24 @@ pub async fn still_held(pool: &PgPool, f: &Fence) -> sqlx::Result<bool> {
 
 /// Linking: publishes a QR code (NOTIFY wa_link follows from the trigger).
 pub async fn publish_qr(pool: &PgPool, f: &Fence, code: &str, expires_at: DateTime<Utc>) -> sqlx::Result<bool> {
-    update_fenced(
+    update_fenced!(
         pool,
         f,
         "qr_code = $4, qr_expires_at = $5, qr_count = qr_count + 1, status = 'awaiting_qr', status_reason = NULL",
-        |q| q.bind(code).bind(expires_at),
+        code,
+        expires_at
     )
-    .await
 }
 
 /// Linking: publishes a pairing code.
 pub async fn publish_pair_code(pool: &PgPool, f: &Fence, code: &str, expires_at: DateTime<Utc>) -> sqlx::Result<bool> {
-    update_fenced(
+    update_fenced!(
         pool,
         f,
         "pair_code = $4, pair_code_expires_at = $5, status = 'awaiting_pair_code', status_reason = NULL",
-        |q| q.bind(code).bind(expires_at),
+        code,
+        expires_at
     )
-    .await
 }
 
 /// Linking succeeded: identity recorded, codes cleared.
@@ -187,14 +193,16 @@ pub async fn mark_paired(
     phone: Option<&str>,
     push_name: Option<&str>,
 ) -> sqlx::Result<bool> {
-    update_fenced(
+    update_fenced!(
         pool,
         f,
         "jid = $4, lid = coalesce($5, lid), phone = coalesce($6, phone), push_name = coalesce($7, push_name),
          qr_code = NULL, qr_expires_at = NULL, pair_code = NULL, pair_code_expires_at = NULL",
-        |q| q.bind(jid).bind(lid).bind(phone).bind(push_name),
+        jid,
+        lid,
+        phone,
+        push_name
     )
-    .await
 }
 
 /// A counter after it was bumped, next to its limit from wa.policy.
@@ -208,40 +216,40 @@ pub struct Count {
 
 /// Counts a failed connection attempt (in Postgres, so a restart does not hide a storm).
 pub async fn count_connect_failure(pool: &PgPool, f: &Fence, reason: &str) -> sqlx::Result<Option<Count>> {
-    let sql = format!(
-        "UPDATE wa.sessions SET failed_connect_count = failed_connect_count + 1,
+    let row = sqlx::query!(
+        r#"UPDATE wa.sessions s SET failed_connect_count = failed_connect_count + 1,
                 last_error = left($4, 2000), last_error_at = now()
-          WHERE {HELD}
-         RETURNING failed_connect_count,
-                   (SELECT connect_failure_limit FROM wa.policy),
-                   (SELECT extract(epoch FROM circuit_cooldown)::float8 FROM wa.policy)"
-    );
-    let row: Option<(i32, i32, f64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(&f.session)
-        .bind(f.worker)
-        .bind(f.epoch)
-        .bind(reason)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.map(|(count, limit, cooldown_secs)| Count { count, limit, cooldown_secs }))
+          WHERE s.id = $1 AND wa._holds(s, $2, $3)
+         RETURNING failed_connect_count AS "count!",
+                   (SELECT connect_failure_limit FROM wa.policy) AS "limit!",
+                   (SELECT extract(epoch FROM circuit_cooldown)::float8 FROM wa.policy) AS "cooldown_secs!""#,
+        &f.session,
+        f.worker,
+        f.epoch,
+        reason
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| Count { count: r.count, limit: r.limit, cooldown_secs: r.cooldown_secs }))
 }
 
 /// Counts a Bad MAC or another decryption failure.
 pub async fn count_decrypt_failure(pool: &PgPool, f: &Fence, bad_mac: bool) -> sqlx::Result<Option<Count>> {
-    let sql = if bad_mac {
-        format!(
-            "UPDATE wa.sessions SET bad_mac_count = bad_mac_count + 1 WHERE {HELD}
-                 RETURNING bad_mac_count, (SELECT bad_mac_limit FROM wa.policy)"
-        )
-    } else {
-        format!(
-            "UPDATE wa.sessions SET bad_decrypt_count = bad_decrypt_count + 1 WHERE {HELD}
-                 RETURNING bad_decrypt_count, (SELECT bad_decrypt_limit FROM wa.policy)"
-        )
-    };
-    let row: Option<(i32, i32)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&f.session).bind(f.worker).bind(f.epoch).fetch_optional(pool).await?;
-    Ok(row.map(|(count, limit)| Count { count, limit, cooldown_secs: 0.0 }))
+    let row = sqlx::query!(
+        r#"UPDATE wa.sessions s
+              SET bad_mac_count = bad_mac_count + CASE WHEN $4 THEN 1 ELSE 0 END,
+                  bad_decrypt_count = bad_decrypt_count + CASE WHEN $4 THEN 0 ELSE 1 END
+            WHERE s.id = $1 AND wa._holds(s, $2, $3)
+        RETURNING CASE WHEN $4 THEN bad_mac_count ELSE bad_decrypt_count END AS "count!",
+                  (SELECT CASE WHEN $4 THEN bad_mac_limit ELSE bad_decrypt_limit END FROM wa.policy) AS "limit!""#,
+        &f.session,
+        f.worker,
+        f.epoch,
+        bad_mac
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| Count { count: r.count, limit: r.limit, cooldown_secs: 0.0 }))
 }
 
 /// Enqueues a targeted key cleanup for the session (the first step of recovery).
@@ -250,9 +258,7 @@ pub async fn enqueue_key_cleanup(pool: &PgPool, session: &str, scope: &str, peer
     if let Some(p) = peer {
         payload["peer"] = p.into();
     }
-    sqlx::query_scalar("SELECT (wa.enqueue($1, 'key_cleanup', $2, priority => 0)).id")
-        .bind(session)
-        .bind(payload)
+    sqlx::query_scalar!(r#"SELECT (wa.enqueue($1, 'key_cleanup', $2, priority => 0)).id AS "id!""#, session, payload)
         .fetch_one(pool)
         .await
 }

@@ -98,9 +98,8 @@ async fn import(pool: &PgPool, session: &str, creds: Value, entries: Vec<Entry>,
     let mut tx = pool.begin().await?;
     // Keys written under a running session would be overwritten by its client or mix
     // with what it is linking: like every offline writer, the import waits for no holder.
-    let held: Option<bool> =
-        sqlx::query_scalar(concat!("SELECT NOT ", crate::unheld!("s"), " FROM wa.sessions s WHERE s.id = $1 FOR UPDATE"))
-            .bind(session)
+    let held =
+        sqlx::query_scalar!(r#"SELECT NOT wa._unheld(s) AS "held!" FROM wa.sessions s WHERE s.id = $1 FOR UPDATE"#, session)
             .fetch_optional(&mut *tx)
             .await?;
     anyhow::ensure!(
@@ -110,12 +109,12 @@ async fn import(pool: &PgPool, session: &str, creds: Value, entries: Vec<Entry>,
     );
     let exists = held.is_some();
     if !exists {
-        sqlx::query("SELECT wa.add_session($1, start => false)").bind(session).execute(&mut *tx).await?;
+        sqlx::query_scalar!(r#"SELECT (wa.add_session($1, start => false)).id AS "id!""#, session).fetch_one(&mut *tx).await?;
     }
-    let has_creds: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.auth_state WHERE session_id = $1)")
-        .bind(session)
-        .fetch_one(&mut *tx)
-        .await?;
+    let has_creds: bool =
+        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM wa.auth_state WHERE session_id = $1) AS "exists!""#, session)
+            .fetch_one(&mut *tx)
+            .await?;
     anyhow::ensure!(
         !has_creds,
         "session {session} already has credentials; nothing imported (wipe them first with a key_cleanup job of scope all)"
@@ -123,16 +122,16 @@ async fn import(pool: &PgPool, session: &str, creds: Value, entries: Vec<Entry>,
     write::write(&mut tx, session, &device, &conv).await?;
     // Who the session is, as a QR or code link records it (mark_paired): an imported
     // session never pairs, and a login only refreshes jid, so phone and lid stayed NULL.
-    sqlx::query(
+    sqlx::query!(
         "UPDATE wa.sessions SET jid = coalesce($2, jid), lid = coalesce($3, lid), phone = coalesce($4, phone),
                 push_name = coalesce($5, push_name)
           WHERE id = $1",
+        session,
+        device.pn.as_ref().map(|j| j.to_string()),
+        device.lid.as_ref().map(|j| j.to_string()),
+        device.pn.as_ref().map(|j| j.user.to_string()).filter(|u| !u.is_empty()),
+        Some(device.push_name.clone()).filter(|n| !n.is_empty())
     )
-    .bind(session)
-    .bind(device.pn.as_ref().map(|j| j.to_string()))
-    .bind(device.lid.as_ref().map(|j| j.to_string()))
-    .bind(device.pn.as_ref().map(|j| j.user.to_string()).filter(|u| !u.is_empty()))
-    .bind(Some(device.push_name.clone()).filter(|n| !n.is_empty()))
     .execute(&mut *tx)
     .await?;
     if dry_run {

@@ -10,30 +10,37 @@ use whatsapp_rust::wacore::store::Device;
 /// size. Returns the session ids.
 pub async fn populate(pool: &PgPool, sessions: usize, prekeys: i32, signal_sessions: i32) -> anyhow::Result<Vec<String>> {
     let ids: Vec<String> = (1..=sessions).map(|i| format!("bench-{i:04}")).collect();
-    sqlx::query("SELECT wa.add_session(id, start => false) FROM unnest($1::text[]) AS id").bind(&ids).execute(pool).await?;
-    let docs: Vec<serde_json::Value> = ids.iter().map(|_| crate::authdoc::to_document(&Device::new())).collect();
-    sqlx::query("INSERT INTO wa.auth_state (session_id, creds) SELECT * FROM unnest($1::text[], $2::jsonb[])")
-        .bind(&ids)
-        .bind(&docs)
-        .execute(pool)
-        .await?;
-    sqlx::query(
-        "INSERT INTO wa.signal_prekeys (session_id, prekey_id, record, uploaded)
-         SELECT s, k, decode(md5(s || k) || md5(k || s), 'hex'), true FROM unnest($1::text[]) s, generate_series(1, $2) k",
+    sqlx::query_scalar!(
+        r#"SELECT count((wa.add_session(id, start => false)).id) AS "n!" FROM unnest($1::text[]) AS id"#,
+        &ids[..]
     )
-    .bind(&ids)
-    .bind(prekeys)
+    .fetch_one(pool)
+    .await?;
+    let docs: Vec<serde_json::Value> = ids.iter().map(|_| crate::authdoc::to_document(&Device::new())).collect();
+    sqlx::query!(
+        "INSERT INTO wa.auth_state (session_id, creds) SELECT * FROM unnest($1::text[], $2::jsonb[])",
+        &ids[..],
+        &docs[..]
+    )
     .execute(pool)
     .await?;
-    sqlx::query(
+    sqlx::query!(
+        "INSERT INTO wa.signal_prekeys (session_id, prekey_id, record, uploaded)
+         SELECT s, k, decode(md5(s || k) || md5(k || s), 'hex'), true FROM unnest($1::text[]) s, generate_series(1, $2) k",
+        &ids[..],
+        prekeys
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query!(
         "INSERT INTO wa.signal_sessions (session_id, address, record)
          SELECT s, '1555' || lpad(k::text, 7, '0') || '@c.us', decode(repeat(md5(s || k), 64), 'hex')
          FROM unnest($1::text[]) s, generate_series(1, $2) k",
+        &ids[..],
+        signal_sessions
     )
-    .bind(&ids)
-    .bind(signal_sessions)
     .execute(pool)
     .await?;
-    sqlx::query("ANALYZE").execute(pool).await?;
+    sqlx::query!("ANALYZE").execute(pool).await?;
     Ok(ids)
 }

@@ -4,7 +4,7 @@
 //! Every one takes the lease's [`Fence`]: a worker that lost the session (or let its
 //! lease expire) deletes nothing, and nothing here deletes keys without one.
 
-use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 
 use super::Fence;
 use pgwa_core::job::CleanupScope;
@@ -14,14 +14,12 @@ use pgwa_core::job::CleanupScope;
 /// the lease (or let it expire) gets [`LeaseLost`](pgwa_core::fence::LeaseLost) and deletes nothing.
 pub async fn run_cleanup(pool: &PgPool, fence: &Fence, scope: &CleanupScope) -> anyhow::Result<u64> {
     let mut tx = pool.begin().await?;
-    let held: bool = sqlx::query_scalar(concat!(
-        "SELECT EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND ",
-        crate::holds!("s", "$2", "$3"),
-        " FOR SHARE)"
-    ))
-    .bind(&fence.session)
-    .bind(fence.worker)
-    .bind(fence.epoch)
+    let held = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._holds(s, $2, $3) FOR SHARE) AS "held!""#,
+        &fence.session,
+        fence.worker,
+        fence.epoch
+    )
     .fetch_one(&mut *tx)
     .await?;
     if !held {
@@ -37,27 +35,9 @@ pub async fn run_cleanup(pool: &PgPool, fence: &Fence, scope: &CleanupScope) -> 
     Ok(n)
 }
 
-/// Every per-session store table, the auth document last.
-const ALL_TABLES: &[&str] = &[
-    "signal_identities",
-    "signal_sessions",
-    "signal_prekeys",
-    "signal_signed_prekeys",
-    "signal_sender_keys",
-    "app_state_sync_keys",
-    "app_state_versions",
-    "app_state_mutation_macs",
-    "sender_key_devices",
-    "lid_mappings",
-    "base_keys",
-    "device_lists",
-    "group_metadata",
-    "tc_tokens",
-    "sent_messages",
-    "pending_inbound",
-    "msg_secrets",
-    "auth_state",
-];
+/// The wipe of every per-session key table (queries/wipe_session_state.sql), public so a
+/// test can check that it names every table holding a session's keys.
+pub const WIPE: &str = include_str!("../../queries/wipe_session_state.sql");
 
 /// Removes the app-state sync keys only. whatsapp-rust asks the primary phone for any
 /// key it misses when the next patch needs it, so this is safe and cheap.
@@ -66,7 +46,7 @@ pub async fn clear_app_state_keys(pool: &PgPool, fence: &Fence) -> anyhow::Resul
 }
 
 async fn app_state_keys(conn: &mut PgConnection, session: &str) -> anyhow::Result<u64> {
-    let r = sqlx::query("DELETE FROM wa.app_state_sync_keys WHERE session_id = $1").bind(session).execute(conn).await?;
+    let r = sqlx::query!("DELETE FROM wa.app_state_sync_keys WHERE session_id = $1", session).execute(conn).await?;
     Ok(r.rows_affected())
 }
 
@@ -101,23 +81,29 @@ pub async fn clear_peer_sessions(pool: &PgPool, fence: &Fence, peer_jid: &str) -
 async fn peer_sessions(tx: &mut PgConnection, session: &str, peer_jid: &str) -> anyhow::Result<u64> {
     let user = user_of(peer_jid);
     anyhow::ensure!(!user.is_empty(), "peer JID has no user part");
-    let users: Vec<String> = sqlx::query_scalar(
-        "SELECT $2::text UNION SELECT lid FROM wa.lid_mappings WHERE session_id = $1 AND phone_number = $2
-         UNION SELECT phone_number FROM wa.lid_mappings WHERE session_id = $1 AND lid = $2",
+    // The peer's user part under both its phone number and its LID; an address belongs to
+    // it when it starts with `user@` or `user:` (a device).
+    let removed = sqlx::query_scalar!(
+        r#"WITH users AS (
+                SELECT $2::text AS name
+                UNION SELECT lid FROM wa.lid_mappings WHERE session_id = $1 AND phone_number = $2
+                UNION SELECT phone_number FROM wa.lid_mappings WHERE session_id = $1 AND lid = $2),
+            sessions AS (DELETE FROM wa.signal_sessions t USING users u WHERE t.session_id = $1
+                            AND (starts_with(t.address, u.name || '@') OR starts_with(t.address, u.name || ':'))
+                         RETURNING 1),
+            base_keys AS (DELETE FROM wa.base_keys t USING users u WHERE t.session_id = $1
+                            AND (starts_with(t.address, u.name || '@') OR starts_with(t.address, u.name || ':'))
+                          RETURNING 1),
+            devices AS (DELETE FROM wa.sender_key_devices t USING users u WHERE t.session_id = $1
+                            AND (starts_with(t.device_jid, u.name || '@') OR starts_with(t.device_jid, u.name || ':'))
+                        RETURNING 1)
+         SELECT (SELECT count(*) FROM sessions) + (SELECT count(*) FROM base_keys) + (SELECT count(*) FROM devices) AS "removed!""#,
+        session,
+        user
     )
-    .bind(session)
-    .bind(user)
-    .fetch_all(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    let mut total = 0;
-    for (table, col) in [("signal_sessions", "address"), ("base_keys", "address"), ("sender_key_devices", "device_jid")] {
-        let sql = format!(
-            "DELETE FROM wa.{table} t USING unnest($2::text[]) AS u(name)
-             WHERE t.session_id = $1 AND (starts_with(t.{col}, u.name || '@') OR starts_with(t.{col}, u.name || ':'))"
-        );
-        total += sqlx::query(AssertSqlSafe(sql)).bind(session).bind(&users).execute(&mut *tx).await?.rows_affected();
-    }
-    Ok(total)
+    Ok(removed as u64)
 }
 
 /// Removes everything the session's device knows, the auth document included: after a
@@ -127,10 +113,6 @@ pub async fn wipe_session_state(pool: &PgPool, fence: &Fence) -> anyhow::Result<
 }
 
 async fn everything(tx: &mut PgConnection, session: &str) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for table in ALL_TABLES {
-        let sql = format!("DELETE FROM wa.{table} WHERE session_id = $1");
-        total += sqlx::query(AssertSqlSafe(sql)).bind(session).execute(&mut *tx).await?.rows_affected();
-    }
-    Ok(total)
+    let removed = sqlx::query_file_scalar!("queries/wipe_session_state.sql", session).fetch_one(tx).await?;
+    Ok(removed as u64)
 }

@@ -25,13 +25,13 @@ pub async fn save_auth_document(pool: &PgPool, session: &str, device: &Device) -
 impl DeviceStore for PgBackend {
     async fn save(&self, device: &Device) -> Result<()> {
         let doc = authdoc::to_document(device);
-        let q = self
-            .write(fenced!(
-                "INSERT INTO wa.auth_state (session_id, creds) SELECT $1, $4 WHERE EXISTS (SELECT 1 FROM fence)
-                 ON CONFLICT (session_id) DO UPDATE SET creds = EXCLUDED.creds, updated_at = now()"
-            ))
-            .bind(doc);
-        self.run(q).await.map(drop)
+        fenced!(
+            self,
+            "INSERT INTO wa.auth_state (session_id, creds) SELECT $1, $4 WHERE EXISTS (SELECT 1 FROM fence)
+                 ON CONFLICT (session_id) DO UPDATE SET creds = EXCLUDED.creds, updated_at = now()",
+            doc
+        )
+        .map(drop)
     }
 
     async fn load(&self) -> Result<Option<Device>> {
@@ -59,13 +59,12 @@ impl DeviceStore for PgBackend {
     /// existing ones. The id is always 1.
     async fn create(&self) -> Result<i32> {
         let doc = authdoc::to_document(&Device::new());
-        let q = self
-            .write(fenced!(
-                "INSERT INTO wa.auth_state (session_id, creds) SELECT $1, $4 WHERE EXISTS (SELECT 1 FROM fence)
-                 ON CONFLICT (session_id) DO NOTHING"
-            ))
-            .bind(doc);
-        self.run(q).await?;
+        fenced!(
+            self,
+            "INSERT INTO wa.auth_state (session_id, creds) SELECT $1, $4 WHERE EXISTS (SELECT 1 FROM fence)
+                 ON CONFLICT (session_id) DO NOTHING",
+            doc
+        )?;
         Ok(1)
     }
 

@@ -22,9 +22,6 @@ pub mod sweep;
 pub use device::{load_auth_document, save_auth_document};
 
 use sqlx::PgPool;
-use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::query::Query;
-use sqlx::{Postgres, Row};
 use wacore::store::error::StoreError;
 use whatsapp_rust::wacore;
 
@@ -68,39 +65,36 @@ impl std::fmt::Debug for PgBackend {
     }
 }
 
-/// Wraps the core of a write (an INSERT/UPDATE/DELETE without RETURNING whose WHERE
-/// includes `EXISTS (SELECT 1 FROM fence)`) into one statement that also reports whether
-/// the fence held. $1 = session, $2 = worker (NULL = unfenced), $3 = epoch; the core's
-/// own parameters start at $4.
-/// `WITH fence AS (...), `: one row when the writer may write: with a fence ($2 set),
-/// while it holds; offline ($2 NULL), while nobody does. Locks the session row FOR SHARE
-/// so a takeover waits for the write.
-macro_rules! fence_cte {
-    () => {
-        concat!(
-            "WITH fence AS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND CASE WHEN $2::uuid IS NULL THEN ",
-            $crate::unheld!("s"),
-            " ELSE ",
-            $crate::holds!("s", "$2::uuid", "$3::bigint"),
-            " END FOR SHARE), "
-        )
-    };
-}
-pub(crate) use fence_cte;
-
+/// A fenced key write, checked at compile time (sqlx::query!). The core, an
+/// INSERT/UPDATE/DELETE without RETURNING whose WHERE includes `EXISTS (SELECT 1 FROM
+/// fence)`, becomes one statement that also reports whether the fence held. `fence` is
+/// one row when the writer may write (`wa._may_write`: with a worker, while it holds;
+/// offline, while nobody does) and locks the session row FOR SHARE, so a takeover waits
+/// for the write. $1 = session, $2 = worker (NULL offline), $3 = epoch; the core's own
+/// parameters, passed after it, start at $4. Evaluates to the rows changed, or the lease
+/// error when the fence did not hold (then nothing was written).
 macro_rules! fenced {
-    ($core:literal) => {
-        concat!(
-            $crate::keys::fence_cte!(),
-            "w AS (",
-            $core,
-            " RETURNING 1) SELECT EXISTS (SELECT 1 FROM fence) AS ok, (SELECT count(*) FROM w) AS n"
-        )
-    };
+    ($b:expr, $core:tt $(, $arg:expr)* $(,)?) => {{
+        let b: &$crate::keys::PgBackend = $b;
+        async {
+            let r = sqlx::query!(
+                "WITH fence AS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._may_write(s, $2, $3) FOR SHARE), w AS ("
+                    + $core
+                    + r#" RETURNING 1) SELECT EXISTS (SELECT 1 FROM fence) AS "ok!", (SELECT count(*) FROM w) AS "n!""#,
+                b.session_id(),
+                b.fence_worker(),
+                b.fence_epoch()
+                $(, $arg)*
+            )
+            .fetch_one(b.pool())
+            .await
+            .map_err($crate::keys::db_err)?;
+            b.fenced_result(r.ok, r.n)
+        }
+        .await
+    }};
 }
 pub(crate) use fenced;
-
-pub(crate) type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
 impl PgBackend {
     /// The backend of a session this worker holds: every write checks `fence`.
@@ -139,23 +133,20 @@ impl PgBackend {
         &self.pool
     }
 
-    /// A fenced write statement with the three fence parameters bound.
-    pub(crate) fn write<'q>(&self, sql: &'static str) -> PgQuery<'q> {
-        sqlx::query(sql)
-            .bind(self.session.clone())
-            .bind(self.fence.as_ref().map(|f| f.worker))
-            .bind(self.fence.as_ref().map(|f| f.epoch).unwrap_or(0))
+    /// The fence's worker parameter: None for an offline writer.
+    pub(crate) fn fence_worker(&self) -> Option<uuid::Uuid> {
+        self.fence.as_ref().map(|f| f.worker)
     }
 
-    /// Runs a statement built by [`fenced!`]; returns the rows it changed, or the lease
-    /// error when the fence did not hold (then nothing was written).
-    pub(crate) async fn run(&self, q: PgQuery<'_>) -> Result<u64, StoreError> {
-        let row: PgRow = q.fetch_one(&self.pool).await.map_err(db_err)?;
-        let ok: bool = row.try_get("ok").map_err(db_err)?;
+    pub(crate) fn fence_epoch(&self) -> i64 {
+        self.fence.as_ref().map(|f| f.epoch).unwrap_or(0)
+    }
+
+    /// What a [`fenced!`] statement reported: the rows it changed, or the lease error.
+    pub(crate) fn fenced_result(&self, ok: bool, n: i64) -> Result<u64, StoreError> {
         if !ok {
             return Err(self.fence_error());
         }
-        let n: i64 = row.try_get("n").map_err(db_err)?;
         Ok(n as u64)
     }
 

@@ -1,7 +1,6 @@
 //! MsgSecretStore: per-message secrets for poll votes, reactions and edits.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use whatsapp_rust::wacore::store::error::Result;
 use whatsapp_rust::wacore::store::traits::{MsgSecretEntry, MsgSecretStore};
 
@@ -42,24 +41,23 @@ impl MsgSecretStore for PgBackend {
         let secrets: Vec<Vec<u8>> = merged.iter().map(|(_, e)| e.secret.to_vec()).collect();
         let expires: Vec<i64> = merged.iter().map(|(_, e)| e.expires_at).collect();
         let ts: Vec<i64> = merged.iter().map(|(_, e)| e.message_ts).collect();
-        let q = self
-            .write(fenced!(
-                "INSERT INTO wa.msg_secrets AS m (session_id, chat, sender, msg_id, secret, expires_at, message_ts)
+        fenced!(
+            self,
+            "INSERT INTO wa.msg_secrets AS m (session_id, chat, sender, msg_id, secret, expires_at, message_ts)
                  SELECT $1, c, s, i, k, e, t
                  FROM unnest($4::text[], $5::text[], $6::text[], $7::bytea[], $8::bigint[], $9::bigint[]) AS u(c, s, i, k, e, t)
                  WHERE EXISTS (SELECT 1 FROM fence)
                  ON CONFLICT (session_id, chat, sender, msg_id) DO UPDATE SET secret = EXCLUDED.secret,
                      expires_at = CASE WHEN m.expires_at = 0 OR EXCLUDED.expires_at = 0 THEN 0
                                        ELSE greatest(m.expires_at, EXCLUDED.expires_at) END,
-                     message_ts = greatest(m.message_ts, EXCLUDED.message_ts)"
-            ))
-            .bind(chats)
-            .bind(senders)
-            .bind(ids)
-            .bind(secrets)
-            .bind(expires)
-            .bind(ts);
-        self.run(q).await?;
+                     message_ts = greatest(m.message_ts, EXCLUDED.message_ts)",
+            &chats[..],
+            &senders[..],
+            &ids[..],
+            &secrets[..],
+            &expires[..],
+            &ts[..]
+        )?;
         Ok(stored)
     }
 
@@ -68,26 +66,26 @@ impl MsgSecretStore for PgBackend {
     }
 
     async fn get_msg_secret_with_ts(&self, chat: &str, sender: &str, msg_id: &str) -> Result<Option<(Vec<u8>, i64)>> {
-        let row = sqlx::query(
+        let row = sqlx::query!(
             "SELECT secret, message_ts FROM wa.msg_secrets WHERE session_id = $1 AND chat = $2 AND sender = $3 AND msg_id = $4",
+            &self.session,
+            chat,
+            sender,
+            msg_id
         )
-        .bind(&self.session)
-        .bind(chat)
-        .bind(sender)
-        .bind(msg_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
-        row.map(|r| Ok((r.try_get(0).map_err(db_err)?, r.try_get(1).map_err(db_err)?))).transpose()
+        Ok(row.map(|r| (r.secret, r.message_ts)))
     }
 
     async fn delete_expired_msg_secrets(&self, cutoff_timestamp: i64) -> Result<u32> {
-        let q = self
-            .write(fenced!(
-                "DELETE FROM wa.msg_secrets WHERE session_id = $1 AND expires_at <> 0 AND expires_at <= $4
-                 AND EXISTS (SELECT 1 FROM fence)"
-            ))
-            .bind(cutoff_timestamp);
-        self.run(q).await.map(|n| n as u32)
+        fenced!(
+            self,
+            "DELETE FROM wa.msg_secrets WHERE session_id = $1 AND expires_at <> 0 AND expires_at <= $4
+                 AND EXISTS (SELECT 1 FROM fence)",
+            cutoff_timestamp
+        )
+        .map(|n| n as u32)
     }
 }

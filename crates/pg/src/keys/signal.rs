@@ -3,23 +3,16 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::Row;
 use whatsapp_rust::bytes::Bytes;
 use whatsapp_rust::wacore::store::error::{Result, StoreError};
 use whatsapp_rust::wacore::store::traits::SignalStore;
 
 use super::{PgBackend, db_err, fenced, ids_i64, last_wins};
 
-impl PgBackend {
-    /// One upsert of (address, record) pairs; sessions and sender keys share the shape.
-    async fn put_records(&self, sql: &'static str, items: &[(Arc<str>, Bytes)]) -> Result<()> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let rows = last_wins(items.iter().map(|(a, r)| (a.to_string(), r.to_vec())));
-        let (addrs, recs): (Vec<String>, Vec<Vec<u8>>) = rows.into_iter().unzip();
-        self.run(self.write(sql).bind(addrs).bind(recs)).await.map(drop)
-    }
+/// (address, record) pairs as the two arrays of one upsert; sessions and sender keys
+/// share the shape.
+fn records(items: &[(Arc<str>, Bytes)]) -> (Vec<String>, Vec<Vec<u8>>) {
+    last_wins(items.iter().map(|(a, r)| (a.to_string(), r.to_vec()))).into_iter().unzip()
 }
 
 #[async_trait]
@@ -34,29 +27,31 @@ impl SignalStore for PgBackend {
         }
         let rows = last_wins(identities.iter().map(|(a, k)| (a.to_string(), k.to_vec())));
         let (addrs, keys): (Vec<String>, Vec<Vec<u8>>) = rows.into_iter().unzip();
-        let q = self
-            .write(fenced!(
-                "INSERT INTO wa.signal_identities (session_id, address, identity)
+        fenced!(
+            self,
+            "INSERT INTO wa.signal_identities (session_id, address, identity)
                  SELECT $1, a, k FROM unnest($4::text[], $5::bytea[]) AS u(a, k)
                  WHERE EXISTS (SELECT 1 FROM fence)
-                 ON CONFLICT (session_id, address) DO UPDATE SET identity = EXCLUDED.identity, updated_at = now()"
-            ))
-            .bind(addrs)
-            .bind(keys);
-        self.run(q).await.map(drop)
+                 ON CONFLICT (session_id, address) DO UPDATE SET identity = EXCLUDED.identity, updated_at = now()",
+            &addrs[..],
+            &keys[..]
+        )
+        .map(drop)
     }
 
     async fn load_identity(&self, address: &str) -> Result<Option<[u8; 32]>> {
-        let row = sqlx::query("SELECT identity FROM wa.signal_identities WHERE session_id = $1 AND address = $2")
-            .bind(&self.session)
-            .bind(address)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let row = sqlx::query!(
+            "SELECT identity FROM wa.signal_identities WHERE session_id = $1 AND address = $2",
+            &self.session,
+            address
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
         match row {
             None => Ok(None),
             Some(r) => {
-                let v: Vec<u8> = r.try_get(0).map_err(db_err)?;
+                let v: Vec<u8> = r.identity;
                 let arr: [u8; 32] = v.try_into().map_err(|v: Vec<u8>| {
                     StoreError::Validation(format!("identity for an address has {} bytes, expected 32", v.len()))
                 })?;
@@ -66,22 +61,23 @@ impl SignalStore for PgBackend {
     }
 
     async fn delete_identity(&self, address: &str) -> Result<()> {
-        let q = self
-            .write(fenced!(
-                "DELETE FROM wa.signal_identities WHERE session_id = $1 AND address = $4 AND EXISTS (SELECT 1 FROM fence)"
-            ))
-            .bind(address.to_string());
-        self.run(q).await.map(drop)
+        fenced!(
+            self,
+            "DELETE FROM wa.signal_identities WHERE session_id = $1 AND address = $4 AND EXISTS (SELECT 1 FROM fence)",
+            address.to_string()
+        )
+        .map(drop)
     }
 
     async fn get_session(&self, address: &str) -> Result<Option<Bytes>> {
-        let v: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT record FROM wa.signal_sessions WHERE session_id = $1 AND address = $2")
-                .bind(&self.session)
-                .bind(address)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_err)?;
+        let v: Option<Vec<u8>> = sqlx::query_scalar!(
+            "SELECT record FROM wa.signal_sessions WHERE session_id = $1 AND address = $2",
+            &self.session,
+            address
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(v.map(Bytes::from))
     }
 
@@ -90,46 +86,52 @@ impl SignalStore for PgBackend {
     }
 
     async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> Result<()> {
-        self.put_records(
-            fenced!(
-                "INSERT INTO wa.signal_sessions (session_id, address, record)
-                 SELECT $1, a, r FROM unnest($4::text[], $5::bytea[]) AS u(a, r)
-                 WHERE EXISTS (SELECT 1 FROM fence)
-                 ON CONFLICT (session_id, address) DO UPDATE SET record = EXCLUDED.record, updated_at = now()"
-            ),
-            sessions,
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let (addrs, recs) = records(sessions);
+        fenced!(
+            self,
+            "INSERT INTO wa.signal_sessions (session_id, address, record)
+             SELECT $1, a, r FROM unnest($4::text[], $5::bytea[]) AS u(a, r)
+             WHERE EXISTS (SELECT 1 FROM fence)
+             ON CONFLICT (session_id, address) DO UPDATE SET record = EXCLUDED.record, updated_at = now()",
+            &addrs[..],
+            &recs[..]
         )
-        .await
+        .map(drop)
     }
 
     async fn delete_session(&self, address: &str) -> Result<()> {
-        let q = self
-            .write(fenced!(
-                "DELETE FROM wa.signal_sessions WHERE session_id = $1 AND address = $4 AND EXISTS (SELECT 1 FROM fence)"
-            ))
-            .bind(address.to_string());
-        self.run(q).await.map(drop)
+        fenced!(
+            self,
+            "DELETE FROM wa.signal_sessions WHERE session_id = $1 AND address = $4 AND EXISTS (SELECT 1 FROM fence)",
+            address.to_string()
+        )
+        .map(drop)
     }
 
     async fn has_session(&self, address: &str) -> Result<bool> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM wa.signal_sessions WHERE session_id = $1 AND address = $2)")
-            .bind(&self.session)
-            .bind(address)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)
+        sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM wa.signal_sessions WHERE session_id = $1 AND address = $2) AS "exists!""#,
+            &self.session,
+            address
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)
     }
 
     async fn has_signal_state_for_user(&self, user: &str) -> Result<bool> {
         // Addresses are `user@server` (device 0) or `user:device@server`.
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM wa.signal_sessions WHERE session_id = $1
+        sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM wa.signal_sessions WHERE session_id = $1
                               AND (starts_with(address, $2 || '@') OR starts_with(address, $2 || ':')))
                  OR EXISTS (SELECT 1 FROM wa.signal_identities WHERE session_id = $1
-                              AND (starts_with(address, $2 || '@') OR starts_with(address, $2 || ':')))",
+                              AND (starts_with(address, $2 || '@') OR starts_with(address, $2 || ':'))) AS "exists!""#,
+            &self.session,
+            user
         )
-        .bind(&self.session)
-        .bind(user)
         .fetch_one(&self.pool)
         .await
         .map_err(db_err)
@@ -145,27 +147,28 @@ impl SignalStore for PgBackend {
         }
         let rows = last_wins(keys.iter().map(|(id, r)| (i64::from(*id), r.to_vec())));
         let (ids, recs): (Vec<i64>, Vec<Vec<u8>>) = rows.into_iter().unzip();
-        let q = self
-            .write(fenced!(
-                "INSERT INTO wa.signal_prekeys (session_id, prekey_id, record, uploaded)
+        fenced!(
+            self,
+            "INSERT INTO wa.signal_prekeys (session_id, prekey_id, record, uploaded)
                  SELECT $1, i, r, $6 FROM unnest($4::bigint[], $5::bytea[]) AS u(i, r)
                  WHERE EXISTS (SELECT 1 FROM fence)
-                 ON CONFLICT (session_id, prekey_id) DO UPDATE SET record = EXCLUDED.record, uploaded = EXCLUDED.uploaded"
-            ))
-            .bind(ids)
-            .bind(recs)
-            .bind(uploaded);
-        self.run(q).await.map(drop)
+                 ON CONFLICT (session_id, prekey_id) DO UPDATE SET record = EXCLUDED.record, uploaded = EXCLUDED.uploaded",
+            &ids[..],
+            &recs[..],
+            uploaded
+        )
+        .map(drop)
     }
 
     async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
-        let v: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT record FROM wa.signal_prekeys WHERE session_id = $1 AND prekey_id = $2")
-                .bind(&self.session)
-                .bind(i64::from(id))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_err)?;
+        let v: Option<Vec<u8>> = sqlx::query_scalar!(
+            "SELECT record FROM wa.signal_prekeys WHERE session_id = $1 AND prekey_id = $2",
+            &self.session,
+            i64::from(id)
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(v.map(Bytes::from))
     }
 
@@ -174,22 +177,16 @@ impl SignalStore for PgBackend {
             return Ok(vec![]);
         }
         // Ordered as asked, like the default implementation.
-        let rows = sqlx::query(
+        let rows = sqlx::query!(
             "SELECT p.prekey_id, p.record FROM unnest($2::bigint[]) WITH ORDINALITY AS u(id, ord)
              JOIN wa.signal_prekeys p ON p.session_id = $1 AND p.prekey_id = u.id ORDER BY u.ord",
+            &self.session,
+            &ids_i64(ids)[..]
         )
-        .bind(&self.session)
-        .bind(ids_i64(ids))
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.into_iter()
-            .map(|r| {
-                let id: i64 = r.try_get(0).map_err(db_err)?;
-                let rec: Vec<u8> = r.try_get(1).map_err(db_err)?;
-                Ok((id as u32, Bytes::from(rec)))
-            })
-            .collect()
+        Ok(rows.into_iter().map(|r| (r.prekey_id as u32, Bytes::from(r.record))).collect())
     }
 
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
@@ -197,70 +194,76 @@ impl SignalStore for PgBackend {
             return Ok(());
         }
         // UPDATE only: a key consumed since the upload snapshot stays deleted.
-        let q = self
-            .write(fenced!(
-                "UPDATE wa.signal_prekeys SET uploaded = true
-                 WHERE session_id = $1 AND prekey_id = ANY($4::bigint[]) AND EXISTS (SELECT 1 FROM fence)"
-            ))
-            .bind(ids_i64(ids));
-        self.run(q).await.map(drop)
+        fenced!(
+            self,
+            "UPDATE wa.signal_prekeys SET uploaded = true
+                 WHERE session_id = $1 AND prekey_id = ANY($4::bigint[]) AND EXISTS (SELECT 1 FROM fence)",
+            &ids_i64(ids)[..]
+        )
+        .map(drop)
     }
 
     async fn remove_prekey(&self, id: u32) -> Result<()> {
-        let q = self
-            .write(fenced!(
-                "DELETE FROM wa.signal_prekeys WHERE session_id = $1 AND prekey_id = $4 AND EXISTS (SELECT 1 FROM fence)"
-            ))
-            .bind(i64::from(id));
-        self.run(q).await.map(drop)
+        fenced!(
+            self,
+            "DELETE FROM wa.signal_prekeys WHERE session_id = $1 AND prekey_id = $4 AND EXISTS (SELECT 1 FROM fence)",
+            i64::from(id)
+        )
+        .map(drop)
     }
 
     async fn get_max_prekey_id(&self) -> Result<u32> {
-        let v: i64 = sqlx::query_scalar("SELECT coalesce(max(prekey_id), 0) FROM wa.signal_prekeys WHERE session_id = $1")
-            .bind(&self.session)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let v: i64 = sqlx::query_scalar!(
+            r#"SELECT coalesce(max(prekey_id), 0) AS "max!" FROM wa.signal_prekeys WHERE session_id = $1"#,
+            &self.session
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(v as u32)
     }
 
     async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {
-        let q = self
-            .write(fenced!(
-                "INSERT INTO wa.signal_signed_prekeys (session_id, prekey_id, record)
+        fenced!(
+            self,
+            "INSERT INTO wa.signal_signed_prekeys (session_id, prekey_id, record)
                  SELECT $1, $4, $5 WHERE EXISTS (SELECT 1 FROM fence)
-                 ON CONFLICT (session_id, prekey_id) DO UPDATE SET record = EXCLUDED.record"
-            ))
-            .bind(i64::from(id))
-            .bind(record.to_vec());
-        self.run(q).await.map(drop)
+                 ON CONFLICT (session_id, prekey_id) DO UPDATE SET record = EXCLUDED.record",
+            i64::from(id),
+            record.to_vec()
+        )
+        .map(drop)
     }
 
     async fn load_signed_prekey(&self, id: u32) -> Result<Option<Vec<u8>>> {
-        sqlx::query_scalar("SELECT record FROM wa.signal_signed_prekeys WHERE session_id = $1 AND prekey_id = $2")
-            .bind(&self.session)
-            .bind(i64::from(id))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)
+        sqlx::query_scalar!(
+            "SELECT record FROM wa.signal_signed_prekeys WHERE session_id = $1 AND prekey_id = $2",
+            &self.session,
+            i64::from(id)
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)
     }
 
     async fn load_all_signed_prekeys(&self) -> Result<Vec<(u32, Vec<u8>)>> {
-        let rows = sqlx::query("SELECT prekey_id, record FROM wa.signal_signed_prekeys WHERE session_id = $1 ORDER BY prekey_id")
-            .bind(&self.session)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.into_iter().map(|r| Ok((r.try_get::<i64, _>(0).map_err(db_err)? as u32, r.try_get(1).map_err(db_err)?))).collect()
+        let rows = sqlx::query!(
+            "SELECT prekey_id, record FROM wa.signal_signed_prekeys WHERE session_id = $1 ORDER BY prekey_id",
+            &self.session
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.into_iter().map(|r| (r.prekey_id as u32, r.record)).collect())
     }
 
     async fn remove_signed_prekey(&self, id: u32) -> Result<()> {
-        let q = self
-            .write(fenced!(
-                "DELETE FROM wa.signal_signed_prekeys WHERE session_id = $1 AND prekey_id = $4 AND EXISTS (SELECT 1 FROM fence)"
-            ))
-            .bind(i64::from(id));
-        self.run(q).await.map(drop)
+        fenced!(
+            self,
+            "DELETE FROM wa.signal_signed_prekeys WHERE session_id = $1 AND prekey_id = $4 AND EXISTS (SELECT 1 FROM fence)",
+            i64::from(id)
+        )
+        .map(drop)
     }
 
     async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
@@ -268,33 +271,39 @@ impl SignalStore for PgBackend {
     }
 
     async fn put_sender_keys_batch(&self, sender_keys: &[(Arc<str>, Bytes)]) -> Result<()> {
-        self.put_records(
-            fenced!(
-                "INSERT INTO wa.signal_sender_keys (session_id, address, record)
-                 SELECT $1, a, r FROM unnest($4::text[], $5::bytea[]) AS u(a, r)
-                 WHERE EXISTS (SELECT 1 FROM fence)
-                 ON CONFLICT (session_id, address) DO UPDATE SET record = EXCLUDED.record, updated_at = now()"
-            ),
-            sender_keys,
+        if sender_keys.is_empty() {
+            return Ok(());
+        }
+        let (addrs, recs) = records(sender_keys);
+        fenced!(
+            self,
+            "INSERT INTO wa.signal_sender_keys (session_id, address, record)
+             SELECT $1, a, r FROM unnest($4::text[], $5::bytea[]) AS u(a, r)
+             WHERE EXISTS (SELECT 1 FROM fence)
+             ON CONFLICT (session_id, address) DO UPDATE SET record = EXCLUDED.record, updated_at = now()",
+            &addrs[..],
+            &recs[..]
         )
-        .await
+        .map(drop)
     }
 
     async fn get_sender_key(&self, address: &str) -> Result<Option<Vec<u8>>> {
-        sqlx::query_scalar("SELECT record FROM wa.signal_sender_keys WHERE session_id = $1 AND address = $2")
-            .bind(&self.session)
-            .bind(address)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)
+        sqlx::query_scalar!(
+            "SELECT record FROM wa.signal_sender_keys WHERE session_id = $1 AND address = $2",
+            &self.session,
+            address
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)
     }
 
     async fn delete_sender_key(&self, address: &str) -> Result<()> {
-        let q = self
-            .write(fenced!(
-                "DELETE FROM wa.signal_sender_keys WHERE session_id = $1 AND address = $4 AND EXISTS (SELECT 1 FROM fence)"
-            ))
-            .bind(address.to_string());
-        self.run(q).await.map(drop)
+        fenced!(
+            self,
+            "DELETE FROM wa.signal_sender_keys WHERE session_id = $1 AND address = $4 AND EXISTS (SELECT 1 FROM fence)",
+            address.to_string()
+        )
+        .map(drop)
     }
 }

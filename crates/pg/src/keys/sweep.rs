@@ -11,7 +11,7 @@
 use anyhow::Context;
 use chrono::Duration;
 use serde_json::{Map, Value, json};
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::PgPool;
 use whatsapp_rust::wacore::iq::tctoken::{
     TcTokenConfig, sender_tc_token_expiration_cutoff_with, tc_token_expiration_cutoff_with,
 };
@@ -49,61 +49,110 @@ impl Default for SweepOptions {
     }
 }
 
+/// Runs one table's DELETE of at most `opts.batch` rows (its last parameter) until a
+/// batch comes back short or `opts.max_batches` ran; evaluates to the rows deleted. The
+/// statements take SKIP LOCKED rows: a row a live session is writing right now is left
+/// for the next run instead of making the sweep wait behind it.
+macro_rules! in_batches {
+    ($pool:expr, $opts:expr, $table:literal, $sql:tt $(, $arg:expr)*) => {{
+        let opts: &SweepOptions = $opts;
+        async {
+            let mut total = 0u64;
+            for _ in 0..opts.max_batches.max(1) {
+                let n = sqlx::query!($sql $(, $arg)*, opts.batch).execute($pool).await?.rows_affected();
+                total += n;
+                if (n as i64) < opts.batch {
+                    break;
+                }
+            }
+            Ok::<u64, sqlx::Error>(total)
+        }
+        .await
+        .with_context(|| format!("sweeping wa.{}", $table))?
+    }};
+}
+
 /// Deletes expired rows of every store table; returns `{"sent_messages": n, ...}`.
 pub async fn sweep_expired(pool: &PgPool, opts: &SweepOptions) -> anyhow::Result<Value> {
     anyhow::ensure!(opts.batch > 0, "sweep batch must be positive");
     let now = chrono::Utc::now().timestamp();
     let token_cutoff = tc_token_expiration_cutoff_with(&opts.tc_token);
     let sender_cutoff = sender_tc_token_expiration_cutoff_with(&opts.tc_token);
-    // (table, condition on the table's own columns); $1 is the cutoff (bigint seconds or
-    // timestamptz), $2 the second tc cutoff where used.
-    let plan: [(&str, &str, Cutoff); 6] = [
-        ("sent_messages", "stored_at < $1", Cutoff::Unix(now - opts.sent_message_ttl.num_seconds())),
-        ("pending_inbound", "stored_at < $1", Cutoff::Unix(now - opts.pending_inbound_ttl.num_seconds())),
-        ("msg_secrets", "expires_at <> 0 AND expires_at <= $1", Cutoff::Unix(now)),
+    let sent = now - opts.sent_message_ttl.num_seconds();
+    let pending = now - opts.pending_inbound_ttl.num_seconds();
+    let base_keys = chrono::Utc::now() - opts.base_key_ttl;
+    let lid_mappings = chrono::Utc::now() - opts.lid_mapping_ttl;
+    let counts = [
+        (
+            "sent_messages",
+            in_batches!(
+                pool,
+                opts,
+                "sent_messages",
+                "DELETE FROM wa.sent_messages WHERE ctid IN (
+                    SELECT ctid FROM wa.sent_messages WHERE stored_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                sent
+            ),
+        ),
+        (
+            "pending_inbound",
+            in_batches!(
+                pool,
+                opts,
+                "pending_inbound",
+                "DELETE FROM wa.pending_inbound WHERE ctid IN (
+                    SELECT ctid FROM wa.pending_inbound WHERE stored_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                pending
+            ),
+        ),
+        (
+            "msg_secrets",
+            in_batches!(
+                pool,
+                opts,
+                "msg_secrets",
+                "DELETE FROM wa.msg_secrets WHERE ctid IN (
+                    SELECT ctid FROM wa.msg_secrets WHERE expires_at <> 0 AND expires_at <= $1
+                     LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                now
+            ),
+        ),
         (
             "tc_tokens",
-            "NOT (length(token) > 0 AND token_ts >= $1) AND NOT (sender_ts IS NOT NULL AND sender_ts >= $2)",
-            Cutoff::Pair(token_cutoff, sender_cutoff),
+            in_batches!(
+                pool,
+                opts,
+                "tc_tokens",
+                "DELETE FROM wa.tc_tokens WHERE ctid IN (
+                    SELECT ctid FROM wa.tc_tokens
+                     WHERE NOT (length(token) > 0 AND token_ts >= $1) AND NOT (sender_ts IS NOT NULL AND sender_ts >= $2)
+                     LIMIT $3 FOR UPDATE SKIP LOCKED)",
+                token_cutoff,
+                sender_cutoff
+            ),
         ),
-        ("base_keys", "created_at < $1", Cutoff::Time(chrono::Utc::now() - opts.base_key_ttl)),
-        ("lid_mappings", "stored_at < $1", Cutoff::Time(chrono::Utc::now() - opts.lid_mapping_ttl)),
+        (
+            "base_keys",
+            in_batches!(
+                pool,
+                opts,
+                "base_keys",
+                "DELETE FROM wa.base_keys WHERE ctid IN (
+                    SELECT ctid FROM wa.base_keys WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                base_keys
+            ),
+        ),
+        (
+            "lid_mappings",
+            in_batches!(
+                pool,
+                opts,
+                "lid_mappings",
+                "DELETE FROM wa.lid_mappings WHERE ctid IN (
+                    SELECT ctid FROM wa.lid_mappings WHERE stored_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                lid_mappings
+            ),
+        ),
     ];
-    let mut counts = Map::new();
-    for (table, cond, cutoff) in plan {
-        let n = sweep_table(pool, table, cond, cutoff, opts).await.with_context(|| format!("sweeping wa.{table}"))?;
-        counts.insert(table.to_string(), json!(n));
-    }
-    Ok(Value::Object(counts))
-}
-
-#[derive(Clone, Copy)]
-enum Cutoff {
-    Unix(i64),
-    Pair(i64, i64),
-    Time(chrono::DateTime<chrono::Utc>),
-}
-
-async fn sweep_table(pool: &PgPool, table: &str, cond: &str, cutoff: Cutoff, opts: &SweepOptions) -> anyhow::Result<u64> {
-    // SKIP LOCKED: a row a live session is writing right now is left for the next run
-    // instead of making the sweep wait behind it.
-    let limit = if matches!(cutoff, Cutoff::Pair(..)) { "$3" } else { "$2" };
-    let sql = format!(
-        "DELETE FROM wa.{table} WHERE ctid IN (SELECT ctid FROM wa.{table} WHERE {cond} LIMIT {limit} FOR UPDATE SKIP LOCKED)"
-    );
-    let mut total = 0u64;
-    for _ in 0..opts.max_batches.max(1) {
-        let q = sqlx::query(AssertSqlSafe(sql.clone()));
-        let q = match cutoff {
-            Cutoff::Unix(t) => q.bind(t),
-            Cutoff::Pair(a, b) => q.bind(a).bind(b),
-            Cutoff::Time(t) => q.bind(t),
-        };
-        let n = q.bind(opts.batch).execute(pool).await?.rows_affected();
-        total += n;
-        if (n as i64) < opts.batch {
-            break;
-        }
-    }
-    Ok(total)
+    Ok(Value::Object(counts.into_iter().map(|(table, n)| (table.to_string(), json!(n))).collect::<Map<_, _>>()))
 }

@@ -1,0 +1,38 @@
+-- The claim (pgwa_pg::jobs::claim explains its shape). $1 worker, $2 held sessions,
+-- $3 connected sessions, $4 jobs per session, $5 maintenance jobs.
+WITH held AS (
+     SELECT s.id, s.epoch, s.id = ANY($3) AS sendable
+       FROM wa.sessions s
+      WHERE s.id = ANY($2) AND s.owner_id = $1 AND s.lease_expires_at > now()
+ ),
+ cand AS (
+     SELECT c.id, c.session_id, c.chat, h.epoch
+       FROM held h CROSS JOIN LATERAL (
+            SELECT j.id, j.session_id, j.chat FROM wa.jobs j
+             WHERE j.session_id = h.id AND j.phase = 1 AND j.lane = 0 AND j.state = 'available'
+             ORDER BY j.priority, j.id LIMIT $4 FOR UPDATE SKIP LOCKED) c
+     UNION ALL
+     SELECT c.id, c.session_id, c.chat, h.epoch
+       FROM held h CROSS JOIN LATERAL (
+            SELECT j.id, j.session_id, j.chat FROM wa.jobs j
+             WHERE j.session_id = h.id AND j.phase = 1 AND j.lane = 1 AND j.state = 'available' AND h.sendable
+             ORDER BY j.priority, j.id LIMIT $4 FOR UPDATE SKIP LOCKED) c
+     UNION ALL
+     SELECT m.id, NULL, NULL, NULL FROM (
+            SELECT j.id FROM wa.jobs j
+             WHERE j.session_id IS NULL AND j.phase = 1 AND j.state = 'available'
+             ORDER BY j.priority, j.id LIMIT $5 FOR UPDATE SKIP LOCKED) m
+ )
+ UPDATE wa.jobs j
+    SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
+        worker_id = $1, epoch = c.epoch
+   FROM cand c
+  WHERE j.id = c.id AND j.state = 'available'
+    AND (c.chat IS NULL OR NOT EXISTS (
+         SELECT 1 FROM wa.jobs k
+          WHERE k.session_id = c.session_id AND k.chat = c.chat AND k.id < c.id
+            AND k.phase < 2 AND k.chat IS NOT NULL
+            AND k.state IN ('available', 'running', 'retryable')
+            AND k.id NOT IN (SELECT id FROM cand)))
+ RETURNING j.id, j.session_id, j.kind::text AS "kind!", j.payload, j.chat, j.message_id,
+           j.attempts, j.max_attempts, j.epoch
