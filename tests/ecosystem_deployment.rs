@@ -365,8 +365,18 @@ sys.exit(1 if errors else 0)";
 #[test]
 fn deployment_kubernetes_renders_with_probes_grace_pdb_and_migration() {
     let kubectl = tool("kubectl", "ecosystem/kubernetes");
-    let out = std_run(std::process::Command::new(kubectl).arg("kustomize").arg(ecosystem("kubernetes")), "kubectl kustomize");
-    assert!(out.status.success(), "kubectl kustomize ecosystem/kubernetes fails:\n{}", out.show());
+    // `kubectl apply -k ecosystem/kubernetes` must never overwrite a real Secret with the
+    // example's placeholder: the example Secret is only in the example-secret overlay.
+    let base = std_run(std::process::Command::new(&kubectl).arg("kustomize").arg(ecosystem("kubernetes")), "kubectl kustomize");
+    assert!(base.status.success(), "kubectl kustomize ecosystem/kubernetes fails:\n{}", base.show());
+    let base_docs = yaml_docs(&base.stdout, "the rendered manifests");
+    assert!(base_docs.iter().all(|d| d["kind"] != "Secret"), "ecosystem/kubernetes applies a Secret");
+    assert!(base_docs.iter().any(|d| d["kind"] == "Deployment"));
+    let out = std_run(
+        std::process::Command::new(kubectl).arg("kustomize").arg(ecosystem("kubernetes/example-secret")),
+        "kubectl kustomize",
+    );
+    assert!(out.status.success(), "kubectl kustomize ecosystem/kubernetes/example-secret fails:\n{}", out.show());
     // Strictly against the Kubernetes API schemas (unknown fields fail), for the newest
     // version the validator knows and for an older one still widely run.
     let rendered = tempfile::NamedTempFile::new().unwrap();
