@@ -25,16 +25,11 @@ const B_PHONE: &str = "15550003434";
 
 /// A small valid PNG (3x2, RGBA).
 fn png() -> Vec<u8> {
-    let mut out = Vec::new();
-    {
-        let mut encoder = png::Encoder::new(&mut out, 3, 2);
-        encoder.set_color(png::ColorType::Rgba);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().unwrap();
-        let pixels: Vec<u8> = (0..3 * 2 * 4).map(|i| (i * 37 % 256) as u8).collect();
-        writer.write_image_data(&pixels).unwrap();
-    }
-    out
+    let pixels: Vec<u8> = (0..3 * 2 * 4).map(|i| (i * 37 % 256) as u8).collect();
+    let img = image::RgbaImage::from_raw(3, 2, pixels).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
 }
 
 fn b64(media: &Value, field: &str) -> Vec<u8> {

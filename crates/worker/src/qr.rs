@@ -1,7 +1,7 @@
 //! QR codes for linking, rendered for a terminal, as SVG and as PNG.
 
+use qrcode::QrCode;
 use qrcode::render::{svg, unicode};
-use qrcode::{Color, QrCode};
 
 fn encode(data: &str) -> Result<QrCode, String> {
     QrCode::new(data.as_bytes()).map_err(|e| format!("cannot encode the QR code: {e}"))
@@ -18,28 +18,10 @@ pub fn svg(data: &str) -> Result<String, String> {
 
 /// A black-on-white PNG, `scale` pixels per module, with the standard 4-module margin.
 pub fn png(data: &str, scale: u32) -> Result<Vec<u8>, String> {
-    let code = encode(data)?;
-    let modules = code.width() as u32;
-    let colors = code.to_colors();
-    let side = (modules + 8) * scale;
-    let mut pixels = vec![255u8; (side * side) as usize];
-    for (i, c) in colors.iter().enumerate() {
-        if *c == Color::Dark {
-            let (mx, my) = (i as u32 % modules + 4, i as u32 / modules + 4);
-            for y in my * scale..(my + 1) * scale {
-                let row = (y * side) as usize;
-                pixels[row + (mx * scale) as usize..row + ((mx + 1) * scale) as usize].fill(0);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, side, side);
-    enc.set_color(png::ColorType::Grayscale);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut w = enc.write_header().map_err(|e| e.to_string())?;
-    w.write_image_data(&pixels).map_err(|e| e.to_string())?;
-    w.finish().map_err(|e| e.to_string())?;
-    Ok(out)
+    let img = encode(data)?.render::<image::Luma<u8>>().module_dimensions(scale, scale).quiet_zone(true).build();
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).map_err(|e| format!("cannot encode the QR code as PNG: {e}"))?;
+    Ok(out.into_inner())
 }
 
 #[cfg(test)]
@@ -53,5 +35,11 @@ mod tests {
         assert!(svg(data).unwrap().starts_with("<?xml"));
         let png = png(data, 4).unwrap();
         assert_eq!(&png[1..4], b"PNG");
+        // 4 px per module, 4 modules of margin on each side, black on white.
+        let img = image::load_from_memory(&png).unwrap().to_luma8();
+        let modules = encode(data).unwrap().width() as u32;
+        assert_eq!(img.dimensions(), ((modules + 8) * 4, (modules + 8) * 4));
+        assert_eq!(img.get_pixel(0, 0).0, [255], "the margin is white");
+        assert_eq!(img.get_pixel(16, 16).0, [0], "the finder pattern's corner is black");
     }
 }

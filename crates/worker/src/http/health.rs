@@ -72,11 +72,12 @@ pub async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::prometheus::handle().render())
 }
 
-/// Resident memory of this process, from /proc (Linux); 0 elsewhere.
+/// Resident memory of this process, from /proc (Linux) in pages of the system's size;
+/// 0 elsewhere.
 pub fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map(|pages| pages * 4096)
+        .map(|pages| pages * rustix::param::page_size() as u64)
         .unwrap_or(0)
 }
