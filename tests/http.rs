@@ -200,3 +200,57 @@ async fn a_tenant_token_serves_only_that_tenants_qr_codes() {
     sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(&t).execute(&db.pool).await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{t}"))).execute(&db.pool).await.unwrap();
 }
+
+/// A worker that has seen no event yet already exposes every series the Grafana
+/// dashboard (ecosystem/grafana) queries, at zero, each with a `# HELP` line: panels show
+/// 0, not "No data". Its own process, because the recorder is per process and the other
+/// tests here have recorded events in this one.
+#[tokio::test]
+async fn a_fresh_worker_exposes_every_dashboard_series_at_zero_with_help() {
+    let db = TestDb::new().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = common::spawn_worker(&db, &[("PGWA_HTTP__LISTEN", addr.to_string())]);
+    let text = eventually(Duration::from_secs(20), "/metrics to answer", || async {
+        let up = tokio::net::TcpStream::connect(addr).await.is_ok();
+        if !up {
+            return None;
+        }
+        let (code, text) = http_get(addr, "/metrics").await;
+        (code == 200).then_some(text)
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let dashboard =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ecosystem/grafana/pgwa-dashboard.json")).unwrap();
+    let mut names: Vec<&str> = dashboard
+        .match_indices("pgwa_")
+        .map(|(i, _)| {
+            let rest = &dashboard[i..];
+            &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        // A histogram has no sample before its first observation (job durations).
+        if name.ends_with("_bucket") {
+            continue;
+        }
+        let sample = text.lines().find(|l| l.starts_with(name) && !l.starts_with('#'));
+        assert!(sample.is_some(), "the dashboard queries {name}, which a fresh worker does not expose:\n{text}");
+        assert!(text.contains(&format!("# HELP {name} ")), "{name} has no # HELP line:\n{text}");
+    }
+    for zero in [
+        "pgwa_errors_total{kind=\"job\"} 0",
+        "pgwa_messages_received_total 0",
+        "pgwa_qr_codes_total 0",
+        "pgwa_reconnects_failed_total 0",
+    ] {
+        assert!(text.contains(zero), "missing {zero}:\n{text}");
+    }
+    db.drop_now().await.unwrap();
+}

@@ -12,8 +12,12 @@ pub const JOB_DURATION: &str = "pgwa_job_duration_seconds";
 pub const JOBS: &str = "pgwa_jobs_total";
 pub const QUEUE_DEPTH: &str = "pgwa_queue_depth";
 pub const OUTCOMES_REFUSED: &str = "pgwa_outcomes_refused_total";
-/// Milliseconds sends waited for pacing.
-pub const PACING_WAIT: &str = "pgwa_pacing_wait_milliseconds_total";
+/// Seconds sends waited for pacing (a histogram: `_sum` is the seconds, `_count` the
+/// sends held).
+pub const PACING_WAIT: &str = "pgwa_pacing_wait_seconds";
+
+/// The error kinds `error()` records.
+pub const ERROR_KINDS: &[&str] = &["session", "job", "connect", "bad_mac", "bad_decrypt"];
 
 /// Records an error of `kind` and when it happened.
 pub fn error(kind: &'static str) {

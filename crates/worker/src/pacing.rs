@@ -1,6 +1,6 @@
 //! Outbound pacing against bans: token buckets (governor) per session and per recipient
 //! of that session. A send waits for both before it goes out; the wait shows in
-//! `pgwa_pacing_wait_seconds_total`. Sending too fast is the most common reason numbers
+//! `pgwa_pacing_wait_seconds` (`_sum`: seconds held, `_count`: sends paced). Sending too fast is the most common reason numbers
 //! get banned, so the defaults are deliberately slow (see README "Pacing").
 
 use std::num::NonZeroU32;
@@ -39,7 +39,7 @@ impl Pacing {
             self.recipients.retain_recent();
         }
         let waited = t.elapsed();
-        metrics::counter!(pgwa_core::metrics::PACING_WAIT).increment(waited.as_millis() as u64);
+        metrics::histogram!(pgwa_core::metrics::PACING_WAIT).record(waited.as_secs_f64());
         waited
     }
 }

@@ -42,6 +42,9 @@ crate::pg_enum::pg_enum!(
 );
 
 impl Outcome {
+    /// Every label `label()` returns.
+    pub const LABELS: [&'static str; 5] = ["completed", "retry", "dead", "released", "cancelled"];
+
     /// The label used in metrics.
     pub fn label(&self) -> &'static str {
         match self {
@@ -111,4 +114,24 @@ pub enum CleanupScope {
     Peer { jid: String },
     /// Everything, the auth document included (after logout).
     All,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outcome;
+
+    /// Metrics create every (kind, outcome) series at start from LABELS: a label missing
+    /// there would appear only at its first event.
+    #[test]
+    fn every_outcome_label_is_listed() {
+        let all = [
+            Outcome::completed(serde_json::json!({})),
+            Outcome::retry("e"),
+            Outcome::fail("e"),
+            Outcome::Release,
+            Outcome::Cancelled,
+        ];
+        let labels: Vec<&str> = all.iter().map(Outcome::label).collect();
+        assert_eq!(labels, Outcome::LABELS);
+    }
 }

@@ -36,7 +36,11 @@ async fn send(ctx: &JobCtx<'_>, SendArgs(payload): SendArgs) -> Outcome {
         Err(_) => return Outcome::Release,
     };
     if let Some(pacing) = ctx.slots.pacing(session) {
-        pacing.wait(&chat).await;
+        let waited = pacing.wait(&chat).await;
+        if waited >= std::time::Duration::from_secs(1) {
+            // A send held this long looks like a stuck queue from outside; say why.
+            tracing::info!(session, job = job.id, waited_ms = waited.as_millis() as u64, "pacing held the send");
+        }
         // The lease may have moved while we waited.
         if ctx.slots.client_for(session, epoch).is_err() {
             return Outcome::Release;
