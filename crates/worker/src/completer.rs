@@ -132,6 +132,8 @@ async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, batch: &[Done]) -> anyho
     let mut failed = Failures::default();
     let mut released = Vec::new();
     let mut cancelled = Vec::new();
+    // Jobs this outcome makes dead (a permanent failure, or the last attempt failed).
+    let mut dying: Vec<&Done> = Vec::new();
     for d in batch {
         record_metrics(d);
         match &d.outcome {
@@ -146,8 +148,12 @@ async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, batch: &[Done]) -> anyho
                 failed.errors.push(error.clone());
                 failed.backoff_ms.push(delay.as_millis() as i64);
                 failed.dead.push(false);
+                if d.job.attempts >= d.job.max_attempts {
+                    dying.push(d);
+                }
             }
             Outcome::Fail { error } => {
+                dying.push(d);
                 failed.ids.push(d.job.id);
                 failed.errors.push(error.clone());
                 failed.backoff_ms.push(0);
@@ -169,6 +175,7 @@ async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, batch: &[Done]) -> anyho
         let done =
             pgwa_pg::jobs::fail(db.conn().await?, me, &failed.ids, &failed.errors, &failed.backoff_ms, &failed.dead).await?;
         refused += (failed.ids.len() - done.len()) as u64;
+        log_deaths(&dying, &done);
         recorded.extend(done);
         if let Some(min) = failed.backoff_ms.iter().zip(&failed.dead).filter(|(_, d)| !**d).map(|(b, _)| *b).min() {
             wake_after(shared, min);
@@ -186,6 +193,26 @@ async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, batch: &[Done]) -> anyho
         shared.wake_lease.notify_one();
     }
     Ok(recorded)
+}
+
+/// A dead job needs a person (wa.retry_job, or a fix of what it sends): say so once, for
+/// the jobs whose outcome the fence accepted.
+fn log_deaths(dying: &[&Done], recorded: &[Recorded]) {
+    for d in dying.iter().filter(|d| recorded.iter().any(|r| r.id == d.job.id)) {
+        let error = match &d.outcome {
+            Outcome::Retry { error, .. } | Outcome::Fail { error } => error.as_str(),
+            _ => "",
+        };
+        tracing::warn!(
+            job = d.job.id,
+            kind = d.job.kind.as_str(),
+            session = d.job.session_id.as_deref().unwrap_or("-"),
+            attempts = d.job.attempts,
+            error,
+            "job dead: no more attempts (retry it with `pgwa jobs retry {}` or wa.retry_job)",
+            d.job.id
+        );
+    }
 }
 
 /// A retry is due in `ms`: wake the dispatcher then rather than at the next poll.

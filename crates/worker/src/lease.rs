@@ -89,7 +89,7 @@ async fn tick(shared: &Arc<Shared>, opener: &mpsc::UnboundedSender<Held>, ticks:
     if holding < target {
         let claimed = leases::claim(pool, shared.id, ttl, target - holding).await?;
         if !claimed.is_empty() {
-            tracing::info!(count = claimed.len(), "claimed sessions");
+            tracing::info!(count = claimed.len(), sessions = %id_list(claimed.iter().map(|h| h.id.as_str())), "claimed sessions");
         }
         for h in &claimed {
             open(shared, h, deadline, opener).await;
@@ -146,10 +146,22 @@ pub async fn run_opener(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<
 fn shed(shared: &Arc<Shared>, count: usize) {
     let mut ids = shared.slots.ids();
     ids.sort();
-    for id in ids.into_iter().rev().take(count) {
-        shared.slots.drain(&id, Drain::to(SessionStatus::Reconnecting, Some("handed over to another worker")));
+    let shed: Vec<String> = ids.into_iter().rev().take(count).collect();
+    for id in &shed {
+        shared.slots.drain(id, Drain::to(SessionStatus::Reconnecting, Some("handed over to another worker")));
     }
-    tracing::info!(count, "shedding sessions above the fair share");
+    tracing::info!(count, sessions = %id_list(shed.iter().map(String::as_str)), "shedding sessions above the fair share");
+}
+
+/// Session ids for a log line: the first 20, then how many more.
+fn id_list<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> String {
+    const SHOWN: usize = 20;
+    let total = ids.len();
+    let mut out: Vec<&str> = ids.take(SHOWN).collect();
+    let more = total.saturating_sub(SHOWN);
+    let more = (more > 0).then(|| format!("+{more} more"));
+    out.extend(more.as_deref());
+    out.join(",")
 }
 
 /// Closes the connection (no logout) and releases the lease with the given status.
@@ -184,4 +196,15 @@ async fn release_all(shared: &Arc<Shared>) {
         }
     }
     tracing::info!(count = n, "released all sessions");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn id_lists_stay_short() {
+        assert_eq!(super::id_list(["a", "b"].into_iter()), "a,b");
+        let many: Vec<String> = (0..25).map(|i| format!("s{i}")).collect();
+        let line = super::id_list(many.iter().map(String::as_str));
+        assert!(line.starts_with("s0,s1,") && line.ends_with(",s19,+5 more"), "{line}");
+    }
 }

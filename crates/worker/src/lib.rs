@@ -237,8 +237,15 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Worker { shared, done_rx, http } = self;
         crate::prometheus::handle();
+        let listen = http.as_ref().and_then(|l| l.local_addr().ok()).map_or_else(|| "off".to_owned(), |a| a.to_string());
         let http = http.map(|l| tokio::spawn(crate::http::serve(shared.clone(), l)));
-        tracing::info!(worker = %shared.id, "worker started");
+        tracing::info!(
+            worker = %shared.id,
+            http = %listen,
+            whatsapp = shared.cfg.whatsapp.backend.as_str(),
+            max_sessions = shared.cfg.worker.max_sessions,
+            "worker started (/health and /metrics on http)"
+        );
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let completer = tokio::spawn(completer::run(shared.clone(), done_rx));
         let events = tokio::spawn(events::run(shared.clone(), events_rx));
