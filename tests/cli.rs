@@ -375,3 +375,36 @@ async fn a_closed_stdout_pipe_does_not_panic() {
         assert!(stdout(&o).starts_with(first) && stdout(&o).lines().count() == 1, "{list}: {}", stdout(&o));
     }
 }
+
+/// The configuration file can be named by PGWA_CONFIG, as every `--help` says, and the
+/// database by --database-url, which wins over the file and the environment.
+#[tokio::test]
+async fn pgwa_config_and_database_url_from_the_command_line() {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("SELECT wa.add_session('cfg-a')").execute(&db.pool).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("elsewhere.toml");
+    std::fs::write(&file, format!("database_url = \"{}\"\n", db.url)).unwrap();
+    let run = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pgwa"));
+        c.args(args).env_remove("DATABASE_URL").env_remove("PGWA_DATABASE_URL").env("PGWA_LOG__FILTER", "warn");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let by_env = run(&[("PGWA_CONFIG", file.to_str().unwrap())], &["session", "list"]);
+    assert!(by_env.status.success(), "{}", String::from_utf8_lossy(&by_env.stderr));
+    assert!(stdout(&by_env).contains("cfg-a"), "{}", stdout(&by_env));
+
+    let by_flag =
+        run(&[("PGWA_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")], &["--database-url", &db.url, "session", "list"]);
+    assert!(by_flag.status.success(), "{}", String::from_utf8_lossy(&by_flag.stderr));
+    assert!(stdout(&by_flag).contains("cfg-a"), "{}", stdout(&by_flag));
+
+    let missing = run(&[("PGWA_CONFIG", "/nonexistent/pgwa.toml")], &["session", "list"]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("/nonexistent/pgwa.toml") && err.contains("does not exist"), "{err}");
+    db.drop_now().await.unwrap();
+}

@@ -27,6 +27,10 @@ pub struct Cli {
     /// Configuration file (default: ./pgwa.toml if it exists).
     #[arg(long, global = true, env = "PGWA_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Postgres URL, over the configuration file, PGWA_DATABASE_URL and DATABASE_URL
+    /// (the environment keeps it out of `ps`; prefer it where others share the machine).
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -78,6 +82,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Err(dev_cmd::not_in_this_build());
     }
     let mut cfg = Config::load(cli.config.as_deref()).context("configuration")?;
+    if let Some(url) = &cli.database_url {
+        cfg.database_url = url.clone();
+    }
     if let Command::Dev(cmd) = &cli.command
         && cmd.is_bench()
     {
@@ -220,7 +227,47 @@ pub async fn signal_on_term(token: CancellationToken) {
 }
 
 /// An error as the user should read it: the SQL API's message and SQLSTATE, else the
-/// chain of causes.
+/// chain of causes. The SQL API's hints name its functions, which an app calls; a person
+/// at the command line is also told the command that does the same.
 pub fn describe(e: &anyhow::Error) -> String {
-    pgwa_pg::api::describe(e).unwrap_or_else(|| format!("{e:#}"))
+    match pgwa_pg::api::describe(e) {
+        Some(text) => with_cli_commands(&text),
+        None => format!("{e:#}"),
+    }
+}
+
+/// The SQL API functions a hint may name, and the `pgwa` command for each.
+const CLI_FOR_SQL: &[(&str, &str)] = &[
+    ("wa.add_session", "pgwa session add ID"),
+    ("wa.start_session", "pgwa session start ID"),
+    ("wa.stop_session", "pgwa session stop ID"),
+    ("wa.remove_session", "pgwa session remove ID --yes"),
+    ("wa.cancel_job", "pgwa jobs cancel JOB_ID"),
+    ("wa.retry_job", "pgwa jobs retry JOB_ID"),
+];
+
+fn with_cli_commands(text: &str) -> String {
+    let commands: Vec<&str> = CLI_FOR_SQL.iter().filter(|(f, _)| text.contains(f)).map(|(_, c)| *c).collect();
+    if commands.is_empty() {
+        return text.to_owned();
+    }
+    format!(
+        "{text}
+from the command line: {}",
+        commands.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_naming_sql_functions_also_name_the_commands() {
+        let text = "session x does not exist (SQLSTATE WA001)\nhint: Create it first with wa.add_session(id).";
+        assert_eq!(with_cli_commands(text), format!("{text}\nfrom the command line: pgwa session add ID"));
+        let text = "hint: Use wa.start_session to run it, or wa.remove_session to start over.";
+        assert!(with_cli_commands(text).ends_with("pgwa session start ID, pgwa session remove ID --yes"));
+        assert_eq!(with_cli_commands("no hint here"), "no hint here");
+    }
 }

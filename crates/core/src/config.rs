@@ -337,7 +337,8 @@ impl Config {
         }
         let config: Config = fig
             .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
-            .merge(Env::prefixed("PGWA_").split("__"))
+            // PGWA_CONFIG names the file (the CLI's --config), it is not a setting.
+            .merge(Env::prefixed("PGWA_").ignore(&["config"]).split("__"))
             .extract()?;
         config.validate()?;
         Ok(config)
