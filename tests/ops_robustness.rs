@@ -437,3 +437,43 @@ async fn wait_held(db: &TestDb) {
     })
     .await;
 }
+
+/// A worker's progress goes to stdout and its warnings to stderr, so supervisors that file
+/// the two apart (PM2) put only warnings and errors under errors. The start line names
+/// the /health address, a claim names its sessions, and a job that dies says so.
+#[tokio::test]
+async fn a_worker_logs_progress_on_stdout_and_warnings_on_stderr() {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    let (out, err) = (tempfile::NamedTempFile::new().unwrap(), tempfile::NamedTempFile::new().unwrap());
+    let mut child = pgwa(&db.url)
+        .args(["run", "--no-migrate"])
+        .env("PGWA_LOG__FILTER", "info")
+        .env("NO_COLOR", "1")
+        .stdout(out.reopen().unwrap())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    common::wait_connected(&db.pool, 1).await;
+    sqlx::query(r#"SELECT wa.enqueue('s1', 'send', '{"to": "+15550000002", "text": "x", "sim": {"fail": "no"}}')"#)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let mut err_file = err.reopen().unwrap();
+    let warnings = eventually(Duration::from_secs(20), "the dead job's warning on stderr", || {
+        let text = log_so_far(&mut err_file);
+        async move { text.contains("job dead").then_some(text) }
+    })
+    .await;
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(20), "pgwa run after SIGTERM").success());
+    let progress = log_so_far(&mut out.reopen().unwrap());
+
+    let start = progress.lines().find(|l| l.contains("worker started")).unwrap_or_else(|| panic!("no start line:\n{progress}"));
+    assert!(start.contains("http=127.0.0.1:") && start.contains("whatsapp=simulated"), "{start}");
+    assert!(progress.lines().any(|l| l.contains("claimed sessions") && l.contains("sessions=s1")), "{progress}");
+    assert!(warnings.contains("pgwa jobs retry"), "{warnings}");
+    assert!(!warnings.lines().any(|l| l.contains(" INFO ")), "INFO lines on stderr:\n{warnings}");
+    assert!(!progress.lines().any(|l| l.contains(" WARN ") || l.contains(" ERROR ")), "warnings on stdout:\n{progress}");
+    db.drop_now().await.unwrap();
+}

@@ -2,15 +2,15 @@
 //! whatsapp-rust backend, with every log target at `trace` (`RUST_LOG=trace`, as an
 //! operator debugging a session would set), links one number by QR and one by pairing
 //! code against the loopback WhatsApp server and exchanges a message each way. Then its
-//! whole stderr is searched for the pairing code, the phone numbers, the QR strings and
-//! their parts, both message texts and the sessions' key material as stored in
-//! wa.auth_state (base64, hex and byte-list forms).
+//! whole output (stdout and stderr) is searched for the pairing code, the phone numbers,
+//! the QR strings and their parts, both message texts and the sessions' key material as
+//! stored in wa.auth_state (base64, hex and byte-list forms).
 //!
 //! `SECURITY_LOGS_KEEP=/path/worker.log` keeps the captured log for reading.
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
@@ -26,7 +26,7 @@ const TEXT_A_TO_B: &str = "tulip appointment moved to thursday";
 const TEXT_B_TO_A: &str = "orchid colour confirmed for saturday";
 const LINK: Duration = Duration::from_secs(120);
 
-/// `pgwa run` against `server` with every target at trace, its stderr into `log`.
+/// `pgwa run` against `server` with every target at trace, its stdout and stderr into `log`.
 fn spawn_traced_worker(db: &TestDb, server: &pgwa_loopback::Server, log: &std::fs::File) -> Worker {
     // SECURITY_LOGS_BIN: the binary to test when a target directory shared by several checkouts
     // may hold another checkout's `pgwa` by the time this test runs.
@@ -45,7 +45,8 @@ fn spawn_traced_worker(db: &TestDb, server: &pgwa_loopback::Server, log: &std::f
         .env("PGWA_PACING__ENABLED", "false")
         .env("PGWA_LOG__FILTER", "trace")
         .env("RUST_LOG", "trace")
-        .stdout(Stdio::null())
+        // A worker logs progress on stdout and warnings on stderr: both are searched.
+        .stdout(log.try_clone().expect("log file handle"))
         .stderr(log.try_clone().expect("log file handle"))
         .spawn()
         .expect("spawning pgwa run");

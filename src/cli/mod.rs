@@ -19,6 +19,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use crate::logging;
 use pgwa_core::config::{Backend, Config};
 
 #[derive(Parser, Debug)]
@@ -91,8 +92,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         // The in-process loopback server logs every login; a benchmark's output is its figures.
         cfg.log.filter = "warn".into();
     }
+    // A worker's log is its output: its progress goes to stdout, its warnings and errors to
+    // stderr (PM2, systemd and container runtimes file them apart). The other commands
+    // print their results on stdout, so their log stays on stderr.
+    let streams = match &cli.command {
+        Command::Run { .. } => logging::Streams::ByLevel,
+        #[cfg(feature = "loopback")]
+        Command::Dev(cmd) if !cmd.is_bench() => logging::Streams::ByLevel,
+        _ => logging::Streams::Stderr,
+    };
     // Held to the end of the command, so the queued log lines are written before exit.
-    let _log = crate::logging::init(&cfg.log);
+    let _log = logging::init(&cfg.log, streams);
     // Every command, before any connection: a URL for another database is refused by name.
     pgwa_pg::check_url(&cfg.database_url)?;
     match cli.command {

@@ -15,7 +15,9 @@ mod secrets;
 
 use std::io::{self, IsTerminal, Write};
 
+use tracing::Level;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -26,20 +28,45 @@ use pgwa_core::config::{LogConfig, LogFormat};
 pub use redact::mask_numbers;
 pub use secrets::SecretFilter;
 
-/// Installs the global subscriber. Keep the guard until the command ends: dropping it
-/// writes out the queued lines (waiting a second at most if standard error is blocked).
-/// A second call installs nothing.
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streams {
+    /// Everything on standard error: commands whose standard output is their result.
+    Stderr,
+    /// A long-running worker: INFO and below on standard output, WARN and ERROR on
+    /// standard error, so supervisors that file the two apart (PM2's out and error logs)
+    /// put only warnings and errors under errors.
+    ByLevel,
+}
+
+/// Keep it until the command ends: dropping it writes out the queued lines (waiting a
+/// second at most if an output is blocked).
+pub struct LogGuard {
+    _guards: Vec<WorkerGuard>,
+}
+
+/// Installs the global subscriber. A second call installs nothing (and returns None).
 ///
-/// Lines reach stderr through a bounded queue and a thread of their own, which drops
-/// them when the queue is full and ignores write errors: with `pgwa run 2>&1 | head -1`
-/// every write fails with EPIPE, and the fmt layer's own error report (`eprintln!`)
+/// Lines reach their stream through a bounded queue and a thread of their own, which
+/// drops them when the queue is full and ignores write errors: with `pgwa run 2>&1 | head
+/// -1` every write fails with EPIPE, and the fmt layer's own error report (`eprintln!`)
 /// panicked in whichever task was logging; a reader that stops reading (a paused pager)
 /// would otherwise block every thread that logs, heartbeats included.
-pub fn init(cfg: &LogConfig) -> Option<WorkerGuard> {
+pub fn init(cfg: &LogConfig, streams: Streams) -> Option<LogGuard> {
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.filter));
+    let queue = |out: Output| NonBlockingBuilder::default().lossy(true).thread_name("pgwa-log").finish(out);
+    let (err, err_guard) = queue(Output::Stderr);
+    let mut guards = vec![err_guard];
     // Colour codes only for a person at a terminal, not in files and collectors.
-    let ansi = std::io::stderr().is_terminal();
-    let (writer, guard) = NonBlockingBuilder::default().lossy(true).thread_name("pgwa-log").finish(Stderr);
+    let (writer, ansi) = match streams {
+        Streams::Stderr => (BoxMakeWriter::new(err), io::stderr().is_terminal()),
+        Streams::ByLevel => {
+            let (out, out_guard) = queue(Output::Stdout);
+            guards.push(out_guard);
+            let ansi = io::stderr().is_terminal() && io::stdout().is_terminal();
+            (BoxMakeWriter::new(err.with_max_level(Level::WARN).or_else(out)), ansi)
+        }
+    };
     let registry = tracing_subscriber::registry().with(filter).with(SecretFilter);
     let installed = match cfg.format {
         LogFormat::Json => registry
@@ -61,21 +88,30 @@ pub fn init(cfg: &LogConfig) -> Option<WorkerGuard> {
             )
             .try_init(),
     };
-    installed.is_ok().then_some(guard)
+    installed.is_ok().then_some(LogGuard { _guards: guards })
 }
 
-/// Standard error with write errors ignored: a log line that cannot be written is lost,
-/// never an error for the code that logged it.
-struct Stderr;
+/// Standard output or error with write errors ignored: a log line that cannot be written
+/// is lost, never an error for the code that logged it.
+enum Output {
+    Stdout,
+    Stderr,
+}
 
-impl Write for Stderr {
+impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let _ = io::stderr().write_all(buf);
+        let _ = match self {
+            Output::Stdout => io::stdout().write_all(buf),
+            Output::Stderr => io::stderr().write_all(buf),
+        };
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let _ = io::stderr().flush();
+        let _ = match self {
+            Output::Stdout => io::stdout().flush(),
+            Output::Stderr => io::stderr().flush(),
+        };
         Ok(())
     }
 }

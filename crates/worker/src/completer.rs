@@ -205,8 +205,8 @@ fn log_deaths(dying: &[&Done], recorded: &[Recorded]) {
         };
         tracing::warn!(
             job = d.job.id,
-            kind = d.job.kind.as_str(),
-            session = d.job.session_id.as_deref().unwrap_or("-"),
+            kind = %d.job.kind.as_str(),
+            session = %d.job.session_id.as_deref().unwrap_or("-"),
             attempts = d.job.attempts,
             error,
             "job dead: no more attempts (retry it with `pgwa jobs retry {}` or wa.retry_job)",

@@ -242,7 +242,7 @@ impl Worker {
         tracing::info!(
             worker = %shared.id,
             http = %listen,
-            whatsapp = shared.cfg.whatsapp.backend.as_str(),
+            whatsapp = %shared.cfg.whatsapp.backend.as_str(),
             max_sessions = shared.cfg.worker.max_sessions,
             "worker started (/health and /metrics on http)"
         );
