@@ -241,29 +241,43 @@ async fn deployment_pm2_runs_two_workers_and_stops_them_gracefully() {
 
 /// Source paths the Rust code pulls in at compile time (include_str!, migrate!), which
 /// the Dockerfile must COPY into the build stage.
+/// Files the build reads besides Rust sources: what `include_str!`, `include_bytes!`,
+/// `migrate!` and `query_file!` name in any crate of the workspace, the checked queries'
+/// descriptions and the Cargo configuration that makes the build use them.
 fn compile_time_inputs() -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![root().join("src")];
+    let mut found = vec![".sqlx".to_owned(), ".cargo/config.toml".to_owned(), "Cargo.lock".to_owned()];
+    let mut stack: Vec<PathBuf> = ["src", "crates", "loopback"].iter().map(|d| root().join(d)).collect();
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).unwrap().flatten() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "Cargo.toml") {
+                found.push(p.strip_prefix(root()).unwrap().to_string_lossy().into_owned());
             } else if p.extension().is_some_and(|x| x == "rs") {
                 let text = std::fs::read_to_string(&p).unwrap();
-                for (marker, relative_to_file) in [("include_str!(\"", true), ("include_bytes!(\"", true), ("migrate!(\"", false)]
+                let crate_root = p.ancestors().find(|a| a.join("Cargo.toml").is_file()).unwrap().to_path_buf();
+                for (marker, relative_to_file) in
+                    [("include_str!(\"", true), ("include_bytes!(\"", true), ("migrate!(\"", false), ("query_file", false)]
                 {
                     for chunk in text.split(marker).skip(1) {
-                        let rel = chunk.split('"').next().unwrap();
-                        let base = if relative_to_file { p.parent().unwrap().to_path_buf() } else { root().to_path_buf() };
-                        let abs = std::fs::canonicalize(base.join(rel))
-                            .unwrap_or_else(|_| panic!("{} includes missing {rel}", p.display()));
+                        // query_file!("path", ...) and its _as/_scalar forms.
+                        let Some(rel) = chunk.split('"').nth(usize::from(marker == "query_file")) else { continue };
+                        if marker == "query_file" && !chunk.starts_with(['!', '_']) {
+                            continue;
+                        }
+                        let base = if relative_to_file { p.parent().unwrap().to_path_buf() } else { crate_root.clone() };
+                        let Ok(abs) = std::fs::canonicalize(base.join(rel)) else {
+                            panic!("{} includes missing {rel}", p.display())
+                        };
                         found.push(abs.strip_prefix(root()).unwrap().to_string_lossy().into_owned());
                     }
                 }
             }
         }
     }
+    found.sort();
+    found.dedup();
     found
 }
 
@@ -297,24 +311,27 @@ fn deployment_dockerfile_is_multi_stage_non_root_and_copies_every_build_input() 
     assert!(runtime.iter().any(|(k, v)| k == "HEALTHCHECK" && v.contains("/health")), "health check on /health");
     assert!(runtime.iter().any(|(k, v)| k == "STOPSIGNAL" && v == "SIGTERM"));
 
-    // Every COPY source exists, and every file compiled into the binary is copied: a new
-    // include_str! from an uncopied folder would break the image build, caught here.
-    let copied: Vec<String> = build
-        .iter()
-        .filter(|(k, _)| k == "COPY")
-        .flat_map(|(_, v)| {
-            let parts: Vec<&str> = v.split_whitespace().collect();
-            parts[..parts.len() - 1].iter().map(|s| s.trim_end_matches('/').to_owned()).collect::<Vec<_>>()
-        })
+    // The build stage copies the whole context; .dockerignore must leave in every file the
+    // build reads (a workspace member, .sqlx/ and .cargo/ were once missing from the
+    // image's build) and leave out what would make the context huge or leak installs.
+    assert!(build.iter().any(|(k, v)| k == "COPY" && v == ". ."), "the build stage copies the workspace");
+    let ignored: Vec<String> = std::fs::read_to_string(root().join(".dockerignore"))
+        .expect(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_start_matches("**/").trim_end_matches('/').to_owned())
         .collect();
-    for src in &copied {
-        assert!(root().join(src).exists(), "Dockerfile copies {src}, which is not in the repository");
+    for must in ["target", ".git", "node_modules", ".venv"] {
+        assert!(ignored.iter().any(|i| i == must), ".dockerignore must leave out {must}");
     }
-    for input in compile_time_inputs() {
-        assert!(
-            copied.iter().any(|c| input == *c || input.starts_with(&format!("{c}/"))),
-            "{input} is compiled into the binary but the Dockerfile does not copy it (copies: {copied:?})"
-        );
+    let inputs = compile_time_inputs();
+    assert!(inputs.iter().any(|i| i == "crates/pg/Cargo.toml") && inputs.iter().any(|i| i.starts_with("crates/pg/queries/")), "{inputs:?}");
+    for input in &inputs {
+        for part in input.split('/') {
+            let glob = |pat: &str| pat.strip_prefix('*').map_or(pat == part, |suffix| part.ends_with(suffix));
+            assert!(!ignored.iter().any(|i| glob(i)), "{input} is needed by the build but .dockerignore leaves it out");
+        }
     }
 }
 
