@@ -326,7 +326,10 @@ fn deployment_dockerfile_is_multi_stage_non_root_and_copies_every_build_input() 
         assert!(ignored.iter().any(|i| i == must), ".dockerignore must leave out {must}");
     }
     let inputs = compile_time_inputs();
-    assert!(inputs.iter().any(|i| i == "crates/pg/Cargo.toml") && inputs.iter().any(|i| i.starts_with("crates/pg/queries/")), "{inputs:?}");
+    assert!(
+        inputs.iter().any(|i| i == "crates/pg/Cargo.toml") && inputs.iter().any(|i| i.starts_with("crates/pg/queries/")),
+        "{inputs:?}"
+    );
     for input in &inputs {
         for part in input.split('/') {
             let glob = |pat: &str| pat.strip_prefix('*').map_or(pat == part, |suffix| part.ends_with(suffix));

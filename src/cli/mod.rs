@@ -261,11 +261,7 @@ fn with_cli_commands(text: &str) -> String {
     if commands.is_empty() {
         return text.to_owned();
     }
-    format!(
-        "{text}
-from the command line: {}",
-        commands.join(", ")
-    )
+    format!("{text}\nfrom the command line: {}", commands.join(", "))
 }
 
 #[cfg(test)]

@@ -13,4 +13,4 @@ UPDATE wa.jobs j
    AND j.state = 'running' AND j.worker_id = $1
    AND (j.session_id IS NULL OR EXISTS (
         SELECT 1 FROM wa.sessions s WHERE s.id = j.session_id AND wa._holds(s, $1, j.epoch)))
-RETURNING j.id, j.session_id, j.message_id, j.delivery::text AS delivery
+RETURNING j.id, j.session_id, j.message_id, j.delivery::text AS delivery, false AS "dead!"

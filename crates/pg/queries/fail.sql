@@ -16,4 +16,5 @@ UPDATE wa.jobs j
    AND (j.session_id IS NULL OR EXISTS (
         SELECT 1 FROM wa.sessions s WHERE s.id = j.session_id AND wa._holds(s, $1, j.epoch)))
 RETURNING j.id, j.session_id, j.message_id,
-          CASE WHEN j.delivery = 'failed' THEN 'failed' END AS delivery
+          CASE WHEN j.delivery = 'failed' THEN 'failed' END AS delivery,
+          j.state = 'dead' AS "dead!"

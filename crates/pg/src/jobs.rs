@@ -91,6 +91,8 @@ pub struct Recorded {
     pub session_id: Option<String>,
     pub message_id: Option<String>,
     pub delivery: Option<String>,
+    /// The outcome made the job dead (its attempts are spent or it failed for good).
+    pub dead: bool,
 }
 
 /// Tells apps listening on `wa_outbound` which messages changed status: one NOTIFY per

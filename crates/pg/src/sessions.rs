@@ -109,6 +109,7 @@ pub async fn apply_receipt(
         session_id: Some(f.session.clone()),
         message_id: Some(message_id.to_owned()),
         delivery: Some(status.to_owned()),
+        dead: false,
     };
     // The row is committed: a lost announcement costs only the wake-up (apps that
     // missed it read the row anyway), so it is logged, not retried.

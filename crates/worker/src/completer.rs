@@ -132,8 +132,6 @@ async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, batch: &[Done]) -> anyho
     let mut failed = Failures::default();
     let mut released = Vec::new();
     let mut cancelled = Vec::new();
-    // Jobs this outcome makes dead (a permanent failure, or the last attempt failed).
-    let mut dying: Vec<&Done> = Vec::new();
     for d in batch {
         record_metrics(d);
         match &d.outcome {
@@ -148,12 +146,8 @@ async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, batch: &[Done]) -> anyho
                 failed.errors.push(error.clone());
                 failed.backoff_ms.push(delay.as_millis() as i64);
                 failed.dead.push(false);
-                if d.job.attempts >= d.job.max_attempts {
-                    dying.push(d);
-                }
             }
             Outcome::Fail { error } => {
-                dying.push(d);
                 failed.ids.push(d.job.id);
                 failed.errors.push(error.clone());
                 failed.backoff_ms.push(0);
@@ -175,7 +169,7 @@ async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, batch: &[Done]) -> anyho
         let done =
             pgwa_pg::jobs::fail(db.conn().await?, me, &failed.ids, &failed.errors, &failed.backoff_ms, &failed.dead).await?;
         refused += (failed.ids.len() - done.len()) as u64;
-        log_deaths(&dying, &done);
+        log_deaths(batch, &done);
         recorded.extend(done);
         if let Some(min) = failed.backoff_ms.iter().zip(&failed.dead).filter(|(_, d)| !**d).map(|(b, _)| *b).min() {
             wake_after(shared, min);
@@ -196,9 +190,10 @@ async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, batch: &[Done]) -> anyho
 }
 
 /// A dead job needs a person (wa.retry_job, or a fix of what it sends): say so once, for
-/// the jobs whose outcome the fence accepted.
-fn log_deaths(dying: &[&Done], recorded: &[Recorded]) {
-    for d in dying.iter().filter(|d| recorded.iter().any(|r| r.id == d.job.id)) {
+/// the jobs the outcome statement made dead (it decides, from the attempts it counts).
+fn log_deaths(batch: &[Done], recorded: &[Recorded]) {
+    for r in recorded.iter().filter(|r| r.dead) {
+        let Some(d) = batch.iter().find(|d| d.job.id == r.id) else { continue };
         let error = match &d.outcome {
             Outcome::Retry { error, .. } | Outcome::Fail { error } => error.as_str(),
             _ => "",

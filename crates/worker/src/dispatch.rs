@@ -20,7 +20,7 @@ use pgwa_pg::held_conn::HeldConn;
 use pgwa_pg::jobs::{self, ClaimRequest};
 
 /// Pauses after failed claims: short for a blip, growing while Postgres stays away, so a
-/// worker does not hammer a database that is restarting (the same policy as LISTEN's).
+/// worker does not hammer a database that is restarting.
 const CLAIM_RETRY: Backoff = Backoff::doubling(Duration::from_millis(200), Duration::from_secs(5)).with_jitter(0.5, 1.0);
 
 pub async fn run(shared: Arc<Shared>, claimer: usize) {

@@ -1,7 +1,8 @@
 //! Outbound pacing against bans: token buckets (governor) per session and per recipient
 //! of that session. A send waits for both before it goes out; the wait shows in
-//! `pgwa_pacing_wait_seconds` (`_sum`: seconds held, `_count`: sends paced). Sending too fast is the most common reason numbers
-//! get banned, so the defaults are deliberately slow (see README "Pacing").
+//! `pgwa_pacing_wait_seconds` (`_sum`: seconds held, `_count`: sends paced). Sending too
+//! fast is the most common reason numbers get banned, so the defaults are deliberately
+//! slow (see README "Pacing").
 
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
