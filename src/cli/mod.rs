@@ -122,11 +122,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             };
             if !no_migrate {
-                migrate(&pool).await?;
+                migrate(&pool, as_log).await?;
             }
             run_worker_until(cfg, pool, shutdown).await
         }
-        Command::Migrate => migrate(&pgwa_pg::connect(&cfg.database_url, cfg.db.max_connections).await?).await,
+        Command::Migrate => migrate(&pgwa_pg::connect(&cfg.database_url, cfg.db.max_connections).await?, |l| log::say(l)).await,
         #[cfg(not(feature = "loopback"))]
         Command::Dev(_) => unreachable!("answered before the configuration is loaded"),
         #[cfg(feature = "loopback")]
@@ -134,7 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             // The dev worker owns its schema as `run` does; benchmarks make a scratch database.
             let pool = pgwa_pg::connect(&cfg.database_url, cfg.db.max_connections).await?;
             if !cmd.is_bench() {
-                migrate(&pool).await?;
+                migrate(&pool, as_log).await?;
             }
             dev::run(cmd, cfg, pool).await
         }
@@ -165,30 +165,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn migrate(pool: &pgwa_pg::PgPool) -> anyhow::Result<()> {
+/// A line of a worker's start (what migrate did) as a log line: a worker's output is its
+/// log, which may be JSON; `pgwa migrate` prints the same lines as its result.
+fn as_log(line: String) {
+    tracing::info!("{line}");
+}
+
+/// Brings the schema up to date; `tell` reports what it did, line by line.
+async fn migrate(pool: &pgwa_pg::PgPool, tell: fn(String)) -> anyhow::Result<()> {
     use pgwa_pg::migrate::{LEDGER, SQL_API_VERSION};
     let report = pgwa_pg::migrate::migrate(pool).await?;
     if report.ledger_moved {
-        log::say(format!("moved the migration ledger from public._sqlx_migrations to {LEDGER}"));
+        tell(format!("moved the migration ledger from public._sqlx_migrations to {LEDGER}"));
     }
     if !report.migrations_newer.is_empty() {
-        log::say(format!(
+        tell(format!(
             "the schema has migrations a newer pgwa applied ({}); this one leaves them",
             report.migrations_newer.iter().map(|v| format!("{v:04}")).collect::<Vec<_>>().join(", ")
         ));
     }
     for m in &report.migrations_applied {
-        log::say(format!("applied migration {m}"));
+        tell(format!("applied migration {m}"));
     }
     if report.sql_api_applied {
-        log::say(format!("applied the SQL API (sql/, version {SQL_API_VERSION})"));
+        tell(format!("applied the SQL API (sql/, version {SQL_API_VERSION})"));
     }
     if let Some(newer) = report.sql_api_newer {
-        log::say(format!(
+        tell(format!(
             "the SQL API (version {newer}) was installed by a newer pgwa; this one (version {SQL_API_VERSION}) leaves it"
         ));
     } else if report.migrations_applied.is_empty() && !report.sql_api_applied {
-        log::say("schema is up to date");
+        tell("schema is up to date".into());
     }
     Ok(())
 }
