@@ -17,7 +17,8 @@ use pgwa_testkit::TestDb;
 // ecosystem/pm2/package.json); kubectl kustomize and kubernetes-validate (render the
 // Kubernetes files offline and check them against the API schemas); the Compose JSON
 // schema and PyYAML (compose); a real worker answering the containers' health-check
-// command; structural assertions. What does not: Docker (no engine here, and no compose
+// command; structural assertions. The image itself is built and started by
+// tests/container_image.rs. What does not run: Docker (no engine here, and no compose
 // plugin), a Kubernetes API server, and Grafana; docs/ecosystem.md lists this.
 
 fn ecosystem(path: &str) -> PathBuf {

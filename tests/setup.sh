@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the tests need besides Rust and Postgres, idempotently, so that
+# `bash tests/setup.sh && cargo test --workspace` is the whole set-up on a fresh machine:
+#   Debian packages   podman, buildah, debootstrap (tests/container_image.rs builds the
+#                     image), iproute2 and util-linux (it starts the image in namespaces)
+#   client examples   npm and PyPI packages (ecosystem/clients/setup.sh)
+# Packages already installed are left alone; apt-get runs only for missing ones, and then
+# needs root (otherwise the script names the packages to install and stops).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# command -> Debian package that provides it
+declare -A tools=(
+  [podman]=podman [buildah]=buildah [debootstrap]=debootstrap
+  [ip]=iproute2 [unshare]=util-linux [nsenter]=util-linux [curl]=curl
+)
+missing=()
+for tool in "${!tools[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("${tools[$tool]}")
+done
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  if [[ $(id -u) != 0 ]]; then
+    echo "tests/setup.sh: install these Debian packages first (as root): apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "apt: installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; }
+else
+  echo "apt: test tools present"
+fi
+
+bash "$here/../ecosystem/clients/setup.sh"
