@@ -66,6 +66,164 @@ LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
     SELECT '3EB0' || upper(substr(replace(gen_random_uuid()::text, '-', ''), 1, 18))
 $$;
 
+-- A text's mentions: people named by phone number or user JID, stored as JIDs.
+CREATE OR REPLACE FUNCTION wa._mentions(v jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    item jsonb;
+    jid text;
+    out jsonb := '[]';
+BEGIN
+    IF jsonb_typeof(v) IS DISTINCT FROM 'array' OR jsonb_array_length(v) > 1024 THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006',
+            MESSAGE = 'mentions: must be a list of at most 1024 phone numbers or user JIDs';
+    END IF;
+    FOR item IN SELECT e FROM jsonb_array_elements(v) e LOOP
+        IF jsonb_typeof(item) <> 'string' THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'mentions: every item must be a string';
+        END IF;
+        jid := wa.normalize_jid(item #>> '{}', 'mentions');
+        IF jid !~ '@(s\.whatsapp\.net|lid)$' THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA002',
+                MESSAGE = format('mentions: %s is not a person (a phone number, user@s.whatsapp.net or user@lid)',
+                                 wa._q(item #>> '{}'));
+        END IF;
+        out := out || to_jsonb(jid);
+    END LOOP;
+    RETURN out;
+END
+$$;
+
+-- A location's coordinates and optional place name and address.
+CREATE OR REPLACE FUNCTION wa._check_location(p jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF jsonb_typeof(p->'latitude') IS DISTINCT FROM 'number' OR (p->>'latitude')::float8 NOT BETWEEN -90 AND 90 THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006',
+            MESSAGE = format('latitude: %s is not a latitude (a number from -90 to 90)', wa._q(p->>'latitude'));
+    END IF;
+    IF jsonb_typeof(p->'longitude') IS DISTINCT FROM 'number' OR (p->>'longitude')::float8 NOT BETWEEN -180 AND 180 THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006',
+            MESSAGE = format('longitude: %s is not a longitude (a number from -180 to 180)', wa._q(p->>'longitude'));
+    END IF;
+    IF p ? 'name' AND (jsonb_typeof(p->'name') <> 'string' OR char_length(p->>'name') > 1000) THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'name: must be a string of at most 1000 characters';
+    END IF;
+    IF p ? 'address' AND (jsonb_typeof(p->'address') <> 'string' OR char_length(p->>'address') > 1000) THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'address: must be a string of at most 1000 characters';
+    END IF;
+END
+$$;
+
+-- A contact card's name and numbers; returns the payload with the numbers as digits.
+CREATE OR REPLACE FUNCTION wa._check_contact(p jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    item jsonb;
+    jid text;
+    digits jsonb := '[]';
+BEGIN
+    IF jsonb_typeof(p->'display_name') IS DISTINCT FROM 'string'
+       OR btrim(p->>'display_name') = '' OR char_length(p->>'display_name') > 255 THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'display_name: the name to show, 1 to 255 characters';
+    END IF;
+    IF jsonb_typeof(p->'phones') IS DISTINCT FROM 'array' OR jsonb_array_length(p->'phones') NOT BETWEEN 1 AND 10 THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'phones: a list of 1 to 10 phone numbers';
+    END IF;
+    FOR item IN SELECT e FROM jsonb_array_elements(p->'phones') e LOOP
+        IF jsonb_typeof(item) <> 'string' THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'phones: every item must be a string';
+        END IF;
+        jid := wa.normalize_jid(item #>> '{}', 'phones');
+        IF jid !~ '@s\.whatsapp\.net$' THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA002',
+                MESSAGE = format('phones: %s is not a phone number', wa._q(item #>> '{}'));
+        END IF;
+        digits := digits || to_jsonb(split_part(jid, '@', 1));
+    END LOOP;
+    RETURN jsonb_set(p, '{phones}', digits);
+END
+$$;
+
+-- An edit or a delete for everyone names a message the session sent to that chat
+-- (WA013 otherwise); an edit, a text within WhatsApp's 15 minutes.
+CREATE OR REPLACE FUNCTION wa._check_change(session text, chat text, change text, p jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    target text := p->>'message_id';
+    orig record;
+BEGIN
+    IF jsonb_typeof(p->'message_id') IS DISTINCT FROM 'string' OR target !~ '^[A-Za-z0-9]{8,64}$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006',
+            MESSAGE = format('message_id: %s is not a message id (8 to 64 letters or digits)', wa._q(target));
+    END IF;
+    SELECT o.id, o.chat, o.state, o.sent_at, coalesce(o.payload->>'type', 'text') AS type INTO orig
+      FROM wa.jobs o
+     WHERE o.session_id = _check_change.session AND o.message_id = target AND o.kind = 'send';
+    IF NOT FOUND OR orig.chat IS DISTINCT FROM _check_change.chat THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA013',
+            MESSAGE = format('message_id: %s is not a message session %s sent to %s', wa._q(target), wa._q(session), chat),
+            HINT = 'Only messages sent through pgwa and still in wa.jobs can be edited or deleted.';
+    ELSIF orig.type IN ('reaction', 'edit', 'revoke') THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA013',
+            MESSAGE = format('message_id: %s is a %s, not a message (a reaction is removed by sending an empty emoji)',
+                             target, orig.type);
+    ELSIF orig.state IN ('dead', 'cancelled') THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA013',
+            MESSAGE = format('message_id: %s was never sent (job %s is %s)', target, orig.id, orig.state);
+    END IF;
+    IF change = 'edit' AND orig.type <> 'text' THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA013',
+            MESSAGE = format('message_id: %s is a %s; only text messages can be edited', target, orig.type);
+    ELSIF change = 'edit' AND orig.sent_at < now() - interval '15 minutes' THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA013',
+            MESSAGE = format('message_id: %s was sent at %s; WhatsApp allows edits for 15 minutes after sending',
+                             target, orig.sent_at);
+    END IF;
+END
+$$;
+
+-- What one media kind asks beyond any file: its MIME type family, a length in seconds
+-- (video, audio, voice), a waveform (voice notes only).
+CREATE OR REPLACE FUNCTION wa._check_media_kind(kind text, p jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    family text := CASE kind WHEN 'image' THEN 'image/' WHEN 'video' THEN 'video/' WHEN 'audio' THEN 'audio/'
+                             WHEN 'voice' THEN 'audio/ogg' WHEN 'sticker' THEN 'image/webp' END;
+    wave bytea;
+BEGIN
+    IF family IS NOT NULL AND jsonb_typeof(p->'mimetype') = 'string' AND lower(p->>'mimetype') NOT LIKE family || '%' THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006',
+            MESSAGE = format('mimetype: %s does not fit kind %s (%s...)', wa._q(p->>'mimetype'), kind, family);
+    END IF;
+    IF p ? 'seconds' AND (kind NOT IN ('video', 'audio', 'voice') OR jsonb_typeof(p->'seconds') <> 'number'
+                          OR (p->>'seconds')::numeric NOT BETWEEN 0 AND 86400
+                          OR (p->>'seconds')::numeric <> trunc((p->>'seconds')::numeric)) THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006',
+            MESSAGE = 'seconds: the length of a video, audio or voice note, a whole number from 0 to 86400';
+    END IF;
+    IF p ? 'waveform' THEN
+        IF kind = 'voice' AND jsonb_typeof(p->'waveform') = 'string' AND octet_length(p->>'waveform') <= 88 THEN
+            BEGIN
+                wave := decode(p->>'waveform', 'base64');
+            EXCEPTION WHEN invalid_parameter_value OR data_exception THEN
+                wave := NULL;
+            END;
+        END IF;
+        IF wave IS NULL OR length(wave) > 64
+           OR EXISTS (SELECT 1 FROM generate_series(0, length(wave) - 1) i WHERE get_byte(wave, i) > 100) THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006',
+                MESSAGE = 'waveform: a voice note''s loudness, at most 64 samples from 0 to 100 (base64 in a payload)';
+        END IF;
+    END IF;
+END
+$$;
+
 -- Validates a job row before it is inserted, whoever inserts it (the SQL API or a plain
 -- INSERT), fills in what follows from the payload, and refuses what cannot be valid.
 CREATE OR REPLACE FUNCTION wa._jobs_before_insert()
@@ -140,7 +298,7 @@ BEGIN
         msg_type := coalesce(NEW.payload->>'type', 'text');
         NEW.payload := NEW.payload || jsonb_build_object('to', NEW.chat, 'type', msg_type);
         SELECT p.max_text_chars INTO max_chars FROM wa.policy p;
-        IF msg_type = 'text' THEN
+        IF msg_type IN ('text', 'edit') THEN
             IF jsonb_typeof(NEW.payload->'text') IS DISTINCT FROM 'string' THEN
                 RAISE EXCEPTION USING ERRCODE = 'WA003', MESSAGE = 'text: missing; a text message needs payload.text as a string';
             END IF;
@@ -151,6 +309,17 @@ BEGIN
                 RAISE EXCEPTION USING ERRCODE = 'WA003',
                     MESSAGE = format('text: %s characters is over the limit of %s', char_length(body), max_chars);
             END IF;
+            IF msg_type = 'edit' THEN
+                PERFORM wa._check_change(NEW.session_id, NEW.chat, msg_type, NEW.payload);
+            ELSIF NEW.payload ? 'mentions' THEN
+                NEW.payload := jsonb_set(NEW.payload, '{mentions}', wa._mentions(NEW.payload->'mentions'));
+            END IF;
+        ELSIF msg_type = 'revoke' THEN
+            PERFORM wa._check_change(NEW.session_id, NEW.chat, msg_type, NEW.payload);
+        ELSIF msg_type = 'location' THEN
+            PERFORM wa._check_location(NEW.payload);
+        ELSIF msg_type = 'contact' THEN
+            NEW.payload := wa._check_contact(NEW.payload);
         ELSIF msg_type = 'reaction' THEN
             IF jsonb_typeof(NEW.payload->'message_id') IS DISTINCT FROM 'string'
                OR NEW.payload->>'message_id' !~ '^[A-Za-z0-9]{8,64}$' THEN
@@ -161,7 +330,8 @@ BEGIN
                 RAISE EXCEPTION USING ERRCODE = 'WA006',
                     MESSAGE = 'payload.emoji: a string of at most 16 characters (empty removes the reaction)';
             END IF;
-        ELSIF msg_type IN ('image', 'document') THEN
+        ELSIF msg_type IN ('image', 'document', 'video', 'audio', 'voice', 'sticker') THEN
+            PERFORM wa._check_media_kind(msg_type, NEW.payload);
             IF (NEW.payload ? 'data') = (NEW.payload ? 'url') THEN
                 RAISE EXCEPTION USING ERRCODE = 'WA006',
                     MESSAGE = format('payload.data: a %s needs exactly one of payload.data (base64) and payload.url', msg_type);
@@ -195,7 +365,7 @@ BEGIN
             END IF;
         ELSE
             RAISE EXCEPTION USING ERRCODE = 'WA006',
-                MESSAGE = format('payload.type: unknown message type %s (accepted: text, reaction, image, document)', wa._q(msg_type));
+                MESSAGE = format('payload.type: unknown message type %s (accepted: text, reaction, image, document, video, audio, voice, sticker, location, contact, edit, revoke)', wa._q(msg_type));
         END IF;
         IF NEW.payload ? 'reply_to' AND (jsonb_typeof(NEW.payload->'reply_to') <> 'string'
                                          OR NEW.payload->>'reply_to' !~ '^[A-Za-z0-9]{8,64}$') THEN

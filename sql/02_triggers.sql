@@ -61,6 +61,22 @@ DROP TRIGGER IF EXISTS inbox_notify ON wa.inbox;
 CREATE TRIGGER inbox_notify AFTER INSERT ON wa.inbox
     FOR EACH ROW EXECUTE FUNCTION wa._inbox_notify();
 
+-- Also on wa_inbox: {"session", "id", "kind", "change": "edit" | "revoke"} when the
+-- sender edits or deletes a stored message (the row's history grew).
+CREATE OR REPLACE FUNCTION wa._inbox_notify_change()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('wa_inbox', json_build_object(
+        'session', NEW.session_id, 'id', NEW.id, 'kind', NEW.kind, 'change', NEW.history->-1->>'kind')::text);
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS inbox_notify_change ON wa.inbox;
+CREATE TRIGGER inbox_notify_change AFTER UPDATE OF history ON wa.inbox
+    FOR EACH ROW WHEN (OLD.history IS DISTINCT FROM NEW.history)
+    EXECUTE FUNCTION wa._inbox_notify_change();
+
 -- Channel wa_schedules: workers reload the schedules when they change.
 CREATE OR REPLACE FUNCTION wa._schedules_notify()
 RETURNS trigger

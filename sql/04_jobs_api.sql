@@ -77,8 +77,10 @@ END
 $$;
 
 -- Sends a text message. Returns the job id and the WhatsApp message id (fixed now, so a
--- retry never makes a second message). reply_to quotes an earlier message by its id.
+-- retry never makes a second message). reply_to quotes an earlier message by its id;
+-- mentions lists the people the text's @<number> tokens name (phone numbers or JIDs).
 -- Inserts directly rather than through wa.enqueue: it is the hot path of every app.
+DROP FUNCTION IF EXISTS wa.send_text(text, text, text, text, timestamptz, integer, text, integer);
 CREATE OR REPLACE FUNCTION wa.send_text(
     session text,
     recipient text,
@@ -88,6 +90,7 @@ CREATE OR REPLACE FUNCTION wa.send_text(
     priority integer DEFAULT NULL,
     idempotency_key text DEFAULT NULL,
     max_attempts integer DEFAULT NULL,
+    mentions text[] DEFAULT NULL,
     OUT job_id bigint,
     OUT message_id text)
 LANGUAGE plpgsql AS $$
@@ -101,6 +104,9 @@ BEGIN
     payload := jsonb_build_object('type', 'text', 'to', recipient, 'text', body);
     IF reply_to IS NOT NULL THEN
         payload := payload || jsonb_build_object('reply_to', reply_to);
+    END IF;
+    IF mentions IS NOT NULL THEN
+        payload := payload || jsonb_build_object('mentions', to_jsonb(mentions));
     END IF;
     IF idempotency_key IS NOT NULL OR priority IS NOT NULL OR max_attempts IS NOT NULL THEN
         SELECT j.id, j.message_id INTO job_id, message_id
@@ -133,8 +139,12 @@ BEGIN
 END
 $$;
 
--- Sends an image or a document, from bytes or from an http(s) URL the worker fetches
--- (exactly one of them), with an optional caption, MIME type and file name.
+-- Sends a file, from bytes or from an http(s) URL the worker fetches (exactly one of
+-- them): an image, a document, a video (MP4), an audio file, a voice note (Ogg Opus,
+-- shown as recorded, with its length in seconds and a waveform of up to 64 samples 0 to
+-- 100; the length is read from the file when not given) or a sticker (WebP). Optional
+-- caption (images, videos, documents), MIME type and file name (documents).
+DROP FUNCTION IF EXISTS wa.send_media(text, text, text, bytea, text, text, text, text, text, text);
 CREATE OR REPLACE FUNCTION wa.send_media(
     session text,
     recipient text,
@@ -146,22 +156,102 @@ CREATE OR REPLACE FUNCTION wa.send_media(
     file_name text DEFAULT NULL,
     reply_to text DEFAULT NULL,
     idempotency_key text DEFAULT NULL,
+    seconds integer DEFAULT NULL,
+    waveform bytea DEFAULT NULL,
     OUT job_id bigint,
     OUT message_id text)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
-    IF kind IS NULL OR kind NOT IN ('image', 'document') THEN
+    IF kind IS NULL OR kind NOT IN ('image', 'document', 'video', 'audio', 'voice', 'sticker') THEN
         RAISE EXCEPTION USING ERRCODE = 'WA006',
-            MESSAGE = format('kind: %s is not a media kind (accepted: image, document)', wa._q(kind));
+            MESSAGE = format('kind: %s is not a media kind (accepted: image, document, video, audio, voice, sticker)', wa._q(kind));
     END IF;
     SELECT j.id, j.message_id INTO job_id, message_id
       FROM wa.enqueue(session, 'send',
              jsonb_strip_nulls(jsonb_build_object('type', kind, 'to', recipient,
                  'data', translate(encode(data, 'base64'), E'\n', ''), 'url', url, 'caption', caption,
-                 'mimetype', mimetype, 'file_name', file_name, 'reply_to', reply_to)),
+                 'mimetype', mimetype, 'file_name', file_name, 'reply_to', reply_to, 'seconds', seconds,
+                 'waveform', translate(encode(waveform, 'base64'), E'\n', ''))),
              idempotency_key => idempotency_key) j;
 END
+$$;
+
+-- Sends a location pin: latitude -90..90, longitude -180..180, with an optional place
+-- name and address.
+CREATE OR REPLACE FUNCTION wa.send_location(
+    session text,
+    recipient text,
+    latitude double precision,
+    longitude double precision,
+    name text DEFAULT NULL,
+    address text DEFAULT NULL,
+    reply_to text DEFAULT NULL,
+    idempotency_key text DEFAULT NULL,
+    OUT job_id bigint,
+    OUT message_id text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    SELECT j.id, j.message_id INTO job_id, message_id
+      FROM wa.enqueue(session, 'send',
+             jsonb_strip_nulls(jsonb_build_object('type', 'location', 'to', recipient,
+                 'latitude', latitude, 'longitude', longitude, 'name', name, 'address', address,
+                 'reply_to', reply_to)),
+             idempotency_key => idempotency_key) j;
+END
+$$;
+
+-- Sends a contact card: the name shown and the person's phone numbers (1 to 10); the
+-- vCard is built by the worker, each number marked as a WhatsApp account.
+CREATE OR REPLACE FUNCTION wa.send_contact(
+    session text,
+    recipient text,
+    display_name text,
+    phones text[],
+    reply_to text DEFAULT NULL,
+    idempotency_key text DEFAULT NULL,
+    OUT job_id bigint,
+    OUT message_id text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    SELECT j.id, j.message_id INTO job_id, message_id
+      FROM wa.enqueue(session, 'send',
+             jsonb_strip_nulls(jsonb_build_object('type', 'contact', 'to', recipient,
+                 'display_name', display_name, 'phones', to_jsonb(phones), 'reply_to', reply_to)),
+             idempotency_key => idempotency_key) j;
+END
+$$;
+
+-- Edits a text message this session sent to chat, within WhatsApp's 15 minutes: the
+-- recipient sees the new text marked as edited. Returns the job id (the edit goes out
+-- after everything queued before it in that chat).
+CREATE OR REPLACE FUNCTION wa.edit_message(
+    session text,
+    chat text,
+    message_id text,
+    body text,
+    idempotency_key text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT j.id FROM wa.enqueue(edit_message.session, 'send',
+        jsonb_build_object('type', 'edit', 'to', edit_message.chat, 'message_id', edit_message.message_id,
+                           'text', edit_message.body),
+        idempotency_key => edit_message.idempotency_key) j
+$$;
+
+-- Deletes a message this session sent to chat for everyone. Returns the job id.
+CREATE OR REPLACE FUNCTION wa.revoke_message(
+    session text,
+    chat text,
+    message_id text,
+    idempotency_key text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT j.id FROM wa.enqueue(revoke_message.session, 'send',
+        jsonb_build_object('type', 'revoke', 'to', revoke_message.chat, 'message_id', revoke_message.message_id),
+        idempotency_key => revoke_message.idempotency_key) j
 $$;
 
 -- Restarts a session's connection now (resets its backoff). Returns the job id.

@@ -46,6 +46,24 @@ async fn sessions_sends_and_jobs_from_the_command_line() {
 }
 
 #[tokio::test]
+async fn locations_and_mentions_from_the_command_line() {
+    let db = TestDb::new().await.unwrap();
+    pgwa(&db, &["session", "add", "s1", "--no-wait"]);
+    let o = pgwa(&db, &["send-location", "s1", "+5511999998888", "-23.5617", "-46.6559", "--name", "Salon 42"]);
+    assert!(o.status.success(), "negative coordinates are numbers, not flags: {o:?}");
+    assert!(stdout(&o).starts_with("queued job 1, message id 3EB0"), "{}", stdout(&o));
+    let o = pgwa(&db, &["send", "s1", "+5511999998888", "hi @15550000002", "--mention", "+15550000002"]);
+    assert!(o.status.success(), "{o:?}");
+    let payloads: Vec<serde_json::Value> = sqlx::query_scalar("SELECT payload FROM wa.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
+    assert_eq!((payloads[0]["latitude"].as_f64(), payloads[0]["name"].as_str()), (Some(-23.5617), Some("Salon 42")));
+    assert_eq!(payloads[1]["mentions"], serde_json::json!(["15550000002@s.whatsapp.net"]));
+    let o = pgwa(&db, &["send-location", "s1", "+5511999998888", "123", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("latitude: '123' is not a latitude") && err.contains("SQLSTATE WA006"), "{err}");
+}
+
+#[tokio::test]
 async fn bad_input_exits_non_zero_with_the_sqlstate() {
     let db = TestDb::new().await.unwrap();
     pgwa(&db, &["session", "add", "s1", "--no-wait"]);

@@ -76,10 +76,7 @@ fn message(id: &str) -> InboundMessage {
         message_id: id.into(),
         kind: "text".into(),
         text: Some("during the outage".into()),
-        quoted_id: None,
-        media: None,
-        raw: None,
-        sent_at: None,
+        ..Default::default()
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::loopback::{Notifications, Worker, link_by_qr, session, start_server};
+use common::media_files;
 use pgwa_testkit::TestDb;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -214,4 +215,50 @@ async fn an_image_and_a_document_arrive_and_open_with_the_inbox_media_key() {
     for id in ["alice", "bob"] {
         assert_eq!(session(pool, id).await.last_error, None, "{id} recorded an error");
     }
+}
+
+/// A sends a video, a voice note and a sticker to B: B's rows carry kind, length,
+/// waveform and size, and each stored file opens with B's media key to the bytes sent
+/// (video and voice on the server's video and audio paths, the sticker on the image one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_a_voice_note_and_a_sticker_arrive_and_open() {
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    let server = start_server().await;
+    let _worker = Worker::spawn(&db, &server);
+    link_by_qr(pool, &server, "alice", A_PHONE).await;
+    link_by_qr(pool, &server, "bob", B_PHONE).await;
+
+    let send = |kind: &'static str, data: Vec<u8>, extra: &'static str| async move {
+        let sql = format!("SELECT job_id, message_id FROM wa.send_media('alice', $1, '{kind}', data => $2{extra})");
+        let ids: (i64, String) =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(B_PHONE).bind(data).fetch_one(pool).await.unwrap();
+        ids
+    };
+
+    let video = media_files::mp4();
+    let (job, id) = send("video", video.clone(), ", caption => 'the salon', seconds => 12").await;
+    let (kind, text, media) = inbox_row(pool, &id).await;
+    assert_eq!((kind.as_str(), text.as_deref(), media["seconds"].as_u64()), ("video", Some("the salon"), Some(12)), "{media}");
+    assert!(media["direct_path"].as_str().is_some_and(|p| p.starts_with("/v/video/")), "{media}");
+    wait_delivered(pool, job).await;
+    assert_eq!(open_stored(&server, &media, MediaType::Video).await, video);
+
+    // No length given: the worker reads it from the Ogg file.
+    let voice = media_files::ogg_opus(4);
+    let (job, id) = send("voice", voice.clone(), ", waveform => '\\x00326400'::bytea").await;
+    let (kind, _, media) = inbox_row(pool, &id).await;
+    assert_eq!((kind.as_str(), media["ptt"].as_bool(), media["seconds"].as_u64()), ("voice", Some(true), Some(4)), "{media}");
+    assert_eq!((media["waveform"].as_str(), media["mimetype"].as_str()), (Some("ADJkAA=="), Some("audio/ogg; codecs=opus")));
+    assert!(media["direct_path"].as_str().is_some_and(|p| p.starts_with("/v/audio/")), "{media}");
+    wait_delivered(pool, job).await;
+    assert_eq!(open_stored(&server, &media, MediaType::Audio).await, voice);
+
+    let sticker = media_files::webp(512, 512);
+    let (job, id) = send("sticker", sticker.clone(), "").await;
+    let (kind, _, media) = inbox_row(pool, &id).await;
+    assert_eq!((kind.as_str(), media["width"].as_u64(), media["is_animated"].as_bool()), ("sticker", Some(512), Some(false)));
+    assert!(media["direct_path"].as_str().is_some_and(|p| p.starts_with("/v/image/")), "{media}");
+    wait_delivered(pool, job).await;
+    assert_eq!(open_stored(&server, &media, MediaType::Sticker).await, sticker);
 }

@@ -36,10 +36,7 @@ fn inbound() -> InboundMessage {
         message_id: "3EB0AAAAAAAAAAAAAAAA".into(),
         kind: "text".into(),
         text: Some("hi".into()),
-        quoted_id: None,
-        media: None,
-        raw: None,
-        sent_at: None,
+        ..Default::default()
     }
 }
 

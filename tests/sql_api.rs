@@ -3,25 +3,13 @@
 
 mod common;
 
-use common::sqlstate;
+use common::{fails, jobs};
 use pgwa_testkit::TestDb;
-use sqlx::PgPool;
 
 async fn db_with_session() -> TestDb {
     let db = TestDb::new().await.unwrap();
     sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
     db
-}
-
-async fn jobs(pool: &PgPool) -> i64 {
-    common::count(pool, "SELECT count(*) FROM wa.jobs").await
-}
-
-/// Runs `sql` expecting an error; returns (SQLSTATE, message).
-async fn fails(pool: &PgPool, sql: &str) -> (String, String) {
-    let e = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await.expect_err(sql);
-    let msg = e.as_database_error().map(|d| d.message().to_owned()).unwrap_or_default();
-    (sqlstate(&e), msg)
 }
 
 #[tokio::test]
@@ -309,7 +297,7 @@ async fn reactions_and_media_are_validated() {
     for (sql, code, arg) in [
         ("SELECT wa.send_reaction('s1', '+15550000001', 'x', '👍')", "WA006", "payload.message_id"),
         ("SELECT wa.send_reaction('s1', '+15550000001', '3EB0ABCDEF0123456789AB', NULL)", "WA006", "payload.emoji"),
-        ("SELECT wa.send_media('s1', '+15550000001', 'video', url => 'https://x.test/a')", "WA006", "kind"),
+        ("SELECT wa.send_media('s1', '+15550000001', 'gif', url => 'https://x.test/a')", "WA006", "kind"),
         ("SELECT wa.send_media('s1', '+15550000001', 'image')", "WA006", "payload.data"),
         (
             "SELECT wa.send_media('s1', '+15550000001', 'image', data => '\\x00', url => 'https://x.test/a')",

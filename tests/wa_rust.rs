@@ -147,7 +147,7 @@ fn text(t: &str) -> wa::Message {
 
 fn quoting(t: &str, quoted_id: &str) -> wa::Message {
     let q = Quoted { id: quoted_id.into(), participant: "15550000001@s.whatsapp.net".into(), text: Some("earlier".into()) };
-    send::text_message(t, Some(&q))
+    send::text_message(t, Some(&q), &[])
 }
 
 fn image() -> wa::Message {
@@ -237,17 +237,17 @@ fn outbound_payloads_build_or_fail_with_the_field_named() {
 
     assert_eq!(
         send::parse(&json!({"to": "+1555", "text": "hi"}), max).unwrap(),
-        Request::Text { text: "hi".into(), reply_to: None }
+        Request::Text { text: "hi".into(), reply_to: None, mentions: vec![] }
     );
-    let m = send::text_message("hi", None);
+    let m = send::text_message("hi", None, &[]);
     assert_eq!(m.conversation.as_deref(), Some("hi"));
 
-    let Request::Text { text, reply_to } = send::parse(&json!({"type": "text", "text": "yes", "reply_to": "Q1"}), max).unwrap()
+    let Request::Text { text, reply_to, .. } = send::parse(&json!({"type": "text", "text": "yes", "reply_to": "Q1"}), max).unwrap()
     else {
         panic!()
     };
     let q = Quoted { id: reply_to.unwrap(), participant: "15550000001@s.whatsapp.net".into(), text: Some("earlier".into()) };
-    let m = send::text_message(&text, Some(&q));
+    let m = send::text_message(&text, Some(&q), &[]);
     let ext = m.extended_text_message.as_option().unwrap();
     let ctx = ext.context_info.as_option().unwrap();
     assert_eq!(
@@ -283,6 +283,14 @@ fn outbound_payloads_build_or_fail_with_the_field_named() {
         (json!({"type": "text"}), "payload.text: missing"),
         (json!({"text": 5}), "payload.text: must be a string"),
         (json!({"type": "poll"}), "payload.type"),
+        (json!({"type": "text", "text": "hi", "mentions": ["x@g.us"]}), "payload.mentions"),
+        (json!({"type": "location", "latitude": 91, "longitude": 0}), "payload.latitude"),
+        (json!({"type": "location", "latitude": 0, "longitude": "east"}), "payload.longitude"),
+        (json!({"type": "contact", "display_name": "Ana", "phones": []}), "payload.phones"),
+        (json!({"type": "contact", "display_name": "Ana", "phones": ["12ab"]}), "payload.phones"),
+        (json!({"type": "contact", "phones": ["5511999998888"]}), "payload.display_name"),
+        (json!({"type": "edit", "message_id": "3EB0AA"}), "payload.text"),
+        (json!({"type": "revoke"}), "payload.message_id"),
         (json!({"type": "reaction", "emoji": "x"}), "payload.message_id"),
         (json!({"type": "reaction", "message_id": "T1"}), "payload.emoji"),
         (json!({"type": "image"}), "payload.data: missing"),

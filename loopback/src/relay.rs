@@ -83,6 +83,9 @@ fn relay(shared: &Shared, tx: &ConnTx, phone: &str, device: u16, node: &Node) {
     let t = nodes::now().to_string();
     let sender = Jid::pn_device(phone, device);
     let device_identity = child(node, "device-identity").cloned();
+    // An edit or a delete for everyone is marked on the stanza (edit="1", "7", "8"), and
+    // WhatsApp's server passes the mark on.
+    let edit = attr_string(node, "edit");
     let mut inner = shared.lock();
     let notify = inner.dir.account(phone).map(|a| a.push_name.clone()).unwrap_or_default();
     let targets: Vec<(String, Node)> = match child(node, "participants") {
@@ -114,6 +117,9 @@ fn relay(shared: &Shared, tx: &ConnTx, phone: &str, device: u16, node: &Node) {
         // Fan-out to the sender's own devices is "from me" in chat `to`.
         if target_phone == phone {
             out = out.attr("recipient", to.clone());
+        }
+        if let Some(edit) = &edit {
+            out = out.attr("edit", edit.clone());
         }
         let mut content = vec![enc];
         content.extend(device_identity.clone());

@@ -64,6 +64,28 @@ pub enum Command {
         /// Enqueue at most once per key and session.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// A person the text mentions as @<number> (phone number or JID); repeatable.
+        #[arg(long = "mention")]
+        mentions: Vec<String>,
+    },
+    /// Send a location pin: enqueues a send job and prints its ids.
+    #[command(allow_negative_numbers = true)]
+    SendLocation {
+        session: String,
+        /// Phone number with country code (+5511999998888) or JID.
+        to: String,
+        /// Degrees, -90 to 90.
+        latitude: f64,
+        /// Degrees, -180 to 180.
+        longitude: f64,
+        /// The place's name, shown above the map.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        address: Option<String>,
+        /// Enqueue at most once per key and session.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Inspect and steer jobs.
     #[command(subcommand)]
@@ -145,17 +167,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             match command {
                 Command::Session(cmd) => session::run(cmd, &pool).await,
                 Command::Tenant(cmd) => tenant::run(cmd, &pool).await,
-                Command::Send { session, to, text, reply_to, idempotency_key } => {
+                Command::Send { session, to, text, reply_to, idempotency_key, mentions } => {
                     let m = pgwa_pg::api::SendText {
                         session: &session,
                         to: &to,
                         text: &text,
                         reply_to: reply_to.as_deref(),
                         idempotency_key: idempotency_key.as_deref(),
+                        mentions: &mentions,
                     };
-                    let (job, message) = pgwa_pg::api::send_text(&pool, &m).await?;
-                    log::say(format!("queued job {job}, message id {message}"));
-                    log::say(format!("follow it with: pgwa jobs show {job}"));
+                    queued(pgwa_pg::api::send_text(&pool, &m).await?);
+                    Ok(())
+                }
+                Command::SendLocation { session, to, latitude, longitude, name, address, idempotency_key } => {
+                    let l = pgwa_pg::api::SendLocation {
+                        session: &session,
+                        to: &to,
+                        latitude,
+                        longitude,
+                        name: name.as_deref(),
+                        address: address.as_deref(),
+                        idempotency_key: idempotency_key.as_deref(),
+                    };
+                    queued(pgwa_pg::api::send_location(&pool, &l).await?);
                     Ok(())
                 }
                 Command::Jobs(cmd) => jobs::run(cmd, &pool).await,
@@ -163,6 +197,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// What a send command prints: the ids, and how to follow the job.
+fn queued((job, message): (i64, String)) {
+    log::say(format!("queued job {job}, message id {message}"));
+    log::say(format!("follow it with: pgwa jobs show {job}"));
 }
 
 /// A line of a worker's start (what migrate did) as a log line: a worker's output is its

@@ -4,6 +4,7 @@
 
 pub mod ecosystem;
 pub mod loopback;
+pub mod media_files;
 pub mod pg_instance;
 pub mod roles;
 
@@ -127,6 +128,18 @@ pub async fn wait_connected(pool: &PgPool, n: i64) {
 /// The SQLSTATE of a failed query.
 pub fn sqlstate(e: &sqlx::Error) -> String {
     e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned()).unwrap_or_else(|| format!("not a database error: {e}"))
+}
+
+/// Runs `sql` expecting an error; returns (SQLSTATE, message).
+pub async fn fails(pool: &PgPool, sql: &str) -> (String, String) {
+    let e = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await.expect_err(sql);
+    let msg = e.as_database_error().map(|d| d.message().to_owned()).unwrap_or_default();
+    (sqlstate(&e), msg)
+}
+
+/// Every job in the database.
+pub async fn jobs(pool: &PgPool) -> i64 {
+    count(pool, "SELECT count(*) FROM wa.jobs").await
 }
 
 /// Jobs visible inside a transaction.

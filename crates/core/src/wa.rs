@@ -100,7 +100,7 @@ pub enum ReceiptKind {
 }
 
 /// An inbound message, as stored in wa.inbox.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct InboundMessage {
     pub chat: String,
     pub sender: String,
@@ -108,9 +108,41 @@ pub struct InboundMessage {
     pub kind: String,
     pub text: Option<String>,
     pub quoted_id: Option<String>,
+    /// What is needed to download the file of a media message.
     pub media: Option<serde_json::Value>,
+    /// The fields of other kinds: a location's coordinates, a contact's card.
+    pub data: Option<serde_json::Value>,
+    /// The JIDs the text mentions.
+    pub mentions: Vec<String>,
+    /// Set when the message changes an earlier one rather than being one itself.
+    pub change: Option<InboundChange>,
     pub raw: Option<serde_json::Value>,
     pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// A change a sender makes to a message they sent earlier, applied to its inbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundChange {
+    /// The message `target` now reads `text`.
+    Edit { target: String, text: Option<String> },
+    /// The message `target` was deleted for everyone.
+    Revoke { target: String },
+}
+
+impl InboundChange {
+    pub fn target(&self) -> &str {
+        match self {
+            Self::Edit { target, .. } | Self::Revoke { target } => target,
+        }
+    }
+
+    /// The word stored in wa.inbox.history and in the row's `kind` when the target is unknown.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Edit { .. } => "edit",
+            Self::Revoke { .. } => "revoke",
+        }
+    }
 }
 
 /// What a connection reports. Each maps to a session status and an action in the

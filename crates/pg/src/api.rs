@@ -40,18 +40,52 @@ pub struct SendText<'a> {
     pub text: &'a str,
     pub reply_to: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
+    /// People the text mentions (phone numbers or JIDs); empty for none.
+    pub mentions: &'a [String],
 }
 
 /// Enqueues; returns the job id and the message id fixed at enqueue.
 pub async fn send_text(pool: &PgPool, m: &SendText<'_>) -> sqlx::Result<(i64, String)> {
+    let mentions = (!m.mentions.is_empty()).then_some(m.mentions);
     let r = sqlx::query!(
         r#"SELECT job_id AS "job_id!", message_id AS "message_id!"
-             FROM wa.send_text($1, $2, $3, reply_to => $4, idempotency_key => $5)"#,
+             FROM wa.send_text($1, $2, $3, reply_to => $4, idempotency_key => $5, mentions => $6)"#,
         m.session,
         m.to,
         m.text,
         m.reply_to,
         m.idempotency_key,
+        mentions as Option<&[String]>,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((r.job_id, r.message_id))
+}
+
+/// A location pin to enqueue (`wa.send_location`).
+#[derive(Debug, Clone, Default)]
+pub struct SendLocation<'a> {
+    pub session: &'a str,
+    pub to: &'a str,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub name: Option<&'a str>,
+    pub address: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// Enqueues; returns the job id and the message id fixed at enqueue.
+pub async fn send_location(pool: &PgPool, l: &SendLocation<'_>) -> sqlx::Result<(i64, String)> {
+    let r = sqlx::query!(
+        r#"SELECT job_id AS "job_id!", message_id AS "message_id!"
+             FROM wa.send_location($1, $2, $3, $4, name => $5, address => $6, idempotency_key => $7)"#,
+        l.session,
+        l.to,
+        l.latitude,
+        l.longitude,
+        l.name,
+        l.address,
+        l.idempotency_key,
     )
     .fetch_one(pool)
     .await?;

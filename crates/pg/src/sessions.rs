@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::jobs::{Recorded, announce_outbound};
-use pgwa_core::wa::{InboundMessage, ReceiptKind};
+use pgwa_core::wa::{InboundChange, InboundMessage, ReceiptKind};
 
 use pgwa_core::fence::Fence;
 use pgwa_core::session::SessionStatus;
@@ -122,9 +122,13 @@ pub async fn apply_receipt(
 /// Stores an inbound message (deduplicated on session, chat, sender, message id) and
 /// returns its row id, or None if it was already stored or the fence refused it.
 pub async fn insert_inbound(pool: &PgPool, f: &Fence, m: &InboundMessage) -> sqlx::Result<Option<i64>> {
+    if let Some(change) = &m.change {
+        return apply_inbound_change(pool, f, m, change).await;
+    }
+    let mentions = (!m.mentions.is_empty()).then_some(&m.mentions[..]);
     sqlx::query_scalar!(
-        "INSERT INTO wa.inbox (session_id, chat, sender, message_id, kind, text, quoted_id, media, raw, sent_at)
-         SELECT $1, $4, $5, $6, $7, $8, $9, $10, $11, $12
+        "INSERT INTO wa.inbox (session_id, chat, sender, message_id, kind, text, quoted_id, media, data, mentions, raw, sent_at)
+         SELECT $1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
           WHERE EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._holds(s, $2, $3))
          ON CONFLICT ON CONSTRAINT inbox_unique DO NOTHING
          RETURNING id",
@@ -138,11 +142,42 @@ pub async fn insert_inbound(pool: &PgPool, f: &Fence, m: &InboundMessage) -> sql
         m.text.as_deref(),
         m.quoted_id.as_deref(),
         m.media.as_ref(),
+        m.data.as_ref(),
+        mentions as Option<&[String]>,
         m.raw.as_ref(),
         m.sent_at
     )
     .fetch_optional(pool)
     .await
+}
+
+/// An edit or a delete for everyone: applied to the target's row, or stored as a row of
+/// its own when the target is not in the inbox (queries/apply_inbound_change.sql).
+/// Returns the row changed or stored, None when it was already applied or the fence
+/// refused.
+async fn apply_inbound_change(
+    pool: &PgPool,
+    f: &Fence,
+    m: &InboundMessage,
+    change: &InboundChange,
+) -> sqlx::Result<Option<i64>> {
+    let r = sqlx::query_file!(
+        "queries/apply_inbound_change.sql",
+        &f.session,
+        f.worker,
+        f.epoch,
+        &m.chat,
+        &m.sender,
+        &m.message_id,
+        change.kind(),
+        change.target(),
+        m.text.as_deref(),
+        m.sent_at,
+        m.raw.as_ref()
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(r.changed.or(r.stored))
 }
 
 /// Whether this worker still holds the session at this epoch with a live lease; None

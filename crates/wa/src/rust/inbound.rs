@@ -8,9 +8,11 @@
 //! the session reconnects once the database answers so the server redelivers it.
 //!
 //! Not stored: our own messages echoed from the phone (`is_from_me`), protocol messages
-//! (revokes, edits, key shares, history-sync notices) and bare sender-key distributions:
-//! the inbox is what people sent us. The NOTIFY on wa_inbox comes from the table's
-//! trigger, in the same transaction as the insert.
+//! other than edits and deletes (key shares, history-sync notices) and bare sender-key
+//! distributions: the inbox is what people sent us. An edit or a delete for everyone is
+//! applied to the row of the message it changes, the earlier text kept in its history
+//! (or stored as a row of its own when that message is not in the inbox). The NOTIFY on
+//! wa_inbox comes from the table's triggers, in the same transaction as the write.
 //!
 //! Media metadata keeps what is needed to download the file later (direct path, media
 //! key, hashes, as base64): the media key is a per-message content key, as sensitive as
@@ -29,7 +31,7 @@ use whatsapp_rust::{Client, InboundDurabilityHook};
 
 use pgwa_core::backoff::Backoff;
 use pgwa_core::fence::Fence;
-use pgwa_core::wa::InboundMessage;
+use pgwa_core::wa::{InboundChange, InboundMessage};
 use pgwa_pg::outage::{is_unreachable, wait_out};
 use pgwa_pg::sessions;
 
@@ -46,8 +48,8 @@ pub fn to_inbound(msg: &wa::Message, info: &MessageInfo) -> Option<InboundMessag
         return None;
     }
     let m = msg.get_base_message();
-    if m.protocol_message.is_set() {
-        return None;
+    if let Some(p) = m.protocol_message.as_option().or_else(|| edit_wrapper(m)) {
+        return change(p, info, msg);
     }
     let (kind, text, ctx, media) = if let Some(t) = &m.conversation {
         ("text", Some(t.clone()), None, None)
@@ -70,49 +72,136 @@ pub fn to_inbound(msg: &wa::Message, info: &MessageInfo) -> Option<InboundMessag
         });
         ("document", d.caption.clone(), d.context_info.as_option(), Some(meta))
     } else if let Some(r) = m.reaction_message.as_option() {
-        let target = r.key.as_option().and_then(|k| k.id.clone());
-        return Some(row(info, "reaction", r.text.clone(), target, None, msg));
+        let mut row = row(info, "reaction", r.text.clone(), None, msg);
+        row.quoted_id = r.key.as_option().and_then(|k| k.id.clone());
+        return Some(row);
     } else if let Some(v) = m.video_message.as_option() {
-        let meta = json!({ "mimetype": v.mimetype, "caption": v.caption, "file_length": v.file_length, "seconds": v.seconds });
+        let meta = json!({
+            "mimetype": v.mimetype, "caption": v.caption, "file_length": v.file_length, "seconds": v.seconds,
+            "width": v.width, "height": v.height, "gif_playback": v.gif_playback, "url": v.url,
+            "direct_path": v.direct_path, "media_key": b64(&v.media_key), "file_sha256": b64(&v.file_sha256),
+            "file_enc_sha256": b64(&v.file_enc_sha256), "media_key_timestamp": v.media_key_timestamp,
+        });
         ("video", v.caption.clone(), v.context_info.as_option(), Some(meta))
     } else if let Some(a) = m.audio_message.as_option() {
-        let meta = json!({ "mimetype": a.mimetype, "file_length": a.file_length, "seconds": a.seconds, "ptt": a.ptt });
-        ("audio", None, a.context_info.as_option(), Some(meta))
+        let meta = json!({
+            "mimetype": a.mimetype, "file_length": a.file_length, "seconds": a.seconds, "ptt": a.ptt,
+            "waveform": b64(&a.waveform), "url": a.url, "direct_path": a.direct_path,
+            "media_key": b64(&a.media_key), "file_sha256": b64(&a.file_sha256),
+            "file_enc_sha256": b64(&a.file_enc_sha256), "media_key_timestamp": a.media_key_timestamp,
+        });
+        // A push-to-talk recording is a voice note, shown and played differently.
+        let kind = if a.ptt == Some(true) { "voice" } else { "audio" };
+        (kind, None, a.context_info.as_option(), Some(meta))
     } else if let Some(s) = m.sticker_message.as_option() {
-        ("sticker", None, s.context_info.as_option(), Some(json!({ "mimetype": s.mimetype, "file_length": s.file_length })))
+        let meta = json!({
+            "mimetype": s.mimetype, "file_length": s.file_length, "width": s.width, "height": s.height,
+            "is_animated": s.is_animated, "url": s.url, "direct_path": s.direct_path,
+            "media_key": b64(&s.media_key), "file_sha256": b64(&s.file_sha256),
+            "file_enc_sha256": b64(&s.file_enc_sha256), "media_key_timestamp": s.media_key_timestamp,
+        });
+        ("sticker", None, s.context_info.as_option(), Some(meta))
     } else if let Some(l) = m.location_message.as_option() {
-        let meta =
-            json!({ "latitude": l.degrees_latitude, "longitude": l.degrees_longitude, "name": l.name, "address": l.address });
-        ("location", l.name.clone(), l.context_info.as_option(), Some(meta))
+        let data = json!({
+            "latitude": l.degrees_latitude, "longitude": l.degrees_longitude, "name": l.name,
+            "address": l.address, "url": l.url,
+        });
+        return Some(with_data(info, "location", l.name.clone(), l.context_info.as_option(), data, msg));
     } else if let Some(c) = m.contact_message.as_option() {
-        ("contact", c.display_name.clone(), c.context_info.as_option(), Some(json!({ "vcard": c.vcard })))
+        let data = contact_data(c);
+        return Some(with_data(info, "contact", c.display_name.clone(), c.context_info.as_option(), data, msg));
+    } else if let Some(a) = m.contacts_array_message.as_option() {
+        let data = json!({ "contacts": a.contacts.iter().map(contact_data).collect::<Vec<_>>() });
+        return Some(with_data(info, "contacts", a.display_name.clone(), a.context_info.as_option(), data, msg));
     } else if m.sender_key_distribution_message.is_set() {
         return None; // a key share with no content of its own
     } else {
         ("other", m.text_content().map(str::to_owned), None, None)
     };
-    let quoted = ctx.and_then(|c| c.stanza_id.clone());
-    Some(row(info, kind, text, quoted, media.map(strip_nulls), msg))
+    let mut r = row(info, kind, text, ctx, msg);
+    r.media = media.map(strip_nulls);
+    Some(r)
 }
 
-fn row(
+/// An edit some clients wrap in the message's `edited_message` field.
+fn edit_wrapper(m: &wa::Message) -> Option<&wa::message::ProtocolMessage> {
+    m.edited_message.as_option()?.message.as_option()?.protocol_message.as_option()
+}
+
+/// An edit or a delete for everyone, as a change to its target; other protocol messages
+/// (key shares, history-sync notices, app-state keys) are not for the inbox.
+fn change(p: &wa::message::ProtocolMessage, info: &MessageInfo, msg: &wa::Message) -> Option<InboundMessage> {
+    use wa::message::protocol_message::Type;
+    let target = p.key.as_option()?.id.clone().filter(|id| !id.is_empty())?;
+    let change = match p.r#type? {
+        Type::REVOKE => InboundChange::Revoke { target },
+        Type::MESSAGE_EDIT => {
+            let edited = p.edited_message.as_option();
+            let text = edited.and_then(|e| e.text_content().or_else(|| e.get_caption())).map(str::to_owned);
+            InboundChange::Edit { target, text }
+        }
+        _ => return None,
+    };
+    let text = match &change {
+        InboundChange::Edit { text, .. } => text.clone(),
+        InboundChange::Revoke { .. } => None,
+    };
+    let mut r = row(info, change.kind(), text, None, msg);
+    r.quoted_id = Some(change.target().to_owned());
+    r.change = Some(change);
+    Some(r)
+}
+
+/// A contact card's fields: the numbers are read from the vCard's `waid` (the WhatsApp
+/// account) or its TEL value.
+fn contact_data(c: &wa::message::ContactMessage) -> Value {
+    json!({ "display_name": c.display_name, "phones": vcard_phones(c.vcard.as_deref().unwrap_or("")), "vcard": c.vcard })
+}
+
+pub fn vcard_phones(vcard: &str) -> Vec<String> {
+    vcard
+        .lines()
+        .filter_map(|line| {
+            let (head, value) = line.split_once(':')?;
+            let mut params = head.split(';');
+            // A property may carry a group prefix ("item1.TEL"), as iOS writes them.
+            let name = params.next()?.rsplit('.').next()?;
+            if !name.eq_ignore_ascii_case("TEL") {
+                return None;
+            }
+            let waid = params.find_map(|p| p.strip_prefix("waid="));
+            let digits: String = waid.unwrap_or(value).chars().filter(char::is_ascii_digit).collect();
+            (!digits.is_empty()).then_some(digits)
+        })
+        .collect()
+}
+
+fn with_data(
     info: &MessageInfo,
     kind: &str,
     text: Option<String>,
-    quoted_id: Option<String>,
-    media: Option<Value>,
+    ctx: Option<&wa::ContextInfo>,
+    data: Value,
     msg: &wa::Message,
 ) -> InboundMessage {
+    let mut r = row(info, kind, text, ctx, msg);
+    r.data = Some(strip_nulls(data));
+    r
+}
+
+/// The row of a message: the reply's quoted id and the mentions come from its context.
+fn row(info: &MessageInfo, kind: &str, text: Option<String>, ctx: Option<&wa::ContextInfo>, msg: &wa::Message) -> InboundMessage {
     InboundMessage {
         chat: info.source.chat.to_string(),
         sender: info.source.sender.to_string(),
         message_id: info.id.to_string(),
         kind: kind.to_owned(),
         text,
-        quoted_id,
-        media,
+        quoted_id: ctx.and_then(|c| c.stanza_id.clone()),
+        mentions: ctx.map(|c| c.mentioned_jid.clone()).unwrap_or_default(),
         raw: raw_json(msg, info),
         sent_at: Some(info.timestamp),
+        ..Default::default()
     }
 }
 

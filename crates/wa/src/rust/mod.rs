@@ -33,6 +33,7 @@ mod client;
 pub mod events;
 pub mod fetch;
 pub mod inbound;
+pub mod media_format;
 pub mod send;
 
 use std::collections::HashMap;
@@ -255,6 +256,11 @@ impl RustSession {
     }
 }
 
+/// Our own JID where a message key names its author: in groups only.
+fn own_participant(client: &whatsapp_rust::Client, chat: &str) -> Option<String> {
+    chat.ends_with("@g.us").then(|| client.pn().map(|j| j.to_non_ad_string())).flatten()
+}
+
 /// Builds the waproto message of a request (lookups, media fetch and upload included).
 impl RustSession {
     async fn build(
@@ -265,10 +271,23 @@ impl RustSession {
     ) -> Result<whatsapp_rust::waproto::whatsapp::Message, SendError> {
         let cfg = &self.ctx.cfg;
         match req {
-            Request::Text { text, reply_to } => {
+            Request::Text { text, reply_to, mentions } => {
                 let quoted = self.quoted(client, chat, reply_to).await?;
-                Ok(send::text_message(&text, quoted.as_ref()))
+                Ok(send::text_message(&text, quoted.as_ref(), &mentions))
             }
+            Request::Location { latitude, longitude, name, address, reply_to } => {
+                let quoted = self.quoted(client, chat, reply_to).await?;
+                Ok(send::location_message(latitude, longitude, name, address, quoted.as_ref()))
+            }
+            Request::Contact { display_name, phones, reply_to } => {
+                let quoted = self.quoted(client, chat, reply_to).await?;
+                Ok(send::contact_message(&display_name, &phones, quoted.as_ref()))
+            }
+            Request::Edit { target, text } => {
+                let now = chrono::Utc::now().timestamp_millis();
+                Ok(send::edit_message(chat, &target, &text, own_participant(client, chat), now))
+            }
+            Request::Revoke { target } => Ok(send::revoke_message(chat, &target, own_participant(client, chat))),
             Request::Reaction { target, emoji, from_me } => {
                 let found = self.lookup(&target).await?;
                 let from_me = from_me.or(found.as_ref().map(|t| t.from_me)).unwrap_or(false);
@@ -276,7 +295,7 @@ impl RustSession {
                 let participant = chat.ends_with("@g.us").then(|| found.and_then(|t| t.sender)).flatten();
                 Ok(send::reaction_message(chat, &target, &emoji, from_me, participant, chrono::Utc::now().timestamp_millis()))
             }
-            Request::Media(m) => {
+            Request::Media(mut m) => {
                 let bytes = match &m.source {
                     MediaSource::Bytes(b) => b.clone(),
                     MediaSource::Url(u) => {
@@ -286,16 +305,16 @@ impl RustSession {
                     }
                 };
                 let mimetype = send::media_mimetype(&m, &bytes);
-                let media_type = match m.kind {
-                    send::MediaKind::Image => whatsapp_rust::download::MediaType::Image,
-                    send::MediaKind::Document => whatsapp_rust::download::MediaType::Document,
-                };
+                if m.kind == send::MediaKind::Voice && m.seconds.is_none() {
+                    m.seconds = media_format::ogg_opus_seconds(&bytes);
+                }
+                let sticker = (m.kind == send::MediaKind::Sticker).then(|| media_format::webp_info(&bytes)).flatten();
                 let quoted = self.quoted(client, chat, m.reply_to.clone()).await?;
                 let upload = client
-                    .upload(bytes, media_type, whatsapp_rust::UploadOptions::default())
+                    .upload(bytes, m.kind.media_type(), whatsapp_rust::UploadOptions::default())
                     .await
                     .map_err(|e| SendError::Retryable(format!("media upload failed: {e:#}")))?;
-                Ok(send::media_message(&m, mimetype, upload, quoted.as_ref()))
+                Ok(send::media_message(&m, mimetype, upload, quoted.as_ref(), sticker))
             }
         }
     }
