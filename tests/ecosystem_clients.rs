@@ -275,10 +275,33 @@ async fn send_and_status(client: Client) {
     let none = run(client.command(&db, "status", &["3EB0000000000000000000"]), "status of an unknown id").await;
     assert!(!none.status.success() && none.stderr.contains("no message with id"), "{}", none.show());
 
+    // With a place: the text and then a location pin, keyed by one booking, one transaction.
+    let args = ["salon-42", "+55 11 99999-8888", "See you there", "--at=-23.5617,-46.6559", "--place", "Salon 42"];
+    let at = run(client.command(&db, "send", &args), "send --at").await;
+    at.expect_ok("send --at").expect_line("queued location job").expect_line("committed: job");
+    assert_location_sent_with_its_booking(&db).await;
+
     let sent = sent_ids(log.path());
     assert_eq!(sent.iter().filter(|id| **id == message_id).count(), 1, "the committed message is sent exactly once: {sent:?}");
     assert!(!sent.contains(&rolled_back_id), "the rolled-back message must never be sent: {sent:?}");
     worker.stop().await;
+}
+
+/// The last location job: the place given, keyed by the booking whose text it follows.
+async fn assert_location_sent_with_its_booking(db: &TestDb) {
+    let (payload, text): (serde_json::Value, Option<String>) = sqlx::query_as(
+        "SELECT l.payload, (SELECT t.payload->>'text' FROM wa.jobs t
+                             WHERE t.session_id = l.session_id AND t.idempotency_key || '-location' = l.idempotency_key)
+           FROM wa.jobs l WHERE l.payload->>'type' = 'location' ORDER BY l.id DESC LIMIT 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("a location job");
+    assert_eq!(text.as_deref(), Some("See you there"), "the pin is keyed by the booking of the text it follows");
+    assert_eq!(
+        (payload["latitude"].as_f64(), payload["longitude"].as_f64(), payload["name"].as_str()),
+        (Some(-23.5617), Some(-46.6559), Some("Salon 42"))
+    );
 }
 
 #[tokio::test]
@@ -328,6 +351,18 @@ async fn psql_sends_in_a_transaction_and_reads_delivery_status() {
         "status.sql shows read:\n{}",
         st.show()
     );
+
+    let vars = [
+        ("session", "salon-42"),
+        ("to", "+5511999998888"),
+        ("text", "See you there"),
+        ("latitude", "-23.5617"),
+        ("longitude", "-46.6559"),
+        ("place", "Salon 42"),
+    ];
+    let at = run(psql(&db, "send_in_transaction", &vars, "pgwa-psql-send"), "send_in_transaction.sql with a place").await;
+    at.expect_ok("send_in_transaction.sql with a place").expect_line("queued location job").expect_line("committed: job");
+    assert_location_sent_with_its_booking(&db).await;
     let read_at = st.stdout.lines().find(|l| l.starts_with("read_at ")).unwrap_or_default();
     assert!(read_at.contains("20"), "read_at is filled in: {read_at:?}\n{}", st.show());
 

@@ -15,7 +15,7 @@ async function connect() {
   return client;
 }
 
-// "--flag value" and "--switch" options after the positional arguments.
+// "--flag value", "--flag=value" and "--switch" options after the positional arguments.
 function parseArgs(argv, usage) {
   const positional = [];
   const options = {};
@@ -24,6 +24,9 @@ function parseArgs(argv, usage) {
     if (a === '--help' || a === '-h') {
       console.log(usage);
       process.exit(0);
+    } else if (a.startsWith('--') && a.includes('=')) {
+      const eq = a.indexOf('=');
+      options[a.slice(2, eq)] = a.slice(eq + 1);
     } else if (a.startsWith('--')) {
       const key = a.slice(2);
       const next = argv[i + 1];

@@ -4,12 +4,15 @@
 // (a validation fails, the payment is refused...), the message is never queued, so no
 // worker ever sees it. No outbox table, no two-phase dance: the queue is a table.
 //
-//   node send.js <session> <to> <text> [--rollback]
+//   node send.js <session> <to> <text> [--at=<latitude>,<longitude> [--place <name>]] [--rollback]
+//
+// With --at, the place is sent too, as a location pin after the text, in the same
+// transaction.
 'use strict';
 
 const { connect, parseArgs, fail } = require('./lib');
 
-const usage = 'usage: node send.js <session> <to> <text> [--rollback]';
+const usage = 'usage: node send.js <session> <to> <text> [--at=<latitude>,<longitude> [--place <name>]] [--rollback]';
 
 async function main() {
   const { positional, options } = parseArgs(process.argv.slice(2), usage);
@@ -34,6 +37,14 @@ async function main() {
     );
     const { job_id: jobId, message_id: messageId } = queued.rows[0];
     console.log(`in transaction: booking ${bookingId}, queued job ${jobId} message ${messageId}`);
+    if (options.at) {
+      const [latitude, longitude] = String(options.at).split(',').map(Number);
+      const pin = await client.query(
+        'SELECT job_id, message_id FROM wa.send_location($1, $2, $3, $4, name => $5, idempotency_key => $6)',
+        [session, to, latitude, longitude, options.place || null, `booking-${bookingId}-location`],
+      );
+      console.log(`in transaction: queued location job ${pin.rows[0].job_id} message ${pin.rows[0].message_id}`);
+    }
 
     if (options.rollback) {
       await client.query('ROLLBACK');

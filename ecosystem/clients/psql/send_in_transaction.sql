@@ -1,10 +1,12 @@
 -- Enqueue a WhatsApp message inside the app's own transaction.
 --
 --   psql "$PGWA_DATABASE_URL" -X -v session=salon-42 -v to=+5511999998888 \
---        -v text='See you at 10' [-v rollback=true] -f send_in_transaction.sql
+--        -v text='See you at 10' [-v latitude=-23.5617 -v longitude=-46.6559 -v place='Salon 42'] \
+--        [-v rollback=true] -f send_in_transaction.sql
 --
 -- The booking row and the message commit or roll back together: with rollback=true
--- nothing is queued, so no worker ever sees the message.
+-- nothing is queued, so no worker ever sees the message. With latitude and longitude,
+-- the place is sent too, as a location pin after the text.
 \set ON_ERROR_STOP on
 \set QUIET on
 
@@ -22,6 +24,16 @@ INSERT INTO app_bookings (customer) VALUES (:'to') RETURNING id AS booking_id \g
 SELECT job_id, message_id
   FROM wa.send_text(:'session', :'to', :'text', idempotency_key => 'booking-' || :booking_id) \gset
 \echo in transaction: booking :booking_id, queued job :job_id message :message_id
+\if :{?latitude}
+\if :{?place}
+\else
+\set place ''
+\endif
+SELECT job_id AS pin_job, message_id AS pin_message
+  FROM wa.send_location(:'session', :'to', :'latitude'::float8, :'longitude'::float8, name => nullif(:'place', ''),
+                        idempotency_key => 'booking-' || :booking_id || '-location') \gset
+\echo in transaction: queued location job :pin_job message :pin_message
+\endif
 
 \if :{?rollback}
 \else

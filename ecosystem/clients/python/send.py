@@ -3,7 +3,10 @@
 The booking row and the message are written by one transaction: if the app rolls back,
 the message is never queued and no worker ever sees it.
 
-    python send.py <session> <to> <text> [--rollback]
+    python send.py <session> <to> <text> [--at=<latitude>,<longitude> [--place NAME]] [--rollback]
+
+With --at, the place is sent too, as a location pin after the text, in the same
+transaction.
 """
 
 import argparse
@@ -20,6 +23,8 @@ async def main() -> int:
     p.add_argument("session")
     p.add_argument("to")
     p.add_argument("text")
+    p.add_argument("--at", help="also send a location: latitude,longitude (write --at=-23.56,-46.65)")
+    p.add_argument("--place", help="the location's name")
     p.add_argument("--rollback", action="store_true", help="roll the app transaction back")
     args = p.parse_args()
 
@@ -45,6 +50,15 @@ async def main() -> int:
                 )
                 job_id, message_id = await cur.fetchone()
                 print(f"in transaction: booking {booking_id}, queued job {job_id} message {message_id}")
+                if args.at:
+                    latitude, longitude = (float(x) for x in args.at.split(","))
+                    cur = await conn.execute(
+                        "SELECT job_id, message_id FROM wa.send_location(%s, %s, %s, %s, name => %s,"
+                        " idempotency_key => %s)",
+                        (args.session, args.to, latitude, longitude, args.place, f"booking-{booking_id}-location"),
+                    )
+                    pin_job, pin_message = await cur.fetchone()
+                    print(f"in transaction: queued location job {pin_job} message {pin_message}")
                 if args.rollback:
                     raise psycopg.Rollback(tx)
             if args.rollback:
