@@ -323,6 +323,14 @@ async fn sends_resolve_on_the_server_ack() {
     acks.resolve("M2", AckOutcome { error: Some("479".into()), at: None });
     assert!(matches!(w.wait(short).await, Err(SendError::Permanent(m)) if m.contains("nack 479")), "a nack keeps its code");
 
+    let w = acks.register("M463");
+    acks.resolve("M463", AckOutcome { error: Some("463".into()), at: None });
+    let e = w.wait(short).await;
+    assert!(
+        matches!(&e, Err(SendError::Permanent(m)) if m.contains("nack 463 (missing trusted-contact token") && m.contains("write first")),
+        "463 fails for good and says why and what to do: {e:?}"
+    );
+
     let w = acks.register("M3");
     acks.resolve("M3", AckOutcome { error: Some("503".into()), at: None });
     assert!(matches!(w.wait(short).await, Err(SendError::Retryable(m)) if m.contains("503")), "a busy server is retryable");

@@ -109,14 +109,32 @@ impl AckWait {
     }
 }
 
-/// Ack -> `SendAck`; nack -> an error that keeps the server's code.
+/// Ack -> `SendAck`; nack -> an error that keeps the server's code, with what it means
+/// where WhatsApp's meaning is known.
 pub fn outcome_to_result(message_id: &str, outcome: AckOutcome) -> Result<SendAck, SendError> {
     match outcome.error {
         None => Ok(SendAck { message_id: message_id.to_owned(), at: outcome.at.unwrap_or_else(Utc::now) }),
         Some(code) => {
             let busy = code == "429" || code.starts_with('5');
-            let text = format!("the server refused message {message_id}: nack {code}");
+            let mut text = format!("the server refused message {message_id}: nack {code}");
+            if let Some(meaning) = nack_meaning(&code) {
+                text = format!("{text} ({meaning})");
+            }
             Err(if busy { SendError::Retryable(text) } else { SendError::Permanent(text) })
         }
     }
+}
+
+/// What a nack code tells the operator to do. 463: WhatsApp wants a trusted-contact
+/// (privacy) token this account does not hold for the recipient, which it gets only once
+/// the recipient has written to it; retrying the same message cannot succeed.
+fn nack_meaning(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "463" => {
+            "missing trusted-contact token: WhatsApp accepts messages to this recipient only after they have written to \
+             this number, or the number is not on WhatsApp; check it, and wait for the recipient to write first"
+        }
+        "429" => "rate limited by WhatsApp; the send is retried later",
+        _ => return None,
+    })
 }
