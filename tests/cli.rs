@@ -54,7 +54,8 @@ async fn locations_and_mentions_from_the_command_line() {
     assert!(stdout(&o).starts_with("queued job 1, message id 3EB0"), "{}", stdout(&o));
     let o = pgwa(&db, &["send", "s1", "+5511999998888", "hi @15550000002", "--mention", "+15550000002"]);
     assert!(o.status.success(), "{o:?}");
-    let payloads: Vec<serde_json::Value> = sqlx::query_scalar("SELECT payload FROM wa.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
+    let payloads: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT payload FROM wa.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
     assert_eq!((payloads[0]["latitude"].as_f64(), payloads[0]["name"].as_str()), (Some(-23.5617), Some("Salon 42")));
     assert_eq!(payloads[1]["mentions"], serde_json::json!(["15550000002@s.whatsapp.net"]));
     let o = pgwa(&db, &["send-location", "s1", "+5511999998888", "123", "0"]);

@@ -246,14 +246,8 @@ async fn the_published_image_builds_starts_as_its_user_and_answers_health() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {l}\n{logs}")))
         .collect();
-    assert!(
-        lines.iter().any(|l| l.to_string().contains("0.0.0.0:8080")),
-        "the start line names the listen address:\n{logs}"
-    );
+    assert!(lines.iter().any(|l| l.to_string().contains("0.0.0.0:8080")), "the start line names the listen address:\n{logs}");
 
     let mut admin = PgConnection::connect(&format!("{server}/postgres")).await.unwrap();
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))).execute(&mut admin).await.unwrap();
 }

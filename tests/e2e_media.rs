@@ -231,8 +231,7 @@ async fn a_video_a_voice_note_and_a_sticker_arrive_and_open() {
 
     let send = |kind: &'static str, data: Vec<u8>, extra: &'static str| async move {
         let sql = format!("SELECT job_id, message_id FROM wa.send_media('alice', $1, '{kind}', data => $2{extra})");
-        let ids: (i64, String) =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(B_PHONE).bind(data).fetch_one(pool).await.unwrap();
+        let ids: (i64, String) = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(B_PHONE).bind(data).fetch_one(pool).await.unwrap();
         ids
     };
 

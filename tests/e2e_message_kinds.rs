@@ -48,7 +48,11 @@ async fn bobs_row(pool: &PgPool, message_id: &str, what: &str, ready: impl Fn(&R
 async fn completed(pool: &PgPool, job: i64) {
     common::eventually(WITHIN, "the job to complete", || async {
         let (state, err): (String, Option<String>) =
-            sqlx::query_as("SELECT job_state::text, last_error FROM wa.outbound WHERE job_id = $1").bind(job).fetch_one(pool).await.unwrap();
+            sqlx::query_as("SELECT job_state::text, last_error FROM wa.outbound WHERE job_id = $1")
+                .bind(job)
+                .fetch_one(pool)
+                .await
+                .unwrap();
         assert!(state != "dead", "job {job} died: {err:?}");
         (state == "completed").then_some(())
     })
@@ -91,14 +95,13 @@ async fn locations_contacts_mentions_edits_and_revokes_reach_the_other_session()
     assert_eq!((r.kind.as_str(), r.text.as_deref(), &data["phones"]), ("contact", Some("Ana Lima"), &json!(["5511988887777"])));
     assert!(data["vcard"].as_str().unwrap().contains("waid=5511988887777"), "{data}");
 
-    let (_, mention): (i64, String) =
-        sqlx::query_as("SELECT * FROM wa.send_text('alice', $1, $2, mentions => ARRAY[$3])")
-            .bind(B_PHONE)
-            .bind(format!("see you @{B_PHONE}"))
-            .bind(format!("+{B_PHONE}"))
-            .fetch_one(pool)
-            .await
-            .unwrap();
+    let (_, mention): (i64, String) = sqlx::query_as("SELECT * FROM wa.send_text('alice', $1, $2, mentions => ARRAY[$3])")
+        .bind(B_PHONE)
+        .bind(format!("see you @{B_PHONE}"))
+        .bind(format!("+{B_PHONE}"))
+        .fetch_one(pool)
+        .await
+        .unwrap();
     let r = bobs_row(pool, &mention, "the mention in bob's inbox", |_| true).await;
     assert_eq!(r.mentions, Some(vec![bob_jid.clone()]));
 
@@ -119,12 +122,8 @@ async fn locations_contacts_mentions_edits_and_revokes_reach_the_other_session()
     // A delete for everyone: the row is marked, its text moves to the history.
     let oops = send_text(pool, "alice", B_PHONE, "wrong chat, sorry").await;
     bobs_row(pool, &oops, "the text to delete in bob's inbox", |_| true).await;
-    let revoke: i64 = sqlx::query_scalar("SELECT wa.revoke_message('alice', $1, $2)")
-        .bind(B_PHONE)
-        .bind(&oops)
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let revoke: i64 =
+        sqlx::query_scalar("SELECT wa.revoke_message('alice', $1, $2)").bind(B_PHONE).bind(&oops).fetch_one(pool).await.unwrap();
     completed(pool, revoke).await;
     let r = bobs_row(pool, &oops, "the delete applied to bob's row", |r| r.revoked_at.is_some()).await;
     assert_eq!(r.text, None);

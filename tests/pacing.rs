@@ -16,6 +16,7 @@ async fn spread_of_six_sends(per_session: u32, per_recipient: u32, same_chat: bo
         session_burst: 1,
         recipient_per_minute: per_recipient,
         recipient_burst: 1,
+        ..Default::default()
     };
     sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
     let to = if same_chat { "'+15550000001'" } else { "'+1555000000' || i" };
@@ -51,4 +52,28 @@ async fn one_recipient_is_paced_on_its_own_bucket() {
     assert!(spread >= Duration::from_millis(450), "six sends to one chat took {spread:?}");
     let unpaced = spread_of_six_sends(60_000, 60_000, false).await;
     assert!(unpaced < Duration::from_millis(300), "without pressure on the buckets sends go at once: {unpaced:?}");
+}
+
+/// How long a send types before it goes out, and what it shows.
+#[test]
+fn typing_grows_with_the_text_up_to_its_cap() {
+    use pgwa_core::wa::ChatState;
+    use pgwa_worker::pacing::Pacing;
+    use serde_json::json;
+    let cfg =
+        |per_char| pgwa_core::config::PacingConfig { typing_ms_per_char: per_char, typing_max_ms: 3000, ..Default::default() };
+    let off = Pacing::new(&cfg(0));
+    assert_eq!(off.typing(&json!({"type": "text", "text": "hello"})), None, "off by default");
+    let p = Pacing::new(&cfg(50));
+    assert_eq!(p.typing(&json!({"text": "hello"})), Some((ChatState::Composing, Duration::from_millis(250))));
+    assert_eq!(
+        p.typing(&json!({"type": "text", "text": "x".repeat(1000)})),
+        Some((ChatState::Composing, Duration::from_secs(3)))
+    );
+    assert_eq!(p.typing(&json!({"type": "image", "caption": "menu"})), Some((ChatState::Composing, Duration::from_millis(200))));
+    assert_eq!(p.typing(&json!({"type": "voice", "seconds": 2})), Some((ChatState::Recording, Duration::from_secs(2))));
+    assert_eq!(p.typing(&json!({"type": "image"})), None, "no caption, nothing to type");
+    for quiet in ["reaction", "location", "edit", "revoke", "sticker"] {
+        assert_eq!(p.typing(&json!({"type": quiet, "text": "x"})), None, "{quiet}");
+    }
 }

@@ -114,8 +114,7 @@ async fn edits_and_revokes_name_a_message_this_session_sent_to_that_chat() {
     let pool = &db.pool;
     let text = sent(pool, "send_text('s1', '+15550000001', 'helo')", "1 minute").await;
     let old = sent(pool, "send_text('s1', '+15550000001', 'old')", "20 minutes").await;
-    let doc =
-        sent(pool, "send_media('s1', '+15550000001', 'document', url => 'https://example.com/a.pdf')", "1 minute").await;
+    let doc = sent(pool, "send_media('s1', '+15550000001', 'document', url => 'https://example.com/a.pdf')", "1 minute").await;
     let other_chat = sent(pool, "send_text('s1', '+15550000002', 'hi')", "1 minute").await;
     let theirs = sent(pool, "send_text('s2', '+15550000001', 'hi')", "1 minute").await;
     let reaction = sent(pool, &format!("send_reaction('s1', '+15550000001', '{text}', '👍')"), "1 minute").await;
@@ -126,10 +125,11 @@ async fn edits_and_revokes_name_a_message_this_session_sent_to_that_chat() {
             .unwrap();
     sqlx::query("SELECT wa.cancel_job(id) FROM wa.jobs WHERE message_id = $1").bind(&cancelled).execute(pool).await.unwrap();
 
-    let job: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT wa.edit_message('s1', '+1 555 000 0001', '{text}', 'hello')")))
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let job: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT wa.edit_message('s1', '+1 555 000 0001', '{text}', 'hello')")))
+            .fetch_one(pool)
+            .await
+            .unwrap();
     let p = payload(pool, job).await;
     assert_eq!(
         (p["type"].as_str(), p["to"].as_str(), p["message_id"].as_str(), p["text"].as_str()),

@@ -9,13 +9,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::media_files;
 use pgwa_core::fence::Fence;
 use pgwa_core::wa::InboundChange;
+use pgwa_core::wa::SendError;
 use pgwa_pg::{leases, workers};
 use pgwa_testkit::TestDb;
 use pgwa_wa::rust::inbound::{InboxHook, to_inbound, vcard_phones};
-use common::media_files;
-use pgwa_core::wa::SendError;
 use pgwa_wa::rust::media_format;
 use pgwa_wa::rust::send::{self, MediaKind, MediaSource, Request};
 use serde_json::json;
@@ -49,7 +49,8 @@ fn locations_contacts_and_mentions_build_the_messages_whatsapp_shows() {
     let l = m.location_message.as_option().unwrap();
     assert_eq!((l.degrees_latitude, l.degrees_longitude, l.name.as_deref()), (Some(-23.5617), Some(-46.6559), Some("Paulista")));
 
-    let r = send::parse(&json!({"type": "contact", "display_name": "Ana; Lima", "phones": ["+55 11 99999-8888", "15550001"]}), MAX);
+    let r =
+        send::parse(&json!({"type": "contact", "display_name": "Ana; Lima", "phones": ["+55 11 99999-8888", "15550001"]}), MAX);
     let Ok(Request::Contact { display_name, phones, .. }) = r else { panic!("{r:?}") };
     assert_eq!(phones, ["5511999998888", "15550001"], "digits, country code first");
     let m = send::contact_message(&display_name, &phones, None);
@@ -209,7 +210,11 @@ async fn an_inbound_edit_and_revoke_change_the_earlier_row_once_and_keep_its_his
     assert_eq!((r.kind.as_str(), r.text.as_deref(), r.revoked_at), ("text", Some("hello"), None));
     assert_eq!(r.edited_at.unwrap().timestamp(), 1_700_000_000, "the edit's own time");
     assert_eq!(r.history, json!([{"kind": "edit", "id": "E1", "at": "2023-11-14T22:13:20+00:00", "text": "helo"}]));
-    assert_eq!(hook(fence.clone()).commit(std::slice::from_ref(&edit)).await.unwrap(), 0, "a redelivered edit is acked, not reapplied");
+    assert_eq!(
+        hook(fence.clone()).commit(std::slice::from_ref(&edit)).await.unwrap(),
+        0,
+        "a redelivered edit is acked, not reapplied"
+    );
     assert_eq!(row(&db, "T1").await.history.as_array().unwrap().len(), 1);
 
     assert_eq!(hook(fence.clone()).commit(&[revoke]).await.unwrap(), 1);

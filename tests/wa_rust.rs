@@ -242,7 +242,8 @@ fn outbound_payloads_build_or_fail_with_the_field_named() {
     let m = send::text_message("hi", None, &[]);
     assert_eq!(m.conversation.as_deref(), Some("hi"));
 
-    let Request::Text { text, reply_to, .. } = send::parse(&json!({"type": "text", "text": "yes", "reply_to": "Q1"}), max).unwrap()
+    let Request::Text { text, reply_to, .. } =
+        send::parse(&json!({"type": "text", "text": "yes", "reply_to": "Q1"}), max).unwrap()
     else {
         panic!()
     };

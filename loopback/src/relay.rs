@@ -148,6 +148,27 @@ fn acked_ids(node: &Node) -> Vec<String> {
     ids
 }
 
+/// `<chatstate to=X><composing/></chatstate>` from a client: passed on, as
+/// `<chatstate from=SENDER>`, to X's devices that are online now. Typing indicators are
+/// not kept for devices that are offline, as WhatsApp's server does not keep them.
+pub fn on_chatstate(session: &Session, node: &Node) {
+    let Role::Device { phone, .. } = &session.role else { return };
+    let to = attr_string(node, "to").unwrap_or_default();
+    let inner = session.shared.lock();
+    let Some((target_phone, _)) = resolve(&inner, &to) else { return };
+    let mut out = NodeBuilder::new("chatstate").attr("from", Jid::pn(phone.as_str()));
+    if let Some(NodeContent::Nodes(kids)) = &node.content {
+        out = out.children(kids.clone());
+    }
+    let out = out.build();
+    let devices = inner.dir.account(&target_phone).map(|a| a.devices.keys().copied().collect::<Vec<_>>()).unwrap_or_default();
+    for d in devices {
+        if let Some(conn) = inner.online.get(&(target_phone.clone(), d)) {
+            let _ = conn.tx.send(Outbound::Node(out.clone()));
+        }
+    }
+}
+
 /// `<ack class="message">` from a client: it took the message without a receipt.
 pub fn on_client_ack(session: &Session, node: &Node) {
     if attr(node, "class").as_deref() == Some("message") {

@@ -109,7 +109,8 @@ impl Session {
             "message" => relay::on_message(self, &node),
             "receipt" => relay::on_receipt(self, &node),
             "ack" => relay::on_client_ack(self, &node),
-            "presence" | "ib" | "chatstate" => {}
+            "chatstate" => relay::on_chatstate(self, &node),
+            "presence" | "ib" => {}
             other => tracing::debug!(conn_id = self.conn_id, "ignoring <{other}> from client"),
         }
     }

@@ -148,7 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             run_worker_until(cfg, pool, shutdown).await
         }
-        Command::Migrate => migrate(&pgwa_pg::connect(&cfg.database_url, cfg.db.max_connections).await?, |l| log::say(l)).await,
+        Command::Migrate => migrate(&pgwa_pg::connect(&cfg.database_url, cfg.db.max_connections).await?, log::say).await,
         #[cfg(not(feature = "loopback"))]
         Command::Dev(_) => unreachable!("answered before the configuration is loaded"),
         #[cfg(feature = "loopback")]

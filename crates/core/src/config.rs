@@ -110,11 +110,25 @@ pub struct PacingConfig {
     /// Sustained messages per minute to one recipient.
     pub recipient_per_minute: u32,
     pub recipient_burst: u32,
+    /// "Type before sending": before a text (or a captioned file) goes out, the chat is
+    /// shown "typing..." for this many milliseconds per character, then "paused" (a voice
+    /// note shows "recording..." for its length). 0 turns it off.
+    pub typing_ms_per_char: u32,
+    /// The longest a send types (or records) before it goes out.
+    pub typing_max_ms: u32,
 }
 
 impl Default for PacingConfig {
     fn default() -> Self {
-        Self { enabled: true, session_per_minute: 60, session_burst: 10, recipient_per_minute: 6, recipient_burst: 3 }
+        Self {
+            enabled: true,
+            session_per_minute: 60,
+            session_burst: 10,
+            recipient_per_minute: 6,
+            recipient_burst: 3,
+            typing_ms_per_char: 0,
+            typing_max_ms: 5000,
+        }
     }
 }
 

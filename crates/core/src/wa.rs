@@ -243,4 +243,18 @@ pub trait WaSession: Send + Sync + 'static {
     async fn clear_keys(&self, _scope: &crate::job::CleanupScope) -> Result<Option<u64>, WaError> {
         Ok(None)
     }
+
+    /// Shows `chat` that this number is typing, recording or has stopped. A hint with no
+    /// ack: the default (a side with no one to show it to) does nothing.
+    async fn chat_state(&self, _chat: &str, _state: ChatState) -> Result<(), SendError> {
+        Ok(())
+    }
+}
+
+/// What a chat is shown of us between messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatState {
+    Composing,
+    Recording,
+    Paused,
 }

@@ -155,12 +155,7 @@ pub async fn insert_inbound(pool: &PgPool, f: &Fence, m: &InboundMessage) -> sql
 /// its own when the target is not in the inbox (queries/apply_inbound_change.sql).
 /// Returns the row changed or stored, None when it was already applied or the fence
 /// refused.
-async fn apply_inbound_change(
-    pool: &PgPool,
-    f: &Fence,
-    m: &InboundMessage,
-    change: &InboundChange,
-) -> sqlx::Result<Option<i64>> {
+async fn apply_inbound_change(pool: &PgPool, f: &Fence, m: &InboundMessage, change: &InboundChange) -> sqlx::Result<Option<i64>> {
     let r = sqlx::query_file!(
         "queries/apply_inbound_change.sql",
         &f.session,

@@ -68,7 +68,11 @@ pub fn webp_info(b: &[u8]) -> Option<(u32, u32, bool)> {
             let d = data.get(..10)?;
             // Key frame start code, then 14-bit width and height.
             (d[3..6] == [0x9D, 0x01, 0x2A]).then(|| {
-                (u32::from(u16::from_le_bytes([d[6], d[7]]) & 0x3FFF), u32::from(u16::from_le_bytes([d[8], d[9]]) & 0x3FFF), false)
+                (
+                    u32::from(u16::from_le_bytes([d[6], d[7]]) & 0x3FFF),
+                    u32::from(u16::from_le_bytes([d[8], d[9]]) & 0x3FFF),
+                    false,
+                )
             })
         }
         b"VP8L" => {

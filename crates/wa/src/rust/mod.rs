@@ -190,6 +190,19 @@ impl WaSession for RustSession {
         Ok(())
     }
 
+    async fn chat_state(&self, chat: &str, state: pgwa_core::wa::ChatState) -> Result<(), SendError> {
+        use pgwa_core::wa::ChatState;
+        use whatsapp_rust::features::ChatStateType;
+        let to = parse_jid(chat)?;
+        let client = self.logged_in().await?;
+        let state = match state {
+            ChatState::Composing => ChatStateType::Composing,
+            ChatState::Recording => ChatStateType::Recording,
+            ChatState::Paused => ChatStateType::Paused,
+        };
+        client.chatstate().send(&to, state).await.map_err(|e| SendError::Retryable(format!("chat state to {chat}: {e}")))
+    }
+
     async fn clear_keys(&self, scope: &pgwa_core::job::CleanupScope) -> Result<Option<u64>, WaError> {
         use pgwa_core::job::CleanupScope;
         match scope {

@@ -20,8 +20,8 @@
 
 use base64::Engine;
 use serde_json::Value;
-use whatsapp_rust::wacore::proto_helpers::{MessageBuilderExt, build_quote_context, build_reaction_message};
 use whatsapp_rust::buffa::MessageField;
+use whatsapp_rust::wacore::proto_helpers::{MessageBuilderExt, build_quote_context, build_reaction_message};
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use pgwa_core::wa::SendError;
@@ -129,10 +129,9 @@ fn req_str(p: &Value, field: &str) -> Result<String, SendError> {
 fn str_list(p: &Value, field: &str) -> Result<Vec<String>, SendError> {
     match p.get(field) {
         None | Some(Value::Null) => Ok(vec![]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| bad(field, "must be a list of strings")))
-            .collect(),
+        Some(Value::Array(items)) => {
+            items.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(|| bad(field, "must be a list of strings"))).collect()
+        }
         Some(_) => Err(bad(field, "must be a list of strings")),
     }
 }
@@ -255,10 +254,9 @@ pub fn parse(p: &Value, max_media_bytes: usize) -> Result<Request, SendError> {
             }
             Ok(Request::Media(req))
         }
-        other => Err(bad(
-            "type",
-            format!("{other:?} is not one of text, reaction, image, document, location, contact, edit, revoke"),
-        )),
+        other => {
+            Err(bad("type", format!("{other:?} is not one of text, reaction, image, document, location, contact, edit, revoke")))
+        }
     }
 }
 
@@ -464,8 +462,7 @@ pub fn media_message(
     sticker_info: Option<(u32, u32, bool)>,
 ) -> wa::Message {
     use whatsapp_rust::media::{
-        AudioOptions, DocumentOptions, ImageOptions, VideoOptions, audio_message, document_message, image_message,
-        video_message,
+        AudioOptions, DocumentOptions, ImageOptions, VideoOptions, audio_message, document_message, image_message, video_message,
     };
     let context_info = quoted.map(|q| Box::new(quote_context(q)));
     match req.kind {

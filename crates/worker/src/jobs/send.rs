@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{Handler, JobCtx};
 use pgwa_core::job::Outcome;
 use pgwa_core::job::args::SendArgs;
-use pgwa_core::wa::{OutboundMessage, SendError};
+use pgwa_core::wa::{ChatState, OutboundMessage, SendError, WaSession};
 
 /// A send that has no server ack after this long is retried (same message id).
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -41,6 +41,9 @@ async fn send(ctx: &JobCtx<'_>, SendArgs(payload): SendArgs) -> Outcome {
             // A send held this long looks like a stuck queue from outside; say why.
             tracing::info!(session, job = job.id, waited_ms = waited.as_millis() as u64, "pacing held the send");
         }
+        if let Some((state, lasts)) = pacing.typing(&payload) {
+            type_before_sending(&*client, &chat, state, lasts).await;
+        }
         // The lease may have moved while we waited.
         if ctx.slots.client_for(session, epoch).is_err() {
             return Outcome::Release;
@@ -53,5 +56,18 @@ async fn send(ctx: &JobCtx<'_>, SendArgs(payload): SendArgs) -> Outcome {
         Ok(Err(SendError::Permanent(e))) => Outcome::fail(e),
         Ok(Err(SendError::NotConnected)) => Outcome::Release,
         Err(_) => Outcome::retry(format!("no server ack within {} s", ACK_TIMEOUT.as_secs())),
+    }
+}
+
+/// Shows the chat "typing..." (or "recording...") for `lasts`, then "paused", as a person
+/// would before sending. A hint only: if WhatsApp does not take it, the send still goes.
+async fn type_before_sending(client: &dyn WaSession, chat: &str, state: ChatState, lasts: Duration) {
+    if let Err(e) = client.chat_state(chat, state).await {
+        tracing::debug!(chat, error = %e, "typing indicator not sent");
+        return;
+    }
+    tokio::time::sleep(lasts).await;
+    if let Err(e) = client.chat_state(chat, ChatState::Paused).await {
+        tracing::debug!(chat, error = %e, "typing indicator not cleared");
     }
 }
