@@ -199,13 +199,13 @@ DECLARE
 BEGIN
     IF family IS NOT NULL AND jsonb_typeof(p->'mimetype') = 'string' AND lower(p->>'mimetype') NOT LIKE family || '%' THEN
         RAISE EXCEPTION USING ERRCODE = 'WA006',
-            MESSAGE = format('mimetype: %s does not fit kind %s (%s...)', wa._q(p->>'mimetype'), kind, family);
+            MESSAGE = format('payload.mimetype: %s does not fit kind %s (%s...)', wa._q(p->>'mimetype'), kind, family);
     END IF;
     IF p ? 'seconds' AND (kind NOT IN ('video', 'audio', 'voice') OR jsonb_typeof(p->'seconds') <> 'number'
                           OR (p->>'seconds')::numeric NOT BETWEEN 0 AND 86400
                           OR (p->>'seconds')::numeric <> trunc((p->>'seconds')::numeric)) THEN
         RAISE EXCEPTION USING ERRCODE = 'WA006',
-            MESSAGE = 'seconds: the length of a video, audio or voice note, a whole number from 0 to 86400';
+            MESSAGE = 'payload.seconds: the length of a video, audio or voice note, a whole number from 0 to 86400';
     END IF;
     IF p ? 'waveform' THEN
         IF kind = 'voice' AND jsonb_typeof(p->'waveform') = 'string' AND octet_length(p->>'waveform') <= 88 THEN
@@ -218,7 +218,7 @@ BEGIN
         IF wave IS NULL OR length(wave) > 64
            OR EXISTS (SELECT 1 FROM generate_series(0, length(wave) - 1) i WHERE get_byte(wave, i) > 100) THEN
             RAISE EXCEPTION USING ERRCODE = 'WA006',
-                MESSAGE = 'waveform: a voice note''s loudness, at most 64 samples from 0 to 100 (base64 in a payload)';
+                MESSAGE = 'payload.waveform: a voice note''s loudness, at most 64 samples from 0 to 100 (base64 in a payload)';
         END IF;
     END IF;
 END

@@ -197,16 +197,16 @@ async fn videos_audio_voice_notes_and_stickers_are_stored_for_the_worker() {
         &db.pool,
         &[
             ("SELECT wa.send_media('s1', '+15550000001', 'gif', url => 'https://x.test/a')", "WA006", "kind"),
-            ("SELECT wa.send_media('s1', '+15550000001', 'voice', url => 'https://x.test/a', mimetype => 'audio/mpeg')", "WA006", "mimetype"),
-            ("SELECT wa.send_media('s1', '+15550000001', 'sticker', url => 'https://x.test/a', mimetype => 'image/png')", "WA006", "mimetype"),
-            ("SELECT wa.send_media('s1', '+15550000001', 'image', url => 'https://x.test/a', seconds => 3)", "WA006", "seconds"),
-            ("SELECT wa.send_media('s1', '+15550000001', 'video', url => 'https://x.test/a', seconds => -1)", "WA006", "seconds"),
-            ("SELECT wa.send_media('s1', '+15550000001', 'video', url => 'https://x.test/a', waveform => '\\x00'::bytea)", "WA006", "waveform"),
-            ("SELECT wa.send_media('s1', '+15550000001', 'voice', url => 'https://x.test/a', waveform => '\\x0065'::bytea)", "WA006", "waveform"),
+            ("SELECT wa.send_media('s1', '+15550000001', 'voice', url => 'https://x.test/a', mimetype => 'audio/mpeg')", "WA006", "payload.mimetype"),
+            ("SELECT wa.send_media('s1', '+15550000001', 'sticker', url => 'https://x.test/a', mimetype => 'image/png')", "WA006", "payload.mimetype"),
+            ("SELECT wa.send_media('s1', '+15550000001', 'image', url => 'https://x.test/a', seconds => 3)", "WA006", "payload.seconds"),
+            ("SELECT wa.send_media('s1', '+15550000001', 'video', url => 'https://x.test/a', seconds => -1)", "WA006", "payload.seconds"),
+            ("SELECT wa.send_media('s1', '+15550000001', 'video', url => 'https://x.test/a', waveform => '\\x00'::bytea)", "WA006", "payload.waveform"),
+            ("SELECT wa.send_media('s1', '+15550000001', 'voice', url => 'https://x.test/a', waveform => '\\x0065'::bytea)", "WA006", "payload.waveform"),
             (
                 "SELECT wa.send_media('s1', '+15550000001', 'voice', url => 'https://x.test/a', waveform => decode(repeat('00', 65), 'hex'))",
                 "WA006",
-                "waveform",
+                "payload.waveform",
             ),
         ],
     )
