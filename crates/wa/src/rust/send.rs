@@ -198,66 +198,80 @@ pub fn parse(p: &Value, max_media_bytes: usize) -> Result<Request, SendError> {
             };
             Ok(Request::Reaction { target: req_str(p, "message_id")?, emoji, from_me })
         }
-        media if MediaKind::parse(media).is_some() => {
-            let kind = MediaKind::parse(media).expect("matched");
-            let source = match (opt_str(p, "data")?, opt_str(p, "url")?) {
-                (Some(_), Some(_)) => return Err(bad("data", "give either data or url, not both")),
-                (None, None) => return Err(bad("data", "missing: give data (base64) or url")),
-                (Some(d), None) => MediaSource::Bytes(decode_base64(&d, max_media_bytes)?),
-                (None, Some(u)) => MediaSource::Url(check_url(&u)?),
-            };
-            let mimetype = opt_str(p, "mimetype")?;
-            if let Some(m) = &mimetype {
-                if !m.contains('/') {
-                    return Err(bad("mimetype", format!("{m:?} is not a MIME type")));
-                }
-                let family = match kind {
-                    MediaKind::Image => Some("image/"),
-                    MediaKind::Video => Some("video/"),
-                    MediaKind::Audio | MediaKind::Voice => Some("audio/"),
-                    MediaKind::Sticker => Some("image/webp"),
-                    MediaKind::Document => None,
-                };
-                if let Some(f) = family.filter(|f| !m.starts_with(f)) {
-                    return Err(bad("mimetype", format!("{m:?} is not a {f} type, as a {media} needs")));
-                }
-            }
-            let seconds = match p.get("seconds") {
-                None | Some(Value::Null) => None,
-                Some(v) => match v.as_u64() {
-                    Some(n) if n <= 86_400 => Some(n as u32),
-                    _ => return Err(bad("seconds", "must be a whole number of seconds from 0 to 86400")),
-                },
-            };
-            let waveform = match opt_str(p, "waveform")? {
-                None => None,
-                Some(w) => {
-                    let w = decode_base64(&w, 64).map_err(|_| bad("waveform", "must be base64 of at most 64 bytes"))?;
-                    if w.len() > 64 || w.iter().any(|&v| v > 100) {
-                        return Err(bad("waveform", "at most 64 samples, each 0 to 100"));
-                    }
-                    Some(w)
-                }
-            };
-            let req = MediaRequest {
-                kind,
-                source,
-                mimetype,
-                caption: opt_str(p, "caption")?,
-                file_name: opt_str(p, "file_name")?,
-                reply_to,
-                seconds,
-                waveform,
-            };
-            if let MediaSource::Bytes(b) = &req.source {
-                check_media(&req, b, max_media_bytes)?;
-            }
-            Ok(Request::Media(req))
+        other => match MediaKind::parse(other) {
+            Some(kind) => parse_media(p, kind, other, reply_to, max_media_bytes),
+            None => Err(bad(
+                "type",
+                format!(
+                    "{other:?} is not one of text, reaction, image, document, video, audio, voice, sticker, location, \
+                     contact, edit, revoke"
+                ),
+            )),
+        },
+    }
+}
+
+/// A media payload of `kind` (`media` is its name in the payload).
+fn parse_media(
+    p: &Value,
+    kind: MediaKind,
+    media: &str,
+    reply_to: Option<String>,
+    max_media_bytes: usize,
+) -> Result<Request, SendError> {
+    let source = match (opt_str(p, "data")?, opt_str(p, "url")?) {
+        (Some(_), Some(_)) => return Err(bad("data", "give either data or url, not both")),
+        (None, None) => return Err(bad("data", "missing: give data (base64) or url")),
+        (Some(d), None) => MediaSource::Bytes(decode_base64(&d, max_media_bytes)?),
+        (None, Some(u)) => MediaSource::Url(check_url(&u)?),
+    };
+    let mimetype = opt_str(p, "mimetype")?;
+    if let Some(m) = &mimetype {
+        if !m.contains('/') {
+            return Err(bad("mimetype", format!("{m:?} is not a MIME type")));
         }
-        other => {
-            Err(bad("type", format!("{other:?} is not one of text, reaction, image, document, location, contact, edit, revoke")))
+        let family = match kind {
+            MediaKind::Image => Some("image/"),
+            MediaKind::Video => Some("video/"),
+            MediaKind::Audio | MediaKind::Voice => Some("audio/"),
+            MediaKind::Sticker => Some("image/webp"),
+            MediaKind::Document => None,
+        };
+        if let Some(f) = family.filter(|f| !m.starts_with(f)) {
+            return Err(bad("mimetype", format!("{m:?} is not a {f} type, as a {media} needs")));
         }
     }
+    let seconds = match p.get("seconds") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= 86_400 => Some(n as u32),
+            _ => return Err(bad("seconds", "must be a whole number of seconds from 0 to 86400")),
+        },
+    };
+    let waveform = match opt_str(p, "waveform")? {
+        None => None,
+        Some(w) => {
+            let w = decode_base64(&w, 64).map_err(|_| bad("waveform", "must be base64 of at most 64 bytes"))?;
+            if w.len() > 64 || w.iter().any(|&v| v > 100) {
+                return Err(bad("waveform", "at most 64 samples, each 0 to 100"));
+            }
+            Some(w)
+        }
+    };
+    let req = MediaRequest {
+        kind,
+        source,
+        mimetype,
+        caption: opt_str(p, "caption")?,
+        file_name: opt_str(p, "file_name")?,
+        reply_to,
+        seconds,
+        waveform,
+    };
+    if let MediaSource::Bytes(b) = &req.source {
+        check_media(&req, b, max_media_bytes)?;
+    }
+    Ok(Request::Media(req))
 }
 
 fn decode_base64(data: &str, max: usize) -> Result<Vec<u8>, SendError> {
