@@ -117,34 +117,45 @@ BEGIN
 END
 $$;
 
--- A contact card's name and numbers; returns the payload with the numbers as digits.
-CREATE OR REPLACE FUNCTION wa._check_contact(p jsonb)
+-- A list of 1 to max phone numbers (argument arg), as digits without repeats.
+CREATE OR REPLACE FUNCTION wa._phone_list(v jsonb, arg text, max integer)
 RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     item jsonb;
     jid text;
-    digits jsonb := '[]';
+    digits text[] := '{}';
+BEGIN
+    IF jsonb_typeof(v) IS DISTINCT FROM 'array' OR jsonb_array_length(v) NOT BETWEEN 1 AND max THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = format('%s: a list of 1 to %s phone numbers', arg, max);
+    END IF;
+    FOR item IN SELECT e FROM jsonb_array_elements(v) e LOOP
+        IF jsonb_typeof(item) <> 'string' THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = format('%s: every item must be a string', arg);
+        END IF;
+        jid := wa.normalize_jid(item #>> '{}', arg);
+        IF jid !~ '@s\.whatsapp\.net$' THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA002',
+                MESSAGE = format('%s: %s is not a phone number (7 to 15 digits, country code first)', arg, wa._q(item #>> '{}'));
+        END IF;
+        IF NOT split_part(jid, '@', 1) = ANY(digits) THEN
+            digits := digits || split_part(jid, '@', 1);
+        END IF;
+    END LOOP;
+    RETURN to_jsonb(digits);
+END
+$$;
+
+-- A contact card's name and numbers; returns the payload with the numbers as digits.
+CREATE OR REPLACE FUNCTION wa._check_contact(p jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     IF jsonb_typeof(p->'display_name') IS DISTINCT FROM 'string'
        OR btrim(p->>'display_name') = '' OR char_length(p->>'display_name') > 255 THEN
         RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'display_name: the name to show, 1 to 255 characters';
     END IF;
-    IF jsonb_typeof(p->'phones') IS DISTINCT FROM 'array' OR jsonb_array_length(p->'phones') NOT BETWEEN 1 AND 10 THEN
-        RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'phones: a list of 1 to 10 phone numbers';
-    END IF;
-    FOR item IN SELECT e FROM jsonb_array_elements(p->'phones') e LOOP
-        IF jsonb_typeof(item) <> 'string' THEN
-            RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'phones: every item must be a string';
-        END IF;
-        jid := wa.normalize_jid(item #>> '{}', 'phones');
-        IF jid !~ '@s\.whatsapp\.net$' THEN
-            RAISE EXCEPTION USING ERRCODE = 'WA002',
-                MESSAGE = format('phones: %s is not a phone number', wa._q(item #>> '{}'));
-        END IF;
-        digits := digits || to_jsonb(split_part(jid, '@', 1));
-    END LOOP;
-    RETURN jsonb_set(p, '{phones}', digits);
+    RETURN jsonb_set(p, '{phones}', wa._phone_list(p->'phones', 'phones', 10));
 END
 $$;
 
@@ -183,6 +194,51 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'WA013',
             MESSAGE = format('message_id: %s was sent at %s; WhatsApp allows edits for 15 minutes after sending',
                              target, orig.sent_at);
+    END IF;
+END
+$$;
+
+-- wa.mark_read's messages: 1 to 1000 ids of messages this session received in chat
+-- (WA013 for one it did not: an id of a message it sent, of another chat, unknown).
+-- Returns the ids without repeats.
+CREATE OR REPLACE FUNCTION wa._check_mark_read(session text, chat text, p jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    ids text[];
+    bad text;
+BEGIN
+    IF jsonb_typeof(p->'message_ids') IS DISTINCT FROM 'array' OR jsonb_array_length(p->'message_ids') NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'message_ids: a list of 1 to 1000 message ids';
+    END IF;
+    SELECT e INTO bad FROM jsonb_array_elements(p->'message_ids') e
+     WHERE jsonb_typeof(e) <> 'string' OR e #>> '{}' !~ '^[A-Za-z0-9]{8,64}$' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006',
+            MESSAGE = format('message_ids: %s is not a message id (8 to 64 letters or digits)', wa._q(bad));
+    END IF;
+    SELECT array_agg(DISTINCT x) INTO ids FROM jsonb_array_elements_text(p->'message_ids') x;
+    SELECT x INTO bad FROM unnest(ids) x
+     WHERE NOT EXISTS (SELECT 1 FROM wa.inbox i
+                        WHERE i.session_id = _check_mark_read.session AND i.message_id = x AND i.chat = _check_mark_read.chat)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA013',
+            MESSAGE = format('message_ids: %s is not a message session %s received in %s', wa._q(bad), wa._q(session), chat),
+            HINT = 'Read receipts are for messages in wa.inbox of that session and chat.';
+    END IF;
+    RETURN to_jsonb(ids);
+END
+$$;
+
+-- wa.send_presence's state.
+CREATE OR REPLACE FUNCTION wa._check_chat_state(p jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF jsonb_typeof(p->'state') IS DISTINCT FROM 'string' OR p->>'state' NOT IN ('composing', 'recording', 'paused') THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006',
+            MESSAGE = format('state: %s is not a chat state (accepted: composing, recording, paused)', wa._q(p->>'state'));
     END IF;
 END
 $$;
@@ -394,6 +450,18 @@ BEGIN
                                        OR char_length(NEW.payload->>'reason') > 500) THEN
             RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'payload.reason: must be a string of at most 500 characters';
         END IF;
+    WHEN 'mark_read' THEN
+        NEW.payload := jsonb_set(NEW.payload, '{chat}', to_jsonb(wa.normalize_jid(NEW.payload->>'chat', 'chat')));
+        NEW.payload := jsonb_set(NEW.payload, '{message_ids}',
+            wa._check_mark_read(NEW.session_id, NEW.payload->>'chat', NEW.payload));
+    WHEN 'presence' THEN
+        NEW.payload := jsonb_set(NEW.payload, '{chat}', to_jsonb(wa.normalize_jid(NEW.payload->>'chat', 'chat')));
+        PERFORM wa._check_chat_state(NEW.payload);
+        -- Shown late, a chat state would be a lie ("typing..." an hour after the fact):
+        -- the worker drops it after this.
+        NEW.payload := NEW.payload || jsonb_build_object('expires_at', NEW.run_at + interval '1 minute');
+    WHEN 'check_numbers' THEN
+        NEW.payload := jsonb_set(NEW.payload, '{phones}', wa._phone_list(NEW.payload->'phones', 'phones', 1000));
     WHEN 'maintenance' THEN
         -- Schedules dedupe their ticks by a predictable idempotency key: a job planted
         -- under the next tick's key (never running, unknown task) would stop the sweep.

@@ -229,3 +229,42 @@ BEGIN
         (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'wa'));
 END
 $$;
+
+-- The LID mappings whatsapp-rust learns (wa.lid_mappings, the store's table, which apps
+-- cannot read) are copied to wa.contacts, where apps see each number's LID. Only a new
+-- or changed mapping costs a write: the store re-writes known mappings often, and an
+-- unchanged one does not call this (the triggers' WHEN).
+CREATE OR REPLACE FUNCTION wa._lid_mappings_to_contacts()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO wa.contacts AS c (session_id, phone, jid, lid, lid_learned_at)
+    VALUES (NEW.session_id, NEW.phone_number, NEW.phone_number || '@s.whatsapp.net', NEW.lid || '@lid', now())
+    ON CONFLICT (session_id, phone) DO UPDATE
+       SET lid = EXCLUDED.lid, jid = coalesce(c.jid, EXCLUDED.jid), lid_learned_at = now(), updated_at = now()
+     WHERE c.lid IS DISTINCT FROM EXCLUDED.lid;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS lid_mappings_to_contacts ON wa.lid_mappings;
+CREATE TRIGGER lid_mappings_to_contacts AFTER INSERT ON wa.lid_mappings
+    FOR EACH ROW EXECUTE FUNCTION wa._lid_mappings_to_contacts();
+DROP TRIGGER IF EXISTS lid_mappings_to_contacts_changed ON wa.lid_mappings;
+CREATE TRIGGER lid_mappings_to_contacts_changed AFTER UPDATE ON wa.lid_mappings
+    FOR EACH ROW WHEN (OLD.phone_number IS DISTINCT FROM NEW.phone_number OR OLD.lid IS DISTINCT FROM NEW.lid)
+    EXECUTE FUNCTION wa._lid_mappings_to_contacts();
+
+-- Channel wa_chat_state: {"session", "id", "state"} when someone shows a chat that they
+-- are typing, recording or stopped. The app reads chat and sender from wa.chat_states
+-- by id: JIDs are phone numbers, and any role can LISTEN.
+CREATE OR REPLACE FUNCTION wa._chat_states_notify()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('wa_chat_state', json_build_object('session', NEW.session_id, 'id', NEW.id, 'state', NEW.state)::text);
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS chat_states_notify ON wa.chat_states;
+CREATE TRIGGER chat_states_notify AFTER INSERT OR UPDATE ON wa.chat_states
+    FOR EACH ROW EXECUTE FUNCTION wa._chat_states_notify();

@@ -19,7 +19,8 @@ END
 $$;
 
 -- Enqueues a job of any kind and returns the row. kind is one of send, reconnect,
--- key_cleanup, close_session, maintenance (WA004 otherwise). run_at NULL means now;
+-- key_cleanup, close_session, maintenance, mark_read, presence, check_numbers (WA004
+-- otherwise). run_at NULL means now;
 -- priority 0..1000, lower first (default 100); max_attempts 1..1000 (default 10).
 -- The same idempotency_key twice for a session returns the first job unchanged.
 CREATE OR REPLACE FUNCTION wa.enqueue(
@@ -37,9 +38,10 @@ DECLARE
     row wa.jobs;
     k wa.job_kind;
 BEGIN
-    IF kind IS NULL OR kind NOT IN ('send', 'reconnect', 'key_cleanup', 'close_session', 'maintenance') THEN
+    IF kind IS NULL OR kind NOT IN ('send', 'reconnect', 'key_cleanup', 'close_session', 'maintenance',
+                                    'mark_read', 'presence', 'check_numbers') THEN
         RAISE EXCEPTION USING ERRCODE = 'WA004',
-            MESSAGE = format('kind: unknown job kind %s (accepted: send, reconnect, key_cleanup, close_session, maintenance)', wa._q(kind));
+            MESSAGE = format('kind: unknown job kind %s (accepted: send, reconnect, key_cleanup, close_session, maintenance, mark_read, presence, check_numbers)', wa._q(kind));
     END IF;
     k := kind::wa.job_kind;
     IF priority IS NOT NULL AND (priority < 0 OR priority > 1000) THEN
@@ -252,6 +254,48 @@ LANGUAGE sql AS $$
     SELECT j.id FROM wa.enqueue(revoke_message.session, 'send',
         jsonb_build_object('type', 'revoke', 'to', revoke_message.chat, 'message_id', revoke_message.message_id),
         idempotency_key => revoke_message.idempotency_key) j
+$$;
+
+-- Sends read receipts (blue ticks) for messages this session received in chat (1 to
+-- 1000 ids from wa.inbox; WA013 for any other). Their wa.inbox rows get read_at once
+-- the receipts are out. Returns the job id.
+CREATE OR REPLACE FUNCTION wa.mark_read(
+    session text,
+    chat text,
+    message_ids text[],
+    idempotency_key text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT j.id FROM wa.enqueue(mark_read.session, 'mark_read',
+        jsonb_build_object('chat', mark_read.chat, 'message_ids', to_jsonb(mark_read.message_ids)),
+        idempotency_key => mark_read.idempotency_key) j
+$$;
+
+-- Shows chat that this number is typing (composing), recording a voice note
+-- (recording) or has stopped (paused). Dropped, not shown late, when the session cannot
+-- send it within a minute. Returns the job id.
+CREATE OR REPLACE FUNCTION wa.send_presence(
+    session text,
+    chat text,
+    state text)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT j.id FROM wa.enqueue(send_presence.session, 'presence',
+        jsonb_build_object('chat', send_presence.chat, 'state', send_presence.state), priority => 50) j
+$$;
+
+-- Asks WhatsApp which of 1 to 1000 phone numbers have an account. The answers fill
+-- wa.contacts (phone, jid, lid, on_whatsapp, is_business, checked_at) when the job
+-- completes; its result counts them. Returns the job id.
+CREATE OR REPLACE FUNCTION wa.check_numbers(
+    session text,
+    phones text[],
+    idempotency_key text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT j.id FROM wa.enqueue(check_numbers.session, 'check_numbers',
+        jsonb_build_object('phones', to_jsonb(check_numbers.phones)),
+        idempotency_key => check_numbers.idempotency_key) j
 $$;
 
 -- Restarts a session's connection now (resets its backoff). Returns the job id.

@@ -45,7 +45,7 @@ GRANT UPDATE (desired, pair_phone, metadata) ON wa.sessions TO pgwa_api;
 GRANT SELECT ON wa.jobs TO pgwa_api;
 GRANT INSERT (session_id, kind, payload, run_at, priority, idempotency_key, max_attempts, chat, message_id) ON wa.jobs TO pgwa_api;
 GRANT UPDATE (state, run_at, finished_at, delivery, result, cancel_requested_at, max_attempts) ON wa.jobs TO pgwa_api;
-GRANT SELECT ON wa.inbox, wa.policy, wa.workers, wa.schedules TO pgwa_api;
+GRANT SELECT ON wa.inbox, wa.policy, wa.workers, wa.schedules, wa.contacts, wa.chat_states TO pgwa_api;
 GRANT SELECT ON wa.outbound, wa.session_health, wa.queue_stats TO pgwa_api;
 
 GRANT EXECUTE ON FUNCTION
@@ -61,6 +61,9 @@ GRANT EXECUTE ON FUNCTION
     wa.send_contact(text, text, text, text[], text, text),
     wa.edit_message(text, text, text, text, text),
     wa.revoke_message(text, text, text, text),
+    wa.mark_read(text, text, text[], text),
+    wa.send_presence(text, text, text),
+    wa.check_numbers(text, text[], text),
     wa.reconnect(text),
     wa.close_session(text, text, boolean, boolean),
     wa.cancel_job(bigint),
@@ -74,6 +77,9 @@ GRANT EXECUTE ON FUNCTION
     wa._check_contact(jsonb),
     wa._check_media_kind(text, jsonb),
     wa._check_change(text, text, text, jsonb),
+    wa._check_mark_read(text, text, jsonb),
+    wa._check_chat_state(jsonb),
+    wa._phone_list(jsonb, text, integer),
     wa._caller_is_worker(),
     wa._same_request(wa.jobs, wa.job_kind),
     wa._session_or_raise(text)  -- locks a row the app may update anyway

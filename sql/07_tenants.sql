@@ -88,6 +88,16 @@ DROP POLICY IF EXISTS own_inbox ON wa.inbox;
 CREATE POLICY own_inbox ON wa.inbox FOR SELECT TO pgwa_api
     USING (session_id IN (SELECT s.id FROM wa.sessions s));
 
+ALTER TABLE wa.contacts ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_contacts ON wa.contacts;
+CREATE POLICY own_contacts ON wa.contacts FOR SELECT TO pgwa_api
+    USING (session_id IN (SELECT s.id FROM wa.sessions s));
+
+ALTER TABLE wa.chat_states ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_chat_states ON wa.chat_states;
+CREATE POLICY own_chat_states ON wa.chat_states FOR SELECT TO pgwa_api
+    USING (session_id IN (SELECT s.id FROM wa.sessions s));
+
 -- Views read their tables as the caller, so the policies above apply through them.
 ALTER VIEW wa.outbound SET (security_invoker = true);
 ALTER VIEW wa.session_health SET (security_invoker = true);

@@ -64,6 +64,56 @@ async fn locations_and_mentions_from_the_command_line() {
     assert!(err.contains("latitude: '123' is not a latitude") && err.contains("SQLSTATE WA006"), "{err}");
 }
 
+/// `pgwa check-numbers` waits for its job and prints what wa.contacts then holds. No
+/// worker runs here: the test answers the job as one would (contacts written, job
+/// completed), which is what the command watches for.
+#[tokio::test]
+async fn check_numbers_waits_for_the_answers_and_prints_them() {
+    let db = TestDb::new().await.unwrap();
+    pgwa(&db, &["session", "add", "s1", "--no-wait"]);
+    let cli = Command::new(env!("CARGO_BIN_EXE_pgwa"))
+        .args(["check-numbers", "s1", "+1 555 000 1111", "15550002222", "--timeout", "30"])
+        .env("PGWA_DATABASE_URL", &db.url)
+        .env_remove("DATABASE_URL")
+        .env("PGWA_LOG__FILTER", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let job: i64 = common::eventually(Duration::from_secs(20), "the check's job", || async {
+        sqlx::query_scalar("SELECT id FROM wa.jobs WHERE kind = 'check_numbers'").fetch_optional(&db.pool).await.unwrap()
+    })
+    .await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO wa.contacts (session_id, phone, jid, lid, on_whatsapp, is_business, checked_at) VALUES
+           ('s1', '15550001111', '15550001111@s.whatsapp.net', '100000001@lid', true, false, now()),
+           ('s1', '15550002222', NULL, NULL, false, false, now());
+         UPDATE wa.jobs SET state = 'running', attempts = 1, worker_id = gen_random_uuid() WHERE id = {job};
+         UPDATE wa.jobs SET state = 'completed', finished_at = now(),
+                result = '{{\"checked\": 2, \"on_whatsapp\": 1, \"unanswered\": []}}' WHERE id = {job};"
+    )))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let o = cli.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    assert_eq!(row(&out, "15550001111"), ["15550001111", "yes", "15550001111@s.whatsapp.net", "100000001@lid", "no"], "{out}");
+    assert_eq!(row(&out, "15550002222"), ["15550002222", "no", "-", "-", "no"], "{out}");
+    assert!(out.contains("2 number(s)"), "{out}");
+
+    // No worker: the job waits, and the command says why and what to look at.
+    let o = pgwa(&db, &["check-numbers", "s1", "+15550003333", "--timeout", "1"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is still available after 1 s: session s1 must be connected"), "{err}");
+    assert!(err.contains("pgwa jobs show"), "{err}");
+    // Bad input: refused by the SQL API before anything is queued.
+    let o = pgwa(&db, &["check-numbers", "s1", "12ab"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("phones: '12ab' is not a phone number") && err.contains("WA002"), "{err}");
+}
+
 #[tokio::test]
 async fn bad_input_exits_non_zero_with_the_sqlstate() {
     let db = TestDb::new().await.unwrap();

@@ -54,7 +54,8 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
     // worst case.
     let mut plain = db.pool.acquire().await.unwrap();
     exec(&mut plain, "SET plan_cache_mode = force_generic_plan".into()).await;
-    let claim = format!("EXECUTE claim('{WORKER}', '{{s1}}', '{{s1}}', 5000, 2)");
+    let kinds: Vec<&str> = pgwa_core::job::JobKind::ALL.iter().map(|k| k.as_str()).collect();
+    let claim = format!("EXECUTE claim('{WORKER}', '{{s1}}', '{{s1}}', 5000, 2, '{{{}}}')", kinds.join(","));
 
     // The plans are made and cached while the table is empty, as a new worker's are.
     // (Autovacuum is off for the table, so no ANALYZE replans them behind the test's
@@ -63,7 +64,7 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
     let empty: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs").fetch_one(&db.pool).await.unwrap();
     assert_eq!(empty, 0);
     for c in [&mut conn, &mut plain] {
-        exec(c, format!("PREPARE claim(uuid, text[], text[], bigint, bigint) AS {}", pgwa_pg::jobs::CLAIM)).await;
+        exec(c, format!("PREPARE claim(uuid, text[], text[], bigint, bigint, text[]) AS {}", pgwa_pg::jobs::CLAIM)).await;
         exec(c, format!("PREPARE complete(uuid, bigint[], jsonb[], timestamptz[]) AS {}", pgwa_pg::jobs::COMPLETE)).await;
         exec(c, format!("PREPARE fail(uuid, bigint[], text[], bigint[], bool[]) AS {}", pgwa_pg::jobs::FAIL)).await;
         exec(c, claim.clone()).await;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fails, jobs};
+use common::refused_by_name;
 use pgwa_testkit::TestDb;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -18,16 +18,6 @@ async fn db_with_sessions() -> TestDb {
 
 async fn payload(pool: &PgPool, job: i64) -> Value {
     sqlx::query_scalar("SELECT payload FROM wa.jobs WHERE id = $1").bind(job).fetch_one(pool).await.unwrap()
-}
-
-async fn refused(pool: &PgPool, cases: &[(&str, &str, &str)]) {
-    let before = jobs(pool).await;
-    for (sql, code, arg) in cases {
-        let (got, msg) = fails(pool, sql).await;
-        assert_eq!(&got, code, "{sql}: {msg}");
-        assert!(msg.starts_with(&format!("{arg}:")), "{sql}: the message names {arg}: {msg}");
-    }
-    assert_eq!(jobs(pool).await, before, "nothing was inserted");
 }
 
 #[tokio::test]
@@ -63,7 +53,7 @@ async fn locations_contacts_and_mentions_are_stored_for_the_worker() {
     .unwrap();
     assert_eq!(payload(&db.pool, job).await["mentions"], json!(["5511988887777@s.whatsapp.net"]));
 
-    refused(
+    refused_by_name(
         &db.pool,
         &[
             ("SELECT wa.send_location('s1', '+15550000001', 91, 0)", "WA006", "latitude"),
@@ -172,7 +162,7 @@ async fn edits_and_revokes_name_a_message_this_session_sent_to_that_chat() {
         ),
     ];
     let cases: Vec<(&str, &str, &str)> = cases.iter().map(|(s, c, a)| (s.as_str(), *c, *a)).collect();
-    refused(pool, &cases).await;
+    refused_by_name(pool, &cases).await;
 }
 
 #[tokio::test]
@@ -193,7 +183,7 @@ async fn videos_audio_voice_notes_and_stickers_are_stored_for_the_worker() {
             .await
             .unwrap();
     }
-    refused(
+    refused_by_name(
         &db.pool,
         &[
             ("SELECT wa.send_media('s1', '+15550000001', 'gif', url => 'https://x.test/a')", "WA006", "kind"),

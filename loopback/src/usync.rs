@@ -25,7 +25,7 @@ pub fn answer(session: &Session, node: &Node) -> Node {
         .map(|u| {
             let phone = user_phone(&inner, u);
             let account = phone.as_deref().and_then(|p| inner.dir.account(p));
-            user_node(u, account, &query)
+            user_node(u, phone.as_deref(), account, &query)
         })
         .collect::<Vec<_>>();
     drop(inner);
@@ -42,11 +42,15 @@ fn user_phone(inner: &crate::state::Inner, user: &Node) -> Option<String> {
     Some(String::from_utf8_lossy(contact).trim_start_matches('+').to_string())
 }
 
-fn user_node(request: &Node, account: Option<&Account>, query: &[String]) -> Node {
-    let jid = match (attr(request, "jid"), account) {
-        (Some(j), _) => j.into_owned(),
-        (None, Some(a)) => Jid::pn(&a.phone).to_string(),
-        (None, None) => String::new(),
+/// One `<user>` answer. A number asked about by `<contact>` is answered with its phone
+/// JID whether or not it has an account (`<contact type="out"/>` then), as WhatsApp does:
+/// clients drop an answer without a jid.
+fn user_node(request: &Node, phone: Option<&str>, account: Option<&Account>, query: &[String]) -> Node {
+    let jid = match (attr(request, "jid"), account, phone) {
+        (Some(j), _, _) => j.into_owned(),
+        (None, Some(a), _) => Jid::pn(&a.phone).to_string(),
+        (None, None, Some(p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Jid::pn(p).to_string(),
+        (None, None, _) => String::new(),
     };
     let mut out = Vec::new();
     for protocol in query {

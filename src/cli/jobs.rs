@@ -16,7 +16,8 @@ pub enum JobsCmd {
         /// available, scheduled, running, retryable, completed, dead or cancelled.
         #[arg(long)]
         state: Option<pgwa_core::job::JobState>,
-        /// send, reconnect, key_cleanup, close_session or maintenance.
+        /// send, reconnect, key_cleanup, close_session, maintenance, mark_read, presence
+        /// or check_numbers.
         #[arg(long)]
         kind: Option<pgwa_core::job::JobKind>,
         #[arg(long, default_value_t = 50)]

@@ -1,6 +1,7 @@
 //! The command line: thin wrappers over the SQL API and the worker.
 
 mod bench;
+mod contacts;
 #[cfg(feature = "loopback")]
 mod dev;
 mod dev_cmd;
@@ -87,6 +88,9 @@ pub enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// Check which phone numbers are on WhatsApp (through a connected session); waits for
+    /// the answers and prints them, as wa.contacts keeps them.
+    CheckNumbers(contacts::CheckNumbersArgs),
     /// Inspect and steer jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCmd),
@@ -193,6 +197,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 Command::Jobs(cmd) => jobs::run(cmd, &pool).await,
+                Command::CheckNumbers(a) => contacts::run(a, &pool).await,
                 _ => unreachable!("handled above"),
             }
         }

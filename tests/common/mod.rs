@@ -137,6 +137,18 @@ pub async fn fails(pool: &PgPool, sql: &str) -> (String, String) {
     (sqlstate(&e), msg)
 }
 
+/// Runs each `(sql, sqlstate, argument)`: each fails with that SQLSTATE and a message
+/// that starts with the argument's name, and no job is inserted by any of them.
+pub async fn refused_by_name(pool: &PgPool, cases: &[(&str, &str, &str)]) {
+    let before = jobs(pool).await;
+    for (sql, code, arg) in cases {
+        let (got, msg) = fails(pool, sql).await;
+        assert_eq!(&got, code, "{sql}: {msg}");
+        assert!(msg.starts_with(&format!("{arg}:")), "{sql}: the message names {arg}: {msg}");
+    }
+    assert_eq!(jobs(pool).await, before, "nothing was inserted");
+}
+
 /// Every job in the database.
 pub async fn jobs(pool: &PgPool) -> i64 {
     count(pool, "SELECT count(*) FROM wa.jobs").await

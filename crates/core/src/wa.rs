@@ -200,6 +200,8 @@ pub enum WaEvent {
         kind: ReceiptKind,
         at: DateTime<Utc>,
     },
+    /// Someone shows a chat they are typing, recording or stopped.
+    ChatState(InboundChatState),
     Error {
         message: String,
     },
@@ -249,6 +251,18 @@ pub trait WaSession: Send + Sync + 'static {
     async fn chat_state(&self, _chat: &str, _state: ChatState) -> Result<(), SendError> {
         Ok(())
     }
+
+    /// Sends read receipts for messages received in `chat`; in a group, `sender` is
+    /// their author. The default (a side with no peers) accepts and does nothing.
+    async fn mark_read(&self, _chat: &str, _sender: Option<&str>, _message_ids: &[String]) -> Result<(), SendError> {
+        Ok(())
+    }
+
+    /// Asks WhatsApp which of `phones` (digits) have an account. A side with no
+    /// directory to ask refuses.
+    async fn check_numbers(&self, _phones: &[String]) -> Result<Vec<NumberCheck>, SendError> {
+        Err(SendError::Permanent("this side has no WhatsApp directory to check numbers against".into()))
+    }
 }
 
 /// What a chat is shown of us between messages.
@@ -257,4 +271,48 @@ pub enum ChatState {
     Composing,
     Recording,
     Paused,
+}
+
+impl ChatState {
+    pub const ALL: [ChatState; 3] = [ChatState::Composing, ChatState::Recording, ChatState::Paused];
+
+    /// The name used in SQL (wa.send_presence) and in wa.chat_states.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatState::Composing => "composing",
+            ChatState::Recording => "recording",
+            ChatState::Paused => "paused",
+        }
+    }
+}
+
+impl std::str::FromStr for ChatState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ChatState::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a chat state (accepted: composing, recording, paused)"))
+    }
+}
+
+/// What a number check found about one phone number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberCheck {
+    /// The number asked about (digits).
+    pub phone: String,
+    pub on_whatsapp: bool,
+    /// The account's phone JID, when WhatsApp answered with one.
+    pub jid: Option<String>,
+    /// The account's LID (`digits@lid`), when WhatsApp told it.
+    pub lid: Option<String>,
+    pub is_business: bool,
+}
+
+/// A chat state someone showed us in a chat (inbound "typing...").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundChatState {
+    pub chat: String,
+    pub sender: String,
+    pub state: ChatState,
 }

@@ -1,5 +1,6 @@
 -- The claim (pgwa_pg::jobs::claim explains its shape). $1 worker, $2 held sessions,
--- $3 connected sessions, $4 jobs per session, $5 maintenance jobs.
+-- $3 connected sessions, $4 jobs per session, $5 maintenance jobs, $6 the job kinds this
+-- worker can run (a newer pgwa's kinds stay queued for the newer workers).
 WITH held AS (
      SELECT s.id, s.epoch, s.id = ANY($3) AS sendable
        FROM wa.sessions s
@@ -10,12 +11,14 @@ WITH held AS (
        FROM held h CROSS JOIN LATERAL (
             SELECT j.id, j.session_id, j.chat FROM wa.jobs j
              WHERE j.session_id = h.id AND j.phase = 1 AND j.lane = 0 AND j.state = 'available'
+               AND j.kind::text = ANY($6)
              ORDER BY j.priority, j.id LIMIT $4 FOR UPDATE SKIP LOCKED) c
      UNION ALL
      SELECT c.id, c.session_id, c.chat, h.epoch
        FROM held h CROSS JOIN LATERAL (
             SELECT j.id, j.session_id, j.chat FROM wa.jobs j
              WHERE j.session_id = h.id AND j.phase = 1 AND j.lane = 1 AND j.state = 'available' AND h.sendable
+               AND j.kind::text = ANY($6)
              ORDER BY j.priority, j.id LIMIT $4 FOR UPDATE SKIP LOCKED) c
      UNION ALL
      SELECT m.id, NULL, NULL, NULL FROM (

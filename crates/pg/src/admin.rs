@@ -138,6 +138,31 @@ pub async fn jobs(pool: &PgPool, f: &JobFilter<'_>) -> sqlx::Result<Vec<JobRow>>
         .collect()
 }
 
+/// What wa.contacts holds about a phone number.
+#[derive(Debug, serde::Serialize)]
+pub struct ContactRow {
+    pub phone: String,
+    pub on_whatsapp: Option<bool>,
+    pub jid: Option<String>,
+    pub lid: Option<String>,
+    pub is_business: Option<bool>,
+    pub checked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A session's contacts, the ones named (digits) or all, by phone number.
+pub async fn contacts(pool: &PgPool, session: &str, phones: Option<&[String]>) -> sqlx::Result<Vec<ContactRow>> {
+    sqlx::query_as!(
+        ContactRow,
+        "SELECT phone, on_whatsapp, jid, lid, is_business, checked_at FROM wa.contacts
+          WHERE session_id = $1 AND ($2::text[] IS NULL OR phone = ANY($2))
+          ORDER BY phone",
+        session,
+        phones as Option<&[String]>,
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// One job as JSON (every column), for `pgwa jobs show`.
 pub async fn job_json(pool: &PgPool, id: i64) -> sqlx::Result<Option<serde_json::Value>> {
     sqlx::query_scalar!(r#"SELECT to_jsonb(j) AS "job!" FROM wa.jobs j WHERE j.id = $1"#, id).fetch_optional(pool).await

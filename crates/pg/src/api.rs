@@ -92,6 +92,35 @@ pub async fn send_location(pool: &PgPool, l: &SendLocation<'_>) -> sqlx::Result<
     Ok((r.job_id, r.message_id))
 }
 
+/// `wa.check_numbers`: the job id.
+pub async fn check_numbers(pool: &PgPool, session: &str, phones: &[String]) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT wa.check_numbers($1, $2) AS "job!""#, session, phones).fetch_one(pool).await
+}
+
+/// Where a job stands, for commands that wait for one.
+#[derive(Debug)]
+pub struct JobProgress {
+    pub state: JobState,
+    pub last_error: Option<String>,
+    pub result: Option<serde_json::Value>,
+}
+
+impl JobProgress {
+    pub fn finished(&self) -> bool {
+        matches!(self.state, JobState::Completed | JobState::Dead | JobState::Cancelled)
+    }
+}
+
+pub async fn job_progress(pool: &PgPool, id: i64) -> sqlx::Result<JobProgress> {
+    let r = sqlx::query!(
+        r#"SELECT state::text AS "state!", errors->-1->>'error' AS last_error, result FROM wa.jobs WHERE id = $1"#,
+        id
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(JobProgress { state: crate::enum_label(r.state)?, last_error: r.last_error, result: r.result })
+}
+
 /// `wa.retry_job`: the job's state after the call.
 pub async fn retry_job(pool: &PgPool, id: i64) -> sqlx::Result<JobState> {
     let state = sqlx::query_scalar!(r#"SELECT wa.retry_job($1)::text AS "state!""#, id).fetch_one(pool).await?;

@@ -42,6 +42,8 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 /// * per held session (fairly: at most `per_session` each), control lane before sends,
 ///   then priority, then id; sends only for connected sessions;
 /// * maintenance jobs (no session) up to `maintenance`;
+/// * only kinds this build knows: during a rolling deploy, jobs of a kind added by a newer
+///   pgwa wait for the newer workers instead of failing the older ones' claims;
 /// * per-chat FIFO: a send is dropped from the batch when an earlier unfinished send of
 ///   its chat (running, waiting for a retry, or available but not in this batch) exists,
 ///   so a later message never overtakes an earlier one, across retries too.
@@ -60,9 +62,18 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 ///
 /// The session's current epoch is stamped on each job: completions are fenced by it.
 pub async fn claim(db: impl PgExecutor<'_>, req: &ClaimRequest<'_>) -> sqlx::Result<Vec<ClaimedJob>> {
-    let rows = sqlx::query_file!("queries/claim.sql", req.worker, req.held, req.connected, req.per_session, req.maintenance)
-        .fetch_all(db)
-        .await?;
+    let kinds: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+    let rows = sqlx::query_file!(
+        "queries/claim.sql",
+        req.worker,
+        req.held,
+        req.connected,
+        req.per_session,
+        req.maintenance,
+        &kinds as &[&str]
+    )
+    .fetch_all(db)
+    .await?;
     let mut jobs = Vec::with_capacity(rows.len());
     let claimed_at = std::time::Instant::now();
     for r in rows {

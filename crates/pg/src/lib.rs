@@ -9,6 +9,7 @@ pub mod authdoc;
 /// bulk sessions and sends, the reads that time them, the phone's link codes.
 pub mod bench;
 mod connect;
+pub mod contacts;
 pub mod held_conn;
 pub mod import;
 pub mod jobs;

@@ -96,6 +96,9 @@ fn schema_hash() -> String {
         h.update(m.sql.as_str());
     }
     h.update(pgwa_pg::migrate::sql_api_checksum());
+    // The version too: bumping it alone (sql/ unchanged) must not reuse a template whose
+    // installed API carries the old number, which migrate would then re-apply.
+    h.update(pgwa_pg::migrate::SQL_API_VERSION.to_le_bytes());
     format!("{:x}", h.finalize())[..12].to_string()
 }
 

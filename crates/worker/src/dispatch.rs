@@ -129,16 +129,22 @@ async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut HeldConn) -> anyho
     Ok(true)
 }
 
-/// Control jobs first, one at a time; then one lane per chat.
+/// Control jobs first, one at a time; then one lane per chat for its sends, and one of
+/// its own for each other job on the connection (a read receipt, a number check), which
+/// has no order to keep and must not wait behind a chat's sends.
 async fn run_session_batch(shared: Arc<Shared>, jobs: Vec<ClaimedJob>) {
-    let (control, sends): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.kind != JobKind::Send);
+    let (connected, control): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.kind.needs_connection());
     for job in control {
         let outcome = run_one(&shared, &job).await;
         shared.finish(Done { job, outcome });
     }
-    let mut lanes: BTreeMap<String, Vec<ClaimedJob>> = BTreeMap::new();
-    for job in sends {
-        lanes.entry(job.chat.clone().unwrap_or_default()).or_default().push(job);
+    let mut lanes: BTreeMap<(Option<String>, i64), Vec<ClaimedJob>> = BTreeMap::new();
+    for job in connected {
+        let lane = match job.kind {
+            JobKind::Send => (job.chat.clone(), 0),
+            _ => (None, job.id),
+        };
+        lanes.entry(lane).or_default().push(job);
     }
     let mut running: FuturesUnordered<_> = lanes.into_values().map(|lane| run_lane(&shared, lane)).collect();
     while running.next().await.is_some() {}

@@ -84,6 +84,7 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
             sessions::apply_receipt(pool, &fence, &message_id, kind, at).await?;
             true
         }
+        WaEvent::ChatState(c) => pgwa_pg::contacts::record_chat_state(pool, &fence, &c).await?,
         WaEvent::Error { message } => {
             pgwa_core::metrics::error("session");
             sessions::record_error(pool, &fence, &message).await?

@@ -141,6 +141,72 @@ impl JobArgs for MaintenanceArgs {
     }
 }
 
+/// `mark_read`: read receipts for messages received in `chat` (by their ids).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MarkReadArgs {
+    pub chat: String,
+    pub message_ids: Vec<String>,
+}
+
+impl JobArgs for MarkReadArgs {
+    const KIND: JobKind = JobKind::MarkRead;
+    fn from_payload(payload: &Value) -> Result<Self, String> {
+        let args: MarkReadArgs = read(payload)?;
+        if args.message_ids.is_empty() {
+            return Err("payload.message_ids: empty; name at least one message".into());
+        }
+        Ok(args)
+    }
+}
+
+/// `presence`: show `chat` a chat state, unless the moment has passed: a "typing..."
+/// shown minutes late (the session was offline) would be a lie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceArgs {
+    pub chat: String,
+    pub state: crate::wa::ChatState,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl JobArgs for PresenceArgs {
+    const KIND: JobKind = JobKind::Presence;
+    fn from_payload(payload: &Value) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct Raw {
+            chat: String,
+            state: String,
+            expires_at: chrono::DateTime<chrono::Utc>,
+        }
+        let raw: Raw = read(payload)?;
+        let state = raw.state.parse().map_err(|e| format!("payload.state: {e}"))?;
+        Ok(PresenceArgs { chat: raw.chat, state, expires_at: raw.expires_at })
+    }
+}
+
+/// `check_numbers`: phone numbers (digits, country code first) to look up.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CheckNumbersArgs {
+    pub phones: Vec<String>,
+}
+
+impl JobArgs for CheckNumbersArgs {
+    const KIND: JobKind = JobKind::CheckNumbers;
+    fn from_payload(payload: &Value) -> Result<Self, String> {
+        let args: CheckNumbersArgs = read(payload)?;
+        if let Some(bad) = args.phones.iter().find(|p| !is_phone(p)) {
+            return Err(format!("payload.phones: {bad:?} is not a phone number (7 to 15 digits, country code first)"));
+        }
+        if args.phones.is_empty() {
+            return Err("payload.phones: empty; name at least one number".into());
+        }
+        Ok(args)
+    }
+}
+
+fn is_phone(p: &str) -> bool {
+    (7..=15).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()) && !p.starts_with('0')
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

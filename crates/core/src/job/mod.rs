@@ -12,8 +12,24 @@ crate::pg_enum::pg_enum!(
         KeyCleanup = "key_cleanup",
         CloseSession = "close_session",
         Maintenance = "maintenance",
+        /// Read receipts for messages received in a chat.
+        MarkRead = "mark_read",
+        /// A chat state (typing, recording, paused) shown to a chat.
+        Presence = "presence",
+        /// Which phone numbers are on WhatsApp (fills wa.contacts).
+        CheckNumbers = "check_numbers",
     }
 );
+
+impl JobKind {
+    /// Whether the job acts through the WhatsApp connection: such jobs are claimed only
+    /// while their session is connected (the claim's lane 1, see migration 0021), so a
+    /// disconnected session's jobs wait in the queue instead of being claimed and handed
+    /// back in a loop. The others (lane 0) manage the session itself and run first.
+    pub fn needs_connection(self) -> bool {
+        !matches!(self, JobKind::Reconnect | JobKind::KeyCleanup | JobKind::CloseSession | JobKind::Maintenance)
+    }
+}
 
 crate::pg_enum::pg_enum!(
     /// Where a job is: available -> running -> completed; running -> retryable ->

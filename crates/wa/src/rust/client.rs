@@ -76,27 +76,7 @@ impl EventHandler for Forward {
     }
 
     fn interest(&self) -> EventInterest {
-        use EventKind::*;
-        EventInterest::of(&[
-            Connected,
-            Disconnected,
-            PairSuccess,
-            PairError,
-            LoggedOut,
-            PairingQrCode,
-            PairingCode,
-            PairingCodeRefresh,
-            PairingCodeError,
-            PairingQrCodesExhausted,
-            ClientOutdated,
-            StreamReplaced,
-            TemporaryBan,
-            ConnectFailure,
-            ServerAck,
-            Receipt,
-            UndecryptableMessage,
-            AppStateSyncFailed,
-        ])
+        EventInterest::of(super::events::MAPPED).with(EventKind::ServerAck)
     }
 }
 

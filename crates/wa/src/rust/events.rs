@@ -29,10 +29,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use whatsapp_rust::types::events::Event;
+use whatsapp_rust::types::events::{Event, EventKind};
 use whatsapp_rust::types::presence::ReceiptType;
 
-use pgwa_core::wa::{ReceiptKind, WaEvent};
+use pgwa_core::wa::{ChatState, InboundChatState, ReceiptKind, WaEvent};
 
 /// Our own identity, read from the client when it connects.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +105,29 @@ impl Flags {
 fn nonempty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
+
+/// The kinds `map` turns into WaEvents: the client delivers only the kinds asked for,
+/// so a kind mapped below but missing here would never arrive.
+pub const MAPPED: &[EventKind] = &[
+    EventKind::Connected,
+    EventKind::Disconnected,
+    EventKind::PairSuccess,
+    EventKind::PairError,
+    EventKind::LoggedOut,
+    EventKind::PairingQrCode,
+    EventKind::PairingCode,
+    EventKind::PairingCodeRefresh,
+    EventKind::PairingCodeError,
+    EventKind::PairingQrCodesExhausted,
+    EventKind::ClientOutdated,
+    EventKind::StreamReplaced,
+    EventKind::TemporaryBan,
+    EventKind::ConnectFailure,
+    EventKind::Receipt,
+    EventKind::UndecryptableMessage,
+    EventKind::AppStateSyncFailed,
+    EventKind::ChatPresence,
+];
 
 /// Maps one event. `me` is called only for Connected.
 pub fn map(ev: &Event, flags: &Flags, now: DateTime<Utc>, me: impl FnOnce() -> Identity) -> Vec<WaEvent> {
@@ -210,6 +233,16 @@ pub fn map(ev: &Event, flags: &Flags, now: DateTime<Utc>, me: impl FnOnce() -> I
             // and wa.enqueue refuses a device JID as a key_cleanup peer.
             one(WaEvent::Undecryptable { peer, bad_mac: true })
         }
+        Event::ChatPresence(p) => {
+            use whatsapp_rust::types::presence::{ChatPresence, ChatPresenceMedia};
+            let state = match (p.state, p.media) {
+                (ChatPresence::Composing, ChatPresenceMedia::Audio) => ChatState::Recording,
+                (ChatPresence::Composing, _) => ChatState::Composing,
+                (ChatPresence::Paused, _) => ChatState::Paused,
+            };
+            let (chat, sender) = (p.source.chat.to_non_ad_string(), p.source.sender.to_non_ad_string());
+            one(WaEvent::ChatState(InboundChatState { chat, sender, state }))
+        }
         Event::AppStateSyncFailed(a) => {
             if a.retryable.is_empty() {
                 let what = if a.fatal.is_empty() { return vec![] } else { a.fatal.join(", ") };
@@ -245,6 +278,37 @@ mod tests {
             .build();
         let got = map_one(Event::Receipt(receipt));
         assert!(matches!(&got[..], [WaEvent::Receipt { kind: ReceiptKind::Delivered, .. }]), "{got:?}");
+    }
+
+    /// The kind of every event `map` turns into something is one the client is asked to
+    /// deliver (MAPPED): a chat state once went unseen because it was not.
+    fn mapped(e: Event) -> Vec<WaEvent> {
+        let kind = e.kind();
+        let got = map_one(e);
+        assert!(got.is_empty() || MAPPED.contains(&kind), "{kind:?} is mapped but not in MAPPED");
+        got
+    }
+
+    #[test]
+    fn chat_states_are_mapped_and_asked_for() {
+        use whatsapp_rust::types::presence::{ChatPresence, ChatPresenceMedia};
+        let alice: whatsapp_rust::Jid = "15550001111@s.whatsapp.net".parse().unwrap();
+        let state = |state, media| {
+            let source = MessageSource { chat: alice.clone(), sender: alice.clone(), ..Default::default() };
+            Event::ChatPresence(ev::ChatPresenceUpdate::builder().source(source).state(state).media(media).build())
+        };
+        for (s, m, want) in [
+            (ChatPresence::Composing, ChatPresenceMedia::Text, ChatState::Composing),
+            (ChatPresence::Composing, ChatPresenceMedia::Audio, ChatState::Recording),
+            (ChatPresence::Paused, ChatPresenceMedia::Text, ChatState::Paused),
+        ] {
+            let got = mapped(state(s, m));
+            let expected = InboundChatState { chat: alice.to_string(), sender: alice.to_string(), state: want };
+            assert!(matches!(&got[..], [WaEvent::ChatState(c)] if *c == expected), "{got:?}");
+        }
+        assert!(
+            !mapped(Event::PairingQrCodesExhausted(ev::PairingQrCodesExhausted::builder().disconnected(true).build())).is_empty()
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@
 //! during the flush are refused by Postgres, so nothing stale is written.
 
 pub mod acks;
+mod actions;
 mod client;
 pub mod events;
 pub mod fetch;
@@ -201,6 +202,14 @@ impl WaSession for RustSession {
             ChatState::Paused => ChatStateType::Paused,
         };
         client.chatstate().send(&to, state).await.map_err(|e| SendError::Retryable(format!("chat state to {chat}: {e}")))
+    }
+
+    async fn mark_read(&self, chat: &str, sender: Option<&str>, message_ids: &[String]) -> Result<(), SendError> {
+        self.send_read_receipts(chat, sender, message_ids).await
+    }
+
+    async fn check_numbers(&self, phones: &[String]) -> Result<Vec<pgwa_core::wa::NumberCheck>, SendError> {
+        self.ask_numbers(phones).await
     }
 
     async fn clear_keys(&self, scope: &pgwa_core::job::CleanupScope) -> Result<Option<u64>, WaError> {

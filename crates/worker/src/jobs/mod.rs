@@ -2,9 +2,12 @@
 //! once from the payload, `pgwa_core::job::args`) and its `run`, which gets a narrow
 //! [`JobCtx`] (its job, its session's slot, the pool), not the worker's runtime.
 
+pub mod check_numbers;
 pub mod close_session;
 pub mod key_cleanup;
 pub mod maintenance;
+pub mod mark_read;
+pub mod presence;
 pub mod reconnect;
 pub mod send;
 
@@ -65,6 +68,20 @@ pub(crate) async fn run(ctx: &JobCtx<'_>) -> Outcome {
         JobKind::KeyCleanup => handle::<key_cleanup::KeyCleanup>(ctx).await,
         JobKind::CloseSession => handle::<close_session::CloseSession>(ctx).await,
         JobKind::Maintenance => handle::<maintenance::Maintenance>(ctx).await,
+        JobKind::MarkRead => handle::<mark_read::MarkRead>(ctx).await,
+        JobKind::Presence => handle::<presence::Presence>(ctx).await,
+        JobKind::CheckNumbers => handle::<check_numbers::CheckNumbers>(ctx).await,
+    }
+}
+
+/// A failed action on the session's connection, as a job outcome: refused for good,
+/// worth another attempt, or back to the queue until the session is connected again.
+pub(crate) fn session_error(e: pgwa_core::wa::SendError) -> Outcome {
+    use pgwa_core::wa::SendError;
+    match e {
+        SendError::Permanent(e) => Outcome::fail(e),
+        SendError::Retryable(e) => Outcome::retry(e),
+        SendError::NotConnected => Outcome::Release,
     }
 }
 

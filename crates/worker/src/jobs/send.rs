@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{Handler, JobCtx};
 use pgwa_core::job::Outcome;
 use pgwa_core::job::args::SendArgs;
-use pgwa_core::wa::{ChatState, OutboundMessage, SendError, WaSession};
+use pgwa_core::wa::{ChatState, OutboundMessage, WaSession};
 
 /// A send that has no server ack after this long is retried (same message id).
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -52,9 +52,7 @@ async fn send(ctx: &JobCtx<'_>, SendArgs(payload): SendArgs) -> Outcome {
     let msg = OutboundMessage { job_id: job.id, message_id, chat, payload, attempt: job.attempts };
     match tokio::time::timeout(ACK_TIMEOUT, client.send(&msg)).await {
         Ok(Ok(ack)) => Outcome::completed(json!({ "message_id": ack.message_id, "acked_at": ack.at })),
-        Ok(Err(SendError::Retryable(e))) => Outcome::retry(e),
-        Ok(Err(SendError::Permanent(e))) => Outcome::fail(e),
-        Ok(Err(SendError::NotConnected)) => Outcome::Release,
+        Ok(Err(e)) => super::session_error(e),
         Err(_) => Outcome::retry(format!("no server ack within {} s", ACK_TIMEOUT.as_secs())),
     }
 }

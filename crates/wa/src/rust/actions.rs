@@ -1,0 +1,43 @@
+//! Actions on the connection that are not messages: read receipts and number checks.
+
+use whatsapp_rust::Jid;
+
+use super::{RustSession, parse_jid};
+use pgwa_core::wa::{NumberCheck, SendError};
+
+impl RustSession {
+    pub(super) async fn send_read_receipts(&self, chat: &str, sender: Option<&str>, ids: &[String]) -> Result<(), SendError> {
+        let chat_jid = parse_jid(chat)?;
+        let sender = sender.map(parse_jid).transpose()?;
+        let client = self.logged_in().await?;
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        client
+            .mark_as_read(&chat_jid, sender.as_ref(), &ids)
+            .await
+            .map_err(|e| SendError::Retryable(format!("read receipts to {chat}: {e}")))
+    }
+
+    pub(super) async fn ask_numbers(&self, phones: &[String]) -> Result<Vec<NumberCheck>, SendError> {
+        let jids: Vec<Jid> = phones.iter().map(|p| Jid::pn(p.as_str())).collect();
+        let client = self.logged_in().await?;
+        let answers = client
+            .contacts()
+            .is_on_whatsapp(&jids)
+            .await
+            .map_err(|e| SendError::Retryable(format!("number check of {} numbers: {e}", phones.len())))?;
+        Ok(answers
+            .into_iter()
+            .filter_map(|a| {
+                // A LID-primary answer names the number in pn_jid.
+                let (pn, lid) = if a.jid.is_lid() { (a.pn_jid?, Some(a.jid)) } else { (a.jid, a.lid) };
+                Some(NumberCheck {
+                    phone: pn.user.to_string(),
+                    on_whatsapp: a.is_registered,
+                    jid: a.is_registered.then(|| pn.to_non_ad().to_string()),
+                    lid: lid.map(|l| l.to_non_ad().to_string()),
+                    is_business: a.is_business,
+                })
+            })
+            .collect())
+    }
+}
