@@ -268,3 +268,46 @@ $$;
 DROP TRIGGER IF EXISTS chat_states_notify ON wa.chat_states;
 CREATE TRIGGER chat_states_notify AFTER INSERT OR UPDATE ON wa.chat_states
     FOR EACH ROW EXECUTE FUNCTION wa._chat_states_notify();
+
+-- A reaction stored in wa.inbox is also applied to the message it reacts to: the
+-- reactions of a message received (wa.inbox) or of one this session sent (wa.jobs), in
+-- the same chat (under its phone JID or its LID, as wa.contacts maps them): a reaction
+-- naming a message of another chat changes nothing. One entry per sender; a reaction
+-- replaces an earlier one unless that one was sent later (a redelivered old reaction
+-- does not undo a newer one), an empty emoji removes it. Runs inside the worker's
+-- fenced insert: a refused insert applies nothing.
+CREATE OR REPLACE FUNCTION wa._inbox_reaction_to_target()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    at timestamptz := coalesce(NEW.sent_at, NEW.received_at);
+    entry jsonb := jsonb_build_object('emoji', NEW.text, 'at', coalesce(NEW.sent_at, NEW.received_at), 'id', NEW.message_id);
+    removed boolean := coalesce(NEW.text, '') = '';
+    chats text[] := ARRAY[NEW.chat];
+    known text[];
+BEGIN
+    SELECT array_remove(ARRAY[c.jid, c.lid], NULL) INTO known
+      FROM wa.contacts c
+     WHERE c.session_id = NEW.session_id
+       AND (c.lid = NEW.chat OR (NEW.chat LIKE '%@s.whatsapp.net' AND c.phone = split_part(NEW.chat, '@', 1)))
+     LIMIT 1;
+    IF FOUND THEN
+        chats := chats || known;
+    END IF;
+    UPDATE wa.inbox i
+       SET reactions = CASE WHEN removed THEN i.reactions - NEW.sender ELSE i.reactions || jsonb_build_object(NEW.sender, entry) END
+     WHERE i.session_id = NEW.session_id AND i.message_id = NEW.quoted_id AND i.chat = ANY(chats) AND i.kind <> 'reaction'
+       AND coalesce((i.reactions->NEW.sender->>'at')::timestamptz <= at, true);
+    IF NOT FOUND THEN
+        UPDATE wa.jobs j
+           SET reactions = CASE WHEN removed THEN j.reactions - NEW.sender ELSE j.reactions || jsonb_build_object(NEW.sender, entry) END
+         WHERE j.session_id = NEW.session_id AND j.message_id = NEW.quoted_id AND j.chat = ANY(chats) AND j.kind = 'send'
+           AND coalesce((j.reactions->NEW.sender->>'at')::timestamptz <= at, true);
+    END IF;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS inbox_reaction_to_target ON wa.inbox;
+CREATE TRIGGER inbox_reaction_to_target AFTER INSERT ON wa.inbox
+    FOR EACH ROW WHEN (NEW.kind = 'reaction' AND NEW.quoted_id IS NOT NULL)
+    EXECUTE FUNCTION wa._inbox_reaction_to_target();

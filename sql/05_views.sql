@@ -60,6 +60,7 @@ SELECT j.id AS job_id,
        j.created_at AS queued_at,
        j.sent_at,
        j.delivered_at,
-       j.read_at
+       j.read_at,
+       j.reactions
   FROM wa.jobs j
  WHERE j.kind = 'send';

@@ -80,21 +80,7 @@ async fn check_numbers_waits_for_the_answers_and_prints_them() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let job: i64 = common::eventually(Duration::from_secs(20), "the check's job", || async {
-        sqlx::query_scalar("SELECT id FROM wa.jobs WHERE kind = 'check_numbers'").fetch_optional(&db.pool).await.unwrap()
-    })
-    .await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO wa.contacts (session_id, phone, jid, lid, on_whatsapp, is_business, checked_at) VALUES
-           ('s1', '15550001111', '15550001111@s.whatsapp.net', '100000001@lid', true, false, now()),
-           ('s1', '15550002222', NULL, NULL, false, false, now());
-         UPDATE wa.jobs SET state = 'running', attempts = 1, worker_id = gen_random_uuid() WHERE id = {job};
-         UPDATE wa.jobs SET state = 'completed', finished_at = now(),
-                result = '{{\"checked\": 2, \"on_whatsapp\": 1, \"unanswered\": []}}' WHERE id = {job};"
-    )))
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    common::answer_number_check(&db.pool, "s1", "15550001111", "15550002222").await;
     let o = cli.wait_with_output().unwrap();
     assert!(o.status.success(), "{o:?}");
     let out = stdout(&o);

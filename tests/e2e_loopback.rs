@@ -217,6 +217,16 @@ async fn link_by_qr_and_pair_code_send_and_survive_a_worker_restart() {
             .await;
         assert_eq!((got.0.as_str(), got.1.as_deref(), got.2.as_deref()), (kind, Some(text), Some(first.as_str())), "the {kind}");
     }
+    // The reaction is also on A's message, keyed by who reacted.
+    let reactions: serde_json::Value =
+        sqlx::query_scalar("SELECT reactions FROM wa.outbound WHERE session = 'alice' AND message_id = $1")
+            .bind(&first)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let (who, what) = reactions.as_object().and_then(|r| r.iter().next()).expect("one reaction on A's message");
+    assert!(who.starts_with(B_PHONE) || who.ends_with("@lid"), "{reactions}");
+    assert_eq!((what["emoji"].as_str(), what["id"].as_str()), (Some("👍"), Some(reaction.as_str())), "{reactions}");
 
     // d. Restart: SIGTERM releases the leases; the next worker logs both in from the keys
     // in Postgres, with IK handshakes and no new QR or pairing code.

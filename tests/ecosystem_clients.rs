@@ -583,3 +583,44 @@ async fn psql_prints_the_code_of_a_session_being_linked() {
         .expect_line("session salon-43 is awaiting_qr")
         .expect_line(&format!("qr_code (#1): {code}"));
 }
+
+async fn check_numbers(cmd: Command, what: &str, db: &TestDb) -> Out {
+    let running = Running::start(cmd, what);
+    common::answer_number_check(&db.pool, "salon-42", "5511999998888", "5511977776666").await;
+    let out = running.finish().await;
+    out.expect_ok(what);
+    out
+}
+
+#[tokio::test]
+async fn node_python_and_psql_check_numbers_and_print_the_answers() {
+    let db = app_db().await;
+    sqlx::query("SELECT wa.add_session('salon-42', start => false)").execute(&db.pool).await.unwrap();
+    let phones = ["+55 11 99999-8888", "+5511977776666"];
+    for client in [Client::Node, Client::Python] {
+        let what = format!("{client:?} check_numbers");
+        let args = ["salon-42", phones[0], phones[1], "--timeout", "20"];
+        let out = check_numbers(client.command(&db, "check_numbers", &args), &what, &db).await;
+        out.expect_line("5511999998888: on WhatsApp as 5511999998888@s.whatsapp.net (LID 100000001@lid)")
+            .expect_line("5511977776666: not on WhatsApp");
+        sqlx::raw_sql("DELETE FROM wa.jobs; DELETE FROM wa.contacts").execute(&db.pool).await.unwrap();
+    }
+    let cmd =
+        psql(&db, "check_numbers", &[("session", "salon-42"), ("phones", &phones.join(",")), ("timeout", "20")], "check_psql");
+    let out = check_numbers(cmd, "psql check_numbers", &db).await;
+    out.expect_line("job_state  | completed");
+    let rows: Vec<&str> = out.stdout.lines().filter(|l| l.contains("5511")).collect();
+    assert!(
+        rows.iter().any(|l| l.contains("5511999998888") && l.contains(" t ") && l.contains("100000001@lid")),
+        "{}",
+        out.show()
+    );
+    assert!(rows.iter().any(|l| l.contains("5511977776666") && l.contains(" f ")), "{}", out.show());
+
+    // Nobody answers: the example says why it stopped and exits 3.
+    sqlx::raw_sql("DELETE FROM wa.jobs; DELETE FROM wa.contacts").execute(&db.pool).await.unwrap();
+    let out =
+        run(Client::Node.command(&db, "check_numbers", &["salon-42", phones[1], "--timeout", "1"]), "node unanswered").await;
+    assert_eq!(out.status.code(), Some(3), "{}", out.show());
+    out.expect_line("is available").expect_line("the session must be connected");
+}

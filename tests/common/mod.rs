@@ -149,6 +149,41 @@ pub async fn refused_by_name(pool: &PgPool, cases: &[(&str, &str, &str)]) {
     assert_eq!(jobs(pool).await, before, "nothing was inserted");
 }
 
+/// Answers the session's number check as a worker would, once it is queued: one
+/// number on WhatsApp (`on`, with LID 100000001@lid), one not (`off`), the job
+/// completed, then the announcement on wa_contacts. Returns the job id. For tests of
+/// what waits for the answer (the CLI, the client examples), which run no worker.
+pub async fn answer_number_check(pool: &PgPool, session: &str, on: &str, off: &str) -> i64 {
+    let job: i64 = eventually(Duration::from_secs(30), "the check_numbers job", || async {
+        sqlx::query_scalar("SELECT id FROM wa.jobs WHERE kind = 'check_numbers' AND state = 'available'")
+            .fetch_optional(pool)
+            .await
+            .unwrap()
+    })
+    .await;
+    sqlx::query(
+        "INSERT INTO wa.contacts (session_id, phone, jid, lid, on_whatsapp, is_business, checked_at)
+         VALUES ($1, $2, $2 || '@s.whatsapp.net', '100000001@lid', true, false, now()),
+                ($1, $3, NULL, NULL, false, false, now())",
+    )
+    .bind(session)
+    .bind(on)
+    .bind(off)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "UPDATE wa.jobs SET state = 'running', attempts = 1, worker_id = gen_random_uuid() WHERE id = {job};
+         UPDATE wa.jobs SET state = 'completed', finished_at = now(),
+                result = '{{\"checked\": 2, \"on_whatsapp\": 1, \"unanswered\": []}}' WHERE id = {job};
+         SELECT pg_notify('wa_contacts', json_build_object('session', '{session}', 'job', {job}, 'checked', 2)::text);"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+    job
+}
+
 /// Every job in the database.
 pub async fn jobs(pool: &PgPool) -> i64 {
     count(pool, "SELECT count(*) FROM wa.jobs").await
