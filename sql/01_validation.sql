@@ -159,6 +159,40 @@ BEGIN
 END
 $$;
 
+-- A poll's question, 2 to 12 distinct options and how many a voter may pick (1 to the
+-- number of options; 0 lets them pick any number).
+CREATE OR REPLACE FUNCTION wa._check_poll(p jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF jsonb_typeof(p->'question') IS DISTINCT FROM 'string' OR btrim(p->>'question') = ''
+       OR char_length(p->>'question') > 255 THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'question: the poll''s question, 1 to 255 characters';
+    END IF;
+    IF jsonb_typeof(p->'options') IS DISTINCT FROM 'array' OR jsonb_array_length(p->'options') NOT BETWEEN 2 AND 12 THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'options: a poll has 2 to 12 options';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(p->'options') o
+                WHERE jsonb_typeof(o) <> 'string' OR btrim(o #>> '{}') = '' OR char_length(o #>> '{}') > 100) THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006', MESSAGE = 'options: each option is a text of 1 to 100 characters';
+    END IF;
+    IF (SELECT count(DISTINCT o) FROM jsonb_array_elements_text(p->'options') o) < jsonb_array_length(p->'options') THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006',
+            MESSAGE = 'options: the same option twice (votes name options by their text, so each must differ)';
+    END IF;
+    n := jsonb_array_length(p->'options');
+    IF jsonb_typeof(p->'selectable_count') IS DISTINCT FROM 'number'
+       OR (p->>'selectable_count')::numeric <> trunc((p->>'selectable_count')::numeric)
+       OR (p->>'selectable_count')::numeric NOT BETWEEN 0 AND n THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006',
+            MESSAGE = format('selectable_count: %s is not from 1 to %s (the number of options), or 0 for any number',
+                             wa._q(p->>'selectable_count'), n);
+    END IF;
+END
+$$;
+
 -- An edit or a delete for everyone names a message the session sent to that chat
 -- (WA013 otherwise); an edit, a text within WhatsApp's 15 minutes.
 CREATE OR REPLACE FUNCTION wa._check_change(session text, chat text, change text, p jsonb)
@@ -376,6 +410,9 @@ BEGIN
             PERFORM wa._check_location(NEW.payload);
         ELSIF msg_type = 'contact' THEN
             NEW.payload := wa._check_contact(NEW.payload);
+        ELSIF msg_type = 'poll' THEN
+            NEW.payload := NEW.payload || jsonb_build_object('selectable_count', coalesce(nullif(NEW.payload->'selectable_count', 'null'), '1'));
+            PERFORM wa._check_poll(NEW.payload);
         ELSIF msg_type = 'reaction' THEN
             IF jsonb_typeof(NEW.payload->'message_id') IS DISTINCT FROM 'string'
                OR NEW.payload->>'message_id' !~ '^[A-Za-z0-9]{8,64}$' THEN
@@ -421,7 +458,7 @@ BEGIN
             END IF;
         ELSE
             RAISE EXCEPTION USING ERRCODE = 'WA006',
-                MESSAGE = format('payload.type: unknown message type %s (accepted: text, reaction, image, document, video, audio, voice, sticker, location, contact, edit, revoke)', wa._q(msg_type));
+                MESSAGE = format('payload.type: unknown message type %s (accepted: text, reaction, image, document, video, audio, voice, sticker, location, contact, poll, edit, revoke)', wa._q(msg_type));
         END IF;
         IF NEW.payload ? 'reply_to' AND (jsonb_typeof(NEW.payload->'reply_to') <> 'string'
                                          OR NEW.payload->>'reply_to' !~ '^[A-Za-z0-9]{8,64}$') THEN

@@ -226,6 +226,29 @@ BEGIN
 END
 $$;
 
+-- Sends a poll: a question with 2 to 12 distinct options, of which a voter may pick up
+-- to selectable_count (default 1; 0 for any number). Votes come back encrypted; the
+-- worker opens them into wa.inbox (kind poll_vote) and wa.poll_results counts them.
+CREATE OR REPLACE FUNCTION wa.send_poll(
+    session text,
+    recipient text,
+    question text,
+    options text[],
+    selectable_count integer DEFAULT 1,
+    idempotency_key text DEFAULT NULL,
+    OUT job_id bigint,
+    OUT message_id text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    SELECT j.id, j.message_id INTO job_id, message_id
+      FROM wa.enqueue(session, 'send',
+             jsonb_build_object('type', 'poll', 'to', recipient, 'question', question,
+                 'options', to_jsonb(options), 'selectable_count', selectable_count),
+             idempotency_key => idempotency_key) j;
+END
+$$;
+
 -- Edits a text message this session sent to chat, within WhatsApp's 15 minutes: the
 -- recipient sees the new text marked as edited. Returns the job id (the edit goes out
 -- after everything queued before it in that chat).

@@ -64,3 +64,29 @@ SELECT j.id AS job_id,
        j.reactions
   FROM wa.jobs j
  WHERE j.kind = 'send';
+
+-- The votes on this session's polls, per option: each voter's latest vote counts (a
+-- vote replaces the voter's earlier one; an empty vote withdraws it). Votes are the
+-- wa.inbox rows of kind poll_vote, opened by the worker with the poll's secret (one it
+-- could not open has data.error instead of data.options and does not count).
+CREATE OR REPLACE VIEW wa.poll_results AS
+WITH latest AS (
+    SELECT DISTINCT ON (v.session_id, v.quoted_id, v.sender)
+           v.session_id, v.quoted_id AS poll_id, v.sender, v.data->'options' AS options
+      FROM wa.inbox v
+     WHERE v.kind = 'poll_vote' AND v.quoted_id IS NOT NULL AND v.data ? 'options'
+     ORDER BY v.session_id, v.quoted_id, v.sender, v.sent_at DESC, v.id DESC
+)
+SELECT j.session_id AS session,
+       j.message_id AS poll_id,
+       j.chat,
+       j.payload->>'question' AS question,
+       o.position::integer AS position,
+       o.option,
+       count(l.sender) AS votes,
+       coalesce(array_agg(l.sender ORDER BY l.sender) FILTER (WHERE l.sender IS NOT NULL), '{}') AS voters
+  FROM wa.jobs j
+ CROSS JOIN LATERAL jsonb_array_elements_text(j.payload->'options') WITH ORDINALITY AS o(option, position)
+  LEFT JOIN latest l ON l.session_id = j.session_id AND l.poll_id = j.message_id AND l.options ? o.option
+ WHERE j.kind = 'send' AND j.payload->>'type' = 'poll'
+ GROUP BY j.session_id, j.message_id, j.chat, j.payload->>'question', o.position, o.option;

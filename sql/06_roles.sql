@@ -46,7 +46,7 @@ GRANT SELECT ON wa.jobs TO pgwa_api;
 GRANT INSERT (session_id, kind, payload, run_at, priority, idempotency_key, max_attempts, chat, message_id) ON wa.jobs TO pgwa_api;
 GRANT UPDATE (state, run_at, finished_at, delivery, result, cancel_requested_at, max_attempts) ON wa.jobs TO pgwa_api;
 GRANT SELECT ON wa.inbox, wa.policy, wa.workers, wa.schedules, wa.contacts, wa.chat_states TO pgwa_api;
-GRANT SELECT ON wa.outbound, wa.session_health, wa.queue_stats TO pgwa_api;
+GRANT SELECT ON wa.outbound, wa.session_health, wa.queue_stats, wa.poll_results TO pgwa_api;
 
 GRANT EXECUTE ON FUNCTION
     wa.add_session(text, text, jsonb, boolean),
@@ -59,6 +59,7 @@ GRANT EXECUTE ON FUNCTION
     wa.send_media(text, text, text, bytea, text, text, text, text, text, text, integer, bytea),
     wa.send_location(text, text, double precision, double precision, text, text, text, text),
     wa.send_contact(text, text, text, text[], text, text),
+    wa.send_poll(text, text, text, text[], integer, text),
     wa.edit_message(text, text, text, text, text),
     wa.revoke_message(text, text, text, text),
     wa.mark_read(text, text, text[], text),
@@ -75,6 +76,7 @@ GRANT EXECUTE ON FUNCTION
     wa._mentions(jsonb),
     wa._check_location(jsonb),
     wa._check_contact(jsonb),
+    wa._check_poll(jsonb),
     wa._check_media_kind(text, jsonb),
     wa._check_change(text, text, text, jsonb),
     wa._check_mark_read(text, text, jsonb),

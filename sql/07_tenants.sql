@@ -102,6 +102,7 @@ CREATE POLICY own_chat_states ON wa.chat_states FOR SELECT TO pgwa_api
 ALTER VIEW wa.outbound SET (security_invoker = true);
 ALTER VIEW wa.session_health SET (security_invoker = true);
 ALTER VIEW wa.queue_stats SET (security_invoker = true);
+ALTER VIEW wa.poll_results SET (security_invoker = true);
 
 GRANT SELECT ON wa.tenants TO pgwa_api;
 GRANT INSERT (tenant) ON wa.sessions TO pgwa_api;

@@ -64,6 +64,44 @@ async fn locations_and_mentions_from_the_command_line() {
     assert!(err.contains("latitude: '123' is not a latitude") && err.contains("SQLSTATE WA006"), "{err}");
 }
 
+#[tokio::test]
+async fn polls_and_voice_notes_from_the_command_line() {
+    let db = TestDb::new().await.unwrap();
+    pgwa(&db, &["session", "add", "s1", "--no-wait"]);
+    let o = pgwa(&db, &["send-poll", "s1", "+5511999998888", "Which day?", "Saturday", "Sunday", "--pick", "0"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).starts_with("queued job 1, message id 3EB0"), "{}", stdout(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let voice = dir.path().join("welcome.ogg");
+    std::fs::write(&voice, common::media_files::ogg_opus(3)).unwrap();
+    let o = pgwa(&db, &["send-media", "s1", "+5511999998888", "voice", voice.to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    let o =
+        pgwa(&db, &["send-media", "s1", "+5511999998888", "document", "https://example.com/prices.pdf", "--caption", "prices"]);
+    assert!(o.status.success(), "{o:?}");
+    let payloads: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT payload FROM wa.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
+    assert_eq!(
+        (&payloads[0]["question"], &payloads[0]["options"], &payloads[0]["selectable_count"]),
+        (&serde_json::json!("Which day?"), &serde_json::json!(["Saturday", "Sunday"]), &serde_json::json!(0))
+    );
+    assert_eq!(payloads[1]["type"], "voice");
+    let data = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, payloads[1]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data, common::media_files::ogg_opus(3), "the file's bytes, as they are");
+    assert_eq!(
+        (payloads[2]["url"].as_str(), payloads[2]["caption"].as_str()),
+        (Some("https://example.com/prices.pdf"), Some("prices"))
+    );
+    // Bad input: named, nothing queued.
+    let o = pgwa(&db, &["send-poll", "s1", "+5511999998888", "Q?", "same", "same"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("options: the same option twice") && err.contains("WA006"), "{err}");
+    let o = pgwa(&db, &["send-media", "s1", "+5511999998888", "voice", "/nonexistent/welcome.ogg"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("file: reading /nonexistent/welcome.ogg"), "{err}");
+    assert_eq!(common::jobs(&db.pool).await, 3);
+}
+
 /// `pgwa check-numbers` waits for its job and prints what wa.contacts then holds. No
 /// worker runs here: the test answers the job as one would (contacts written, job
 /// completed), which is what the command watches for.

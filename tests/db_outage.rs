@@ -4,6 +4,8 @@
 //! no longer recover (the ratchet moved past it). The outage is a gate in front of the
 //! real Postgres that drops every connection until it opens.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -11,13 +13,11 @@ use std::time::Duration;
 use pgwa_core::fence::Fence;
 use pgwa_core::wa::InboundMessage;
 use pgwa_pg::keys::PgBackend;
-use pgwa_pg::{leases, workers};
 use pgwa_testkit::TestDb;
 use pgwa_wa::rust::inbound::InboxHook;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::{TcpListener, TcpStream};
-use uuid::Uuid;
 use whatsapp_rust::wacore::store::traits::{PendingInboundRow, ProtocolStore};
 
 /// A TCP gate on 127.0.0.1 in front of the local Postgres: closed, it accepts and drops
@@ -60,15 +60,6 @@ impl Gate {
     }
 }
 
-/// The session `s1`, held by a fresh worker.
-async fn held(db: &TestDb) -> Fence {
-    let worker = Uuid::now_v7();
-    workers::register(&db.pool, &pgwa_pg::workers::Registration::new(worker, "test", 10)).await.unwrap();
-    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
-    let held = leases::claim(&db.pool, worker, 60.0, 10).await.unwrap();
-    Fence { worker, session: "s1".into(), epoch: held[0].epoch }
-}
-
 fn message(id: &str) -> InboundMessage {
     InboundMessage {
         chat: "15550001111@s.whatsapp.net".into(),
@@ -91,7 +82,7 @@ async fn count(db: &TestDb, table: &str) -> i64 {
 #[tokio::test]
 async fn the_inbox_hook_waits_for_the_database_and_then_stores_once() {
     let db = TestDb::new().await.unwrap();
-    let fence = held(&db).await;
+    let fence = common::held_s1(&db).await;
     let gate = Gate::closed().await;
     let hook = hook(gate.pool(&db), fence, Duration::from_secs(60));
 
@@ -109,7 +100,7 @@ async fn the_inbox_hook_waits_for_the_database_and_then_stores_once() {
 #[tokio::test]
 async fn the_inbox_hook_fails_after_its_outage_wait_and_names_what_failed() {
     let db = TestDb::new().await.unwrap();
-    let fence = held(&db).await;
+    let fence = common::held_s1(&db).await;
     let gate = Gate::closed().await;
     let hook = hook(gate.pool(&db), fence, Duration::from_millis(300));
 
@@ -124,7 +115,7 @@ async fn the_inbox_hook_fails_after_its_outage_wait_and_names_what_failed() {
 #[tokio::test]
 async fn the_pending_inbound_buffer_waits_for_the_database_when_asked_to() {
     let db = TestDb::new().await.unwrap();
-    let fence = held(&db).await;
+    let fence = common::held_s1(&db).await;
     let gate = Gate::closed().await;
     let row = [PendingInboundRow { chat: "c@s.whatsapp.net", sender: "c@s.whatsapp.net", id: "P1", message: b"m" }];
 

@@ -13,13 +13,11 @@ use common::media_files;
 use pgwa_core::fence::Fence;
 use pgwa_core::wa::InboundChange;
 use pgwa_core::wa::SendError;
-use pgwa_pg::{leases, workers};
 use pgwa_testkit::TestDb;
 use pgwa_wa::rust::inbound::{InboxHook, to_inbound, vcard_phones};
 use pgwa_wa::rust::media_format;
 use pgwa_wa::rust::send::{self, MediaKind, MediaSource, Request};
 use serde_json::json;
-use uuid::Uuid;
 use whatsapp_rust::Jid;
 use whatsapp_rust::buffa::MessageField;
 use whatsapp_rust::wacore::types::message::{MessageInfo, MessageSource};
@@ -154,15 +152,6 @@ fn inbound_locations_contacts_mentions_and_changes_convert_to_rows() {
     assert!(to_inbound(&key_share, &info("K1")).is_none(), "other protocol messages stay out of the inbox");
 }
 
-/// A session held by a fresh worker: its fence.
-async fn held(db: &TestDb) -> Fence {
-    let worker = Uuid::now_v7();
-    workers::register(&db.pool, &workers::Registration::new(worker, "test", 10)).await.unwrap();
-    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
-    let held = leases::claim(&db.pool, worker, 60.0, 10).await.unwrap();
-    Fence { worker, session: "s1".into(), epoch: held[0].epoch }
-}
-
 #[derive(sqlx::FromRow, Debug)]
 struct Row {
     kind: String,
@@ -183,7 +172,7 @@ async fn row(db: &TestDb, message_id: &str) -> Row {
 #[tokio::test]
 async fn an_inbound_edit_and_revoke_change_the_earlier_row_once_and_keep_its_history() {
     let db = TestDb::new().await.unwrap();
-    let fence = held(&db).await;
+    let fence = common::held_s1(&db).await;
     let hook = |fence: Fence| InboxHook {
         pool: db.pool.clone(),
         fence,
@@ -335,4 +324,39 @@ fn inbound_voice_notes_videos_and_stickers_keep_what_downloading_needs() {
     };
     let r = to_inbound(&sticker, &info("S1")).unwrap();
     assert_eq!((r.kind.as_str(), r.media.unwrap()["direct_path"].as_str()), ("sticker", Some("/v/t62/sticker")));
+}
+
+/// A vote is opened whether voter and poll author are named by phone number or by LID,
+/// and when the vote was sealed under the other naming than the one it arrives with
+/// (the fallback WhatsApp Web also tries); a vote sealed for another poll stays shut.
+#[test]
+fn poll_votes_open_under_phone_numbers_and_lids() {
+    use pgwa_wa::rust::poll;
+    use whatsapp_rust::wacore::poll as wapoll;
+    let options = ["Sat".to_string(), "Sun".to_string()];
+    let secret = [7u8; 32];
+    let (me_pn, me_lid) = ("15550009999@s.whatsapp.net", "900000009@lid");
+    let (voter_pn, voter_lid) = ("15550001111@s.whatsapp.net", "900000001@lid");
+    let seal = |poll_id: &str, creator: &str, voter: &str| {
+        let picked = vec![wapoll::compute_option_hash("Sun").to_vec()];
+        let (enc, iv) = wapoll::encrypt_poll_vote_with_secret(&picked, &secret, poll_id, creator, voter).unwrap();
+        let b = |v: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, v);
+        json!({ "enc_payload": b(&enc), "enc_iv": b(&iv) })
+    };
+    let from = |sender: &str, alt: Option<&str>| {
+        let mut i = info("V1");
+        i.source.sender = sender.parse().unwrap();
+        i.source.sender_alt = alt.map(|a| a.parse().unwrap());
+        i
+    };
+    let me = || (Some(me_pn.parse().unwrap()), Some(me_lid.parse().unwrap()));
+    let open = |sealed: &serde_json::Value, i: &MessageInfo| poll::open_vote(sealed, "POLL1", &options, &secret, me(), i);
+    let sun = json!({ "options": ["Sun"] });
+    assert_eq!(open(&seal("POLL1", me_pn, voter_pn), &from(voter_pn, None)), sun, "by phone numbers");
+    assert_eq!(open(&seal("POLL1", me_lid, voter_lid), &from(voter_lid, None)), sun, "by LIDs");
+    assert_eq!(open(&seal("POLL1", me_pn, voter_pn), &from(voter_lid, Some(voter_pn))), sun, "sealed by number, arrived by LID");
+    let shut = open(&seal("POLL2", me_pn, voter_pn), &from(voter_pn, None));
+    assert!(shut["error"].as_str().is_some_and(|e| e.contains("could not be opened")), "{shut}");
+    let none = open(&json!({}), &from(voter_pn, None));
+    assert_eq!(none, json!({ "error": "the vote carries no encrypted payload" }));
 }

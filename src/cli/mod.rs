@@ -88,6 +88,34 @@ pub enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// Send a file (image, document, video, audio, voice note, sticker) from a local path
+    /// or an http(s) URL the worker fetches: enqueues a send job and prints its ids.
+    SendMedia {
+        session: String,
+        /// Phone number with country code (+5511999998888) or JID.
+        to: String,
+        /// image, document, video, audio, voice or sticker.
+        kind: String,
+        /// A local file (read now, sent as bytes) or an http(s) URL.
+        file: String,
+        #[arg(long)]
+        caption: Option<String>,
+        #[arg(long)]
+        mimetype: Option<String>,
+    },
+    /// Send a poll: enqueues a send job and prints its ids; votes show in wa.poll_results.
+    SendPoll {
+        session: String,
+        /// Phone number with country code (+5511999998888) or JID.
+        to: String,
+        question: String,
+        /// 2 to 12 options.
+        #[arg(required = true, num_args = 2..=12)]
+        options: Vec<String>,
+        /// How many options a voter may pick (0: any number).
+        #[arg(long, default_value_t = 1)]
+        pick: i32,
+    },
     /// Check which phone numbers are on WhatsApp (through a connected session); waits for
     /// the answers and prints them, as wa.contacts keeps them.
     CheckNumbers(contacts::CheckNumbersArgs),
@@ -198,6 +226,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Command::Jobs(cmd) => jobs::run(cmd, &pool).await,
                 Command::CheckNumbers(a) => contacts::run(a, &pool).await,
+                Command::SendMedia { session, to, kind, file, caption, mimetype } => {
+                    let is_url = file.starts_with("http://") || file.starts_with("https://");
+                    let bytes =
+                        if is_url { None } else { Some(std::fs::read(&file).with_context(|| format!("file: reading {file}"))?) };
+                    let name = (!is_url).then(|| std::path::Path::new(&file).file_name()).flatten().and_then(|n| n.to_str());
+                    let m = pgwa_pg::api::SendMedia {
+                        session: &session,
+                        to: &to,
+                        kind: &kind,
+                        data: bytes.as_deref(),
+                        url: is_url.then_some(file.as_str()),
+                        caption: caption.as_deref(),
+                        mimetype: mimetype.as_deref(),
+                        file_name: name.filter(|_| kind == "document"),
+                    };
+                    queued(pgwa_pg::api::send_media(&pool, &m).await?);
+                    Ok(())
+                }
+                Command::SendPoll { session, to, question, options, pick } => {
+                    queued(pgwa_pg::api::send_poll(&pool, &session, &to, &question, &options, pick).await?);
+                    Ok(())
+                }
                 _ => unreachable!("handled above"),
             }
         }

@@ -248,8 +248,8 @@ pub async fn assert_inbox_exactly(pool: &PgPool, session: &str, sent: &[(String,
 }
 
 /// A plain whatsapp-rust client (in-memory store) in this process: the person at the
-/// other end of a chat, who can read messages and mark them read, which a pgwa session
-/// never does (pgwa sends no read receipts). Derefs to the loopback crate's
+/// other end of a chat, who reads messages, marks them read and votes in polls as a
+/// phone would. Derefs to the loopback crate's
 /// [`TestClient`] (`wait_for`, `try_wait_for`, `client`).
 pub struct Person(pub TestClient);
 

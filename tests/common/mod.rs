@@ -184,6 +184,16 @@ pub async fn answer_number_check(pool: &PgPool, session: &str, on: &str, off: &s
     job
 }
 
+/// Session `s1`, added and held by a fresh worker: its fence.
+pub async fn held_s1(db: &pgwa_testkit::TestDb) -> pgwa_core::fence::Fence {
+    use pgwa_pg::{leases, workers};
+    let worker = uuid::Uuid::now_v7();
+    workers::register(&db.pool, &workers::Registration::new(worker, "test", 10)).await.unwrap();
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    let held = leases::claim(&db.pool, worker, 60.0, 10).await.unwrap();
+    pgwa_core::fence::Fence { worker, session: "s1".into(), epoch: held[0].epoch }
+}
+
 /// Every job in the database.
 pub async fn jobs(pool: &PgPool) -> i64 {
     count(pool, "SELECT count(*) FROM wa.jobs").await

@@ -92,6 +92,60 @@ pub async fn send_location(pool: &PgPool, l: &SendLocation<'_>) -> sqlx::Result<
     Ok((r.job_id, r.message_id))
 }
 
+/// A file to enqueue (`wa.send_media`): from bytes or from a URL the worker fetches.
+#[derive(Debug, Clone, Default)]
+pub struct SendMedia<'a> {
+    pub session: &'a str,
+    pub to: &'a str,
+    pub kind: &'a str,
+    pub data: Option<&'a [u8]>,
+    pub url: Option<&'a str>,
+    pub caption: Option<&'a str>,
+    pub mimetype: Option<&'a str>,
+    pub file_name: Option<&'a str>,
+}
+
+/// Enqueues; returns the job id and the message id fixed at enqueue.
+pub async fn send_media(pool: &PgPool, m: &SendMedia<'_>) -> sqlx::Result<(i64, String)> {
+    let r = sqlx::query!(
+        r#"SELECT job_id AS "job_id!", message_id AS "message_id!"
+             FROM wa.send_media($1, $2, $3, data => $4, url => $5, caption => $6, mimetype => $7, file_name => $8)"#,
+        m.session,
+        m.to,
+        m.kind,
+        m.data,
+        m.url,
+        m.caption,
+        m.mimetype,
+        m.file_name,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((r.job_id, r.message_id))
+}
+
+/// `wa.send_poll`: the job id and the message id fixed at enqueue.
+pub async fn send_poll(
+    pool: &PgPool,
+    session: &str,
+    to: &str,
+    question: &str,
+    options: &[String],
+    selectable_count: i32,
+) -> sqlx::Result<(i64, String)> {
+    let r = sqlx::query!(
+        r#"SELECT job_id AS "job_id!", message_id AS "message_id!" FROM wa.send_poll($1, $2, $3, $4, $5)"#,
+        session,
+        to,
+        question,
+        options,
+        selectable_count,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((r.job_id, r.message_id))
+}
+
 /// `wa.check_numbers`: the job id.
 pub async fn check_numbers(pool: &PgPool, session: &str, phones: &[String]) -> sqlx::Result<i64> {
     sqlx::query_scalar!(r#"SELECT wa.check_numbers($1, $2) AS "job!""#, session, phones).fetch_one(pool).await

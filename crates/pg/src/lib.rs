@@ -20,6 +20,7 @@ pub mod messages;
 pub mod migrate;
 pub mod notify;
 pub mod outage;
+pub mod polls;
 pub mod schedules;
 pub mod sessions;
 pub mod workers;

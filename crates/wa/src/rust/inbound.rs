@@ -113,6 +113,21 @@ pub fn to_inbound(msg: &wa::Message, info: &MessageInfo) -> Option<InboundMessag
     } else if let Some(a) = m.contacts_array_message.as_option() {
         let data = json!({ "contacts": a.contacts.iter().map(contact_data).collect::<Vec<_>>() });
         return Some(with_data(info, "contacts", a.display_name.clone(), a.context_info.as_option(), data, msg));
+    } else if let Some(p) = m
+        .poll_creation_message_v3
+        .as_option()
+        .or_else(|| m.poll_creation_message.as_option())
+        .or_else(|| m.poll_creation_message_v2.as_option())
+    {
+        let data = super::poll::received(p);
+        return Some(with_data(info, "poll", p.name.clone(), p.context_info.as_option(), data, msg));
+    } else if let Some(u) = m.poll_update_message.as_option() {
+        // Sealed here; the hook opens it with the poll's secret (`open_votes`).
+        let (poll_id, sealed) = super::poll::sealed_vote(u);
+        let mut row = row(info, "poll_vote", None, None, msg);
+        row.quoted_id = poll_id;
+        row.data = Some(sealed);
+        return Some(row);
     } else if m.sender_key_distribution_message.is_set() {
         return None; // a key share with no content of its own
     } else {
@@ -305,6 +320,28 @@ impl InboxHook {
         Ok(if sessions::still_held(&self.pool, &self.fence).await? { Stored::Known } else { Stored::LeaseLost })
     }
 
+    /// Opens a poll vote with the secret of the poll this session sent: its row keeps
+    /// the options picked (`{"options": [...]}`), never the sealed payload. A vote on a
+    /// poll this session did not send (or whose secret is gone) is kept with the reason.
+    async fn open_vote(&self, client: &Client, row: &mut InboundMessage, info: &MessageInfo) -> anyhow::Result<()> {
+        let sealed = row.data.take().unwrap_or_default();
+        let Some(poll_id) = row.quoted_id.clone() else {
+            row.data = Some(json!({ "error": "the vote names no poll" }));
+            return Ok(());
+        };
+        let once = || pgwa_pg::polls::sent_poll(&self.pool, &self.fence.session, &poll_id);
+        let poll = wait_out(self.outage_wait, "reading a poll's secret", is_unreachable, once).await?;
+        row.data = Some(match poll {
+            Some(p) => super::poll::open_vote(&sealed, &poll_id, &p.options, &p.secret, (client.pn(), client.lid()), info),
+            None => json!({ "error": "not a poll this session sent" }),
+        });
+        // The sealed vote stays out of `raw` too.
+        if let Some(raw) = row.raw.as_mut().and_then(|r| r.get_mut("message")).and_then(Value::as_object_mut) {
+            raw.remove("poll_update_message");
+        }
+        Ok(())
+    }
+
     /// After a commit that failed because the database stayed unreachable, the messages
     /// sit unacknowledged (their buffered copies in wa.pending_inbound), and the server
     /// redelivers them only on a new connection: once the database answers, reconnect,
@@ -333,8 +370,19 @@ impl InboundDurabilityHook for InboxHook {
         client: Arc<Client>,
         batch: &[whatsapp_rust::types::events::InboundMessage],
     ) -> anyhow::Result<()> {
-        let rows: Vec<InboundMessage> = batch.iter().filter_map(|i| to_inbound(&i.message, &i.info)).collect();
-        let result = self.commit(&rows).await.map(|_| ());
+        let result = async {
+            let mut rows = Vec::with_capacity(batch.len());
+            for i in batch {
+                if let Some(mut row) = to_inbound(&i.message, &i.info) {
+                    if row.kind == "poll_vote" {
+                        self.open_vote(&client, &mut row, &i.info).await?;
+                    }
+                    rows.push(row);
+                }
+            }
+            self.commit(&rows).await.map(|_| ())
+        }
+        .await;
         if let Err(e) = &result
             && e.downcast_ref::<pgwa_pg::Error>().is_some_and(is_unreachable)
         {

@@ -35,6 +35,7 @@ pub mod events;
 pub mod fetch;
 pub mod inbound;
 pub mod media_format;
+pub mod poll;
 pub mod send;
 
 use std::collections::HashMap;
@@ -162,7 +163,7 @@ impl WaSession for RustSession {
             return Err(SendError::Permanent("the job has no message id".into()));
         }
         let client = self.logged_in().await?;
-        let message = self.build(&client, &msg.chat, req).await?;
+        let message = self.build(&client, &msg.chat, &msg.message_id, req).await?;
         // Registered before the send: the ack can arrive before the send call returns.
         let wait = self.ctx.acks.register(&msg.message_id);
         let opts = SendOptions::default().with_message_id(msg.message_id.clone());
@@ -289,10 +290,15 @@ impl RustSession {
         &self,
         client: &Arc<whatsapp_rust::Client>,
         chat: &str,
+        message_id: &str,
         req: Request,
     ) -> Result<whatsapp_rust::waproto::whatsapp::Message, SendError> {
         let cfg = &self.ctx.cfg;
         match req {
+            Request::Poll { question, options, selectable } => {
+                let secret = self.poll_secret(chat, message_id).await?;
+                Ok(poll::message(&question, &options, selectable, secret))
+            }
             Request::Text { text, reply_to, mentions } => {
                 let quoted = self.quoted(client, chat, reply_to).await?;
                 Ok(send::text_message(&text, quoted.as_ref(), &mentions))
@@ -338,6 +344,19 @@ impl RustSession {
                     .map_err(|e| SendError::Retryable(format!("media upload failed: {e:#}")))?;
                 Ok(send::media_message(&m, mimetype, upload, quoted.as_ref(), sticker))
             }
+        }
+    }
+
+    /// The secret of poll `message_id`: made now on its first attempt, the stored one on
+    /// a retry (the recipient may already hold the first attempt's).
+    async fn poll_secret(&self, chat: &str, message_id: &str) -> Result<Vec<u8>, SendError> {
+        use rand::RngCore;
+        let mut fresh = vec![0u8; 32];
+        rand::rng().fill_bytes(&mut fresh);
+        match pgwa_pg::polls::secret(&self.ctx.pool, &self.ctx.spec.fence(), chat, message_id, &fresh).await {
+            Ok(Some(secret)) => Ok(secret),
+            Ok(None) => Err(SendError::NotConnected),
+            Err(e) => Err(SendError::Retryable(format!("keeping the poll's secret: {e}"))),
         }
     }
 

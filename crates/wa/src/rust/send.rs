@@ -95,6 +95,7 @@ pub enum Request {
     Contact { display_name: String, phones: Vec<String>, reply_to: Option<String> },
     Edit { target: String, text: String },
     Revoke { target: String },
+    Poll { question: String, options: Vec<String>, selectable: u32 },
 }
 
 /// The message a reply quotes, resolved from wa.inbox or wa.jobs.
@@ -186,6 +187,7 @@ pub fn parse(p: &Value, max_media_bytes: usize) -> Result<Request, SendError> {
         }
         "edit" => Ok(Request::Edit { target: req_str(p, "message_id")?, text: req_str(p, "text")? }),
         "revoke" => Ok(Request::Revoke { target: req_str(p, "message_id")? }),
+        "poll" => super::poll::parse(p),
         "reaction" => {
             let emoji = opt_str(p, "emoji")?.ok_or_else(|| bad("emoji", "missing (use \"\" to remove a reaction)"))?;
             if emoji.chars().count() > 16 {
@@ -204,7 +206,7 @@ pub fn parse(p: &Value, max_media_bytes: usize) -> Result<Request, SendError> {
                 "type",
                 format!(
                     "{other:?} is not one of text, reaction, image, document, video, audio, voice, sticker, location, \
-                     contact, edit, revoke"
+                     contact, poll, edit, revoke"
                 ),
             )),
         },
