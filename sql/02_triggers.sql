@@ -254,20 +254,25 @@ CREATE TRIGGER lid_mappings_to_contacts_changed AFTER UPDATE ON wa.lid_mappings
     FOR EACH ROW WHEN (OLD.phone_number IS DISTINCT FROM NEW.phone_number OR OLD.lid IS DISTINCT FROM NEW.lid)
     EXECUTE FUNCTION wa._lid_mappings_to_contacts();
 
--- Channel wa_chat_state: {"session", "id", "state"} when someone shows a chat that they
--- are typing, recording or stopped. The app reads chat and sender from wa.chat_states
--- by id: JIDs are phone numbers, and any role can LISTEN.
-CREATE OR REPLACE FUNCTION wa._chat_states_notify()
+-- {"session", "id", <column>: its value} on channel TG_ARGV[0], for tables whose rows an
+-- app reads by id: the row's id and state only, never a JID (a JID is a phone number,
+-- and any role can LISTEN).
+CREATE OR REPLACE FUNCTION wa._notify_row()
 RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('wa_chat_state', json_build_object('session', NEW.session_id, 'id', NEW.id, 'state', NEW.state)::text);
+    PERFORM pg_notify(TG_ARGV[0], json_build_object(
+        'session', NEW.session_id, 'id', NEW.id, TG_ARGV[1], to_jsonb(NEW)->>TG_ARGV[1])::text);
     RETURN NULL;
 END
 $$;
+
+-- Channel wa_chat_state: {"session", "id", "state"} when someone shows a chat that they
+-- are typing, recording or stopped (chat and sender: wa.chat_states by id).
+DROP FUNCTION IF EXISTS wa._chat_states_notify() CASCADE;
 DROP TRIGGER IF EXISTS chat_states_notify ON wa.chat_states;
 CREATE TRIGGER chat_states_notify AFTER INSERT OR UPDATE ON wa.chat_states
-    FOR EACH ROW EXECUTE FUNCTION wa._chat_states_notify();
+    FOR EACH ROW EXECUTE FUNCTION wa._notify_row('wa_chat_state', 'state');
 
 -- A reaction stored in wa.inbox is also applied to the message it reacts to: the
 -- reactions of a message received (wa.inbox) or of one this session sent (wa.jobs), in
@@ -311,3 +316,9 @@ DROP TRIGGER IF EXISTS inbox_reaction_to_target ON wa.inbox;
 CREATE TRIGGER inbox_reaction_to_target AFTER INSERT ON wa.inbox
     FOR EACH ROW WHEN (NEW.kind = 'reaction' AND NEW.quoted_id IS NOT NULL)
     EXECUTE FUNCTION wa._inbox_reaction_to_target();
+
+-- Channel wa_calls: {"session", "id", "status"} when a call comes in and when it is
+-- rejected (the caller: wa.calls by id).
+DROP TRIGGER IF EXISTS calls_notify ON wa.calls;
+CREATE TRIGGER calls_notify AFTER INSERT OR UPDATE OF status ON wa.calls
+    FOR EACH ROW EXECUTE FUNCTION wa._notify_row('wa_calls', 'status');

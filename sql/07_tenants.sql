@@ -98,6 +98,11 @@ DROP POLICY IF EXISTS own_chat_states ON wa.chat_states;
 CREATE POLICY own_chat_states ON wa.chat_states FOR SELECT TO pgwa_api
     USING (session_id IN (SELECT s.id FROM wa.sessions s));
 
+ALTER TABLE wa.calls ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_calls ON wa.calls;
+CREATE POLICY own_calls ON wa.calls FOR SELECT TO pgwa_api
+    USING (session_id IN (SELECT s.id FROM wa.sessions s));
+
 -- Views read their tables as the caller, so the policies above apply through them.
 ALTER VIEW wa.outbound SET (security_invoker = true);
 ALTER VIEW wa.session_health SET (security_invoker = true);

@@ -1,7 +1,7 @@
 //! The SQL API of the actions that are not messages (wa.mark_read, wa.send_presence,
 //! wa.check_numbers) and the tables they fill: what each stores for the worker, bad input
 //! refused with its SQLSTATE and the argument named (nothing inserted), who may read
-//! wa.contacts and wa.chat_states, the store's LID mappings copied to wa.contacts, and
+//! wa.contacts, wa.chat_states and wa.calls, the store's LID mappings copied to wa.contacts, and
 //! how the claim treats the new kinds. No worker runs here.
 
 mod common;
@@ -135,7 +135,7 @@ async fn bad_read_marks_chat_states_and_number_checks_are_refused_by_name() {
 }
 
 #[tokio::test]
-async fn apps_read_only_their_own_contacts_and_chat_states_and_write_none() {
+async fn apps_read_only_their_own_contacts_chat_states_and_calls_and_write_none() {
     let db = db_with_inbox().await;
     let suffix = &db.name[db.name.len() - 8..];
     let acme = format!("acme_{suffix}");
@@ -147,13 +147,15 @@ async fn apps_read_only_their_own_contacts_and_chat_states_and_write_none() {
         "INSERT INTO wa.contacts (session_id, phone, jid, on_whatsapp) VALUES ('s1', '15550001111', '15550001111@s.whatsapp.net', true),
                                                                               ('a1', '15550004444', NULL, false);
          INSERT INTO wa.chat_states (session_id, chat, sender, state) VALUES ('s1', 'c@s.whatsapp.net', 'c@s.whatsapp.net', 'composing'),
-                                                                               ('a1', 'd@s.whatsapp.net', 'd@s.whatsapp.net', 'paused');",
+                                                                               ('a1', 'd@s.whatsapp.net', 'd@s.whatsapp.net', 'paused');
+         INSERT INTO wa.calls (session_id, call_id, caller, video, offered_at, status) VALUES
+           ('s1', 'C1', 'c@s.whatsapp.net', false, now(), 'rejected'), ('a1', 'C2', 'd@s.whatsapp.net', true, now(), 'offered');",
     )
     .execute(&db.pool)
     .await
     .unwrap();
     for (login, session) in [(&a, "a1"), (&app, "s1")] {
-        for table in ["wa.contacts", "wa.chat_states"] {
+        for table in ["wa.contacts", "wa.chat_states", "wa.calls"] {
             let seen: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT session_id FROM {table}")))
                 .fetch_all(&login.pool)
                 .await
@@ -165,6 +167,8 @@ async fn apps_read_only_their_own_contacts_and_chat_states_and_write_none() {
             "UPDATE wa.contacts SET on_whatsapp = true",
             "DELETE FROM wa.contacts",
             "UPDATE wa.chat_states SET state = 'paused'",
+            "UPDATE wa.calls SET status = 'offered'",
+            "UPDATE wa.policy SET reject_calls = false",
             "INSERT INTO wa.lid_mappings (session_id, lid, phone_number, created_at, updated_at, learning_source) VALUES ('s1', '1', '2', 0, 0, 'x')",
             "SELECT * FROM wa.lid_mappings",
         ] {

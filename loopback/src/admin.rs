@@ -98,3 +98,18 @@ pub async fn adopt(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Jso
     let Json(device) = Json::<AdoptedDevice>::from_bytes(&body).map_err(|e| (StatusCode::BAD_REQUEST, e.body_text()))?;
     crate::adopt::adopt(&shared, device).map(Json).map_err(|e| (StatusCode::BAD_REQUEST, format!("{e:#}")))
 }
+
+#[derive(Deserialize)]
+pub struct CallParams {
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub video: bool,
+}
+
+/// `POST /admin/call?from=PHONE&to=PHONE[&video=true]`: rings `to`'s online devices with
+/// a call from `from`. Answers the call id, or 404 when no device of `to` is online.
+pub async fn call(State(shared): State<Arc<Shared>>, Query(p): Query<CallParams>) -> Result<String, (StatusCode, String)> {
+    crate::calls::offer(&shared, &p.from, &p.to, p.video)
+        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no device of {} is online to ring", p.to)))
+}

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod adopt;
+pub mod calls;
 pub mod conn;
 pub mod devices;
 pub mod frames;

@@ -50,6 +50,7 @@ impl Server {
             .route("/admin/nack", post(admin::nack))
             .route("/admin/slow", post(admin::slow))
             .route("/admin/adopt", post(admin::adopt))
+            .route("/admin/call", post(admin::call))
             .route("/mms/{kind}/{token}", post(media::upload).layer(DefaultBodyLimit::max(media::MAX_UPLOAD_BYTES)))
             .route("/v/{*direct_path}", get(media::download))
             .with_state(shared.clone());

@@ -110,6 +110,7 @@ impl Session {
             "receipt" => relay::on_receipt(self, &node),
             "ack" => relay::on_client_ack(self, &node),
             "chatstate" => relay::on_chatstate(self, &node),
+            "call" => crate::calls::on_call(self, &node),
             "presence" | "ib" => {}
             other => tracing::debug!(conn_id = self.conn_id, "ignoring <{other}> from client"),
         }

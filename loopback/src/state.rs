@@ -71,6 +71,8 @@ pub struct Inner {
     /// Fault injection (`/admin/slow`): the delay before each client message is relayed
     /// and acked, and the messages held back (`crate::relay`).
     pub slow: crate::relay::Slow,
+    /// What devices answered about calls (`crate::calls`), in order.
+    pub call_signals: Vec<crate::calls::CallSignal>,
 }
 
 /// One message stanza relayed from one account to another.

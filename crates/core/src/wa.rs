@@ -202,6 +202,8 @@ pub enum WaEvent {
     },
     /// Someone shows a chat they are typing, recording or stopped.
     ChatState(InboundChatState),
+    /// Someone is calling this number.
+    IncomingCall(IncomingCall),
     Error {
         message: String,
     },
@@ -258,6 +260,11 @@ pub trait WaSession: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Declines a call that is ringing. The default (a side no one can call) accepts.
+    async fn reject_call(&self, _call: &IncomingCall) -> Result<(), SendError> {
+        Ok(())
+    }
+
     /// Asks WhatsApp which of `phones` (digits) have an account. A side with no
     /// directory to ask refuses.
     async fn check_numbers(&self, _phones: &[String]) -> Result<Vec<NumberCheck>, SendError> {
@@ -307,6 +314,19 @@ pub struct NumberCheck {
     /// The account's LID (`digits@lid`), when WhatsApp told it.
     pub lid: Option<String>,
     pub is_business: bool,
+}
+
+/// A call offered to this number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingCall {
+    pub call_id: String,
+    /// Where the offer came from (the JID a reject is addressed to).
+    pub from: String,
+    /// Who started the call (the reject names them too).
+    pub creator: String,
+    pub group: Option<String>,
+    pub video: bool,
+    pub at: DateTime<Utc>,
 }
 
 /// A chat state someone showed us in a chat (inbound "typing...").

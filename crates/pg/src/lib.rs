@@ -8,6 +8,7 @@ pub mod authdoc;
 /// Statements only the benchmarks and `pgwa dev loopback`'s phone run: scratch databases,
 /// bulk sessions and sends, the reads that time them, the phone's link codes.
 pub mod bench;
+pub mod calls;
 mod connect;
 pub mod contacts;
 pub mod held_conn;

@@ -85,6 +85,7 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
             true
         }
         WaEvent::ChatState(c) => pgwa_pg::contacts::record_chat_state(pool, &fence, &c).await?,
+        WaEvent::IncomingCall(c) => incoming_call(shared, &fence, &c).await?,
         WaEvent::Error { message } => {
             pgwa_core::metrics::error("session");
             sessions::record_error(pool, &fence, &message).await?
@@ -95,6 +96,26 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
         shared.wake_lease.notify_one();
     }
     Ok(())
+}
+
+/// Records a call and, as wa.policy.reject_calls says, declines it at once so the caller
+/// is not left ringing. Returns false when the fence refused the record.
+async fn incoming_call(shared: &Arc<Shared>, fence: &Fence, c: &pgwa_core::wa::IncomingCall) -> anyhow::Result<bool> {
+    use pgwa_pg::calls;
+    let Some(call) = calls::record(&shared.pool, fence, c).await? else {
+        return Ok(sessions::still_held(&shared.pool, fence).await?);
+    };
+    if !call.reject {
+        return Ok(true);
+    }
+    let outcome = match shared.slots.client_for(&fence.session, fence.epoch) {
+        Ok(client) => client.reject_call(c).await.map_err(|e| e.to_string()),
+        Err(_) => Err("the session's connection was gone".to_string()),
+    };
+    if let Err(e) = &outcome {
+        tracing::warn!(session = %fence.session, call = call.id, error = %e, "rejecting a call failed");
+    }
+    Ok(calls::set_outcome(&shared.pool, fence, call.id, outcome.as_ref().map(|_| ()).map_err(String::as_str)).await?)
 }
 
 /// A terminal status: no reconnect; the session is released once its running jobs are

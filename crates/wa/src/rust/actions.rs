@@ -1,9 +1,10 @@
-//! Actions on the connection that are not messages: read receipts and number checks.
+//! Actions on the connection that are not messages: read receipts, number checks and
+//! declined calls.
 
 use whatsapp_rust::Jid;
 
 use super::{RustSession, parse_jid};
-use pgwa_core::wa::{NumberCheck, SendError};
+use pgwa_core::wa::{IncomingCall, NumberCheck, SendError};
 
 impl RustSession {
     pub(super) async fn send_read_receipts(&self, chat: &str, sender: Option<&str>, ids: &[String]) -> Result<(), SendError> {
@@ -15,6 +16,17 @@ impl RustSession {
             .mark_as_read(&chat_jid, sender.as_ref(), &ids)
             .await
             .map_err(|e| SendError::Retryable(format!("read receipts to {chat}: {e}")))
+    }
+
+    pub(super) async fn decline_call(&self, call: &IncomingCall) -> Result<(), SendError> {
+        let from = parse_jid(&call.from)?;
+        let creator = parse_jid(&call.creator)?;
+        let client = self.logged_in().await?;
+        client
+            .voip()
+            .reject_call(&call.call_id, &from, &creator)
+            .await
+            .map_err(|e| SendError::Retryable(format!("declining call {}: {e}", call.call_id)))
     }
 
     pub(super) async fn ask_numbers(&self, phones: &[String]) -> Result<Vec<NumberCheck>, SendError> {

@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use whatsapp_rust::types::events::{Event, EventKind};
 use whatsapp_rust::types::presence::ReceiptType;
 
-use pgwa_core::wa::{ChatState, InboundChatState, ReceiptKind, WaEvent};
+use pgwa_core::wa::{ChatState, InboundChatState, IncomingCall, ReceiptKind, WaEvent};
 
 /// Our own identity, read from the client when it connects.
 #[derive(Debug, Clone, Default)]
@@ -127,6 +127,7 @@ pub const MAPPED: &[EventKind] = &[
     EventKind::UndecryptableMessage,
     EventKind::AppStateSyncFailed,
     EventKind::ChatPresence,
+    EventKind::IncomingCall,
 ];
 
 /// Maps one event. `me` is called only for Connected.
@@ -243,6 +244,20 @@ pub fn map(ev: &Event, flags: &Flags, now: DateTime<Utc>, me: impl FnOnce() -> I
             let (chat, sender) = (p.source.chat.to_non_ad_string(), p.source.sender.to_non_ad_string());
             one(WaEvent::ChatState(InboundChatState { chat, sender, state }))
         }
+        Event::IncomingCall(c) => match &c.action {
+            // Only the offer rings; the rest of a call's signalling is not for the worker.
+            whatsapp_rust::types::call::CallAction::Offer { call_id, call_creator, is_video, group_jid, .. } => {
+                one(WaEvent::IncomingCall(IncomingCall {
+                    call_id: call_id.clone(),
+                    from: c.from.to_string(),
+                    creator: call_creator.to_string(),
+                    group: group_jid.as_ref().map(|g| g.to_string()),
+                    video: *is_video,
+                    at: c.timestamp,
+                }))
+            }
+            _ => vec![],
+        },
         Event::AppStateSyncFailed(a) => {
             if a.retryable.is_empty() {
                 let what = if a.fatal.is_empty() { return vec![] } else { a.fatal.join(", ") };

@@ -209,6 +209,10 @@ impl WaSession for RustSession {
         self.send_read_receipts(chat, sender, message_ids).await
     }
 
+    async fn reject_call(&self, call: &pgwa_core::wa::IncomingCall) -> Result<(), SendError> {
+        self.decline_call(call).await
+    }
+
     async fn check_numbers(&self, phones: &[String]) -> Result<Vec<pgwa_core::wa::NumberCheck>, SendError> {
         self.ask_numbers(phones).await
     }
