@@ -624,3 +624,62 @@ async fn node_python_and_psql_check_numbers_and_print_the_answers() {
     assert_eq!(out.status.code(), Some(3), "{}", out.show());
     out.expect_line("is available").expect_line("the session must be connected");
 }
+
+/// A vote on `poll` as the worker stores one after opening it (its wa.inbox row, whose
+/// trigger announces it on wa_inbox).
+async fn vote_as_worker(db: &TestDb, poll: &str, voter: &str, option: &str) {
+    sqlx::query(
+        "INSERT INTO wa.inbox (session_id, chat, sender, message_id, kind, quoted_id, data, sent_at)
+         VALUES ('salon-42', $1, $1, 'V' || md5(random()::text), 'poll_vote', $2, jsonb_build_object('options', jsonb_build_array($3::text)), now())",
+    )
+    .bind(voter)
+    .bind(poll)
+    .bind(option)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+}
+
+async fn queued_poll(db: &TestDb) -> String {
+    eventually(RUN_LIMIT, "the poll's job", || async {
+        sqlx::query_scalar("SELECT message_id FROM wa.jobs WHERE payload->>'type' = 'poll' AND state = 'available'")
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn node_python_and_psql_send_polls_and_count_votes() {
+    let db = app_db().await;
+    sqlx::query("SELECT wa.add_session('salon-42', start => false)").execute(&db.pool).await.unwrap();
+    let voter = "5511999998888@s.whatsapp.net";
+    for client in [Client::Node, Client::Python] {
+        let what = format!("{client:?} poll");
+        let args = ["salon-42", "+5511999998888", "Which day?", "Saturday", "Sunday", "--votes", "1", "--timeout", "20"];
+        let running = Running::start(client.command(&db, "poll", &args), &what);
+        let poll = queued_poll(&db).await;
+        running.wait_for_line(&format!("message {poll}")).await;
+        vote_as_worker(&db, &poll, voter, "Sunday").await;
+        let out = running.finish().await;
+        out.expect_ok(&what)
+            .expect_line(r#"vote 1: {"options":["Sunday"]}"#)
+            .expect_line(&format!("  Sunday: 1 ({voter})"))
+            .expect_line("  Saturday: 0");
+        sqlx::raw_sql("DELETE FROM wa.jobs; DELETE FROM wa.inbox").execute(&db.pool).await.unwrap();
+    }
+    let vars = [("session", "salon-42"), ("to", "+5511999998888"), ("question", "Which day?"), ("options", "Saturday,Sunday")];
+    let out = run(psql(&db, "poll", &vars, "poll_psql"), "psql poll").await;
+    out.expect_ok("psql poll");
+    let poll = out.after("message ");
+    vote_as_worker(&db, &poll, voter, "Saturday").await;
+    let out = run(psql(&db, "poll", &[("poll_id", &poll)], "poll_psql"), "psql poll results").await;
+    out.expect_ok("psql poll results");
+    let cells = |option: &str| -> Vec<String> {
+        let line = out.stdout.lines().find(|l| l.contains(option)).unwrap_or_else(|| panic!("no {option} row:\n{}", out.show()));
+        line.split('|').map(|c| c.trim().to_string()).collect()
+    };
+    assert_eq!(cells("Saturday"), ["1", "Saturday", "1", &format!("{{{voter}}}")]);
+    assert_eq!(cells("Sunday"), ["2", "Sunday", "0", "{}"]);
+}
