@@ -2,7 +2,8 @@
 //! (whatsapp-rust backend) links alice and bob to the loopback WhatsApp Web server.
 //! Alice marks bob's message read (bob's wa.jobs row turns read), shows bob she is
 //! typing (bob's wa.chat_states shows it), and checks which numbers are on WhatsApp
-//! (alice's wa.contacts: bob with his LID, a stranger's number not on WhatsApp).
+//! (alice's wa.contacts: bob with his LID, a stranger's number not on WhatsApp). Bob's
+//! wa.contacts shows the LID his client learned for alice's number when writing to her.
 
 mod common;
 
@@ -65,6 +66,21 @@ async fn read_marks_chat_states_and_number_checks_reach_whatsapp_and_the_tables(
             .await
             .unwrap();
     assert!(read_at.is_some(), "alice's row is marked read");
+    // Sending to alice's number, bob's client learned her LID (whatsapp-rust looks it
+    // up before a first message and sends by it): bob's wa.contacts shows it, learned
+    // from traffic, never checked.
+    let alice_lid = alice.lid.as_deref().map(|l| format!("{}@lid", l.split(['@', ':']).next().unwrap_or_default()));
+    let learned: (Option<String>, Option<bool>, bool) = common::eventually(WITHIN, "alice's LID in bob's contacts", || async {
+        sqlx::query_as(
+            "SELECT lid, on_whatsapp, lid_learned_at IS NOT NULL FROM wa.contacts WHERE session_id = 'bob' AND phone = $1",
+        )
+        .bind(A_PHONE)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    assert_eq!(learned, (alice_lid, None, true));
     common::eventually(WITHIN, "bob's message to turn read", || async {
         let (delivery, read_at): (String, Option<chrono::DateTime<chrono::Utc>>) =
             sqlx::query_as("SELECT delivery::text, read_at FROM wa.jobs WHERE session_id = 'bob' AND message_id = $1")
