@@ -497,6 +497,15 @@ BEGIN
         -- Shown late, a chat state would be a lie ("typing..." an hour after the fact):
         -- the worker drops it after this.
         NEW.payload := NEW.payload || jsonb_build_object('expires_at', NEW.run_at + interval '1 minute');
+    WHEN 'media_download' THEN
+        IF jsonb_typeof(NEW.payload->'inbox_id') IS DISTINCT FROM 'number' OR NOT EXISTS (
+               SELECT 1 FROM wa.inbox i
+                WHERE i.id = (NEW.payload->>'inbox_id')::numeric AND i.session_id = NEW.session_id
+                  AND i.media ? 'direct_path') THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA013',
+                MESSAGE = format('inbox_id: %s is not a message with a file that session %s received',
+                                 wa._q(NEW.payload->>'inbox_id'), wa._q(NEW.session_id));
+        END IF;
     WHEN 'check_numbers' THEN
         NEW.payload := jsonb_set(NEW.payload, '{phones}', wa._phone_list(NEW.payload->'phones', 'phones', 1000));
     WHEN 'maintenance' THEN

@@ -322,3 +322,21 @@ CREATE TRIGGER inbox_reaction_to_target AFTER INSERT ON wa.inbox
 DROP TRIGGER IF EXISTS calls_notify ON wa.calls;
 CREATE TRIGGER calls_notify AFTER INSERT OR UPDATE OF status ON wa.calls
     FOR EACH ROW EXECUTE FUNCTION wa._notify_row('wa_calls', 'status');
+
+-- With wa.policy.media_download = 'postgres', each inbound message with a file gets a
+-- media_download job, in the transaction that stores the message (only for rows really
+-- inserted: a redelivery inserts nothing and enqueues nothing).
+CREATE OR REPLACE FUNCTION wa._inbox_media_download()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT p.media_download FROM wa.policy p) = 'postgres' THEN
+        INSERT INTO wa.jobs (session_id, kind, payload) VALUES (NEW.session_id, 'media_download', jsonb_build_object('inbox_id', NEW.id));
+    END IF;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS inbox_media_download ON wa.inbox;
+CREATE TRIGGER inbox_media_download AFTER INSERT ON wa.inbox
+    FOR EACH ROW WHEN (NEW.media ? 'direct_path')
+    EXECUTE FUNCTION wa._inbox_media_download();

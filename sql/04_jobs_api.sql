@@ -19,8 +19,8 @@ END
 $$;
 
 -- Enqueues a job of any kind and returns the row. kind is one of send, reconnect,
--- key_cleanup, close_session, maintenance, mark_read, presence, check_numbers (WA004
--- otherwise). run_at NULL means now;
+-- key_cleanup, close_session, maintenance, mark_read, presence, check_numbers,
+-- media_download (WA004 otherwise). run_at NULL means now;
 -- priority 0..1000, lower first (default 100); max_attempts 1..1000 (default 10).
 -- The same idempotency_key twice for a session returns the first job unchanged.
 CREATE OR REPLACE FUNCTION wa.enqueue(
@@ -39,9 +39,9 @@ DECLARE
     k wa.job_kind;
 BEGIN
     IF kind IS NULL OR kind NOT IN ('send', 'reconnect', 'key_cleanup', 'close_session', 'maintenance',
-                                    'mark_read', 'presence', 'check_numbers') THEN
+                                    'mark_read', 'presence', 'check_numbers', 'media_download') THEN
         RAISE EXCEPTION USING ERRCODE = 'WA004',
-            MESSAGE = format('kind: unknown job kind %s (accepted: send, reconnect, key_cleanup, close_session, maintenance, mark_read, presence, check_numbers)', wa._q(kind));
+            MESSAGE = format('kind: unknown job kind %s (accepted: send, reconnect, key_cleanup, close_session, maintenance, mark_read, presence, check_numbers, media_download)', wa._q(kind));
     END IF;
     k := kind::wa.job_kind;
     IF priority IS NOT NULL AND (priority < 0 OR priority > 1000) THEN
@@ -319,6 +319,16 @@ LANGUAGE sql AS $$
     SELECT j.id FROM wa.enqueue(check_numbers.session, 'check_numbers',
         jsonb_build_object('phones', to_jsonb(check_numbers.phones)),
         idempotency_key => check_numbers.idempotency_key) j
+$$;
+
+-- Downloads the file of a message this session received into wa.media (as the worker
+-- does for every file when wa.policy.media_download = 'postgres'). WA013 for a row that
+-- is not this session's or has no file. Returns the job id.
+CREATE OR REPLACE FUNCTION wa.download_media(session text, inbox_id bigint)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT j.id FROM wa.enqueue(download_media.session, 'media_download',
+        jsonb_build_object('inbox_id', download_media.inbox_id)) j
 $$;
 
 -- Restarts a session's connection now (resets its backoff). Returns the job id.

@@ -261,3 +261,90 @@ async fn a_video_a_voice_note_and_a_sticker_arrive_and_open() {
     wait_delivered(pool, job).await;
     assert_eq!(open_stored(&server, &media, MediaType::Sticker).await, sticker);
 }
+
+/// Bob's file of `message_id` as the worker stored it: (media_status, wa.media bytes).
+async fn stored_file(pool: &PgPool, message_id: &str, status: &str) -> (i64, Option<Vec<u8>>) {
+    common::eventually(Duration::from_secs(60), &format!("bob's file {status}"), || async {
+        let r: Option<(i64, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT i.id, i.media_status, m.data FROM wa.inbox i LEFT JOIN wa.media m ON m.inbox_id = i.id
+              WHERE i.session_id = 'bob' AND i.message_id = $1",
+        )
+        .bind(message_id)
+        .fetch_optional(pool)
+        .await
+        .unwrap();
+        r.filter(|r| r.1.as_deref() == Some(status)).map(|r| (r.0, r.2))
+    })
+    .await
+}
+
+async fn send_file(pool: &PgPool, kind: &str, data: &[u8]) -> String {
+    sqlx::query_scalar("SELECT message_id FROM wa.send_media('alice', $1, $2, data => $3, mimetype => 'text/csv')")
+        .bind(B_PHONE)
+        .bind(kind)
+        .bind(data)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// With wa.policy.media_download = 'postgres', the worker downloads each file bob
+/// receives, checks it and keeps it in wa.media; a file over media_max_bytes is marked
+/// too_large and not fetched; with the policy off, wa.download_media fetches one on demand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_files_are_kept_in_postgres_when_the_policy_says_so() {
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    let server = start_server().await;
+    sqlx::query("UPDATE wa.policy SET media_download = 'postgres', media_max_bytes = 4000").execute(pool).await.unwrap();
+    let _worker = Worker::spawn(&db, &server);
+    link_by_qr(pool, &server, "alice", A_PHONE).await;
+    link_by_qr(pool, &server, "bob", B_PHONE).await;
+
+    let image = png();
+    let message_id: String = sqlx::query_scalar("SELECT message_id FROM wa.send_media('alice', $1, 'image', data => $2)")
+        .bind(B_PHONE)
+        .bind(&image)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let (id, data) = stored_file(pool, &message_id, "stored").await;
+    assert_eq!(data.as_deref(), Some(&image[..]), "the image, as sent");
+    let (size, sha, mimetype): (i64, Vec<u8>, Option<String>) =
+        sqlx::query_as("SELECT size, sha256, mimetype FROM wa.media WHERE inbox_id = $1").bind(id).fetch_one(pool).await.unwrap();
+    assert_eq!((size, mimetype.as_deref()), (image.len() as i64, Some("image/png")));
+    assert_eq!(sha, <sha2::Sha256 as sha2::Digest>::digest(&image).to_vec());
+
+    let document = b"day,slots\nsat,3\n".repeat(20);
+    let (_, data) = stored_file(pool, &send_file(pool, "document", &document).await, "stored").await;
+    assert_eq!(data.as_deref(), Some(&document[..]));
+
+    let big = b"x".repeat(5000);
+    let (_, data) = stored_file(pool, &send_file(pool, "document", &big).await, "too_large").await;
+    assert_eq!(data, None, "a file over the limit is not kept");
+
+    // Policy off: nothing is fetched by itself; wa.download_media fetches on demand.
+    sqlx::query("UPDATE wa.policy SET media_download = 'off'").execute(pool).await.unwrap();
+    let later = send_file(pool, "document", &document).await;
+    let (_, _, media) = inbox_row(pool, &later).await;
+    assert!(media["direct_path"].is_string());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE kind = 'media_download' AND payload->>'inbox_id' = (SELECT id::text FROM wa.inbox WHERE message_id = $1)")
+        .bind(&later)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, 0, "with the policy off, no download is queued");
+    let id: i64 = sqlx::query_scalar("SELECT id FROM wa.inbox WHERE session_id = 'bob' AND message_id = $1")
+        .bind(&later)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT wa.download_media('bob', $1)").bind(id).execute(pool).await.unwrap();
+    let (_, data) = stored_file(pool, &later, "stored").await;
+    assert_eq!(data.as_deref(), Some(&document[..]));
+    // Another session's row, or a text: refused by name.
+    let (code, msg) = common::fails(pool, &format!("SELECT wa.download_media('alice', {id})")).await;
+    assert_eq!(code, "WA013", "{msg}");
+    assert!(msg.starts_with("inbox_id:"), "{msg}");
+}

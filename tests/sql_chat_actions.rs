@@ -1,7 +1,7 @@
 //! The SQL API of the actions that are not messages (wa.mark_read, wa.send_presence,
 //! wa.check_numbers) and the tables they fill: what each stores for the worker, bad input
 //! refused with its SQLSTATE and the argument named (nothing inserted), who may read
-//! wa.contacts, wa.chat_states and wa.calls, the store's LID mappings copied to wa.contacts, and
+//! wa.contacts, wa.chat_states, wa.calls and wa.media, the store's LID mappings copied to wa.contacts, and
 //! how the claim treats the new kinds. No worker runs here.
 
 mod common;
@@ -149,13 +149,16 @@ async fn apps_read_only_their_own_contacts_chat_states_and_calls_and_write_none(
          INSERT INTO wa.chat_states (session_id, chat, sender, state) VALUES ('s1', 'c@s.whatsapp.net', 'c@s.whatsapp.net', 'composing'),
                                                                                ('a1', 'd@s.whatsapp.net', 'd@s.whatsapp.net', 'paused');
          INSERT INTO wa.calls (session_id, call_id, caller, video, offered_at, status) VALUES
-           ('s1', 'C1', 'c@s.whatsapp.net', false, now(), 'rejected'), ('a1', 'C2', 'd@s.whatsapp.net', true, now(), 'offered');",
+           ('s1', 'C1', 'c@s.whatsapp.net', false, now(), 'rejected'), ('a1', 'C2', 'd@s.whatsapp.net', true, now(), 'offered');
+         INSERT INTO wa.inbox (session_id, chat, sender, message_id, kind) VALUES ('a1', 'd@s.whatsapp.net', 'd@s.whatsapp.net', 'DDDD0001', 'image');
+         INSERT INTO wa.media (inbox_id, session_id, size, sha256, data)
+           SELECT id, session_id, 1, '\\x00', '\\x00' FROM wa.inbox WHERE message_id IN ('AAAA0001', 'DDDD0001');",
     )
     .execute(&db.pool)
     .await
     .unwrap();
     for (login, session) in [(&a, "a1"), (&app, "s1")] {
-        for table in ["wa.contacts", "wa.chat_states", "wa.calls"] {
+        for table in ["wa.contacts", "wa.chat_states", "wa.calls", "wa.media"] {
             let seen: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT session_id FROM {table}")))
                 .fetch_all(&login.pool)
                 .await
@@ -168,6 +171,8 @@ async fn apps_read_only_their_own_contacts_chat_states_and_calls_and_write_none(
             "DELETE FROM wa.contacts",
             "UPDATE wa.chat_states SET state = 'paused'",
             "UPDATE wa.calls SET status = 'offered'",
+            "UPDATE wa.media SET data = '\\x01'",
+            "UPDATE wa.policy SET media_download = 'postgres'",
             "UPDATE wa.policy SET reject_calls = false",
             "INSERT INTO wa.lid_mappings (session_id, lid, phone_number, created_at, updated_at, learning_source) VALUES ('s1', '1', '2', 0, 0, 'x')",
             "SELECT * FROM wa.lid_mappings",

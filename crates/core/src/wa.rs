@@ -260,6 +260,12 @@ pub trait WaSession: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Downloads and decrypts the file an inbound message points to (`media`: its
+    /// wa.inbox.media, `kind` its wa.inbox.kind). A side with no media hosts refuses.
+    async fn download_media(&self, _kind: &str, _media: &serde_json::Value) -> Result<Vec<u8>, SendError> {
+        Err(SendError::Permanent("this side has no media to download".into()))
+    }
+
     /// Declines a call that is ringing. The default (a side no one can call) accepts.
     async fn reject_call(&self, _call: &IncomingCall) -> Result<(), SendError> {
         Ok(())

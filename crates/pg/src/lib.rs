@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod keys;
 pub mod leases;
 pub mod maintenance;
+pub mod media;
 pub mod messages;
 pub mod migrate;
 pub mod notify;

@@ -203,6 +203,19 @@ impl JobArgs for CheckNumbersArgs {
     }
 }
 
+/// `media_download`: the wa.inbox row whose file to fetch.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MediaDownloadArgs {
+    pub inbox_id: i64,
+}
+
+impl JobArgs for MediaDownloadArgs {
+    const KIND: JobKind = JobKind::MediaDownload;
+    fn from_payload(payload: &Value) -> Result<Self, String> {
+        read(payload)
+    }
+}
+
 fn is_phone(p: &str) -> bool {
     (7..=15).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()) && !p.starts_with('0')
 }

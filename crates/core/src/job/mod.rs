@@ -18,6 +18,8 @@ crate::pg_enum::pg_enum!(
         Presence = "presence",
         /// Which phone numbers are on WhatsApp (fills wa.contacts).
         CheckNumbers = "check_numbers",
+        /// Download an inbound message's file into wa.media.
+        MediaDownload = "media_download",
     }
 );
 

@@ -1,5 +1,5 @@
-//! Actions on the connection that are not messages: read receipts, number checks and
-//! declined calls.
+//! Actions on the connection that are not messages: read receipts, number checks,
+//! declined calls and media downloads.
 
 use whatsapp_rust::Jid;
 
@@ -27,6 +27,36 @@ impl RustSession {
             .reject_call(&call.call_id, &from, &creator)
             .await
             .map_err(|e| SendError::Retryable(format!("declining call {}: {e}", call.call_id)))
+    }
+
+    /// Downloads the file an inbox row's media metadata points to (`kind`: the row's kind).
+    pub(super) async fn fetch_media(&self, kind: &str, media: &serde_json::Value) -> Result<Vec<u8>, SendError> {
+        use whatsapp_rust::download::{DownloadParams, MediaType};
+        let bad = |field: &str| SendError::Permanent(format!("media.{field}: missing or not base64; the file cannot be fetched"));
+        let bytes = |field: &str| {
+            media[field]
+                .as_str()
+                .and_then(|s| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, s).ok())
+                .ok_or_else(|| bad(field))
+        };
+        let media_type = match kind {
+            "image" | "sticker" => MediaType::Image,
+            "video" => MediaType::Video,
+            "audio" | "voice" => MediaType::Audio,
+            "document" => MediaType::Document,
+            other => return Err(SendError::Permanent(format!("a {other} message has no file to fetch"))),
+        };
+        let direct_path = media["direct_path"].as_str().ok_or_else(|| bad("direct_path"))?;
+        let params = DownloadParams::encrypted(
+            direct_path,
+            &bytes("media_key")?,
+            &bytes("file_sha256")?,
+            &bytes("file_enc_sha256")?,
+            media["file_length"].as_u64().unwrap_or(0),
+            media_type,
+        );
+        let client = self.logged_in().await?;
+        client.download_from_params(&params).await.map_err(|e| SendError::Retryable(format!("downloading the file: {e:#}")))
     }
 
     pub(super) async fn ask_numbers(&self, phones: &[String]) -> Result<Vec<NumberCheck>, SendError> {

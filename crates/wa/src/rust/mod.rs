@@ -209,6 +209,10 @@ impl WaSession for RustSession {
         self.send_read_receipts(chat, sender, message_ids).await
     }
 
+    async fn download_media(&self, kind: &str, media: &serde_json::Value) -> Result<Vec<u8>, SendError> {
+        self.fetch_media(kind, media).await
+    }
+
     async fn reject_call(&self, call: &pgwa_core::wa::IncomingCall) -> Result<(), SendError> {
         self.decline_call(call).await
     }

@@ -7,6 +7,7 @@ pub mod close_session;
 pub mod key_cleanup;
 pub mod maintenance;
 pub mod mark_read;
+pub mod media_download;
 pub mod presence;
 pub mod reconnect;
 pub mod send;
@@ -71,6 +72,7 @@ pub(crate) async fn run(ctx: &JobCtx<'_>) -> Outcome {
         JobKind::MarkRead => handle::<mark_read::MarkRead>(ctx).await,
         JobKind::Presence => handle::<presence::Presence>(ctx).await,
         JobKind::CheckNumbers => handle::<check_numbers::CheckNumbers>(ctx).await,
+        JobKind::MediaDownload => handle::<media_download::MediaDownload>(ctx).await,
     }
 }
 
