@@ -9,13 +9,14 @@ ALTER TYPE wa.job_kind ADD VALUE IF NOT EXISTS 'check_numbers';
 -- The claim's lane was "1 for sends, 0 for the rest": a new kind would have joined the
 -- control lane, claimed while disconnected and handed back in a loop. The lane now
 -- names the control kinds (which manage the session itself and run first) and puts
--- every other kind, today's and future ones, in the connected lane. (A generated
--- column's expression cannot be altered: it is dropped and added again, which rewrites
--- wa.jobs once.)
+-- every other kind, today's and future ones, in the connected lane. It is set by the
+-- insert trigger (sql/01_validation.sql) rather than generated: changing a generated
+-- column's expression rewrites wa.jobs, and a rewritten empty table is known empty to
+-- the planner, which then plans claims as scans (tests/queue_plans.rs).
 DROP INDEX wa.jobs_claim;
 ALTER TABLE wa.jobs DROP COLUMN lane;
-ALTER TABLE wa.jobs ADD COLUMN lane smallint NOT NULL GENERATED ALWAYS AS (
-    CASE WHEN kind IN ('reconnect', 'key_cleanup', 'close_session', 'maintenance') THEN 0 ELSE 1 END) STORED;
+ALTER TABLE wa.jobs ADD COLUMN lane smallint NOT NULL DEFAULT 1;
+UPDATE wa.jobs SET lane = 0 WHERE kind IN ('reconnect', 'key_cleanup', 'close_session', 'maintenance');
 CREATE INDEX jobs_claim ON wa.jobs (session_id, lane, priority, id) WHERE phase = 1;
 
 -- When this session sent read receipts for the message (wa.mark_read).

@@ -363,6 +363,9 @@ BEGIN
     END IF;
 
     -- Internal bookkeeping always starts clean, whatever a plain INSERT said.
+    -- Control kinds are claimed first and while disconnected (lane 0); every other kind
+    -- acts through the connection (lane 1, see migration 0021).
+    NEW.lane := CASE WHEN NEW.kind IN ('reconnect', 'key_cleanup', 'close_session', 'maintenance') THEN 0 ELSE 1 END;
     NEW.state := CASE WHEN NEW.run_at > now() THEN 'scheduled' ELSE 'available' END;
     NEW.attempts := 0;
     NEW.errors := '[]';

@@ -274,8 +274,8 @@ DROP TRIGGER IF EXISTS chat_states_notify ON wa.chat_states;
 CREATE TRIGGER chat_states_notify AFTER INSERT OR UPDATE ON wa.chat_states
     FOR EACH ROW EXECUTE FUNCTION wa._notify_row('wa_chat_state', 'state');
 
--- A reaction stored in wa.inbox is also applied to the message it reacts to: the
--- reactions of a message received (wa.inbox) or of one this session sent (wa.jobs), in
+-- A reaction stored in wa.inbox is also applied to the message it reacts to, when that
+-- is a message received (wa.outbound computes the reactions of messages sent), in
 -- the same chat (under its phone JID or its LID, as wa.contacts maps them): a reaction
 -- naming a message of another chat changes nothing. One entry per sender; a reaction
 -- replaces an earlier one unless that one was sent later (a redelivered old reaction
@@ -303,12 +303,6 @@ BEGIN
        SET reactions = CASE WHEN removed THEN i.reactions - NEW.sender ELSE i.reactions || jsonb_build_object(NEW.sender, entry) END
      WHERE i.session_id = NEW.session_id AND i.message_id = NEW.quoted_id AND i.chat = ANY(chats) AND i.kind <> 'reaction'
        AND coalesce((i.reactions->NEW.sender->>'at')::timestamptz <= at, true);
-    IF NOT FOUND THEN
-        UPDATE wa.jobs j
-           SET reactions = CASE WHEN removed THEN j.reactions - NEW.sender ELSE j.reactions || jsonb_build_object(NEW.sender, entry) END
-         WHERE j.session_id = NEW.session_id AND j.message_id = NEW.quoted_id AND j.chat = ANY(chats) AND j.kind = 'send'
-           AND coalesce((j.reactions->NEW.sender->>'at')::timestamptz <= at, true);
-    END IF;
     RETURN NULL;
 END
 $$;

@@ -61,7 +61,17 @@ SELECT j.id AS job_id,
        j.sent_at,
        j.delivered_at,
        j.read_at,
-       j.reactions
+       -- Who reacted: each sender's latest reaction in the message's chat (reaction rows
+       -- of wa.inbox naming it; an empty emoji took it back).
+       coalesce((SELECT jsonb_object_agg(r.sender, jsonb_build_object('emoji', r.text, 'at', r.at, 'id', r.message_id))
+                   FROM (SELECT DISTINCT ON (i.sender) i.sender, i.text, coalesce(i.sent_at, i.received_at) AS at, i.message_id
+                           FROM wa.inbox i
+                          WHERE i.session_id = j.session_id AND i.message_id IS NOT NULL AND i.kind = 'reaction'
+                            AND i.quoted_id = j.message_id
+                            AND (i.chat = j.chat OR i.chat IN (SELECT c.lid FROM wa.contacts c
+                                                                WHERE c.session_id = j.session_id AND c.jid = j.chat))
+                          ORDER BY i.sender, coalesce(i.sent_at, i.received_at) DESC, i.id DESC) r
+                  WHERE coalesce(r.text, '') <> ''), '{}') AS reactions
   FROM wa.jobs j
  WHERE j.kind = 'send';
 

@@ -1,6 +1,6 @@
 //! Reactions are kept on the message they react to: a reaction row stored in wa.inbox
 //! (as the worker stores it) updates the reactions of the target, a message received
-//! (wa.inbox) or sent (wa.jobs, wa.outbound), in the same chat only. No worker runs
+//! (wa.inbox) or sent (wa.outbound), in the same chat only. No worker runs
 //! here: the rows are written as the worker writes them.
 
 mod common;
@@ -61,7 +61,7 @@ async fn reactions_land_on_the_message_they_react_to_in_its_chat_only() {
 
     react(pool, ANA, ANA, "R0000001", &sent, "👍", 10).await;
     assert_eq!(on_sent(pool, &sent).await, json!({ANA: "👍"}));
-    let entry: Value = sqlx::query_scalar("SELECT reactions->$2 FROM wa.jobs WHERE message_id = $1")
+    let entry: Value = sqlx::query_scalar("SELECT reactions->$2 FROM wa.outbound WHERE message_id = $1")
         .bind(&sent)
         .bind(ANA)
         .fetch_one(pool)
