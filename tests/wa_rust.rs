@@ -85,7 +85,7 @@ async fn a_fresh_session_gets_its_device_record_and_reports_failed_connection_at
         attempt: 1,
     };
     assert_eq!(session.send(&msg).await, Err(SendError::NotConnected));
-    let bad = OutboundMessage { payload: json!({"type": "poll"}), ..msg };
+    let bad = OutboundMessage { payload: json!({"type": "sticker_pack"}), ..msg };
     assert!(
         matches!(session.send(&bad).await, Err(SendError::Permanent(m)) if m.contains("payload.type")),
         "validation comes first"
@@ -283,7 +283,7 @@ fn outbound_payloads_build_or_fail_with_the_field_named() {
     for (payload, field) in [
         (json!({"type": "text"}), "payload.text: missing"),
         (json!({"text": 5}), "payload.text: must be a string"),
-        (json!({"type": "poll"}), "payload.type"),
+        (json!({"type": "sticker_pack"}), "payload.type"),
         (json!({"type": "text", "text": "hi", "mentions": ["x@g.us"]}), "payload.mentions"),
         (json!({"type": "location", "latitude": 91, "longitude": 0}), "payload.latitude"),
         (json!({"type": "location", "latitude": 0, "longitude": "east"}), "payload.longitude"),
