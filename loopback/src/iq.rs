@@ -7,7 +7,7 @@ use wacore_binary::builder::NodeBuilder;
 
 use crate::nodes::{attr, attr_string, child, children, iq_error, iq_result};
 use crate::session::{Role, Session};
-use crate::{media, pair_code, prekeys, usync};
+use crate::{groups, media, pair_code, prekeys, usync};
 
 pub fn answer(session: &Session, node: &Node) -> Vec<Node> {
     let xmlns = attr(node, "xmlns").unwrap_or_default().into_owned();
@@ -17,6 +17,7 @@ pub fn answer(session: &Session, node: &Node) -> Vec<Node> {
         ("md", "set") if child(node, "link_code_companion_reg").is_some() => pair_code::answer(session, node),
         ("encrypt", _) => vec![prekeys::answer(session, node)],
         ("usync", _) => vec![usync::answer(session, node)],
+        ("w:g2", _) => groups::answer(session, node),
         ("w:sync:app:state", _) => vec![app_state(node)],
         ("w:p", _) => vec![iq_result(node, vec![])],
         ("w:m", _) if child(node, "media_conn").is_some() => vec![media::media_conn(session, node)],

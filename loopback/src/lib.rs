@@ -9,6 +9,7 @@ pub mod calls;
 pub mod conn;
 pub mod devices;
 pub mod frames;
+pub mod groups;
 pub mod iq;
 pub mod kick;
 pub mod media;

@@ -87,6 +87,10 @@ fn relay(shared: &Shared, tx: &ConnTx, phone: &str, device: u16, node: &Node) {
     // WhatsApp's server passes the mark on.
     let edit = attr_string(node, "edit");
     let mut inner = shared.lock();
+    if to.ends_with("@g.us") {
+        drop(inner);
+        return relay_to_group(shared, tx, phone, device, node);
+    }
     let notify = inner.dir.account(phone).map(|a| a.push_name.clone()).unwrap_or_default();
     let targets: Vec<(String, Node)> = match child(node, "participants") {
         Some(p) => children(p)
@@ -134,6 +138,80 @@ fn relay(shared: &Shared, tx: &ConnTx, phone: &str, device: u16, node: &Node) {
     }
     drop(inner);
     tracing::debug!(id, to, delivered, "message relayed");
+    let ack = NodeBuilder::new("ack").attr("class", "message").attr("id", id).attr("from", to).attr("t", t).build();
+    let _ = tx.send(Outbound::Node(ack));
+}
+
+/// A group message: every member device but the sender's gets the sender-key
+/// ciphertext (`skmsg`) and, when the sender included one for it, its own pairwise
+/// `<to>` ciphertext (the sender-key distribution), from the group with the sender as
+/// `participant`. A sender who is not a member is refused as WhatsApp does.
+fn relay_to_group(shared: &Shared, tx: &ConnTx, phone: &str, device: u16, node: &Node) {
+    let id = attr_string(node, "id").unwrap_or_default();
+    let to = attr_string(node, "to").unwrap_or_default();
+    let kind = attr_string(node, "type").unwrap_or_else(|| "text".into());
+    let t = nodes::now().to_string();
+    let mut inner = shared.lock();
+    let members: Result<Vec<String>, &str> = match inner.groups.get(&to) {
+        Some(g) if g.is_member(phone) => Ok(g.members.iter().map(|m| m.phone.clone()).collect()),
+        Some(_) => Err("403"),
+        None => Err("404"),
+    };
+    let members = match members {
+        Ok(m) => m,
+        Err(code) => {
+            drop(inner);
+            tracing::info!(id, to, code, "group message refused");
+            let nack = NodeBuilder::new("ack").attr("class", "message").attr("id", id).attr("from", to).attr("t", t);
+            let _ = tx.send(Outbound::Node(nack.attr("error", code).build()));
+            return;
+        }
+    };
+    let mut pairwise: HashMap<(String, u16), Node> = HashMap::new();
+    if let Some(p) = child(node, "participants") {
+        for c in children(p).iter().filter(|c| c.tag == "to") {
+            if let (Some(target), Some(enc)) = (attr_string(c, "jid").and_then(|j| resolve(&inner, &j)), child(c, "enc")) {
+                pairwise.insert(target, enc.clone());
+            }
+        }
+    }
+    let skmsg = children(node).iter().find(|c| c.tag == "enc").cloned();
+    let device_identity = child(node, "device-identity").cloned();
+    let notify = inner.dir.account(phone).map(|a| a.push_name.clone()).unwrap_or_default();
+    let sender = Jid::pn_device(phone, device);
+    let mut delivered = 0;
+    for member in &members {
+        let devices: Vec<u16> = inner.dir.account(member).map(|a| a.devices.keys().copied().collect()).unwrap_or_default();
+        for d in devices {
+            if d == 0 || (member == phone && d == device) {
+                continue;
+            }
+            let mut content: Vec<Node> = pairwise.remove(&(member.clone(), d)).into_iter().collect();
+            if !content.is_empty() {
+                content.extend(device_identity.clone());
+            }
+            content.extend(skmsg.clone());
+            let out = NodeBuilder::new("message")
+                .attr("from", to.clone())
+                .attr("participant", sender.clone())
+                .attr("id", id.clone())
+                .attr("type", kind.clone())
+                .attr("t", t.clone())
+                .attr("notify", notify.clone())
+                .attr("addressing_mode", "pn");
+            let out = match attr_string(node, "edit") {
+                Some(edit) => out.attr("edit", edit),
+                None => out,
+            };
+            inner.deliver_message(member, d, &id, out.children(content).build());
+            delivered += 1;
+        }
+        if member != phone {
+            inner.relayed.push(Relayed { from_phone: phone.to_string(), to_phone: member.clone(), id: id.clone() });
+        }
+    }
+    drop(inner);
+    tracing::debug!(id, to, delivered, "group message relayed");
     let ack = NodeBuilder::new("ack").attr("class", "message").attr("id", id).attr("from", to).attr("t", t).build();
     let _ = tx.send(Outbound::Node(ack));
 }
@@ -189,17 +267,20 @@ pub fn on_receipt(session: &Session, node: &Node) {
     session.send(ack.build());
 
     let mut inner = session.shared.lock();
-    let Some((target_phone, target_device)) = resolve(&inner, &to) else { return };
-    let targets: Vec<u16> = match to.parse::<Jid>() {
-        Ok(j) if j.device != 0 || to.contains(':') => vec![target_device],
+    // In a group, a receipt goes to the message's author (`participant`), from the group.
+    let group = to.ends_with("@g.us");
+    let target = if group { attr_string(node, "participant").unwrap_or_default() } else { to.clone() };
+    let Some((target_phone, target_device)) = resolve(&inner, &target) else { return };
+    let targets: Vec<u16> = match target.parse::<Jid>() {
+        Ok(j) if j.device != 0 || target.contains(':') => vec![target_device],
         // A bare user JID (read receipts) reaches every companion of that user.
         _ => inner.dir.account(&target_phone).map(|a| a.devices.keys().copied().collect()).unwrap_or_default(),
     };
-    let mut out = NodeBuilder::new("receipt")
-        .attr("from", Jid::pn_device(phone.as_str(), *device))
-        .attr("id", id)
-        .attr("t", nodes::now().to_string());
-    for key in ["type", "participant", "recipient"] {
+    let reader = Jid::pn_device(phone.as_str(), *device);
+    let mut out = NodeBuilder::new("receipt").attr("id", id).attr("t", nodes::now().to_string());
+    out = if group { out.attr("from", to.clone()).attr("participant", reader) } else { out.attr("from", reader) };
+    let keys: &[&str] = if group { &["type"] } else { &["type", "participant", "recipient"] };
+    for key in keys.iter().copied() {
         if let Some(v) = attr(node, key) {
             out = out.attr(key, v.into_owned());
         }

@@ -73,6 +73,8 @@ pub struct Inner {
     pub slow: crate::relay::Slow,
     /// What devices answered about calls (`crate::calls`), in order.
     pub call_signals: Vec<crate::calls::CallSignal>,
+    /// Groups and their members (`crate::groups`).
+    pub groups: crate::groups::Groups,
 }
 
 /// One message stanza relayed from one account to another.
