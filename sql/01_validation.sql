@@ -146,6 +146,48 @@ BEGIN
 END
 $$;
 
+-- A group job's payload: action, group (a group JID, except to create one), subject (to
+-- create), participants (phone numbers, stored as digits). Returns it normalized.
+CREATE OR REPLACE FUNCTION wa._check_group(p jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    action text := p->>'action';
+    jid text;
+    out jsonb;
+BEGIN
+    IF jsonb_typeof(p->'action') IS DISTINCT FROM 'string'
+       OR action NOT IN ('create', 'add', 'remove', 'promote', 'demote', 'invite_link', 'leave') THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006',
+            MESSAGE = format('action: %s is not a group action (accepted: create, add, remove, promote, demote, invite_link, leave)',
+                             wa._q(p->>'action'));
+    END IF;
+    out := jsonb_build_object('action', action);
+    IF action = 'create' THEN
+        IF jsonb_typeof(p->'subject') IS DISTINCT FROM 'string' OR btrim(p->>'subject', E' \t\r\n') = ''
+           OR char_length(p->>'subject') > 100 THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006',
+                MESSAGE = 'subject: a group needs a name of 1 to 100 characters';
+        END IF;
+        out := out || jsonb_build_object('subject', p->>'subject');
+    ELSE
+        IF jsonb_typeof(p->'group') = 'string' THEN
+            jid := wa.normalize_jid(p->>'group', 'group_jid');
+        END IF;
+        IF jid IS NULL OR jid !~ '@g\.us$' THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA002',
+                MESSAGE = format('group_jid: %s is not a group JID (digits@g.us, as wa.groups.jid shows it)', wa._q(p->>'group'));
+        END IF;
+        out := out || jsonb_build_object('group', jid);
+    END IF;
+    IF action IN ('create', 'add', 'remove', 'promote', 'demote') THEN
+        -- A group holds at most 1024 people, its creator among them.
+        out := out || jsonb_build_object('participants', wa._phone_list(p->'participants', 'participants', 1023));
+    END IF;
+    RETURN out;
+END
+$$;
+
 -- A contact card's name and numbers; returns the payload with the numbers as digits.
 CREATE OR REPLACE FUNCTION wa._check_contact(p jsonb)
 RETURNS jsonb
@@ -509,6 +551,8 @@ BEGIN
                 MESSAGE = format('inbox_id: %s is not a message with a file that session %s received',
                                  wa._q(NEW.payload->>'inbox_id'), wa._q(NEW.session_id));
         END IF;
+    WHEN 'group' THEN
+        NEW.payload := wa._check_group(NEW.payload);
     WHEN 'check_numbers' THEN
         NEW.payload := jsonb_set(NEW.payload, '{phones}', wa._phone_list(NEW.payload->'phones', 'phones', 1000));
     WHEN 'maintenance' THEN

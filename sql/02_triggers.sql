@@ -274,6 +274,12 @@ DROP TRIGGER IF EXISTS chat_states_notify ON wa.chat_states;
 CREATE TRIGGER chat_states_notify AFTER INSERT OR UPDATE ON wa.chat_states
     FOR EACH ROW EXECUTE FUNCTION wa._notify_row('wa_chat_state', 'state');
 
+-- Channel wa_groups: {"session", "id", "left_at"} when a group's row changes (what it
+-- is now: wa.groups by id).
+DROP TRIGGER IF EXISTS groups_notify ON wa.groups;
+CREATE TRIGGER groups_notify AFTER INSERT OR UPDATE ON wa.groups
+    FOR EACH ROW EXECUTE FUNCTION wa._notify_row('wa_groups', 'left_at');
+
 -- A reaction stored in wa.inbox is also applied to the message it reacts to, when that
 -- is a message received (wa.outbound computes the reactions of messages sent), in
 -- the same chat (under its phone JID or its LID, as wa.contacts maps them): a reaction

@@ -20,7 +20,7 @@ $$;
 
 -- Enqueues a job of any kind and returns the row. kind is one of send, reconnect,
 -- key_cleanup, close_session, maintenance, mark_read, presence, check_numbers,
--- media_download (WA004 otherwise). run_at NULL means now;
+-- media_download, group (WA004 otherwise). run_at NULL means now;
 -- priority 0..1000, lower first (default 100); max_attempts 1..1000 (default 10).
 -- The same idempotency_key twice for a session returns the first job unchanged.
 CREATE OR REPLACE FUNCTION wa.enqueue(
@@ -39,9 +39,9 @@ DECLARE
     k wa.job_kind;
 BEGIN
     IF kind IS NULL OR kind NOT IN ('send', 'reconnect', 'key_cleanup', 'close_session', 'maintenance',
-                                    'mark_read', 'presence', 'check_numbers', 'media_download') THEN
+                                    'mark_read', 'presence', 'check_numbers', 'media_download', 'group') THEN
         RAISE EXCEPTION USING ERRCODE = 'WA004',
-            MESSAGE = format('kind: unknown job kind %s (accepted: send, reconnect, key_cleanup, close_session, maintenance, mark_read, presence, check_numbers, media_download)', wa._q(kind));
+            MESSAGE = format('kind: unknown job kind %s (accepted: send, reconnect, key_cleanup, close_session, maintenance, mark_read, presence, check_numbers, media_download, group)', wa._q(kind));
     END IF;
     k := kind::wa.job_kind;
     IF priority IS NOT NULL AND (priority < 0 OR priority > 1000) THEN
@@ -319,6 +319,66 @@ LANGUAGE sql AS $$
     SELECT j.id FROM wa.enqueue(check_numbers.session, 'check_numbers',
         jsonb_build_object('phones', to_jsonb(check_numbers.phones)),
         idempotency_key => check_numbers.idempotency_key) j
+$$;
+
+-- Creates a group named subject (1 to 100 characters) of this number, its admin, and
+-- 1 to 1023 participants (phone numbers). When the job completes, its result names the
+-- group ({"group": "…@g.us", …}) and wa.groups has it. Returns the job id. A create the
+-- server did not answer is not retried (it may have made the group): the job fails
+-- saying so, and wa.groups shows whether it exists.
+CREATE OR REPLACE FUNCTION wa.create_group(
+    session text,
+    subject text,
+    participants text[],
+    idempotency_key text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT j.id FROM wa.enqueue(create_group.session, 'group',
+        jsonb_build_object('action', 'create', 'subject', create_group.subject,
+                           'participants', to_jsonb(create_group.participants)),
+        idempotency_key => create_group.idempotency_key) j
+$$;
+
+-- Adds, removes, promotes (to admin) or demotes 1 to 1023 participants (phone numbers)
+-- of a group this number is an admin of. The job's result lists who changed and who
+-- was refused, each with the server's code and what to do ({"changed": [...],
+-- "refused": [{"participant", "error", "reason"}]}); wa.groups shows the group after.
+-- Returns the job id.
+CREATE OR REPLACE FUNCTION wa.group_participants(
+    session text,
+    group_jid text,
+    action text,
+    participants text[],
+    idempotency_key text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF action IS NULL OR action NOT IN ('add', 'remove', 'promote', 'demote') THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA006',
+            MESSAGE = format('action: %s is not a participant action (accepted: add, remove, promote, demote)', wa._q(action));
+    END IF;
+    RETURN (SELECT j.id FROM wa.enqueue(group_participants.session, 'group',
+        jsonb_build_object('action', action, 'group', group_jid, 'participants', to_jsonb(participants)),
+        idempotency_key => group_participants.idempotency_key) j);
+END
+$$;
+
+-- Fetches the invite link of a group this number is an admin of: the job's result has
+-- it ({"invite_link": "https://chat.whatsapp.com/…"}), and so does wa.groups.invite_link.
+-- Returns the job id.
+CREATE OR REPLACE FUNCTION wa.group_invite_link(session text, group_jid text)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT j.id FROM wa.enqueue(group_invite_link.session, 'group',
+        jsonb_build_object('action', 'invite_link', 'group', group_invite_link.group_jid)) j
+$$;
+
+-- Leaves a group; its wa.groups row stays, with left_at. Returns the job id.
+CREATE OR REPLACE FUNCTION wa.leave_group(session text, group_jid text)
+RETURNS bigint
+LANGUAGE sql AS $$
+    SELECT j.id FROM wa.enqueue(leave_group.session, 'group',
+        jsonb_build_object('action', 'leave', 'group', leave_group.group_jid)) j
 $$;
 
 -- Downloads the file of a message this session received into wa.media (as the worker

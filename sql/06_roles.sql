@@ -45,7 +45,7 @@ GRANT UPDATE (desired, pair_phone, metadata) ON wa.sessions TO pgwa_api;
 GRANT SELECT ON wa.jobs TO pgwa_api;
 GRANT INSERT (session_id, kind, payload, run_at, priority, idempotency_key, max_attempts, chat, message_id) ON wa.jobs TO pgwa_api;
 GRANT UPDATE (state, run_at, finished_at, delivery, result, cancel_requested_at, max_attempts) ON wa.jobs TO pgwa_api;
-GRANT SELECT ON wa.inbox, wa.policy, wa.workers, wa.schedules, wa.contacts, wa.chat_states, wa.calls, wa.media TO pgwa_api;
+GRANT SELECT ON wa.inbox, wa.policy, wa.workers, wa.schedules, wa.contacts, wa.chat_states, wa.calls, wa.media, wa.groups TO pgwa_api;
 GRANT SELECT ON wa.outbound, wa.session_health, wa.queue_stats, wa.poll_results TO pgwa_api;
 
 GRANT EXECUTE ON FUNCTION
@@ -65,6 +65,10 @@ GRANT EXECUTE ON FUNCTION
     wa.mark_read(text, text, text[], text),
     wa.send_presence(text, text, text),
     wa.check_numbers(text, text[], text),
+    wa.create_group(text, text, text[], text),
+    wa.group_participants(text, text, text, text[], text),
+    wa.group_invite_link(text, text),
+    wa.leave_group(text, text),
     wa.download_media(text, bigint),
     wa.reconnect(text),
     wa.close_session(text, text, boolean, boolean),
@@ -82,6 +86,7 @@ GRANT EXECUTE ON FUNCTION
     wa._check_change(text, text, text, jsonb),
     wa._check_mark_read(text, text, jsonb),
     wa._check_chat_state(jsonb),
+    wa._check_group(jsonb),
     wa._phone_list(jsonb, text, integer),
     wa._caller_is_worker(),
     wa._same_request(wa.jobs, wa.job_kind),

@@ -108,6 +108,11 @@ DROP POLICY IF EXISTS own_media ON wa.media;
 CREATE POLICY own_media ON wa.media FOR SELECT TO pgwa_api
     USING (session_id IN (SELECT s.id FROM wa.sessions s));
 
+ALTER TABLE wa.groups ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_groups ON wa.groups;
+CREATE POLICY own_groups ON wa.groups FOR SELECT TO pgwa_api
+    USING (session_id IN (SELECT s.id FROM wa.sessions s));
+
 -- Views read their tables as the caller, so the policies above apply through them.
 ALTER VIEW wa.outbound SET (security_invoker = true);
 ALTER VIEW wa.session_health SET (security_invoker = true);

@@ -219,7 +219,7 @@ async fn holding(pool: &sqlx::PgPool, session: &str) -> pgwa_core::fence::Fence 
 /// The wipe after a logout names every table that holds a session's keys: a key table
 /// added later and forgotten there would survive the logout. Every wa table with a
 /// session_id is a key table except the app's own records (jobs, inbox, and what the
-/// session learned or received for the app: contacts, chat states, calls, media).
+/// session learned or received for the app: contacts, chat states, calls, media, groups).
 #[tokio::test]
 async fn the_wipe_names_every_key_table() {
     let db = TestDb::new().await.unwrap();
@@ -227,7 +227,7 @@ async fn the_wipe_names_every_key_table() {
         "SELECT c.table_name::text FROM information_schema.columns c
            JOIN information_schema.tables t USING (table_schema, table_name)
           WHERE c.table_schema = 'wa' AND c.column_name = 'session_id' AND t.table_type = 'BASE TABLE'
-            AND c.table_name NOT IN ('jobs', 'inbox', 'contacts', 'chat_states', 'calls', 'media')
+            AND c.table_name NOT IN ('jobs', 'inbox', 'contacts', 'chat_states', 'calls', 'media', 'groups')
           ORDER BY 1",
     )
     .fetch_all(&db.pool)

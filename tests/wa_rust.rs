@@ -354,7 +354,51 @@ async fn sends_resolve_on_the_server_ack() {
 }
 
 fn me() -> Identity {
-    Identity { jid: Some("15559990000:3@s.whatsapp.net".into()), push_name: Some("Salon".into()) }
+    Identity {
+        jid: Some("15559990000:3@s.whatsapp.net".into()),
+        lid: Some("100000009@lid".into()),
+        push_name: Some("Salon".into()),
+    }
+}
+
+/// A group notification names the group and what happened; a removal of this number
+/// (by phone JID or LID, whatever device the client runs as) says so.
+#[test]
+fn group_notifications_map_to_group_changes() {
+    use whatsapp_rust::wacore::stanza::groups::{GroupNotificationAction as Action, GroupParticipantInfo};
+    let flags = Flags::new(Duration::from_secs(60));
+    let who = |jid: &str| GroupParticipantInfo {
+        jid: jid.parse().unwrap(),
+        phone_number: None,
+        display_name: None,
+        r#type: None,
+        lid: None,
+        username: None,
+        join_time: None,
+        group_history_sent_state: None,
+    };
+    let update = |action: Action| {
+        let u = ev::GroupUpdate::builder()
+            .group_jid("120363000000000001@g.us".parse().unwrap())
+            .timestamp(Utc::now())
+            .is_lid_addressing_mode(false)
+            .action(action)
+            .build();
+        events::map(&ev::Event::GroupUpdate(u), &flags, Utc::now(), me)
+    };
+    let changed = |got: Vec<WaEvent>| match &got[..] {
+        [WaEvent::GroupChanged(g)] => (g.group.clone(), g.action.clone(), g.removed_me),
+        other => panic!("expected one group change, got {other:?}"),
+    };
+    let group = "120363000000000001@g.us".to_string();
+    let add = update(Action::Add { participants: vec![who("15559990000@s.whatsapp.net")], reason: None });
+    assert_eq!(changed(add), (group.clone(), "add".into(), false), "added: the group is read again, not left");
+    let others = update(Action::Remove { participants: vec![who("15550001111@s.whatsapp.net")], reason: None });
+    assert_eq!(changed(others), (group.clone(), "remove".into(), false));
+    let by_phone = update(Action::Remove { participants: vec![who("15559990000@s.whatsapp.net")], reason: None });
+    assert_eq!(changed(by_phone), (group.clone(), "remove".into(), true), "our phone JID, though we run as device 3");
+    let by_lid = update(Action::Remove { participants: vec![who("100000009@lid")], reason: None });
+    assert!(changed(by_lid).2, "our LID");
 }
 
 #[test]

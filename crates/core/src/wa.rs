@@ -204,6 +204,8 @@ pub enum WaEvent {
     ChatState(InboundChatState),
     /// Someone is calling this number.
     IncomingCall(IncomingCall),
+    /// A group this number is in changed, or this number was added to one.
+    GroupChanged(GroupChanged),
     Error {
         message: String,
     },
@@ -276,6 +278,106 @@ pub trait WaSession: Send + Sync + 'static {
     async fn check_numbers(&self, _phones: &[String]) -> Result<Vec<NumberCheck>, SendError> {
         Err(SendError::Permanent("this side has no WhatsApp directory to check numbers against".into()))
     }
+
+    /// Creates a group of this number and `participants` (phone digits).
+    async fn create_group(&self, _subject: &str, _participants: &[String]) -> Result<GroupInfo, SendError> {
+        Err(no_groups())
+    }
+
+    /// What the server says group `group` is now.
+    async fn group_info(&self, _group: &str) -> Result<GroupInfo, SendError> {
+        Err(no_groups())
+    }
+
+    /// Adds, removes, promotes or demotes `participants` (phone digits); one answer each.
+    async fn change_members(
+        &self,
+        _group: &str,
+        _change: MemberChange,
+        _participants: &[String],
+    ) -> Result<Vec<MemberResult>, SendError> {
+        Err(no_groups())
+    }
+
+    /// The group's invite link (https://chat.whatsapp.com/…).
+    async fn group_invite_link(&self, _group: &str) -> Result<String, SendError> {
+        Err(no_groups())
+    }
+
+    async fn leave_group(&self, _group: &str) -> Result<(), SendError> {
+        Err(no_groups())
+    }
+}
+
+fn no_groups() -> SendError {
+    SendError::Permanent("this side has no WhatsApp server to keep groups".into())
+}
+
+/// Whether `jid` names a group (`digits@g.us`, or the older `creator-time@g.us`).
+pub fn is_group_jid(jid: &str) -> bool {
+    jid.strip_suffix("@g.us").is_some_and(|user| {
+        let mut parts = user.splitn(2, '-');
+        parts.all(|p| !p.is_empty() && p.len() <= 32 && p.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// A group as the server describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub jid: String,
+    pub subject: String,
+    pub creator: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub participants: Vec<GroupMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupMember {
+    pub jid: String,
+    /// The member's phone number (digits), when the server tells it.
+    pub phone: Option<String>,
+    /// `admin` or `superadmin` (the creator); None for a plain member.
+    pub admin: Option<String>,
+}
+
+/// What a group job does to members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    Add,
+    Remove,
+    Promote,
+    Demote,
+}
+
+impl MemberChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Add => "add",
+            Self::Remove => "remove",
+            Self::Promote => "promote",
+            Self::Demote => "demote",
+        }
+    }
+}
+
+/// The server's answer about one participant of a member change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberResult {
+    pub jid: String,
+    /// The server's code when the change did not apply to them (403: their privacy
+    /// settings allow only an invite; 404: not on WhatsApp or not a member; 409:
+    /// already a member).
+    pub error: Option<String>,
+}
+
+/// A group notification: what happened (`add`, `remove`, `promote`, `demote`,
+/// `subject`, `create`…, the server's name for it) in which group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupChanged {
+    pub group: String,
+    pub action: String,
+    /// This number was removed from the group (or left it from another device).
+    pub removed_me: bool,
 }
 
 /// What a chat is shown of us between messages.

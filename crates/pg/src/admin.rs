@@ -163,6 +163,17 @@ pub async fn contacts(pool: &PgPool, session: &str, phones: Option<&[String]>) -
     .await
 }
 
+/// One of a session's groups as JSON (its wa.groups row), for `pgwa create-group`.
+pub async fn group(pool: &PgPool, session: &str, jid: &str) -> sqlx::Result<Option<serde_json::Value>> {
+    sqlx::query_scalar!(
+        r#"SELECT to_jsonb(g) - 'id' AS "group!" FROM wa.groups g WHERE g.session_id = $1 AND g.jid = $2"#,
+        session,
+        jid
+    )
+    .fetch_optional(pool)
+    .await
+}
+
 /// One job as JSON (every column), for `pgwa jobs show`.
 pub async fn job_json(pool: &PgPool, id: i64) -> sqlx::Result<Option<serde_json::Value>> {
     sqlx::query_scalar!(r#"SELECT to_jsonb(j) AS "job!" FROM wa.jobs j WHERE j.id = $1"#, id).fetch_optional(pool).await

@@ -151,6 +151,11 @@ pub async fn check_numbers(pool: &PgPool, session: &str, phones: &[String]) -> s
     sqlx::query_scalar!(r#"SELECT wa.check_numbers($1, $2) AS "job!""#, session, phones).fetch_one(pool).await
 }
 
+/// `wa.create_group`: the job id.
+pub async fn create_group(pool: &PgPool, session: &str, subject: &str, participants: &[String]) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT wa.create_group($1, $2, $3) AS "job!""#, session, subject, participants).fetch_one(pool).await
+}
+
 /// Where a job stands, for commands that wait for one.
 #[derive(Debug)]
 pub struct JobProgress {

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod calls;
 mod connect;
 pub mod contacts;
+pub mod groups;
 pub mod held_conn;
 pub mod import;
 pub mod jobs;

@@ -86,6 +86,7 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
         }
         WaEvent::ChatState(c) => pgwa_pg::contacts::record_chat_state(pool, &fence, &c).await?,
         WaEvent::IncomingCall(c) => incoming_call(shared, &fence, &c).await?,
+        WaEvent::GroupChanged(g) => group_changed(shared, &fence, &g).await?,
         WaEvent::Error { message } => {
             pgwa_core::metrics::error("session");
             sessions::record_error(pool, &fence, &message).await?
@@ -116,6 +117,24 @@ async fn incoming_call(shared: &Arc<Shared>, fence: &Fence, c: &pgwa_core::wa::I
         tracing::warn!(session = %fence.session, call = call.id, error = %e, "rejecting a call failed");
     }
     Ok(calls::set_outcome(&shared.pool, fence, call.id, outcome.as_ref().map(|_| ()).map_err(String::as_str)).await?)
+}
+
+/// Keeps wa.groups current. A notification is answered by reading the group from the
+/// server (one query per change; changes are rare), which also brings in the groups
+/// someone else created or added this number to. Removed, the row stays with left_at.
+async fn group_changed(shared: &Arc<Shared>, fence: &Fence, g: &pgwa_core::wa::GroupChanged) -> anyhow::Result<bool> {
+    use pgwa_pg::groups;
+    if g.removed_me {
+        return Ok(groups::record_left(&shared.pool, fence, &g.group).await?);
+    }
+    let Ok(client) = shared.slots.client_for(&fence.session, fence.epoch) else { return Ok(true) };
+    match client.group_info(&g.group).await {
+        Ok(info) => Ok(groups::record_group(&shared.pool, fence, &info, None).await?),
+        Err(e) => {
+            tracing::warn!(session = %fence.session, action = %g.action, error = %e, "reading a changed group failed");
+            Ok(true)
+        }
+    }
 }
 
 /// A terminal status: no reconnect; the session is released once its running jobs are

@@ -203,6 +203,71 @@ impl JobArgs for CheckNumbersArgs {
     }
 }
 
+/// `group`: one action on a group (`action` in the payload). Participants are phone
+/// numbers (digits), as the SQL API stores them; the group is its JID (`…@g.us`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GroupArgs {
+    Create { subject: String, participants: Vec<String> },
+    Add { group: String, participants: Vec<String> },
+    Remove { group: String, participants: Vec<String> },
+    Promote { group: String, participants: Vec<String> },
+    Demote { group: String, participants: Vec<String> },
+    InviteLink { group: String },
+    Leave { group: String },
+}
+
+impl GroupArgs {
+    /// The group acted on (None for a group still to be created).
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Self::Create { .. } => None,
+            Self::Add { group, .. }
+            | Self::Remove { group, .. }
+            | Self::Promote { group, .. }
+            | Self::Demote { group, .. }
+            | Self::InviteLink { group }
+            | Self::Leave { group } => Some(group),
+        }
+    }
+
+    fn participants(&self) -> &[String] {
+        match self {
+            Self::Create { participants, .. }
+            | Self::Add { participants, .. }
+            | Self::Remove { participants, .. }
+            | Self::Promote { participants, .. }
+            | Self::Demote { participants, .. } => participants,
+            Self::InviteLink { .. } | Self::Leave { .. } => &[],
+        }
+    }
+}
+
+impl JobArgs for GroupArgs {
+    const KIND: JobKind = JobKind::Group;
+    fn from_payload(payload: &Value) -> Result<Self, String> {
+        let args: GroupArgs = read(payload)?;
+        if let Some(g) = args.group()
+            && !crate::wa::is_group_jid(g)
+        {
+            return Err(format!("payload.group: {g:?} is not a group JID (digits@g.us)"));
+        }
+        if let Some(bad) = args.participants().iter().find(|p| !is_phone(p)) {
+            return Err(format!("payload.participants: {bad:?} is not a phone number (7 to 15 digits, country code first)"));
+        }
+        if let GroupArgs::Create { subject, .. } = &args
+            && subject.trim().is_empty()
+        {
+            return Err("payload.subject: empty; a group needs a name".into());
+        }
+        let changes_members = !matches!(args, GroupArgs::Create { .. } | GroupArgs::InviteLink { .. } | GroupArgs::Leave { .. });
+        if changes_members && args.participants().is_empty() {
+            return Err("payload.participants: empty; name at least one number".into());
+        }
+        Ok(args)
+    }
+}
+
 /// `media_download`: the wa.inbox row whose file to fetch.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct MediaDownloadArgs {

@@ -20,6 +20,8 @@ crate::pg_enum::pg_enum!(
         CheckNumbers = "check_numbers",
         /// Download an inbound message's file into wa.media.
         MediaDownload = "media_download",
+        /// Create a group, change its members, fetch its invite link or leave it.
+        Group = "group",
     }
 );
 

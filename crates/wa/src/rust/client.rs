@@ -210,6 +210,7 @@ async fn translate(
         }
         let me = || Identity {
             jid: client.pn().map(|j| j.to_string()),
+            lid: client.lid().map(|j| j.to_non_ad_string()),
             push_name: Some(client.push_name()).filter(|n| !n.is_empty()),
         };
         for event in events::map(&ev, &flags, chrono::Utc::now(), me) {

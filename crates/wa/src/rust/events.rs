@@ -32,12 +32,14 @@ use chrono::{DateTime, Utc};
 use whatsapp_rust::types::events::{Event, EventKind};
 use whatsapp_rust::types::presence::ReceiptType;
 
-use pgwa_core::wa::{ChatState, InboundChatState, IncomingCall, ReceiptKind, WaEvent};
+use pgwa_core::wa::{ChatState, GroupChanged, InboundChatState, IncomingCall, ReceiptKind, WaEvent};
 
 /// Our own identity, read from the client when it connects.
 #[derive(Debug, Clone, Default)]
 pub struct Identity {
     pub jid: Option<String>,
+    /// Our LID (`digits@lid`), when the client knows it.
+    pub lid: Option<String>,
     pub push_name: Option<String>,
 }
 
@@ -128,9 +130,10 @@ pub const MAPPED: &[EventKind] = &[
     EventKind::AppStateSyncFailed,
     EventKind::ChatPresence,
     EventKind::IncomingCall,
+    EventKind::GroupUpdate,
 ];
 
-/// Maps one event. `me` is called only for Connected.
+/// Maps one event. `me` is called only for Connected and group removals.
 pub fn map(ev: &Event, flags: &Flags, now: DateTime<Utc>, me: impl FnOnce() -> Identity) -> Vec<WaEvent> {
     let one = |e: WaEvent| vec![e];
     match ev {
@@ -258,6 +261,31 @@ pub fn map(ev: &Event, flags: &Flags, now: DateTime<Utc>, me: impl FnOnce() -> I
             }
             _ => vec![],
         },
+        Event::GroupUpdate(g) => {
+            use whatsapp_rust::wacore::stanza::groups::GroupNotificationAction as Action;
+            let removed_me = match &g.action {
+                Action::Remove { participants, .. } => {
+                    // Our JIDs without their device part, as a participant is named.
+                    let me = me();
+                    let ours: Vec<String> = [me.jid, me.lid]
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|j| j.parse::<whatsapp_rust::Jid>().ok())
+                        .map(|j| j.to_non_ad_string())
+                        .collect();
+                    let mine = |jid: &str| ours.iter().any(|o| o == jid);
+                    participants.iter().any(|p| {
+                        mine(&p.jid.to_non_ad_string()) || p.phone_number.as_ref().is_some_and(|pn| mine(&pn.to_non_ad_string()))
+                    })
+                }
+                _ => false,
+            };
+            one(WaEvent::GroupChanged(GroupChanged {
+                group: g.group_jid.to_string(),
+                action: g.action.tag_name().to_string(),
+                removed_me,
+            }))
+        }
         Event::AppStateSyncFailed(a) => {
             if a.retryable.is_empty() {
                 let what = if a.fatal.is_empty() { return vec![] } else { a.fatal.join(", ") };

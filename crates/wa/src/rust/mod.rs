@@ -33,6 +33,7 @@ mod actions;
 mod client;
 pub mod events;
 pub mod fetch;
+mod groups;
 pub mod inbound;
 pub mod media_format;
 pub mod poll;
@@ -219,6 +220,31 @@ impl WaSession for RustSession {
 
     async fn check_numbers(&self, phones: &[String]) -> Result<Vec<pgwa_core::wa::NumberCheck>, SendError> {
         self.ask_numbers(phones).await
+    }
+
+    async fn create_group(&self, subject: &str, participants: &[String]) -> Result<pgwa_core::wa::GroupInfo, SendError> {
+        self.new_group(subject, participants).await
+    }
+
+    async fn group_info(&self, group: &str) -> Result<pgwa_core::wa::GroupInfo, SendError> {
+        self.read_group(group).await
+    }
+
+    async fn change_members(
+        &self,
+        group: &str,
+        change: pgwa_core::wa::MemberChange,
+        participants: &[String],
+    ) -> Result<Vec<pgwa_core::wa::MemberResult>, SendError> {
+        self.members(group, change, participants).await
+    }
+
+    async fn group_invite_link(&self, group: &str) -> Result<String, SendError> {
+        self.invite_link(group).await
+    }
+
+    async fn leave_group(&self, group: &str) -> Result<(), SendError> {
+        self.leave(group).await
     }
 
     async fn clear_keys(&self, scope: &pgwa_core::job::CleanupScope) -> Result<Option<u64>, WaError> {

@@ -4,6 +4,7 @@
 
 pub mod check_numbers;
 pub mod close_session;
+pub mod group;
 pub mod key_cleanup;
 pub mod maintenance;
 pub mod mark_read;
@@ -73,6 +74,7 @@ pub(crate) async fn run(ctx: &JobCtx<'_>) -> Outcome {
         JobKind::Presence => handle::<presence::Presence>(ctx).await,
         JobKind::CheckNumbers => handle::<check_numbers::CheckNumbers>(ctx).await,
         JobKind::MediaDownload => handle::<media_download::MediaDownload>(ctx).await,
+        JobKind::Group => handle::<group::Group>(ctx).await,
     }
 }
 
