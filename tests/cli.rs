@@ -17,6 +17,19 @@ fn pgwa(db: &TestDb, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Starts `pgwa` with `args` and its output piped, for commands that wait for a job.
+fn spawn_pgwa(db: &TestDb, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_pgwa"))
+        .args(args)
+        .env("PGWA_DATABASE_URL", &db.url)
+        .env_remove("DATABASE_URL")
+        .env("PGWA_LOG__FILTER", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -109,15 +122,7 @@ async fn polls_and_voice_notes_from_the_command_line() {
 async fn check_numbers_waits_for_the_answers_and_prints_them() {
     let db = TestDb::new().await.unwrap();
     pgwa(&db, &["session", "add", "s1", "--no-wait"]);
-    let cli = Command::new(env!("CARGO_BIN_EXE_pgwa"))
-        .args(["check-numbers", "s1", "+1 555 000 1111", "15550002222", "--timeout", "30"])
-        .env("PGWA_DATABASE_URL", &db.url)
-        .env_remove("DATABASE_URL")
-        .env("PGWA_LOG__FILTER", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let cli = spawn_pgwa(&db, &["check-numbers", "s1", "+1 555 000 1111", "15550002222", "--timeout", "30"]);
     common::answer_number_check(&db.pool, "s1", "15550001111", "15550002222").await;
     let o = cli.wait_with_output().unwrap();
     assert!(o.status.success(), "{o:?}");
@@ -136,6 +141,29 @@ async fn check_numbers_waits_for_the_answers_and_prints_them() {
     let o = pgwa(&db, &["check-numbers", "s1", "12ab"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("phones: '12ab' is not a phone number") && err.contains("WA002"), "{err}");
+}
+
+/// `pgwa create-group` waits for its job and prints the group's JID and size from
+/// wa.groups (the test answers the job as a worker would).
+#[tokio::test]
+async fn create_group_waits_for_the_server_and_prints_the_group() {
+    let db = TestDb::new().await.unwrap();
+    pgwa(&db, &["session", "add", "s1", "--no-wait"]);
+    let cli = spawn_pgwa(&db, &["create-group", "s1", "Saturday team", "+1 555 000 1111", "15550002222", "--timeout", "30"]);
+    let jid = common::answer_group_create(&db.pool, "s1", "15550009999").await;
+    let o = cli.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    assert_eq!(out.trim(), format!("created group {jid} (\"Saturday team\", 3 members including this number)"), "{out}");
+
+    // No worker: the job waits, and the command says why and what to look at.
+    let o = pgwa(&db, &["create-group", "s1", "Later", "+15550003333", "--timeout", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("is still available after 1 s: session s1 must be connected"), "{err}");
+    // Bad input: refused by the SQL API before anything is queued.
+    let o = pgwa(&db, &["create-group", "s1", "", "+15550003333"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("subject: a group needs a name") && err.contains("WA006"), "{err}");
 }
 
 #[tokio::test]

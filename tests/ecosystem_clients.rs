@@ -625,6 +625,43 @@ async fn node_python_and_psql_check_numbers_and_print_the_answers() {
     out.expect_line("is available").expect_line("the session must be connected");
 }
 
+#[tokio::test]
+async fn node_python_and_psql_create_a_group_and_print_it() {
+    let db = app_db().await;
+    sqlx::query("SELECT wa.add_session('salon-42', start => false)").execute(&db.pool).await.unwrap();
+    let me = "5511900001111";
+    for client in [Client::Node, Client::Python] {
+        let what = format!("{client:?} create_group");
+        let args = ["salon-42", "Saturday team", "+55 11 99999-8888", "+5511977776666", "--timeout", "20"];
+        let running = Running::start(client.command(&db, "create_group", &args), &what);
+        let jid = common::answer_group_create(&db.pool, "salon-42", me).await;
+        let out = running.finish().await;
+        out.expect_ok(&what)
+            .expect_line(&format!("created group {jid} \"Saturday team\""))
+            .expect_line(&format!("  {me} (superadmin)"))
+            .expect_line("  5511999998888")
+            .expect_line("  5511977776666");
+        sqlx::raw_sql("DELETE FROM wa.jobs; DELETE FROM wa.groups").execute(&db.pool).await.unwrap();
+    }
+    let vars =
+        [("session", "salon-42"), ("subject", "Saturday team"), ("phones", "+5511999998888,+5511977776666"), ("timeout", "20")];
+    let running = Running::start(psql(&db, "create_group", &vars, "group_psql"), "psql create_group");
+    let jid = common::answer_group_create(&db.pool, "salon-42", me).await;
+    let out = running.finish().await;
+    out.expect_ok("psql create_group").expect_line("job_state  | completed").expect_line(&format!("group_jid  | {jid}"));
+    assert!(out.stdout.lines().any(|l| l.contains(me) && l.contains("superadmin")), "{}", out.show());
+
+    // Nobody answers: the example says why it stopped and exits 3.
+    sqlx::raw_sql("DELETE FROM wa.jobs; DELETE FROM wa.groups").execute(&db.pool).await.unwrap();
+    let out = run(
+        Client::Python.command(&db, "create_group", &["salon-42", "Later", "+5511977776666", "--timeout", "1"]),
+        "python unanswered",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", out.show());
+    out.expect_line("is available").expect_line("the session must be connected");
+}
+
 /// A vote on `poll` as the worker stores one after opening it (its wa.inbox row, whose
 /// trigger announces it on wa_inbox).
 async fn vote_as_worker(db: &TestDb, poll: &str, voter: &str, option: &str) {

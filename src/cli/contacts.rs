@@ -1,13 +1,12 @@
 //! `pgwa check-numbers`: which phone numbers are on WhatsApp, asked through a session.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use pgwa_pg::PgPool;
 
 use super::log::say;
 use super::table::{self, Col};
-use pgwa_core::job::JobState;
 
 #[derive(Args, Debug)]
 pub struct CheckNumbersArgs {
@@ -26,35 +25,7 @@ pub struct CheckNumbersArgs {
 pub async fn run(a: CheckNumbersArgs, pool: &PgPool) -> anyhow::Result<()> {
     let job = pgwa_pg::api::check_numbers(pool, &a.session, &a.phones).await?;
     eprintln!("queued job {job}: checking {} number(s) through session {}", a.phones.len(), a.session);
-    let started = Instant::now();
-    let mut told = false;
-    let done = loop {
-        let p = pgwa_pg::api::job_progress(pool, job).await?;
-        if p.finished() {
-            break p;
-        }
-        if started.elapsed() >= Duration::from_secs(a.timeout) {
-            anyhow::bail!(
-                "job {job} is still {} after {} s: session {} must be connected for the check to run; \
-                 see `pgwa session list`, then `pgwa jobs show {job}`",
-                p.state,
-                a.timeout,
-                a.session
-            );
-        }
-        if !told && started.elapsed() >= Duration::from_secs(3) {
-            eprintln!("waiting for session {} to run job {job} (now {})", a.session, p.state);
-            told = true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    if done.state != JobState::Completed {
-        anyhow::bail!(
-            "job {job} is {}: {}; see `pgwa jobs show {job}`",
-            done.state,
-            done.last_error.as_deref().unwrap_or("no error recorded")
-        );
-    }
+    let done = super::wait::completed(pool, job, &a.session, Duration::from_secs(a.timeout)).await?;
     // The numbers as the check stored them: digits, without repeats.
     let digits: Vec<String> = a.phones.iter().map(|p| p.chars().filter(char::is_ascii_digit).collect()).collect();
     let rows = pgwa_pg::admin::contacts(pool, &a.session, Some(&digits)).await?;

@@ -5,6 +5,7 @@ mod contacts;
 #[cfg(feature = "loopback")]
 mod dev;
 mod dev_cmd;
+mod groups;
 pub mod import;
 mod jobs;
 mod link;
@@ -12,6 +13,7 @@ mod log;
 mod session;
 mod table;
 mod tenant;
+mod wait;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -119,6 +121,9 @@ pub enum Command {
     /// Check which phone numbers are on WhatsApp (through a connected session); waits for
     /// the answers and prints them, as wa.contacts keeps them.
     CheckNumbers(contacts::CheckNumbersArgs),
+    /// Create a group of the session's number and the people named; waits for the
+    /// server's answer and prints the group's JID (wa.groups has the rest).
+    CreateGroup(groups::CreateGroupArgs),
     /// Inspect and steer jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCmd),
@@ -226,6 +231,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Command::Jobs(cmd) => jobs::run(cmd, &pool).await,
                 Command::CheckNumbers(a) => contacts::run(a, &pool).await,
+                Command::CreateGroup(a) => groups::run(a, &pool).await,
                 Command::SendMedia { session, to, kind, file, caption, mimetype } => {
                     let is_url = file.starts_with("http://") || file.starts_with("https://");
                     let bytes =

@@ -172,16 +172,64 @@ pub async fn answer_number_check(pool: &PgPool, session: &str, on: &str, off: &s
     .execute(pool)
     .await
     .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "UPDATE wa.jobs SET state = 'running', attempts = 1, worker_id = gen_random_uuid() WHERE id = {job};
-         UPDATE wa.jobs SET state = 'completed', finished_at = now(),
-                result = '{{\"checked\": 2, \"on_whatsapp\": 1, \"unanswered\": []}}' WHERE id = {job};
-         SELECT pg_notify('wa_contacts', json_build_object('session', '{session}', 'job', {job}, 'checked', 2)::text);"
-    )))
+    complete_as_worker(pool, job, serde_json::json!({"checked": 2, "on_whatsapp": 1, "unanswered": []})).await;
+    sqlx::query("SELECT pg_notify('wa_contacts', json_build_object('session', $1::text, 'job', $2::bigint, 'checked', 2)::text)")
+        .bind(session)
+        .bind(job)
+        .execute(pool)
+        .await
+        .unwrap();
+    job
+}
+
+/// Moves a queued job through running to completed with `result`, as a worker would.
+pub async fn complete_as_worker(pool: &PgPool, job: i64, result: serde_json::Value) {
+    sqlx::query("UPDATE wa.jobs SET state = 'running', attempts = 1, worker_id = gen_random_uuid() WHERE id = $1")
+        .bind(job)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE wa.jobs SET state = 'completed', finished_at = now(), result = $2 WHERE id = $1")
+        .bind(job)
+        .bind(result)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+/// Answers the session's queued create_group as a worker would: the group in wa.groups
+/// (its creator `me` as superadmin, then the payload's participants), the job completed
+/// with the group's JID. Returns the JID. For tests of what waits for the answer (the
+/// CLI, the client examples), which run no worker.
+pub async fn answer_group_create(pool: &PgPool, session: &str, me: &str) -> String {
+    let job: i64 = eventually(Duration::from_secs(30), "the create_group job", || async {
+        sqlx::query_scalar(
+            "SELECT id FROM wa.jobs WHERE session_id = $1 AND kind = 'group' AND payload->>'action' = 'create' AND state = 'available'",
+        )
+        .bind(session)
+        .fetch_optional(pool)
+            .await
+            .unwrap()
+    })
+    .await;
+    let jid = "120363000000000042@g.us";
+    sqlx::query(
+        "INSERT INTO wa.groups (session_id, jid, subject, participants, creator, created_at)
+         SELECT j.session_id, $2, j.payload->>'subject',
+                jsonb_build_array(jsonb_build_object('jid', $3 || '@s.whatsapp.net', 'phone', $3, 'admin', 'superadmin'))
+                || coalesce((SELECT jsonb_agg(jsonb_build_object('jid', p || '@s.whatsapp.net', 'phone', p, 'admin', NULL))
+                               FROM jsonb_array_elements_text(j.payload->'participants') p), '[]'),
+                $3 || '@s.whatsapp.net', now()
+           FROM wa.jobs j WHERE j.id = $1",
+    )
+    .bind(job)
+    .bind(jid)
+    .bind(me)
     .execute(pool)
     .await
     .unwrap();
-    job
+    complete_as_worker(pool, job, serde_json::json!({"group": jid, "participants": 3})).await;
+    jid.to_string()
 }
 
 /// Session `s1`, added and held by a fresh worker: its fence.
