@@ -323,14 +323,14 @@ DROP TRIGGER IF EXISTS calls_notify ON wa.calls;
 CREATE TRIGGER calls_notify AFTER INSERT OR UPDATE OF status ON wa.calls
     FOR EACH ROW EXECUTE FUNCTION wa._notify_row('wa_calls', 'status');
 
--- With wa.policy.media_download = 'postgres', each inbound message with a file gets a
--- media_download job, in the transaction that stores the message (only for rows really
--- inserted: a redelivery inserts nothing and enqueues nothing).
+-- With wa.policy.media_download = 'postgres' or 's3', each inbound message with a file
+-- gets a media_download job, in the transaction that stores the message (only for rows
+-- really inserted: a redelivery inserts nothing and enqueues nothing).
 CREATE OR REPLACE FUNCTION wa._inbox_media_download()
 RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF (SELECT p.media_download FROM wa.policy p) = 'postgres' THEN
+    IF (SELECT p.media_download FROM wa.policy p) IN ('postgres', 's3') THEN
         INSERT INTO wa.jobs (session_id, kind, payload) VALUES (NEW.session_id, 'media_download', jsonb_build_object('inbox_id', NEW.id));
     END IF;
     RETURN NULL;

@@ -381,8 +381,9 @@ LANGUAGE sql AS $$
         jsonb_build_object('action', 'leave', 'group', leave_group.group_jid)) j
 $$;
 
--- Downloads the file of a message this session received into wa.media (as the worker
--- does for every file when wa.policy.media_download = 'postgres'). WA013 for a row that
+-- Downloads the file of a message this session received into wa.media, or into the
+-- object store when wa.policy.media_download = 's3' (as the worker does for every file
+-- when the policy is 'postgres' or 's3'). WA013 for a row that
 -- is not this session's or has no file. Returns the job id.
 CREATE OR REPLACE FUNCTION wa.download_media(session text, inbox_id bigint)
 RETURNS bigint

@@ -288,6 +288,15 @@ async fn send_file(pool: &PgPool, kind: &str, data: &[u8]) -> String {
         .unwrap()
 }
 
+async fn send_image(pool: &PgPool, image: &[u8]) -> String {
+    sqlx::query_scalar("SELECT message_id FROM wa.send_media('alice', $1, 'image', data => $2)")
+        .bind(B_PHONE)
+        .bind(image)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 /// With wa.policy.media_download = 'postgres', the worker downloads each file bob
 /// receives, checks it and keeps it in wa.media; a file over media_max_bytes is marked
 /// too_large and not fetched; with the policy off, wa.download_media fetches one on demand.
@@ -302,12 +311,7 @@ async fn received_files_are_kept_in_postgres_when_the_policy_says_so() {
     link_by_qr(pool, &server, "bob", B_PHONE).await;
 
     let image = png();
-    let message_id: String = sqlx::query_scalar("SELECT message_id FROM wa.send_media('alice', $1, 'image', data => $2)")
-        .bind(B_PHONE)
-        .bind(&image)
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let message_id = send_image(pool, &image).await;
     let (id, data) = stored_file(pool, &message_id, "stored").await;
     assert_eq!(data.as_deref(), Some(&image[..]), "the image, as sent");
     let (size, sha, mimetype): (i64, Vec<u8>, Option<String>) =
@@ -347,4 +351,35 @@ async fn received_files_are_kept_in_postgres_when_the_policy_says_so() {
     let (code, msg) = common::fails(pool, &format!("SELECT wa.download_media('alice', {id})")).await;
     assert_eq!(code, "WA013", "{msg}");
     assert!(msg.starts_with("inbox_id:"), "{msg}");
+}
+
+/// With wa.policy.media_download = 's3', the worker puts each file bob receives in the
+/// object store its configuration names (a local S3 server here), and wa.media says
+/// where, with its size and SHA-256 but not its bytes. The object holds the file as sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_files_go_to_an_s3_store_when_the_policy_says_so() {
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    let server = start_server().await;
+    let s3 = common::s3::S3Server::start().await;
+    sqlx::query("UPDATE wa.policy SET media_download = 's3'").execute(pool).await.unwrap();
+    let _worker = Worker::spawn_with(&db, &server, &s3.worker_env());
+    link_by_qr(pool, &server, "alice", A_PHONE).await;
+    link_by_qr(pool, &server, "bob", B_PHONE).await;
+
+    let image = png();
+    let message_id = send_image(pool, &image).await;
+    let (id, data) = stored_file(pool, &message_id, "stored").await;
+    assert_eq!(data, None, "the bytes are in the store, not in Postgres");
+    let (storage, location, size, sha): (String, Option<String>, i64, Vec<u8>) =
+        sqlx::query_as("SELECT storage, location, size, sha256 FROM wa.media WHERE inbox_id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let location = location.expect("wa.media says where the file is");
+    assert_eq!(storage, "s3");
+    assert_eq!(location, format!("s3://{}/inbound/bob/{id}", common::s3::BUCKET));
+    assert_eq!((size, sha), (image.len() as i64, <sha2::Sha256 as sha2::Digest>::digest(&image).to_vec()));
+    assert_eq!(s3.read(&location).await, image, "the object is the image as sent");
 }

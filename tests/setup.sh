@@ -4,6 +4,7 @@
 #   Debian packages   podman, buildah, debootstrap (tests/container_image.rs builds the
 #                     image), iproute2 and util-linux (it starts the image in namespaces)
 #   client examples   npm and PyPI packages (ecosystem/clients/setup.sh)
+#   tests/s3/.venv    moto, a local S3-compatible server (PyPI)
 # Packages already installed are left alone; apt-get runs only for missing ones, and then
 # needs root (otherwise the script names the packages to install and stops).
 set -euo pipefail
@@ -32,3 +33,17 @@ else
 fi
 
 bash "$here/../ecosystem/clients/setup.sh"
+
+# --- A local S3 server (moto) for the object-store tests, refreshed when its
+# requirements changed. ------------------------------------------------------------------
+s3_venv="$here/s3/.venv"
+s3_stamp="$s3_venv/.pgwa-requirements.sha256"
+s3_sum="$(sha256sum "$here/s3/requirements.txt" | cut -d' ' -f1)"
+if [[ -x "$s3_venv/bin/moto_server" && -f "$s3_stamp" && "$(cat "$s3_stamp")" == "$s3_sum" ]]; then
+  echo "s3: moto up to date"
+else
+  echo "s3: installing moto into tests/s3/.venv"
+  python3 -m venv "$s3_venv"
+  "$s3_venv/bin/pip" install -q --disable-pip-version-check -r "$here/s3/requirements.txt"
+  echo "$s3_sum" > "$s3_stamp"
+fi

@@ -7,6 +7,7 @@ pub mod loopback;
 pub mod media_files;
 pub mod pg_instance;
 pub mod roles;
+pub mod s3;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

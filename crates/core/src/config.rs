@@ -22,6 +22,7 @@ pub struct Config {
     pub whatsapp: WhatsAppConfig,
     pub http: HttpConfig,
     pub pacing: PacingConfig,
+    pub media: MediaConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,7 +201,59 @@ impl Default for Config {
             whatsapp: WhatsAppConfig::default(),
             http: HttpConfig::default(),
             pacing: PacingConfig::default(),
+            media: MediaConfig::default(),
         }
+    }
+}
+
+/// Where received files go when wa.policy.media_download says `s3`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// An S3-compatible object store (AWS S3, MinIO, Cloudflare R2, Ceph...).
+    pub s3: Option<S3Config>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// The store's URL; unset means AWS S3 in `region`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default = "S3Config::default_region")]
+    pub region: String,
+    /// Unset: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the instance's role).
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Put before every object's key, e.g. `pgwa/`.
+    #[serde(default)]
+    pub prefix: String,
+    /// Allow an http:// endpoint (a store on a private network).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+impl S3Config {
+    fn default_region() -> String {
+        "us-east-1".into()
+    }
+}
+
+// The secret never reaches a log line, even through a debug print of the config.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field("prefix", &self.prefix)
+            .field("allow_http", &self.allow_http)
+            .finish()
     }
 }
 
@@ -450,6 +503,21 @@ mod tests {
     fn the_default_whatsapp_side_is_the_real_one() {
         assert_eq!(Config::default().whatsapp.backend, Backend::Whatsapp);
         assert_eq!(load_with("").unwrap().whatsapp.backend, Backend::Whatsapp);
+    }
+
+    #[test]
+    fn an_object_store_is_configured_and_its_secret_never_printed() {
+        assert!(Config::default().media.s3.is_none(), "no store unless configured");
+        let cfg = load_with(
+            "[media.s3]\nbucket = \"files\"\nendpoint = \"http://minio:9000\"\nallow_http = true\nsecret_access_key = \"s3cr3t-value\"\n",
+        )
+        .unwrap();
+        let s3 = cfg.media.s3.as_ref().unwrap();
+        assert_eq!((s3.bucket.as_str(), s3.region.as_str(), s3.allow_http), ("files", "us-east-1", true));
+        let shown = format!("{cfg:?}");
+        assert!(shown.contains("files") && !shown.contains("s3cr3t-value"), "{shown}");
+        let e = load_with("[media.s3]\nendpoint = \"http://minio:9000\"\n").unwrap_err();
+        assert!(e.contains("bucket"), "a store needs its bucket named: {e}");
     }
 
     #[test]

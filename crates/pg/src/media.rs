@@ -1,4 +1,5 @@
-//! Inbound files kept in Postgres (wa.media), written by the session's holder.
+//! Inbound files kept in Postgres or an object store (wa.media), written by the
+//! session's holder.
 
 use sqlx::PgPool;
 
@@ -11,35 +12,51 @@ pub struct InboxFile {
     pub max_bytes: i64,
     /// Already in wa.media (a job run twice).
     pub stored: bool,
+    /// wa.policy.media_download now: `s3` sends the file to the object store, anything
+    /// else (`postgres`, or `off` for a download asked for by wa.download_media) keeps
+    /// it in wa.media.
+    pub target: String,
+}
+
+/// Where a stored file is: its bytes, or its place in the object store.
+pub enum Kept<'a> {
+    Bytes(&'a [u8]),
+    Object { location: &'a str, size: i64 },
 }
 
 pub async fn inbox_file(pool: &PgPool, session: &str, inbox_id: i64) -> sqlx::Result<Option<InboxFile>> {
     let r = sqlx::query!(
-        r#"SELECT i.kind, i.media AS "media!", (SELECT media_max_bytes FROM wa.policy) AS "max_bytes!",
+        r#"SELECT i.kind, i.media AS "media!", p.media_max_bytes AS "max_bytes!", p.media_download AS "target!",
                   EXISTS (SELECT 1 FROM wa.media m WHERE m.inbox_id = i.id) AS "stored!"
-             FROM wa.inbox i WHERE i.id = $2 AND i.session_id = $1 AND i.media IS NOT NULL"#,
+             FROM wa.inbox i CROSS JOIN wa.policy p WHERE i.id = $2 AND i.session_id = $1 AND i.media IS NOT NULL"#,
         session,
         inbox_id,
     )
     .fetch_optional(pool)
     .await?;
-    Ok(r.map(|r| InboxFile { kind: r.kind, media: r.media, max_bytes: r.max_bytes, stored: r.stored }))
+    Ok(r.map(|r| InboxFile { kind: r.kind, media: r.media, max_bytes: r.max_bytes, stored: r.stored, target: r.target }))
 }
 
-/// Stores the file and marks its row `stored`. False when the fence refused.
+/// Records the file (its bytes, or where the object store has it) and marks its row
+/// `stored`. False when the fence refused.
 pub async fn store(
     pool: &PgPool,
     f: &Fence,
     inbox_id: i64,
     mimetype: Option<&str>,
-    data: &[u8],
+    kept: Kept<'_>,
     sha256: &[u8],
 ) -> sqlx::Result<bool> {
+    let (data, location, size) = match kept {
+        Kept::Bytes(b) => (Some(b), None, b.len() as i64),
+        Kept::Object { location, size } => (None, Some(location), size),
+    };
     let held = sqlx::query_scalar!(
         r#"WITH held AS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._holds(s, $2, $3)),
            stored AS (
-             INSERT INTO wa.media (inbox_id, session_id, mimetype, size, sha256, data)
-             SELECT $4, $1, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM held)
+             INSERT INTO wa.media (inbox_id, session_id, mimetype, size, sha256, data, storage, location)
+             SELECT $4, $1, $5, $6, $7, $8, CASE WHEN $9::text IS NULL THEN 'postgres' ELSE 's3' END, $9
+              WHERE EXISTS (SELECT 1 FROM held)
              ON CONFLICT (inbox_id) DO NOTHING
              RETURNING inbox_id),
            marked AS (
@@ -52,9 +69,10 @@ pub async fn store(
         f.epoch,
         inbox_id,
         mimetype,
-        data.len() as i64,
+        size,
         sha256,
         data,
+        location,
     )
     .fetch_one(pool)
     .await?;

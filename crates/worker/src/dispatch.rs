@@ -173,6 +173,7 @@ async fn run_one(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
         pool: &shared.pool,
         slots: &shared.slots,
         retention: &shared.cfg.retention,
+        media_store: shared.media_store.as_ref(),
         wake_lease: &shared.wake_lease,
     };
     let outcome = crate::jobs::run(&ctx).await;

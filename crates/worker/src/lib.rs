@@ -15,6 +15,7 @@ pub mod http;
 pub mod jobs;
 mod lease;
 mod listen;
+pub mod media_store;
 pub mod pacing;
 mod policy;
 pub mod prometheus;
@@ -50,6 +51,8 @@ pub struct Shared {
     pub queue: PgPool,
     pub cfg: Config,
     pub wa: Arc<dyn WhatsApp>,
+    /// Where received files go when wa.policy.media_download = 's3' (`[media.s3]`).
+    pub media_store: Option<crate::media_store::MediaStore>,
     pub slots: Slots,
     /// Jobs claimed and not yet recorded.
     pub in_flight: AtomicUsize,
@@ -192,6 +195,7 @@ impl Worker {
             max_sessions: cfg.worker.max_sessions,
             backend: wa.backend(),
         };
+        let media_store = cfg.media.s3.as_ref().map(crate::media_store::MediaStore::from_config).transpose()?;
         pgwa_pg::workers::register(&pool, &registration).await.context("registering the worker")?;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -202,6 +206,7 @@ impl Worker {
             pool,
             cfg,
             wa,
+            media_store,
             slots: Slots::default(),
             in_flight: AtomicUsize::new(0),
             claimers: (0..claimers)

@@ -1,5 +1,6 @@
 //! `media_download`: fetch an inbound message's file from WhatsApp's media hosts,
-//! decrypt it, check it against the SHA-256 the message named, and keep it in wa.media.
+//! decrypt it, check it against the SHA-256 the message named, and keep it: in wa.media,
+//! or in the object store with wa.media saying where (wa.policy.media_download = 's3').
 //! A file over wa.policy.media_max_bytes is not fetched (status too_large); one that does
 //! not check out fails the job for good (status failed).
 
@@ -10,6 +11,7 @@ use super::{Handler, JobCtx, session_error};
 use pgwa_core::job::Outcome;
 use pgwa_core::job::args::MediaDownloadArgs;
 use pgwa_core::wa::SendError;
+use pgwa_pg::media::Kept;
 
 pub struct MediaDownload;
 
@@ -59,8 +61,34 @@ impl Handler for MediaDownload {
             let _ = pgwa_pg::media::mark(ctx.pool, &fence, id, "too_large").await;
             return Outcome::completed(json!({ "stored": false, "reason": "larger than its message said and over the limit" }));
         }
-        match pgwa_pg::media::store(ctx.pool, &fence, id, file.media["mimetype"].as_str(), &data, &sha256).await {
-            Ok(true) => Outcome::completed(json!({ "stored": true, "size": data.len() })),
+        let size = data.len();
+        let mimetype = file.media["mimetype"].as_str();
+        let stored = if file.target == "s3" {
+            let Some(store) = ctx.media_store else {
+                let _ = pgwa_pg::media::mark(ctx.pool, &fence, id, "failed").await;
+                return Outcome::fail(
+                    "wa.policy.media_download is 's3' but this worker has no object store: set media.s3.bucket \
+                     (PGWA_MEDIA__S3__BUCKET) and its endpoint and credentials, then retry the job",
+                );
+            };
+            let location = match store.put(&fence.session, id, data).await {
+                Ok(l) => l,
+                Err(e) => return Outcome::retry(e),
+            };
+            pgwa_pg::media::store(
+                ctx.pool,
+                &fence,
+                id,
+                mimetype,
+                Kept::Object { location: &location, size: size as i64 },
+                &sha256,
+            )
+            .await
+        } else {
+            pgwa_pg::media::store(ctx.pool, &fence, id, mimetype, Kept::Bytes(&data), &sha256).await
+        };
+        match stored {
+            Ok(true) => Outcome::completed(json!({ "stored": true, "size": size })),
             Ok(false) => Outcome::Release,
             Err(e) => Outcome::retry(format!("storing the file of inbox row {id}: {e}")),
         }

@@ -30,6 +30,8 @@ pub struct JobCtx<'a> {
     pub pool: &'a PgPool,
     pub slots: &'a Slots,
     pub retention: &'a RetentionConfig,
+    /// The object store for received files, when this worker has one.
+    pub media_store: Option<&'a crate::media_store::MediaStore>,
     /// Wakes the lease task, which releases drained sessions.
     pub wake_lease: &'a tokio::sync::Notify,
 }
