@@ -56,7 +56,15 @@ impl RustSession {
             media_type,
         );
         let client = self.logged_in().await?;
-        client.download_from_params(&params).await.map_err(|e| SendError::Retryable(format!("downloading the file: {e:#}")))
+        client.download_from_params(&params).await.map_err(|e| {
+            // A file that does not decrypt with its message's key (bad MAC, cut short)
+            // will not on the next attempt either; hosts and network failures may pass.
+            use whatsapp_rust::wacore::download::MediaDecryptionError;
+            match e.chain().find_map(|c| c.downcast_ref::<MediaDecryptionError>()) {
+                Some(MediaDecryptionError::Other(_)) | None => SendError::Retryable(format!("downloading the file: {e:#}")),
+                Some(d) => SendError::Permanent(format!("the file does not open with its message's media key: {d}")),
+            }
+        })
     }
 
     pub(super) async fn ask_numbers(&self, phones: &[String]) -> Result<Vec<NumberCheck>, SendError> {
