@@ -35,7 +35,8 @@ impl Handler for CheckNumbers {
             Err(e) => return Outcome::retry(format!("storing the answers in wa.contacts: {e}")),
         }
         let on = found.iter().filter(|a| a.on_whatsapp).count();
-        let unanswered: Vec<&String> = args.phones.iter().filter(|p| !found.iter().any(|a| &a.phone == *p)).collect();
+        let answered: std::collections::HashSet<&str> = found.iter().map(|a| a.phone.as_str()).collect();
+        let unanswered: Vec<&String> = args.phones.iter().filter(|p| !answered.contains(p.as_str())).collect();
         Outcome::completed(json!({
             "checked": found.len(),
             "on_whatsapp": on,
