@@ -281,27 +281,56 @@ async fn send_and_status(client: Client) {
     at.expect_ok("send --at").expect_line("queued location job").expect_line("committed: job");
     assert_location_sent_with_its_booking(&db).await;
 
+    // With a voice note: the file's bytes, keyed by the booking, in the same transaction.
+    let note = voice_file();
+    let args = ["salon-42", "+55 11 99999-8888", "Listen", "--voice", note.path().to_str().unwrap()];
+    let voiced = run(client.command(&db, "send", &args), "send --voice").await;
+    voiced.expect_ok("send --voice").expect_line("queued voice job").expect_line("committed: job");
+    assert_voice_sent_with_its_booking(&db, "Listen").await;
+
     let sent = sent_ids(log.path());
     assert_eq!(sent.iter().filter(|id| **id == message_id).count(), 1, "the committed message is sent exactly once: {sent:?}");
     assert!(!sent.contains(&rolled_back_id), "the rolled-back message must never be sent: {sent:?}");
     worker.stop().await;
 }
 
-/// The last location job: the place given, keyed by the booking whose text it follows.
-async fn assert_location_sent_with_its_booking(db: &TestDb) {
-    let (payload, text): (serde_json::Value, Option<String>) = sqlx::query_as(
-        "SELECT l.payload, (SELECT t.payload->>'text' FROM wa.jobs t
-                             WHERE t.session_id = l.session_id AND t.idempotency_key || '-location' = l.idempotency_key)
-           FROM wa.jobs l WHERE l.payload->>'type' = 'location' ORDER BY l.id DESC LIMIT 1",
+/// The last job of message type `kind` (its payload) and the text of the booking it
+/// follows: the examples key a follow-up `<booking key>-<kind>`.
+async fn last_follow_up(db: &TestDb, kind: &str) -> (serde_json::Value, Option<String>) {
+    sqlx::query_as(
+        "SELECT f.payload, (SELECT t.payload->>'text' FROM wa.jobs t
+                             WHERE t.session_id = f.session_id AND t.idempotency_key || '-' || $1 = f.idempotency_key)
+           FROM wa.jobs f WHERE f.payload->>'type' = $1 ORDER BY f.id DESC LIMIT 1",
     )
+    .bind(kind)
     .fetch_one(&db.pool)
     .await
-    .expect("a location job");
+    .unwrap_or_else(|e| panic!("a {kind} job: {e}"))
+}
+
+/// The last location job: the place given, keyed by the booking whose text it follows.
+async fn assert_location_sent_with_its_booking(db: &TestDb) {
+    let (payload, text) = last_follow_up(db, "location").await;
     assert_eq!(text.as_deref(), Some("See you there"), "the pin is keyed by the booking of the text it follows");
     assert_eq!(
         (payload["latitude"].as_f64(), payload["longitude"].as_f64(), payload["name"].as_str()),
         (Some(-23.5617), Some(-46.6559), Some("Salon 42"))
     );
+}
+
+/// A three-second voice note on disk, for the examples' --voice.
+fn voice_file() -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new().suffix(".ogg").tempfile().unwrap();
+    std::fs::write(file.path(), common::media_files::ogg_opus(3)).unwrap();
+    file
+}
+
+/// The last voice job: the file's bytes, keyed by the booking whose text (`text`) it follows.
+async fn assert_voice_sent_with_its_booking(db: &TestDb, text: &str) {
+    let (payload, booked) = last_follow_up(db, "voice").await;
+    assert_eq!(booked.as_deref(), Some(text), "the note is keyed by the booking of the text it follows");
+    let data = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, payload["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data, common::media_files::ogg_opus(3), "the file's bytes, unchanged");
 }
 
 #[tokio::test]
@@ -363,6 +392,12 @@ async fn psql_sends_in_a_transaction_and_reads_delivery_status() {
     let at = run(psql(&db, "send_in_transaction", &vars, "pgwa-psql-send"), "send_in_transaction.sql with a place").await;
     at.expect_ok("send_in_transaction.sql with a place").expect_line("queued location job").expect_line("committed: job");
     assert_location_sent_with_its_booking(&db).await;
+    let note = voice_file();
+    let vars = [("session", "salon-42"), ("to", "+5511999998888"), ("text", "Listen"), ("voice", note.path().to_str().unwrap())];
+    let voiced =
+        run(psql(&db, "send_in_transaction", &vars, "pgwa-psql-send"), "send_in_transaction.sql with a voice note").await;
+    voiced.expect_ok("send_in_transaction.sql with a voice note").expect_line("queued voice job").expect_line("committed: job");
+    assert_voice_sent_with_its_booking(&db, "Listen").await;
     let read_at = st.stdout.lines().find(|l| l.starts_with("read_at ")).unwrap_or_default();
     assert!(read_at.contains("20"), "read_at is filled in: {read_at:?}\n{}", st.show());
 

@@ -4,15 +4,17 @@
 // (a validation fails, the payment is refused...), the message is never queued, so no
 // worker ever sees it. No outbox table, no two-phase dance: the queue is a table.
 //
-//   node send.js <session> <to> <text> [--at=<latitude>,<longitude> [--place <name>]] [--rollback]
+//   node send.js <session> <to> <text> [--at=<latitude>,<longitude> [--place <name>]] [--voice <file.ogg>] [--rollback]
 //
-// With --at, the place is sent too, as a location pin after the text, in the same
-// transaction.
+// With --at, the place is sent too, as a location pin after the text; with --voice, a
+// voice note (an Ogg Opus file, as WhatsApp records them). All in the same transaction.
 'use strict';
+
+const fs = require('fs');
 
 const { connect, parseArgs, fail } = require('./lib');
 
-const usage = 'usage: node send.js <session> <to> <text> [--at=<latitude>,<longitude> [--place <name>]] [--rollback]';
+const usage = 'usage: node send.js <session> <to> <text> [--at=<latitude>,<longitude> [--place <name>]] [--voice <file.ogg>] [--rollback]';
 
 async function main() {
   const { positional, options } = parseArgs(process.argv.slice(2), usage);
@@ -44,6 +46,14 @@ async function main() {
         [session, to, latitude, longitude, options.place || null, `booking-${bookingId}-location`],
       );
       console.log(`in transaction: queued location job ${pin.rows[0].job_id} message ${pin.rows[0].message_id}`);
+    }
+    if (options.voice) {
+      // The bytes go in as bytea; the worker reads the note's length from the file.
+      const note = await client.query(
+        "SELECT job_id, message_id FROM wa.send_media($1, $2, 'voice', data => $3, idempotency_key => $4)",
+        [session, to, fs.readFileSync(String(options.voice)), `booking-${bookingId}-voice`],
+      );
+      console.log(`in transaction: queued voice job ${note.rows[0].job_id} message ${note.rows[0].message_id}`);
     }
 
     if (options.rollback) {

@@ -2,11 +2,12 @@
 --
 --   psql "$PGWA_DATABASE_URL" -X -v session=salon-42 -v to=+5511999998888 \
 --        -v text='See you at 10' [-v latitude=-23.5617 -v longitude=-46.6559 -v place='Salon 42'] \
---        [-v rollback=true] -f send_in_transaction.sql
+--        [-v voice=/path/to/note.ogg] [-v rollback=true] -f send_in_transaction.sql
 --
 -- The booking row and the message commit or roll back together: with rollback=true
 -- nothing is queued, so no worker ever sees the message. With latitude and longitude,
--- the place is sent too, as a location pin after the text.
+-- the place is sent too, as a location pin after the text; with voice, a voice note (an
+-- Ogg Opus file, as WhatsApp records them, read by psql from the client's disk).
 \set ON_ERROR_STOP on
 \set QUIET on
 
@@ -33,6 +34,13 @@ SELECT job_id AS pin_job, message_id AS pin_message
   FROM wa.send_location(:'session', :'to', :'latitude'::float8, :'longitude'::float8, name => nullif(:'place', ''),
                         idempotency_key => 'booking-' || :booking_id || '-location') \gset
 \echo in transaction: queued location job :pin_job message :pin_message
+\endif
+\if :{?voice}
+\set voice_base64 `base64 -w0 :'voice'`
+SELECT job_id AS note_job, message_id AS note_message
+  FROM wa.send_media(:'session', :'to', 'voice', data => decode(:'voice_base64', 'base64'),
+                     idempotency_key => 'booking-' || :booking_id || '-voice') \gset
+\echo in transaction: queued voice job :note_job message :note_message
 \endif
 
 \if :{?rollback}

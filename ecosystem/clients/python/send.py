@@ -3,10 +3,10 @@
 The booking row and the message are written by one transaction: if the app rolls back,
 the message is never queued and no worker ever sees it.
 
-    python send.py <session> <to> <text> [--at=<latitude>,<longitude> [--place NAME]] [--rollback]
+    python send.py <session> <to> <text> [--at=<latitude>,<longitude> [--place NAME]] [--voice FILE.ogg] [--rollback]
 
-With --at, the place is sent too, as a location pin after the text, in the same
-transaction.
+With --at, the place is sent too, as a location pin after the text; with --voice, a
+voice note (an Ogg Opus file, as WhatsApp records them). All in the same transaction.
 """
 
 import argparse
@@ -25,6 +25,7 @@ async def main() -> int:
     p.add_argument("text")
     p.add_argument("--at", help="also send a location: latitude,longitude (write --at=-23.56,-46.65)")
     p.add_argument("--place", help="the location's name")
+    p.add_argument("--voice", help="also send a voice note: an Ogg Opus file")
     p.add_argument("--rollback", action="store_true", help="roll the app transaction back")
     args = p.parse_args()
 
@@ -59,6 +60,16 @@ async def main() -> int:
                     )
                     pin_job, pin_message = await cur.fetchone()
                     print(f"in transaction: queued location job {pin_job} message {pin_message}")
+                if args.voice:
+                    # The bytes go in as bytea; the worker reads the note's length from the file.
+                    with open(args.voice, "rb") as f:
+                        note = f.read()
+                    cur = await conn.execute(
+                        "SELECT job_id, message_id FROM wa.send_media(%s, %s, 'voice', data => %s, idempotency_key => %s)",
+                        (args.session, args.to, note, f"booking-{booking_id}-voice"),
+                    )
+                    note_job, note_message = await cur.fetchone()
+                    print(f"in transaction: queued voice job {note_job} message {note_message}")
                 if args.rollback:
                     raise psycopg.Rollback(tx)
             if args.rollback:
