@@ -71,6 +71,7 @@ GRANT EXECUTE ON FUNCTION
     wa.leave_group(text, text),
     wa.download_media(text, bigint),
     wa.reconnect(text),
+    wa.connect_link(text, interval),
     wa.close_session(text, text, boolean, boolean),
     wa.cancel_job(bigint),
     wa.retry_job(bigint),

@@ -2,7 +2,8 @@
 # Installs what the tests need besides Rust and Postgres, idempotently, so that
 # `bash tests/setup.sh && cargo test --workspace` is the whole set-up on a fresh machine:
 #   Debian packages   podman, buildah, debootstrap (tests/container_image.rs builds the
-#                     image), iproute2 and util-linux (it starts the image in namespaces)
+#                     image), iproute2 and util-linux (it starts the image in namespaces),
+#                     chromium and chromium-driver (the connect page in a real browser)
 #   client examples   npm and PyPI packages (ecosystem/clients/setup.sh)
 #   tests/s3/.venv    moto, a local S3-compatible server (PyPI)
 # Packages already installed are left alone; apt-get runs only for missing ones, and then
@@ -14,6 +15,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 declare -A tools=(
   [podman]=podman [buildah]=buildah [debootstrap]=debootstrap
   [ip]=iproute2 [unshare]=util-linux [nsenter]=util-linux [curl]=curl
+  [chromium]=chromium [chromedriver]=chromium-driver
 )
 missing=()
 for tool in "${!tools[@]}"; do

@@ -2,6 +2,7 @@
 //! a fresh database, and polling with a deadline.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod ecosystem;
 pub mod loopback;
 pub mod media_files;

@@ -145,11 +145,28 @@ pub struct HttpConfig {
     /// Per-tenant bearer tokens for the QR endpoints: a tenant's token serves the QR codes
     /// of that tenant's sessions only (`[http.tenant_tokens] acme = "..."`).
     pub tenant_tokens: std::collections::BTreeMap<String, String>,
+    /// Connect page: requests a minute from one client address (page, state, events).
+    pub connect_requests_per_minute: u32,
+    /// Connect page: pairing codes and restarts an hour for one session, after a burst of
+    /// 3: each one asks WhatsApp for new codes, and asking too often gets a number refused.
+    pub connect_actions_per_hour: u32,
+    /// The header a reverse proxy in front sets to the client's address
+    /// (`x-forwarded-for`: its last entry; `x-real-ip`). Unset: the socket's address.
+    /// Set it only behind a proxy that overwrites the header, or clients choose their own.
+    pub client_ip_header: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { enabled: true, listen: "127.0.0.1:8080".into(), admin_token: None, tenant_tokens: Default::default() }
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8080".into(),
+            admin_token: None,
+            tenant_tokens: Default::default(),
+            connect_requests_per_minute: 60,
+            connect_actions_per_hour: 10,
+            client_ip_header: None,
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod authdoc;
 pub mod bench;
 pub mod calls;
 mod connect;
+pub mod connect_page;
 pub mod contacts;
 pub mod groups;
 pub mod held_conn;

@@ -68,6 +68,11 @@ async fn tick(shared: &Arc<Shared>, opener: &mpsc::UnboundedSender<Held>, ticks:
             }
         } else if !renewed && !stopping {
             open(shared, h, deadline, opener).await;
+        } else if renewed && relink_asked(shared, h) {
+            // Linking switched between QR and pairing code (the connect page, or an app
+            // setting pair_phone): whatsapp-rust takes that at build time, so the
+            // session is handed back and claimed again with the new number.
+            shared.slots.drain(&h.id, Drain::to(SessionStatus::Reconnecting, Some("linking by another method")));
         }
     }
     for id in shared.slots.ids() {
@@ -108,11 +113,17 @@ async fn tick(shared: &Arc<Shared>, opener: &mpsc::UnboundedSender<Held>, ticks:
 /// stampede the WhatsApp servers (or the loopback one).
 async fn open(shared: &Arc<Shared>, h: &Held, deadline: Instant, opener: &mpsc::UnboundedSender<Held>) {
     let mut slot = Slot::new(h.epoch, deadline);
+    slot.pair_phone = h.pair_phone.clone();
     if shared.cfg.pacing.enabled {
         slot.pacing = Some(Arc::new(super::pacing::Pacing::new(&shared.cfg.pacing)));
     }
     shared.slots.insert(h.id.clone(), slot);
     let _ = opener.send(h.clone());
+}
+
+/// The session is not linked yet and its pair_phone changed since it was opened.
+fn relink_asked(shared: &Shared, h: &Held) -> bool {
+    shared.slots.get(&h.id).is_some_and(|s| !s.connected && s.draining.is_none() && s.pair_phone != h.pair_phone)
 }
 
 /// Opens queued sessions one after the other, at most `worker.connect_per_sec`.

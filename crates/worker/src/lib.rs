@@ -70,6 +70,9 @@ pub struct Shared {
     /// Set once running jobs are drained: the lease task releases every session and ends.
     pub release_leases: CancellationToken,
     done_tx: mpsc::UnboundedSender<Done>,
+    /// Session ids whose linking state changed (QR, pairing code, status, desired), from
+    /// the LISTEN task: connect pages watching a session re-read it at once.
+    pub link_changes: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Shared {
@@ -222,6 +225,7 @@ impl Worker {
             log_throttle: Default::default(),
             stopping: CancellationToken::new(),
             release_leases: CancellationToken::new(),
+            link_changes: tokio::sync::broadcast::channel(256).0,
             done_tx,
         });
         Ok(Self { shared, done_rx, http })

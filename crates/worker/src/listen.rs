@@ -11,7 +11,7 @@ use pgwa_pg::notify::Listener;
 
 use super::Shared;
 
-pub const CHANNELS: [&str; 4] = ["wa_jobs", "wa_job_cancel", "wa_sessions", "wa_schedules"];
+pub const CHANNELS: [&str; 6] = ["wa_jobs", "wa_job_cancel", "wa_sessions", "wa_schedules", "wa_link", "wa_session_status"];
 
 /// Between LISTEN connection attempts: 100 ms doubling to 10 s, without jitter; the
 /// worker polls meanwhile, so a long pause costs latency, not work.
@@ -68,8 +68,24 @@ async fn listen(shared: &Arc<Shared>) -> anyhow::Result<()> {
                 }
             }
             "wa_schedules" => shared.wake_schedules.notify_one(),
-            _ => shared.wake_lease.notify_one(),
+            // Only connect pages care; each re-reads the row the payload names.
+            "wa_link" | "wa_session_status" => tell_pages(shared, &n.payload),
+            _ => {
+                tell_pages(shared, &n.payload);
+                shared.wake_lease.notify_one()
+            }
         }
+    }
+}
+
+fn tell_pages(shared: &Shared, payload: &str) {
+    if shared.link_changes.receiver_count() == 0 {
+        return;
+    }
+    let session =
+        serde_json::from_str::<serde_json::Value>(payload).ok().and_then(|v| v.get("session")?.as_str().map(str::to_owned));
+    if let Some(s) = session {
+        let _ = shared.link_changes.send(s);
     }
 }
 

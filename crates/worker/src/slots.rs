@@ -27,6 +27,8 @@ pub struct Slot {
     pub reconnects: u32,
     /// Outbound pacing of this session (None when pacing is off).
     pub pacing: Option<Arc<super::pacing::Pacing>>,
+    /// The number the connection was opened to link by pairing code (None: QR codes).
+    pub pair_phone: Option<String>,
 }
 
 /// How a draining session is given up.
@@ -61,6 +63,7 @@ impl Slot {
             lease_deadline,
             reconnects: 0,
             pacing: None,
+            pair_phone: None,
         }
     }
 

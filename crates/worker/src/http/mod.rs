@@ -1,6 +1,8 @@
 //! The worker's HTTP side: `/health` for orchestrators (no tenant data), `/metrics`
-//! for Prometheus, and the linking QR code as an image behind the admin token.
+//! for Prometheus, the linking QR code as an image behind the admin token, and the
+//! connect page end customers open from a `wa.connect_link` URL.
 
+pub mod connect;
 mod health;
 mod qr;
 
@@ -24,12 +26,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .route("/sessions/{id}/{file}", get(qr::qr))
-        .with_state(shared)
+        .with_state(shared.clone())
+        .merge(connect::routes(shared))
 }
 
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let stopping = shared.stopping.clone();
     let app = router(shared);
+    // The client's address feeds the connect page's rate limits.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stopping.cancelled().await }).await {
         tracing::error!(error = %e, "http server failed");
     }
