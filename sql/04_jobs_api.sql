@@ -483,3 +483,133 @@ BEGIN
         MESSAGE = format('job: job %s is %s and cannot be retried', job, row.state);
 END
 $$;
+
+-- The filter wa.retry_jobs and wa.cancel_jobs share: kind known (WA004), state one the
+-- operation moves (WA005), max_jobs 1 to 100000 (WA005).
+CREATE OR REPLACE FUNCTION wa._check_job_filter(kind text, state wa.job_state, max_jobs integer, movable wa.job_state[], verb text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF kind IS NOT NULL AND NOT kind = ANY (enum_range(NULL::wa.job_kind)::text[]) THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA004',
+            MESSAGE = format('kind: unknown job kind %s (accepted: %s)', wa._q(kind), array_to_string(enum_range(NULL::wa.job_kind)::text[], ', '));
+    END IF;
+    IF state IS NOT NULL AND NOT state = ANY (movable) THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA005',
+            MESSAGE = format('state: %s jobs cannot be %s (%s)', state, verb, array_to_string(movable::text[], ', '));
+    END IF;
+    IF max_jobs IS NULL OR max_jobs NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA005',
+            MESSAGE = format('max_jobs: %s is out of range (1 to 100000)', coalesce(max_jobs::text, 'NULL'));
+    END IF;
+END
+$$;
+
+-- Runs again, at once, every job the filter picks, as wa.retry_job runs one: by default
+-- the dead ones (of one session, one kind, whose last error contains a text, queued
+-- before a time), at most max_jobs, oldest first. One statement: all or none. Returns
+-- how many. Completed and running jobs are never picked (a completed send would go twice).
+CREATE OR REPLACE FUNCTION wa.retry_jobs(
+    session text DEFAULT NULL,
+    kind text DEFAULT NULL,
+    state wa.job_state DEFAULT 'dead',
+    error_contains text DEFAULT NULL,
+    created_before timestamptz DEFAULT NULL,
+    max_jobs integer DEFAULT 1000)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+    sessions text[];
+BEGIN
+    PERFORM wa._check_job_filter(retry_jobs.kind, coalesce(retry_jobs.state, 'dead'), retry_jobs.max_jobs,
+                                 '{dead,cancelled,retryable,scheduled}', 'retried');
+    WITH picked AS (
+        SELECT j.id FROM wa.jobs j
+         WHERE j.state = coalesce(retry_jobs.state, 'dead')
+           AND (retry_jobs.session IS NULL OR j.session_id = retry_jobs.session)
+           AND (retry_jobs.kind IS NULL OR j.kind::text = retry_jobs.kind)
+           AND (retry_jobs.error_contains IS NULL
+                OR strpos(lower(j.errors->-1->>'error'), lower(retry_jobs.error_contains)) > 0)
+           AND (retry_jobs.created_before IS NULL OR j.created_at < retry_jobs.created_before)
+           AND j.attempts < 1000
+         ORDER BY j.id
+         LIMIT retry_jobs.max_jobs
+           FOR UPDATE),
+    moved AS (
+        UPDATE wa.jobs j
+           SET state = 'available', run_at = now(), finished_at = NULL, result = NULL,
+               cancel_requested_at = NULL,
+               max_attempts = greatest(j.max_attempts, least(j.attempts + 1, 1000)),
+               delivery = CASE WHEN j.kind = 'send' THEN 'queued'::wa.delivery_status END
+          FROM picked p WHERE j.id = p.id
+        RETURNING coalesce(j.session_id, '') AS session_id)
+    SELECT count(*), array_agg(DISTINCT m.session_id) INTO n, sessions FROM moved m;
+    IF n > 0 THEN
+        -- A payload holds 8000 bytes: past 100 sessions, null tells workers to look at all.
+        PERFORM pg_notify('wa_jobs', json_build_object(
+            'sessions', CASE WHEN cardinality(sessions) <= 100 THEN to_json(sessions) END)::text);
+    END IF;
+    RETURN n;
+END
+$$;
+
+-- Cancels every job the filter picks, as wa.cancel_job cancels one: queued ones at once,
+-- running ones at their worker's next check. Without a state, every job that can be
+-- cancelled (available, scheduled, retryable, running). Some filter is required: a bare
+-- call would cancel the whole queue (WA005). Returns how many.
+CREATE OR REPLACE FUNCTION wa.cancel_jobs(
+    session text DEFAULT NULL,
+    kind text DEFAULT NULL,
+    state wa.job_state DEFAULT NULL,
+    error_contains text DEFAULT NULL,
+    created_before timestamptz DEFAULT NULL,
+    max_jobs integer DEFAULT 1000)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    cancelled integer;
+    running jsonb;
+    r jsonb;
+BEGIN
+    PERFORM wa._check_job_filter(cancel_jobs.kind, cancel_jobs.state, cancel_jobs.max_jobs,
+                                 '{available,scheduled,retryable,running}', 'cancelled');
+    IF num_nulls(cancel_jobs.session, cancel_jobs.kind, cancel_jobs.state, cancel_jobs.error_contains, cancel_jobs.created_before) = 5 THEN
+        RAISE EXCEPTION USING ERRCODE = 'WA005',
+            MESSAGE = 'filter: name a session, kind, state, error_contains or created_before',
+            HINT = 'A call without one would cancel every job of every session; wa.cancel_jobs(state => ''available'') says so on purpose.';
+    END IF;
+    WITH picked AS (
+        SELECT j.id, j.state FROM wa.jobs j
+         WHERE j.state = ANY (CASE WHEN cancel_jobs.state IS NULL
+                                   THEN '{available,scheduled,retryable,running}'::wa.job_state[]
+                                   ELSE ARRAY[cancel_jobs.state] END)
+           AND (cancel_jobs.session IS NULL OR j.session_id = cancel_jobs.session)
+           AND (cancel_jobs.kind IS NULL OR j.kind::text = cancel_jobs.kind)
+           AND (cancel_jobs.error_contains IS NULL
+                OR strpos(lower(j.errors->-1->>'error'), lower(cancel_jobs.error_contains)) > 0)
+           AND (cancel_jobs.created_before IS NULL OR j.created_at < cancel_jobs.created_before)
+         ORDER BY j.id
+         LIMIT cancel_jobs.max_jobs
+           FOR UPDATE),
+    queued AS (
+        UPDATE wa.jobs j
+           SET state = 'cancelled', finished_at = now(),
+               delivery = CASE WHEN j.kind = 'send' THEN 'failed'::wa.delivery_status END,
+               result = jsonb_build_object('cancelled', true)
+          FROM picked p WHERE j.id = p.id AND p.state <> 'running'
+        RETURNING j.id),
+    asked AS (
+        UPDATE wa.jobs j SET cancel_requested_at = now()
+          FROM picked p WHERE j.id = p.id AND p.state = 'running'
+        RETURNING j.id, j.session_id)
+    SELECT (SELECT count(*) FROM queued),
+           (SELECT coalesce(jsonb_agg(jsonb_build_object('job', a.id, 'session', a.session_id)), '[]') FROM asked a)
+      INTO cancelled, running;
+    -- As wa.cancel_job: the worker running each one re-reads its row.
+    FOR r IN SELECT * FROM jsonb_array_elements(running) LOOP
+        PERFORM pg_notify('wa_job_cancel', r::text);
+    END LOOP;
+    RETURN cancelled + jsonb_array_length(running);
+END
+$$;

@@ -75,6 +75,9 @@ GRANT EXECUTE ON FUNCTION
     wa.close_session(text, text, boolean, boolean),
     wa.cancel_job(bigint),
     wa.retry_job(bigint),
+    wa.retry_jobs(text, text, wa.job_state, text, timestamptz, integer),
+    wa.cancel_jobs(text, text, wa.job_state, text, timestamptz, integer),
+    wa._check_job_filter(text, wa.job_state, integer, wa.job_state[], text),
     wa.normalize_jid(text, text),
     wa.new_message_id(),
     -- Called by the checks above, which run as the app.

@@ -529,3 +529,38 @@ async fn pgwa_config_and_database_url_from_the_command_line() {
     assert!(err.contains("/nonexistent/pgwa.toml") && err.contains("does not exist"), "{err}");
     db.drop_now().await.unwrap();
 }
+
+/// `pgwa jobs retry|cancel` without an id move every job the filter picks (wa.retry_jobs,
+/// wa.cancel_jobs), and say how many; a bare cancel, or an id with a filter, is refused.
+#[tokio::test]
+async fn jobs_retry_and_cancel_by_filter() {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("SELECT wa.add_session('s1', start => false), wa.add_session('s2', start => false)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT wa.send_text(s, '+15550000001', 'x') FROM unnest('{s1,s1,s1,s2}'::text[]) s")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    let o = pgwa(&db, &["jobs", "cancel", "--session", "s1", "--kind", "send"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).starts_with("cancelled 3 jobs"), "{}", stdout(&o));
+    let o = pgwa(&db, &["jobs", "retry", "--state", "cancelled", "--max", "2"]);
+    assert_eq!(stdout(&o).trim(), "retried 2 jobs", "{o:?}");
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT state::text FROM wa.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
+    assert_eq!(states, ["available", "available", "cancelled", "available"]);
+
+    for (args, says) in [
+        (&["jobs", "cancel"][..], "cancelling every job at once is not done"),
+        (&["jobs", "retry", "1", "--session", "s1"], "not both"),
+        (&["jobs", "retry", "--state", "completed"], "SQLSTATE WA005"),
+    ] {
+        let o = pgwa(&db, args);
+        assert!(!o.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

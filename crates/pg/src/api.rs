@@ -192,6 +192,43 @@ pub async fn cancel_job(pool: &PgPool, id: i64) -> sqlx::Result<JobState> {
     crate::enum_label(state)
 }
 
+/// The filter of `wa.retry_jobs` and `wa.cancel_jobs` (kind and state as their labels).
+pub struct JobPick<'a> {
+    pub session: Option<&'a str>,
+    pub kind: Option<String>,
+    pub state: Option<String>,
+    pub error_contains: Option<&'a str>,
+    pub max_jobs: i32,
+}
+
+/// `wa.retry_jobs` (dead jobs when no state is named): how many were retried.
+pub async fn retry_jobs(pool: &PgPool, p: &JobPick<'_>) -> sqlx::Result<i32> {
+    sqlx::query_scalar!(
+        r#"SELECT wa.retry_jobs($1, $2, coalesce($3::text, 'dead')::wa.job_state, $4, NULL, $5) AS "n!""#,
+        p.session,
+        p.kind,
+        p.state,
+        p.error_contains,
+        p.max_jobs
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// `wa.cancel_jobs`: how many were cancelled or asked to stop.
+pub async fn cancel_jobs(pool: &PgPool, p: &JobPick<'_>) -> sqlx::Result<i32> {
+    sqlx::query_scalar!(
+        r#"SELECT wa.cancel_jobs($1, $2, $3::text::wa.job_state, $4, NULL, $5) AS "n!""#,
+        p.session,
+        p.kind,
+        p.state,
+        p.error_contains,
+        p.max_jobs
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// Where linking a session stands, as `pgwa session add --wait` shows it.
 #[derive(Debug)]
 pub struct LinkState {
