@@ -564,3 +564,22 @@ async fn jobs_retry_and_cancel_by_filter() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// `pgwa session link` prints the connect page's URL alone on stdout; a missing
+/// public_url or a ttl out of range is refused with its SQLSTATE.
+#[tokio::test]
+async fn session_link_prints_the_connect_url() {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("SELECT wa.add_session('s1', start => false)").execute(&db.pool).await.unwrap();
+    let o = pgwa(&db, &["session", "link", "s1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SQLSTATE WA014"), "{o:?}");
+    sqlx::query("UPDATE wa.policy SET public_url = 'https://wa.example.com'").execute(&db.pool).await.unwrap();
+    let o = pgwa(&db, &["session", "link", "s1", "--minutes", "120"]);
+    assert!(o.status.success(), "{o:?}");
+    let url = stdout(&o);
+    assert!(url.starts_with("https://wa.example.com/connect/") && url.lines().count() == 1, "{url}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("valid for 120 minutes"), "{o:?}");
+    let o = pgwa(&db, &["session", "link", "s1", "--minutes", "20000"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SQLSTATE WA005"), "{o:?}");
+}

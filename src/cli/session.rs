@@ -44,6 +44,13 @@ pub enum SessionCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print a link to the connect page for the session's end customer (wa.connect_link).
+    Link {
+        id: String,
+        /// How long the link works, in minutes (1 to 10080, a week).
+        #[arg(long, default_value_t = 15)]
+        minutes: u32,
+    },
     /// Ask for the session to run (clears conflict, logged_out, failed).
     Start { id: String },
     /// Ask for the session to stop (closes without logging out).
@@ -112,6 +119,16 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
             say(format!("failed connects  {}", r.failed_connect_count));
             say(format!("last error       {}", r.last_error.as_deref().unwrap_or("-")));
             say(format!("queued jobs      {}", r.queued));
+            Ok(())
+        }
+        SessionCmd::Link { id, minutes } => {
+            let url = pgwa_pg::api::connect_link(pool, &id, minutes).await?;
+            let hours = f64::from(minutes) / 60.0;
+            crate::cli::log::out(&format!("{url}\n"))?;
+            // The URL alone on stdout, for `$(pgwa session link ...)`; the advice on stderr.
+            eprintln!(
+                "valid for {minutes} minutes ({hours:.1} h): send it to the number's owner, who opens it and scans the QR code or asks for a pairing code"
+            );
             Ok(())
         }
         SessionCmd::Start { id } => {

@@ -192,6 +192,13 @@ pub async fn cancel_job(pool: &PgPool, id: i64) -> sqlx::Result<JobState> {
     crate::enum_label(state)
 }
 
+/// `wa.connect_link`: a URL of the connect page valid for `minutes`.
+pub async fn connect_link(pool: &PgPool, session: &str, minutes: u32) -> sqlx::Result<String> {
+    sqlx::query_scalar!(r#"SELECT wa.connect_link($1, make_interval(mins => $2)) AS "url!""#, session, minutes as i32)
+        .fetch_one(pool)
+        .await
+}
+
 /// The filter of `wa.retry_jobs` and `wa.cancel_jobs` (kind and state as their labels).
 pub struct JobPick<'a> {
     pub session: Option<&'a str>,
