@@ -161,6 +161,9 @@ async fn the_page_answers_each_state_with_its_status_and_a_token_grants_one_sess
     })
     .await;
     assert_eq!(connected.0, 200);
+    // A bad number is refused whatever the state, connected too.
+    let (status, _, s) = post(&format!("{live}/pair"), r#"{"phone": "12ab"}"#).await;
+    assert_eq!((status, s["error"].as_str()), (400, Some("INVALID_PHONE")), "{s}");
 
     // Stopped before it was ever linked: the codes ran out (410), and the page may ask
     // for a new round, which starts the session.
@@ -262,40 +265,68 @@ async fn clients_and_sessions_over_their_rate_wait() {
     w.stop().await;
 }
 
-/// The page follows its session as Server-Sent Events: the first state at once, the
-/// next as soon as the row changes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_event_stream_sends_each_new_state() {
-    let db = TestDb::new().await.unwrap();
-    let pool = &db.pool;
-    let w = InProcess::start(fast_config(&db)).await;
-    let base = format!("http://{}", w.http.expect("http enabled"));
-    sqlx::query("UPDATE wa.policy SET public_url = 'http://pgwa.test'").execute(pool).await.unwrap();
-    sqlx::query("SELECT wa.add_session('s1', start => false)").execute(pool).await.unwrap();
-    let url = on(&base, &link(pool, "s1").await);
+/// A page's Server-Sent Events, one JSON state at a time.
+struct Events {
+    response: reqwest::Response,
+    seen: String,
+}
 
-    let mut r = reqwest::get(format!("{url}/events")).await.unwrap();
-    assert_eq!(r.headers().get("content-type").unwrap(), "text/event-stream");
-    let mut seen = String::new();
-    let mut next = async || -> Value {
+impl Events {
+    async fn open(url: &str) -> Self {
+        let response = reqwest::get(format!("{url}/events")).await.unwrap();
+        assert_eq!(response.headers().get("content-type").unwrap(), "text/event-stream");
+        Self { response, seen: String::new() }
+    }
+
+    async fn next(&mut self) -> Value {
         loop {
-            if let Some(end) = seen.find("\n\n") {
-                let event: String = seen.drain(..end + 2).collect();
+            if let Some(end) = self.seen.find("\n\n") {
+                let event: String = self.seen.drain(..end + 2).collect();
                 if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
                     return serde_json::from_str(data).unwrap();
                 }
                 continue; // a keep-alive comment
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), r.chunk()).await.expect("an event within 10 s");
-            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().expect("the stream stays open")));
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk()).await.expect("an event within 10 s");
+            self.seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().expect("the stream stays open")));
         }
-    };
-    assert_eq!(next().await["error"], "QR_EXPIRED");
-    sqlx::query("SELECT wa.start_session('s1')").execute(pool).await.unwrap();
-    let mut states = vec![];
-    while states.last() != Some(&Value::from("connected")) {
-        states.push(next().await["state"].clone());
     }
-    assert!(states.len() <= 3, "waiting at most, then connected: {states:?}");
-    w.stop().await;
+
+    /// The states up to `last`, which must come within a few.
+    async fn until(&mut self, last: &str) -> Vec<Value> {
+        let mut states = vec![];
+        while states.last() != Some(&Value::from(last)) {
+            states.push(self.next().await["state"].clone());
+            assert!(states.len() <= 3, "waiting at most, then {last}: {states:?}");
+        }
+        states
+    }
+}
+
+/// The page follows its session as Server-Sent Events: the first state at once, the
+/// next as soon as the row changes; from any worker, the session's holder or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_sends_each_new_state_from_any_worker() {
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    let workers = [InProcess::start(fast_config(&db)).await, InProcess::start(fast_config(&db)).await];
+    sqlx::query("UPDATE wa.policy SET public_url = 'http://pgwa.test'").execute(pool).await.unwrap();
+    sqlx::query("SELECT wa.add_session('s1', start => false)").execute(pool).await.unwrap();
+    let made = link(pool, "s1").await;
+    let mut pages = Vec::new();
+    for w in &workers {
+        let mut page = Events::open(&on(&format!("http://{}", w.http.expect("http enabled")), &made)).await;
+        assert_eq!(page.next().await["error"], "QR_EXPIRED");
+        pages.push(page);
+    }
+    sqlx::query("SELECT wa.start_session('s1')").execute(pool).await.unwrap();
+    for page in &mut pages {
+        page.until("connected").await;
+    }
+    let owner: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT owner_id FROM wa.sessions WHERE id = 's1'").fetch_one(pool).await.unwrap();
+    assert_eq!(workers.iter().filter(|w| Some(w.id) == owner).count(), 1, "one worker holds it, both pages follow it");
+    for w in workers {
+        w.stop().await;
+    }
 }

@@ -53,18 +53,27 @@ pub async fn restart(pool: &PgPool, session: &str) -> sqlx::Result<bool> {
 
 async fn relink(pool: &PgPool, session: &str, pair_phone: Option<&str>) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
-    // The codes on show are void once the connection restarts.
-    let changed = sqlx::query!(
+    let Some(connected) =
+        sqlx::query_scalar!("SELECT status = 'connected' AS \"c!\" FROM wa.sessions WHERE id = $1 FOR UPDATE", session)
+            .fetch_optional(&mut *tx)
+            .await?
+    else {
+        return Ok(false);
+    };
+    // Written even when connected, then rolled back: the table's trigger judges the
+    // number (WA009), so a bad one is refused whatever the session's state. The codes on
+    // show are void once the connection restarts.
+    sqlx::query!(
         "UPDATE wa.sessions
             SET pair_phone = $2, qr_code = NULL, qr_expires_at = NULL, pair_code = NULL, pair_code_expires_at = NULL
-          WHERE id = $1 AND status <> 'connected'",
+          WHERE id = $1",
         session,
         pair_phone
     )
     .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if changed == 0 {
+    .await?;
+    if connected {
+        tx.rollback().await?;
         return Ok(false);
     }
     sqlx::query!("SELECT (wa.start_session($1)).id", session).fetch_one(&mut *tx).await?;
