@@ -7,31 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::roles::{Login, refused, snapshot};
-use common::{fails, sqlstate};
+use common::{dead_send, fails, sqlstate};
 use pgwa_testkit::TestDb;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-
-/// A send of `session` left dead by `error` (as the owner, who may write any state).
-async fn dead_send(pool: &PgPool, session: &str, error: &str) -> i64 {
-    let id: i64 = sqlx::query_scalar("SELECT job_id FROM wa.send_text($1, '+15550000001', 'x')")
-        .bind(session)
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    sqlx::query(
-        "UPDATE wa.jobs SET state = 'dead', finished_at = now(), attempts = max_attempts, delivery = 'failed',
-                errors = jsonb_build_array(jsonb_build_object('attempt', 1, 'error', 'first try'),
-                                           jsonb_build_object('attempt', 2, 'error', $2::text))
-          WHERE id = $1",
-    )
-    .bind(id)
-    .bind(error)
-    .execute(pool)
-    .await
-    .unwrap();
-    id
-}
 
 async fn states(pool: &PgPool, ids: &[i64]) -> Vec<String> {
     sqlx::query_scalar("SELECT state::text FROM wa.jobs WHERE id = ANY($1) ORDER BY id").bind(ids).fetch_all(pool).await.unwrap()

@@ -92,7 +92,7 @@ fn one_or_many(id: Option<i64>, pick: &Pick, verb: &str) -> anyhow::Result<Optio
 pub async fn run(cmd: JobsCmd, pool: &PgPool) -> anyhow::Result<()> {
     match cmd {
         JobsCmd::List { session, state, kind, limit, json } => {
-            let f = JobFilter { session: session.as_deref(), state, kind, limit };
+            let f = JobFilter { session: session.as_deref(), state, kind, error_contains: None, limit };
             let rows = admin::jobs(pool, &f).await?;
             let cols = [
                 Col::Right("ID"),

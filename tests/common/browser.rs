@@ -22,7 +22,13 @@ pub fn free_port() -> u16 {
 }
 
 impl Browser {
+    /// A phone-sized window (the connect page's reader).
     pub async fn start() -> Self {
+        Self::start_sized(600, 900).await
+    }
+
+    /// A window of `width` x `height` CSS pixels.
+    pub async fn start_sized(width: u32, height: u32) -> Self {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -34,7 +40,7 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--window-size=600,900", "--hide-scrollbars"],
+                         format!("--window-size={width},{height}"), "--hide-scrollbars"],
             }
         });
         let caps = caps.as_object().unwrap().clone();

@@ -266,3 +266,25 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (code, body)
 }
+
+/// A send of `session` left dead, its attempts spent, the last failed by `error` (as the
+/// owner, who may write any state).
+pub async fn dead_send(pool: &PgPool, session: &str, error: &str) -> i64 {
+    let id: i64 = sqlx::query_scalar("SELECT job_id FROM wa.send_text($1, '+15550000001', 'x')")
+        .bind(session)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE wa.jobs SET state = 'dead', finished_at = now(), attempts = max_attempts, delivery = 'failed',
+                errors = jsonb_build_array(jsonb_build_object('attempt', 1, 'error', 'first try'),
+                                           jsonb_build_object('attempt', 2, 'error', $2::text))
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}

@@ -98,6 +98,8 @@ pub struct JobFilter<'a> {
     pub session: Option<&'a str>,
     pub state: Option<JobState>,
     pub kind: Option<JobKind>,
+    /// Jobs whose last error contains this (case-insensitive), as wa.retry_jobs picks them.
+    pub error_contains: Option<&'a str>,
     pub limit: i64,
 }
 
@@ -109,11 +111,13 @@ pub async fn jobs(pool: &PgPool, f: &JobFilter<'_>) -> sqlx::Result<Vec<JobRow>>
             WHERE ($1::text IS NULL OR session_id = $1)
               AND ($2::text IS NULL OR state::text = $2)
               AND ($3::text IS NULL OR kind::text = $3)
+              AND ($5::text IS NULL OR strpos(lower(errors->-1->>'error'), lower($5)) > 0)
             ORDER BY id DESC LIMIT $4"#,
         f.session,
         f.state.map(JobState::as_str),
         f.kind.map(JobKind::as_str),
         f.limit,
+        f.error_contains,
     )
     .fetch_all(pool)
     .await?;

@@ -27,6 +27,16 @@ pub async fn stop_session(pool: &PgPool, id: &str) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// `wa.reconnect`: the reconnect job's id.
+pub async fn reconnect(pool: &PgPool, id: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT wa.reconnect($1) AS "job!""#, id).fetch_one(pool).await
+}
+
+/// `wa.close_session` (no logout, keys kept): the close job's id.
+pub async fn close_session(pool: &PgPool, id: &str, reason: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT wa.close_session($1, $2) AS "job!""#, id, reason).fetch_one(pool).await
+}
+
 pub async fn remove_session(pool: &PgPool, id: &str) -> sqlx::Result<()> {
     sqlx::query!("SELECT wa.remove_session($1)", id).fetch_one(pool).await?;
     Ok(())

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod calls;
 mod connect;
 pub mod connect_page;
+pub mod console;
 pub mod contacts;
 pub mod groups;
 pub mod held_conn;

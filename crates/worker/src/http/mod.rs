@@ -1,8 +1,10 @@
 //! The worker's HTTP side: `/health` for orchestrators (no tenant data), `/metrics`
-//! for Prometheus, the linking QR code as an image behind the admin token, and the
-//! connect page end customers open from a `wa.connect_link` URL.
+//! for Prometheus, the linking QR code as an image behind the admin token, the connect
+//! page end customers open from a `wa.connect_link` URL, and the operator console.
 
+mod auth;
 pub mod connect;
+mod console;
 mod health;
 mod qr;
 
@@ -27,7 +29,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/sessions/{id}/{file}", get(qr::qr))
         .with_state(shared.clone())
-        .merge(connect::routes(shared))
+        .merge(connect::routes(shared.clone()))
+        .merge(console::routes(shared))
 }
 
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
