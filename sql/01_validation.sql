@@ -367,10 +367,10 @@ DECLARE
     max_chars integer;
     scope text;
 BEGIN
-    IF NEW.kind = 'maintenance' THEN
+    IF NEW.kind IN ('maintenance', 'webhook') THEN
         IF NEW.session_id IS NOT NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'WA005',
-                MESSAGE = 'session: maintenance jobs belong to no session; pass NULL';
+                MESSAGE = format('session: %s jobs belong to no session; pass NULL', NEW.kind);
         END IF;
     ELSIF NEW.session_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'WA001',
@@ -393,7 +393,9 @@ BEGIN
     END IF;
     IF NEW.run_at IS NULL THEN
         NEW.run_at := now();
-    ELSIF NOT isfinite(NEW.run_at) OR NEW.run_at > now() + interval '1 year' THEN
+    ELSIF (NOT isfinite(NEW.run_at) OR NEW.run_at > now() + interval '1 year')
+          -- A webhook delivery queued behind another waits at infinity until released.
+          AND NOT (NEW.kind = 'webhook' AND NEW.run_at = 'infinity') THEN
         -- A job that can never run holds its idempotency key and its chat's FIFO forever.
         RAISE EXCEPTION USING ERRCODE = 'WA005',
             MESSAGE = format('run_at: %s is not a time within a year from now', NEW.run_at),
@@ -407,7 +409,9 @@ BEGIN
     -- Internal bookkeeping always starts clean, whatever a plain INSERT said.
     -- Control kinds are claimed first and while disconnected (lane 0); every other kind
     -- acts through the connection (lane 1, see migration 0021).
-    NEW.lane := CASE WHEN NEW.kind IN ('reconnect', 'key_cleanup', 'close_session', 'maintenance') THEN 0 ELSE 1 END;
+    -- Webhook deliveries share the session-less claim with maintenance jobs: one lane
+    -- keeps that claim an ordered scan of jobs_claim.
+    NEW.lane := CASE WHEN NEW.kind IN ('reconnect', 'key_cleanup', 'close_session', 'maintenance', 'webhook') THEN 0 ELSE 1 END;
     NEW.state := CASE WHEN NEW.run_at > now() THEN 'scheduled' ELSE 'available' END;
     NEW.attempts := 0;
     NEW.errors := '[]';
@@ -569,11 +573,27 @@ BEGIN
                 MESSAGE = format('payload.task: %s is not a maintenance task (accepted: retention, reap_workers, sweep_keys)',
                                  wa._q(NEW.payload->>'task'));
         END IF;
+    WHEN 'webhook' THEN
+        -- Deliveries come from the outbox triggers (sql/08_webhooks.sql), which run as
+        -- the owner; an app could otherwise post anything, signed, to a tenant's URL.
+        IF NOT wa._caller_is_worker() THEN
+            RAISE EXCEPTION USING ERRCODE = '42501',
+                MESSAGE = 'kind: webhook deliveries are queued by pgwa''s triggers only, for the changes they announce',
+                HINT = 'Add a webhook with wa.add_webhook; retry a delivery with wa.retry_job.';
+        END IF;
+        IF jsonb_typeof(NEW.payload->'webhook') IS DISTINCT FROM 'number' OR jsonb_typeof(NEW.payload->'data') IS DISTINCT FROM 'object'
+           OR jsonb_typeof(NEW.payload->'type') IS DISTINCT FROM 'string' OR jsonb_typeof(NEW.payload->'event_id') IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA006',
+                MESSAGE = 'payload: a webhook delivery is {"webhook", "event_id", "type", "timestamp", "data"}';
+        END IF;
+        -- The FIFO key (migration 0029): released now, or waiting behind another.
+        NEW.chat := 'webhook:' || (NEW.payload->>'webhook')::bigint
+                    || CASE WHEN NEW.run_at = 'infinity' THEN ':waiting' ELSE '' END;
     ELSE
         NULL;  -- reconnect takes no arguments
     END CASE;
     IF NEW.kind <> 'send' THEN
-        NEW.chat := NULL;
+        NEW.chat := CASE WHEN NEW.kind = 'webhook' THEN NEW.chat END;
         NEW.message_id := NULL;
         NEW.delivery := NULL;
     END IF;

@@ -583,3 +583,42 @@ async fn session_link_prints_the_connect_url() {
     let o = pgwa(&db, &["session", "link", "s1", "--minutes", "20000"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("SQLSTATE WA005"), "{o:?}");
 }
+
+#[tokio::test]
+async fn webhooks_from_the_command_line() {
+    let db = TestDb::new().await.unwrap();
+    let o = pgwa(&db, &["webhook", "add", "https://app.example.com/pgwa-events?k=1", "--events", "inbox,outbound"]);
+    assert!(o.status.success(), "{o:?}");
+    let secret = stdout(&o).trim().to_owned();
+    assert!(secret.starts_with("whsec_") && !secret.contains(' '), "the secret alone on stdout: {secret}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("added webhook 1"));
+    let stored: String = sqlx::query_scalar("SELECT secret FROM wa.webhooks WHERE id = 1").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(stored, secret);
+
+    let o = pgwa(&db, &["webhook", "add", "ftp://app.example.com/x"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("url:") && err.contains("SQLSTATE WA015"), "{err}");
+    let o = pgwa(&db, &["webhook", "add", "https://app.example.com/x", "--events", "inbox,everything"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("events:"), "{o:?}");
+
+    let o = pgwa(&db, &["webhook", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "the refused ones were not written");
+    assert_eq!(list[0]["events"], serde_json::json!(["inbox", "outbound"]));
+    assert_eq!(list[0]["enabled"], true);
+    assert!(!stdout(&o).contains(&secret[6..]), "no secret in the list");
+
+    assert!(pgwa(&db, &["webhook", "disable", "1"]).status.success());
+    let o = pgwa(&db, &["webhook", "list"]);
+    assert!(stdout(&o).contains(" no ") && stdout(&o).contains("1 webhook(s)"), "{}", stdout(&o));
+    let o = pgwa(&db, &["webhook", "rotate-secret", "1"]);
+    let rotated = stdout(&o).trim().to_owned();
+    assert!(rotated.starts_with("whsec_") && rotated != secret);
+    let o = pgwa(&db, &["webhook", "deliveries", "1"]);
+    assert!(o.status.success() && stdout(&o).contains("0 delivery(s)"), "{}", stdout(&o));
+    let o = pgwa(&db, &["webhook", "remove", "1"]);
+    assert!(stdout(&o).contains("removed webhook 1"), "{o:?}");
+    let o = pgwa(&db, &["webhook", "remove", "1"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SQLSTATE WA016"), "{o:?}");
+}

@@ -14,6 +14,7 @@ mod session;
 mod table;
 mod tenant;
 mod wait;
+mod webhook;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +56,9 @@ pub enum Command {
     /// Manage tenants: each has a Postgres role that sees only its own sessions.
     #[command(subcommand)]
     Tenant(tenant::TenantCmd),
+    /// Manage webhooks: signed POSTs of events for apps that cannot LISTEN.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCmd),
     /// Send a text message: enqueues a send job and prints its ids.
     Send {
         session: String,
@@ -204,6 +208,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             match command {
                 Command::Session(cmd) => session::run(cmd, &pool).await,
                 Command::Tenant(cmd) => tenant::run(cmd, &pool).await,
+                Command::Webhook(cmd) => webhook::run(cmd, &pool).await,
                 Command::Send { session, to, text, reply_to, idempotency_key, mentions } => {
                     let m = pgwa_pg::api::SendText {
                         session: &session,

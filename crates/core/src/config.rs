@@ -23,6 +23,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub pacing: PacingConfig,
     pub media: MediaConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,7 +220,29 @@ impl Default for Config {
             http: HttpConfig::default(),
             pacing: PacingConfig::default(),
             media: MediaConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
+    }
+}
+
+/// How the worker delivers webhooks (wa.webhooks): to public addresses only unless
+/// `allow` lists more, like media fetches, since an app chooses the URL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Time for one delivery, from connecting to the receiver's answer (ms).
+    pub timeout_ms: u64,
+    /// Hosts and address ranges webhooks may be delivered to although they are not
+    /// public (a receiver on the same network): CIDRs, addresses or host names,
+    /// optionally with a port. Empty: public addresses only.
+    pub allow: crate::fetch_policy::FetchAllow,
+    /// Deliveries (of different webhooks) a worker takes in one claim at most.
+    pub claim_batch: u32,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self { timeout_ms: 10_000, allow: crate::fetch_policy::FetchAllow::default(), claim_batch: 16 }
     }
 }
 

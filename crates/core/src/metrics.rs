@@ -16,6 +16,14 @@ pub const OUTCOMES_REFUSED: &str = "pgwa_outcomes_refused_total";
 /// sends held).
 pub const PACING_WAIT: &str = "pgwa_pacing_wait_seconds";
 
+/// Webhook deliveries by result: `delivered` (2xx), `failed` (any other answer, or
+/// none), `refused` (the URL or its address is not allowed).
+pub const WEBHOOK_DELIVERIES: &str = "pgwa_webhook_deliveries_total";
+/// Seconds from sending a webhook to its receiver's answer, answered or not.
+pub const WEBHOOK_LATENCY: &str = "pgwa_webhook_delivery_seconds";
+/// Every result `WEBHOOK_DELIVERIES` is recorded with.
+pub const WEBHOOK_RESULTS: &[&str] = &["delivered", "failed", "refused"];
+
 /// The error kinds `error()` records.
 pub const ERROR_KINDS: &[&str] = &["session", "job", "connect", "bad_mac", "bad_decrypt"];
 

@@ -1,5 +1,5 @@
 -- The claim (pgwa_pg::jobs::claim explains its shape). $1 worker, $2 held sessions,
--- $3 connected sessions, $4 jobs per session, $5 maintenance jobs, $6 the job kinds this
+-- $3 connected sessions, $4 jobs per session, $5 session-less jobs (maintenance, webhook deliveries), $6 the job kinds this
 -- worker can run (a newer pgwa's kinds stay queued for the newer workers).
 WITH held AS (
      SELECT s.id, s.epoch, s.id = ANY($3) AS sendable
@@ -24,6 +24,7 @@ WITH held AS (
      SELECT m.id, NULL, NULL, NULL FROM (
             SELECT j.id FROM wa.jobs j
              WHERE j.session_id IS NULL AND j.phase = 1 AND j.state = 'available'
+               AND j.kind::text = ANY($6)
              ORDER BY j.priority, j.id LIMIT $5 FOR UPDATE SKIP LOCKED) m
  )
  UPDATE wa.jobs j

@@ -41,7 +41,7 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 /// Claims available jobs in one statement:
 /// * per held session (fairly: at most `per_session` each), control lane before sends,
 ///   then priority, then id; sends only for connected sessions;
-/// * maintenance jobs (no session) up to `maintenance`;
+/// * session-less jobs (maintenance, webhook deliveries) up to `maintenance`;
 /// * only kinds this build knows: during a rolling deploy, jobs of a kind added by a newer
 ///   pgwa wait for the newer workers instead of failing the older ones' claims;
 /// * per-chat FIFO: a send is dropped from the batch when an earlier unfinished send of
@@ -222,8 +222,8 @@ pub async fn cancel_requested(db: impl PgExecutor<'_>, worker: Uuid, job: i64) -
     .await
 }
 
-/// Maintenance jobs have no session lease: when their worker stops heart-beating they go
-/// back to the queue.
+/// Session-less jobs (maintenance, webhook deliveries) have no session lease: when their
+/// worker stops heart-beating they go back to the queue.
 pub async fn recover_orphaned_maintenance(pool: &PgPool, ttl_secs: f64) -> sqlx::Result<u64> {
     let n = sqlx::query!(
         "UPDATE wa.jobs j

@@ -28,6 +28,7 @@ pub mod outage;
 pub mod polls;
 pub mod schedules;
 pub mod sessions;
+pub mod webhooks;
 pub mod workers;
 
 /// A Postgres enum read as text (`col::text`) into its Rust enum (pgwa_core's pg_enum!).

@@ -94,7 +94,11 @@ async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut HeldConn) -> anyho
         return Ok(false);
     }
     let per_session = (limit / connected.len().max(1)).max(1) as i64;
-    let maintenance = if hot.is_none() && claimer == 0 { 2 } else { 0 };
+    // Session-less jobs (maintenance, webhook deliveries) go to the first loop's full
+    // rounds; a NOTIFY for one, or a batch of them, makes the next round a full one.
+    // Each webhook has at most one delivery claimable (FIFO), so a batch spans webhooks.
+    let maintenance =
+        if hot.is_none() && claimer == 0 { limit.min(shared.cfg.webhooks.claim_batch.max(2) as usize) as i64 } else { 0 };
     shared.slots.claiming(&held);
     let req = ClaimRequest { worker: shared.id, held: &held, connected: &connected, per_session, maintenance };
     let t = std::time::Instant::now();
@@ -173,6 +177,7 @@ async fn run_one(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
         pool: &shared.pool,
         slots: &shared.slots,
         retention: &shared.cfg.retention,
+        webhooks: &shared.cfg.webhooks,
         media_store: shared.media_store.as_ref(),
         wake_lease: &shared.wake_lease,
     };

@@ -104,6 +104,7 @@ async fn tick(shared: &Arc<Shared>, opener: &mpsc::UnboundedSender<Held>, ticks:
     }
     if ticks.is_multiple_of(10) {
         pgwa_pg::jobs::recover_orphaned_maintenance(pool, ttl).await?;
+        pgwa_pg::webhooks::release_stalled(pool).await?;
     }
     Ok(())
 }

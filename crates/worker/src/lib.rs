@@ -23,6 +23,7 @@ pub mod qr;
 mod reconnects;
 pub mod schedules;
 mod slots;
+pub mod webhook_signature;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -31,6 +31,12 @@ pub fn handle() -> &'static PrometheusHandle {
                     &[0.001, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
                 )
             })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(m::WEBHOOK_LATENCY.into()),
+                    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                )
+            })
             .expect("static buckets are valid");
         let handle = match builder.install_recorder() {
             Ok(h) => h,
@@ -57,6 +63,8 @@ fn register_all() {
     describe_gauge!(m::QUEUE_DEPTH, "Jobs by state across all sessions (refreshed at each scrape)");
     describe_counter!(m::OUTCOMES_REFUSED, "Job outcomes refused by the fence (the session changed hands)");
     describe_histogram!(m::PACING_WAIT, Unit::Seconds, "Time sends waited for pacing");
+    describe_counter!(m::WEBHOOK_DELIVERIES, "Webhook deliveries by result (delivered, failed, refused)");
+    describe_histogram!(m::WEBHOOK_LATENCY, Unit::Seconds, "Time from posting a webhook to its receiver's answer");
 
     for status in SessionStatus::ALL {
         metrics::gauge!(m::SESSIONS, "status" => status.as_str()).set(0.0);
@@ -64,6 +72,9 @@ fn register_all() {
     metrics::gauge!(m::ACTIVE_CONNECTIONS).set(0.0);
     for name in [m::RECONNECTS_FAILED, m::MESSAGES_SENT, m::MESSAGES_RECEIVED, m::QR_CODES, m::OUTCOMES_REFUSED] {
         metrics::counter!(name).increment(0);
+    }
+    for result in m::WEBHOOK_RESULTS {
+        metrics::counter!(m::WEBHOOK_DELIVERIES, "result" => *result).increment(0);
     }
     for kind in m::ERROR_KINDS {
         metrics::counter!(m::ERRORS, "kind" => *kind).increment(0);

@@ -281,6 +281,28 @@ impl JobArgs for MediaDownloadArgs {
     }
 }
 
+/// `webhook`: one event for one webhook, as the outbox trigger wrote it. The body sent
+/// is `{"type", "timestamp", "data"}`; the webhook's URL and secret are read when the
+/// delivery runs (never stored on the job), so a rotated secret or a changed URL
+/// applies to deliveries still waiting.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct WebhookArgs {
+    pub webhook: i64,
+    /// The `webhook-id` header: the same on every attempt, so receivers drop repeats.
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub timestamp: String,
+    pub data: Value,
+}
+
+impl JobArgs for WebhookArgs {
+    const KIND: JobKind = JobKind::Webhook;
+    fn from_payload(payload: &Value) -> Result<Self, String> {
+        read(payload)
+    }
+}
+
 fn is_phone(p: &str) -> bool {
     (7..=15).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()) && !p.starts_with('0')
 }

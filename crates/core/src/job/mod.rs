@@ -22,6 +22,8 @@ crate::pg_enum::pg_enum!(
         MediaDownload = "media_download",
         /// Create a group, change its members, fetch its invite link or leave it.
         Group = "group",
+        /// Deliver one event to one webhook (session-less, FIFO per webhook).
+        Webhook = "webhook",
     }
 );
 
@@ -31,7 +33,10 @@ impl JobKind {
     /// disconnected session's jobs wait in the queue instead of being claimed and handed
     /// back in a loop. The others (lane 0) manage the session itself and run first.
     pub fn needs_connection(self) -> bool {
-        !matches!(self, JobKind::Reconnect | JobKind::KeyCleanup | JobKind::CloseSession | JobKind::Maintenance)
+        !matches!(
+            self,
+            JobKind::Reconnect | JobKind::KeyCleanup | JobKind::CloseSession | JobKind::Maintenance | JobKind::Webhook
+        )
     }
 }
 

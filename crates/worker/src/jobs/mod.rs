@@ -12,8 +12,9 @@ pub mod media_download;
 pub mod presence;
 pub mod reconnect;
 pub mod send;
+pub mod webhook;
 
-use pgwa_core::config::RetentionConfig;
+use pgwa_core::config::{RetentionConfig, WebhooksConfig};
 use pgwa_core::fence::Fence;
 use pgwa_core::job::args::JobArgs;
 use pgwa_core::job::{ClaimedJob, JobKind, Outcome};
@@ -30,6 +31,7 @@ pub struct JobCtx<'a> {
     pub pool: &'a PgPool,
     pub slots: &'a Slots,
     pub retention: &'a RetentionConfig,
+    pub webhooks: &'a WebhooksConfig,
     /// The object store for received files, when this worker has one.
     pub media_store: Option<&'a crate::media_store::MediaStore>,
     /// Wakes the lease task, which releases drained sessions.
@@ -37,7 +39,8 @@ pub struct JobCtx<'a> {
 }
 
 impl JobCtx<'_> {
-    /// The job's session and the epoch it was claimed under; None for maintenance.
+    /// The job's session and the epoch it was claimed under; None for session-less
+    /// jobs (maintenance, webhook deliveries).
     pub fn session(&self) -> Option<(&str, i64)> {
         Some((self.job.session_id.as_deref()?, self.job.epoch?))
     }
@@ -77,6 +80,7 @@ pub(crate) async fn run(ctx: &JobCtx<'_>) -> Outcome {
         JobKind::CheckNumbers => handle::<check_numbers::CheckNumbers>(ctx).await,
         JobKind::MediaDownload => handle::<media_download::MediaDownload>(ctx).await,
         JobKind::Group => handle::<group::Group>(ctx).await,
+        JobKind::Webhook => handle::<webhook::Webhook>(ctx).await,
     }
 }
 

@@ -139,7 +139,7 @@
     fill("sessions", o.sessions.map(function (s) { return sessionRow(s, now); }), 9,
       "No sessions" + ($("session-search").value.trim() ? " match the filter." : " yet: SELECT wa.add_session('salon-42');"));
     fill("queue", o.queue.map(function (q) {
-      return el("tr", {}, [td(q.session || "(maintenance)"), td(q.kind), td(q.available, "num"), td(q.scheduled, "num"),
+      return el("tr", {}, [td(q.session || "(no session)"), td(q.kind), td(q.available, "num"), td(q.scheduled, "num"),
         td(q.running, "num"), td(q.retryable, "num"), td(q.dead, q.dead ? "num bad" : "num"),
         td(q.oldest_available_secs == null ? "" : human(Math.round(q.oldest_available_secs)), "num")]);
     }), 8, "Nothing waiting, running or dead.");
