@@ -102,11 +102,20 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
         .await
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).expect("one JSON line");
-    assert_eq!((v["burst_messages"].as_i64(), v["latency_messages"].as_i64()), (Some(20), Some(10)), "{v}");
-    assert!(v["burst_msgs_per_sec"].as_f64().unwrap() > 0.0, "{v}");
-    let (p50, p99) = (v["p50_send_to_inbox_ms"].as_f64().unwrap(), v["p99_send_to_inbox_ms"].as_f64().unwrap());
-    assert!(0.0 < p50 && p50 <= p99, "{v}");
+    let all: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).expect("one JSON line");
+    // The same run with the keys in Postgres and in memory, and their ratio.
+    for (part, store) in [("postgres_keys", "postgres"), ("memory_keys", "memory")] {
+        let v = &all[part];
+        assert_eq!(v["key_store"], store, "{all}");
+        assert_eq!((v["burst_messages"].as_i64(), v["latency_messages"].as_i64()), (Some(20), Some(10)), "{all}");
+        assert!(v["burst_msgs_per_sec"].as_f64().unwrap() > 0.0, "{all}");
+        let (p50, p99) = (v["p50_send_to_inbox_ms"].as_f64().unwrap(), v["p99_send_to_inbox_ms"].as_f64().unwrap());
+        assert!(0.0 < p50 && p50 <= p99, "{all}");
+    }
+    let ratio = all["burst_ratio_postgres_to_memory"].as_f64().unwrap();
+    let want =
+        all["postgres_keys"]["burst_msgs_per_sec"].as_f64().unwrap() / all["memory_keys"]["burst_msgs_per_sec"].as_f64().unwrap();
+    assert!((ratio - want).abs() < 0.001, "{all}");
 
     let out = run(&["dev", "bench-sessions", "--sessions", "3", "--idle-secs", "1", "--connect-per-sec", "100"]).await.unwrap();
     assert!(out.status.success(), "{out:?}");

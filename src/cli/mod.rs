@@ -319,6 +319,13 @@ async fn run_worker_until(cfg: Config, pool: pgwa_pg::PgPool, shutdown: Cancella
     if matches!(cfg.whatsapp.backend, Backend::Whatsapp) {
         dev::require_loopback(cfg.whatsapp.rust.ws_url.as_deref())?;
     }
+    #[cfg(not(feature = "loopback"))]
+    if cfg.whatsapp.rust.key_store == pgwa_core::config::KeyStore::Memory {
+        anyhow::bail!(
+            "whatsapp.rust.key_store = memory would keep every session's keys only in this process, lost at the next \
+             restart (re-link by QR); it exists for benchmarks in loopback builds: remove the setting"
+        );
+    }
     let wa: Arc<dyn pgwa_core::wa::WhatsApp> = match cfg.whatsapp.backend {
         Backend::Whatsapp => Arc::new(pgwa_wa::rust::RustWhatsApp::new(pool.clone(), cfg.whatsapp.rust.clone())),
         Backend::Simulated => {

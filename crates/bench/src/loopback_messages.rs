@@ -2,6 +2,11 @@
 //! B_i linked to the loopback server; a burst of `wa.send_text` rows for throughput,
 //! then sends at a steady rate for latency, measured from the job's `created_at` to the
 //! row's `received_at` in B's `wa.inbox` (both written by Postgres, one clock).
+//!
+//! The whole run is made twice in one invocation: with the sessions' keys in Postgres
+//! (production), then with whatsapp-rust's in-memory key store (same server, queue,
+//! workers and inbox; a fresh scratch database), so what Postgres-backed keys cost is a
+//! ratio measured on the same machine minutes apart.
 
 use std::time::{Duration, Instant};
 
@@ -28,13 +33,35 @@ pub async fn run(cfg: &Config, b: MessagesBench) -> Result<serde_json::Value> {
     if b.pairs == 0 || b.messages == 0 || b.rate == 0 || b.latency_messages == 0 {
         bail!("--pairs, --messages, --rate and --latency-messages must be above 0");
     }
+    progress("keys in Postgres");
+    let postgres = measure(cfg, &b, "postgres").await?;
+    progress("keys in memory (whatsapp-rust's InMemoryBackend)");
+    let memory = measure(cfg, &b, "memory").await?;
+    let ratio = |k: &str| {
+        let (p, m) = (postgres[k].as_f64().unwrap_or(0.0), memory[k].as_f64().unwrap_or(0.0));
+        if m > 0.0 { (p / m * 1000.0).round() / 1000.0 } else { 0.0 }
+    };
+    Ok(json!({
+        "bench": "loopback_messages",
+        "workers": 2,
+        "pairs": b.pairs,
+        "postgres_keys": postgres,
+        "memory_keys": memory,
+        "burst_ratio_postgres_to_memory": ratio("burst_msgs_per_sec"),
+        "p50_ratio_postgres_to_memory": ratio("p50_send_to_inbox_ms"),
+    }))
+}
+
+/// One run with the workers' keys in `key_store` (postgres or memory).
+async fn measure(cfg: &Config, b: &MessagesBench, key_store: &str) -> Result<serde_json::Value> {
     let h = Harness::start(cfg).await?;
     let env = [
         ("PGWA_WORKER__CONNECT_PER_SEC", "1000".to_string()),
         // Pacing is a policy against bans, not a cost of the pipeline: measured without it.
         ("PGWA_PACING__ENABLED", "false".to_string()),
+        ("PGWA_WHATSAPP__RUST__KEY_STORE", key_store.to_string()),
     ];
-    let _workers = [h.spawn_worker(&env)?, h.spawn_worker(&env)?];
+    let workers = [h.spawn_worker(&env)?, h.spawn_worker(&env)?];
     let pairs = b.pairs as i64;
     progress(format!("linking {pairs} session pairs over two workers"));
     let since = h.db_now().await?;
@@ -63,11 +90,13 @@ pub async fn run(cfg: &Config, b: MessagesBench) -> Result<serde_json::Value> {
     drop(conn);
     h.wait_inbox("b%", sent + b.latency_messages as i64, Duration::from_secs(600)).await?;
     let (p50, p99, max) = sql::send_to_inbox_ms(&h.pool).await?;
+    for w in workers {
+        w.terminate().await?;
+    }
+    h.pool.close().await;
     let round = |x: f64| (x * 100.0).round() / 100.0;
     Ok(json!({
-        "bench": "loopback_messages",
-        "workers": 2,
-        "pairs": pairs,
+        "key_store": key_store,
         "pairs_across_workers": crossing,
         "burst_messages": sent,
         "burst_msgs_per_sec": round(sent as f64 / span),

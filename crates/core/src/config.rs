@@ -405,6 +405,19 @@ pub struct RustConfig {
     pub media_fetch_allow: crate::fetch_policy::FetchAllow,
     /// How long close() waits for the client to flush and stop before aborting it (ms).
     pub close_grace_ms: u64,
+    /// Where sessions' keys live: `postgres` (always, in production), or `memory`,
+    /// whatsapp-rust's in-memory store, lost when the worker stops: only loopback builds
+    /// accept it, so `pgwa dev bench-messages` can measure what Postgres-backed keys cost.
+    pub key_store: KeyStore,
+}
+
+/// Where a whatsapp-rust session keeps its keys (`whatsapp.rust.key_store`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStore {
+    #[default]
+    Postgres,
+    Memory,
 }
 
 impl Default for RustConfig {
@@ -425,6 +438,7 @@ impl Default for RustConfig {
             media_fetch_max_redirects: 5,
             media_fetch_allow: crate::fetch_policy::FetchAllow::default(),
             close_grace_ms: 10_000,
+            key_store: KeyStore::Postgres,
         }
     }
 }

@@ -20,7 +20,7 @@ use whatsapp_rust::{Client, TokioRuntime};
 use super::acks::{AckOutcome, AckWaiters};
 use super::events::{self, Flags, Identity};
 use super::inbound::InboxHook;
-use pgwa_core::config::RustConfig;
+use pgwa_core::config::{KeyStore, RustConfig};
 use pgwa_core::wa::{EventSink, SessionSpec, TaggedEvent, WaEvent};
 use pgwa_pg::keys::{PgBackend, is_lease_lost};
 
@@ -141,8 +141,14 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, WaError> {
     #[cfg(not(feature = "loopback"))]
     let http = whatsapp_rust::http::UreqHttpClient::new();
     let (tx, rx) = mpsc::unbounded_channel();
+    let store: Arc<dyn whatsapp_rust::wacore::store::traits::Backend> = match cfg.key_store {
+        KeyStore::Postgres => Arc::new(backend),
+        // Benchmarks only (refused outside loopback builds, src/cli): the same client
+        // with its keys in memory, to measure what the Postgres store costs.
+        KeyStore::Memory => Arc::new(whatsapp_rust::wacore::store::InMemoryBackend::new()),
+    };
     let mut builder = Bot::builder()
-        .with_backend(backend)
+        .with_backend_arc(store)
         .with_runtime(TokioRuntime)
         .with_transport_factory(transport)
         .with_http_client(http)

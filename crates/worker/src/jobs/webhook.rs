@@ -48,7 +48,7 @@ const WHAT_TO_DO: &str = "webhooks go to public addresses only; have the operato
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The request body: the event without the webhook's id, which the receiver knows.
-pub fn body(args: &WebhookArgs) -> Vec<u8> {
+fn body(args: &WebhookArgs) -> Vec<u8> {
     serde_json::to_vec(&json!({ "type": args.event_type, "timestamp": args.timestamp, "data": args.data }))
         .expect("a JSON value serializes")
 }
