@@ -568,9 +568,9 @@ BEGIN
                 HINT = 'Change a schedule with `pgwa` as the owner role, or ask the operator.';
         END IF;
         IF jsonb_typeof(NEW.payload->'task') IS DISTINCT FROM 'string'
-           OR NEW.payload->>'task' NOT IN ('retention', 'reap_workers', 'sweep_keys') THEN
+           OR NEW.payload->>'task' NOT IN ('retention', 'reap_workers', 'sweep_keys', 'release_webhooks') THEN
             RAISE EXCEPTION USING ERRCODE = 'WA006',
-                MESSAGE = format('payload.task: %s is not a maintenance task (accepted: retention, reap_workers, sweep_keys)',
+                MESSAGE = format('payload.task: %s is not a maintenance task (accepted: retention, reap_workers, sweep_keys, release_webhooks)',
                                  wa._q(NEW.payload->>'task'));
         END IF;
     WHEN 'webhook' THEN

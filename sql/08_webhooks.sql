@@ -200,8 +200,8 @@ BEGIN
 END
 $$;
 
--- The same repair for every webhook, for a worker to call now and then (with its
--- promotion of due jobs): a stall otherwise waits for the webhook's next event.
+-- The same repair for every webhook, run once a minute by the maintenance task
+-- release_webhooks: a stall otherwise waits for the webhook's next event.
 -- Two probes of jobs_chat per webhook. Returns how many deliveries it released.
 CREATE OR REPLACE FUNCTION wa._webhooks_release_stalled()
 RETURNS integer

@@ -28,7 +28,7 @@ async fn a_stale_holder_is_fenced_out() {
     let held = leases::claim(pool, old, 30.0, 10).await.unwrap();
     assert_eq!(held.len(), 1);
     let ids = vec!["s1".to_string()];
-    let req = jobs::ClaimRequest { worker: old, held: &ids, connected: &ids, per_session: 10, maintenance: 0 };
+    let req = jobs::ClaimRequest { worker: old, held: &ids, connected: &ids, per_session: 10, sessionless: 0 };
     let claimed = jobs::claim(pool, &req).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let stale = pgwa_core::fence::Fence { worker: old, session: "s1".into(), epoch: held[0].epoch };
@@ -60,7 +60,7 @@ async fn a_stale_holder_is_fenced_out() {
     assert!(jobs::claim(pool, &req).await.unwrap().is_empty());
 
     // The new holder completes it once.
-    let req = jobs::ClaimRequest { worker: new, held: &ids, connected: &ids, per_session: 10, maintenance: 0 };
+    let req = jobs::ClaimRequest { worker: new, held: &ids, connected: &ids, per_session: 10, sessionless: 0 };
     let again = jobs::claim(pool, &req).await.unwrap();
     assert_eq!(again[0].attempts, 2);
     let done = jobs::complete(pool, new, &[job], &[serde_json::json!({})], &[None]).await.unwrap();

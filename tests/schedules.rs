@@ -75,6 +75,43 @@ async fn a_missed_tick_is_caught_up_and_bad_cron_is_reported() {
     assert_eq!(common::sqlstate(&bad.unwrap_err()), "23514", "a cron without 5 to 7 fields is refused by a CHECK");
 }
 
+/// Every schedule a migration ships names a task the workers run: a task they did not
+/// know would fail once a minute, forever, in every deployment.
+#[tokio::test]
+async fn shipped_schedules_name_tasks_the_workers_know() {
+    use pgwa_core::job::args::{JobArgs, MaintenanceArgs};
+    let db = TestDb::new().await.unwrap();
+    let tasks: Vec<String> = sqlx::query_scalar("SELECT task FROM wa.schedules ORDER BY name").fetch_all(&db.pool).await.unwrap();
+    assert_eq!(tasks, ["reap_workers", "release_webhooks", "retention", "sweep_keys"]);
+    for task in tasks {
+        MaintenanceArgs::from_payload(&serde_json::json!({ "task": task })).unwrap_or_else(|e| panic!("{task}: {e}"));
+    }
+}
+
+/// The stalled-webhook repair runs as a maintenance job (once across the workers), and
+/// reports what it released.
+#[tokio::test]
+async fn release_webhooks_runs_as_a_maintenance_task() {
+    let db = TestDb::new().await.unwrap();
+    sqlx::query("UPDATE wa.schedules SET enabled = false").execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE wa.schedules SET enabled = true, cron = '* * * * * *' WHERE name = 'release_webhooks'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let w = InProcess::start(fast_config(&db)).await;
+    let result: serde_json::Value = eventually(Duration::from_secs(10), "a release_webhooks job to complete", || async {
+        sqlx::query_scalar(
+            "SELECT result FROM wa.jobs WHERE payload->>'schedule' = 'release_webhooks' AND state = 'completed' LIMIT 1",
+        )
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    w.stop().await;
+    assert_eq!(result, serde_json::json!({ "task": "release_webhooks", "result": { "released": 0 } }));
+}
+
 #[tokio::test]
 async fn retention_deletes_old_finished_jobs_in_batches() {
     let db = TestDb::new().await.unwrap();

@@ -51,7 +51,7 @@ async fn a_worker_whose_lease_expired_writes_nothing_until_it_renews() {
     sqlx::query("SELECT wa.send_text('s1', '+15550000001', 'x')").execute(pool).await.unwrap();
     let held = leases::claim(pool, me, 30.0, 10).await.unwrap();
     let ids = vec!["s1".to_string()];
-    let req = jobs::ClaimRequest { worker: me, held: &ids, connected: &ids, per_session: 10, maintenance: 0 };
+    let req = jobs::ClaimRequest { worker: me, held: &ids, connected: &ids, per_session: 10, sessionless: 0 };
     let claimed = jobs::claim(pool, &req).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let fence = Fence { worker: me, session: "s1".into(), epoch: held[0].epoch };

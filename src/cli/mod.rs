@@ -319,13 +319,7 @@ async fn run_worker_until(cfg: Config, pool: pgwa_pg::PgPool, shutdown: Cancella
     if matches!(cfg.whatsapp.backend, Backend::Whatsapp) {
         dev::require_loopback(cfg.whatsapp.rust.ws_url.as_deref())?;
     }
-    #[cfg(not(feature = "loopback"))]
-    if cfg.whatsapp.rust.key_store == pgwa_core::config::KeyStore::Memory {
-        anyhow::bail!(
-            "whatsapp.rust.key_store = memory would keep every session's keys only in this process, lost at the next \
-             restart (re-link by QR); it exists for benchmarks in loopback builds: remove the setting"
-        );
-    }
+    check_key_store(&cfg, cfg!(feature = "loopback"))?;
     let wa: Arc<dyn pgwa_core::wa::WhatsApp> = match cfg.whatsapp.backend {
         Backend::Whatsapp => Arc::new(pgwa_wa::rust::RustWhatsApp::new(pool.clone(), cfg.whatsapp.rust.clone())),
         Backend::Simulated => {
@@ -338,6 +332,18 @@ async fn run_worker_until(cfg: Config, pool: pgwa_pg::PgPool, shutdown: Cancella
     };
     let worker = pgwa_worker::Worker::new(cfg, pool, wa).await?;
     worker.run(shutdown).await
+}
+
+/// Keys kept in memory die with the process (every session re-linked by QR after a
+/// restart): only loopback builds, which exist for benchmarks and trials, accept them.
+fn check_key_store(cfg: &Config, loopback_build: bool) -> anyhow::Result<()> {
+    if cfg.whatsapp.rust.key_store == pgwa_core::config::KeyStore::Memory && !loopback_build {
+        anyhow::bail!(
+            "whatsapp.rust.key_store = memory would keep every session's keys only in this process, lost at the next \
+             restart (re-link by QR); it exists for benchmarks in loopback builds: remove the setting"
+        );
+    }
+    Ok(())
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.
@@ -395,5 +401,15 @@ mod tests {
         let text = "hint: Use wa.start_session to run it, or wa.remove_session to start over.";
         assert!(with_cli_commands(text).ends_with("pgwa session start ID, pgwa session remove ID --yes"));
         assert_eq!(with_cli_commands("no hint here"), "no hint here");
+    }
+
+    #[test]
+    fn keys_in_memory_are_refused_outside_loopback_builds() {
+        let mut cfg = Config::default();
+        assert!(check_key_store(&cfg, false).is_ok(), "keys in Postgres are the default everywhere");
+        cfg.whatsapp.rust.key_store = pgwa_core::config::KeyStore::Memory;
+        let refused = check_key_store(&cfg, false).unwrap_err().to_string();
+        assert!(refused.starts_with("whatsapp.rust.key_store = memory") && refused.ends_with("remove the setting"), "{refused}");
+        assert!(check_key_store(&cfg, true).is_ok(), "loopback builds run the in-memory bench variant");
     }
 }

@@ -111,7 +111,8 @@ pub async fn run(cmd: WebhookCmd, pool: &PgPool) -> anyhow::Result<()> {
         }
         WebhookCmd::Remove { id } => {
             let cancelled = webhooks::remove(pool, id).await?;
-            say(format!("removed webhook {id}; {cancelled} delivery(ies) not yet made were cancelled"));
+            let deliveries = if cancelled == 1 { "delivery not yet made was" } else { "deliveries not yet made were" };
+            say(format!("removed webhook {id}; {cancelled} {deliveries} cancelled"));
         }
         WebhookCmd::Deliveries { id, state, limit, json } => {
             let rows = webhooks::deliveries(pool, id, state.map(JobState::as_str), limit.clamp(1, 1000)).await?;

@@ -15,6 +15,10 @@
 //! Errors never quote a whole URL: signed URLs and webhook endpoints carry secrets in
 //! their query or path ([`shown`]).
 
+mod clients;
+
+pub use clients::Clients;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +37,9 @@ pub enum Failure {
 }
 
 /// A client for requests to one URL's host, connecting only where `allow` permits.
+///
+/// Shared clients ([`Clients`]) can see two requests refused at once; each then reads
+/// the refusal its resolver left, or a plain failure that is retried and refused next time.
 pub struct Guarded {
     client: reqwest::Client,
     refused: Arc<Mutex<Option<String>>>,

@@ -32,7 +32,7 @@ pub struct ClaimRequest<'a> {
     pub held: &'a [String],
     pub connected: &'a [String],
     pub per_session: i64,
-    pub maintenance: i64,
+    pub sessionless: i64,
 }
 
 /// The claim statement (queries/claim.sql), public so tests can check its plan.
@@ -41,7 +41,7 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 /// Claims available jobs in one statement:
 /// * per held session (fairly: at most `per_session` each), control lane before sends,
 ///   then priority, then id; sends only for connected sessions;
-/// * session-less jobs (maintenance, webhook deliveries) up to `maintenance`;
+/// * session-less jobs (maintenance, webhook deliveries) up to `sessionless`;
 /// * only kinds this build knows: during a rolling deploy, jobs of a kind added by a newer
 ///   pgwa wait for the newer workers instead of failing the older ones' claims;
 /// * per-chat FIFO: a send is dropped from the batch when an earlier unfinished send of
@@ -69,7 +69,7 @@ pub async fn claim(db: impl PgExecutor<'_>, req: &ClaimRequest<'_>) -> sqlx::Res
         req.held,
         req.connected,
         req.per_session,
-        req.maintenance,
+        req.sessionless,
         &kinds as &[&str]
     )
     .fetch_all(db)
@@ -224,7 +224,7 @@ pub async fn cancel_requested(db: impl PgExecutor<'_>, worker: Uuid, job: i64) -
 
 /// Session-less jobs (maintenance, webhook deliveries) have no session lease: when their
 /// worker stops heart-beating they go back to the queue.
-pub async fn recover_orphaned_maintenance(pool: &PgPool, ttl_secs: f64) -> sqlx::Result<u64> {
+pub async fn recover_orphaned_sessionless(pool: &PgPool, ttl_secs: f64) -> sqlx::Result<u64> {
     let n = sqlx::query!(
         "UPDATE wa.jobs j
             SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'available' END::wa.job_state,

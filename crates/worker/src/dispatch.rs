@@ -97,10 +97,10 @@ async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut HeldConn) -> anyho
     // Session-less jobs (maintenance, webhook deliveries) go to the first loop's full
     // rounds; a NOTIFY for one, or a batch of them, makes the next round a full one.
     // Each webhook has at most one delivery claimable (FIFO), so a batch spans webhooks.
-    let maintenance =
+    let sessionless =
         if hot.is_none() && claimer == 0 { limit.min(shared.cfg.webhooks.claim_batch.max(2) as usize) as i64 } else { 0 };
     shared.slots.claiming(&held);
-    let req = ClaimRequest { worker: shared.id, held: &held, connected: &connected, per_session, maintenance };
+    let req = ClaimRequest { worker: shared.id, held: &held, connected: &connected, per_session, sessionless };
     let t = std::time::Instant::now();
     let claimed = jobs::claim(db.conn().await?, &req).await?;
     let n = claimed.len();
@@ -178,6 +178,7 @@ async fn run_one(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
         slots: &shared.slots,
         retention: &shared.cfg.retention,
         webhooks: &shared.cfg.webhooks,
+        webhook_clients: &shared.webhook_clients,
         media_store: shared.media_store.as_ref(),
         wake_lease: &shared.wake_lease,
     };

@@ -103,8 +103,7 @@ async fn tick(shared: &Arc<Shared>, opener: &mpsc::UnboundedSender<Held>, ticks:
         shed(shared, (holding - target) as usize);
     }
     if ticks.is_multiple_of(10) {
-        pgwa_pg::jobs::recover_orphaned_maintenance(pool, ttl).await?;
-        pgwa_pg::webhooks::release_stalled(pool).await?;
+        pgwa_pg::jobs::recover_orphaned_sessionless(pool, ttl).await?;
     }
     Ok(())
 }

@@ -54,6 +54,8 @@ pub struct Shared {
     pub wa: Arc<dyn WhatsApp>,
     /// Where received files go when wa.policy.media_download = 's3' (`[media.s3]`).
     pub media_store: Option<crate::media_store::MediaStore>,
+    /// Webhook receivers' HTTP clients, one per host and port (keep-alive across deliveries).
+    pub webhook_clients: pgwa_net::Clients,
     pub slots: Slots,
     /// Jobs claimed and not yet recorded.
     pub in_flight: AtomicUsize,
@@ -202,6 +204,7 @@ impl Worker {
         let media_store = cfg.media.s3.as_ref().map(crate::media_store::MediaStore::from_config).transpose()?;
         pgwa_pg::workers::register(&pool, &registration).await.context("registering the worker")?;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let webhook_clients = crate::jobs::webhook::clients(&cfg.webhooks);
         let shared = Arc::new(Shared {
             id,
             registration,
@@ -211,6 +214,7 @@ impl Worker {
             cfg,
             wa,
             media_store,
+            webhook_clients,
             slots: Slots::default(),
             in_flight: AtomicUsize::new(0),
             claimers: (0..claimers)

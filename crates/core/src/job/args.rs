@@ -111,16 +111,21 @@ pub enum MaintenanceTask {
     ReapWorkers,
     /// Delete expired WhatsApp key material.
     SweepKeys,
+    /// Release the next delivery of webhooks whose queue stalled (two transactions
+    /// crossed as one delivery ended and another was added).
+    ReleaseWebhooks,
 }
 
 impl MaintenanceTask {
-    pub const ALL: [MaintenanceTask; 3] = [MaintenanceTask::Retention, MaintenanceTask::ReapWorkers, MaintenanceTask::SweepKeys];
+    pub const ALL: [MaintenanceTask; 4] =
+        [MaintenanceTask::Retention, MaintenanceTask::ReapWorkers, MaintenanceTask::SweepKeys, MaintenanceTask::ReleaseWebhooks];
 
     pub fn as_str(self) -> &'static str {
         match self {
             MaintenanceTask::Retention => "retention",
             MaintenanceTask::ReapWorkers => "reap_workers",
             MaintenanceTask::SweepKeys => "sweep_keys",
+            MaintenanceTask::ReleaseWebhooks => "release_webhooks",
         }
     }
 }

@@ -4,7 +4,8 @@
 //! * `retention`: delete finished jobs past their retention (see config `retention`);
 //! * `reap_workers`: forget workers dead for more than an hour;
 //! * `sweep_keys`: delete expired WhatsApp key material (sent-message cache, tokens,
-//!   secrets, pending inbound, base keys, old LID mappings).
+//!   secrets, pending inbound, base keys, old LID mappings);
+//! * `release_webhooks`: release the next delivery of any webhook whose queue stalled.
 
 use serde_json::json;
 
@@ -30,6 +31,9 @@ async fn maintain(ctx: &JobCtx<'_>, task: MaintenanceTask) -> Outcome {
         }
         MaintenanceTask::SweepKeys => {
             pgwa_pg::keys::sweep::sweep_expired(pool, &pgwa_pg::keys::sweep::SweepOptions::default()).await
+        }
+        MaintenanceTask::ReleaseWebhooks => {
+            pgwa_pg::webhooks::release_stalled(pool).await.map(|n| json!({ "released": n })).map_err(Into::into)
         }
     };
     match result {

@@ -32,6 +32,7 @@ pub struct JobCtx<'a> {
     pub slots: &'a Slots,
     pub retention: &'a RetentionConfig,
     pub webhooks: &'a WebhooksConfig,
+    pub webhook_clients: &'a pgwa_net::Clients,
     /// The object store for received files, when this worker has one.
     pub media_store: Option<&'a crate::media_store::MediaStore>,
     /// Wakes the lease task, which releases drained sessions.

@@ -21,7 +21,7 @@ use pgwa_core::config::WebhooksConfig;
 use pgwa_core::job::Outcome;
 use pgwa_core::job::args::WebhookArgs;
 use pgwa_core::metrics as m;
-use pgwa_net::{Failure, Guarded};
+use pgwa_net::{Clients, Failure};
 use pgwa_pg::webhooks::Endpoint;
 
 pub struct Webhook;
@@ -34,12 +34,17 @@ impl Handler for Webhook {
             Ok(None) => return Outcome::completed(json!({ "delivered": false, "skipped": "the webhook was removed" })),
             Err(e) => return Outcome::retry(format!("webhook {}: reading it failed: {e}", args.webhook)),
         };
-        let (outcome, gone) = deliver(ctx.webhooks, &endpoint, &args).await;
+        let (outcome, gone) = deliver(ctx.webhooks, ctx.webhook_clients, &endpoint, &args).await;
         if gone && let Err(e) = pgwa_pg::webhooks::disable(ctx.pool, args.webhook).await {
             tracing::warn!(webhook = args.webhook, error = %e, "could not disable a webhook whose receiver answered 410");
         }
         outcome
     }
+}
+
+/// The clients deliveries go through, under the operator's policy.
+pub fn clients(cfg: &WebhooksConfig) -> Clients {
+    Clients::new(cfg.allow.clone(), Duration::from_millis(cfg.timeout_ms), WHAT_TO_DO)
 }
 
 const WHAT_TO_DO: &str = "webhooks go to public addresses only; have the operator list this host in webhooks.allow";
@@ -54,7 +59,7 @@ fn body(args: &WebhookArgs) -> Vec<u8> {
 }
 
 /// Posts the event: the job's outcome, and whether the receiver said 410 Gone.
-async fn deliver(cfg: &WebhooksConfig, endpoint: &Endpoint, args: &WebhookArgs) -> (Outcome, bool) {
+async fn deliver(cfg: &WebhooksConfig, clients: &Clients, endpoint: &Endpoint, args: &WebhookArgs) -> (Outcome, bool) {
     let hook = args.webhook;
     let Ok(url) = Url::parse(&endpoint.url) else {
         return (Outcome::fail(format!("webhook {hook}: url: not a valid URL; fix it with wa.update_webhook")), false);
@@ -69,7 +74,7 @@ async fn deliver(cfg: &WebhooksConfig, endpoint: &Endpoint, args: &WebhookArgs) 
         metrics::counter!(m::WEBHOOK_DELIVERIES, "result" => "refused").increment(1);
         (Outcome::fail(format!("webhook {hook}: {at}: {why}")), false)
     };
-    let guarded = match Guarded::for_url(&url, &cfg.allow, timeout, WHAT_TO_DO) {
+    let guarded = match clients.for_url(&url) {
         Ok(g) => g,
         Err(Failure::Refused(why)) => return refused(why),
         Err(Failure::Failed(why)) => return (Outcome::retry(format!("webhook {hook}: {at}: {why}")), false),
