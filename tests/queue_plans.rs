@@ -3,7 +3,8 @@
 //! before the first send), and the plans are kept for the connection's life. They must
 //! stay index-driven whatever the table holds later: a claim plan that scanned the
 //! table, or joined the batch with its chats by comparing every pair, cost 0.5 s per
-//! claim of 2,000 jobs whose chats were busy.
+//! claim of 2,000 jobs whose chats were busy. The claim's per-chat FIFO is checked with
+//! the plan, and with a send that another transaction holds.
 
 use pgwa_testkit::TestDb;
 use serde_json::Value;
@@ -134,5 +135,38 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
     assert!(!expected.is_empty() && (expected.len() as i64) < available, "the data must have free and blocked chats");
     assert_eq!(claimed, expected);
     drop(conn);
+    db.drop_now().await.unwrap();
+}
+
+/// The claim locks only what passed the FIFO check; a send it could not lock (another
+/// transaction holds it, as a cancel would) still holds back the later sends of its chat,
+/// while other chats go. Once released, the chat goes in order.
+#[tokio::test]
+async fn a_send_held_by_another_transaction_still_holds_back_its_chat() {
+    use pgwa_pg::{jobs, leases, workers};
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    let me = uuid::Uuid::now_v7();
+    workers::register(pool, &workers::Registration::new(me, "w", 10)).await.unwrap();
+    sqlx::query("SELECT wa.add_session('s1')").execute(pool).await.unwrap();
+    let send = |to: &'static str| async move {
+        sqlx::query_scalar::<_, i64>("SELECT job_id FROM wa.send_text('s1', $1, 'x')").bind(to).fetch_one(pool).await.unwrap()
+    };
+    let a = [send("+15550000001").await, send("+15550000001").await, send("+15550000001").await];
+    let b = [send("+15550000002").await, send("+15550000002").await];
+    assert_eq!(leases::claim(pool, me, 30.0, 10).await.unwrap().len(), 1);
+    let ids = vec!["s1".to_string()];
+    let req = jobs::ClaimRequest { worker: me, held: &ids, connected: &ids, per_session: 10, sessionless: 0 };
+
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM wa.jobs WHERE id = $1 FOR UPDATE").bind(a[0]).execute(&mut *other).await.unwrap();
+    let mut claimed: Vec<i64> = jobs::claim(pool, &req).await.unwrap().into_iter().map(|j| j.id).collect();
+    claimed.sort();
+    assert_eq!(claimed, b, "the first send of chat 1 is held elsewhere: its later sends wait, chat 2 goes");
+    other.rollback().await.unwrap();
+
+    let mut claimed: Vec<i64> = jobs::claim(pool, &req).await.unwrap().into_iter().map(|j| j.id).collect();
+    claimed.sort();
+    assert_eq!(claimed, a, "released, chat 1 goes whole, in one claim");
     db.drop_now().await.unwrap();
 }

@@ -7,36 +7,68 @@ WITH held AS (
       WHERE s.id = ANY($2) AND s.owner_id = $1 AND s.lease_expires_at > now()
  ),
  cand AS (
-     SELECT c.id, c.session_id, c.chat, h.epoch
+     SELECT c.id, c.session_id, c.chat
        FROM held h CROSS JOIN LATERAL (
             SELECT j.id, j.session_id, j.chat FROM wa.jobs j
              WHERE j.session_id = h.id AND j.phase = 1 AND j.lane = 0 AND j.state = 'available'
                AND j.kind::text = ANY($6)
-             ORDER BY j.priority, j.id LIMIT $4 FOR UPDATE SKIP LOCKED) c
+             ORDER BY j.priority, j.id LIMIT $4) c
      UNION ALL
-     SELECT c.id, c.session_id, c.chat, h.epoch
+     SELECT c.id, c.session_id, c.chat
        FROM held h CROSS JOIN LATERAL (
             SELECT j.id, j.session_id, j.chat FROM wa.jobs j
              WHERE j.session_id = h.id AND j.phase = 1 AND j.lane = 1 AND j.state = 'available' AND h.sendable
                AND j.kind::text = ANY($6)
-             ORDER BY j.priority, j.id LIMIT $4 FOR UPDATE SKIP LOCKED) c
-     UNION ALL
-     SELECT m.id, NULL, NULL, NULL FROM (
+             ORDER BY j.priority, j.id LIMIT $4) c
+ ),
+ heads AS (
+     SELECT c.session_id, c.chat, min(c.id) AS id FROM cand c WHERE c.chat IS NOT NULL GROUP BY c.session_id, c.chat
+ ),
+ blocked AS (
+     SELECT h.session_id, h.chat
+       FROM heads h CROSS JOIN LATERAL (
+            SELECT 1 FROM wa.jobs k
+             WHERE k.session_id = h.session_id AND k.chat = h.chat AND k.id < h.id
+               AND k.phase < 2 AND k.chat IS NOT NULL
+               AND k.state IN ('available', 'running', 'retryable')
+             LIMIT 1) b
+ ),
+ free AS (
+     SELECT c.id FROM cand c
+      WHERE c.chat IS NULL OR (
+            (c.session_id, c.chat) NOT IN (SELECT b.session_id, b.chat FROM blocked b)
+            AND NOT EXISTS (
+                SELECT 1 FROM wa.jobs k
+                 WHERE k.session_id = c.session_id AND k.chat = c.chat AND k.id < c.id
+                   AND k.phase < 2 AND k.chat IS NOT NULL
+                   AND k.state IN ('available', 'running', 'retryable')
+                   AND k.id NOT IN (SELECT id FROM cand)))
+ ),
+ locked AS (
+     SELECT l.id
+       FROM free f CROSS JOIN LATERAL (
             SELECT j.id FROM wa.jobs j
-             WHERE j.session_id IS NULL AND j.phase = 1 AND j.state = 'available'
-               AND j.kind::text = ANY($6)
-             ORDER BY j.priority, j.id LIMIT $5 FOR UPDATE SKIP LOCKED) m
+             WHERE j.id = f.id AND j.state = 'available' FOR UPDATE SKIP LOCKED) l
+ ),
+ loose AS (
+     SELECT j.id FROM wa.jobs j
+      WHERE j.session_id IS NULL AND j.phase = 1 AND j.state = 'available'
+        AND j.kind::text = ANY($6)
+      ORDER BY j.priority, j.id LIMIT $5 FOR UPDATE SKIP LOCKED
+ ),
+ taken AS (
+     SELECT * FROM locked UNION ALL SELECT * FROM loose
  )
  UPDATE wa.jobs j
     SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
-        worker_id = $1, epoch = c.epoch
-   FROM cand c
+        worker_id = $1, epoch = (SELECT h.epoch FROM held h WHERE h.id = j.session_id)
+   FROM unnest(ARRAY(SELECT id FROM taken)) AS c(id)
   WHERE j.id = c.id AND j.state = 'available'
-    AND (c.chat IS NULL OR NOT EXISTS (
+    AND (j.chat IS NULL OR (SELECT count(*) FROM locked) = (SELECT count(*) FROM free) OR NOT EXISTS (
          SELECT 1 FROM wa.jobs k
-          WHERE k.session_id = c.session_id AND k.chat = c.chat AND k.id < c.id
+          WHERE k.session_id = j.session_id AND k.chat = j.chat AND k.id < j.id
             AND k.phase < 2 AND k.chat IS NOT NULL
             AND k.state IN ('available', 'running', 'retryable')
-            AND k.id NOT IN (SELECT id FROM cand)))
+            AND k.id NOT IN (SELECT id FROM taken)))
  RETURNING j.id, j.session_id, j.kind::text AS "kind!", j.payload, j.chat, j.message_id,
            j.attempts, j.max_attempts, j.epoch

@@ -55,6 +55,19 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 /// it was planned as a nested loop over both: 555 ms for a claim of 2,000 candidates
 /// whose chats were busy, against 17 ms this way.
 ///
+/// Candidates are read unlocked. Each chat among them is probed once, at its first
+/// candidate, for an unfinished send before it: a chat found busy drops all its
+/// candidates at that one probe. The others keep the per-candidate check above, and only
+/// what passes is locked (`FOR UPDATE SKIP LOCKED`, one primary-key probe each). Locking
+/// and probing every candidate first made a session with one busy chat pay, on every
+/// claim, a row lock (a WAL record) and a probe per candidate for nothing: in
+/// `pgwa dev bench-messages` (one chat per session, 200 candidates each) the claim was
+/// 40 % of Postgres's time, at 6.3 ms for 5.5 jobs (BENCHMARKS.md). A candidate skipped
+/// because another transaction holds it (a cancel) still holds back the later sends of
+/// its chat: the check runs again against what was locked, unless every candidate that
+/// passed was locked (then it cannot change). The update finds its rows through an
+/// array of ids, which keeps it a primary-key probe per row in any plan.
+///
 /// The update is HOT (see migration 0015): nothing indexed changes, so it writes no index
 /// entries, which made claims 2.5 times cheaper. It rechecks `state`, so a job cancelled
 /// while the claim ran is not taken. The running rows the scan steps over are the
