@@ -27,22 +27,15 @@ WITH held AS (
  blocked AS (
      SELECT h.session_id, h.chat
        FROM heads h CROSS JOIN LATERAL (
-            SELECT 1 FROM wa.jobs k
-             WHERE k.session_id = h.session_id AND k.chat = h.chat AND k.id < h.id
-               AND k.phase < 2 AND k.chat IS NOT NULL
-               AND k.state IN ('available', 'running', 'retryable')
-             LIMIT 1) b
+            SELECT 1 FROM wa._chat_unfinished_before(h.session_id, h.chat, h.id) LIMIT 1) b
  ),
  free AS (
      SELECT c.id FROM cand c
       WHERE c.chat IS NULL OR (
             (c.session_id, c.chat) NOT IN (SELECT b.session_id, b.chat FROM blocked b)
             AND NOT EXISTS (
-                SELECT 1 FROM wa.jobs k
-                 WHERE k.session_id = c.session_id AND k.chat = c.chat AND k.id < c.id
-                   AND k.phase < 2 AND k.chat IS NOT NULL
-                   AND k.state IN ('available', 'running', 'retryable')
-                   AND k.id NOT IN (SELECT id FROM cand)))
+                SELECT 1 FROM wa._chat_unfinished_before(c.session_id, c.chat, c.id) k
+                 WHERE k.job_id NOT IN (SELECT id FROM cand)))
  ),
  locked AS (
      SELECT l.id
@@ -65,10 +58,7 @@ WITH held AS (
    FROM unnest(ARRAY(SELECT id FROM taken)) AS c(id)
   WHERE j.id = c.id AND j.state = 'available'
     AND (j.chat IS NULL OR (SELECT count(*) FROM locked) = (SELECT count(*) FROM free) OR NOT EXISTS (
-         SELECT 1 FROM wa.jobs k
-          WHERE k.session_id = j.session_id AND k.chat = j.chat AND k.id < j.id
-            AND k.phase < 2 AND k.chat IS NOT NULL
-            AND k.state IN ('available', 'running', 'retryable')
-            AND k.id NOT IN (SELECT id FROM taken)))
+         SELECT 1 FROM wa._chat_unfinished_before(j.session_id, j.chat, j.id) k
+          WHERE k.job_id NOT IN (SELECT id FROM taken)))
  RETURNING j.id, j.session_id, j.kind::text AS "kind!", j.payload, j.chat, j.message_id,
            j.attempts, j.max_attempts, j.epoch

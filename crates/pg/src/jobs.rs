@@ -66,7 +66,9 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 /// because another transaction holds it (a cancel) still holds back the later sends of
 /// its chat: the check runs again against what was locked, unless every candidate that
 /// passed was locked (then it cannot change). The update finds its rows through an
-/// array of ids, which keeps it a primary-key probe per row in any plan.
+/// array of ids, which keeps it a primary-key probe per row in any plan. The three FIFO
+/// checks share one definition of "an earlier unfinished send of this chat",
+/// `wa._chat_unfinished_before` (migration 0031), which the planner inlines.
 ///
 /// The update is HOT (see migration 0015): nothing indexed changes, so it writes no index
 /// entries, which made claims 2.5 times cheaper. It rechecks `state`, so a job cancelled
