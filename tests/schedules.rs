@@ -88,6 +88,28 @@ async fn shipped_schedules_name_tasks_the_workers_know() {
     }
 }
 
+/// The SQL check on maintenance payloads (sql/01_validation.sql) accepts every task the
+/// workers know, and nothing else: the two lists are written apart, and a task missing
+/// from the SQL one could not be scheduled at all.
+#[tokio::test]
+async fn the_enqueue_check_accepts_exactly_the_workers_maintenance_tasks() {
+    use pgwa_core::job::args::MaintenanceTask;
+    let db = TestDb::new().await.unwrap();
+    for task in MaintenanceTask::ALL {
+        sqlx::query("INSERT INTO wa.jobs (kind, payload) VALUES ('maintenance', jsonb_build_object('task', $1::text))")
+            .bind(task.as_str())
+            .execute(&db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{}: refused by the enqueue check: {e}", task.as_str()));
+    }
+    let unknown = sqlx::query("INSERT INTO wa.jobs (kind, payload) VALUES ('maintenance', '{\"task\": \"defrag\"}')")
+        .execute(&db.pool)
+        .await
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&unknown), "WA006");
+    assert!(unknown.to_string().contains("payload.task: 'defrag' is not a maintenance task"), "{unknown}");
+}
+
 /// The stalled-webhook repair runs as a maintenance job (once across the workers), and
 /// reports what it released.
 #[tokio::test]
