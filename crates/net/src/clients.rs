@@ -32,33 +32,30 @@ impl Clients {
     /// (scheme, credentials, an IP literal's range): only the client is shared, and its
     /// resolver checks each address it connects to, as a fresh one would.
     pub fn for_url(&self, url: &Url) -> Result<Arc<Guarded>, Failure> {
-        let (port, _) = check_target(url, &self.allow, self.what_to_do)?;
+        let (port, host_allowed) = check_target(url, &self.allow, self.what_to_do)?;
         let target = (url.host_str().unwrap_or_default().to_ascii_lowercase(), port);
         let mut map = self.by_target.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(g) = map.get(&target) {
             return Ok(g.clone());
         }
-        let g = Arc::new(Guarded::for_url(url, &self.allow, self.timeout, self.what_to_do)?);
+        let g = Arc::new(Guarded::for_checked(&self.allow, port, host_allowed, self.timeout, self.what_to_do)?);
         if map.len() >= MAX_TARGETS {
             map.clear();
         }
         map.insert(target, g.clone());
         Ok(g)
     }
-
-    /// How many targets have a client now.
-    pub fn len(&self) -> usize {
-        self.by_target.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Clients {
+        fn len(&self) -> usize {
+            self.by_target.lock().unwrap().len()
+        }
+    }
 
     #[test]
     fn one_client_per_host_and_port_and_every_url_still_checked() {

@@ -51,6 +51,18 @@ impl Guarded {
     /// how the operator allows more.
     pub fn for_url(url: &Url, allow: &FetchAllow, timeout: Duration, what_to_do: &'static str) -> Result<Self, Failure> {
         let (port, host_allowed) = check_target(url, allow, what_to_do)?;
+        Self::for_checked(allow, port, host_allowed, timeout, what_to_do)
+    }
+
+    /// The client for a target [`check_target`] has passed (`port`, `host_allowed` are
+    /// what it returned), so a caller that checks every URL itself does not check twice.
+    fn for_checked(
+        allow: &FetchAllow,
+        port: u16,
+        host_allowed: bool,
+        timeout: Duration,
+        what_to_do: &'static str,
+    ) -> Result<Self, Failure> {
         let refused = Arc::new(Mutex::new(None));
         let resolver = GuardedResolver { allow: allow.clone(), port, host_allowed, what_to_do, refused: refused.clone() };
         let client = reqwest::Client::builder()
