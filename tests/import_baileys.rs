@@ -18,11 +18,7 @@ fn creds_json() -> Value {
 }
 
 async fn count(pool: &sqlx::PgPool, table: &str, session: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM wa.{table} WHERE session_id = $1")))
-        .bind(session)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    pgwa_testkit::session_rows(pool, table, session).await.unwrap()
 }
 
 /// What a correct import of the `linked` fixture leaves in the store.

@@ -9,13 +9,7 @@ use whatsapp_rust::wacore::store::Device;
 use whatsapp_rust::wacore::store::traits::*;
 
 async fn worker(pool: &sqlx::PgPool) -> uuid::Uuid {
-    let id = uuid::Uuid::new_v4();
-    sqlx::query("INSERT INTO wa.workers (id, host, pid, version, max_sessions) VALUES ($1, 'test', 1, 'test', 10)")
-        .bind(id)
-        .execute(pool)
-        .await
-        .unwrap();
-    id
+    pgwa_testkit::worker_row(pool).await.unwrap()
 }
 
 async fn take_over(pool: &sqlx::PgPool, session: &str, owner: uuid::Uuid) -> i64 {
@@ -28,10 +22,7 @@ async fn take_over(pool: &sqlx::PgPool, session: &str, owner: uuid::Uuid) -> i64
 }
 
 async fn count(pool: &sqlx::PgPool, table: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM wa.{table} WHERE session_id = 'fenced'")))
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    pgwa_testkit::session_rows(pool, table, "fenced").await.unwrap()
 }
 
 #[tokio::test]

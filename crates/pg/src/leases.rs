@@ -22,11 +22,16 @@ impl Held {
 
 /// Renews every lease this worker holds and returns what it still holds. A session
 /// missing from the answer was taken over or deleted: the caller must stop it at once.
+///
+/// The rows are locked in id order, the order the key writer's fence share-locks them
+/// in (keys::Combiner): locked in index order instead, a renewal and a combined key
+/// write could each hold a row the other waits for, and one would fail as a deadlock.
 pub async fn renew(pool: &PgPool, worker: Uuid, ttl_secs: f64) -> sqlx::Result<Vec<Held>> {
     let rows = sqlx::query!(
-        r#"UPDATE wa.sessions SET lease_expires_at = now() + make_interval(secs => $2)
-          WHERE owner_id = $1
-         RETURNING id, epoch, desired::text AS "desired!", pair_phone"#,
+        r#"UPDATE wa.sessions s SET lease_expires_at = now() + make_interval(secs => $2)
+            WHERE s.id = ANY(ARRAY(SELECT id FROM wa.sessions WHERE owner_id = $1 ORDER BY id FOR NO KEY UPDATE))
+              AND s.owner_id = $1
+         RETURNING s.id, s.epoch, s.desired::text AS "desired!", s.pair_phone"#,
         worker,
         ttl_secs
     )

@@ -148,3 +148,22 @@ async fn drop_stale(admin: &mut PgConnection) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Registers a worker (a row in wa.workers, as a starting worker writes it) and returns
+/// its id, for tests that take sessions over by hand.
+pub async fn worker_row(pool: &PgPool) -> sqlx::Result<uuid::Uuid> {
+    let id = uuid::Uuid::new_v4();
+    sqlx::query("INSERT INTO wa.workers (id, host, pid, version, max_sessions) VALUES ($1, 'test', 1, 'test', 100)")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(id)
+}
+
+/// The rows of `session` in the key table `wa.<table>`.
+pub async fn session_rows(pool: &PgPool, table: &str, session: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM wa.{table} WHERE session_id = $1")))
+        .bind(session)
+        .fetch_one(pool)
+        .await
+}

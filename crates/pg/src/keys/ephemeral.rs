@@ -1,10 +1,13 @@
 //! The expiring part of ProtocolStore: trusted-contact tokens, the sent-message store
 //! (answers retry receipts) and the inbound durability buffer. Each write is one atomic
-//! statement, so concurrent writers inside one client converge without locks.
+//! statement, so concurrent writers inside one client converge without locks. A fenced
+//! backend with a combiner sends the per-message writes (sent copies, the inbound buffer)
+//! through it instead (`super::combined`).
 
 use whatsapp_rust::wacore::store::error::{Result, StoreError};
 use whatsapp_rust::wacore::store::traits::{PendingInboundKey, PendingInboundRow, TcTokenEntry};
 
+use super::combined::Rows;
 use super::{PgBackend, db_err, fenced, last_wins};
 use crate::outage::{caused_by_unreachable, is_unreachable, wait_out};
 
@@ -96,6 +99,9 @@ impl PgBackend {
     }
 
     pub(crate) async fn sent_store(&self, chat: &str, id: &str, payload: &[u8]) -> Result<()> {
+        if let Some(through) = self.combined() {
+            return through.write(Rows::Sent { chat: chat.to_owned(), id: id.to_owned(), payload: payload.to_vec() }).await;
+        }
         fenced!(
             self,
             "INSERT INTO wa.sent_messages (session_id, chat_jid, message_id, payload)
@@ -149,8 +155,12 @@ impl PgBackend {
         let ids: Vec<&str> = rows.iter().map(|((_, _, i), _)| *i).collect();
         let msgs: Vec<&[u8]> = rows.iter().map(|(_, m)| *m).collect();
         // The closure runs once per attempt: its futures borrow the arrays.
-        let (chats, senders, ids, msgs) = (&chats, &senders, &ids, &msgs);
+        let (rows, chats, senders, ids, msgs) = (&rows, &chats, &senders, &ids, &msgs);
         let store = || async move {
+            if let Some(through) = self.combined() {
+                let rows = rows.iter().map(|((c, s, i), m)| (c.to_string(), s.to_string(), i.to_string(), m.to_vec()));
+                return through.write(Rows::PendingStore(rows.collect())).await;
+            }
             fenced!(
                 self,
                 "INSERT INTO wa.pending_inbound (session_id, chat, sender, stanza_id, message)
@@ -188,6 +198,10 @@ impl PgBackend {
         }
         let chats: Vec<&str> = keys.iter().map(|k| k.chat).collect();
         let senders: Vec<&str> = keys.iter().map(|k| k.sender).collect();
+        if let Some(through) = self.combined() {
+            let keys = keys.iter().map(|k| (k.chat.to_owned(), k.sender.to_owned(), k.id.to_owned()));
+            return through.write(Rows::PendingDelete(keys.collect())).await;
+        }
         let ids: Vec<&str> = keys.iter().map(|k| k.id).collect();
         fenced!(
             self,

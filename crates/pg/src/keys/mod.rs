@@ -12,6 +12,7 @@
 mod appsync;
 pub mod bench_data;
 pub mod cleanup;
+mod combined;
 mod device;
 mod ephemeral;
 mod protocol;
@@ -19,6 +20,7 @@ mod secrets;
 mod signal;
 pub mod sweep;
 
+pub use combined::{CombinedWriteFailed, Combiner, CombinerCounts};
 pub use device::{load_auth_document, save_auth_document};
 
 use sqlx::PgPool;
@@ -26,6 +28,8 @@ use wacore::store::error::StoreError;
 use whatsapp_rust::wacore;
 
 use pgwa_core::fence::{Fence, LeaseLost};
+
+use combined::{Outcome, Rows, Write};
 
 /// An offline write (no fence) was refused: the session does not exist, or a worker
 /// holds it. Offline writers (the importer, tests, benchmarks) never change the keys of
@@ -57,6 +61,8 @@ pub struct PgBackend {
     /// How long the pending-inbound buffer waits for an unreachable database (zero:
     /// fail at once); see [`PgBackend::waiting_out_outages`].
     outage_wait: std::time::Duration,
+    /// Where the frequent per-message writes go when set; see [`PgBackend::combining`].
+    combiner: Option<std::sync::Arc<Combiner>>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -99,13 +105,13 @@ pub(crate) use fenced;
 impl PgBackend {
     /// The backend of a session this worker holds: every write checks `fence`.
     pub fn fenced(pool: PgPool, fence: Fence) -> Self {
-        Self { pool, session: fence.session.clone(), fence: Some(fence), outage_wait: std::time::Duration::ZERO }
+        Self { pool, session: fence.session.clone(), fence: Some(fence), outage_wait: std::time::Duration::ZERO, combiner: None }
     }
 
     /// A backend for a session no worker holds (import, tests, benchmarks): its writes
     /// are refused while a worker holds the session.
     pub fn offline(pool: PgPool, session_id: impl Into<String>) -> Self {
-        Self { pool, session: session_id.into(), fence: None, outage_wait: std::time::Duration::ZERO }
+        Self { pool, session: session_id.into(), fence: None, outage_wait: std::time::Duration::ZERO, combiner: None }
     }
 
     /// Makes the pending-inbound buffer wait up to `limit` for a database that stopped
@@ -119,6 +125,20 @@ impl PgBackend {
     pub fn waiting_out_outages(mut self, limit: std::time::Duration) -> Self {
         self.outage_wait = limit;
         self
+    }
+
+    /// Sends the frequent per-message writes (message secrets, sent copies, the inbound
+    /// buffer) of this fenced backend through `combiner`, which writes those of all the
+    /// worker's sessions together (group commit; see [`Combiner`]). Offline backends
+    /// write alone whatever is set.
+    pub fn combining(mut self, combiner: std::sync::Arc<Combiner>) -> Self {
+        self.combiner = Some(combiner);
+        self
+    }
+
+    /// The way through the combiner, when this is a fenced backend with one attached.
+    pub(crate) fn combined(&self) -> Option<Through<'_>> {
+        Some(Through { backend: self, combiner: self.combiner.as_ref()?, fence: self.fence.as_ref()? })
     }
 
     pub fn session_id(&self) -> &str {
@@ -154,6 +174,29 @@ impl PgBackend {
         match &self.fence {
             Some(f) => StoreError::Database(Box::new(f.lost())),
             None => StoreError::Database(Box::new(OfflineWriteRefused(self.session.clone()))),
+        }
+    }
+}
+
+/// A fenced backend's writes through its combiner ([`PgBackend::combined`]).
+pub(crate) struct Through<'a> {
+    backend: &'a PgBackend,
+    combiner: &'a std::sync::Arc<Combiner>,
+    fence: &'a Fence,
+}
+
+impl Through<'_> {
+    /// Writes `rows` under the backend's fence, together with whatever else is queued.
+    pub(crate) async fn write(self, rows: Rows) -> Result<(), StoreError> {
+        let f = self.fence;
+        match self.combiner.write(Write { session: f.session.clone(), worker: f.worker, epoch: f.epoch, rows }).await {
+            Outcome::Written => Ok(()),
+            Outcome::FenceLost => Err(self.backend.fence_error()),
+            Outcome::Failed(e) => Err(StoreError::Database(Box::new(CombinedWriteFailed(e)))),
+            Outcome::Dropped => Err(StoreError::Database(
+                format!("session {}: the key writer stopped before answering; the write may not have been made", f.session)
+                    .into(),
+            )),
         }
     }
 }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use whatsapp_rust::wacore::store::error::Result;
 use whatsapp_rust::wacore::store::traits::{MsgSecretEntry, MsgSecretStore};
 
+use super::combined::{Rows, merge_secret};
 use super::{PgBackend, db_err, fenced};
 
 #[async_trait]
@@ -15,20 +16,17 @@ impl MsgSecretStore for PgBackend {
         if entries.is_empty() {
             return Ok(0);
         }
+        if let Some(through) = self.combined() {
+            through.write(Rows::MsgSecrets(entries)).await?;
+            return Ok(stored);
+        }
         // Within one batch apply the same merge rule a sequence of puts would.
         let mut merged: Vec<((String, String, String), MsgSecretEntry)> = Vec::with_capacity(entries.len());
         let mut index: std::collections::HashMap<(String, String, String), usize> = std::collections::HashMap::new();
         for e in entries {
             let key = (e.chat.to_string(), e.sender.to_string(), e.msg_id.to_string());
             match index.get(&key) {
-                Some(&i) => {
-                    let prev: &mut MsgSecretEntry = &mut merged[i].1;
-                    prev.secret = e.secret;
-                    prev.expires_at =
-                        whatsapp_rust::wacore::store::traits::merge_msg_secret_expiry(prev.expires_at, e.expires_at);
-                    prev.message_ts =
-                        whatsapp_rust::wacore::store::traits::merge_msg_secret_message_ts(prev.message_ts, e.message_ts);
-                }
+                Some(&i) => merge_secret(&mut merged[i].1, e),
                 None => {
                     index.insert(key.clone(), merged.len());
                     merged.push((key, e));

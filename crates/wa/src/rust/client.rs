@@ -31,6 +31,7 @@ pub(super) struct Ctx {
     pub spec: SessionSpec,
     pub sink: EventSink,
     pub acks: AckWaiters,
+    pub key_writes: Arc<pgwa_pg::keys::Combiner>,
 }
 
 fn emit(sink: &EventSink, spec: &SessionSpec, event: WaEvent) {
@@ -108,7 +109,8 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, WaError> {
     let spec = &ctx.spec;
     let cfg = &ctx.cfg;
     let outage_wait = Duration::from_millis(cfg.outage_wait_ms);
-    let backend = PgBackend::fenced(ctx.pool.clone(), spec.fence()).waiting_out_outages(outage_wait);
+    let backend =
+        PgBackend::fenced(ctx.pool.clone(), spec.fence()).waiting_out_outages(outage_wait).combining(ctx.key_writes.clone());
     let hook = InboxHook {
         pool: ctx.pool.clone(),
         fence: spec.fence(),

@@ -58,6 +58,8 @@ pub struct RustWhatsApp {
     pool: pgwa_pg::PgPool,
     cfg: Arc<RustConfig>,
     sessions: Registry,
+    /// Group commit of the per-message key writes of all the sessions opened here.
+    key_writes: Arc<pgwa_pg::keys::Combiner>,
 }
 
 /// The sessions this process has open, for calls outside the trait (key cleanup).
@@ -80,7 +82,8 @@ impl Registry {
 
 impl RustWhatsApp {
     pub fn new(pool: pgwa_pg::PgPool, cfg: RustConfig) -> Self {
-        Self { pool, cfg: Arc::new(cfg), sessions: Registry::default() }
+        let key_writes = pgwa_pg::keys::Combiner::new(pool.clone());
+        Self { pool, cfg: Arc::new(cfg), sessions: Registry::default(), key_writes }
     }
 
     /// A handle on the open sessions (cheap to clone; keep it next to the worker).
@@ -96,7 +99,14 @@ impl WhatsApp for RustWhatsApp {
     }
 
     async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn WaSession>, WaError> {
-        let ctx = Ctx { pool: self.pool.clone(), cfg: self.cfg.clone(), spec, sink: events, acks: AckWaiters::default() };
+        let ctx = Ctx {
+            pool: self.pool.clone(),
+            cfg: self.cfg.clone(),
+            spec,
+            sink: events,
+            acks: AckWaiters::default(),
+            key_writes: self.key_writes.clone(),
+        };
         let conn = client::start(&ctx).await?;
         let session = Arc::new(RustSession { ctx, conn: tokio::sync::Mutex::new(Some(conn)) });
         self.sessions.put(&session);

@@ -1,0 +1,213 @@
+//! Group commit of key writes (pgwa_pg::keys::Combiner): the per-message writes of many
+//! sessions go in few statements, each write keeps its own session's fence, and nothing
+//! of a fenced-out session is written.
+
+use std::time::{Duration, Instant};
+
+use pgwa_core::fence::Fence;
+use pgwa_pg::keys::{Combiner, PgBackend, is_lease_lost};
+use pgwa_testkit::TestDb;
+use whatsapp_rust::Jid;
+use whatsapp_rust::wacore::store::traits::*;
+
+async fn worker(pool: &sqlx::PgPool) -> uuid::Uuid {
+    pgwa_testkit::worker_row(pool).await.unwrap()
+}
+
+/// Adds `session` and gives it to `owner` at a new epoch.
+async fn held_by(pool: &sqlx::PgPool, session: &str, owner: uuid::Uuid) -> Fence {
+    sqlx::query("SELECT wa.add_session($1, start => false)").bind(session).execute(pool).await.unwrap();
+    take_over(pool, session, owner).await
+}
+
+async fn take_over(pool: &sqlx::PgPool, session: &str, owner: uuid::Uuid) -> Fence {
+    let epoch = sqlx::query_scalar(
+        "UPDATE wa.sessions SET owner_id = $2, epoch = epoch + 1, lease_expires_at = now() + interval '1 hour' WHERE id = $1 RETURNING epoch",
+    )
+    .bind(session)
+    .bind(owner)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    Fence { worker: owner, session: session.into(), epoch }
+}
+
+async fn count(pool: &sqlx::PgPool, table: &str, session: &str) -> i64 {
+    pgwa_testkit::session_rows(pool, table, session).await.unwrap()
+}
+
+fn secret(chat: &str, id: &str, byte: u8, expires_at: i64, message_ts: i64) -> MsgSecretEntry {
+    let chat: Jid = chat.parse().unwrap();
+    MsgSecretEntry::new(&chat, &chat, id, [byte; 32], expires_at, message_ts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_of_many_sessions_go_together_and_each_keeps_its_fence() {
+    let db = TestDb::with_pool_size(4).await.unwrap();
+    let pool = &db.pool;
+    let (w1, w2) = (worker(pool).await, worker(pool).await);
+    let combiner = Combiner::new(pool.clone());
+    let mut backends = Vec::new();
+    for i in 0..20 {
+        let fence = held_by(pool, &format!("g{i:02}"), w1).await;
+        backends.push(PgBackend::fenced(pool.clone(), fence).combining(combiner.clone()));
+    }
+    // g00 is taken over after its backend was built: w1's writes for it are stale.
+    take_over(pool, "g00", w2).await;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for b in &backends {
+        for m in 0..10u8 {
+            let b = b.clone();
+            tasks.spawn(async move {
+                let id = format!("M{m}");
+                let results = [
+                    b.put_msg_secrets(vec![secret("c@lid", &id, m, 100 + i64::from(m), 7)]).await.map(drop),
+                    b.store_sent_message("c@lid", &id, &[m; 3]).await,
+                    b.store_pending_inbound("c@lid", "s@lid", &id, &[m; 4]).await,
+                    // Half the buffered rows are taken off again, once stored.
+                    if m % 2 == 0 { b.delete_pending_inbound("c@lid", "s@lid", &id).await } else { Ok(()) },
+                ];
+                (b.session_id().to_owned(), results)
+            });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (session, results) = done.unwrap();
+        for r in results {
+            match (session.as_str(), r) {
+                ("g00", Err(e)) => assert!(is_lease_lost(&e), "{session}: {e:?}"),
+                ("g00", Ok(())) => {} // an odd message's skipped delete
+                (_, r) => r.unwrap_or_else(|e| panic!("{session}: {e:?}")),
+            }
+        }
+    }
+
+    assert_eq!(count(pool, "msg_secrets", "g00").await + count(pool, "sent_messages", "g00").await, 0);
+    assert_eq!(count(pool, "pending_inbound", "g00").await, 0, "nothing of the stale session was written");
+    for i in 1..20 {
+        let s = format!("g{i:02}");
+        assert_eq!(count(pool, "msg_secrets", &s).await, 10, "{s}");
+        assert_eq!(count(pool, "sent_messages", &s).await, 10, "{s}");
+        let kept: Vec<String> =
+            sqlx::query_scalar("SELECT stanza_id FROM wa.pending_inbound WHERE session_id = $1 ORDER BY stanza_id")
+                .bind(&s)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert_eq!(kept, ["M1", "M3", "M5", "M7", "M9"], "{s}: the stored rows whose delete came after them are gone");
+    }
+    let reader = PgBackend::offline(pool.clone(), "g07");
+    assert_eq!(reader.get_msg_secret_with_ts("c@lid", "c@lid", "M3").await.unwrap(), Some((vec![3; 32], 7)));
+    assert_eq!(reader.get_pending_inbound("c@lid", "s@lid", "M3").await.unwrap(), Some(vec![3; 4]));
+
+    let counts = combiner.counts();
+    assert_eq!(counts.writes, 20 * 10 * 3 + 20 * 5);
+    assert!(counts.statements * 4 <= counts.writes, "700 concurrent writes should share statements: {counts:?}");
+}
+
+/// Two writes of one message's secret, however they are batched, end as the store
+/// trait's merge rule says: "never expires" (0) wins, the later message time wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_of_one_secret_in_one_statement_merge_as_in_sequence() {
+    let db = TestDb::with_pool_size(4).await.unwrap();
+    let pool = &db.pool;
+    let w = worker(pool).await;
+    let combiner = Combiner::new(pool.clone());
+    let b = PgBackend::fenced(pool.clone(), held_by(pool, "merge", w).await).combining(combiner.clone());
+    let (a, z) = tokio::join!(
+        b.put_msg_secrets(vec![secret("c@lid", "X", 1, 0, 5)]),
+        b.put_msg_secrets(vec![secret("c@lid", "X", 1, 500, 9), secret("c@lid", "X", 1, 600, 8)]),
+    );
+    assert_eq!((a.unwrap(), z.unwrap()), (1, 2));
+    let (expires, ts): (i64, i64) =
+        sqlx::query_as("SELECT expires_at, message_ts FROM wa.msg_secrets WHERE session_id = 'merge' AND msg_id = 'X'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!((expires, ts), (0, 9));
+}
+
+/// Lease renewal locks a worker's session rows while combined writes share-lock several
+/// of them: both take them in id order, so neither waits on the other in a cycle. The
+/// sessions are created (and so laid out) in the reverse of their id order, the order an
+/// index scan on the owner would lock them in. Deadlocks are detected after 20 ms here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_renewals_and_combined_writes_never_deadlock() {
+    let db = TestDb::with_pool_size(2).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{}\" SET deadlock_timeout = '20ms'", db.name)))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(&db.url).await.unwrap();
+    let w = worker(&pool).await;
+    let combiner = Combiner::new(pool.clone());
+    let mut backends = Vec::new();
+    for i in (0..40).rev() {
+        let fence = held_by(&pool, &format!("d{i:02}"), w).await;
+        backends.push(PgBackend::fenced(pool.clone(), fence).combining(combiner.clone()));
+    }
+    let until = Instant::now() + Duration::from_secs(3);
+    let renewals = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let mut n = 0;
+            while Instant::now() < until {
+                let held = pgwa_pg::leases::renew(&pool, w, 3600.0).await.expect("a renewal failed");
+                assert_eq!(held.len(), 40);
+                n += 1;
+            }
+            n
+        }
+    });
+    let mut writers = tokio::task::JoinSet::new();
+    for (t, b) in backends.into_iter().enumerate() {
+        writers.spawn(async move {
+            let mut m = 0u32;
+            while Instant::now() < until {
+                b.store_sent_message("c@lid", &format!("{t}-{m}"), b"p").await.expect("a combined write failed");
+                m += 1;
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    assert!(renewals.await.unwrap() > 10, "renewals ran alongside the writes");
+    let counts = combiner.counts();
+    assert!(counts.writes > 100, "{counts:?}");
+    assert_eq!(counts.deadlocks, 0, "combined writes lost deadlocks to lease renewals: {counts:?}");
+}
+
+/// A write Postgres refuses (a NUL byte in a message id, which a text column cannot hold)
+/// fails alone: the other sessions' writes that shared its statement are made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_row_fails_only_its_own_write() {
+    let db = TestDb::with_pool_size(4).await.unwrap();
+    let pool = &db.pool;
+    let w = worker(pool).await;
+    let combiner = Combiner::new(pool.clone());
+    let mut backends = Vec::new();
+    for i in 0..5 {
+        backends.push(PgBackend::fenced(pool.clone(), held_by(pool, &format!("r{i}"), w).await).combining(combiner.clone()));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for m in 0..20 {
+        for b in &backends {
+            let b = b.clone();
+            let id = if m == 10 && b.session_id() == "r2" { "bad\0id".to_owned() } else { format!("M{m}") };
+            tasks.spawn(async move { (id.clone(), b.store_sent_message("c@lid", &id, b"p").await) });
+        }
+    }
+    let mut failed = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (id, r) = done.unwrap();
+        if let Err(e) = r {
+            assert!(!is_lease_lost(&e), "{e:?}");
+            failed.push(id);
+        }
+    }
+    assert_eq!(failed, ["bad\0id"]);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.sent_messages").fetch_one(pool).await.unwrap();
+    assert_eq!(stored, 99);
+}
