@@ -254,7 +254,8 @@ async fn sslmode_require_is_refused_by_a_server_without_tls() {
 /// With a server that speaks TLS (the local one when its `ssl` is on, as Debian's
 /// packages set it up with a self-signed certificate): sslmode=require encrypts every
 /// connection of the worker, verify-full refuses a certificate nobody vouches for, and
-/// accepts it when database_url names it as sslrootcert.
+/// accepts it when database_url names it as sslrootcert; with no sslmode, this host's
+/// server is reached without TLS.
 #[tokio::test]
 async fn tls_is_used_when_asked_and_verified_with_verify_full() {
     let db = TestDb::new().await.unwrap();
@@ -304,6 +305,18 @@ async fn tls_is_used_when_asked_and_verified_with_verify_full() {
     u.query_pairs_mut().append_pair("sslmode", "verify-full").append_pair("sslrootcert", &cert);
     let (o, _) = output(u.as_str(), &["session", "list"]);
     assert!(o.status.success(), "verify-full with the server's certificate as sslrootcert: {}", stderr(&o));
+
+    // Without an sslmode, a server on this host is reached in plaintext, though it
+    // offers TLS: the bytes never leave the machine, and TLS cost a third of the queue's
+    // throughput (pgwa_pg::connect::plain_on_this_host).
+    let mut child = pgwa(&db.url).args(["run", "--no-migrate"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
+    eventually(Duration::from_secs(15), "the worker's plaintext connections", || async {
+        (by_ssl(false).await >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(by_ssl(true).await, 0, "a worker connection to this host used TLS without being asked to");
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(10), "SIGTERM").success());
 }
 
 /// Commands other than `run` fail fast when Postgres is down, naming where they looked.

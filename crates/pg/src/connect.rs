@@ -130,6 +130,7 @@ async fn open(url: &str, max_connections: u32, missing: IfMissing) -> Result<PgP
     let opts = PgConnectOptions::from_str(url)
         .map_err(|e| ConnectError::BadUrl(format!("cannot read {target}: {e}")))?
         .application_name("pgwa");
+    let opts = plain_on_this_host(url, opts);
     // One plain connection first: it reports the server's own error (a missing database,
     // a refused TLS), where a pool may only report that it timed out.
     match attempt(&opts, &target).await {
@@ -145,6 +146,25 @@ async fn open(url: &str, max_connections: u32, missing: IfMissing) -> Result<PgP
         .connect_with(opts.clone())
         .await
         .map_err(|e| classify(e, &opts, &target))
+}
+
+/// A Postgres on this host (a loopback address, `localhost` or a Unix socket) is reached
+/// without TLS unless the URL or `PGSSLMODE` names an `sslmode`. The bytes never leave
+/// the machine, so TLS protects nothing there, and it is costly: with Debian's default
+/// `ssl = on`, the default `prefer` encrypted every local connection, and the job
+/// queue's drain ran at 23,000 jobs/s instead of 35,000 (BENCHMARKS.md, 2026-11-25).
+pub fn plain_on_this_host(url: &str, opts: PgConnectOptions) -> PgConnectOptions {
+    let named = std::env::var_os("PGSSLMODE").is_some()
+        || url::Url::parse(url).is_ok_and(|u| u.query_pairs().any(|(k, _)| k == "sslmode" || k == "ssl-mode"));
+    if named || !(opts.get_socket().is_some() || is_this_host(opts.get_host())) {
+        return opts;
+    }
+    opts.ssl_mode(PgSslMode::Disable)
+}
+
+fn is_this_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 async fn attempt(opts: &PgConnectOptions, target: &str) -> Result<PgConnection, ConnectError> {
@@ -213,4 +233,34 @@ async fn create_database(opts: &PgConnectOptions, name: &str) -> Result<(), Conn
     }
     let _ = admin.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(url: &str) -> PgSslMode {
+        plain_on_this_host(url, PgConnectOptions::from_str(url).unwrap()).get_ssl_mode()
+    }
+
+    #[test]
+    fn this_host_is_reached_without_tls_unless_a_mode_is_named() {
+        // PGSSLMODE in the test's environment would make every case below "named".
+        if std::env::var_os("PGSSLMODE").is_some() {
+            return;
+        }
+        for url in [
+            "postgres://u@127.0.0.1:5432/pgwa",
+            "postgres://u@127.8.0.1/pgwa",
+            "postgres://u@localhost/pgwa",
+            "postgres://u@[::1]:5432/pgwa",
+            "postgres://u@db.example.com/pgwa?host=/var/run/postgresql",
+        ] {
+            assert!(matches!(mode(url), PgSslMode::Disable), "{url}");
+        }
+        assert!(matches!(mode("postgres://u@127.0.0.1/pgwa?sslmode=require"), PgSslMode::Require));
+        assert!(matches!(mode("postgres://u@localhost/pgwa?sslmode=prefer"), PgSslMode::Prefer));
+        assert!(matches!(mode("postgres://u@db.example.com/pgwa"), PgSslMode::Prefer), "other hosts keep libpq's default");
+        assert!(matches!(mode("postgres://u@10.0.0.5/pgwa"), PgSslMode::Prefer));
+    }
 }

@@ -39,7 +39,7 @@ pub(crate) fn enum_label<T: std::str::FromStr<Err = String>>(text: String) -> sq
 /// The pool and error types the other crates pass around; they never run SQL themselves.
 pub use sqlx::{Error, PgPool};
 
-pub use connect::{ConnectError, IfMissing, check_url, connect, connect_existing, connect_waiting};
+pub use connect::{ConnectError, IfMissing, check_url, connect, connect_existing, connect_waiting, plain_on_this_host};
 
 use std::time::Duration;
 

@@ -65,7 +65,9 @@ impl TestDb {
             }
         }
         let url = format!("{server}/{name}");
-        let pool = PgPoolOptions::new().max_connections(max_connections).connect(&url).await?;
+        // As pgwa connects: no TLS to a server on this host unless the URL asks for it.
+        let opts = pgwa_pg::plain_on_this_host(&url, PgConnectOptions::from_str(&url)?);
+        let pool = PgPoolOptions::new().max_connections(max_connections).connect_with(opts).await?;
         // The built-in maintenance schedules would add jobs to whatever test happens to run
         // across a tick (every 10 minutes); tests that exercise schedules add their own.
         sqlx::query("UPDATE wa.schedules SET enabled = false").execute(&pool).await?;
