@@ -71,17 +71,17 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
 /// while their jobs ran (it may have held back a send of the same chat), and those with
 /// jobs handed back unattempted.
 fn to_claim_again(shared: &Shared, batch: &[Done]) -> Vec<String> {
-    let mut per_session: std::collections::HashMap<&str, (usize, bool)> = Default::default();
+    let mut per_session: std::collections::HashMap<&str, (Vec<Option<&str>>, bool)> = Default::default();
     for d in batch {
         if let Some(s) = d.job.session_id.as_deref() {
             let e = per_session.entry(s).or_default();
-            e.0 += 1;
+            e.0.push(d.job.chat.as_deref());
             e.1 |= matches!(d.outcome, Outcome::Release);
         }
     }
     let mut again = Vec::new();
-    for (session, (n, released)) in per_session {
-        let overlapped = shared.slots.in_flight(session).is_some_and(|c| c.recorded(n));
+    for (session, (chats, released)) in per_session {
+        let overlapped = shared.slots.in_flight(session).is_some_and(|c| c.recorded(chats));
         if overlapped || released {
             again.push(session.to_owned());
         }

@@ -123,7 +123,7 @@ async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut HeldConn) -> anyho
                 shared.mark_hot([id.as_str()]);
             }
             if let Some(f) = shared.slots.in_flight(id) {
-                f.claimed(jobs.len());
+                f.claimed(jobs.iter().map(|j| j.chat.as_deref()));
             }
         } else {
             shared.mark_all_hot();
