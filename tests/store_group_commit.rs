@@ -4,32 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use pgwa_core::fence::Fence;
 use pgwa_pg::keys::{Combiner, PgBackend, is_lease_lost};
-use pgwa_testkit::TestDb;
+use pgwa_testkit::{TestDb, held_by, take_over};
 use whatsapp_rust::Jid;
 use whatsapp_rust::wacore::store::traits::*;
 
 async fn worker(pool: &sqlx::PgPool) -> uuid::Uuid {
     pgwa_testkit::worker_row(pool).await.unwrap()
-}
-
-/// Adds `session` and gives it to `owner` at a new epoch.
-async fn held_by(pool: &sqlx::PgPool, session: &str, owner: uuid::Uuid) -> Fence {
-    sqlx::query("SELECT wa.add_session($1, start => false)").bind(session).execute(pool).await.unwrap();
-    take_over(pool, session, owner).await
-}
-
-async fn take_over(pool: &sqlx::PgPool, session: &str, owner: uuid::Uuid) -> Fence {
-    let epoch = sqlx::query_scalar(
-        "UPDATE wa.sessions SET owner_id = $2, epoch = epoch + 1, lease_expires_at = now() + interval '1 hour' WHERE id = $1 RETURNING epoch",
-    )
-    .bind(session)
-    .bind(owner)
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    Fence { worker: owner, session: session.into(), epoch }
 }
 
 async fn count(pool: &sqlx::PgPool, table: &str, session: &str) -> i64 {
@@ -49,11 +30,11 @@ async fn writes_of_many_sessions_go_together_and_each_keeps_its_fence() {
     let combiner = Combiner::new(pool.clone());
     let mut backends = Vec::new();
     for i in 0..20 {
-        let fence = held_by(pool, &format!("g{i:02}"), w1).await;
+        let fence = held_by(pool, &format!("g{i:02}"), w1).await.unwrap();
         backends.push(PgBackend::fenced(pool.clone(), fence).combining(combiner.clone()));
     }
     // g00 is taken over after its backend was built: w1's writes for it are stale.
-    take_over(pool, "g00", w2).await;
+    take_over(pool, "g00", w2).await.unwrap();
 
     let mut tasks = tokio::task::JoinSet::new();
     for b in &backends {
@@ -114,7 +95,7 @@ async fn writes_of_one_secret_in_one_statement_merge_as_in_sequence() {
     let pool = &db.pool;
     let w = worker(pool).await;
     let combiner = Combiner::new(pool.clone());
-    let b = PgBackend::fenced(pool.clone(), held_by(pool, "merge", w).await).combining(combiner.clone());
+    let b = PgBackend::fenced(pool.clone(), held_by(pool, "merge", w).await.unwrap()).combining(combiner.clone());
     let (a, z) = tokio::join!(
         b.put_msg_secrets(vec![secret("c@lid", "X", 1, 0, 5)]),
         b.put_msg_secrets(vec![secret("c@lid", "X", 1, 500, 9), secret("c@lid", "X", 1, 600, 8)]),
@@ -144,7 +125,7 @@ async fn lease_renewals_and_combined_writes_never_deadlock() {
     let combiner = Combiner::new(pool.clone());
     let mut backends = Vec::new();
     for i in (0..40).rev() {
-        let fence = held_by(&pool, &format!("d{i:02}"), w).await;
+        let fence = held_by(&pool, &format!("d{i:02}"), w).await.unwrap();
         backends.push(PgBackend::fenced(pool.clone(), fence).combining(combiner.clone()));
     }
     let until = Instant::now() + Duration::from_secs(3);
@@ -189,7 +170,8 @@ async fn a_refused_row_fails_only_its_own_write() {
     let combiner = Combiner::new(pool.clone());
     let mut backends = Vec::new();
     for i in 0..5 {
-        backends.push(PgBackend::fenced(pool.clone(), held_by(pool, &format!("r{i}"), w).await).combining(combiner.clone()));
+        backends
+            .push(PgBackend::fenced(pool.clone(), held_by(pool, &format!("r{i}"), w).await.unwrap()).combining(combiner.clone()));
     }
     let mut tasks = tokio::task::JoinSet::new();
     for m in 0..20 {

@@ -173,8 +173,10 @@ async fn row(db: &TestDb, message_id: &str) -> Row {
 async fn an_inbound_edit_and_revoke_change_the_earlier_row_once_and_keep_its_history() {
     let db = TestDb::new().await.unwrap();
     let fence = common::held_s1(&db).await;
+    let writer = pgwa_pg::inbox::InboxWriter::new(db.pool.clone());
     let hook = |fence: Fence| InboxHook {
         pool: db.pool.clone(),
+        writer: writer.clone(),
         fence,
         attempts: 2,
         pause: Duration::from_millis(5),

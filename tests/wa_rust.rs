@@ -205,8 +205,10 @@ async fn the_inbox_hook_commits_once_and_refuses_without_the_lease() {
     let db = TestDb::new().await.unwrap();
     let (worker, epoch) = held_session(&db).await;
     let row = to_inbound(&text("hello"), &info("A1", false)).unwrap();
+    let writer = pgwa_pg::inbox::InboxWriter::new(db.pool.clone());
     let hook = |epoch| InboxHook {
         pool: db.pool.clone(),
+        writer: writer.clone(),
         fence: Fence { worker, session: "s1".into(), epoch },
         attempts: 2,
         pause: Duration::from_millis(5),

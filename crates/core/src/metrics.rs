@@ -16,6 +16,13 @@ pub const OUTCOMES_REFUSED: &str = "pgwa_outcomes_refused_total";
 /// sends held).
 pub const PACING_WAIT: &str = "pgwa_pacing_wait_seconds";
 
+/// Key writes sent through the group-commit writer, the statements that carried them
+/// (writes per statement is how much the group commit saves), and statements run again
+/// after losing a deadlock.
+pub const KEY_WRITES: &str = "pgwa_key_writes_total";
+pub const KEY_WRITE_STATEMENTS: &str = "pgwa_key_write_statements_total";
+pub const KEY_WRITE_DEADLOCKS: &str = "pgwa_key_write_deadlocks_total";
+
 /// Webhook deliveries by result: `delivered` (2xx), `failed` (any other answer, or
 /// none), `refused` (the URL or its address is not allowed).
 pub const WEBHOOK_DELIVERIES: &str = "pgwa_webhook_deliveries_total";

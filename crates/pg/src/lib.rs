@@ -13,9 +13,11 @@ mod connect;
 pub mod connect_page;
 pub mod console;
 pub mod contacts;
+mod group_commit;
 pub mod groups;
 pub mod held_conn;
 pub mod import;
+pub mod inbox;
 pub mod jobs;
 pub mod keys;
 pub mod leases;
@@ -38,6 +40,8 @@ pub(crate) fn enum_label<T: std::str::FromStr<Err = String>>(text: String) -> sq
 
 /// The pool and error types the other crates pass around; they never run SQL themselves.
 pub use sqlx::{Error, PgPool};
+
+pub use group_commit::WriteFailed;
 
 pub use connect::{ConnectError, IfMissing, check_url, connect, connect_existing, connect_waiting, plain_on_this_host};
 

@@ -162,6 +162,26 @@ pub async fn worker_row(pool: &PgPool) -> sqlx::Result<uuid::Uuid> {
     Ok(id)
 }
 
+/// Adds `session` (not started) and gives it to `owner` at a new epoch, as a lease
+/// would: the fence the owner's writes carry.
+pub async fn held_by(pool: &PgPool, session: &str, owner: uuid::Uuid) -> sqlx::Result<pgwa_core::fence::Fence> {
+    sqlx::query("SELECT wa.add_session($1, start => false)").bind(session).execute(pool).await?;
+    take_over(pool, session, owner).await
+}
+
+/// Gives `session` to `owner` at a new epoch: the fence of the previous holder no longer
+/// holds.
+pub async fn take_over(pool: &PgPool, session: &str, owner: uuid::Uuid) -> sqlx::Result<pgwa_core::fence::Fence> {
+    let epoch = sqlx::query_scalar(
+        "UPDATE wa.sessions SET owner_id = $2, epoch = epoch + 1, lease_expires_at = now() + interval '1 hour' WHERE id = $1 RETURNING epoch",
+    )
+    .bind(session)
+    .bind(owner)
+    .fetch_one(pool)
+    .await?;
+    Ok(pgwa_core::fence::Fence { worker: owner, session: session.into(), epoch })
+}
+
 /// The rows of `session` in the key table `wa.<table>`.
 pub async fn session_rows(pool: &PgPool, table: &str, session: &str) -> sqlx::Result<i64> {
     sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM wa.{table} WHERE session_id = $1")))

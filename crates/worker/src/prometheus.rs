@@ -63,6 +63,9 @@ fn register_all() {
     describe_gauge!(m::QUEUE_DEPTH, "Jobs by state across all sessions (refreshed at each scrape)");
     describe_counter!(m::OUTCOMES_REFUSED, "Job outcomes refused by the fence (the session changed hands)");
     describe_histogram!(m::PACING_WAIT, Unit::Seconds, "Time sends waited for pacing");
+    describe_counter!(m::KEY_WRITES, "Per-message key writes sent through the group-commit writer");
+    describe_counter!(m::KEY_WRITE_STATEMENTS, "Statements that carried the group-commit writer's key writes");
+    describe_counter!(m::KEY_WRITE_DEADLOCKS, "Group-commit key statements run again after losing a deadlock");
     describe_counter!(m::WEBHOOK_DELIVERIES, "Webhook deliveries by result (delivered, failed, refused)");
     describe_histogram!(m::WEBHOOK_LATENCY, Unit::Seconds, "Time from posting a webhook to its receiver's answer");
 
@@ -70,7 +73,16 @@ fn register_all() {
         metrics::gauge!(m::SESSIONS, "status" => status.as_str()).set(0.0);
     }
     metrics::gauge!(m::ACTIVE_CONNECTIONS).set(0.0);
-    for name in [m::RECONNECTS_FAILED, m::MESSAGES_SENT, m::MESSAGES_RECEIVED, m::QR_CODES, m::OUTCOMES_REFUSED] {
+    for name in [
+        m::RECONNECTS_FAILED,
+        m::MESSAGES_SENT,
+        m::MESSAGES_RECEIVED,
+        m::QR_CODES,
+        m::OUTCOMES_REFUSED,
+        m::KEY_WRITES,
+        m::KEY_WRITE_STATEMENTS,
+        m::KEY_WRITE_DEADLOCKS,
+    ] {
         metrics::counter!(name).increment(0);
     }
     for result in m::WEBHOOK_RESULTS {

@@ -13,6 +13,11 @@ use crate::outage::{caused_by_unreachable, is_unreachable, wait_out};
 
 impl PgBackend {
     pub(crate) async fn tc_get(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
+        let ticket = match self.tc.as_deref().map(|c| c.get(jid)) {
+            Some(Ok(cached)) => return Ok(cached),
+            Some(Err(ticket)) => Some(ticket),
+            None => None,
+        };
         let row = sqlx::query!(
             "SELECT token, token_ts, sender_ts FROM wa.tc_tokens WHERE session_id = $1 AND jid = $2",
             &self.session,
@@ -21,31 +26,51 @@ impl PgBackend {
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
-        Ok(row.map(|r| TcTokenEntry { token: r.token, token_timestamp: r.token_ts, sender_timestamp: r.sender_ts }))
+        let row = row.map(|r| TcTokenEntry { token: r.token, token_timestamp: r.token_ts, sender_timestamp: r.sender_ts });
+        if let (Some(cache), Some(ticket)) = (self.tc.as_deref(), ticket) {
+            cache.keep(ticket, jid, &row);
+        }
+        Ok(row)
+    }
+
+    /// Runs a token write, then forgets what the cache held for `jid` (`None`: for every
+    /// contact), whatever the write's result.
+    async fn tc_write<T>(&self, jid: Option<&str>, write: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let result = write.await;
+        if let Some(cache) = self.tc.as_deref() {
+            cache.forget(jid);
+        }
+        result
     }
 
     pub(crate) async fn tc_put(&self, jid: &str, e: &TcTokenEntry) -> Result<()> {
-        fenced!(
-            self,
-            "INSERT INTO wa.tc_tokens (session_id, jid, token, token_ts, sender_ts)
-                 SELECT $1, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM fence)
-                 ON CONFLICT (session_id, jid) DO UPDATE SET token = EXCLUDED.token,
-                     token_ts = EXCLUDED.token_ts, sender_ts = EXCLUDED.sender_ts",
-            jid.to_string(),
-            e.token.clone(),
-            e.token_timestamp,
-            e.sender_timestamp
-        )
-        .map(drop)
+        self.tc_write(Some(jid), async {
+            fenced!(
+                self,
+                "INSERT INTO wa.tc_tokens (session_id, jid, token, token_ts, sender_ts)
+                     SELECT $1, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM fence)
+                     ON CONFLICT (session_id, jid) DO UPDATE SET token = EXCLUDED.token,
+                         token_ts = EXCLUDED.token_ts, sender_ts = EXCLUDED.sender_ts",
+                jid.to_string(),
+                e.token.clone(),
+                e.token_timestamp,
+                e.sender_timestamp
+            )
+            .map(drop)
+        })
+        .await
     }
 
     pub(crate) async fn tc_delete(&self, jid: &str) -> Result<()> {
-        fenced!(
-            self,
-            "DELETE FROM wa.tc_tokens WHERE session_id = $1 AND jid = $4 AND EXISTS (SELECT 1 FROM fence)",
-            jid.to_string()
-        )
-        .map(drop)
+        self.tc_write(Some(jid), async {
+            fenced!(
+                self,
+                "DELETE FROM wa.tc_tokens WHERE session_id = $1 AND jid = $4 AND EXISTS (SELECT 1 FROM fence)",
+                jid.to_string()
+            )
+            .map(drop)
+        })
+        .await
     }
 
     pub(crate) async fn tc_all_jids(&self) -> Result<Vec<String>> {
@@ -58,44 +83,53 @@ impl PgBackend {
     /// A row goes only when both its received token and its sender bucket are stale or
     /// absent (the trait's contract).
     pub(crate) async fn tc_delete_expired(&self, token_cutoff: i64, sender_cutoff: i64) -> Result<u32> {
-        fenced!(
-            self,
-            "DELETE FROM wa.tc_tokens WHERE session_id = $1 AND EXISTS (SELECT 1 FROM fence)
-                 AND NOT (length(token) > 0 AND token_ts >= $4)
-                 AND NOT (sender_ts IS NOT NULL AND sender_ts >= $5)",
-            token_cutoff,
-            sender_cutoff
-        )
-        .map(|n| n as u32)
+        self.tc_write(None, async {
+            fenced!(
+                self,
+                "DELETE FROM wa.tc_tokens WHERE session_id = $1 AND EXISTS (SELECT 1 FROM fence)
+                     AND NOT (length(token) > 0 AND token_ts >= $4)
+                     AND NOT (sender_ts IS NOT NULL AND sender_ts >= $5)",
+                token_cutoff,
+                sender_cutoff
+            )
+            .map(|n| n as u32)
+        })
+        .await
     }
 
     /// Sender timestamp only moves forward; a missing row becomes a byte-less placeholder.
     pub(crate) async fn tc_touch_sender(&self, jid: &str, ts: i64) -> Result<()> {
-        fenced!(
-            self,
-            "INSERT INTO wa.tc_tokens AS t (session_id, jid, token, token_ts, sender_ts)
-                 SELECT $1, $4, '\\x'::bytea, $5, $5 WHERE EXISTS (SELECT 1 FROM fence)
-                 ON CONFLICT (session_id, jid) DO UPDATE SET sender_ts = greatest(t.sender_ts, EXCLUDED.sender_ts)",
-            jid.to_string(),
-            ts
-        )
-        .map(drop)
+        self.tc_write(Some(jid), async {
+            fenced!(
+                self,
+                "INSERT INTO wa.tc_tokens AS t (session_id, jid, token, token_ts, sender_ts)
+                     SELECT $1, $4, '\\x'::bytea, $5, $5 WHERE EXISTS (SELECT 1 FROM fence)
+                     ON CONFLICT (session_id, jid) DO UPDATE SET sender_ts = greatest(t.sender_ts, EXCLUDED.sender_ts)",
+                jid.to_string(),
+                ts
+            )
+            .map(drop)
+        })
+        .await
     }
 
     /// Newer wins, a placeholder never blocks the first real token, and the sender
     /// timestamp is preserved.
     pub(crate) async fn tc_store_received(&self, jid: &str, token: &[u8], ts: i64) -> Result<()> {
-        fenced!(
-            self,
-            "INSERT INTO wa.tc_tokens AS t (session_id, jid, token, token_ts, sender_ts)
-                 SELECT $1, $4, $5, $6, NULL WHERE EXISTS (SELECT 1 FROM fence)
-                 ON CONFLICT (session_id, jid) DO UPDATE SET token = EXCLUDED.token, token_ts = EXCLUDED.token_ts
-                 WHERE length(t.token) = 0 OR EXCLUDED.token_ts >= t.token_ts",
-            jid.to_string(),
-            token.to_vec(),
-            ts
-        )
-        .map(drop)
+        self.tc_write(Some(jid), async {
+            fenced!(
+                self,
+                "INSERT INTO wa.tc_tokens AS t (session_id, jid, token, token_ts, sender_ts)
+                     SELECT $1, $4, $5, $6, NULL WHERE EXISTS (SELECT 1 FROM fence)
+                     ON CONFLICT (session_id, jid) DO UPDATE SET token = EXCLUDED.token, token_ts = EXCLUDED.token_ts
+                     WHERE length(t.token) = 0 OR EXCLUDED.token_ts >= t.token_ts",
+                jid.to_string(),
+                token.to_vec(),
+                ts
+            )
+            .map(drop)
+        })
+        .await
     }
 
     pub(crate) async fn sent_store(&self, chat: &str, id: &str, payload: &[u8]) -> Result<()> {
@@ -149,18 +183,22 @@ impl PgBackend {
         if rows.is_empty() {
             return Ok(());
         }
+        if let Some(through) = self.combined() {
+            let store = || async move {
+                let owned = rows.iter().map(|r| (r.chat.to_owned(), r.sender.to_owned(), r.id.to_owned(), r.message.to_vec()));
+                through.write(Rows::PendingStore(owned.collect())).await
+            };
+            return wait_out(self.outage_wait, "buffering an inbound message", |e: &StoreError| caused_by_unreachable(e), store)
+                .await;
+        }
         let rows = last_wins(rows.iter().map(|r| ((r.chat, r.sender, r.id), r.message)));
         let chats: Vec<&str> = rows.iter().map(|((c, _, _), _)| *c).collect();
         let senders: Vec<&str> = rows.iter().map(|((_, s, _), _)| *s).collect();
         let ids: Vec<&str> = rows.iter().map(|((_, _, i), _)| *i).collect();
         let msgs: Vec<&[u8]> = rows.iter().map(|(_, m)| *m).collect();
         // The closure runs once per attempt: its futures borrow the arrays.
-        let (rows, chats, senders, ids, msgs) = (&rows, &chats, &senders, &ids, &msgs);
+        let (chats, senders, ids, msgs) = (&chats, &senders, &ids, &msgs);
         let store = || async move {
-            if let Some(through) = self.combined() {
-                let rows = rows.iter().map(|((c, s, i), m)| (c.to_string(), s.to_string(), i.to_string(), m.to_vec()));
-                return through.write(Rows::PendingStore(rows.collect())).await;
-            }
             fenced!(
                 self,
                 "INSERT INTO wa.pending_inbound (session_id, chat, sender, stanza_id, message)
@@ -196,12 +234,12 @@ impl PgBackend {
         if keys.is_empty() {
             return Ok(());
         }
-        let chats: Vec<&str> = keys.iter().map(|k| k.chat).collect();
-        let senders: Vec<&str> = keys.iter().map(|k| k.sender).collect();
         if let Some(through) = self.combined() {
             let keys = keys.iter().map(|k| (k.chat.to_owned(), k.sender.to_owned(), k.id.to_owned()));
             return through.write(Rows::PendingDelete(keys.collect())).await;
         }
+        let chats: Vec<&str> = keys.iter().map(|k| k.chat).collect();
+        let senders: Vec<&str> = keys.iter().map(|k| k.sender).collect();
         let ids: Vec<&str> = keys.iter().map(|k| k.id).collect();
         fenced!(
             self,

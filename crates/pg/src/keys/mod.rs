@@ -19,8 +19,9 @@ mod protocol;
 mod secrets;
 mod signal;
 pub mod sweep;
+mod tc_cache;
 
-pub use combined::{CombinedWriteFailed, Combiner, CombinerCounts};
+pub use combined::{Combiner, CombinerCounts};
 pub use device::{load_auth_document, save_auth_document};
 
 use sqlx::PgPool;
@@ -63,6 +64,9 @@ pub struct PgBackend {
     outage_wait: std::time::Duration,
     /// Where the frequent per-message writes go when set; see [`PgBackend::combining`].
     combiner: Option<std::sync::Arc<Combiner>>,
+    /// The trusted-contact tokens read or written lately; fenced backends only (see
+    /// `tc_cache`), shared by the clones.
+    tc: Option<std::sync::Arc<tc_cache::TcCache>>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -105,13 +109,15 @@ pub(crate) use fenced;
 impl PgBackend {
     /// The backend of a session this worker holds: every write checks `fence`.
     pub fn fenced(pool: PgPool, fence: Fence) -> Self {
-        Self { pool, session: fence.session.clone(), fence: Some(fence), outage_wait: std::time::Duration::ZERO, combiner: None }
+        let session = fence.session.clone();
+        let tc = Some(Default::default());
+        Self { pool, session, fence: Some(fence), outage_wait: std::time::Duration::ZERO, combiner: None, tc }
     }
 
     /// A backend for a session no worker holds (import, tests, benchmarks): its writes
     /// are refused while a worker holds the session.
     pub fn offline(pool: PgPool, session_id: impl Into<String>) -> Self {
-        Self { pool, session: session_id.into(), fence: None, outage_wait: std::time::Duration::ZERO, combiner: None }
+        Self { pool, session: session_id.into(), fence: None, outage_wait: std::time::Duration::ZERO, combiner: None, tc: None }
     }
 
     /// Makes the pending-inbound buffer wait up to `limit` for a database that stopped
@@ -179,6 +185,7 @@ impl PgBackend {
 }
 
 /// A fenced backend's writes through its combiner ([`PgBackend::combined`]).
+#[derive(Clone, Copy)]
 pub(crate) struct Through<'a> {
     backend: &'a PgBackend,
     combiner: &'a std::sync::Arc<Combiner>,
@@ -192,7 +199,7 @@ impl Through<'_> {
         match self.combiner.write(Write { session: f.session.clone(), worker: f.worker, epoch: f.epoch, rows }).await {
             Outcome::Written => Ok(()),
             Outcome::FenceLost => Err(self.backend.fence_error()),
-            Outcome::Failed(e) => Err(StoreError::Database(Box::new(CombinedWriteFailed(e)))),
+            Outcome::Failed(e) => Err(StoreError::Database(Box::new(crate::WriteFailed::shared("writing keys", e)))),
             Outcome::Dropped => Err(StoreError::Database(
                 format!("session {}: the key writer stopped before answering; the write may not have been made", f.session)
                     .into(),

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use whatsapp_rust::wacore::store::error::Result;
 use whatsapp_rust::wacore::store::traits::{MsgSecretEntry, MsgSecretStore};
 
-use super::combined::{Rows, merge_secret};
+use super::combined::{Rows, merged_secrets};
 use super::{PgBackend, db_err, fenced};
 
 #[async_trait]
@@ -21,24 +21,13 @@ impl MsgSecretStore for PgBackend {
             return Ok(stored);
         }
         // Within one batch apply the same merge rule a sequence of puts would.
-        let mut merged: Vec<((String, String, String), MsgSecretEntry)> = Vec::with_capacity(entries.len());
-        let mut index: std::collections::HashMap<(String, String, String), usize> = std::collections::HashMap::new();
-        for e in entries {
-            let key = (e.chat.to_string(), e.sender.to_string(), e.msg_id.to_string());
-            match index.get(&key) {
-                Some(&i) => merge_secret(&mut merged[i].1, e),
-                None => {
-                    index.insert(key.clone(), merged.len());
-                    merged.push((key, e));
-                }
-            }
-        }
-        let chats: Vec<String> = merged.iter().map(|((c, _, _), _)| c.clone()).collect();
-        let senders: Vec<String> = merged.iter().map(|((_, s, _), _)| s.clone()).collect();
-        let ids: Vec<String> = merged.iter().map(|((_, _, i), _)| i.clone()).collect();
-        let secrets: Vec<Vec<u8>> = merged.iter().map(|(_, e)| e.secret.to_vec()).collect();
-        let expires: Vec<i64> = merged.iter().map(|(_, e)| e.expires_at).collect();
-        let ts: Vec<i64> = merged.iter().map(|(_, e)| e.message_ts).collect();
+        let merged = merged_secrets(entries.iter().map(|e| ((&*e.chat, &*e.sender, &*e.msg_id), e)));
+        let chats: Vec<&str> = merged.iter().map(|((c, _, _), _)| *c).collect();
+        let senders: Vec<&str> = merged.iter().map(|((_, s, _), _)| *s).collect();
+        let ids: Vec<&str> = merged.iter().map(|((_, _, i), _)| *i).collect();
+        let secrets: Vec<&[u8]> = merged.iter().map(|(_, r)| r.secret).collect();
+        let expires: Vec<i64> = merged.iter().map(|(_, r)| r.expires_at).collect();
+        let ts: Vec<i64> = merged.iter().map(|(_, r)| r.message_ts).collect();
         fenced!(
             self,
             "INSERT INTO wa.msg_secrets AS m (session_id, chat, sender, msg_id, secret, expires_at, message_ts)
@@ -49,10 +38,10 @@ impl MsgSecretStore for PgBackend {
                      expires_at = CASE WHEN m.expires_at = 0 OR EXCLUDED.expires_at = 0 THEN 0
                                        ELSE greatest(m.expires_at, EXCLUDED.expires_at) END,
                      message_ts = greatest(m.message_ts, EXCLUDED.message_ts)",
-            &chats[..],
-            &senders[..],
-            &ids[..],
-            &secrets[..],
+            &chats[..] as &[&str],
+            &senders[..] as &[&str],
+            &ids[..] as &[&str],
+            &secrets[..] as &[&[u8]],
             &expires[..],
             &ts[..]
         )?;

@@ -32,6 +32,7 @@ pub(super) struct Ctx {
     pub sink: EventSink,
     pub acks: AckWaiters,
     pub key_writes: Arc<pgwa_pg::keys::Combiner>,
+    pub inbox: Arc<pgwa_pg::inbox::InboxWriter>,
 }
 
 fn emit(sink: &EventSink, spec: &SessionSpec, event: WaEvent) {
@@ -113,6 +114,7 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, WaError> {
         PgBackend::fenced(ctx.pool.clone(), spec.fence()).waiting_out_outages(outage_wait).combining(ctx.key_writes.clone());
     let hook = InboxHook {
         pool: ctx.pool.clone(),
+        writer: ctx.inbox.clone(),
         fence: spec.fence(),
         attempts: cfg.inbox_attempts,
         pause: Duration::from_millis(cfg.inbox_retry_pause_ms),

@@ -32,7 +32,9 @@ use whatsapp_rust::{Client, InboundDurabilityHook};
 use pgwa_core::backoff::Backoff;
 use pgwa_core::fence::Fence;
 use pgwa_core::wa::{InboundChange, InboundMessage};
-use pgwa_pg::outage::{is_unreachable, wait_out};
+use pgwa_pg::WriteFailed;
+use pgwa_pg::inbox::{self, InboxWriter};
+use pgwa_pg::outage::{caused_by_unreachable, is_unreachable, wait_out};
 use pgwa_pg::sessions;
 
 fn b64(b: &Option<Vec<u8>>) -> Value {
@@ -256,6 +258,8 @@ const MAX_PAUSE: Duration = Duration::from_secs(2);
 /// The durability hook of one session connection.
 pub struct InboxHook {
     pub pool: pgwa_pg::PgPool,
+    /// Where new messages are stored, together with those of the worker's other sessions.
+    pub writer: Arc<InboxWriter>,
     pub fence: Fence,
     /// Attempts per message on database errors other than an outage, and the first
     /// pause between them (doubling, at most 2 s or this pause if longer).
@@ -291,7 +295,8 @@ impl InboxHook {
         let retry = Backoff::doubling(self.pause, self.pause.max(MAX_PAUSE));
         for (attempt, pause) in (1..).zip(retry.delays()) {
             let once = || self.store_once(m);
-            match wait_out(self.outage_wait, "storing an inbound message", is_unreachable, once).await {
+            match wait_out(self.outage_wait, "storing an inbound message", |e: &WriteFailed| caused_by_unreachable(e), once).await
+            {
                 Ok(Stored::New) => {
                     metrics::counter!(pgwa_core::metrics::MESSAGES_RECEIVED).increment(1);
                     return Ok(true);
@@ -302,7 +307,7 @@ impl InboxHook {
                     self.fence.session,
                     self.fence.epoch
                 ),
-                Err(e) if attempt < self.attempts.max(1) && !is_unreachable(&e) => {
+                Err(e) if attempt < self.attempts.max(1) && !caused_by_unreachable(&e) => {
                     tracing::debug!(session = %self.fence.session, attempt, error = %e, "inbox insert failed; retrying");
                     tokio::time::sleep(pause).await;
                 }
@@ -312,12 +317,21 @@ impl InboxHook {
         unreachable!("the pauses never run out")
     }
 
-    async fn store_once(&self, m: &InboundMessage) -> Result<Stored, pgwa_pg::Error> {
-        if sessions::insert_inbound(&self.pool, &self.fence, m).await?.is_some() {
+    async fn store_once(&self, m: &InboundMessage) -> Result<Stored, WriteFailed> {
+        if m.change.is_none() {
+            return Ok(match self.writer.store(&self.fence, m).await? {
+                inbox::Stored::New(_) => Stored::New,
+                inbox::Stored::Known => Stored::Known,
+                inbox::Stored::FenceLost => Stored::LeaseLost,
+            });
+        }
+        let failed = |e| WriteFailed::new("storing an inbound message", e);
+        if sessions::insert_inbound(&self.pool, &self.fence, m).await.map_err(failed)?.is_some() {
             return Ok(Stored::New);
         }
-        // Either a redelivery (already stored) or the fence refused: tell them apart.
-        Ok(if sessions::still_held(&self.pool, &self.fence).await? { Stored::Known } else { Stored::LeaseLost })
+        // Either a redelivery (already applied) or the fence refused: tell them apart.
+        let held = sessions::still_held(&self.pool, &self.fence).await.map_err(failed)?;
+        Ok(if held { Stored::Known } else { Stored::LeaseLost })
     }
 
     /// Opens a poll vote with the secret of the poll this session sent: its row keeps
@@ -384,7 +398,7 @@ impl InboundDurabilityHook for InboxHook {
         }
         .await;
         if let Err(e) = &result
-            && e.downcast_ref::<pgwa_pg::Error>().is_some_and(is_unreachable)
+            && caused_by_unreachable(e.as_ref())
         {
             self.reconnect_when_database_answers(client);
         }

@@ -60,6 +60,8 @@ pub struct RustWhatsApp {
     sessions: Registry,
     /// Group commit of the per-message key writes of all the sessions opened here.
     key_writes: Arc<pgwa_pg::keys::Combiner>,
+    /// Group commit of the inbound messages of all the sessions opened here.
+    inbox: Arc<pgwa_pg::inbox::InboxWriter>,
 }
 
 /// The sessions this process has open, for calls outside the trait (key cleanup).
@@ -83,7 +85,8 @@ impl Registry {
 impl RustWhatsApp {
     pub fn new(pool: pgwa_pg::PgPool, cfg: RustConfig) -> Self {
         let key_writes = pgwa_pg::keys::Combiner::new(pool.clone());
-        Self { pool, cfg: Arc::new(cfg), sessions: Registry::default(), key_writes }
+        let inbox = pgwa_pg::inbox::InboxWriter::new(pool.clone());
+        Self { pool, cfg: Arc::new(cfg), sessions: Registry::default(), key_writes, inbox }
     }
 
     /// A handle on the open sessions (cheap to clone; keep it next to the worker).
@@ -106,6 +109,7 @@ impl WhatsApp for RustWhatsApp {
             sink: events,
             acks: AckWaiters::default(),
             key_writes: self.key_writes.clone(),
+            inbox: self.inbox.clone(),
         };
         let conn = client::start(&ctx).await?;
         let session = Arc::new(RustSession { ctx, conn: tokio::sync::Mutex::new(Some(conn)) });

@@ -1,0 +1,150 @@
+//! Group commit: many small writes from many tasks, one statement and one commit.
+//!
+//! The writes of a worker's sessions (their key writes, their inbound messages) are each
+//! tiny, and each alone cost a round trip, a statement and a commit; on 2 cores Postgres's
+//! per-statement work was the ceiling on messages per second (BENCHMARKS.md). A
+//! [`GroupCommit`] queues the writes and hands whatever has queued to its [`Flush`],
+//! which writes them in one statement. A write is answered only after the statement
+//! holding it ended, with its own result, so the caller's durability is what it was.
+//! While no statement is in flight a write goes at once, so a quiet worker pays no wait;
+//! under load, writes wait for the statement in flight and go together in the next.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+/// The statement holding a write failed; every write it held gets this, naming what
+/// was being written. Its source is the `sqlx::Error`, so outage checks
+/// (`crate::outage::caused_by_unreachable`) see it.
+#[derive(Debug, Clone)]
+pub struct WriteFailed {
+    what: &'static str,
+    error: Arc<sqlx::Error>,
+}
+
+impl WriteFailed {
+    pub fn new(what: &'static str, error: sqlx::Error) -> Self {
+        Self::shared(what, Arc::new(error))
+    }
+
+    pub(crate) fn shared(what: &'static str, error: Arc<sqlx::Error>) -> Self {
+        Self { what, error }
+    }
+}
+
+impl std::fmt::Display for WriteFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed: {}", self.what, self.error)
+    }
+}
+
+impl std::error::Error for WriteFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.error)
+    }
+}
+
+/// How a kind of write is written in batches.
+pub(crate) trait Flush: Send + Sync + 'static {
+    type Item: Send + 'static;
+    type Answer: Send + 'static;
+
+    /// At most this many items go in one statement; the rest wait for the next.
+    const MAX_BATCH: usize;
+
+    /// How many of `queued` (never empty) may go in the next statement, at least one:
+    /// for writes that must not share a statement with some earlier write.
+    fn take(&self, queued: &[Self::Item]) -> usize {
+        queued.len()
+    }
+
+    /// Writes `items`: one answer each, in order.
+    fn flush(&self, items: &[Self::Item]) -> impl Future<Output = Vec<Self::Answer>> + Send;
+}
+
+struct Queued<F: Flush> {
+    item: F::Item,
+    done: oneshot::Sender<F::Answer>,
+}
+
+struct State<F: Flush> {
+    queue: Vec<Queued<F>>,
+    running: bool,
+}
+
+pub(crate) struct GroupCommit<F: Flush> {
+    flush: F,
+    state: Mutex<State<F>>,
+}
+
+impl<F: Flush> GroupCommit<F> {
+    pub(crate) fn new(flush: F) -> Arc<Self> {
+        Arc::new(Self { flush, state: Mutex::new(State { queue: Vec::new(), running: false }) })
+    }
+
+    pub(crate) fn flusher(&self) -> &F {
+        &self.flush
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State<F>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `item` and waits for its answer; `None` when the task writing it stopped
+    /// before answering (it panicked), so whether it was written is unknown.
+    pub(crate) async fn write(self: &Arc<Self>, item: F::Item) -> Option<F::Answer> {
+        let (done, answer) = oneshot::channel();
+        let start = {
+            let mut st = self.state();
+            st.queue.push(Queued { item, done });
+            !std::mem::replace(&mut st.running, true)
+        };
+        // A spawned task, not the first caller, writes: a caller that is cancelled
+        // (its future dropped) must not strand the writes queued behind it.
+        if start {
+            tokio::spawn(self.clone().drain());
+        }
+        answer.await.ok()
+    }
+
+    async fn drain(self: Arc<Self>) {
+        let _reset = ResetOnExit(&self);
+        loop {
+            let (items, answers) = {
+                let mut st = self.state();
+                if st.queue.is_empty() {
+                    st.running = false;
+                    return;
+                }
+                let n = st.queue.len().min(F::MAX_BATCH);
+                let (mut items, mut answers): (Vec<F::Item>, Vec<_>) = st.queue.drain(..n).map(|q| (q.item, q.done)).unzip();
+                let cut = self.flush.take(&items).clamp(1, items.len());
+                let later = items.drain(cut..).zip(answers.drain(cut..)).map(|(item, done)| Queued { item, done });
+                st.queue.splice(0..0, later.collect::<Vec<_>>());
+                (items, answers)
+            };
+            let outcomes = self.flush.flush(&items).await;
+            debug_assert_eq!(outcomes.len(), answers.len(), "one answer per item");
+            for (done, outcome) in answers.into_iter().zip(outcomes) {
+                let _ = done.send(outcome);
+            }
+        }
+    }
+}
+
+/// Keeps the writer going however its task ends: if a batch panics (a bug), its callers
+/// get `None` and the writes queued behind it go on in a new task.
+struct ResetOnExit<'a, F: Flush>(&'a Arc<GroupCommit<F>>);
+
+impl<F: Flush> Drop for ResetOnExit<'_, F> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut st = self.0.state();
+            if st.queue.is_empty() {
+                st.running = false;
+            } else {
+                tokio::spawn(self.0.clone().drain());
+            }
+        }
+    }
+}
