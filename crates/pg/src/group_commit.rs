@@ -1,9 +1,8 @@
 //! Group commit: many small writes from many tasks, one statement and one commit.
 //!
 //! The writes of a worker's sessions (their key writes, their inbound messages) are each
-//! tiny, and each alone cost a round trip, a statement and a commit; on 2 cores Postgres's
-//! per-statement work was the ceiling on messages per second (BENCHMARKS.md). A
-//! [`GroupCommit`] queues the writes and hands whatever has queued to its [`Flush`],
+//! tiny, and each alone cost a round trip, a statement and a commit (BENCHMARKS.md has
+//! the statements per message). A [`GroupCommit`] queues the writes and hands whatever has queued to its [`Flush`],
 //! which writes them in one statement. A write is answered only after the statement
 //! holding it ended, with its own result, so the caller's durability is what it was.
 //! While no statement is in flight a write goes at once, so a quiet worker pays no wait;
