@@ -87,7 +87,7 @@ async fn the_inbox_hook_waits_for_the_database_and_then_stores_once() {
     let gate = Gate::closed().await;
     let hook = hook(gate.pool(&db), fence, Duration::from_secs(60));
 
-    let commit = tokio::spawn(async move { hook.commit(&[message("OUT1")]).await });
+    let commit = tokio::spawn(async move { hook.commit(vec![message("OUT1")]).await });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!commit.is_finished(), "the hook gave up during the outage instead of waiting");
     assert_eq!(count(&db, "inbox").await, 0);
@@ -105,7 +105,7 @@ async fn the_inbox_hook_fails_after_its_outage_wait_and_names_what_failed() {
     let gate = Gate::closed().await;
     let hook = hook(gate.pool(&db), fence, Duration::from_millis(300));
 
-    let err = tokio::time::timeout(Duration::from_secs(10), hook.commit(&[message("OUT2")]))
+    let err = tokio::time::timeout(Duration::from_secs(10), hook.commit(vec![message("OUT2")]))
         .await
         .expect("the hook gives up after its outage wait")
         .unwrap_err();

@@ -44,7 +44,7 @@ async fn messages_of_many_sessions_are_stored_together_each_under_its_fence() {
             for m in 0..10 {
                 let (writer, f) = (writer.clone(), f.clone());
                 tasks.spawn(async move {
-                    let stored = writer.store(&f, &message(&format!("M{m}"), "hi")).await.unwrap();
+                    let stored = writer.store(&f, Arc::new(message(&format!("M{m}"), "hi"))).await.unwrap();
                     (f.session, stored)
                 });
             }
@@ -158,7 +158,7 @@ async fn block_then_queue(
         .unwrap();
     let first = {
         let (writer, fence) = (writer.clone(), fence.clone());
-        tokio::spawn(async move { writer.store(&fence, &message("BLOCK", "first")).await })
+        tokio::spawn(async move { writer.store(&fence, Arc::new(message("BLOCK", "first"))).await })
     };
     // The first statement is in flight once it waits on the row lock.
     let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()";
@@ -172,7 +172,7 @@ async fn block_then_queue(
     let mut tasks = Vec::new();
     for m in queued {
         let (writer, fence) = (writer.clone(), fence.clone());
-        tasks.push(tokio::spawn(async move { writer.store(&fence, &m).await }));
+        tasks.push(tokio::spawn(async move { writer.store(&fence, Arc::new(m)).await }));
         tokio::task::yield_now().await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await; // all of them queued

@@ -188,27 +188,23 @@ async fn an_inbound_edit_and_revoke_change_the_earlier_row_once_and_keep_its_his
     let original = to_inbound(&wa::Message { conversation: Some("helo".into()), ..Default::default() }, &info("T1")).unwrap();
     let edit = to_inbound(&edit_of("T1", "hello"), &info("E1")).unwrap();
     let revoke = to_inbound(&revoke_of("T1"), &info("R1")).unwrap();
-    assert_eq!(hook(fence.clone()).commit(&[original]).await.unwrap(), 1);
+    assert_eq!(hook(fence.clone()).commit(vec![original]).await.unwrap(), 1);
 
     // A stale holder changes nothing and must not ack.
     let stale = Fence { epoch: fence.epoch - 1, ..fence.clone() };
-    let err = hook(stale).commit(std::slice::from_ref(&edit)).await.unwrap_err().to_string();
+    let err = hook(stale).commit(vec![edit.clone()]).await.unwrap_err().to_string();
     assert!(err.contains("lease lost"), "{err}");
     assert_eq!(row(&db, "T1").await.text.as_deref(), Some("helo"));
 
-    assert_eq!(hook(fence.clone()).commit(std::slice::from_ref(&edit)).await.unwrap(), 1);
+    assert_eq!(hook(fence.clone()).commit(vec![edit.clone()]).await.unwrap(), 1);
     let r = row(&db, "T1").await;
     assert_eq!((r.kind.as_str(), r.text.as_deref(), r.revoked_at), ("text", Some("hello"), None));
     assert_eq!(r.edited_at.unwrap().timestamp(), 1_700_000_000, "the edit's own time");
     assert_eq!(r.history, json!([{"kind": "edit", "id": "E1", "at": "2023-11-14T22:13:20+00:00", "text": "helo"}]));
-    assert_eq!(
-        hook(fence.clone()).commit(std::slice::from_ref(&edit)).await.unwrap(),
-        0,
-        "a redelivered edit is acked, not reapplied"
-    );
+    assert_eq!(hook(fence.clone()).commit(vec![edit.clone()]).await.unwrap(), 0, "a redelivered edit is acked, not reapplied");
     assert_eq!(row(&db, "T1").await.history.as_array().unwrap().len(), 1);
 
-    assert_eq!(hook(fence.clone()).commit(&[revoke]).await.unwrap(), 1);
+    assert_eq!(hook(fence.clone()).commit(vec![revoke]).await.unwrap(), 1);
     let r = row(&db, "T1").await;
     assert!(r.revoked_at.is_some() && r.text.is_none(), "deleted for everyone: {r:?}");
     assert_eq!(r.history[1]["kind"], "revoke");
@@ -219,7 +215,7 @@ async fn an_inbound_edit_and_revoke_change_the_earlier_row_once_and_keep_its_his
 
     // An edit of a message the inbox never had is kept as a row of its own.
     let orphan = to_inbound(&edit_of("UNKNOWN1", "late"), &info("E2")).unwrap();
-    assert_eq!(hook(fence.clone()).commit(&[orphan]).await.unwrap(), 1);
+    assert_eq!(hook(fence.clone()).commit(vec![orphan]).await.unwrap(), 1);
     let (kind, quoted, text): (String, Option<String>, Option<String>) =
         sqlx::query_as("SELECT kind, quoted_id, text FROM wa.inbox WHERE message_id = 'E2'").fetch_one(&db.pool).await.unwrap();
     assert_eq!((kind.as_str(), quoted.as_deref(), text.as_deref()), ("edit", Some("UNKNOWN1"), Some("late")));

@@ -214,9 +214,9 @@ async fn the_inbox_hook_commits_once_and_refuses_without_the_lease() {
         pause: Duration::from_millis(5),
         outage_wait: Duration::from_secs(5),
     };
-    assert_eq!(hook(epoch).commit(std::slice::from_ref(&row)).await.unwrap(), 1);
-    assert_eq!(hook(epoch).commit(std::slice::from_ref(&row)).await.unwrap(), 0, "a redelivery is deduplicated and still acked");
-    let err = hook(epoch - 1).commit(&[row]).await.unwrap_err().to_string();
+    assert_eq!(hook(epoch).commit(vec![row.clone()]).await.unwrap(), 1);
+    assert_eq!(hook(epoch).commit(vec![row.clone()]).await.unwrap(), 0, "a redelivery is deduplicated and still acked");
+    let err = hook(epoch - 1).commit(vec![row]).await.unwrap_err().to_string();
     assert!(err.contains("lease lost"), "a stale holder must not ack: {err}");
     let stored: (i64, String) = sqlx::query_as("SELECT count(*), min(text) FROM wa.inbox").fetch_one(&db.pool).await.unwrap();
     assert_eq!(stored, (1, "hello".into()));

@@ -2,8 +2,9 @@
 //!
 //! The writes of a worker's sessions (their key writes, their inbound messages) are each
 //! tiny, and each alone cost a round trip, a statement and a commit (BENCHMARKS.md has
-//! the statements per message). A [`GroupCommit`] queues the writes and hands whatever has queued to its [`Flush`],
-//! which writes them in one statement. A write is answered only after the statement
+//! the statements per message). A [`GroupCommit`] queues the writes and hands whatever
+//! has queued to its [`Flush`], which writes them in one statement (each row under its
+//! session's fence: `crate::batch_fences`). A write is answered only after the statement
 //! holding it ended, with its own result, so the caller's durability is what it was.
 //! While no statement is in flight a write goes at once, so a quiet worker pays no wait;
 //! under load, writes wait for the statement in flight and go together in the next.
@@ -22,7 +23,7 @@ pub struct WriteFailed {
 }
 
 impl WriteFailed {
-    pub fn new(what: &'static str, error: sqlx::Error) -> Self {
+    pub(crate) fn new(what: &'static str, error: sqlx::Error) -> Self {
         Self::shared(what, Arc::new(error))
     }
 

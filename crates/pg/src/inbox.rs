@@ -14,6 +14,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::WriteFailed;
+use crate::batch_fences::BatchFences;
 use crate::group_commit::{Flush, GroupCommit};
 use pgwa_core::fence::Fence;
 use pgwa_core::wa::InboundMessage;
@@ -41,7 +42,7 @@ struct InboxRows {
 /// One message to store, under the fence of its session's connection.
 struct Row {
     fence: Fence,
-    message: InboundMessage,
+    message: Arc<InboundMessage>,
 }
 
 type Answer = Result<Stored, WriteFailed>;
@@ -56,9 +57,9 @@ impl InboxWriter {
     /// Stores `m` (a message, not an edit or a delete: `sessions::insert_inbound` applies
     /// those) unless it is already stored, deduplicated on session, chat, sender and
     /// message id; waits until the statement holding it committed or failed.
-    pub async fn store(&self, fence: &Fence, m: &InboundMessage) -> Answer {
+    pub async fn store(&self, fence: &Fence, m: Arc<InboundMessage>) -> Answer {
         debug_assert!(m.change.is_none(), "edits and deletes are applied, not stored");
-        let row = Row { fence: fence.clone(), message: m.clone() };
+        let row = Row { fence: fence.clone(), message: m };
         self.writer.write(row).await.unwrap_or_else(|| {
             Err(WriteFailed::new(
                 WHAT,
@@ -115,18 +116,9 @@ async fn insert_one(pool: &PgPool, row: &Row) -> sqlx::Result<Stored> {
 /// fence), the rows whose fence holds are inserted in batch order, and a row whose key
 /// is already stored, or stored by an earlier row of the batch, is skipped.
 async fn insert(pool: &PgPool, batch: &[Row]) -> sqlx::Result<Vec<Stored>> {
-    let mut fences: Vec<&Fence> = Vec::new();
-    let fence_of: Vec<i64> = batch
-        .iter()
-        .map(|r| {
-            let i = fences.iter().position(|f| **f == r.fence).unwrap_or_else(|| {
-                fences.push(&r.fence);
-                fences.len() - 1
-            });
-            i as i64 + 1
-        })
-        .collect();
-    let msgs: Vec<&InboundMessage> = batch.iter().map(|r| &r.message).collect();
+    let mut fences = BatchFences::default();
+    let fence_of: Vec<i64> = batch.iter().map(|r| fences.number(&r.fence.session, r.fence.worker, r.fence.epoch)).collect();
+    let msgs: Vec<&InboundMessage> = batch.iter().map(|r| &*r.message).collect();
     let mentions: Vec<Option<Value>> =
         msgs.iter().map(|m| (!m.mentions.is_empty()).then(|| Value::from(m.mentions.clone()))).collect();
     let rows = sqlx::query!(
@@ -151,9 +143,9 @@ async fn insert(pool: &PgPool, batch: &[Row]) -> sqlx::Result<Vec<Stored>> {
          UNION ALL
          SELECT s.id, s.chat, s.sender, s.message_id, f.k
            FROM stored s JOIN fence f ON f.id = s.session_id"#,
-        &fences.iter().map(|f| f.session.as_str()).collect::<Vec<_>>() as &[&str],
-        &fences.iter().map(|f| f.worker).collect::<Vec<_>>(),
-        &fences.iter().map(|f| f.epoch).collect::<Vec<_>>(),
+        &fences.sessions as &[&str],
+        &fences.workers,
+        &fences.epochs,
         &fence_of,
         &msgs.iter().map(|m| m.chat.as_str()).collect::<Vec<_>>() as &[&str],
         &msgs.iter().map(|m| m.sender.as_str()).collect::<Vec<_>>() as &[&str],
@@ -161,10 +153,10 @@ async fn insert(pool: &PgPool, batch: &[Row]) -> sqlx::Result<Vec<Stored>> {
         &msgs.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>() as &[&str],
         &msgs.iter().map(|m| m.text.as_deref()).collect::<Vec<_>>() as &[Option<&str>],
         &msgs.iter().map(|m| m.quoted_id.as_deref()).collect::<Vec<_>>() as &[Option<&str>],
-        &msgs.iter().map(|m| m.media.clone()).collect::<Vec<_>>() as &[Option<Value>],
-        &msgs.iter().map(|m| m.data.clone()).collect::<Vec<_>>() as &[Option<Value>],
+        &msgs.iter().map(|m| m.media.as_ref()).collect::<Vec<_>>() as &[Option<&Value>],
+        &msgs.iter().map(|m| m.data.as_ref()).collect::<Vec<_>>() as &[Option<&Value>],
         &mentions as &[Option<Value>],
-        &msgs.iter().map(|m| m.raw.clone()).collect::<Vec<_>>() as &[Option<Value>],
+        &msgs.iter().map(|m| m.raw.as_ref()).collect::<Vec<_>>() as &[Option<&Value>],
         &msgs.iter().map(|m| m.sent_at).collect::<Vec<_>>() as &[Option<chrono::DateTime<chrono::Utc>>],
     )
     .fetch_all(pool)

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api;
 pub mod authdoc;
+mod batch_fences;
 /// Statements only the benchmarks and `pgwa dev loopback`'s phone run: scratch databases,
 /// bulk sessions and sends, the reads that time them, the phone's link codes.
 pub mod bench;

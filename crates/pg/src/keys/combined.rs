@@ -19,9 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use pgwa_core::metrics as m;
 use sqlx::PgPool;
 use uuid::Uuid;
-use whatsapp_rust::wacore::store::traits::{MsgSecretEntry, merge_msg_secret_expiry, merge_msg_secret_message_ts};
+use whatsapp_rust::wacore::store::traits::MsgSecretEntry;
 
 use super::last_wins;
+use super::secrets::{SecretRow, merged_secrets};
+use crate::batch_fences::BatchFences;
 use crate::group_commit::{Flush, GroupCommit};
 
 /// How often a statement that lost a deadlock is tried again. It is idempotent (upserts
@@ -196,13 +198,11 @@ fn reordering_cut(batch: &[Write]) -> usize {
 }
 
 /// A batch as the statement's arrays, borrowing the batch's rows (the write-by-write
-/// retry builds from the same batch again). Each write's fence is one (session, worker,
-/// epoch) entry, numbered from 1 (`k`); rows carry the number of their fence.
+/// retry builds from the same batch again); rows carry the number of their write's fence
+/// (`crate::batch_fences`).
 #[derive(Default)]
 struct Statement<'a> {
-    sessions: Vec<&'a str>,
-    workers: Vec<Uuid>,
-    epochs: Vec<i64>,
+    fences: BatchFences<'a>,
     /// Each write's fence number, in batch order.
     fence_of: Vec<i64>,
     secrets: Vec<((i64, &'a str, &'a str, &'a str), SecretRow<'a>)>,
@@ -211,51 +211,12 @@ struct Statement<'a> {
     deletes: Vec<(i64, &'a str, &'a str, &'a str)>,
 }
 
-/// A message secret as it will be stored: the last write's secret, with the deadline
-/// and message time merged over every write of the same key.
-pub(crate) struct SecretRow<'a> {
-    pub secret: &'a [u8],
-    pub expires_at: i64,
-    pub message_ts: i64,
-}
-
-/// Keys message secrets and merges repeats of a key, in first-seen order, by the store
-/// trait's rule, as a sequence of puts would leave them (ON CONFLICT cannot touch one
-/// row twice in a statement).
-pub(crate) fn merged_secrets<'a, K: Eq + std::hash::Hash + Clone>(
-    entries: impl IntoIterator<Item = (K, &'a MsgSecretEntry)>,
-) -> Vec<(K, SecretRow<'a>)> {
-    let mut index: HashMap<K, usize> = HashMap::new();
-    let mut out: Vec<(K, SecretRow<'a>)> = Vec::new();
-    for (key, e) in entries {
-        match index.get(&key) {
-            Some(&i) => {
-                let prev = &mut out[i].1;
-                prev.secret = &e.secret;
-                prev.expires_at = merge_msg_secret_expiry(prev.expires_at, e.expires_at);
-                prev.message_ts = merge_msg_secret_message_ts(prev.message_ts, e.message_ts);
-            }
-            None => {
-                index.insert(key.clone(), out.len());
-                out.push((key, SecretRow { secret: &e.secret, expires_at: e.expires_at, message_ts: e.message_ts }));
-            }
-        }
-    }
-    out
-}
-
 impl<'a> Statement<'a> {
     fn build(batch: &'a [Write]) -> Self {
         let mut st = Statement::default();
-        let mut fences: HashMap<(&str, Uuid, i64), i64> = HashMap::new();
         let (mut secrets, mut sent, mut pending) = (Vec::new(), Vec::new(), Vec::new());
         for w in batch {
-            let k = *fences.entry((w.session.as_str(), w.worker, w.epoch)).or_insert_with(|| {
-                st.sessions.push(&w.session);
-                st.workers.push(w.worker);
-                st.epochs.push(w.epoch);
-                st.sessions.len() as i64
-            });
+            let k = st.fences.number(&w.session, w.worker, w.epoch);
             st.fence_of.push(k);
             match &w.rows {
                 Rows::MsgSecrets(entries) => {
@@ -315,9 +276,9 @@ impl<'a> Statement<'a> {
                      JOIN fence f ON f.k = r.k
                     WHERE p.session_id = f.id AND p.chat = r.c AND p.sender = r.s AND p.stanza_id = r.i)
              SELECT k AS "k!" FROM fence"#,
-            &self.sessions as &[&str],
-            &self.workers,
-            &self.epochs,
+            &self.fences.sessions as &[&str],
+            &self.fences.workers,
+            &self.fences.epochs,
             &sec.iter().map(|((k, ..), _)| *k).collect::<Vec<_>>(),
             &sec.iter().map(|((_, c, ..), _)| *c).collect::<Vec<_>>() as &[&str],
             &sec.iter().map(|((_, _, s, _), _)| *s).collect::<Vec<_>>() as &[&str],

@@ -1,10 +1,14 @@
 //! MsgSecretStore: per-message secrets for poll votes, reactions and edits.
 
 use async_trait::async_trait;
+use std::collections::HashMap;
 use whatsapp_rust::wacore::store::error::Result;
-use whatsapp_rust::wacore::store::traits::{MsgSecretEntry, MsgSecretStore};
 
-use super::combined::{Rows, merged_secrets};
+use whatsapp_rust::wacore::store::traits::{
+    MsgSecretEntry, MsgSecretStore, merge_msg_secret_expiry, merge_msg_secret_message_ts,
+};
+
+use super::combined::Rows;
 use super::{PgBackend, db_err, fenced};
 
 #[async_trait]
@@ -75,4 +79,37 @@ impl MsgSecretStore for PgBackend {
         )
         .map(|n| n as u32)
     }
+}
+
+/// A message secret as it will be stored: the last write's secret, with the deadline
+/// and message time merged over every write of the same key.
+pub(crate) struct SecretRow<'a> {
+    pub secret: &'a [u8],
+    pub expires_at: i64,
+    pub message_ts: i64,
+}
+
+/// Keys message secrets and merges repeats of a key, in first-seen order, by the store
+/// trait's rule, as a sequence of puts would leave them (ON CONFLICT cannot touch one
+/// row twice in a statement).
+pub(crate) fn merged_secrets<'a, K: Eq + std::hash::Hash + Clone>(
+    entries: impl IntoIterator<Item = (K, &'a MsgSecretEntry)>,
+) -> Vec<(K, SecretRow<'a>)> {
+    let mut index: HashMap<K, usize> = HashMap::new();
+    let mut out: Vec<(K, SecretRow<'a>)> = Vec::new();
+    for (key, e) in entries {
+        match index.get(&key) {
+            Some(&i) => {
+                let prev = &mut out[i].1;
+                prev.secret = &e.secret;
+                prev.expires_at = merge_msg_secret_expiry(prev.expires_at, e.expires_at);
+                prev.message_ts = merge_msg_secret_message_ts(prev.message_ts, e.message_ts);
+            }
+            None => {
+                index.insert(key.clone(), out.len());
+                out.push((key, SecretRow { secret: &e.secret, expires_at: e.expires_at, message_ts: e.message_ts }));
+            }
+        }
+    }
+    out
 }

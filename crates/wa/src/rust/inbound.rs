@@ -270,6 +270,17 @@ pub struct InboxHook {
     pub outage_wait: Duration,
 }
 
+/// Why one attempt to store a message failed.
+#[derive(Debug, thiserror::Error)]
+enum StoreFailed {
+    /// The group-committed statement holding it failed.
+    #[error(transparent)]
+    Batched(#[from] WriteFailed),
+    /// Its own statement (an edit or a delete, applied alone) failed.
+    #[error("applying an inbound edit or delete failed: {0}")]
+    Alone(#[from] pgwa_pg::Error),
+}
+
 /// What one insert found.
 enum Stored {
     New,
@@ -283,19 +294,20 @@ impl InboxHook {
     /// Stores rows in order (what `on_messages` does after conversion); returns how many
     /// were new. Fails, so the server is not acked, when the lease is lost or the
     /// database stays unreachable.
-    pub async fn commit(&self, rows: &[InboundMessage]) -> anyhow::Result<usize> {
+    pub async fn commit(&self, rows: Vec<InboundMessage>) -> anyhow::Result<usize> {
         let mut new = 0;
         for m in rows {
-            new += usize::from(self.store(m).await?);
+            // Shared, not copied, with the group commit (and its retries) that stores it.
+            new += usize::from(self.store(&Arc::new(m)).await?);
         }
         Ok(new)
     }
 
-    async fn store(&self, m: &InboundMessage) -> anyhow::Result<bool> {
+    async fn store(&self, m: &Arc<InboundMessage>) -> anyhow::Result<bool> {
         let retry = Backoff::doubling(self.pause, self.pause.max(MAX_PAUSE));
         for (attempt, pause) in (1..).zip(retry.delays()) {
             let once = || self.store_once(m);
-            match wait_out(self.outage_wait, "storing an inbound message", |e: &WriteFailed| caused_by_unreachable(e), once).await
+            match wait_out(self.outage_wait, "storing an inbound message", |e: &StoreFailed| caused_by_unreachable(e), once).await
             {
                 Ok(Stored::New) => {
                     metrics::counter!(pgwa_core::metrics::MESSAGES_RECEIVED).increment(1);
@@ -317,20 +329,19 @@ impl InboxHook {
         unreachable!("the pauses never run out")
     }
 
-    async fn store_once(&self, m: &InboundMessage) -> Result<Stored, WriteFailed> {
+    async fn store_once(&self, m: &Arc<InboundMessage>) -> Result<Stored, StoreFailed> {
         if m.change.is_none() {
-            return Ok(match self.writer.store(&self.fence, m).await? {
+            return Ok(match self.writer.store(&self.fence, m.clone()).await? {
                 inbox::Stored::New(_) => Stored::New,
                 inbox::Stored::Known => Stored::Known,
                 inbox::Stored::FenceLost => Stored::LeaseLost,
             });
         }
-        let failed = |e| WriteFailed::new("storing an inbound message", e);
-        if sessions::insert_inbound(&self.pool, &self.fence, m).await.map_err(failed)?.is_some() {
+        if sessions::insert_inbound(&self.pool, &self.fence, m).await?.is_some() {
             return Ok(Stored::New);
         }
         // Either a redelivery (already applied) or the fence refused: tell them apart.
-        let held = sessions::still_held(&self.pool, &self.fence).await.map_err(failed)?;
+        let held = sessions::still_held(&self.pool, &self.fence).await?;
         Ok(if held { Stored::Known } else { Stored::LeaseLost })
     }
 
@@ -394,7 +405,7 @@ impl InboundDurabilityHook for InboxHook {
                     rows.push(row);
                 }
             }
-            self.commit(&rows).await.map(|_| ())
+            self.commit(rows).await.map(|_| ())
         }
         .await;
         if let Err(e) = &result
