@@ -18,9 +18,10 @@ pub enum DevCmd {
         /// Seconds of idle to measure CPU over.
         #[arg(long, default_value_t = 30)]
         idle_secs: u64,
-        /// The worker's connection stagger (worker.connect_per_sec; default config: 20).
-        #[arg(long, default_value_t = 20)]
-        connect_per_sec: u32,
+        /// The worker's connection stagger (worker.connect_per_sec); without it, the
+        /// configuration's (default 100), so the restart is measured as deployed.
+        #[arg(long)]
+        connect_per_sec: Option<u32>,
     },
     /// Benchmark: messages A -> B through two worker processes and Postgres (throughput
     /// of a burst, latency from wa.send_text to B's inbox at a steady rate). Prints one

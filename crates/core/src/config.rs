@@ -72,7 +72,8 @@ pub struct WorkerConfig {
     /// On SIGTERM, wait this long for running jobs before releasing them.
     pub shutdown_timeout_ms: u64,
     /// Sessions connected per second at most, so a restart with many sessions does not
-    /// reconnect them all at once.
+    /// reconnect them all at once. 100 brings 1,000 sessions back in about 12 s
+    /// (BENCHMARKS.md, bench-sessions), inside the 15 s a deploy may take.
     pub connect_per_sec: u32,
     /// Claim loops, each over its own share of the sessions, so claims overlap.
     pub claimers: u32,
@@ -320,7 +321,7 @@ impl Default for WorkerConfig {
             poll_interval_ms: 1000,
             poll_only: false,
             shutdown_timeout_ms: 20_000,
-            connect_per_sec: 20,
+            connect_per_sec: 100,
             claimers: 1,
         }
     }
