@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::jobs::{Recorded, announce_outbound};
+use super::jobs::Recorded;
 use pgwa_core::wa::{InboundChange, InboundMessage, ReceiptKind};
 
 use pgwa_core::fence::Fence;
@@ -71,16 +71,16 @@ pub async fn set_desired_stopped(pool: &PgPool, f: &Fence, reason: &str) -> sqlx
 }
 
 /// A delivery or read receipt for one of our messages. Never moves a message backwards
-/// (a late "delivered" after "read" is ignored). Returns whether a row changed; a
-/// change is announced on `wa_outbound` like a recorded outcome (after the update, for
-/// the same reason: see `jobs::announce_outbound`).
+/// (a late "delivered" after "read" is ignored). Returns the job whose status changed,
+/// for the caller to announce on `wa_outbound` like a recorded outcome (after the
+/// update commits, for the reason `jobs::announce_outbound` gives).
 pub async fn apply_receipt(
     pool: &PgPool,
     f: &Fence,
     message_id: &str,
     kind: ReceiptKind,
     at: DateTime<Utc>,
-) -> sqlx::Result<bool> {
+) -> sqlx::Result<Option<Recorded>> {
     let status = match kind {
         ReceiptKind::Delivered => "delivered",
         ReceiptKind::Read => "read",
@@ -103,20 +103,13 @@ pub async fn apply_receipt(
     )
     .fetch_optional(pool)
     .await?;
-    let Some(id) = changed else { return Ok(false) };
-    let recorded = Recorded {
+    Ok(changed.map(|id| Recorded {
         id,
         session_id: Some(f.session.clone()),
         message_id: Some(message_id.to_owned()),
         delivery: Some(status.to_owned()),
         dead: false,
-    };
-    // The row is committed: a lost announcement costs only the wake-up (apps that
-    // missed it read the row anyway), so it is logged, not retried.
-    if let Err(e) = announce_outbound(pool, &[recorded]).await {
-        tracing::warn!(session = %f.session, message_id, error = %e, "announcing a receipt failed");
-    }
-    Ok(true)
+    }))
 }
 
 /// Stores an inbound message (deduplicated on session, chat, sender, message id) and

@@ -28,7 +28,6 @@ const WRITE_RETRY: Backoff = Backoff::doubling(std::time::Duration::from_millis(
 const WRITE_RETRIES: usize = 20;
 
 pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
-    let announce = spawn_announcer(shared.pool.clone());
     let mut db = HeldConn::new(shared.queue.clone());
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -41,7 +40,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
             }
             match result {
                 Ok(recorded) => {
-                    let _ = announce.send(recorded);
+                    shared.announcer.announce(recorded);
                     break;
                 }
                 Err(e) => match pauses.next() {
@@ -102,29 +101,6 @@ struct Failures {
     errors: Vec<String>,
     backoff_ms: Vec<i64>,
     dead: Vec<bool>,
-}
-
-/// Announces recorded outcomes on `wa_outbound` in order, off the completer's path (see
-/// pgwa_pg::jobs::announce_outbound for why) and on the main pool, so that waiting for the
-/// notify lock never holds one of the queue's few connections. An announcement that
-/// fails is logged and dropped: the rows are committed, and apps that missed a NOTIFY
-/// read them anyway.
-fn spawn_announcer(pool: pgwa_pg::PgPool) -> mpsc::UnboundedSender<Vec<Recorded>> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Recorded>>();
-    tokio::spawn(async move {
-        let mut pending = Vec::new();
-        while let Some(first) = rx.recv().await {
-            pending.extend(first);
-            while let Ok(more) = rx.try_recv() {
-                pending.extend(more);
-            }
-            if let Err(e) = pgwa_pg::jobs::announce_outbound(&pool, &pending).await {
-                tracing::warn!(error = %e, messages = pending.len(), "announcing outbound statuses failed");
-            }
-            pending.clear();
-        }
-    });
-    tx
 }
 
 async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, batch: &[Done]) -> anyhow::Result<Vec<Recorded>> {

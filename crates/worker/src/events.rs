@@ -81,7 +81,9 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
             sessions::mark_paired(pool, &fence, &jid, lid.as_deref(), phone.as_deref(), push_name.as_deref()).await?
         }
         WaEvent::Receipt { message_id, kind, at } => {
-            sessions::apply_receipt(pool, &fence, &message_id, kind, at).await?;
+            if let Some(changed) = sessions::apply_receipt(pool, &fence, &message_id, kind, at).await? {
+                shared.announcer.announce(vec![changed]);
+            }
             true
         }
         WaEvent::ChatState(c) => pgwa_pg::contacts::record_chat_state(pool, &fence, &c).await?,

@@ -8,6 +8,7 @@
 //! * `events`: map what the WhatsApp side reports to statuses and actions;
 //! * `schedules`: fire wa.schedules (apalis-cron) as maintenance jobs.
 
+pub mod announcer;
 mod completer;
 mod dispatch;
 mod events;
@@ -50,6 +51,8 @@ pub struct Shared {
     pub pool: PgPool,
     /// Claims and outcomes (see db::queue_pool).
     pub queue: PgPool,
+    /// Outcomes and receipts to announce on `wa_outbound`.
+    pub announcer: crate::announcer::Announcer,
     pub cfg: Config,
     pub wa: Arc<dyn WhatsApp>,
     /// Where received files go when wa.policy.media_download = 's3' (`[media.s3]`).
@@ -210,6 +213,7 @@ impl Worker {
             registration,
             started: std::time::Instant::now(),
             queue: pgwa_pg::queue_pool(&pool, cfg.worker.poll_only, 1 + claimers as u32),
+            announcer: crate::announcer::Announcer::spawn(pool.clone(), crate::announcer::GAP),
             pool,
             cfg,
             wa,
