@@ -1,6 +1,8 @@
 //! Device-list change notifications. Clients cache device lists, so when a
-//! companion is linked or unlinked every online client is told, as the real
-//! server tells an account's devices and its contacts.
+//! companion is linked or unlinked the server tells the account's other devices and
+//! the online devices of the accounts that know it (`crate::contacts`), as WhatsApp does.
+
+use std::collections::HashSet;
 
 use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Jid, Node};
@@ -15,7 +17,7 @@ pub enum Change {
     Removed,
 }
 
-/// Tells every online device that `phone:device` was added or removed.
+/// Tells the devices that care that `phone:device` was added or removed.
 pub fn announce(shared: &Shared, inner: &Inner, phone: &str, device: u16, change: Change) {
     let Some(account) = inner.dir.account(phone) else { return };
     let ts = nodes::now();
@@ -31,14 +33,18 @@ pub fn announce(shared: &Shared, inner: &Inner, phone: &str, device: u16, change
     if let Some(d) = account.devices.get(&device) {
         device_node = device_node.attr("key-index", d.key_index.to_string());
     }
+    let audience: HashSet<&str> =
+        std::iter::once(phone).chain(inner.contacts.known_by(phone)).chain(inner.groups.co_members(phone)).collect();
     let operation = NodeBuilder::new(tag).children([device_node.build(), key_index_list]).build();
+    let mut told = 0;
     for ((other_phone, other_device), conn) in &inner.online {
-        if other_phone == phone && *other_device == device {
+        if (other_phone == phone && *other_device == device) || !audience.contains(other_phone.as_str()) {
             continue;
         }
         let _ = conn.tx.send(Outbound::Node(notification(shared, phone, &account.lid, ts, operation.clone())));
+        told += 1;
     }
-    tracing::debug!(phone, device, ?change, "device list change announced");
+    tracing::debug!(phone, device, ?change, told, "device list change announced");
 }
 
 fn notification(shared: &Shared, phone: &str, lid: &str, ts: u64, operation: Node) -> Node {

@@ -51,6 +51,11 @@ impl Groups {
     pub fn get(&self, jid: &str) -> Option<&Group> {
         self.by_id.get(jid.strip_suffix("@g.us")?)
     }
+
+    /// The phones that share a group with `phone`.
+    pub fn co_members<'a>(&'a self, phone: &'a str) -> impl Iterator<Item = &'a str> {
+        self.by_id.values().filter(|g| g.is_member(phone)).flat_map(|g| g.members.iter().map(|m| m.phone.as_str()))
+    }
 }
 
 /// A `w:g2` IQ from a device.

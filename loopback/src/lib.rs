@@ -7,6 +7,7 @@ pub mod admin;
 pub mod adopt;
 pub mod calls;
 pub mod conn;
+pub mod contacts;
 pub mod devices;
 pub mod frames;
 pub mod groups;

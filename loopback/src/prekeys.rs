@@ -92,6 +92,9 @@ fn fetch(session: &Session, node: &Node) -> Node {
         .filter(|u| u.tag == "user")
         .filter_map(|u| {
             let jid = attr(u, "jid")?.into_owned();
+            if let (Some(me), Some((of, _))) = (session.phone(), resolve(&inner, &jid)) {
+                inner.contacts.learn(me, &of);
+            }
             Some(bundle_node(&mut inner, &jid))
         })
         .collect::<Vec<_>>();

@@ -134,6 +134,8 @@ fn relay(shared: &Shared, tx: &ConnTx, phone: &str, device: u16, node: &Node) {
         }
     }
     for to_phone in peers {
+        inner.contacts.learn(phone, &to_phone);
+        inner.contacts.learn(&to_phone, phone);
         inner.relayed.push(Relayed { from_phone: phone.to_string(), to_phone, id: id.clone() });
     }
     drop(inner);

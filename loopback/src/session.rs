@@ -41,6 +41,14 @@ impl Session {
         session
     }
 
+    /// The phone of a registered device's account.
+    pub fn phone(&self) -> Option<&str> {
+        match &self.role {
+            Role::Device { phone, .. } => Some(phone),
+            _ => None,
+        }
+    }
+
     pub fn send(&self, node: Node) {
         let _ = self.tx.send(Outbound::Node(node));
     }

@@ -75,6 +75,8 @@ pub struct Inner {
     pub call_signals: Vec<crate::calls::CallSignal>,
     /// Groups and their members (`crate::groups`).
     pub groups: crate::groups::Groups,
+    /// Who knows whom, for device-list notifications (`crate::contacts`).
+    pub contacts: crate::contacts::Contacts,
 }
 
 /// One message stanza relayed from one account to another.

@@ -16,7 +16,8 @@ const ADV_PREFIX_KEY_INDEX_LIST: &[u8] = &[6, 2];
 pub fn answer(session: &Session, node: &Node) -> Node {
     let Some(usync) = child(node, "usync") else { return iq_result(node, vec![]) };
     let query: Vec<String> = child(usync, "query").map(children).unwrap_or_default().iter().map(|q| q.tag.to_string()).collect();
-    let inner = session.shared.lock();
+    let mut inner = session.shared.lock();
+    let mut asked = Vec::new();
     let users = child(usync, "list")
         .map(children)
         .unwrap_or_default()
@@ -25,9 +26,17 @@ pub fn answer(session: &Session, node: &Node) -> Node {
         .map(|u| {
             let phone = user_phone(&inner, u);
             let account = phone.as_deref().and_then(|p| inner.dir.account(p));
+            if let Some(a) = account {
+                asked.push(a.phone.clone());
+            }
             user_node(u, phone.as_deref(), account, &query)
         })
         .collect::<Vec<_>>();
+    if let Some(me) = session.phone() {
+        for of in &asked {
+            inner.contacts.learn(me, of);
+        }
+    }
     drop(inner);
     let list = NodeBuilder::new("list").children(users).build();
     iq_result(node, vec![NodeBuilder::new("usync").children([list]).build()])
