@@ -19,9 +19,9 @@ use pgwa_core::config::{Backend, Config};
 pub async fn run(cmd: DevCmd, cfg: Config, pool: PgPool) -> anyhow::Result<()> {
     let figures = match cmd {
         DevCmd::Loopback { port } => return loopback(port, cfg, pool).await,
-        DevCmd::BenchSessions { sessions, idle_secs, connect_per_sec } => {
+        DevCmd::BenchSessions { sessions, idle_secs, connect_per_sec, contacts } => {
             let connect_per_sec = connect_per_sec.unwrap_or(cfg.worker.connect_per_sec);
-            let b = pgwa_bench::loopback_sessions::SessionsBench { sessions, idle_secs, connect_per_sec };
+            let b = pgwa_bench::loopback_sessions::SessionsBench { sessions, idle_secs, connect_per_sec, contacts };
             pgwa_bench::loopback_sessions::run(&cfg, b).await?
         }
         DevCmd::BenchMessages { pairs, messages, rate, latency_messages } => {

@@ -22,6 +22,10 @@ pub enum DevCmd {
         /// configuration's (default 100), so the restart is measured as deployed.
         #[arg(long)]
         connect_per_sec: Option<u32>,
+        /// Before memory is measured, each session messages this many of the others (and is
+        /// messaged by as many), so each holds Signal sessions with 2 x this many contacts.
+        #[arg(long, default_value_t = 0)]
+        contacts: u32,
     },
     /// Benchmark: messages A -> B through two worker processes and Postgres (throughput
     /// of a burst, latency from wa.send_text to B's inbox at a steady rate). Prints one

@@ -1,10 +1,12 @@
 //! Many linked sessions in one worker against the loopback server: memory per session,
 //! CPU at idle, and how long a restarted worker takes to bring them all back (by login,
-//! no QR), at the configured connection stagger.
+//! no QR), at the configured connection stagger. With `contacts` K, each session first
+//! messages the K sessions after it in a ring, so the memory is that of sessions that
+//! have talked to 2K others, not of freshly linked ones.
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::loopback::{Harness, progress};
@@ -17,6 +19,8 @@ pub struct SessionsBench {
     pub idle_secs: u64,
     /// The worker's `worker.connect_per_sec` (its stagger of connection attempts).
     pub connect_per_sec: u32,
+    /// Sessions each one messages before memory is measured.
+    pub contacts: u32,
 }
 
 fn mib(kib: u64) -> f64 {
@@ -24,11 +28,19 @@ fn mib(kib: u64) -> f64 {
 }
 
 pub async fn run(cfg: &Config, b: SessionsBench) -> Result<serde_json::Value> {
+    if b.sessions == 0 {
+        bail!("--sessions must be above 0");
+    }
+    if b.contacts >= b.sessions {
+        bail!("--contacts ({}) must be below --sessions ({}): a session's contacts are the others", b.contacts, b.sessions);
+    }
     let h = Harness::start(cfg).await?;
     let n = b.sessions as i64;
     let env = [
         ("PGWA_WORKER__CONNECT_PER_SEC", b.connect_per_sec.to_string()),
-        ("PGWA_WORKER__MAX_SESSIONS", b.sessions.max(1).to_string()),
+        // Pacing is a policy against bans; the contacts' messages are setup, not measured.
+        ("PGWA_PACING__ENABLED", "false".to_string()),
+        ("PGWA_WORKER__MAX_SESSIONS", b.sessions.to_string()),
         ("PGWA_DB__MAX_CONNECTIONS", "20".to_string()),
     ];
     let worker = h.spawn_worker(&env)?;
@@ -39,7 +51,14 @@ pub async fn run(cfg: &Config, b: SessionsBench) -> Result<serde_json::Value> {
     let since = h.db_now().await?;
     sql::add_numbered_sessions(&h.pool, n).await?;
     let link = h.wait_connected(n, since, Duration::from_secs(3600)).await?;
-    progress(format!("{n} sessions linked in {:.1} s; letting them settle for 10 s", link.as_secs_f64()));
+    progress(format!("{n} sessions linked in {:.1} s", link.as_secs_f64()));
+    if b.contacts > 0 {
+        let k = b.contacts as i64;
+        progress(format!("each session messages the {k} after it ({} messages)", n * k));
+        let sent = sql::send_ring(&h.pool, n, k).await?;
+        h.wait_inbox("s%", sent, Duration::from_secs(3600)).await?;
+    }
+    progress("letting them settle for 10 s");
     tokio::time::sleep(Duration::from_secs(10)).await;
     let rss = worker.rss_kib()?;
 
@@ -63,6 +82,7 @@ pub async fn run(cfg: &Config, b: SessionsBench) -> Result<serde_json::Value> {
         "bench": "loopback_sessions",
         "sessions": n,
         "connect_per_sec": b.connect_per_sec,
+        "contacts_messaged_per_session": b.contacts,
         "worker_rss_empty_mib": mib(base),
         "worker_rss_mib": mib(rss),
         "rss_per_session_kib": per_session(rss),

@@ -156,6 +156,24 @@ pub async fn add_numbered_sessions(pool: &PgPool, n: i64) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// One message from each numbered session `s<i>` to each of the `k` sessions after it,
+/// `s<i+1>` to `s<i+k>`, wrapping at `n` (the sessions benchmark's contacts); returns how
+/// many were enqueued.
+pub async fn send_ring(pool: &PgPool, n: i64, k: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"WITH s AS (SELECT wa.send_text(f.id, '+' || t.phone, 'hello ' || g)
+                        FROM wa.sessions f, generate_series(1, $2::bigint) g,
+                             LATERAL (SELECT phone FROM wa.sessions
+                                       WHERE id = 's' || lpad(((substr(f.id, 2)::bigint - 1 + g) % $1::bigint + 1)::text, 5, '0')) t
+                       WHERE f.id LIKE 's%')
+         SELECT count(*) AS "n!" FROM s"#,
+        n,
+        k
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// Session pairs `a0001`/`b0001` to `a<pairs>`/`b<pairs>`, started (the messages
 /// benchmark: each `a` sends to its `b`).
 pub async fn add_session_pairs(pool: &PgPool, pairs: i64) -> sqlx::Result<()> {
