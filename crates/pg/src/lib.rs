@@ -29,6 +29,7 @@ pub mod migrate;
 pub mod notify;
 pub mod outage;
 pub mod polls;
+pub mod receipts;
 pub mod schedules;
 pub mod sessions;
 pub mod webhooks;

@@ -5,8 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::jobs::Recorded;
-use pgwa_core::wa::{InboundChange, InboundMessage, ReceiptKind};
+use pgwa_core::wa::{InboundChange, InboundMessage};
 
 use pgwa_core::fence::Fence;
 use pgwa_core::session::SessionStatus;
@@ -68,48 +67,6 @@ pub async fn record_error(pool: &PgPool, f: &Fence, message: &str) -> sqlx::Resu
 /// The app asked (close_session) for the session to stay down until started again.
 pub async fn set_desired_stopped(pool: &PgPool, f: &Fence, reason: &str) -> sqlx::Result<bool> {
     update_fenced!(pool, f, "desired = 'stopped', status_reason = $4", reason)
-}
-
-/// A delivery or read receipt for one of our messages. Never moves a message backwards
-/// (a late "delivered" after "read" is ignored). Returns the job whose status changed,
-/// for the caller to announce on `wa_outbound` like a recorded outcome (after the
-/// update commits, for the reason `jobs::announce_outbound` gives).
-pub async fn apply_receipt(
-    pool: &PgPool,
-    f: &Fence,
-    message_id: &str,
-    kind: ReceiptKind,
-    at: DateTime<Utc>,
-) -> sqlx::Result<Option<Recorded>> {
-    let status = match kind {
-        ReceiptKind::Delivered => "delivered",
-        ReceiptKind::Read => "read",
-    };
-    let changed = sqlx::query_scalar!(
-        "UPDATE wa.jobs j
-            SET delivery = $5::text::wa.delivery_status,
-                delivered_at = coalesce(j.delivered_at, $6),
-                read_at = CASE WHEN $5 = 'read' THEN coalesce(j.read_at, $6) ELSE j.read_at END
-          WHERE j.session_id = $1 AND j.message_id = $4
-            AND (j.delivery < $5::text::wa.delivery_status)
-            AND EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._holds(s, $2, $3))
-         RETURNING j.id",
-        &f.session,
-        f.worker,
-        f.epoch,
-        message_id,
-        status,
-        at
-    )
-    .fetch_optional(pool)
-    .await?;
-    Ok(changed.map(|id| Recorded {
-        id,
-        session_id: Some(f.session.clone()),
-        message_id: Some(message_id.to_owned()),
-        delivery: Some(status.to_owned()),
-        dead: false,
-    }))
 }
 
 /// Stores an inbound message (deduplicated on session, chat, sender, message id) and

@@ -81,9 +81,7 @@ async fn handle(shared: &Arc<Shared>, ev: TaggedEvent) -> anyhow::Result<()> {
             sessions::mark_paired(pool, &fence, &jid, lid.as_deref(), phone.as_deref(), push_name.as_deref()).await?
         }
         WaEvent::Receipt { message_id, kind, at } => {
-            if let Some(changed) = sessions::apply_receipt(pool, &fence, &message_id, kind, at).await? {
-                shared.announcer.announce(vec![changed]);
-            }
+            shared.announcer.receipt(pgwa_pg::receipts::Receipt { fence, message_id, kind, at });
             true
         }
         WaEvent::ChatState(c) => pgwa_pg::contacts::record_chat_state(pool, &fence, &c).await?,
