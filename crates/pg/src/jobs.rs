@@ -121,6 +121,14 @@ pub struct Recorded {
     pub dead: bool,
 }
 
+impl Recorded {
+    /// The session, message id and status to announce, when this outcome has them: a
+    /// send that reached a delivery status. Other jobs are not announced.
+    pub fn announceable(&self) -> Option<(&str, &str, &str)> {
+        Some((self.session_id.as_deref()?, self.message_id.as_deref()?, self.delivery.as_deref()?))
+    }
+}
+
 /// Tells apps listening on `wa_outbound` which messages changed status: one NOTIFY per
 /// session and status, up to 100 messages each.
 ///
@@ -133,7 +141,7 @@ pub struct Recorded {
 pub async fn announce_outbound(db: impl PgExecutor<'_>, recorded: &[Recorded]) -> sqlx::Result<u64> {
     let mut groups: std::collections::BTreeMap<(&str, &str), (Vec<i64>, Vec<&str>)> = Default::default();
     for r in recorded {
-        if let (Some(session), Some(message), Some(status)) = (&r.session_id, &r.message_id, &r.delivery) {
+        if let Some((session, message, status)) = r.announceable() {
             let g = groups.entry((session, status)).or_default();
             g.0.push(r.id);
             g.1.push(message);

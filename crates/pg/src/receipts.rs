@@ -109,7 +109,11 @@ pub async fn apply(db: impl PgExecutor<'_>, receipts: &[Receipt]) -> sqlx::Resul
 
 /// Applies `receipts` and announces the jobs they moved after `recorded` (outcomes
 /// committed before), in one transaction: the receipts cost no commit of their own.
+/// With no receipts the announcement is a statement alone, without BEGIN and COMMIT.
 pub async fn apply_and_announce(pool: &PgPool, receipts: &[Receipt], mut recorded: Vec<Recorded>) -> sqlx::Result<()> {
+    if receipts.is_empty() {
+        return super::jobs::announce_outbound(pool, &recorded).await.map(drop);
+    }
     let mut tx = pool.begin().await?;
     recorded.extend(apply(&mut *tx, receipts).await?);
     super::jobs::announce_outbound(&mut *tx, &recorded).await?;

@@ -50,7 +50,7 @@ impl Announcer {
 
     /// Queues committed statuses for the next announcement.
     pub fn announce(&self, recorded: Vec<Recorded>) {
-        if recorded.iter().any(|r| r.delivery.is_some()) {
+        if recorded.iter().any(|r| r.announceable().is_some()) {
             let _ = self.tx.send(Item::Recorded(recorded));
         }
     }
