@@ -18,13 +18,7 @@ impl Contacts {
         if who == of {
             return;
         }
-        if let Some(set) = self.known_by.get_mut(of) {
-            if !set.contains(who) {
-                set.insert(who.to_string());
-            }
-            return;
-        }
-        self.known_by.entry(of.to_string()).or_default().insert(who.to_string());
+        self.known_by.entry(of.to_owned()).or_default().insert(who.to_owned());
     }
 
     /// The phones of the accounts that know `phone`.
