@@ -40,7 +40,19 @@ impl Harness {
     /// loopback server, with `extra` configuration on top.
     pub fn spawn_worker(&self, extra: &[(&str, String)]) -> Result<WorkerProc> {
         let exe = std::env::current_exe().context("locating the pgwa binary")?;
-        let mut cmd = Command::new(exe);
+        // BENCH_WORKER_WRAP runs each worker under a profiler, e.g. "heaptrack -o /tmp/w":
+        // attaching one to a running worker fails on some hosts. (Not PGWA_*: the
+        // configuration refuses keys it does not know there.)
+        let wrap = std::env::var("BENCH_WORKER_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let mut cmd = match wrap.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(wrap).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
         cmd.args(["run", "--no-migrate"])
             .env_remove("DATABASE_URL")
             .env("PGWA_DATABASE_URL", &self.url)
