@@ -93,6 +93,8 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
                 .args(args)
                 .env("PGWA_DATABASE_URL", url)
                 .env_remove("DATABASE_URL")
+                // bench-sessions settles until a heap trim ran: 10 s, not the default 31.
+                .env("PGWA_WORKER__HEAP_TRIM_SECS", "5")
                 .stderr(Stdio::inherit())
                 .output()
                 .expect("running the bench")
@@ -123,6 +125,7 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
     assert_eq!(v["sessions"], 3, "{v}");
     assert!(v["worker_rss_mib"].as_f64().unwrap() >= v["worker_rss_empty_mib"].as_f64().unwrap(), "{v}");
     assert!(v["restart_bringup_secs"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["settle_secs"], 10, "{v}");
     // 3 links log in after their 515 restart, and the restarted worker logs all 3 in again.
     assert!(v["server_logins"].as_u64().unwrap() >= 6, "{v}");
 

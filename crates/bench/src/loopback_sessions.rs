@@ -58,8 +58,11 @@ pub async fn run(cfg: &Config, b: SessionsBench) -> Result<serde_json::Value> {
         let sent = sql::send_ring(&h.pool, n, k).await?;
         h.wait_inbox("s%", sent, Duration::from_secs(3600)).await?;
     }
-    progress("letting them settle for 10 s");
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // RSS is read once the worker's periodic heap trim (worker.heap_trim_secs) has run
+    // since the last message, so it is what the sessions hold, not what a burst freed.
+    let settle = Duration::from_secs(10.max(cfg.worker.heap_trim_secs + 1));
+    progress(format!("letting them settle for {} s", settle.as_secs()));
+    tokio::time::sleep(settle).await;
     let rss = worker.rss_kib()?;
 
     progress(format!("measuring idle CPU for {} s", b.idle_secs));
@@ -72,7 +75,7 @@ pub async fn run(cfg: &Config, b: SessionsBench) -> Result<serde_json::Value> {
     let since = h.db_now().await?;
     let worker = h.spawn_worker(&env)?;
     let bringup = h.wait_connected(n, since, Duration::from_secs(3600)).await?;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(settle).await;
     let rss_restarted = worker.rss_kib()?;
     let logins = h.server.shared.stats.logins.load(std::sync::atomic::Ordering::Relaxed);
     drop(worker);
@@ -89,6 +92,7 @@ pub async fn run(cfg: &Config, b: SessionsBench) -> Result<serde_json::Value> {
         "link_all_secs": (link.as_secs_f64() * 10.0).round() / 10.0,
         "idle_cpu_percent_of_one_core": (idle_cpu * 1000.0).round() / 10.0,
         "idle_secs": b.idle_secs,
+        "settle_secs": settle.as_secs(),
         "shutdown_secs": (shutdown.as_secs_f64() * 10.0).round() / 10.0,
         "restart_bringup_secs": (bringup.as_secs_f64() * 10.0).round() / 10.0,
         "worker_rss_after_restart_mib": mib(rss_restarted),

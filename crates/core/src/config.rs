@@ -75,6 +75,9 @@ pub struct WorkerConfig {
     /// reconnect them all at once. 100 brings 1,000 sessions back in about 12 s
     /// (BENCHMARKS.md, bench-sessions), inside the 15 s a deploy may take.
     pub connect_per_sec: u32,
+    /// How often the worker hands the memory its bursts freed back to the system
+    /// (glibc's `malloc_trim`; seconds, 0 = never). See crates/worker/src/heap_trim.rs.
+    pub heap_trim_secs: u64,
     /// Claim loops, each over its own share of the sessions, so claims overlap.
     pub claimers: u32,
 }
@@ -322,6 +325,7 @@ impl Default for WorkerConfig {
             poll_only: false,
             shutdown_timeout_ms: 20_000,
             connect_per_sec: 100,
+            heap_trim_secs: 30,
             claimers: 1,
         }
     }

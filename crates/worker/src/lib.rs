@@ -12,6 +12,7 @@ pub mod announcer;
 mod completer;
 mod dispatch;
 mod events;
+mod heap_trim;
 pub mod http;
 pub mod jobs;
 mod lease;
@@ -271,6 +272,7 @@ impl Worker {
         let dispatchers: Vec<_> = (0..shared.claimer_count()).map(|i| tokio::spawn(dispatch::run(shared.clone(), i))).collect();
         let leases = tokio::spawn(lease::run(shared.clone(), events_tx));
         let schedules = tokio::spawn(schedules::run(shared.clone()));
+        heap_trim::spawn(Duration::from_secs(shared.cfg.worker.heap_trim_secs), shared.stopping.clone());
 
         shutdown.cancelled().await;
         tracing::info!(worker = %shared.id, in_flight = shared.in_flight.load(Ordering::SeqCst), "shutting down");
