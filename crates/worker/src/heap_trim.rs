@@ -13,23 +13,28 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Trims the heap every `every` until `stop`; `every` of zero turns it off. Other
-/// allocators and C libraries than glibc's have no such call: nothing to do there.
+/// allocators and C libraries than glibc's have no such call: nothing runs there.
 pub fn spawn(every: Duration, stop: CancellationToken) {
-    if every.is_zero() || !cfg!(all(target_os = "linux", target_env = "gnu")) {
-        return;
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if !every.is_zero() {
+        tokio::spawn(trim_every(every, stop));
     }
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let _ = tokio::task::spawn_blocking(trim).await;
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = (every, stop);
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+async fn trim_every(every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
         }
-    });
+        let _ = tokio::task::spawn_blocking(trim).await;
+    }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -39,9 +44,6 @@ fn trim() {
         libc::malloc_trim(0);
     }
 }
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim() {}
 
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
