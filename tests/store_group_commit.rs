@@ -2,6 +2,7 @@
 //! sessions go in few statements, each write keeps its own session's fence, and nothing
 //! of a fenced-out session is written.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgwa_pg::keys::{Combiner, PgBackend, is_lease_lost};
@@ -17,6 +18,16 @@ async fn count(pool: &sqlx::PgPool, table: &str, session: &str) -> i64 {
     pgwa_testkit::session_rows(pool, table, session).await.unwrap()
 }
 
+/// `n` sessions `<prefix>00`.. held by `w`, their fenced backends writing through `combiner`.
+async fn held_backends(pool: &sqlx::PgPool, prefix: &str, n: usize, w: uuid::Uuid, combiner: &Arc<Combiner>) -> Vec<PgBackend> {
+    let mut backends = Vec::new();
+    for i in 0..n {
+        let fence = held_by(pool, &format!("{prefix}{i:02}"), w).await.unwrap();
+        backends.push(PgBackend::fenced(pool.clone(), fence).combining(combiner.clone()));
+    }
+    backends
+}
+
 fn secret(chat: &str, id: &str, byte: u8, expires_at: i64, message_ts: i64) -> MsgSecretEntry {
     let chat: Jid = chat.parse().unwrap();
     MsgSecretEntry::new(&chat, &chat, id, [byte; 32], expires_at, message_ts)
@@ -28,11 +39,7 @@ async fn writes_of_many_sessions_go_together_and_each_keeps_its_fence() {
     let pool = &db.pool;
     let (w1, w2) = (worker(pool).await, worker(pool).await);
     let combiner = Combiner::new(pool.clone());
-    let mut backends = Vec::new();
-    for i in 0..20 {
-        let fence = held_by(pool, &format!("g{i:02}"), w1).await.unwrap();
-        backends.push(PgBackend::fenced(pool.clone(), fence).combining(combiner.clone()));
-    }
+    let backends = held_backends(pool, "g", 20, w1, &combiner).await;
     // g00 is taken over after its backend was built: w1's writes for it are stale.
     take_over(pool, "g00", w2).await.unwrap();
 
@@ -192,4 +199,54 @@ async fn a_refused_row_fails_only_its_own_write() {
     assert_eq!(failed, ["bad\0id"]);
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.sent_messages").fetch_one(pool).await.unwrap();
     assert_eq!(stored, 99);
+}
+
+/// whatsapp-rust's write-behind flushes of Signal session records, from many sessions at
+/// once, share statements (their own, apart from the per-message writes), each under its
+/// session's fence; the last record written for an address is the one kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_records_of_many_sessions_go_together_and_each_keeps_its_fence() {
+    use whatsapp_rust::bytes::Bytes;
+
+    let db = TestDb::with_pool_size(4).await.unwrap();
+    let pool = &db.pool;
+    let (w1, w2) = (worker(pool).await, worker(pool).await);
+    let combiner = Combiner::new(pool.clone());
+    let backends = held_backends(pool, "q", 20, w1, &combiner).await;
+    take_over(pool, "q00", w2).await.unwrap();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for b in &backends {
+        let b = b.clone();
+        tasks.spawn(async move {
+            let mut results = Vec::new();
+            // Each flush writes three contacts' records; a later flush rewrites them.
+            for round in 0..5u8 {
+                let records: Vec<(Arc<str>, Bytes)> =
+                    (0..3u8).map(|c| (Arc::from(format!("c{c}@lid.0")), Bytes::from(vec![round, c]))).collect();
+                results.push(b.put_sessions_batch(&records).await);
+            }
+            (b.session_id().to_owned(), results)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (session, results) = done.unwrap();
+        for r in results {
+            match (session.as_str(), r) {
+                ("q00", Err(e)) => assert!(is_lease_lost(&e), "{session}: {e:?}"),
+                (_, r) => r.unwrap_or_else(|e| panic!("{session}: {e:?}")),
+            }
+        }
+    }
+
+    assert_eq!(count(pool, "signal_sessions", "q00").await, 0, "nothing of the stale session was written");
+    for i in 1..20 {
+        let s = format!("q{i:02}");
+        assert_eq!(count(pool, "signal_sessions", &s).await, 3, "{s}");
+        let reader = PgBackend::offline(pool.clone(), &s);
+        assert_eq!(reader.get_session("c1@lid.0").await.unwrap().as_deref(), Some(&[4u8, 1][..]), "{s}: the last round's record");
+    }
+    let counts = combiner.counts();
+    assert_eq!(counts.writes, 20 * 5, "every flush went through the group commit: {counts:?}");
+    assert!(counts.statements * 2 <= counts.writes, "100 concurrent flushes should share statements: {counts:?}");
 }

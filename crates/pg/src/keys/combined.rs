@@ -8,6 +8,11 @@
 //! group commits (`crate::group_commit`): one fence check for every session in a
 //! statement, one round trip, one commit.
 //!
+//! whatsapp-rust's Signal session records (its write-behind flush of each session's
+//! ratchets, every 25 ms while it talks) go in group commits of their own: through the
+//! same statement, the CTE they add cost every other write its set-up while saving them
+//! nothing (BENCHMARKS.md, "Signal session records in the combined key write").
+//!
 //! Durability is unchanged: a write returns only after the statement holding it has
 //! committed, and it fails exactly when it would have alone (its session's fence did not
 //! hold, or the statement failed).
@@ -50,6 +55,8 @@ pub(crate) enum Rows {
     PendingStore(Vec<(String, String, String, Vec<u8>)>),
     /// (chat, sender, stanza id)
     PendingDelete(Vec<(String, String, String)>),
+    /// (address, record): Signal session records, written in their own group commits.
+    SessionRecords(Vec<(String, Vec<u8>)>),
 }
 
 /// How one write ended.
@@ -66,7 +73,10 @@ pub(crate) enum Outcome {
 /// The group-commit writer of one worker's sessions (see the module doc). Cheap to
 /// share: hold it in an `Arc` and attach it to each fenced backend.
 pub struct Combiner {
+    /// The per-message writes.
     writer: Arc<GroupCommit<KeyWrites>>,
+    /// Signal session records.
+    records: Arc<GroupCommit<KeyWrites>>,
 }
 
 /// How the key writes are written together, and what that has cost.
@@ -92,20 +102,26 @@ pub struct CombinerCounts {
 impl Combiner {
     pub fn new(pool: PgPool) -> Arc<Self> {
         let zero = || AtomicU64::new(0);
-        let writes = KeyWrites { pool, writes: zero(), statements: zero(), deadlocks: zero() };
-        Arc::new(Self { writer: GroupCommit::new(writes) })
+        let writes = |pool| KeyWrites { pool, writes: zero(), statements: zero(), deadlocks: zero() };
+        Arc::new(Self { writer: GroupCommit::new(writes(pool.clone())), records: GroupCommit::new(writes(pool)) })
     }
 
-    /// How much the writes were combined, and how often a statement had to run again.
+    /// How much the writes were combined, and how often a statement had to run again
+    /// (both kinds of group commit together).
     pub fn counts(&self) -> CombinerCounts {
-        let w = self.writer.flusher();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        CombinerCounts { writes: get(&w.writes), statements: get(&w.statements), deadlocks: get(&w.deadlocks) }
+        let (w, r) = (self.writer.flusher(), self.records.flusher());
+        CombinerCounts {
+            writes: get(&w.writes) + get(&r.writes),
+            statements: get(&w.statements) + get(&r.statements),
+            deadlocks: get(&w.deadlocks) + get(&r.deadlocks),
+        }
     }
 
     /// Queues `write` and waits until the statement holding it has committed or failed.
     pub(crate) async fn write(&self, write: Write) -> Outcome {
-        self.writer.write(write).await.unwrap_or(Outcome::Dropped)
+        let lane = if matches!(write.rows, Rows::SessionRecords(_)) { &self.records } else { &self.writer };
+        lane.write(write).await.unwrap_or(Outcome::Dropped)
     }
 }
 
@@ -197,6 +213,26 @@ fn reordering_cut(batch: &[Write]) -> usize {
     batch.len()
 }
 
+/// A group-committed statement: `fence` holds a row (its fence number `k`) for each
+/// session of the batch whose fence holds, share-locked in id order, and `$ctes` write
+/// rows joined to it; it returns the fence numbers that held. $1..$3 are the fences.
+macro_rules! batch_fenced {
+    ($st:expr, $ctes:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_scalar!(
+            r#"WITH fence AS (
+                   SELECT s.id, u.k FROM wa.sessions s
+                     JOIN unnest($1::text[], $2::uuid[], $3::bigint[]) WITH ORDINALITY AS u(id, worker, epoch, k) ON s.id = u.id
+                    WHERE wa._holds(s, u.worker, u.epoch)
+                    ORDER BY s.id FOR SHARE OF s), "# + $ctes + r#"
+             SELECT k AS "k!" FROM fence"#,
+            &$st.fences.sessions as &[&str],
+            &$st.fences.workers,
+            &$st.fences.epochs
+            $(, $arg)*
+        )
+    };
+}
+
 /// A batch as the statement's arrays, borrowing the batch's rows (the write-by-write
 /// retry builds from the same batch again); rows carry the number of their write's fence
 /// (`crate::batch_fences`).
@@ -209,12 +245,14 @@ struct Statement<'a> {
     sent: Vec<((i64, &'a str, &'a str), &'a [u8])>,
     pending: Vec<((i64, &'a str, &'a str, &'a str), &'a [u8])>,
     deletes: Vec<(i64, &'a str, &'a str, &'a str)>,
+    /// Session records: a batch holds these only ([`Combiner::write`] keeps them apart).
+    records: Vec<((i64, &'a str), &'a [u8])>,
 }
 
 impl<'a> Statement<'a> {
     fn build(batch: &'a [Write]) -> Self {
         let mut st = Statement::default();
-        let (mut secrets, mut sent, mut pending) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut secrets, mut sent, mut pending, mut records) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for w in batch {
             let k = st.fences.number(&w.session, w.worker, w.epoch);
             st.fence_of.push(k);
@@ -229,24 +267,27 @@ impl<'a> Statement<'a> {
                 Rows::PendingDelete(keys) => {
                     st.deletes.extend(keys.iter().map(|(c, s, id)| (k, c.as_str(), s.as_str(), id.as_str())))
                 }
+                Rows::SessionRecords(rows) => records.extend(rows.iter().map(|(a, r)| ((k, a.as_str()), r.as_slice()))),
             }
         }
         st.secrets = merged_secrets(secrets);
         st.sent = last_wins(sent);
         st.pending = last_wins(pending);
+        st.records = last_wins(records);
         st
     }
 
     /// Runs the statement; returns the fence numbers that held.
     async fn execute(&self, pool: &PgPool) -> sqlx::Result<std::collections::HashSet<i64>> {
+        let held = if self.records.is_empty() { self.write_per_message(pool).await? } else { self.write_records(pool).await? };
+        Ok(held.into_iter().collect())
+    }
+
+    async fn write_per_message(&self, pool: &PgPool) -> sqlx::Result<Vec<i64>> {
         let (sec, sent, pending, deletes) = (&self.secrets, &self.sent, &self.pending, &self.deletes);
-        let held = sqlx::query_scalar!(
-            r#"WITH fence AS (
-                   SELECT s.id, u.k FROM wa.sessions s
-                     JOIN unnest($1::text[], $2::uuid[], $3::bigint[]) WITH ORDINALITY AS u(id, worker, epoch, k) ON s.id = u.id
-                    WHERE wa._holds(s, u.worker, u.epoch)
-                    ORDER BY s.id FOR SHARE OF s),
-               secrets AS (
+        batch_fenced!(
+            self,
+            r#"secrets AS (
                    INSERT INTO wa.msg_secrets AS m (session_id, chat, sender, msg_id, secret, expires_at, message_ts)
                    SELECT f.id, r.c, r.s, r.i, r.x, r.e, r.t
                      FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bigint[], $10::bigint[])
@@ -274,11 +315,7 @@ impl<'a> Statement<'a> {
                    DELETE FROM wa.pending_inbound p
                     USING unnest($20::bigint[], $21::text[], $22::text[], $23::text[]) AS r(k, c, s, i)
                      JOIN fence f ON f.k = r.k
-                    WHERE p.session_id = f.id AND p.chat = r.c AND p.sender = r.s AND p.stanza_id = r.i)
-             SELECT k AS "k!" FROM fence"#,
-            &self.fences.sessions as &[&str],
-            &self.fences.workers,
-            &self.fences.epochs,
+                    WHERE p.session_id = f.id AND p.chat = r.c AND p.sender = r.s AND p.stanza_id = r.i)"#,
             &sec.iter().map(|((k, ..), _)| *k).collect::<Vec<_>>(),
             &sec.iter().map(|((_, c, ..), _)| *c).collect::<Vec<_>>() as &[&str],
             &sec.iter().map(|((_, _, s, _), _)| *s).collect::<Vec<_>>() as &[&str],
@@ -301,8 +338,25 @@ impl<'a> Statement<'a> {
             &deletes.iter().map(|(.., i)| *i).collect::<Vec<_>>() as &[&str],
         )
         .fetch_all(pool)
-        .await?;
-        Ok(held.into_iter().collect())
+        .await
+    }
+
+    async fn write_records(&self, pool: &PgPool) -> sqlx::Result<Vec<i64>> {
+        debug_assert!(self.secrets.is_empty() && self.sent.is_empty() && self.pending.is_empty() && self.deletes.is_empty());
+        let records = &self.records;
+        batch_fenced!(
+            self,
+            r#"records AS (
+                   INSERT INTO wa.signal_sessions (session_id, address, record)
+                   SELECT f.id, r.a, r.r FROM unnest($4::bigint[], $5::text[], $6::bytea[]) AS r(k, a, r)
+                     JOIN fence f ON f.k = r.k
+                   ON CONFLICT (session_id, address) DO UPDATE SET record = EXCLUDED.record, updated_at = now())"#,
+            &records.iter().map(|((k, _), _)| *k).collect::<Vec<_>>(),
+            &records.iter().map(|((_, a), _)| *a).collect::<Vec<_>>() as &[&str],
+            &records.iter().map(|(_, r)| *r).collect::<Vec<_>>() as &[&[u8]],
+        )
+        .fetch_all(pool)
+        .await
     }
 }
 

@@ -133,8 +133,8 @@ impl PgBackend {
         self
     }
 
-    /// Sends the frequent per-message writes (message secrets, sent copies, the inbound
-    /// buffer) of this fenced backend through `combiner`, which writes those of all the
+    /// Sends the frequent writes (message secrets, sent copies, the inbound buffer, Signal
+    /// session records) of this fenced backend through `combiner`, which writes those of all the
     /// worker's sessions together (group commit; see [`Combiner`]). Offline backends
     /// write alone whatever is set.
     pub fn combining(mut self, combiner: std::sync::Arc<Combiner>) -> Self {

@@ -7,6 +7,7 @@ use whatsapp_rust::bytes::Bytes;
 use whatsapp_rust::wacore::store::error::{Result, StoreError};
 use whatsapp_rust::wacore::store::traits::SignalStore;
 
+use super::combined::Rows;
 use super::{PgBackend, db_err, fenced, ids_i64, last_wins};
 
 /// (address, record) pairs as the two arrays of one upsert; sessions and sender keys
@@ -88,6 +89,10 @@ impl SignalStore for PgBackend {
     async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> Result<()> {
         if sessions.is_empty() {
             return Ok(());
+        }
+        if let Some(through) = self.combined() {
+            let rows = last_wins(sessions.iter().map(|(a, r)| (a.to_string(), r.to_vec())));
+            return through.write(Rows::SessionRecords(rows)).await;
         }
         let (addrs, recs) = records(sessions);
         fenced!(
