@@ -17,7 +17,7 @@
 //! committed, and it fails exactly when it would have alone (its session's fence did not
 //! hold, or the statement failed).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,7 +27,7 @@ use uuid::Uuid;
 use whatsapp_rust::wacore::store::traits::MsgSecretEntry;
 
 use super::last_wins;
-use super::secrets::{SecretRow, merged_secrets};
+use super::secrets::merged_secrets;
 use crate::batch_fences::BatchFences;
 use crate::group_commit::{Flush, GroupCommit};
 
@@ -36,15 +36,22 @@ use crate::group_commit::{Flush, GroupCommit};
 const DEADLOCK_TRIES: usize = 3;
 
 /// One queued write and the fence it is made under.
-pub(crate) struct Write {
+pub(crate) struct Write<R = Rows> {
     pub session: String,
     pub worker: Uuid,
     pub epoch: i64,
-    pub rows: Rows,
+    pub rows: R,
 }
 
-/// The rows of one write.
+/// The rows of one write: [`Combiner::write`] sends each kind to its own group commit.
 pub(crate) enum Rows {
+    PerMessage(MessageRows),
+    /// (address, record): Signal session records.
+    SessionRecords(Vec<(String, Vec<u8>)>),
+}
+
+/// The rows of one of the writes every message costs.
+pub(crate) enum MessageRows {
     MsgSecrets(Vec<MsgSecretEntry>),
     Sent {
         chat: String,
@@ -55,8 +62,12 @@ pub(crate) enum Rows {
     PendingStore(Vec<(String, String, String, Vec<u8>)>),
     /// (chat, sender, stanza id)
     PendingDelete(Vec<(String, String, String)>),
-    /// (address, record): Signal session records, written in their own group commits.
-    SessionRecords(Vec<(String, Vec<u8>)>),
+}
+
+impl From<MessageRows> for Rows {
+    fn from(rows: MessageRows) -> Self {
+        Rows::PerMessage(rows)
+    }
 }
 
 /// How one write ended.
@@ -73,18 +84,17 @@ pub(crate) enum Outcome {
 /// The group-commit writer of one worker's sessions (see the module doc). Cheap to
 /// share: hold it in an `Arc` and attach it to each fenced backend.
 pub struct Combiner {
-    /// The per-message writes.
-    writer: Arc<GroupCommit<KeyWrites>>,
-    /// Signal session records.
-    records: Arc<GroupCommit<KeyWrites>>,
+    per_message: Arc<GroupCommit<KeyWrites<PerMessage>>>,
+    records: Arc<GroupCommit<KeyWrites<SessionRecords>>>,
 }
 
-/// How the key writes are written together, and what that has cost.
-struct KeyWrites {
+/// How the key writes of one lane are written together, and what that has cost.
+struct KeyWrites<L> {
     pool: PgPool,
     writes: AtomicU64,
     statements: AtomicU64,
     deadlocks: AtomicU64,
+    lane: std::marker::PhantomData<L>,
 }
 
 /// What a [`Combiner`] has done since it started (the process-wide sums are the
@@ -101,40 +111,59 @@ pub struct CombinerCounts {
 
 impl Combiner {
     pub fn new(pool: PgPool) -> Arc<Self> {
-        let zero = || AtomicU64::new(0);
-        let writes = |pool| KeyWrites { pool, writes: zero(), statements: zero(), deadlocks: zero() };
-        Arc::new(Self { writer: GroupCommit::new(writes(pool.clone())), records: GroupCommit::new(writes(pool)) })
+        Arc::new(Self { per_message: GroupCommit::new(KeyWrites::new(&pool)), records: GroupCommit::new(KeyWrites::new(&pool)) })
     }
 
     /// How much the writes were combined, and how often a statement had to run again
-    /// (both kinds of group commit together).
+    /// (both lanes together).
     pub fn counts(&self) -> CombinerCounts {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let (w, r) = (self.writer.flusher(), self.records.flusher());
+        let (a, b) = (self.per_message.flusher().counts(), self.records.flusher().counts());
         CombinerCounts {
-            writes: get(&w.writes) + get(&r.writes),
-            statements: get(&w.statements) + get(&r.statements),
-            deadlocks: get(&w.deadlocks) + get(&r.deadlocks),
+            writes: a.writes + b.writes,
+            statements: a.statements + b.statements,
+            deadlocks: a.deadlocks + b.deadlocks,
         }
     }
 
     /// Queues `write` and waits until the statement holding it has committed or failed.
     pub(crate) async fn write(&self, write: Write) -> Outcome {
-        let lane = if matches!(write.rows, Rows::SessionRecords(_)) { &self.records } else { &self.writer };
-        lane.write(write).await.unwrap_or(Outcome::Dropped)
+        let Write { session, worker, epoch, rows } = write;
+        let answer = match rows {
+            Rows::PerMessage(rows) => self.per_message.write(Write { session, worker, epoch, rows }).await,
+            Rows::SessionRecords(rows) => self.records.write(Write { session, worker, epoch, rows }).await,
+        };
+        answer.unwrap_or(Outcome::Dropped)
     }
 }
 
-impl Flush for KeyWrites {
-    type Item = Write;
+/// A kind of key write with group commits of its own.
+trait Lane: Send + Sync + 'static {
+    type Rows: Send + Sync + 'static;
+
+    /// How many of `queued` may share the next statement (see [`Flush::take`]).
+    fn take(queued: &[Write<Self::Rows>]) -> usize {
+        queued.len()
+    }
+
+    /// Writes `rows`, each under the fence `fences` numbers it by, in one statement;
+    /// returns the fence numbers that held.
+    fn write(
+        pool: &PgPool,
+        fences: &BatchFences<'_>,
+        rows: &[(i64, &Self::Rows)],
+    ) -> impl std::future::Future<Output = sqlx::Result<Vec<i64>>> + Send;
+}
+
+impl<L: Lane> Flush for KeyWrites<L> {
+    type Item = Write<L::Rows>;
     type Answer = Outcome;
     const MAX_BATCH: usize = 512;
 
-    fn take(&self, queued: &[Write]) -> usize {
-        reordering_cut(queued)
+    fn take(&self, queued: &[Self::Item]) -> usize {
+        L::take(queued)
     }
 
-    async fn flush(&self, batch: &[Write]) -> Vec<Outcome> {
+    async fn flush(&self, batch: &[Self::Item]) -> Vec<Outcome> {
         let outcomes = self.run(batch).await;
         self.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         metrics::counter!(m::KEY_WRITES).increment(batch.len() as u64);
@@ -142,18 +171,28 @@ impl Flush for KeyWrites {
     }
 }
 
-impl KeyWrites {
+impl<L: Lane> KeyWrites<L> {
+    fn new(pool: &PgPool) -> Self {
+        let zero = || AtomicU64::new(0);
+        Self { pool: pool.clone(), writes: zero(), statements: zero(), deadlocks: zero(), lane: std::marker::PhantomData }
+    }
+
+    fn counts(&self) -> CombinerCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CombinerCounts { writes: get(&self.writes), statements: get(&self.statements), deadlocks: get(&self.deadlocks) }
+    }
+
     /// Writes one batch; an outcome per write, in order. When the statement fails for
     /// something other than an unreachable database, each write is tried again alone:
     /// one write's bad row (a peer's id Postgres refuses, say) must not fail the writes
     /// of every other session that shared its statement.
-    async fn run(&self, batch: &[Write]) -> Vec<Outcome> {
-        match self.execute(Statement::build(batch)).await {
+    async fn run(&self, batch: &[Write<L::Rows>]) -> Vec<Outcome> {
+        match self.execute(batch).await {
             Ok(held) => held,
             Err(e) if batch.len() > 1 && !crate::outage::is_unreachable(&e) => {
                 let mut outcomes = Vec::with_capacity(batch.len());
                 for w in batch {
-                    let one = self.execute(Statement::build(std::slice::from_ref(w))).await;
+                    let one = self.execute(std::slice::from_ref(w)).await;
                     outcomes.push(one.map_or_else(|e| Outcome::Failed(Arc::new(e)), |mut o| o.remove(0)));
                 }
                 outcomes
@@ -165,15 +204,18 @@ impl KeyWrites {
         }
     }
 
-    /// Runs `stmt`, again if it lost a deadlock: each write's outcome, or the error.
-    async fn execute(&self, stmt: Statement<'_>) -> sqlx::Result<Vec<Outcome>> {
+    /// Writes `batch` in one statement, again if it lost a deadlock: each write's
+    /// outcome, or the error.
+    async fn execute(&self, batch: &[Write<L::Rows>]) -> sqlx::Result<Vec<Outcome>> {
+        let mut fences = BatchFences::default();
+        let rows: Vec<(i64, &L::Rows)> = batch.iter().map(|w| (fences.number(&w.session, w.worker, w.epoch), &w.rows)).collect();
         let mut tries = 0;
-        let held = loop {
+        let held: HashSet<i64> = loop {
             tries += 1;
             self.statements.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(m::KEY_WRITE_STATEMENTS).increment(1);
-            match stmt.execute(&self.pool).await {
-                Ok(held) => break held,
+            match L::write(&self.pool, &fences, &rows).await {
+                Ok(held) => break held.into_iter().collect(),
                 Err(e) if tries < DEADLOCK_TRIES && is_deadlock(&e) => {
                     self.deadlocks.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(m::KEY_WRITE_DEADLOCKS).increment(1);
@@ -182,7 +224,7 @@ impl KeyWrites {
                 Err(e) => return Err(e),
             }
         };
-        Ok(stmt.fence_of.iter().map(|k| if held.contains(k) { Outcome::Written } else { Outcome::FenceLost }).collect())
+        Ok(rows.iter().map(|(k, _)| if held.contains(k) { Outcome::Written } else { Outcome::FenceLost }).collect())
     }
 }
 
@@ -196,12 +238,16 @@ fn is_deadlock(e: &sqlx::Error) -> bool {
 /// next statement. Returns how many writes go now. (whatsapp-rust deletes a buffered
 /// row only after its store returned, which is after it committed, so this is a guard,
 /// not a path taken.)
-fn reordering_cut(batch: &[Write]) -> usize {
+fn reordering_cut(batch: &[Write<MessageRows>]) -> usize {
     let mut touched: HashMap<(&str, &str, &str, &str), bool> = HashMap::new();
     for (i, w) in batch.iter().enumerate() {
         let (keys, store): (Vec<(&str, &str, &str)>, bool) = match &w.rows {
-            Rows::PendingStore(rows) => (rows.iter().map(|(c, s, id, _)| (c.as_str(), s.as_str(), id.as_str())).collect(), true),
-            Rows::PendingDelete(keys) => (keys.iter().map(|(c, s, id)| (c.as_str(), s.as_str(), id.as_str())).collect(), false),
+            MessageRows::PendingStore(rows) => {
+                (rows.iter().map(|(c, s, id, _)| (c.as_str(), s.as_str(), id.as_str())).collect(), true)
+            }
+            MessageRows::PendingDelete(keys) => {
+                (keys.iter().map(|(c, s, id)| (c.as_str(), s.as_str(), id.as_str())).collect(), false)
+            }
             _ => continue,
         };
         let keys: Vec<_> = keys.into_iter().map(|(c, s, id)| (w.session.as_str(), c, s, id)).collect();
@@ -217,7 +263,7 @@ fn reordering_cut(batch: &[Write]) -> usize {
 /// session of the batch whose fence holds, share-locked in id order, and `$ctes` write
 /// rows joined to it; it returns the fence numbers that held. $1..$3 are the fences.
 macro_rules! batch_fenced {
-    ($st:expr, $ctes:tt $(, $arg:expr)* $(,)?) => {
+    ($fences:expr, $ctes:tt $(, $arg:expr)* $(,)?) => {
         sqlx::query_scalar!(
             r#"WITH fence AS (
                    SELECT s.id, u.k FROM wa.sessions s
@@ -225,68 +271,45 @@ macro_rules! batch_fenced {
                     WHERE wa._holds(s, u.worker, u.epoch)
                     ORDER BY s.id FOR SHARE OF s), "# + $ctes + r#"
              SELECT k AS "k!" FROM fence"#,
-            &$st.fences.sessions as &[&str],
-            &$st.fences.workers,
-            &$st.fences.epochs
+            &$fences.sessions as &[&str],
+            &$fences.workers,
+            &$fences.epochs
             $(, $arg)*
         )
     };
 }
 
-/// A batch as the statement's arrays, borrowing the batch's rows (the write-by-write
-/// retry builds from the same batch again); rows carry the number of their write's fence
-/// (`crate::batch_fences`).
-#[derive(Default)]
-struct Statement<'a> {
-    fences: BatchFences<'a>,
-    /// Each write's fence number, in batch order.
-    fence_of: Vec<i64>,
-    secrets: Vec<((i64, &'a str, &'a str, &'a str), SecretRow<'a>)>,
-    sent: Vec<((i64, &'a str, &'a str), &'a [u8])>,
-    pending: Vec<((i64, &'a str, &'a str, &'a str), &'a [u8])>,
-    deletes: Vec<(i64, &'a str, &'a str, &'a str)>,
-    /// Session records: a batch holds these only ([`Combiner::write`] keeps them apart).
-    records: Vec<((i64, &'a str), &'a [u8])>,
-}
+/// The writes every message costs (message secrets, sent copies, the inbound buffer),
+/// in one statement; a buffered row and its deletion never share one
+/// ([`reordering_cut`]).
+struct PerMessage;
 
-impl<'a> Statement<'a> {
-    fn build(batch: &'a [Write]) -> Self {
-        let mut st = Statement::default();
-        let (mut secrets, mut sent, mut pending, mut records) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for w in batch {
-            let k = st.fences.number(&w.session, w.worker, w.epoch);
-            st.fence_of.push(k);
-            match &w.rows {
-                Rows::MsgSecrets(entries) => {
+impl Lane for PerMessage {
+    type Rows = MessageRows;
+
+    fn take(queued: &[Write<MessageRows>]) -> usize {
+        reordering_cut(queued)
+    }
+
+    async fn write(pool: &PgPool, fences: &BatchFences<'_>, rows: &[(i64, &MessageRows)]) -> sqlx::Result<Vec<i64>> {
+        let (mut secrets, mut sent, mut pending, mut deletes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for &(k, rows) in rows {
+            match rows {
+                MessageRows::MsgSecrets(entries) => {
                     secrets.extend(entries.iter().map(|e| ((k, &*e.chat, &*e.sender, &*e.msg_id), e)));
                 }
-                Rows::Sent { chat, id, payload } => sent.push(((k, chat.as_str(), id.as_str()), payload.as_slice())),
-                Rows::PendingStore(rows) => {
+                MessageRows::Sent { chat, id, payload } => sent.push(((k, chat.as_str(), id.as_str()), payload.as_slice())),
+                MessageRows::PendingStore(rows) => {
                     pending.extend(rows.iter().map(|(c, s, id, m)| ((k, c.as_str(), s.as_str(), id.as_str()), m.as_slice())));
                 }
-                Rows::PendingDelete(keys) => {
-                    st.deletes.extend(keys.iter().map(|(c, s, id)| (k, c.as_str(), s.as_str(), id.as_str())))
+                MessageRows::PendingDelete(keys) => {
+                    deletes.extend(keys.iter().map(|(c, s, id)| (k, c.as_str(), s.as_str(), id.as_str())))
                 }
-                Rows::SessionRecords(rows) => records.extend(rows.iter().map(|(a, r)| ((k, a.as_str()), r.as_slice()))),
             }
         }
-        st.secrets = merged_secrets(secrets);
-        st.sent = last_wins(sent);
-        st.pending = last_wins(pending);
-        st.records = last_wins(records);
-        st
-    }
-
-    /// Runs the statement; returns the fence numbers that held.
-    async fn execute(&self, pool: &PgPool) -> sqlx::Result<std::collections::HashSet<i64>> {
-        let held = if self.records.is_empty() { self.write_per_message(pool).await? } else { self.write_records(pool).await? };
-        Ok(held.into_iter().collect())
-    }
-
-    async fn write_per_message(&self, pool: &PgPool) -> sqlx::Result<Vec<i64>> {
-        let (sec, sent, pending, deletes) = (&self.secrets, &self.sent, &self.pending, &self.deletes);
+        let (sec, sent, pending) = (merged_secrets(secrets), last_wins(sent), last_wins(pending));
         batch_fenced!(
-            self,
+            fences,
             r#"secrets AS (
                    INSERT INTO wa.msg_secrets AS m (session_id, chat, sender, msg_id, secret, expires_at, message_ts)
                    SELECT f.id, r.c, r.s, r.i, r.x, r.e, r.t
@@ -340,12 +363,19 @@ impl<'a> Statement<'a> {
         .fetch_all(pool)
         .await
     }
+}
 
-    async fn write_records(&self, pool: &PgPool) -> sqlx::Result<Vec<i64>> {
-        debug_assert!(self.secrets.is_empty() && self.sent.is_empty() && self.pending.is_empty() && self.deletes.is_empty());
-        let records = &self.records;
+/// whatsapp-rust's Signal session records, the last record of each address kept.
+struct SessionRecords;
+
+impl Lane for SessionRecords {
+    type Rows = Vec<(String, Vec<u8>)>;
+
+    async fn write(pool: &PgPool, fences: &BatchFences<'_>, rows: &[(i64, &Self::Rows)]) -> sqlx::Result<Vec<i64>> {
+        let records =
+            last_wins(rows.iter().flat_map(|&(k, rows)| rows.iter().map(move |(a, r)| ((k, a.as_str()), r.as_slice()))));
         batch_fenced!(
-            self,
+            fences,
             r#"records AS (
                    INSERT INTO wa.signal_sessions (session_id, address, record)
                    SELECT f.id, r.a, r.r FROM unnest($4::bigint[], $5::text[], $6::bytea[]) AS r(k, a, r)
@@ -364,7 +394,7 @@ impl<'a> Statement<'a> {
 mod tests {
     use super::*;
 
-    fn write(session: &str, rows: Rows) -> Write {
+    fn write(session: &str, rows: MessageRows) -> Write<MessageRows> {
         Write { session: session.into(), worker: Uuid::nil(), epoch: 1, rows }
     }
 
@@ -372,13 +402,13 @@ mod tests {
         ("c".into(), "s".into(), id.into())
     }
 
-    fn store(session: &str, id: &str) -> Write {
+    fn store(session: &str, id: &str) -> Write<MessageRows> {
         let (c, s, i) = key(id);
-        write(session, Rows::PendingStore(vec![(c, s, i, vec![1])]))
+        write(session, MessageRows::PendingStore(vec![(c, s, i, vec![1])]))
     }
 
-    fn delete(session: &str, id: &str) -> Write {
-        write(session, Rows::PendingDelete(vec![key(id)]))
+    fn delete(session: &str, id: &str) -> Write<MessageRows> {
+        write(session, MessageRows::PendingDelete(vec![key(id)]))
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use whatsapp_rust::wacore::store::error::{Result, StoreError};
 use whatsapp_rust::wacore::store::traits::{PendingInboundKey, PendingInboundRow, TcTokenEntry};
 
-use super::combined::Rows;
+use super::combined::MessageRows;
 use super::{PgBackend, db_err, fenced, last_wins};
 use crate::outage::{caused_by_unreachable, is_unreachable, wait_out};
 
@@ -134,7 +134,9 @@ impl PgBackend {
 
     pub(crate) async fn sent_store(&self, chat: &str, id: &str, payload: &[u8]) -> Result<()> {
         if let Some(through) = self.combined() {
-            return through.write(Rows::Sent { chat: chat.to_owned(), id: id.to_owned(), payload: payload.to_vec() }).await;
+            return through
+                .write(MessageRows::Sent { chat: chat.to_owned(), id: id.to_owned(), payload: payload.to_vec() })
+                .await;
         }
         fenced!(
             self,
@@ -186,7 +188,7 @@ impl PgBackend {
         if let Some(through) = self.combined() {
             let store = || async move {
                 let owned = rows.iter().map(|r| (r.chat.to_owned(), r.sender.to_owned(), r.id.to_owned(), r.message.to_vec()));
-                through.write(Rows::PendingStore(owned.collect())).await
+                through.write(MessageRows::PendingStore(owned.collect())).await
             };
             return wait_out(self.outage_wait, "buffering an inbound message", |e: &StoreError| caused_by_unreachable(e), store)
                 .await;
@@ -236,7 +238,7 @@ impl PgBackend {
         }
         if let Some(through) = self.combined() {
             let keys = keys.iter().map(|k| (k.chat.to_owned(), k.sender.to_owned(), k.id.to_owned()));
-            return through.write(Rows::PendingDelete(keys.collect())).await;
+            return through.write(MessageRows::PendingDelete(keys.collect())).await;
         }
         let chats: Vec<&str> = keys.iter().map(|k| k.chat).collect();
         let senders: Vec<&str> = keys.iter().map(|k| k.sender).collect();

@@ -194,8 +194,9 @@ pub(crate) struct Through<'a> {
 
 impl Through<'_> {
     /// Writes `rows` under the backend's fence, together with whatever else is queued.
-    pub(crate) async fn write(self, rows: Rows) -> Result<(), StoreError> {
+    pub(crate) async fn write(self, rows: impl Into<Rows>) -> Result<(), StoreError> {
         let f = self.fence;
+        let rows = rows.into();
         match self.combiner.write(Write { session: f.session.clone(), worker: f.worker, epoch: f.epoch, rows }).await {
             Outcome::Written => Ok(()),
             Outcome::FenceLost => Err(self.backend.fence_error()),

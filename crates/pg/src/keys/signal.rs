@@ -91,7 +91,8 @@ impl SignalStore for PgBackend {
             return Ok(());
         }
         if let Some(through) = self.combined() {
-            let rows = last_wins(sessions.iter().map(|(a, r)| (a.to_string(), r.to_vec())));
+            // The statement keeps the last record of each address (`Statement::build`).
+            let rows = sessions.iter().map(|(a, r)| (a.to_string(), r.to_vec())).collect();
             return through.write(Rows::SessionRecords(rows)).await;
         }
         let (addrs, recs) = records(sessions);
