@@ -1,5 +1,6 @@
 //! Benchmarks behind `pgwa bench`: commands that print one JSON line of measured figures.
 
+pub mod cpu;
 pub mod jobs;
 #[cfg(feature = "loopback")]
 pub mod loopback;

@@ -128,27 +128,17 @@ pub struct WorkerProc {
 }
 
 impl WorkerProc {
-    fn proc_file(&self, name: &str) -> Result<String> {
-        let path = format!("/proc/{}/{name}", self.child.id());
-        std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
-    }
-
     /// Resident set size in KiB (VmRSS).
     pub fn rss_kib(&self) -> Result<u64> {
-        let status = self.proc_file("status")?;
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS in /proc/<pid>/status")?;
         line.split_whitespace().nth(1).context("VmRSS value")?.parse().context("VmRSS value")
     }
 
     /// CPU time used so far (user + system), in seconds.
     pub fn cpu_secs(&self) -> Result<f64> {
-        let stat = self.proc_file("stat")?;
-        // Fields after the command name (which may hold spaces) start at field 3.
-        let rest = stat.rsplit_once(')').context("malformed /proc/<pid>/stat")?.1;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
-        // /proc reports in USER_HZ, which Linux fixes at 100 for userspace.
-        Ok(ticks as f64 / 100.0)
+        crate::cpu::process_secs(&self.child.id().to_string())
     }
 
     /// SIGTERM, then waits for the exit (the worker releases its sessions); returns how

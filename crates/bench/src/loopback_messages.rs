@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::loopback::{Harness, progress};
+use super::loopback::{Harness, WorkerProc, progress};
 use pgwa_core::config::Config;
 use pgwa_pg::bench as sql;
 
@@ -72,8 +72,10 @@ async fn measure(cfg: &Config, b: &MessagesBench, key_store: &str) -> Result<ser
     progress(format!("burst: {} messages", b.messages));
     let per_pair = (b.messages as i64 + pairs - 1) / pairs;
     let burst = Instant::now();
+    let cpu_before = CpuSplit::take(&workers)?;
     let sent = sql::send_burst(&h.pool, per_pair).await?;
     h.wait_inbox("b%", sent, Duration::from_secs(3600)).await?;
+    let cpu = CpuSplit::take(&workers)?.since(&cpu_before);
     let wall = burst.elapsed();
     let span = sql::burst_span_secs(&h.pool).await?;
 
@@ -101,10 +103,53 @@ async fn measure(cfg: &Config, b: &MessagesBench, key_store: &str) -> Result<ser
         "burst_messages": sent,
         "burst_msgs_per_sec": round(sent as f64 / span),
         "burst_wall_secs": round(wall.as_secs_f64()),
+        "burst_cpu_ms_per_msg": cpu.per_message_ms(sent),
         "latency_messages": b.latency_messages,
         "latency_rate_per_sec": b.rate,
         "p50_send_to_inbox_ms": round(p50),
         "p99_send_to_inbox_ms": round(p99),
         "max_send_to_inbox_ms": round(max),
     }))
+}
+
+/// CPU time used so far: the machine's, the two workers', this process's (the bench and
+/// the loopback server with its phone). The rest of the machine's is Postgres's, less
+/// whatever else ran beside the bench.
+struct CpuSplit {
+    machine: f64,
+    workers: f64,
+    bench_and_server: f64,
+}
+
+impl CpuSplit {
+    fn take(workers: &[WorkerProc]) -> Result<Self> {
+        let mut in_workers = 0.0;
+        for w in workers {
+            in_workers += w.cpu_secs()?;
+        }
+        Ok(Self {
+            machine: crate::cpu::machine_secs()?,
+            workers: in_workers,
+            bench_and_server: crate::cpu::process_secs("self")?,
+        })
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            machine: self.machine - before.machine,
+            workers: self.workers - before.workers,
+            bench_and_server: self.bench_and_server - before.bench_and_server,
+        }
+    }
+
+    /// Milliseconds of CPU per message, whole machine and by part.
+    fn per_message_ms(&self, messages: i64) -> serde_json::Value {
+        let ms = |secs: f64| (secs * 1000.0 / messages.max(1) as f64 * 100.0).round() / 100.0;
+        json!({
+            "machine": ms(self.machine),
+            "workers": ms(self.workers),
+            "bench_and_server": ms(self.bench_and_server),
+            "postgres_and_rest": ms(self.machine - self.workers - self.bench_and_server),
+        })
+    }
 }
