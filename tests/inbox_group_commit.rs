@@ -184,3 +184,26 @@ async fn block_then_queue(
     }
     (first, answers)
 }
+
+/// The writer keeps its connection between statements (no pool round trips); when that
+/// connection was cut while it waited (a Postgres restart, a dropped link), the next
+/// message is stored on a fresh one instead of failing, and batching goes on.
+#[tokio::test]
+async fn a_message_after_the_writers_connection_was_cut_is_stored_on_a_fresh_one() {
+    let db = TestDb::with_pool_size(4).await.unwrap();
+    let pool = &db.pool;
+    let fence = held_by(pool, "s1", pgwa_testkit::worker_row(pool).await.unwrap()).await.unwrap();
+    let writer = InboxWriter::new(pool.clone());
+    assert!(matches!(writer.store(&fence, Arc::new(message("C1", "before"))).await, Ok(Stored::New(_))));
+
+    assert_eq!(pgwa_testkit::cut_connections(pool, "%wa._holds%").await.unwrap(), 1, "the writer's connection");
+    assert!(matches!(writer.store(&fence, Arc::new(message("C2", "alone"))).await, Ok(Stored::New(_))));
+
+    assert_eq!(pgwa_testkit::cut_connections(pool, "%wa._holds%").await.unwrap(), 1);
+    let (first, rest) = block_then_queue(&db, &writer, &fence, vec![message("C3", "batched"), message("C4", "batched")]).await;
+    assert!(first.is_ok(), "{first:?}");
+    assert!(rest.iter().all(|a| matches!(a, Ok(Stored::New(_)))), "{rest:?}");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.inbox WHERE message_id LIKE 'C%'").fetch_one(pool).await.unwrap();
+    assert_eq!(n, 4);
+    db.drop_now().await.unwrap();
+}

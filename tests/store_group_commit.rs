@@ -250,3 +250,32 @@ async fn session_records_of_many_sessions_go_together_and_each_keeps_its_fence()
     assert_eq!(counts.writes, 20 * 5, "every flush went through the group commit: {counts:?}");
     assert!(counts.statements * 2 <= counts.writes, "100 concurrent flushes should share statements: {counts:?}");
 }
+
+/// Each lane keeps its connection between statements (no pool round trips); when that
+/// connection was cut while it waited (a Postgres restart, a dropped link), the next
+/// write goes through on a fresh one instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_after_its_lanes_connection_was_cut_goes_through_on_a_fresh_one() {
+    use whatsapp_rust::bytes::Bytes;
+
+    let db = TestDb::with_pool_size(4).await.unwrap();
+    let pool = &db.pool;
+    let combiner = Combiner::new(pool.clone());
+    let b = held_backends(pool, "x", 1, worker(pool).await, &combiner).await.remove(0);
+    let record = |byte: u8| [(Arc::from("c@lid.0"), Bytes::from(vec![byte]))];
+    b.store_sent_message("c@lid", "M1", b"p").await.unwrap();
+    b.put_sessions_batch(&record(1)).await.unwrap();
+
+    let cut = pgwa_testkit::cut_connections(pool, "WITH fence AS%").await.unwrap();
+    assert_eq!(cut, 2, "one held connection per lane");
+    b.store_sent_message("c@lid", "M2", b"p").await.unwrap();
+    b.put_sessions_batch(&record(2)).await.unwrap();
+
+    assert_eq!(count(pool, "sent_messages", "x00").await, 2);
+    let kept: Vec<u8> =
+        sqlx::query_scalar("SELECT record FROM wa.signal_sessions WHERE session_id = 'x00'").fetch_one(pool).await.unwrap();
+    assert_eq!(kept, [2]);
+    let c = combiner.counts();
+    assert_eq!((c.writes, c.statements), (4, 6), "each lane wrote once more, on a fresh connection: {c:?}");
+    db.drop_now().await.unwrap();
+}

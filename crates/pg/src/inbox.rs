@@ -6,7 +6,8 @@
 //! [`InboxWriter`] stores what its sessions have waiting in one statement
 //! (`crate::group_commit`): about 2.4 messages per statement in a bench-messages burst
 //! (BENCHMARKS.md). Each message is answered after that statement committed, so the ack
-//! still waits for the commit.
+//! still waits for the commit. The writer keeps a connection of its own from statement
+//! to statement (`crate::held_conn`).
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use sqlx::PgPool;
 use crate::WriteFailed;
 use crate::batch_fences::BatchFences;
 use crate::group_commit::{Flush, GroupCommit};
+use crate::held_conn::HeldConn;
 use pgwa_core::fence::Fence;
 use pgwa_core::wa::InboundMessage;
 
@@ -36,7 +38,9 @@ pub struct InboxWriter {
 }
 
 struct InboxRows {
-    pool: PgPool,
+    /// Held from statement to statement: through the pool, each would cost two more
+    /// round trips (`crate::held_conn`).
+    db: tokio::sync::Mutex<HeldConn>,
 }
 
 /// One message to store, under the fence of its session's connection.
@@ -51,7 +55,7 @@ const WHAT: &str = "storing an inbound message";
 
 impl InboxWriter {
     pub fn new(pool: PgPool) -> Arc<Self> {
-        Arc::new(Self { writer: GroupCommit::new(InboxRows { pool }) })
+        Arc::new(Self { writer: GroupCommit::new(InboxRows { db: tokio::sync::Mutex::new(HeldConn::beside(&pool)) }) })
     }
 
     /// Stores `m` (a message, not an edit or a delete: `sessions::insert_inbound` applies
@@ -77,45 +81,72 @@ impl Flush for InboxRows {
     type Answer = Answer;
     const MAX_BATCH: usize = 256;
 
-    /// When the statement fails for something other than an unreachable database, each
-    /// message is tried again alone: one message Postgres refuses must not fail the
-    /// messages of every other session that shared its statement.
     async fn flush(&self, batch: &[Row]) -> Vec<Answer> {
-        // Alone, a message takes the single-row insert: the batch statement costs about
-        // twice as much for one row (310 against 140 µs in pg_stat_statements), which a
-        // quiet worker would pay on every message.
-        if let [row] = batch {
-            return vec![insert_one(&self.pool, row).await.map_err(|e| WriteFailed::new(WHAT, e))];
+        write(&mut *self.db.lock().await, batch).await
+    }
+}
+
+/// When the statement fails for something other than an unreachable database, each
+/// message is tried again alone: one message Postgres refuses must not fail the messages
+/// of every other session that shared its statement.
+async fn write(db: &mut HeldConn, batch: &[Row]) -> Vec<Answer> {
+    // Alone, a message takes the single-row insert: the batch statement costs about
+    // twice as much for one row (310 against 140 µs in pg_stat_statements), which a
+    // quiet worker would pay on every message.
+    if let [row] = batch {
+        return vec![insert_one(db, row).await.map_err(|e| WriteFailed::new(WHAT, e))];
+    }
+    let all = loop {
+        let all = match db.conn().await {
+            Ok(conn) => insert(conn, batch).await,
+            Err(e) => Err(e),
+        };
+        // Deduplicated inserts: running them again is safe.
+        match all {
+            Err(e) if db.failed(&e) => tracing::debug!(error = %e, "the inbox writer's connection was lost; writing again"),
+            all => break all,
         }
-        match insert(&self.pool, batch).await {
-            Ok(stored) => stored.into_iter().map(Ok).collect(),
-            Err(e) if batch.len() > 1 && !crate::outage::is_unreachable(&e) => {
-                let mut answers = Vec::with_capacity(batch.len());
-                for row in batch {
-                    answers.push(insert_one(&self.pool, row).await.map_err(|e| WriteFailed::new(WHAT, e)));
-                }
-                answers
+    };
+    match all {
+        Ok(stored) => stored.into_iter().map(Ok).collect(),
+        Err(e) if !crate::outage::is_unreachable(&e) => {
+            let mut answers = Vec::with_capacity(batch.len());
+            for row in batch {
+                answers.push(insert_one(db, row).await.map_err(|e| WriteFailed::new(WHAT, e)));
             }
-            Err(e) => {
-                let e = WriteFailed::new(WHAT, e);
-                batch.iter().map(|_| Err(e.clone())).collect()
-            }
+            answers
+        }
+        Err(e) => {
+            let e = WriteFailed::new(WHAT, e);
+            batch.iter().map(|_| Err(e.clone())).collect()
         }
     }
 }
 
-async fn insert_one(pool: &PgPool, row: &Row) -> sqlx::Result<Stored> {
-    if let Some(id) = crate::sessions::insert_inbound(pool, &row.fence, &row.message).await? {
+/// One message in its own statement, on `db`'s connection (again on a fresh one if the
+/// held one was lost).
+async fn insert_one(db: &mut HeldConn, row: &Row) -> sqlx::Result<Stored> {
+    loop {
+        match insert_one_on(db, row).await {
+            Err(e) if db.failed(&e) => tracing::debug!(error = %e, "the inbox writer's connection was lost; writing again"),
+            stored => return stored,
+        }
+    }
+}
+
+async fn insert_one_on(db: &mut HeldConn, row: &Row) -> sqlx::Result<Stored> {
+    let conn = db.conn().await?;
+    if let Some(id) = crate::sessions::insert_inbound(&mut *conn, &row.fence, &row.message).await? {
         return Ok(Stored::New(id));
     }
     // Either a redelivery (already stored) or the fence refused: tell them apart.
-    Ok(if crate::sessions::still_held(pool, &row.fence).await? { Stored::Known } else { Stored::FenceLost })
+    Ok(if crate::sessions::still_held(conn, &row.fence).await? { Stored::Known } else { Stored::FenceLost })
 }
 
 /// One statement for `batch`: each row's fence is checked (one entry per distinct
 /// fence), the rows whose fence holds are inserted in batch order, and a row whose key
 /// is already stored, or stored by an earlier row of the batch, is skipped.
-async fn insert(pool: &PgPool, batch: &[Row]) -> sqlx::Result<Vec<Stored>> {
+async fn insert(conn: &mut sqlx::PgConnection, batch: &[Row]) -> sqlx::Result<Vec<Stored>> {
     let mut fences = BatchFences::default();
     let fence_of: Vec<i64> = batch.iter().map(|r| fences.number(&r.fence.session, r.fence.worker, r.fence.epoch)).collect();
     let msgs: Vec<&InboundMessage> = batch.iter().map(|r| &*r.message).collect();
@@ -159,7 +190,7 @@ async fn insert(pool: &PgPool, batch: &[Row]) -> sqlx::Result<Vec<Stored>> {
         &msgs.iter().map(|m| m.raw.as_ref()).collect::<Vec<_>>() as &[Option<&Value>],
         &msgs.iter().map(|m| m.sent_at).collect::<Vec<_>>() as &[Option<chrono::DateTime<chrono::Utc>>],
     )
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     let held: std::collections::HashSet<i64> = rows.iter().filter(|r| r.id.is_none()).filter_map(|r| r.held).collect();
     let mut new: std::collections::HashMap<(i64, &str, &str, &str), i64> = rows

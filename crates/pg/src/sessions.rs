@@ -3,7 +3,7 @@
 //! otherwise, which the caller treats as "lease lost: stop now".
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
 use pgwa_core::wa::{InboundChange, InboundMessage};
 
@@ -71,9 +71,9 @@ pub async fn set_desired_stopped(pool: &PgPool, f: &Fence, reason: &str) -> sqlx
 
 /// Stores an inbound message (deduplicated on session, chat, sender, message id) and
 /// returns its row id, or None if it was already stored or the fence refused it.
-pub async fn insert_inbound(pool: &PgPool, f: &Fence, m: &InboundMessage) -> sqlx::Result<Option<i64>> {
+pub async fn insert_inbound(db: impl PgExecutor<'_>, f: &Fence, m: &InboundMessage) -> sqlx::Result<Option<i64>> {
     if let Some(change) = &m.change {
-        return apply_inbound_change(pool, f, m, change).await;
+        return apply_inbound_change(db, f, m, change).await;
     }
     let mentions = (!m.mentions.is_empty()).then_some(&m.mentions[..]);
     sqlx::query_scalar!(
@@ -97,7 +97,7 @@ pub async fn insert_inbound(pool: &PgPool, f: &Fence, m: &InboundMessage) -> sql
         m.raw.as_ref(),
         m.sent_at
     )
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await
 }
 
@@ -105,7 +105,12 @@ pub async fn insert_inbound(pool: &PgPool, f: &Fence, m: &InboundMessage) -> sql
 /// its own when the target is not in the inbox (queries/apply_inbound_change.sql).
 /// Returns the row changed or stored, None when it was already applied or the fence
 /// refused.
-async fn apply_inbound_change(pool: &PgPool, f: &Fence, m: &InboundMessage, change: &InboundChange) -> sqlx::Result<Option<i64>> {
+async fn apply_inbound_change(
+    db: impl PgExecutor<'_>,
+    f: &Fence,
+    m: &InboundMessage,
+    change: &InboundChange,
+) -> sqlx::Result<Option<i64>> {
     let r = sqlx::query_file!(
         "queries/apply_inbound_change.sql",
         &f.session,
@@ -120,27 +125,27 @@ async fn apply_inbound_change(pool: &PgPool, f: &Fence, m: &InboundMessage, chan
         m.sent_at,
         m.raw.as_ref()
     )
-    .fetch_one(pool)
+    .fetch_one(db)
     .await?;
     Ok(r.changed.or(r.stored))
 }
 
 /// Whether this worker still holds the session at this epoch with a live lease; None
 /// when the session no longer exists.
-pub async fn held(pool: &PgPool, f: &Fence) -> sqlx::Result<Option<bool>> {
+pub async fn held(db: impl PgExecutor<'_>, f: &Fence) -> sqlx::Result<Option<bool>> {
     sqlx::query_scalar!(
         r#"SELECT coalesce(wa._holds(s, $2, $3), false) AS "held!" FROM wa.sessions s WHERE s.id = $1"#,
         &f.session,
         f.worker,
         f.epoch
     )
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await
 }
 
 /// Whether this worker still holds the session at this epoch (false when it is gone).
-pub async fn still_held(pool: &PgPool, f: &Fence) -> sqlx::Result<bool> {
-    Ok(held(pool, f).await? == Some(true))
+pub async fn still_held(db: impl PgExecutor<'_>, f: &Fence) -> sqlx::Result<bool> {
+    Ok(held(db, f).await? == Some(true))
 }
 
 /// Linking: publishes a QR code (NOTIFY wa_link follows from the trigger).

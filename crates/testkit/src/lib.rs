@@ -189,3 +189,23 @@ pub async fn session_rows(pool: &PgPool, table: &str, session: &str) -> sqlx::Re
         .fetch_one(pool)
         .await
 }
+
+/// Cuts the connections to this test's database whose last statement matches the LIKE
+/// pattern `last_query` (as a Postgres restart or a dropped link would), waits until they
+/// are gone, and returns how many there were.
+pub async fn cut_connections(pool: &PgPool, last_query: &str) -> sqlx::Result<i64> {
+    let mine = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE $1";
+    let cut: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(pg_terminate_backend(pid)) {mine}")))
+        .bind(last_query)
+        .fetch_one(pool)
+        .await?;
+    for _ in 0..500 {
+        let left: i64 =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) {mine}"))).bind(last_query).fetch_one(pool).await?;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(cut)
+}

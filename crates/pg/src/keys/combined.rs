@@ -6,7 +6,8 @@
 //! tens of messages a second per session whatsapp-rust's own per-session batching holds
 //! about one row. A [`Combiner`] writes these writes of all sessions of a worker in
 //! group commits (`crate::group_commit`): one fence check for every session in a
-//! statement, one round trip, one commit.
+//! statement, one round trip, one commit, on a connection each lane keeps
+//! (`crate::held_conn`).
 //!
 //! whatsapp-rust's Signal session records (its write-behind flush of each session's
 //! ratchets, every 25 ms while it talks) go in group commits of their own: through the
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pgwa_core::metrics as m;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use whatsapp_rust::wacore::store::traits::MsgSecretEntry;
 
@@ -30,6 +31,7 @@ use super::last_wins;
 use super::secrets::merged_secrets;
 use crate::batch_fences::BatchFences;
 use crate::group_commit::{Flush, GroupCommit};
+use crate::held_conn::HeldConn;
 
 /// How often a statement that lost a deadlock is tried again. It is idempotent (upserts
 /// and deletes), so running it again is safe.
@@ -90,7 +92,9 @@ pub struct Combiner {
 
 /// How the key writes of one lane are written together, and what that has cost.
 struct KeyWrites<L> {
-    pool: PgPool,
+    /// Held from statement to statement: through the pool, each would cost two more
+    /// round trips (`crate::held_conn`).
+    db: tokio::sync::Mutex<HeldConn>,
     writes: AtomicU64,
     statements: AtomicU64,
     deadlocks: AtomicU64,
@@ -148,7 +152,7 @@ trait Lane: Send + Sync + 'static {
     /// Writes `rows`, each under the fence `fences` numbers it by, in one statement;
     /// returns the fence numbers that held.
     fn write(
-        pool: &PgPool,
+        conn: &mut PgConnection,
         fences: &BatchFences<'_>,
         rows: &[(i64, &Self::Rows)],
     ) -> impl std::future::Future<Output = sqlx::Result<Vec<i64>>> + Send;
@@ -174,7 +178,13 @@ impl<L: Lane> Flush for KeyWrites<L> {
 impl<L: Lane> KeyWrites<L> {
     fn new(pool: &PgPool) -> Self {
         let zero = || AtomicU64::new(0);
-        Self { pool: pool.clone(), writes: zero(), statements: zero(), deadlocks: zero(), lane: std::marker::PhantomData }
+        Self {
+            db: tokio::sync::Mutex::new(HeldConn::beside(pool)),
+            writes: zero(),
+            statements: zero(),
+            deadlocks: zero(),
+            lane: std::marker::PhantomData,
+        }
     }
 
     fn counts(&self) -> CombinerCounts {
@@ -209,13 +219,20 @@ impl<L: Lane> KeyWrites<L> {
     async fn execute(&self, batch: &[Write<L::Rows>]) -> sqlx::Result<Vec<Outcome>> {
         let mut fences = BatchFences::default();
         let rows: Vec<(i64, &L::Rows)> = batch.iter().map(|w| (fences.number(&w.session, w.worker, w.epoch), &w.rows)).collect();
+        let mut db = self.db.lock().await;
         let mut tries = 0;
         let held: HashSet<i64> = loop {
             tries += 1;
             self.statements.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(m::KEY_WRITE_STATEMENTS).increment(1);
-            match L::write(&self.pool, &fences, &rows).await {
+            let written = match db.conn().await {
+                Ok(conn) => L::write(conn, &fences, &rows).await,
+                Err(e) => Err(e),
+            };
+            match written {
                 Ok(held) => break held.into_iter().collect(),
+                // Upserts and deletes: running them again is safe.
+                Err(e) if db.failed(&e) => tracing::debug!(error = %e, "the key writer's connection was lost; writing again"),
                 Err(e) if tries < DEADLOCK_TRIES && is_deadlock(&e) => {
                     self.deadlocks.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(m::KEY_WRITE_DEADLOCKS).increment(1);
@@ -291,7 +308,7 @@ impl Lane for PerMessage {
         reordering_cut(queued)
     }
 
-    async fn write(pool: &PgPool, fences: &BatchFences<'_>, rows: &[(i64, &MessageRows)]) -> sqlx::Result<Vec<i64>> {
+    async fn write(conn: &mut PgConnection, fences: &BatchFences<'_>, rows: &[(i64, &MessageRows)]) -> sqlx::Result<Vec<i64>> {
         let (mut secrets, mut sent, mut pending, mut deletes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for &(k, rows) in rows {
             match rows {
@@ -360,7 +377,7 @@ impl Lane for PerMessage {
             &deletes.iter().map(|(_, _, s, _)| *s).collect::<Vec<_>>() as &[&str],
             &deletes.iter().map(|(.., i)| *i).collect::<Vec<_>>() as &[&str],
         )
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await
     }
 }
@@ -371,7 +388,7 @@ struct SessionRecords;
 impl Lane for SessionRecords {
     type Rows = Vec<(String, Vec<u8>)>;
 
-    async fn write(pool: &PgPool, fences: &BatchFences<'_>, rows: &[(i64, &Self::Rows)]) -> sqlx::Result<Vec<i64>> {
+    async fn write(conn: &mut PgConnection, fences: &BatchFences<'_>, rows: &[(i64, &Self::Rows)]) -> sqlx::Result<Vec<i64>> {
         let records =
             last_wins(rows.iter().flat_map(|&(k, rows)| rows.iter().map(move |(a, r)| ((k, a.as_str()), r.as_slice()))));
         batch_fenced!(
@@ -385,7 +402,7 @@ impl Lane for SessionRecords {
             &records.iter().map(|((_, a), _)| *a).collect::<Vec<_>>() as &[&str],
             &records.iter().map(|(_, r)| *r).collect::<Vec<_>>() as &[&[u8]],
         )
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await
     }
 }
