@@ -3,10 +3,10 @@
 //! sqlx pings a pooled connection (a round trip) when it goes back to the pool and again
 //! when it is taken out, so every claim and every outcome batch through the pool cost
 //! three round trips instead of one, and woke the Postgres backend three times; so did
-//! every group-committed key write and inbox insert. At low
-//! load, where each statement carries one job, that was a third of the claim loop's time.
-//! The loop keeps its connection until a statement on it fails, then lets it go (the pool
-//! closes it if it is broken) and takes a fresh one for the next statement.
+//! every group-committed key write and inbox insert. At low load, where each statement
+//! carries one job, that was a third of the claim loop's time. The loop keeps its
+//! connection until a statement on it fails, then lets it go (the pool closes it if it
+//! is broken) and takes a fresh one for the next statement.
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
@@ -60,3 +60,28 @@ impl HeldConn {
         again
     }
 }
+
+/// Runs `$statement`, an expression of the connection `$conn`, on `$db`'s held
+/// connection, and once more on a fresh one when [`HeldConn::failed`] says so; `$writer`
+/// names the loop in the log line. Only for statements that may run twice (upserts,
+/// deduplicated inserts, deletes). A macro, not a method taking an async closure: the
+/// group-commit writers' futures must be `Send`, which such a closure's is not known to
+/// be.
+macro_rules! run_held {
+    ($db:expr, $writer:expr, |$conn:ident| $statement:expr) => {{
+        let db: &mut $crate::held_conn::HeldConn = $db;
+        loop {
+            let done = match db.conn().await {
+                Ok($conn) => $statement.await,
+                Err(e) => Err(e),
+            };
+            match done {
+                Err(e) if db.failed(&e) => {
+                    tracing::debug!(error = %e, "{}'s connection was lost; running its statement again", $writer)
+                }
+                done => break done,
+            }
+        }
+    }};
+}
+pub(crate) use run_held;

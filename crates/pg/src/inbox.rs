@@ -52,6 +52,7 @@ struct Row {
 type Answer = Result<Stored, WriteFailed>;
 
 const WHAT: &str = "storing an inbound message";
+const WRITER: &str = "the inbox writer";
 
 impl InboxWriter {
     pub fn new(pool: PgPool) -> Arc<Self> {
@@ -96,17 +97,8 @@ async fn write(db: &mut HeldConn, batch: &[Row]) -> Vec<Answer> {
     if let [row] = batch {
         return vec![insert_one(db, row).await.map_err(|e| WriteFailed::new(WHAT, e))];
     }
-    let all = loop {
-        let all = match db.conn().await {
-            Ok(conn) => insert(conn, batch).await,
-            Err(e) => Err(e),
-        };
-        // Deduplicated inserts: running them again is safe.
-        match all {
-            Err(e) if db.failed(&e) => tracing::debug!(error = %e, "the inbox writer's connection was lost; writing again"),
-            all => break all,
-        }
-    };
+    // Deduplicated inserts: running them again is safe.
+    let all = crate::held_conn::run_held!(db, WRITER, |conn| insert(conn, batch));
     match all {
         Ok(stored) => stored.into_iter().map(Ok).collect(),
         Err(e) if !crate::outage::is_unreachable(&e) => {
@@ -126,16 +118,10 @@ async fn write(db: &mut HeldConn, batch: &[Row]) -> Vec<Answer> {
 /// One message in its own statement, on `db`'s connection (again on a fresh one if the
 /// held one was lost).
 async fn insert_one(db: &mut HeldConn, row: &Row) -> sqlx::Result<Stored> {
-    loop {
-        match insert_one_on(db, row).await {
-            Err(e) if db.failed(&e) => tracing::debug!(error = %e, "the inbox writer's connection was lost; writing again"),
-            stored => return stored,
-        }
-    }
+    crate::held_conn::run_held!(db, WRITER, |conn| insert_one_on(conn, row))
 }
 
-async fn insert_one_on(db: &mut HeldConn, row: &Row) -> sqlx::Result<Stored> {
-    let conn = db.conn().await?;
+async fn insert_one_on(conn: &mut sqlx::PgConnection, row: &Row) -> sqlx::Result<Stored> {
     if let Some(id) = crate::sessions::insert_inbound(&mut *conn, &row.fence, &row.message).await? {
         return Ok(Stored::New(id));
     }

@@ -223,16 +223,15 @@ impl<L: Lane> KeyWrites<L> {
         let mut tries = 0;
         let held: HashSet<i64> = loop {
             tries += 1;
-            self.statements.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(m::KEY_WRITE_STATEMENTS).increment(1);
-            let written = match db.conn().await {
-                Ok(conn) => L::write(conn, &fences, &rows).await,
-                Err(e) => Err(e),
-            };
+            // Upserts and deletes: running them again is safe. Each statement sent is
+            // counted, the one run again on a fresh connection too.
+            let written = crate::held_conn::run_held!(&mut db, "the key writer", |conn| {
+                self.statements.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(m::KEY_WRITE_STATEMENTS).increment(1);
+                L::write(conn, &fences, &rows)
+            });
             match written {
                 Ok(held) => break held.into_iter().collect(),
-                // Upserts and deletes: running them again is safe.
-                Err(e) if db.failed(&e) => tracing::debug!(error = %e, "the key writer's connection was lost; writing again"),
                 Err(e) if tries < DEADLOCK_TRIES && is_deadlock(&e) => {
                     self.deadlocks.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(m::KEY_WRITE_DEADLOCKS).increment(1);
