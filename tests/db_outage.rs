@@ -73,7 +73,7 @@ fn message(id: &str) -> InboundMessage {
 
 fn hook(pool: PgPool, fence: Fence, outage_wait: Duration) -> InboxHook {
     let writer = pgwa_pg::inbox::InboxWriter::new(pool.clone());
-    InboxHook { pool, writer, fence, attempts: 3, pause: Duration::from_millis(10), outage_wait }
+    InboxHook { pool, writer, fence, unbuffered: Default::default(), attempts: 3, pause: Duration::from_millis(10), outage_wait }
 }
 
 async fn count(db: &TestDb, table: &str) -> i64 {

@@ -207,3 +207,50 @@ async fn a_message_after_the_writers_connection_was_cut_is_stored_on_a_fresh_one
     assert_eq!(n, 4);
     db.drop_now().await.unwrap();
 }
+
+/// Storing a message deletes its buffered copy (wa.pending_inbound, same session, chat,
+/// sender and id) in the same statement: alone or batched, new or redelivered; other
+/// buffered rows stay, and under a lost fence nothing is deleted.
+#[tokio::test]
+async fn storing_a_message_deletes_its_buffered_copy_under_the_fence() {
+    let db = TestDb::with_pool_size(4).await.unwrap();
+    let pool = &db.pool;
+    let (w1, w2) = (pgwa_testkit::worker_row(pool).await.unwrap(), pgwa_testkit::worker_row(pool).await.unwrap());
+    let fence = held_by(pool, "s1", w1).await.unwrap();
+    let stale = held_by(pool, "s2", w1).await.unwrap();
+    take_over(pool, "s2", w2).await.unwrap();
+    let writer = InboxWriter::new(pool.clone());
+    let buffer = |session: &'static str, ids: &'static [&'static str]| async move {
+        for id in ids {
+            sqlx::query(
+                "INSERT INTO wa.pending_inbound (session_id, chat, sender, stanza_id, message) VALUES ($1, $2, $2, $3, '\\x00')",
+            )
+            .bind(session)
+            .bind("15550001111@s.whatsapp.net")
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    };
+    let left = || async {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT session_id, stanza_id FROM wa.pending_inbound ORDER BY 1, 2").fetch_all(pool).await.unwrap();
+        rows.iter().map(|(s, i)| format!("{s}/{i}")).collect::<Vec<_>>()
+    };
+    buffer("s1", &["D1", "D2", "D3", "OTHER"]).await;
+    buffer("s2", &["D1"]).await;
+
+    assert!(matches!(writer.store(&fence, Arc::new(message("D1", "alone"))).await, Ok(Stored::New(_))));
+    assert_eq!(left().await, ["s1/D2", "s1/D3", "s1/OTHER", "s2/D1"]);
+    let (first, rest) = block_then_queue(&db, &writer, &fence, vec![message("D2", "b"), message("D3", "b")]).await;
+    assert!(first.is_ok() && rest.iter().all(|a| matches!(a, Ok(Stored::New(_)))), "{first:?} {rest:?}");
+    assert_eq!(left().await, ["s1/OTHER", "s2/D1"], "the batch deleted its rows' copies, of its session only");
+
+    buffer("s1", &["D1"]).await;
+    assert!(matches!(writer.store(&fence, Arc::new(message("D1", "alone"))).await, Ok(Stored::Known)));
+    assert_eq!(left().await, ["s1/OTHER", "s2/D1"], "a redelivery's copy is deleted too: the inbox has it");
+    assert!(matches!(writer.store(&stale, Arc::new(message("D1", "stale"))).await, Ok(Stored::FenceLost)));
+    assert_eq!(left().await, ["s1/OTHER", "s2/D1"], "a stale holder deletes nothing");
+    db.drop_now().await.unwrap();
+}

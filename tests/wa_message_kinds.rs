@@ -178,6 +178,7 @@ async fn an_inbound_edit_and_revoke_change_the_earlier_row_once_and_keep_its_his
         pool: db.pool.clone(),
         writer: writer.clone(),
         fence,
+        unbuffered: Default::default(),
         attempts: 2,
         pause: Duration::from_millis(5),
         outage_wait: Duration::from_secs(5),

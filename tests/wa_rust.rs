@@ -210,6 +210,7 @@ async fn the_inbox_hook_commits_once_and_refuses_without_the_lease() {
         pool: db.pool.clone(),
         writer: writer.clone(),
         fence: Fence { worker, session: "s1".into(), epoch },
+        unbuffered: Default::default(),
         attempts: 2,
         pause: Duration::from_millis(5),
         outage_wait: Duration::from_secs(5),
@@ -220,6 +221,49 @@ async fn the_inbox_hook_commits_once_and_refuses_without_the_lease() {
     assert!(err.contains("lease lost"), "a stale holder must not ack: {err}");
     let stored: (i64, String) = sqlx::query_as("SELECT count(*), min(text) FROM wa.inbox").fetch_one(&db.pool).await.unwrap();
     assert_eq!(stored, (1, "hello".into()));
+}
+
+/// The hook's inbox statement deletes the message's buffered copy, and notes it, so the
+/// session's key store leaves that key out of whatsapp-rust's deletion after the hook:
+/// shown by a deletion that still goes through for the key the hook did not store (a
+/// protocol message) and is never sent for the stored one, whose buffered row, written
+/// again after the hook, then stays.
+#[tokio::test]
+async fn the_key_store_leaves_out_the_buffered_rows_the_hook_deleted() {
+    use whatsapp_rust::wacore::store::traits::{PendingInboundKey, PendingInboundRow, ProtocolStore};
+    let db = TestDb::new().await.unwrap();
+    let (worker, epoch) = held_session(&db).await;
+    let fence = Fence { worker, session: "s1".into(), epoch };
+    let unbuffered = Arc::new(pgwa_pg::unbuffered::Unbuffered::default());
+    let store = pgwa_pg::keys::PgBackend::fenced(db.pool.clone(), fence.clone()).unbuffered_by(unbuffered.clone());
+    let hook = InboxHook {
+        pool: db.pool.clone(),
+        writer: pgwa_pg::inbox::InboxWriter::new(db.pool.clone()),
+        fence,
+        unbuffered,
+        attempts: 2,
+        pause: Duration::from_millis(5),
+        outage_wait: Duration::from_secs(5),
+    };
+    let row = to_inbound(&text("hello"), &info("A1", false)).unwrap();
+    let (chat, sender) = (row.chat.clone(), row.sender.clone());
+    let buffered = |id: &'static str| PendingInboundRow { chat: &chat, sender: &sender, id, message: b"m" };
+    let left = || async {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT stanza_id FROM wa.pending_inbound ORDER BY 1").fetch_all(&db.pool).await.unwrap();
+        ids
+    };
+
+    store.store_pending_inbound_batch(&[buffered("A1"), buffered("P1")]).await.unwrap();
+    assert_eq!(hook.commit(vec![row]).await.unwrap(), 1);
+    assert_eq!(left().await, ["P1"], "the inbox statement deleted A1's buffered copy, not P1's");
+
+    store.store_pending_inbound_batch(&[buffered("A1")]).await.unwrap();
+    let keys = |id| PendingInboundKey { chat: &chat, sender: &sender, id };
+    store.delete_pending_inbound_batch(&[keys("A1"), keys("P1")]).await.unwrap();
+    assert_eq!(left().await, ["A1"], "P1 deleted; A1 left out, as the hook had deleted it");
+    store.delete_pending_inbound_batch(&[keys("A1")]).await.unwrap();
+    assert!(left().await.is_empty(), "the note is used once");
 }
 
 fn perm(r: Result<Request, SendError>) -> String {

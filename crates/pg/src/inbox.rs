@@ -8,6 +8,11 @@
 //! (BENCHMARKS.md). Each message is answered after that statement committed, so the ack
 //! still waits for the commit. The writer keeps a connection of its own from statement
 //! to statement (`crate::held_conn`).
+//!
+//! The same statement deletes the message's buffered copy in wa.pending_inbound (the
+//! crash window's buffer, whatsapp-rust's): from its commit on, wa.inbox holds the
+//! message, and the deletion whatsapp-rust sends after the hook can be left out
+//! (`crate::unbuffered`).
 
 use std::sync::Arc;
 
@@ -61,7 +66,9 @@ impl InboxWriter {
 
     /// Stores `m` (a message, not an edit or a delete: `sessions::insert_inbound` applies
     /// those) unless it is already stored, deduplicated on session, chat, sender and
-    /// message id; waits until the statement holding it committed or failed.
+    /// message id, and deletes its buffered copy (the row of wa.pending_inbound with its
+    /// chat, sender and id) when the fence holds, stored now or before; waits until the
+    /// statement holding it committed or failed.
     pub async fn store(&self, fence: &Fence, m: Arc<InboundMessage>) -> Answer {
         debug_assert!(m.change.is_none(), "edits and deletes are applied, not stored");
         let row = Row { fence: fence.clone(), message: m };
@@ -118,15 +125,48 @@ async fn write(db: &mut HeldConn, batch: &[Row]) -> Vec<Answer> {
 /// One message in its own statement, on `db`'s connection (again on a fresh one if the
 /// held one was lost).
 async fn insert_one(db: &mut HeldConn, row: &Row) -> sqlx::Result<Stored> {
-    crate::held_conn::run_held!(db, WRITER, |conn| insert_one_on(conn, row))
+    crate::held_conn::run_held!(db, WRITER, |conn| insert_single(conn, &row.fence, &row.message))
 }
 
-async fn insert_one_on(conn: &mut sqlx::PgConnection, row: &Row) -> sqlx::Result<Stored> {
-    if let Some(id) = crate::sessions::insert_inbound(&mut *conn, &row.fence, &row.message).await? {
-        return Ok(Stored::New(id));
-    }
-    // Either a redelivery (already stored) or the fence refused: tell them apart.
-    Ok(if crate::sessions::still_held(conn, &row.fence).await? { Stored::Known } else { Stored::FenceLost })
+/// The single-row form of [`insert`]: the same row and the same deletion of its
+/// buffered copy, and whether the fence held, in one statement.
+pub(crate) async fn insert_single(db: impl sqlx::PgExecutor<'_>, f: &Fence, m: &InboundMessage) -> sqlx::Result<Stored> {
+    let mentions = (!m.mentions.is_empty()).then_some(&m.mentions[..]);
+    let r = sqlx::query!(
+        r#"WITH held AS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._holds(s, $2, $3)),
+           stored AS (
+               INSERT INTO wa.inbox (session_id, chat, sender, message_id, kind, text, quoted_id, media, data, mentions, raw, sent_at)
+               SELECT $1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+                WHERE EXISTS (SELECT 1 FROM held)
+               ON CONFLICT ON CONSTRAINT inbox_unique DO NOTHING
+               RETURNING id),
+           unbuffered AS (
+               DELETE FROM wa.pending_inbound
+                WHERE session_id = $1 AND chat = $4 AND sender = $5 AND stanza_id = $6 AND EXISTS (SELECT 1 FROM held))
+         SELECT (SELECT id FROM stored) AS id, EXISTS (SELECT 1 FROM held) AS "held!""#,
+        &f.session,
+        f.worker,
+        f.epoch,
+        &m.chat,
+        &m.sender,
+        &m.message_id,
+        &m.kind,
+        m.text.as_deref(),
+        m.quoted_id.as_deref(),
+        m.media.as_ref(),
+        m.data.as_ref(),
+        mentions as Option<&[String]>,
+        m.raw.as_ref(),
+        m.sent_at
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(match (r.id, r.held) {
+        (Some(id), _) => Stored::New(id),
+        // A redelivery: already stored.
+        (None, true) => Stored::Known,
+        (None, false) => Stored::FenceLost,
+    })
 }
 
 /// One statement for `batch`: each row's fence is checked (one entry per distinct
@@ -154,7 +194,12 @@ async fn insert(conn: &mut sqlx::PgConnection, batch: &[Row]) -> sqlx::Result<Ve
                  JOIN fence f ON f.k = r.k
                 ORDER BY r.n
                ON CONFLICT ON CONSTRAINT inbox_unique DO NOTHING
-               RETURNING id, chat, sender, message_id, session_id)
+               RETURNING id, chat, sender, message_id, session_id),
+           unbuffered AS (
+               DELETE FROM wa.pending_inbound p
+                USING unnest($4::bigint[], $5::text[], $6::text[], $7::text[]) AS r(k, chat, sender, message_id)
+                 JOIN fence f ON f.k = r.k
+                WHERE p.session_id = f.id AND p.chat = r.chat AND p.sender = r.sender AND p.stanza_id = r.message_id)
          SELECT NULL::bigint AS id, NULL::text AS chat, NULL::text AS sender, NULL::text AS message_id, k AS held
            FROM fence
          UNION ALL

@@ -32,6 +32,7 @@ pub mod polls;
 pub mod receipts;
 pub mod schedules;
 pub mod sessions;
+pub mod unbuffered;
 pub mod webhooks;
 pub mod workers;
 

@@ -69,36 +69,17 @@ pub async fn set_desired_stopped(pool: &PgPool, f: &Fence, reason: &str) -> sqlx
     update_fenced!(pool, f, "desired = 'stopped', status_reason = $4", reason)
 }
 
-/// Stores an inbound message (deduplicated on session, chat, sender, message id) and
-/// returns its row id, or None if it was already stored or the fence refused it.
+/// Stores an inbound message (deduplicated on session, chat, sender, message id; its
+/// buffered copy deleted, `inbox::insert_single`) and returns its row id, or None if it
+/// was already stored or the fence refused it.
 pub async fn insert_inbound(db: impl PgExecutor<'_>, f: &Fence, m: &InboundMessage) -> sqlx::Result<Option<i64>> {
     if let Some(change) = &m.change {
         return apply_inbound_change(db, f, m, change).await;
     }
-    let mentions = (!m.mentions.is_empty()).then_some(&m.mentions[..]);
-    sqlx::query_scalar!(
-        "INSERT INTO wa.inbox (session_id, chat, sender, message_id, kind, text, quoted_id, media, data, mentions, raw, sent_at)
-         SELECT $1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
-          WHERE EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._holds(s, $2, $3))
-         ON CONFLICT ON CONSTRAINT inbox_unique DO NOTHING
-         RETURNING id",
-        &f.session,
-        f.worker,
-        f.epoch,
-        &m.chat,
-        &m.sender,
-        &m.message_id,
-        &m.kind,
-        m.text.as_deref(),
-        m.quoted_id.as_deref(),
-        m.media.as_ref(),
-        m.data.as_ref(),
-        mentions as Option<&[String]>,
-        m.raw.as_ref(),
-        m.sent_at
-    )
-    .fetch_optional(db)
-    .await
+    Ok(match crate::inbox::insert_single(db, f, m).await? {
+        crate::inbox::Stored::New(id) => Some(id),
+        crate::inbox::Stored::Known | crate::inbox::Stored::FenceLost => None,
+    })
 }
 
 /// An edit or a delete for everyone: applied to the target's row, or stored as a row of

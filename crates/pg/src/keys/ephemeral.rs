@@ -233,6 +233,14 @@ impl PgBackend {
     }
 
     pub(crate) async fn pending_delete(&self, keys: &[PendingInboundKey<'_>]) -> Result<()> {
+        let rest;
+        let keys = match &self.unbuffered {
+            Some(u) => {
+                rest = u.still_buffered(keys);
+                &rest[..]
+            }
+            None => keys,
+        };
         if keys.is_empty() {
             return Ok(());
         }

@@ -67,6 +67,8 @@ pub struct PgBackend {
     /// The trusted-contact tokens read or written lately; fenced backends only (see
     /// `tc_cache`), shared by the clones.
     tc: Option<std::sync::Arc<tc_cache::TcCache>>,
+    /// Buffered inbound rows the inbox already deleted; see [`PgBackend::unbuffered_by`].
+    unbuffered: Option<std::sync::Arc<crate::unbuffered::Unbuffered>>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -111,13 +113,21 @@ impl PgBackend {
     pub fn fenced(pool: PgPool, fence: Fence) -> Self {
         let session = fence.session.clone();
         let tc = Some(Default::default());
-        Self { pool, session, fence: Some(fence), outage_wait: std::time::Duration::ZERO, combiner: None, tc }
+        Self { pool, session, fence: Some(fence), outage_wait: std::time::Duration::ZERO, combiner: None, tc, unbuffered: None }
     }
 
     /// A backend for a session no worker holds (import, tests, benchmarks): its writes
     /// are refused while a worker holds the session.
     pub fn offline(pool: PgPool, session_id: impl Into<String>) -> Self {
-        Self { pool, session: session_id.into(), fence: None, outage_wait: std::time::Duration::ZERO, combiner: None, tc: None }
+        Self {
+            pool,
+            session: session_id.into(),
+            fence: None,
+            outage_wait: std::time::Duration::ZERO,
+            combiner: None,
+            tc: None,
+            unbuffered: None,
+        }
     }
 
     /// Makes the pending-inbound buffer wait up to `limit` for a database that stopped
@@ -139,6 +149,14 @@ impl PgBackend {
     /// write alone whatever is set.
     pub fn combining(mut self, combiner: std::sync::Arc<Combiner>) -> Self {
         self.combiner = Some(combiner);
+        self
+    }
+
+    /// Leaves out of the deletes of buffered inbound rows those that `unbuffered` says
+    /// the inbox statement deleted already (the session connection's durability hook
+    /// notes them there).
+    pub fn unbuffered_by(mut self, unbuffered: std::sync::Arc<crate::unbuffered::Unbuffered>) -> Self {
+        self.unbuffered = Some(unbuffered);
         self
     }
 

@@ -110,12 +110,16 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, WaError> {
     let spec = &ctx.spec;
     let cfg = &ctx.cfg;
     let outage_wait = Duration::from_millis(cfg.outage_wait_ms);
-    let backend =
-        PgBackend::fenced(ctx.pool.clone(), spec.fence()).waiting_out_outages(outage_wait).combining(ctx.key_writes.clone());
+    let unbuffered = Arc::new(pgwa_pg::unbuffered::Unbuffered::default());
+    let backend = PgBackend::fenced(ctx.pool.clone(), spec.fence())
+        .waiting_out_outages(outage_wait)
+        .combining(ctx.key_writes.clone())
+        .unbuffered_by(unbuffered.clone());
     let hook = InboxHook {
         pool: ctx.pool.clone(),
         writer: ctx.inbox.clone(),
         fence: spec.fence(),
+        unbuffered,
         attempts: cfg.inbox_attempts,
         pause: Duration::from_millis(cfg.inbox_retry_pause_ms),
         outage_wait,

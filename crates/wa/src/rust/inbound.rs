@@ -261,6 +261,9 @@ pub struct InboxHook {
     /// Where new messages are stored, together with those of the worker's other sessions.
     pub writer: Arc<InboxWriter>,
     pub fence: Fence,
+    /// Where the hook notes the buffered rows its inbox statements deleted, for the
+    /// session's key store to leave out of whatsapp-rust's deletion that follows.
+    pub unbuffered: Arc<pgwa_pg::unbuffered::Unbuffered>,
     /// Attempts per message on database errors other than an outage, and the first
     /// pause between them (doubling, at most 2 s or this pause if longer).
     pub attempts: u32,
@@ -331,11 +334,13 @@ impl InboxHook {
 
     async fn store_once(&self, m: &Arc<InboundMessage>) -> Result<Stored, StoreFailed> {
         if m.change.is_none() {
-            return Ok(match self.writer.store(&self.fence, m.clone()).await? {
+            let stored = match self.writer.store(&self.fence, m.clone()).await? {
                 inbox::Stored::New(_) => Stored::New,
                 inbox::Stored::Known => Stored::Known,
-                inbox::Stored::FenceLost => Stored::LeaseLost,
-            });
+                inbox::Stored::FenceLost => return Ok(Stored::LeaseLost),
+            };
+            self.unbuffered.cleared(&m.chat, &m.sender, &m.message_id);
+            return Ok(stored);
         }
         if sessions::insert_inbound(&self.pool, &self.fence, m).await?.is_some() {
             return Ok(Stored::New);
