@@ -78,9 +78,9 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
     sqlx::raw_sql(AssertSqlSafe(format!(
         "INSERT INTO wa.workers (id, host, pid, version, max_sessions) VALUES ('{WORKER}', 'test', 1, 'test', 10);
          SELECT wa.add_session('s1');
-         UPDATE wa.sessions SET owner_id = '{WORKER}', epoch = 1, lease_expires_at = now() + interval '1 hour';
+         UPDATE wa.sessions SET owner_id = '{WORKER}', epoch = 3, lease_expires_at = now() + interval '1 hour';
          SELECT count(wa.send_text('s1', '+1555' || lpad((i % 300)::text, 7, '0'), 'm' || i)) FROM generate_series(1, 3000) i;
-         UPDATE wa.jobs SET state = 'running', attempts = 1, worker_id = '{WORKER}', epoch = 1 WHERE id % 7 = 0;"
+         UPDATE wa.jobs SET state = 'running', attempts = 1, worker_id = '{WORKER}', epoch = 3 WHERE id % 7 = 0;"
     )))
     .execute(&db.pool)
     .await
@@ -131,7 +131,13 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
         .fetch_all(&mut *tx)
         .await
         .unwrap();
+    // Each claimed job carries its session's epoch, which fences its outcome.
+    let epochs: Vec<Option<i64>> = sqlx::query_scalar("SELECT DISTINCT epoch FROM wa.jobs WHERE attempted_at IS NOT NULL")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
+    assert_eq!(epochs, [Some(3)], "claimed jobs must carry the session's epoch");
     assert!(!expected.is_empty() && (expected.len() as i64) < available, "the data must have free and blocked chats");
     assert_eq!(claimed, expected);
     drop(conn);

@@ -57,8 +57,9 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 ///
 /// Candidates are read unlocked. Each chat among them is probed once, at its first
 /// candidate, for an unfinished send before it: a chat found busy drops all its
-/// candidates at that one probe. The others keep the per-candidate check above, and only
-/// what passes is locked (`FOR UPDATE SKIP LOCKED`, one primary-key probe each). Locking
+/// candidates at that one probe, and a chat found free passes its first candidate on it.
+/// The later candidates keep the per-candidate check above, and only what passes is
+/// locked (`FOR UPDATE SKIP LOCKED`, one primary-key probe each). Locking
 /// and probing every candidate first made a session with one busy chat pay, on every
 /// claim, a row lock (a WAL record) and a probe per candidate for nothing: in
 /// `pgwa dev bench-messages` (one chat per session, 200 candidates each) the claim was
@@ -66,7 +67,10 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 /// because another transaction holds it (a cancel) still holds back the later sends of
 /// its chat: the check runs again against what was locked, unless every candidate that
 /// passed was locked (then it cannot change). The update finds its rows through an
-/// array of ids, which keeps it a primary-key probe per row in any plan. The three FIFO
+/// array of (id, epoch) pairs, which keeps it a primary-key probe per row in any plan.
+/// Probing the first candidate twice, and looking its session's epoch up per row in the
+/// held sessions (a scan of them each), cost a tenth of the claim's time: 22.1–22.9
+/// against 19.5–19.7 µs a job draining 100,000 sends (BENCHMARKS.md). The three FIFO
 /// checks share one definition of "an earlier unfinished send of this chat",
 /// `wa._chat_unfinished_before` (migration 0031), which the planner inlines.
 ///
