@@ -126,6 +126,17 @@ pub async fn stage_medians(pool: &PgPool) -> sqlx::Result<StageMedians> {
     .await
 }
 
+/// Seconds from the first claim to the last outcome recorded, by Postgres's clock: the
+/// drain without the worker's start (Graphile Worker's perf test reports its drain the
+/// same way, its startup time subtracted).
+pub async fn first_claim_to_last_outcome(pool: &PgPool) -> sqlx::Result<f64> {
+    sqlx::query_scalar!(
+        r#"SELECT extract(epoch FROM max(finished_at) - min(attempted_at))::float8 AS "s!" FROM wa.jobs WHERE kind = 'send'"#
+    )
+    .fetch_one(pool)
+    .await
+}
+
 // --- the loopback benchmarks (`pgwa dev bench-*`) ---
 
 /// The database's clock, to compare with timestamps it writes.
