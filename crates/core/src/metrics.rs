@@ -36,7 +36,12 @@ pub const ERROR_KINDS: &[&str] = &["session", "job", "connect", "bad_mac", "bad_
 
 /// Records an error of `kind` and when it happened.
 pub fn error(kind: &'static str) {
-    metrics::counter!(ERRORS, "kind" => kind).increment(1);
+    errors(kind, 1);
+}
+
+/// Records `n` errors of `kind` that happened now.
+pub fn errors(kind: &'static str, n: u64) {
+    metrics::counter!(ERRORS, "kind" => kind).increment(n);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     metrics::gauge!(LAST_ERROR, "kind" => kind).set(now);
 }
