@@ -204,13 +204,16 @@ fn wake_after(shared: &Arc<Shared>, ms: i64) {
 fn record_metrics(batch: &[Done]) {
     use pgwa_core::metrics as m;
     let mut counts: std::collections::BTreeMap<(&'static str, &'static str), u64> = Default::default();
-    let mut durations: std::collections::BTreeMap<&'static str, Vec<f64>> = Default::default();
+    let mut durations: std::collections::BTreeMap<&'static str, metrics::Histogram> = Default::default();
     let (mut sent, mut errors) = (0u64, 0u64);
     for d in batch {
         let kind = d.job.kind.as_str();
         *counts.entry((kind, d.outcome.label())).or_default() += 1;
         if !matches!(d.outcome, Outcome::Release | Outcome::Cancelled) {
-            durations.entry(kind).or_default().push(d.job.claimed_at.elapsed().as_secs_f64());
+            durations
+                .entry(kind)
+                .or_insert_with(|| metrics::histogram!(m::JOB_DURATION, "kind" => kind))
+                .record(d.job.claimed_at.elapsed().as_secs_f64());
         }
         match &d.outcome {
             Outcome::Completed { .. } if d.job.kind == pgwa_core::job::JobKind::Send => sent += 1,
@@ -220,12 +223,6 @@ fn record_metrics(batch: &[Done]) {
     }
     for ((kind, outcome), n) in counts {
         metrics::counter!(m::JOBS, "kind" => kind, "outcome" => outcome).increment(n);
-    }
-    for (kind, seconds) in durations {
-        let h = metrics::histogram!(m::JOB_DURATION, "kind" => kind);
-        for s in seconds {
-            h.record(s);
-        }
     }
     if sent > 0 {
         metrics::counter!(m::MESSAGES_SENT).increment(sent);
