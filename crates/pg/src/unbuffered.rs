@@ -10,6 +10,7 @@
 //! hook) is forgotten when the set is full; forgetting one costs only a delete that
 //! finds nothing.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -41,12 +42,13 @@ impl Unbuffered {
 
     /// `keys` without those the inbox already cleared, each of which is forgotten as it
     /// is matched: a later buffered row with the same key is deleted as usual.
-    pub fn still_buffered<'a>(&self, keys: &[PendingInboundKey<'a>]) -> Vec<PendingInboundKey<'a>> {
+    /// When nothing is noted as cleared, the keys go back as they came, uncopied.
+    pub fn still_buffered<'k, 'a>(&self, keys: &'k [PendingInboundKey<'a>]) -> Cow<'k, [PendingInboundKey<'a>]> {
         let mut cleared = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if cleared.is_empty() {
-            return keys.to_vec();
+            return Cow::Borrowed(keys);
         }
-        keys.iter().filter(|k| !cleared.remove(&key(k.chat, k.sender, k.id))).copied().collect()
+        Cow::Owned(keys.iter().filter(|k| !cleared.remove(&key(k.chat, k.sender, k.id))).copied().collect())
     }
 }
 
@@ -62,10 +64,18 @@ mod tests {
     fn a_cleared_key_is_left_out_once() {
         let u = Unbuffered::default();
         u.cleared("c", "s", "A");
-        let rest = u.still_buffered(&[k("A"), k("B")]);
+        let keys = [k("A"), k("B")];
+        let rest = u.still_buffered(&keys);
         assert_eq!(rest.iter().map(|k| k.id).collect::<Vec<_>>(), ["B"]);
-        let again = u.still_buffered(&[k("A")]);
+        let keys = [k("A")];
+        let again = u.still_buffered(&keys);
         assert_eq!(again.len(), 1, "the mark is used up: a new buffered row of A is deleted");
+    }
+
+    #[test]
+    fn nothing_cleared_hands_the_keys_back_uncopied() {
+        let u = Unbuffered::default();
+        assert!(matches!(u.still_buffered(&[k("A"), k("B")]), Cow::Borrowed(b) if b.len() == 2));
     }
 
     #[test]
