@@ -102,6 +102,9 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
             plan.iter().any(|n| n["Index Name"] == "jobs_chat" && n["Index Cond"].as_str().is_some_and(|c| c.contains("chat ="))),
             "{name}: the FIFO check does not look the candidate's chat up in jobs_chat: {plan:?}"
         );
+        // The lock and the update fetch each candidate at the address it was read from.
+        let by_address = plan.iter().filter(|n| n["Node Type"] == "Tid Scan" && n["Relation Name"] == "jobs").count();
+        assert!(by_address >= 2, "{name}: the claim's lock and update do not go by the rows' addresses: {plan:?}");
         for (what, execute) in [("completions", &complete), ("failures", &fail)] {
             let plan = checked_plan(c, &format!("{name}: recording {what}"), execute).await;
             assert!(

@@ -7,16 +7,16 @@ WITH held AS (
       WHERE s.id = ANY($2) AND s.owner_id = $1 AND s.lease_expires_at > now()
  ),
  cand AS (
-     SELECT c.id, c.session_id, c.chat, h.epoch
+     SELECT c.id, c.at, c.session_id, c.chat, h.epoch
        FROM held h CROSS JOIN LATERAL (
-            SELECT j.id, j.session_id, j.chat FROM wa.jobs j
+            SELECT j.id, j.ctid AS at, j.session_id, j.chat FROM wa.jobs j
              WHERE j.session_id = h.id AND j.phase = 1 AND j.lane = 0 AND j.state = 'available'
                AND j.kind::text = ANY($6)
              ORDER BY j.priority, j.id LIMIT $4) c
      UNION ALL
-     SELECT c.id, c.session_id, c.chat, h.epoch
+     SELECT c.id, c.at, c.session_id, c.chat, h.epoch
        FROM held h CROSS JOIN LATERAL (
-            SELECT j.id, j.session_id, j.chat FROM wa.jobs j
+            SELECT j.id, j.ctid AS at, j.session_id, j.chat FROM wa.jobs j
              WHERE j.session_id = h.id AND j.phase = 1 AND j.lane = 1 AND j.state = 'available' AND h.sendable
                AND j.kind::text = ANY($6)
              ORDER BY j.priority, j.id LIMIT $4) c
@@ -30,7 +30,7 @@ WITH held AS (
             SELECT 1 FROM wa._chat_unfinished_before(h.session_id, h.chat, h.id) LIMIT 1) b
  ),
  free AS (
-     SELECT c.id, c.epoch FROM cand c
+     SELECT c.id, c.at, c.epoch FROM cand c
       WHERE c.chat IS NULL OR (
             (c.session_id, c.chat) NOT IN (SELECT b.session_id, b.chat FROM blocked b)
             AND (c.id IN (SELECT h.id FROM heads h) OR NOT EXISTS (
@@ -38,13 +38,13 @@ WITH held AS (
                  WHERE k.job_id NOT IN (SELECT id FROM cand))))
  ),
  locked AS (
-     SELECT l.id, f.epoch
+     SELECT l.id, l.at, f.epoch
        FROM free f CROSS JOIN LATERAL (
-            SELECT j.id FROM wa.jobs j
-             WHERE j.id = f.id AND j.state = 'available' FOR UPDATE SKIP LOCKED) l
+            SELECT j.id, j.ctid AS at FROM wa.jobs j
+             WHERE j.ctid = f.at AND j.id = f.id AND j.state = 'available' FOR UPDATE SKIP LOCKED) l
  ),
  loose AS (
-     SELECT j.id, NULL::bigint AS epoch FROM wa.jobs j
+     SELECT j.id, j.ctid AS at, NULL::bigint AS epoch FROM wa.jobs j
       WHERE j.session_id IS NULL AND j.phase = 1 AND j.state = 'available'
         AND j.kind::text = ANY($6)
       ORDER BY j.priority, j.id LIMIT $5 FOR UPDATE SKIP LOCKED
@@ -55,8 +55,8 @@ WITH held AS (
  UPDATE wa.jobs j
     SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
         worker_id = $1, epoch = c.epoch
-   FROM unnest(ARRAY(SELECT t FROM taken t)) AS c(id bigint, epoch bigint)
-  WHERE j.id = c.id AND j.state = 'available'
+   FROM unnest(ARRAY(SELECT t FROM taken t)) AS c(id bigint, at tid, epoch bigint)
+  WHERE j.ctid = c.at AND j.state = 'available'
     AND (j.chat IS NULL OR (SELECT count(*) FROM locked) = (SELECT count(*) FROM free) OR NOT EXISTS (
          SELECT 1 FROM wa._chat_unfinished_before(j.session_id, j.chat, j.id) k
           WHERE k.job_id NOT IN (SELECT id FROM taken)))
