@@ -215,6 +215,15 @@ async fn session_add_shows_the_qr_and_waits_until_linked() {
     assert!(text.contains("linked: s1 is connected as 15550000001@s.whatsapp.net"), "{text}");
 }
 
+/// The scratch database the benchmarks made next to the test's (`<database>_bench`).
+async fn drop_bench_database(db: &TestDb) {
+    let scratch = format!("{}_bench", db.name);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)")))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+}
+
 /// `pgwa bench` keeps working: a small burst and a short steady run each print one JSON
 /// line whose figures add up (every job drained, percentiles ordered, the latency
 /// breakdown present). The figures themselves are measured in release builds only.
@@ -238,11 +247,32 @@ async fn bench_prints_its_figures_as_one_json_line() {
             assert!(v[part].as_f64().is_some_and(|ms| ms >= 0.0), "{part} in {v}");
         }
     }
-    let scratch = format!("{}_bench", db.name);
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)")))
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    drop_bench_database(&db).await;
+}
+
+/// `pgwa bench-outcomes` keeps working: every variant reports each round's figure and
+/// their median, and a zero count is refused by name before anything is created.
+#[tokio::test]
+async fn bench_outcomes_reports_every_variant() {
+    let db = TestDb::new().await.unwrap();
+    let o = pgwa(&db, &["bench-outcomes", "--jobs", "200", "--sessions", "2", "--rounds", "2"]);
+    assert!(o.status.success(), "{o:?}");
+    let line = stdout(&o);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!((v["jobs"].as_u64(), v["sessions"].as_u64()), (Some(200), Some(2)), "{v}");
+    let variants = v["variants"].as_object().unwrap();
+    let names: Vec<&str> = variants.keys().map(String::as_str).collect();
+    assert_eq!(names, ["as_shipped", "without_before_row_triggers", "without_jobs_finished", "without_jobs_message"], "{v}");
+    for (name, r) in variants {
+        let runs: Vec<f64> = r["us_per_job"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert!(runs.len() == 2 && runs.iter().all(|us| *us > 0.0), "{name}: {r}");
+        let median = r["median"].as_f64().unwrap();
+        assert!((median - (runs[0] + runs[1]) / 2.0).abs() < 0.011, "{name}: {r}");
+    }
+    let o = pgwa(&db, &["bench-outcomes", "--rounds", "0"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--rounds"), "{o:?}");
+    drop_bench_database(&db).await;
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ use clap::Args;
 
 use super::log::say;
 use pgwa_bench::jobs::{self, JobsBench};
+use pgwa_bench::outcomes::{self, OutcomesBench};
 use pgwa_core::config::Config;
 
 #[derive(Args, Debug)]
@@ -31,6 +32,28 @@ pub async fn run(cfg: &Config, a: BenchArgs) -> anyhow::Result<()> {
     }
     let b = JobsBench { jobs: a.jobs, sessions: a.sessions, chats: a.chats, rate: a.rate, ack_latency_ms: a.ack_latency_ms };
     let result = jobs::run(cfg, b).await?;
+    say(result);
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct OutcomesArgs {
+    /// Running sends completed in each variant's run.
+    #[arg(long, default_value_t = 100_000)]
+    pub jobs: u64,
+    /// Sessions the sends are spread over.
+    #[arg(long, default_value_t = 50)]
+    pub sessions: u32,
+    /// Rounds of all variants in turn.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+}
+
+pub async fn outcomes(cfg: &Config, a: OutcomesArgs) -> anyhow::Result<()> {
+    if a.jobs == 0 || a.sessions == 0 || a.rounds == 0 {
+        anyhow::bail!("--jobs, --sessions and --rounds must be above 0");
+    }
+    let result = outcomes::run(cfg, OutcomesBench { jobs: a.jobs, sessions: a.sessions, rounds: a.rounds }).await?;
     say(result);
     Ok(())
 }

@@ -135,6 +135,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Measure the key store: session-record put/get, prekey batches, auth-state loads.
     BenchStore,
+    /// Measure what recording completed sends costs per job, and each of its writes.
+    BenchOutcomes(bench::OutcomesArgs),
     /// Try pgwa offline against a loopback WhatsApp server (builds with `--features loopback`).
     #[command(subcommand)]
     Dev(dev_cmd::DevCmd),
@@ -170,6 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     pgwa_pg::check_url(&cfg.database_url)?;
     match cli.command {
         Command::Bench(args) => bench::run(&cfg, args).await,
+        Command::BenchOutcomes(args) => bench::outcomes(&cfg, args).await,
         Command::BenchStore => {
             log::say(pgwa_bench::store::run(&cfg.database_url).await?);
             Ok(())

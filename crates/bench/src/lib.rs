@@ -8,6 +8,7 @@ pub mod loopback;
 pub mod loopback_messages;
 #[cfg(feature = "loopback")]
 pub mod loopback_sessions;
+pub mod outcomes;
 #[cfg(feature = "loopback")]
 pub mod phone;
 pub mod store;

@@ -28,6 +28,12 @@ pub async fn recreate_database_beside(database_url: &str, suffix: &str) -> anyho
     Ok(url.to_string())
 }
 
+/// Runs a benchmark's own statements (schema variants, VACUUM) in a scratch database.
+pub async fn run_script(pool: &PgPool, script: &'static str) -> sqlx::Result<()> {
+    sqlx::raw_sql(AssertSqlSafe(script)).execute(pool).await?;
+    Ok(())
+}
+
 /// Drops the database of `scratch_url`, connecting through the server of `database_url`.
 pub async fn drop_database(database_url: &str, scratch_url: &str) -> anyhow::Result<()> {
     let opts = PgConnectOptions::from_str(database_url).context("database_url")?;

@@ -69,14 +69,16 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 /// passed was locked (then it cannot change).
 ///
 /// The lock and the update find each row at the address (`ctid`) the candidate scan read
-/// it from, not by a primary-key probe each: a tuple fetch instead of an index descent,
-/// twice per job: a quarter fewer buffer accesses in a claim of 1,000 sends (BENCHMARKS.md).
+/// it from, a tuple fetch where a primary-key probe would descend the index: the claim of
+/// 1,000 sends makes a quarter fewer buffer accesses (BENCHMARKS.md).
 /// The address is only a shortcut, never trusted alone: a row changed since it was read
 /// is followed to its current version by the lock, which rechecks its id and that it is
 /// still available (or skips it, as it skips one locked elsewhere), and the update goes
 /// to the address of the version it locked, which nobody else can change before the
 /// claim commits. The update takes its rows from an array of (id, address, epoch), which
-/// keeps it one tuple fetch per row in any plan.
+/// keeps it one tuple fetch per row in any plan. It has no `j.id = c.id` of its own: the
+/// lock already checked the id, and with it the plan made on an empty table (the queue
+/// connection's first) went by the primary key instead (tests/queue_plans.rs checks).
 /// Probing the first candidate twice, and looking its session's epoch up per row in the
 /// held sessions (a scan of them each), cost a tenth of the claim's time: 22.1–22.9
 /// against 19.5–19.7 µs a job draining 100,000 sends (BENCHMARKS.md). The three FIFO

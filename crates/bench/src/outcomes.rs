@@ -1,0 +1,126 @@
+//! The outcomes benchmark: what recording completed sends costs Postgres per job, and
+//! what part of it each of the writes a completion makes: the index entries the new
+//! row version needs and the row lock the BEFORE ROW triggers take. Each variant takes
+//! one of them away in a fresh scratch database, with the same sends left running by the
+//! same claim, and times `jobs::complete` over all of them in batches of a drain's size.
+//! The variants run in turn, round after round, so a noisy hour weighs on all alike.
+//! Prints one JSON value: microseconds per job, each round, and the median per variant.
+
+use std::time::Instant;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use pgwa_core::config::Config;
+use pgwa_pg::bench as sql;
+use pgwa_pg::jobs::{self, ClaimRequest};
+use pgwa_pg::workers::{self, Registration};
+
+/// Outcome batch: about what the worker's completer writes per statement in a drain.
+const BATCH: usize = 1000;
+
+/// What each variant takes away from the schema the migrations made. Only this
+/// benchmark's scratch database is changed; the first is the schema as it ships.
+const VARIANTS: [(&str, &str); 4] = [
+    ("as_shipped", ""),
+    ("without_jobs_message", "DROP INDEX wa.jobs_message"),
+    ("without_jobs_finished", "DROP INDEX wa.jobs_finished"),
+    ("without_before_row_triggers", "DROP TRIGGER jobs_app_guard ON wa.jobs; DROP TRIGGER jobs_webhook_retry ON wa.jobs"),
+];
+
+#[derive(Debug, Clone)]
+pub struct OutcomesBench {
+    pub jobs: u64,
+    pub sessions: u32,
+    pub rounds: u32,
+}
+
+pub async fn run(cfg: &Config, b: OutcomesBench) -> anyhow::Result<serde_json::Value> {
+    let mut per_variant: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+    for round in 1..=b.rounds {
+        for (i, (name, ddl)) in VARIANTS.iter().enumerate() {
+            let us = one(cfg, &b, ddl).await?;
+            eprintln!("bench-outcomes: round {round}/{}: {name} {us:.2} µs a job", b.rounds);
+            per_variant[i].push(us);
+        }
+    }
+    let variants: serde_json::Map<String, serde_json::Value> = VARIANTS
+        .iter()
+        .zip(&per_variant)
+        .map(|((name, _), runs)| (name.to_string(), json!({ "us_per_job": runs, "median": median(runs) })))
+        .collect();
+    Ok(json!({ "bench": "outcomes", "jobs": b.jobs, "sessions": b.sessions, "batch": BATCH, "variants": variants }))
+}
+
+/// One variant in a new scratch database: its sends running, then all of them completed.
+async fn one(cfg: &Config, b: &OutcomesBench, ddl: &'static str) -> anyhow::Result<f64> {
+    let url = sql::recreate_database_beside(&cfg.database_url, "bench").await?;
+    let pool = pgwa_pg::connect(&url, 4).await?;
+    pgwa_pg::migrate::migrate(&pool).await?;
+    let worker = Uuid::now_v7();
+    let ids = running_sends(&pool, b, worker).await?;
+    if !ddl.is_empty() {
+        sql::run_script(&pool, ddl).await?;
+    }
+    // As a drain finds them: the claim's dead versions pruned, statistics current.
+    sql::run_script(&pool, "VACUUM ANALYZE wa.jobs").await?;
+
+    let results = vec![json!({}); BATCH];
+    let acked = vec![Some(chrono::Utc::now()); BATCH];
+    let started = Instant::now();
+    let mut done = 0;
+    for chunk in ids.chunks(BATCH) {
+        done += jobs::complete(&pool, worker, chunk, &results[..chunk.len()], &acked[..chunk.len()]).await?.len();
+    }
+    let elapsed = started.elapsed();
+    pool.close().await;
+    anyhow::ensure!(done == ids.len(), "bench-outcomes: {done} of {} completions were recorded", ids.len());
+    Ok(round2(elapsed.as_secs_f64() * 1e6 / ids.len() as f64))
+}
+
+/// Enqueues the sends and claims them all for `worker` with the worker's own statements,
+/// so the rows are what a drain completes; returns their ids in order, as a drain
+/// finishes them.
+async fn running_sends(pool: &pgwa_pg::PgPool, b: &OutcomesBench, worker: Uuid) -> anyhow::Result<Vec<i64>> {
+    sql::add_sessions(pool, "bench-", b.sessions).await?;
+    for from in (0..b.jobs).step_by(BATCH) {
+        sql::enqueue_sends(pool, from, (from + BATCH as u64).min(b.jobs) - 1, b.sessions, 200).await?;
+    }
+    workers::register(pool, &Registration::new(worker, "bench-outcomes", b.sessions)).await?;
+    let held: Vec<String> =
+        pgwa_pg::leases::claim(pool, worker, 3600.0, b.sessions as i64).await?.into_iter().map(|h| h.id).collect();
+    anyhow::ensure!(held.len() == b.sessions as usize, "bench-outcomes: {} of {} sessions leased", held.len(), b.sessions);
+    // Every send of a session in one claim, a session at a time: a chat's sends are then
+    // all in the batch, so the FIFO rule holds none back.
+    let per_session = b.jobs.div_ceil(b.sessions as u64) as i64;
+    let mut ids = Vec::with_capacity(b.jobs as usize);
+    for session in held.chunks(1) {
+        let req = ClaimRequest { worker, held: session, connected: session, per_session, sessionless: 0 };
+        ids.extend(jobs::claim(pool, &req).await?.into_iter().map(|j| j.id));
+    }
+    anyhow::ensure!(ids.len() as u64 == b.jobs, "bench-outcomes: {} of {} sends claimed", ids.len(), b.jobs);
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+fn median(runs: &[f64]) -> f64 {
+    let mut v = runs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    round2(if v.len() % 2 == 0 { (v[m - 1] + v[m]) / 2.0 } else { v[m] })
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+}
