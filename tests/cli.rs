@@ -250,8 +250,9 @@ async fn bench_prints_its_figures_as_one_json_line() {
     drop_bench_database(&db).await;
 }
 
-/// `pgwa bench-outcomes` keeps working: every variant reports each round's figure and
-/// their median, and a zero count is refused by name before anything is created.
+/// `pgwa bench-outcomes` keeps working: every variant reports each round's figures (the
+/// completion and the enqueue) and their medians, and a zero count is refused by name
+/// before anything is created.
 #[tokio::test]
 async fn bench_outcomes_reports_every_variant() {
     let db = TestDb::new().await.unwrap();
@@ -262,12 +263,18 @@ async fn bench_outcomes_reports_every_variant() {
     assert_eq!((v["jobs"].as_u64(), v["sessions"].as_u64()), (Some(200), Some(2)), "{v}");
     let variants = v["variants"].as_object().unwrap();
     let names: Vec<&str> = variants.keys().map(String::as_str).collect();
-    assert_eq!(names, ["as_shipped", "without_before_row_triggers", "without_jobs_finished", "without_jobs_message"], "{v}");
+    assert_eq!(
+        names,
+        ["as_shipped", "message_id_table", "without_before_row_triggers", "without_jobs_finished", "without_jobs_message"],
+        "{v}"
+    );
     for (name, r) in variants {
-        let runs: Vec<f64> = r["us_per_job"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-        assert!(runs.len() == 2 && runs.iter().all(|us| *us > 0.0), "{name}: {r}");
-        let median = r["median"].as_f64().unwrap();
-        assert!((median - (runs[0] + runs[1]) / 2.0).abs() < 0.011, "{name}: {r}");
+        for (runs, median) in [("us_per_job", "median"), ("enqueue_us_per_job", "enqueue_median")] {
+            let runs: Vec<f64> = r[runs].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            assert!(runs.len() == 2 && runs.iter().all(|us| *us > 0.0), "{name}: {r}");
+            let median = r[median].as_f64().unwrap();
+            assert!((median - (runs[0] + runs[1]) / 2.0).abs() < 0.011, "{name}: {r}");
+        }
     }
     let o = pgwa(&db, &["bench-outcomes", "--rounds", "0"]);
     assert!(!o.status.success());

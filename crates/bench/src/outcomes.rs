@@ -1,8 +1,11 @@
 //! The outcomes benchmark: what recording completed sends costs Postgres per job, and
 //! what part of it each of the writes a completion makes: the index entries the new
 //! row version needs and the row lock the BEFORE ROW triggers take. Each variant takes
-//! one of them away in a fresh scratch database, with the same sends left running by the
-//! same claim, and times `jobs::complete` over all of them in batches of a drain's size.
+//! one of them away (or, `message_id_table`, moves the message ids out of wa.jobs) in a
+//! fresh scratch database, with the same sends left running by the same claim, and
+//! times `jobs::complete` over all of them in batches of a drain's size. What a variant
+//! saves the completion may cost the enqueue, so that is timed too: the sends go in
+//! through `wa.send_text`, one row per call, as apps enqueue them.
 //! The variants run in turn, round after round, so a noisy hour weighs on all alike.
 //! Prints one JSON value: microseconds per job, each round, and the median per variant.
 
@@ -19,10 +22,12 @@ use pgwa_pg::workers::{self, Registration};
 /// Outcome batch: about what the worker's completer writes per statement in a drain.
 const BATCH: usize = 1000;
 
-/// What each variant takes away from the schema the migrations made. Only this
-/// benchmark's scratch database is changed; the first is the schema as it ships.
-const VARIANTS: [(&str, &str); 4] = [
+/// What each variant changes in the schema the migrations made, before the sends are
+/// enqueued. Only this benchmark's scratch database is changed; the first is the schema
+/// as it ships.
+const VARIANTS: [(&str, &str); 5] = [
     ("as_shipped", ""),
+    ("message_id_table", include_str!("../sql/message_id_table.sql")),
     ("without_jobs_message", "DROP INDEX wa.jobs_message"),
     ("without_jobs_finished", "DROP INDEX wa.jobs_finished"),
     ("without_before_row_triggers", "DROP TRIGGER jobs_app_guard ON wa.jobs; DROP TRIGGER jobs_webhook_retry ON wa.jobs"),
@@ -36,32 +41,46 @@ pub struct OutcomesBench {
 }
 
 pub async fn run(cfg: &Config, b: OutcomesBench) -> anyhow::Result<serde_json::Value> {
-    let mut per_variant: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+    let mut per_variant: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); VARIANTS.len()];
     for round in 1..=b.rounds {
         for (i, (name, ddl)) in VARIANTS.iter().enumerate() {
-            let us = one(cfg, &b, ddl).await?;
-            eprintln!("bench-outcomes: round {round}/{}: {name} {us:.2} µs a job", b.rounds);
-            per_variant[i].push(us);
+            let (complete, enqueue) = one(cfg, &b, ddl).await?;
+            eprintln!(
+                "bench-outcomes: round {round}/{}: {name} {complete:.2} µs a completion, {enqueue:.2} µs an enqueue",
+                b.rounds
+            );
+            per_variant[i].0.push(complete);
+            per_variant[i].1.push(enqueue);
         }
     }
     let variants: serde_json::Map<String, serde_json::Value> = VARIANTS
         .iter()
         .zip(&per_variant)
-        .map(|((name, _), runs)| (name.to_string(), json!({ "us_per_job": runs, "median": median(runs) })))
+        .map(|((name, _), (complete, enqueue))| {
+            let v = json!({
+                "us_per_job": complete,
+                "median": median(complete),
+                "enqueue_us_per_job": enqueue,
+                "enqueue_median": median(enqueue),
+            });
+            (name.to_string(), v)
+        })
         .collect();
     Ok(json!({ "bench": "outcomes", "jobs": b.jobs, "sessions": b.sessions, "batch": BATCH, "variants": variants }))
 }
 
-/// One variant in a new scratch database: its sends running, then all of them completed.
-async fn one(cfg: &Config, b: &OutcomesBench, ddl: &'static str) -> anyhow::Result<f64> {
+/// One variant in a new scratch database: its sends enqueued and running, then all of
+/// them completed. Returns µs per completion and µs per enqueue.
+async fn one(cfg: &Config, b: &OutcomesBench, ddl: &'static str) -> anyhow::Result<(f64, f64)> {
     let url = sql::recreate_database_beside(&cfg.database_url, "bench").await?;
     let pool = pgwa_pg::connect(&url, 4).await?;
     pgwa_pg::migrate::migrate(&pool).await?;
-    let worker = Uuid::now_v7();
-    let ids = running_sends(&pool, b, worker).await?;
+    // Before the sends, so what a variant adds grows with them as it would in production.
     if !ddl.is_empty() {
         sql::run_script(&pool, ddl).await?;
     }
+    let worker = Uuid::now_v7();
+    let (ids, enqueue_secs) = running_sends(&pool, b, worker).await?;
     // As a drain finds them: the claim's dead versions pruned, statistics current.
     sql::run_script(&pool, "VACUUM ANALYZE wa.jobs").await?;
 
@@ -75,17 +94,20 @@ async fn one(cfg: &Config, b: &OutcomesBench, ddl: &'static str) -> anyhow::Resu
     let elapsed = started.elapsed();
     pool.close().await;
     anyhow::ensure!(done == ids.len(), "bench-outcomes: {done} of {} completions were recorded", ids.len());
-    Ok(round2(elapsed.as_secs_f64() * 1e6 / ids.len() as f64))
+    let per_job = |secs: f64| round2(secs * 1e6 / ids.len() as f64);
+    Ok((per_job(elapsed.as_secs_f64()), per_job(enqueue_secs)))
 }
 
 /// Enqueues the sends and claims them all for `worker` with the worker's own statements,
 /// so the rows are what a drain completes; returns their ids in order, as a drain
-/// finishes them.
-async fn running_sends(pool: &pgwa_pg::PgPool, b: &OutcomesBench, worker: Uuid) -> anyhow::Result<Vec<i64>> {
+/// finishes them, and the seconds the enqueue took (one connection).
+async fn running_sends(pool: &pgwa_pg::PgPool, b: &OutcomesBench, worker: Uuid) -> anyhow::Result<(Vec<i64>, f64)> {
     sql::add_sessions(pool, "bench-", b.sessions).await?;
+    let started = Instant::now();
     for from in (0..b.jobs).step_by(BATCH) {
         sql::enqueue_sends(pool, from, (from + BATCH as u64).min(b.jobs) - 1, b.sessions, 200).await?;
     }
+    let enqueue_secs = started.elapsed().as_secs_f64();
     workers::register(pool, &Registration::new(worker, "bench-outcomes", b.sessions)).await?;
     let held: Vec<String> =
         pgwa_pg::leases::claim(pool, worker, 3600.0, b.sessions as i64).await?.into_iter().map(|h| h.id).collect();
@@ -94,13 +116,13 @@ async fn running_sends(pool: &pgwa_pg::PgPool, b: &OutcomesBench, worker: Uuid) 
     // all in the batch, so the FIFO rule holds none back.
     let per_session = b.jobs.div_ceil(b.sessions as u64) as i64;
     let mut ids = Vec::with_capacity(b.jobs as usize);
-    for session in held.chunks(1) {
+    for session in held.iter().map(std::slice::from_ref) {
         let req = ClaimRequest { worker, held: session, connected: session, per_session, sessionless: 0 };
         ids.extend(jobs::claim(pool, &req).await?.into_iter().map(|j| j.id));
     }
     anyhow::ensure!(ids.len() as u64 == b.jobs, "bench-outcomes: {} of {} sends claimed", ids.len(), b.jobs);
     ids.sort_unstable();
-    Ok(ids)
+    Ok((ids, enqueue_secs))
 }
 
 fn median(runs: &[f64]) -> f64 {
