@@ -215,18 +215,22 @@ async fn session_add_shows_the_qr_and_waits_until_linked() {
     assert!(text.contains("linked: s1 is connected as 15550000001@s.whatsapp.net"), "{text}");
 }
 
-/// The scratch database the benchmarks made next to the test's (`<database>_bench`).
-async fn drop_bench_database(db: &TestDb) {
+/// A benchmark drops the scratch database it made next to the test's (`<database>_bench`)
+/// when its run ends, whether the run succeeded or not.
+async fn assert_no_bench_database(db: &TestDb) {
     let scratch = format!("{}_bench", db.name);
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)")))
-        .execute(&db.pool)
+    let left: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&scratch)
+        .fetch_one(&db.pool)
         .await
         .unwrap();
+    assert!(!left, "{scratch} was left behind");
 }
 
 /// `pgwa bench` keeps working: a small burst and a short steady run each print one JSON
 /// line whose figures add up (every job drained, percentiles ordered, the latency
-/// breakdown present). The figures themselves are measured in release builds only.
+/// breakdown present), and leave no scratch database behind. The figures themselves are
+/// measured in release builds only.
 #[tokio::test]
 async fn bench_prints_its_figures_as_one_json_line() {
     let db = TestDb::new().await.unwrap();
@@ -246,8 +250,8 @@ async fn bench_prints_its_figures_as_one_json_line() {
         for part in ["p50_enqueue_to_claim_ms", "p50_claim_to_ack_ms", "p50_ack_to_recorded_ms"] {
             assert!(v[part].as_f64().is_some_and(|ms| ms >= 0.0), "{part} in {v}");
         }
+        assert_no_bench_database(&db).await;
     }
-    drop_bench_database(&db).await;
 }
 
 /// `pgwa bench-outcomes` keeps working: every variant reports each round's figures (the
@@ -279,7 +283,7 @@ async fn bench_outcomes_reports_every_variant() {
     let o = pgwa(&db, &["bench-outcomes", "--rounds", "0"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--rounds"), "{o:?}");
-    drop_bench_database(&db).await;
+    assert_no_bench_database(&db).await;
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::round_to;
 use pgwa_core::config::Config;
 use pgwa_pg::PgPool;
 use pgwa_pg::bench as sql;
@@ -27,7 +28,10 @@ pub struct JobsBench {
 }
 
 pub async fn run(cfg: &Config, b: JobsBench) -> anyhow::Result<serde_json::Value> {
-    let url = super::scratch_db(cfg).await?;
+    super::in_scratch_db(&cfg.database_url, "bench", async |url| measure(cfg, b, url).await).await
+}
+
+async fn measure(cfg: &Config, b: JobsBench, url: String) -> anyhow::Result<serde_json::Value> {
     // The steady mode's senders hold APP_CONNECTIONS; the rest serve the bench's polls.
     let pool = pgwa_pg::connect(&url, APP_CONNECTIONS as u32 + 4).await?;
     pgwa_pg::migrate::migrate(&pool).await?;
@@ -85,23 +89,19 @@ pub async fn run(cfg: &Config, b: JobsBench) -> anyhow::Result<serde_json::Value
         "chats_per_session": b.chats,
         "rate": b.rate,
         "ack_latency_ms": b.ack_latency_ms,
-        "seconds": round3(seconds),
-        "insert_seconds": round3(insert_secs),
+        "seconds": round_to(seconds, 3),
+        "insert_seconds": round_to(insert_secs, 3),
         "inserts_per_sec": (total as f64 / insert_secs).round(),
         "jobs_per_sec": (total as f64 / seconds).round(),
         // The drain from the first claim on, the worker's start left out, as Graphile
         // Worker's perf test counts its own (burst mode; in rate mode the enqueue paces it).
         "jobs_per_sec_after_start": (total as f64 / after_start).round(),
-        "p50_ms": round3(p50),
-        "p99_ms": round3(p99),
-        "p50_enqueue_to_claim_ms": round3(stages.to_claim),
-        "p50_claim_to_ack_ms": round3(stages.to_ack),
-        "p50_ack_to_recorded_ms": round3(stages.to_recorded),
+        "p50_ms": round_to(p50, 3),
+        "p99_ms": round_to(p99, 3),
+        "p50_enqueue_to_claim_ms": round_to(stages.to_claim, 3),
+        "p50_claim_to_ack_ms": round_to(stages.to_ack, 3),
+        "p50_ack_to_recorded_ms": round_to(stages.to_recorded, 3),
     }))
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// Enqueues all jobs in chunks of 500 rows from 2 connections at once.

@@ -27,7 +27,8 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(cfg: &Config) -> Result<Self> {
-        let url = super::scratch_db(cfg).await?;
+        // `<database>_bench`, recreated each run.
+        let url = pgwa_pg::bench::recreate_database_beside(&cfg.database_url, "bench").await?;
         let pool = pgwa_pg::connect(&url, 4).await?;
         pgwa_pg::migrate::migrate(&pool).await?;
         let server =

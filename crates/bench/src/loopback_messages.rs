@@ -14,6 +14,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::loopback::{Harness, WorkerProc, progress};
+use crate::round_to;
 use pgwa_core::config::Config;
 use pgwa_pg::bench as sql;
 
@@ -39,7 +40,7 @@ pub async fn run(cfg: &Config, b: MessagesBench) -> Result<serde_json::Value> {
     let memory = measure(cfg, &b, "memory").await?;
     let ratio = |k: &str| {
         let (p, m) = (postgres[k].as_f64().unwrap_or(0.0), memory[k].as_f64().unwrap_or(0.0));
-        if m > 0.0 { (p / m * 1000.0).round() / 1000.0 } else { 0.0 }
+        if m > 0.0 { round_to(p / m, 3) } else { 0.0 }
     };
     Ok(json!({
         "bench": "loopback_messages",
@@ -96,7 +97,7 @@ async fn measure(cfg: &Config, b: &MessagesBench, key_store: &str) -> Result<ser
         w.terminate().await?;
     }
     h.pool.close().await;
-    let round = |x: f64| (x * 100.0).round() / 100.0;
+    let round = |x: f64| round_to(x, 2);
     Ok(json!({
         "key_store": key_store,
         "pairs_across_workers": crossing,
@@ -144,7 +145,7 @@ impl CpuSplit {
 
     /// Milliseconds of CPU per message, whole machine and by part.
     fn per_message_ms(&self, messages: i64) -> serde_json::Value {
-        let ms = |secs: f64| (secs * 1000.0 / messages.max(1) as f64 * 100.0).round() / 100.0;
+        let ms = |secs: f64| round_to(secs * 1000.0 / messages.max(1) as f64, 2);
         json!({
             "machine": ms(self.machine),
             "workers": ms(self.workers),

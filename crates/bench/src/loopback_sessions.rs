@@ -10,6 +10,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::loopback::{Harness, progress};
+use crate::round_to;
 use pgwa_core::config::Config;
 use pgwa_pg::bench as sql;
 
@@ -24,7 +25,7 @@ pub struct SessionsBench {
 }
 
 fn mib(kib: u64) -> f64 {
-    (kib as f64 / 1024.0 * 10.0).round() / 10.0
+    round_to(kib as f64 / 1024.0, 1)
 }
 
 pub async fn run(cfg: &Config, b: SessionsBench) -> Result<serde_json::Value> {
@@ -89,12 +90,12 @@ pub async fn run(cfg: &Config, b: SessionsBench) -> Result<serde_json::Value> {
         "worker_rss_empty_mib": mib(base),
         "worker_rss_mib": mib(rss),
         "rss_per_session_kib": per_session(rss),
-        "link_all_secs": (link.as_secs_f64() * 10.0).round() / 10.0,
-        "idle_cpu_percent_of_one_core": (idle_cpu * 1000.0).round() / 10.0,
+        "link_all_secs": round_to(link.as_secs_f64(), 1),
+        "idle_cpu_percent_of_one_core": round_to(idle_cpu * 100.0, 1),
         "idle_secs": b.idle_secs,
         "settle_secs": settle.as_secs(),
-        "shutdown_secs": (shutdown.as_secs_f64() * 10.0).round() / 10.0,
-        "restart_bringup_secs": (bringup.as_secs_f64() * 10.0).round() / 10.0,
+        "shutdown_secs": round_to(shutdown.as_secs_f64(), 1),
+        "restart_bringup_secs": round_to(bringup.as_secs_f64(), 1),
         "worker_rss_after_restart_mib": mib(rss_restarted),
         "rss_per_session_after_restart_kib": per_session(rss_restarted),
         "server_logins": logins,

@@ -14,6 +14,7 @@ use std::time::Instant;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::round_to;
 use pgwa_core::config::Config;
 use pgwa_pg::bench as sql;
 use pgwa_pg::jobs::{self, ClaimRequest};
@@ -72,7 +73,10 @@ pub async fn run(cfg: &Config, b: OutcomesBench) -> anyhow::Result<serde_json::V
 /// One variant in a new scratch database: its sends enqueued and running, then all of
 /// them completed. Returns µs per completion and µs per enqueue.
 async fn one(cfg: &Config, b: &OutcomesBench, ddl: &'static str) -> anyhow::Result<(f64, f64)> {
-    let url = sql::recreate_database_beside(&cfg.database_url, "bench").await?;
+    super::in_scratch_db(&cfg.database_url, "bench", async |url| measure(b, ddl, url).await).await
+}
+
+async fn measure(b: &OutcomesBench, ddl: &'static str, url: String) -> anyhow::Result<(f64, f64)> {
     let pool = pgwa_pg::connect(&url, 4).await?;
     pgwa_pg::migrate::migrate(&pool).await?;
     // Before the sends, so what a variant adds grows with them as it would in production.
@@ -94,7 +98,7 @@ async fn one(cfg: &Config, b: &OutcomesBench, ddl: &'static str) -> anyhow::Resu
     let elapsed = started.elapsed();
     pool.close().await;
     anyhow::ensure!(done == ids.len(), "bench-outcomes: {done} of {} completions were recorded", ids.len());
-    let per_job = |secs: f64| round2(secs * 1e6 / ids.len() as f64);
+    let per_job = |secs: f64| round_to(secs * 1e6 / ids.len() as f64, 2);
     Ok((per_job(elapsed.as_secs_f64()), per_job(enqueue_secs)))
 }
 
@@ -129,11 +133,7 @@ fn median(runs: &[f64]) -> f64 {
     let mut v = runs.to_vec();
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
-    round2(if v.len().is_multiple_of(2) { (v[m - 1] + v[m]) / 2.0 } else { v[m] })
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    round_to(if v.len().is_multiple_of(2) { (v[m - 1] + v[m]) / 2.0 } else { v[m] }, 2)
 }
 
 #[cfg(test)]

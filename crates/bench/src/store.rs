@@ -8,7 +8,7 @@ use serde_json::json;
 use whatsapp_rust::bytes::Bytes;
 use whatsapp_rust::wacore::store::traits::{DeviceStore, SignalStore};
 
-use pgwa_pg::bench::{drop_database, recreate_database_beside};
+use crate::round_to;
 use pgwa_pg::keys::{PgBackend, bench_data};
 
 const SESSIONS: usize = 1000;
@@ -17,7 +17,7 @@ const WRITERS: usize = 16;
 const LOADS: usize = 2000;
 
 fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
+    round_to(d.as_secs_f64() * 1e3, 3)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -26,10 +26,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Runs against a scratch database next to `database_url` (dropped at the end).
 pub async fn run(database_url: &str) -> anyhow::Result<serde_json::Value> {
-    let url = recreate_database_beside(database_url, "store_bench").await?;
-    let result = measure(&url).await;
-    drop_database(database_url, &url).await?;
-    result
+    super::in_scratch_db(database_url, "store_bench", async |url| measure(&url).await).await
 }
 
 async fn measure(url: &str) -> anyhow::Result<serde_json::Value> {
@@ -102,7 +99,7 @@ async fn measure(url: &str) -> anyhow::Result<serde_json::Value> {
         "bench": "store",
         "sessions": SESSIONS,
         "rows": {"prekeys_per_session": 100, "signal_sessions_per_session": 20},
-        "populate_s": (populate_s * 10.0).round() / 10.0,
+        "populate_s": round_to(populate_s, 1),
         "writers": WRITERS,
         "session_record_put_per_sec": put_per_sec.round(),
         "session_record_get_per_sec": get_per_sec.round(),
