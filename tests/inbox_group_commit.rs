@@ -95,7 +95,7 @@ async fn a_batched_row_is_stored_whole_and_a_repeat_in_the_batch_is_known() {
     let answers: Vec<Stored> = answers.into_iter().map(Result::unwrap).collect();
     assert!(matches!(answers[..], [Stored::New(_), Stored::Known, Stored::New(_)]), "{answers:?}");
 
-    let row: (
+    type InboxRow = (
         String,
         Option<String>,
         Option<String>,
@@ -104,10 +104,12 @@ async fn a_batched_row_is_stored_whole_and_a_repeat_in_the_batch_is_known() {
         Vec<String>,
         serde_json::Value,
         chrono::DateTime<chrono::Utc>,
-    ) = sqlx::query_as("SELECT kind, text, quoted_id, media, data, mentions, raw, sent_at FROM wa.inbox WHERE message_id = 'F1'")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    );
+    let row: InboxRow =
+        sqlx::query_as("SELECT kind, text, quoted_id, media, data, mentions, raw, sent_at FROM wa.inbox WHERE message_id = 'F1'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
     assert_eq!(row.0, "image");
     assert_eq!((row.1.as_deref(), row.2.as_deref()), (Some("look"), Some("Q1")));
     assert_eq!((row.3, row.4), (json!({"mimetype": "image/png"}), json!({"caption": "c"})));

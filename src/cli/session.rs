@@ -94,7 +94,7 @@ pub async fn run(cmd: SessionCmd, pool: &PgPool) -> anyhow::Result<()> {
                 vec![
                     r.session.clone(),
                     r.desired.to_string(),
-                    status_shown(&r),
+                    status_shown(r),
                     r.held.to_string(),
                     r.healthy.to_string(),
                     r.queued.to_string(),

@@ -27,7 +27,7 @@ pub fn process_secs(pid: &str) -> Result<f64> {
     let rest = stat.rsplit_once(')').with_context(|| format!("malformed {path}"))?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
     let field = |i: usize| -> Result<u64> {
-        f.get(i).with_context(|| format!("short {path}"))?.parse().with_context(|| format!("{path}"))
+        f.get(i).with_context(|| format!("short {path}"))?.parse().with_context(|| path.to_string())
     };
     Ok((field(11)? + field(12)?) as f64 / TICKS_PER_SEC)
 }

@@ -42,8 +42,8 @@ async fn measure(url: &str) -> anyhow::Result<serde_json::Value> {
     let per = RECORD_OPS / WRITERS;
     let t = Instant::now();
     let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let b = PgBackend::offline(pool.clone(), ids[w].clone());
+    for id in ids.iter().take(WRITERS) {
+        let b = PgBackend::offline(pool.clone(), id.clone());
         let record = record.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
@@ -58,8 +58,8 @@ async fn measure(url: &str) -> anyhow::Result<serde_json::Value> {
     let put_per_sec = (per * WRITERS) as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let b = PgBackend::offline(pool.clone(), ids[w].clone());
+    for id in ids.iter().take(WRITERS) {
+        let b = PgBackend::offline(pool.clone(), id.clone());
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
                 anyhow::ensure!(b.get_session(&format!("1666{i:07}@c.us")).await?.is_some(), "record missing");

@@ -448,6 +448,7 @@ impl Default for RustConfig {
     }
 }
 
+#[allow(clippy::result_large_err, reason = "figment's own error, made once at start-up: its size costs nothing")]
 impl Config {
     /// Loads defaults, then the TOML file if it exists, then the environment.
     /// Nested keys use `__` in the environment: `PGWA_WORKER__MAX_SESSIONS=200`.

@@ -154,7 +154,9 @@ impl Recorded {
 /// 2 ms per batch at 1,000 jobs/s. Apps read the row when notified, and it is committed
 /// by then.
 pub async fn announce_outbound(db: impl PgExecutor<'_>, recorded: &[Recorded]) -> sqlx::Result<u64> {
-    let mut groups: std::collections::BTreeMap<(&str, &str), (Vec<i64>, Vec<&str>)> = Default::default();
+    // Per (session, status): the jobs and their message ids, in the same order.
+    type Announced<'a> = (Vec<i64>, Vec<&'a str>);
+    let mut groups: std::collections::BTreeMap<(&str, &str), Announced<'_>> = Default::default();
     for r in recorded {
         if let Some((session, message, status)) = r.announceable() {
             let g = groups.entry((session, status)).or_default();

@@ -213,7 +213,7 @@ impl Worker {
             id,
             registration,
             started: std::time::Instant::now(),
-            queue: pgwa_pg::queue_pool(&pool, cfg.worker.poll_only, 1 + claimers as u32),
+            queue: pgwa_pg::queue_pool(&pool, cfg.worker.poll_only, 1 + claimers),
             announcer: crate::announcer::Announcer::spawn(pool.clone(), crate::announcer::GAP),
             pool,
             cfg,

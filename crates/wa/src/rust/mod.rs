@@ -375,7 +375,7 @@ impl RustSession {
                 let bytes = match &m.source {
                     MediaSource::Bytes(b) => b.clone(),
                     MediaSource::Url(u) => {
-                        let b = fetch::fetch_url(u, &fetch::policy_of(&cfg)).await?;
+                        let b = fetch::fetch_url(u, &fetch::policy_of(cfg)).await?;
                         send::check_media(&m, &b, cfg.max_media_bytes)?;
                         b
                     }
