@@ -19,7 +19,7 @@ pub enum DevCmd {
         #[arg(long, default_value_t = 30)]
         idle_secs: u64,
         /// The worker's connection stagger (worker.connect_per_sec); without it, the
-        /// configuration's (default 100), so the restart is measured as deployed.
+        /// configuration's (default 200), so the restart is measured as deployed.
         #[arg(long)]
         connect_per_sec: Option<u32>,
         /// Before memory is measured, each session messages this many of the others (and is

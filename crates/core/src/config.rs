@@ -72,8 +72,9 @@ pub struct WorkerConfig {
     /// On SIGTERM, wait this long for running jobs before releasing them.
     pub shutdown_timeout_ms: u64,
     /// Sessions connected per second at most, so a restart with many sessions does not
-    /// reconnect them all at once. 100 brings 1,000 sessions back in about 12 s
-    /// (BENCHMARKS.md, bench-sessions), inside the 15 s a deploy may take.
+    /// reconnect them all at once. 200 brings 1,000 sessions back in about 9 s on 2 cores
+    /// (BENCHMARKS.md, bench-sessions), where the logins themselves then set the pace
+    /// (about 110 a second there); 100 took 12 s, too close to the 15 s a deploy may take.
     pub connect_per_sec: u32,
     /// How often the worker hands the memory its bursts freed back to the system
     /// (glibc's `malloc_trim`; seconds, 0 = never). See crates/worker/src/heap_trim.rs.
@@ -324,7 +325,7 @@ impl Default for WorkerConfig {
             poll_interval_ms: 1000,
             poll_only: false,
             shutdown_timeout_ms: 20_000,
-            connect_per_sec: 100,
+            connect_per_sec: 200,
             heap_trim_secs: 30,
             claimers: 1,
         }
