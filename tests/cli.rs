@@ -254,6 +254,45 @@ async fn bench_prints_its_figures_as_one_json_line() {
     }
 }
 
+/// `pgwa bench --schema-variant` drains against the schema as the variants left it, in
+/// the order given, and says which: the repository's variant files apply cleanly to the
+/// schema the migrations make. A variant that fails stops the run naming the file, and an
+/// unreadable one is refused before anything is created; neither leaves a database.
+#[tokio::test]
+async fn bench_drains_against_schema_variants() {
+    let db = TestDb::new().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/bench/sql");
+    let files: Vec<String> = ["jobs_without_before_row_triggers", "jobs_without_checks", "jobs_without_after_row_triggers"]
+        .iter()
+        .map(|f| dir.join(format!("{f}.sql")).display().to_string())
+        .collect();
+    let mut args = vec!["bench", "--jobs", "100", "--sessions", "2", "--chats", "3"];
+    for f in &files {
+        args.extend(["--schema-variant", f.as_str()]);
+    }
+    let o = pgwa(&db, &args);
+    assert!(o.status.success(), "{o:?}");
+    let line = stdout(&o);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["jobs"], 100, "{v}");
+    assert_eq!(v["schema_variants"], serde_json::json!(files), "{v}");
+    assert_no_bench_database(&db).await;
+
+    let bad = std::env::temp_dir().join(format!("{}_variant.sql", db.name));
+    std::fs::write(&bad, "DROP TRIGGER no_such_trigger ON wa.jobs;").unwrap();
+    let o = pgwa(&db, &["bench", "--jobs", "10", "--schema-variant", bad.to_str().unwrap()]);
+    std::fs::remove_file(&bad).unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{o:?}");
+    assert!(err.contains("schema variant") && err.contains(bad.to_str().unwrap()) && err.contains("no_such_trigger"), "{err}");
+    assert_no_bench_database(&db).await;
+
+    let o = pgwa(&db, &["bench", "--schema-variant", "/nonexistent/variant.sql"]);
+    assert!(!o.status.success(), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--schema-variant: cannot read /nonexistent/variant.sql"), "{o:?}");
+    assert_no_bench_database(&db).await;
+}
+
 /// `pgwa bench-outcomes` keeps working: every variant reports each round's figures (the
 /// completion and the enqueue) and their medians, and a zero count is refused by name
 /// before anything is created.

@@ -24,13 +24,31 @@ pub struct BenchArgs {
     /// Simulated time from send to server ack.
     #[arg(long, default_value_t = 0)]
     pub ack_latency_ms: u64,
+    /// SQL run in the scratch database after its migrations, before the sends are
+    /// enqueued: a schema variant to drain against the shipped one. Repeatable (applied
+    /// in order); the paths are printed with the figures. crates/bench/sql has some.
+    #[arg(long, value_name = "FILE")]
+    pub schema_variant: Vec<std::path::PathBuf>,
 }
 
 pub async fn run(cfg: &Config, a: BenchArgs) -> anyhow::Result<()> {
     if a.jobs == 0 || a.sessions == 0 || a.chats == 0 || a.rate == Some(0) {
         anyhow::bail!("--jobs, --sessions, --chats and --rate must be above 0");
     }
-    let b = JobsBench { jobs: a.jobs, sessions: a.sessions, chats: a.chats, rate: a.rate, ack_latency_ms: a.ack_latency_ms };
+    let mut variants = Vec::new();
+    for path in &a.schema_variant {
+        let sql = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--schema-variant: cannot read {}: {e}", path.display()))?;
+        variants.push((path.display().to_string(), sql));
+    }
+    let b = JobsBench {
+        jobs: a.jobs,
+        sessions: a.sessions,
+        chats: a.chats,
+        rate: a.rate,
+        ack_latency_ms: a.ack_latency_ms,
+        schema_variants: variants,
+    };
     let result = jobs::run(cfg, b).await?;
     say(result);
     Ok(())

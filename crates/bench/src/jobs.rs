@@ -25,6 +25,8 @@ pub struct JobsBench {
     /// Steady enqueue rate in jobs/s; None for burst mode.
     pub rate: Option<u32>,
     pub ack_latency_ms: u64,
+    /// Schema variants, each its name and the SQL run after the migrations, in order.
+    pub schema_variants: Vec<(String, String)>,
 }
 
 pub async fn run(cfg: &Config, b: JobsBench) -> anyhow::Result<serde_json::Value> {
@@ -35,6 +37,9 @@ async fn measure(cfg: &Config, b: JobsBench, url: String) -> anyhow::Result<serd
     // The steady mode's senders hold APP_CONNECTIONS; the rest serve the bench's polls.
     let pool = pgwa_pg::connect(&url, APP_CONNECTIONS as u32 + 4).await?;
     pgwa_pg::migrate::migrate(&pool).await?;
+    for (name, ddl) in &b.schema_variants {
+        sql::run_variant(&pool, ddl).await.map_err(|e| anyhow::anyhow!("schema variant {name}: {e}"))?;
+    }
     // The sessions `sql::enqueue_sends` sends from.
     sql::add_sessions(&pool, "bench-", b.sessions).await?;
 
@@ -89,6 +94,7 @@ async fn measure(cfg: &Config, b: JobsBench, url: String) -> anyhow::Result<serd
         "chats_per_session": b.chats,
         "rate": b.rate,
         "ack_latency_ms": b.ack_latency_ms,
+        "schema_variants": b.schema_variants.iter().map(|(name, _)| name).collect::<Vec<_>>(),
         "seconds": round_to(seconds, 3),
         "insert_seconds": round_to(insert_secs, 3),
         "inserts_per_sec": (total as f64 / insert_secs).round(),

@@ -31,7 +31,7 @@ const VARIANTS: [(&str, &str); 5] = [
     ("message_id_table", include_str!("../sql/message_id_table.sql")),
     ("without_jobs_message", "DROP INDEX wa.jobs_message"),
     ("without_jobs_finished", "DROP INDEX wa.jobs_finished"),
-    ("without_before_row_triggers", "DROP TRIGGER jobs_app_guard ON wa.jobs; DROP TRIGGER jobs_webhook_retry ON wa.jobs"),
+    ("without_before_row_triggers", include_str!("../sql/jobs_without_before_row_triggers.sql")),
 ];
 
 #[derive(Debug, Clone)]

@@ -34,6 +34,13 @@ pub async fn run_script(pool: &PgPool, script: &'static str) -> sqlx::Result<()>
     Ok(())
 }
 
+/// Runs a schema variant the operator wrote (`pgwa bench --schema-variant`) in a scratch
+/// database: their own SQL, on a database the benchmark made and drops.
+pub async fn run_variant(pool: &PgPool, script: &str) -> sqlx::Result<()> {
+    sqlx::raw_sql(AssertSqlSafe(script.to_owned())).execute(pool).await?;
+    Ok(())
+}
+
 /// Drops the database of `scratch_url`, connecting through the server of `database_url`.
 pub async fn drop_database(database_url: &str, scratch_url: &str) -> anyhow::Result<()> {
     let opts = PgConnectOptions::from_str(database_url).context("database_url")?;
