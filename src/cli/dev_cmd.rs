@@ -18,8 +18,9 @@ pub enum DevCmd {
         /// Seconds of idle to measure CPU over.
         #[arg(long, default_value_t = 30)]
         idle_secs: u64,
-        /// The worker's connection stagger (worker.connect_per_sec); without it, the
-        /// configuration's (default 200), so the restart is measured as deployed.
+        /// The worker's connection stagger; without it, the configuration's
+        /// `worker.connect_per_sec` (its default included), so the restart is measured as
+        /// deployed.
         #[arg(long)]
         connect_per_sec: Option<u32>,
         /// Before memory is measured, each session messages this many of the others (and is
