@@ -38,7 +38,7 @@ async fn measure(cfg: &Config, b: JobsBench, url: String) -> anyhow::Result<serd
     let pool = pgwa_pg::connect(&url, APP_CONNECTIONS as u32 + 4).await?;
     pgwa_pg::migrate::migrate(&pool).await?;
     for (name, ddl) in &b.schema_variants {
-        sql::run_variant(&pool, ddl).await.map_err(|e| anyhow::anyhow!("schema variant {name}: {e}"))?;
+        sql::run_script(&pool, ddl).await.map_err(|e| anyhow::anyhow!("schema variant {name}: {e}"))?;
     }
     // The sessions `sql::enqueue_sends` sends from.
     sql::add_sessions(&pool, "bench-", b.sessions).await?;

@@ -28,15 +28,10 @@ pub async fn recreate_database_beside(database_url: &str, suffix: &str) -> anyho
     Ok(url.to_string())
 }
 
-/// Runs a benchmark's own statements (schema variants, VACUUM) in a scratch database.
-pub async fn run_script(pool: &PgPool, script: &'static str) -> sqlx::Result<()> {
-    sqlx::raw_sql(AssertSqlSafe(script)).execute(pool).await?;
-    Ok(())
-}
-
-/// Runs a schema variant the operator wrote (`pgwa bench --schema-variant`) in a scratch
-/// database: their own SQL, on a database the benchmark made and drops.
-pub async fn run_variant(pool: &PgPool, script: &str) -> sqlx::Result<()> {
+/// Runs statements in a scratch database: a benchmark's own (schema variants, VACUUM) or
+/// the variant files an operator gives `pgwa bench --schema-variant`, on a database the
+/// benchmark made and drops.
+pub async fn run_script(pool: &PgPool, script: &str) -> sqlx::Result<()> {
     sqlx::raw_sql(AssertSqlSafe(script.to_owned())).execute(pool).await?;
     Ok(())
 }
