@@ -1,15 +1,15 @@
 -- Triggers: validation on insert, worker wake-ups, status announcements.
 -- NOTIFY payloads carry ids and kinds only: never message text, never key material.
 
-DROP TRIGGER IF EXISTS jobs_before_insert ON wa.jobs;
-CREATE TRIGGER jobs_before_insert BEFORE INSERT ON wa.jobs
+DROP TRIGGER IF EXISTS jobs_before_insert ON wa.job_rows;
+CREATE TRIGGER jobs_before_insert BEFORE INSERT ON wa.job_rows
     FOR EACH ROW EXECUTE FUNCTION wa._jobs_before_insert();
 
 -- Wake-ups: channel wa_jobs, payload {"sessions": ["s1"]} ("" for maintenance jobs),
 -- one per session and transaction that inserted jobs ready to run now (future-scheduled
 -- rows are promoted by the workers' poll). Sent by wa._jobs_before_insert, which replaced
 -- a statement trigger whose transition table cost a sixth of a single-row insert.
-DROP TRIGGER IF EXISTS jobs_notify_insert ON wa.jobs;
+DROP TRIGGER IF EXISTS jobs_notify_insert ON wa.job_rows;
 DROP FUNCTION IF EXISTS wa._jobs_notify_insert();
 
 -- Keeps updated_at and status_changed_at honest whoever writes the row.
@@ -175,60 +175,119 @@ DROP TRIGGER IF EXISTS sessions_desired ON wa.sessions;
 CREATE TRIGGER sessions_desired BEFORE UPDATE OF desired ON wa.sessions
     FOR EACH ROW EXECUTE FUNCTION wa._sessions_desired();
 
--- An app may change a job only as wa.cancel_job and wa.retry_job do (they run as the
--- app, so its UPDATE grant covers the columns they write). Whatever the app's UPDATE
--- said, the row becomes exactly what those functions make of it (the values here are
--- theirs; tests/security_contract.rs checks that both agree); any other move (a
--- completed send back to available would be sent twice) is refused. Workers are not
--- checked: the trigger's WHEN skips them without a function call, keeping claims cheap.
-CREATE OR REPLACE FUNCTION wa._jobs_app_update()
+-- wa.jobs is a view of wa.job_rows (migration 0032): apps write jobs through it, the
+-- workers write the table, which has no BEFORE ROW UPDATE trigger (while it had one,
+-- Postgres fetched and locked every row a claim or completion updated). An UPDATE of
+-- the view comes here, one row at a time, in two steps: the first runs as the writer
+-- and notes whether it is a worker (the owner, or a member of it), the second runs as
+-- the owner and writes the table. Nothing runs between the two (the writer's own
+-- setting of pgwa.jobs_writer is overwritten), and the first resolves nothing through
+-- the writer's search_path.
+CREATE OR REPLACE FUNCTION wa._jobs_view_writer()
 RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM pg_catalog.set_config('pgwa.jobs_writer',
+        CASE WHEN wa._caller_is_worker() THEN 'worker' ELSE 'app' END, true);
+    RETURN NEW;
+END
+$$;
+
+-- The second step. A worker's UPDATE of the view (an older pgwa during a rolling
+-- deploy, an operator's SQL) writes the columns it changed onto the row as it is once
+-- locked, as an UPDATE of the table would. An app may change
+-- a job only as wa.cancel_job and wa.retry_job do: whatever its UPDATE said, the row
+-- becomes exactly what those functions make of it (tests/security_contract.rs checks
+-- that both agree); any other move (a completed send back to available would be sent
+-- twice) is refused. The row is locked and read again here: when it moved since the
+-- app's statement read it (a worker claimed or finished it), a cancel of a job just
+-- claimed asks its worker to drop it, and any other change is skipped (the app's WHERE
+-- may no longer hold), as Postgres skips a row that no longer matches.
+-- A webhook delivery made available again keeps its webhook's order
+-- (wa._webhook_retry_key).
+CREATE OR REPLACE FUNCTION wa._jobs_view_update()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cur wa.job_rows;
+    moved boolean;
+    changed text;
+    st wa.job_state;
+    at timestamptz;
+    key text;
+BEGIN
+    SELECT * INTO cur FROM wa.job_rows j WHERE j.id = OLD.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    moved := cur.state IS DISTINCT FROM OLD.state;
+    IF current_setting('pgwa.jobs_writer', true) = 'worker' THEN
+        IF cur.kind = 'webhook' AND NEW.state = 'available' AND cur.state IN ('dead', 'cancelled', 'scheduled')
+           AND NEW.chat IS NOT DISTINCT FROM OLD.chat THEN
+            SELECT r.state, r.run_at, r.chat INTO NEW.state, NEW.run_at, NEW.chat
+              FROM wa._webhook_retry_key(cur, NEW.state, NEW.run_at) r;
+        END IF;
+        -- The columns the statement changed (whatever columns wa.job_rows has).
+        SELECT string_agg(format('%I = ($1).%I', n.key, n.key), ', ') INTO changed
+          FROM jsonb_each(to_jsonb(NEW)) n
+         WHERE n.value IS DISTINCT FROM to_jsonb(OLD)->n.key AND n.key NOT IN ('id', 'phase');
+        IF changed IS NOT NULL THEN
+            EXECUTE format('UPDATE wa.job_rows j SET %s WHERE j.id = $2 RETURNING *', changed) INTO cur USING NEW, cur.id;
+        END IF;
+        RETURN cur;
+    END IF;
+
     IF (NEW.state, NEW.run_at, NEW.finished_at, NEW.delivery, NEW.result, NEW.cancel_requested_at, NEW.max_attempts)
        IS NOT DISTINCT FROM
        (OLD.state, OLD.run_at, OLD.finished_at, OLD.delivery, OLD.result, OLD.cancel_requested_at, OLD.max_attempts) THEN
-        RETURN OLD;
-    ELSIF NEW.state = 'cancelled' AND OLD.state IN ('available', 'scheduled', 'retryable') THEN
-        NEW := OLD;
-        NEW.state := 'cancelled';
-        NEW.finished_at := now();
-        NEW.delivery := CASE WHEN OLD.kind = 'send' THEN 'failed'::wa.delivery_status END;
-        NEW.result := jsonb_build_object('cancelled', true);
-        RETURN NEW;
-    ELSIF NEW.state = 'running' AND OLD.state = 'running' AND NEW.cancel_requested_at IS NOT NULL THEN
-        NEW := OLD;
-        NEW.cancel_requested_at := coalesce(OLD.cancel_requested_at, now());
-        PERFORM pg_notify('wa_job_cancel', json_build_object('job', OLD.id, 'session', OLD.session_id)::text);
-        RETURN NEW;
-    ELSIF NEW.state = 'available' AND OLD.state IN ('dead', 'cancelled', 'retryable', 'scheduled') AND OLD.attempts < 1000 THEN
-        NEW := OLD;
-        NEW.state := 'available';
-        NEW.run_at := now();
-        NEW.finished_at := NULL;
-        NEW.result := NULL;
-        NEW.cancel_requested_at := NULL;
-        NEW.max_attempts := greatest(OLD.max_attempts, least(OLD.attempts + 1, 1000));
-        NEW.delivery := CASE WHEN OLD.kind = 'send' THEN 'queued'::wa.delivery_status END;
-        PERFORM pg_notify('wa_jobs', json_build_object('sessions', json_build_array(coalesce(OLD.session_id, '')))::text);
-        RETURN NEW;
+        RETURN cur;
+    ELSIF NEW.state = 'cancelled' AND cur.state IN ('available', 'scheduled', 'retryable') THEN
+        UPDATE wa.job_rows j
+           SET state = 'cancelled', finished_at = now(),
+               delivery = CASE WHEN j.kind = 'send' THEN 'failed'::wa.delivery_status END,
+               result = jsonb_build_object('cancelled', true)
+         WHERE j.id = cur.id
+        RETURNING * INTO cur;
+        RETURN cur;
+    ELSIF cur.state = 'running' AND ((NEW.state = 'running' AND NEW.cancel_requested_at IS NOT NULL)
+                                     OR (NEW.state = 'cancelled' AND moved)) THEN
+        UPDATE wa.job_rows j SET cancel_requested_at = coalesce(j.cancel_requested_at, now())
+         WHERE j.id = cur.id
+        RETURNING * INTO cur;
+        PERFORM pg_notify('wa_job_cancel', json_build_object('job', cur.id, 'session', cur.session_id)::text);
+        RETURN cur;
+    ELSIF NEW.state = 'available' AND cur.state IN ('dead', 'cancelled', 'retryable', 'scheduled') AND cur.attempts < 1000 THEN
+        st := 'available';
+        at := now();
+        key := cur.chat;
+        IF cur.kind = 'webhook' AND cur.state <> 'retryable' THEN
+            SELECT r.state, r.run_at, r.chat INTO st, at, key FROM wa._webhook_retry_key(cur, st, at) r;
+        END IF;
+        UPDATE wa.job_rows j
+           SET state = st, run_at = at, chat = key, finished_at = NULL, result = NULL,
+               cancel_requested_at = NULL,
+               max_attempts = greatest(j.max_attempts, least(j.attempts + 1, 1000)),
+               delivery = CASE WHEN j.kind = 'send' THEN 'queued'::wa.delivery_status END
+         WHERE j.id = cur.id
+        RETURNING * INTO cur;
+        PERFORM pg_notify('wa_jobs', json_build_object('sessions', json_build_array(coalesce(cur.session_id, '')))::text);
+        RETURN cur;
+    ELSIF moved THEN
+        RETURN NULL;
     END IF;
     RAISE EXCEPTION USING ERRCODE = 'WA008',
-        MESSAGE = format('job: job %s is %s; an app changes jobs only by cancelling or retrying them', OLD.id, OLD.state),
+        MESSAGE = format('job: job %s is %s; an app changes jobs only by cancelling or retrying them', cur.id, cur.state),
         HINT = 'Apps change jobs with wa.cancel_job and wa.retry_job (or the same UPDATE of state they do).';
 END
 $$;
-DO $$
-BEGIN
-    DROP TRIGGER IF EXISTS jobs_app_guard ON wa.jobs;
-    -- The owner's name is written into WHEN: pg_has_role on a constant is a cache lookup,
-    -- where a subquery would be a scan per updated row.
-    EXECUTE format(
-        'CREATE TRIGGER jobs_app_guard BEFORE UPDATE ON wa.jobs FOR EACH ROW
-           WHEN (NOT pg_has_role(%L::name, ''USAGE'')) EXECUTE FUNCTION wa._jobs_app_update()',
-        (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'wa'));
-END
-$$;
+DROP TRIGGER IF EXISTS jobs_app_guard ON wa.job_rows;
+DROP FUNCTION IF EXISTS wa._jobs_app_update();
+DROP TRIGGER IF EXISTS jobs_update_1_writer ON wa.jobs;
+CREATE TRIGGER jobs_update_1_writer INSTEAD OF UPDATE ON wa.jobs
+    FOR EACH ROW EXECUTE FUNCTION wa._jobs_view_writer();
+DROP TRIGGER IF EXISTS jobs_update_2_apply ON wa.jobs;
+CREATE TRIGGER jobs_update_2_apply INSTEAD OF UPDATE ON wa.jobs
+    FOR EACH ROW EXECUTE FUNCTION wa._jobs_view_update();
 
 -- The LID mappings whatsapp-rust learns (wa.lid_mappings, the store's table, which apps
 -- cannot read) are copied to wa.contacts, where apps see each number's LID. Only a new
@@ -331,7 +390,7 @@ RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF (SELECT p.media_download FROM wa.policy p) IN ('postgres', 's3') THEN
-        INSERT INTO wa.jobs (session_id, kind, payload) VALUES (NEW.session_id, 'media_download', jsonb_build_object('inbox_id', NEW.id));
+        INSERT INTO wa.job_rows (session_id, kind, payload) VALUES (NEW.session_id, 'media_download', jsonb_build_object('inbox_id', NEW.id));
     END IF;
     RETURN NULL;
 END

@@ -425,30 +425,42 @@ LANGUAGE plpgsql AS $$
 DECLARE
     row wa.jobs;
 BEGIN
-    UPDATE wa.jobs j
-       SET state = 'cancelled', finished_at = now(),
-           delivery = CASE WHEN j.kind = 'send' THEN 'failed'::wa.delivery_status END,
-           result = jsonb_build_object('cancelled', true)
-     WHERE j.id = job AND j.state IN ('available', 'scheduled', 'retryable')
-    RETURNING j.* INTO row;
-    IF FOUND THEN
-        RETURN row.state;
-    END IF;
-    SELECT j.* INTO row FROM wa.jobs j WHERE j.id = job FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'WA007', MESSAGE = format('job: no job with id %s', job);
-    END IF;
-    CASE row.state
-    WHEN 'cancelled' THEN
-        RETURN row.state;
-    WHEN 'running' THEN
-        UPDATE wa.jobs j SET cancel_requested_at = now() WHERE j.id = job;
-        PERFORM pg_notify('wa_job_cancel', json_build_object('job', job, 'session', row.session_id)::text);
-        RETURN row.state;
-    ELSE
-        RAISE EXCEPTION USING ERRCODE = 'WA008',
-            MESSAGE = format('job: job %s is already %s and cannot be cancelled', job, row.state);
-    END CASE;
+    -- Through wa.jobs, whose trigger locks the row and reads it again: a job claimed
+    -- meanwhile comes back running (its worker is asked to drop it), one finished
+    -- meanwhile is not updated and is looked at again.
+    FOR attempt IN 1..10 LOOP
+        UPDATE wa.jobs j
+           SET state = 'cancelled', finished_at = now(),
+               delivery = CASE WHEN j.kind = 'send' THEN 'failed'::wa.delivery_status END,
+               result = jsonb_build_object('cancelled', true)
+         WHERE j.id = job AND j.state IN ('available', 'scheduled', 'retryable')
+        RETURNING j.* INTO row;
+        IF FOUND THEN
+            RETURN row.state;
+        END IF;
+        SELECT j.* INTO row FROM wa.jobs j WHERE j.id = job;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA007', MESSAGE = format('job: no job with id %s', job);
+        END IF;
+        CASE row.state
+        WHEN 'cancelled' THEN
+            RETURN row.state;
+        WHEN 'running' THEN
+            -- The trigger notifies wa_job_cancel.
+            UPDATE wa.jobs j SET cancel_requested_at = now() WHERE j.id = job AND j.state = 'running'
+            RETURNING j.* INTO row;
+            IF FOUND THEN
+                RETURN row.state;
+            END IF;
+        WHEN 'available', 'scheduled', 'retryable' THEN
+            NULL;  -- moved back since the UPDATE above: again
+        ELSE
+            RAISE EXCEPTION USING ERRCODE = 'WA008',
+                MESSAGE = format('job: job %s is already %s and cannot be cancelled', job, row.state);
+        END CASE;
+    END LOOP;
+    RAISE EXCEPTION USING ERRCODE = '40001',
+        MESSAGE = format('job: job %s changed state ten times while being cancelled; try again', job);
 END
 $$;
 
@@ -534,8 +546,7 @@ BEGIN
            AND (retry_jobs.created_before IS NULL OR j.created_at < retry_jobs.created_before)
            AND j.attempts < 1000
          ORDER BY j.id
-         LIMIT retry_jobs.max_jobs
-           FOR UPDATE),
+         LIMIT retry_jobs.max_jobs),
     moved AS (
         UPDATE wa.jobs j
            SET state = 'available', run_at = now(), finished_at = NULL, result = NULL,
@@ -590,8 +601,7 @@ BEGIN
                 OR strpos(lower(j.errors->-1->>'error'), lower(cancel_jobs.error_contains)) > 0)
            AND (cancel_jobs.created_before IS NULL OR j.created_at < cancel_jobs.created_before)
          ORDER BY j.id
-         LIMIT cancel_jobs.max_jobs
-           FOR UPDATE),
+         LIMIT cancel_jobs.max_jobs),
     queued AS (
         UPDATE wa.jobs j
            SET state = 'cancelled', finished_at = now(),

@@ -40,10 +40,13 @@ GRANT INSERT (id, pair_phone, metadata, desired) ON wa.sessions TO pgwa_api;
 GRANT UPDATE (desired, pair_phone, metadata) ON wa.sessions TO pgwa_api;
 -- Jobs: enqueue (API or plain INSERT of the request's columns; the id, the state and the
 -- bookkeeping are not insertable), cancel and retry (the columns wa.cancel_job and
--- wa.retry_job write, which run as the app; jobs_app_guard lets them move a job only as
--- those functions do), read results.
-GRANT SELECT ON wa.jobs TO pgwa_api;
-GRANT INSERT (session_id, kind, payload, run_at, priority, idempotency_key, max_attempts, chat, message_id) ON wa.jobs TO pgwa_api;
+-- wa.retry_job write, which run as the app; wa.jobs' INSTEAD OF trigger lets them move a
+-- job only as those functions do), read results. wa.jobs reads and inserts into
+-- wa.job_rows as the app, so the app needs the same rights there; never UPDATE, which
+-- would pass the view's trigger by.
+GRANT SELECT ON wa.jobs, wa.job_rows TO pgwa_api;
+GRANT INSERT (session_id, kind, payload, run_at, priority, idempotency_key, max_attempts, chat, message_id) ON wa.jobs, wa.job_rows TO pgwa_api;
+REVOKE UPDATE ON wa.job_rows FROM pgwa_api;
 GRANT UPDATE (state, run_at, finished_at, delivery, result, cancel_requested_at, max_attempts) ON wa.jobs TO pgwa_api;
 GRANT SELECT ON wa.inbox, wa.policy, wa.workers, wa.schedules, wa.contacts, wa.chat_states, wa.calls, wa.media, wa.groups TO pgwa_api;
 GRANT SELECT ON wa.outbound, wa.session_health, wa.queue_stats, wa.poll_results TO pgwa_api;

@@ -76,10 +76,11 @@ CREATE POLICY own_sessions ON wa.sessions FOR ALL TO pgwa_api
     WITH CHECK (tenant IN (SELECT unnest(wa._my_tenants())));
 
 -- Jobs and inbox rows are visible through their session (whose own policy applies to
--- the sub-SELECT). Maintenance jobs (no session) are the workers' alone.
-ALTER TABLE wa.jobs ENABLE ROW LEVEL SECURITY;
-DROP POLICY IF EXISTS own_jobs ON wa.jobs;
-CREATE POLICY own_jobs ON wa.jobs FOR ALL TO pgwa_api
+-- the sub-SELECT), through wa.jobs too (it reads wa.job_rows as the caller). Maintenance
+-- jobs (no session) are the workers' alone.
+ALTER TABLE wa.job_rows ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS own_jobs ON wa.job_rows;
+CREATE POLICY own_jobs ON wa.job_rows FOR ALL TO pgwa_api
     USING (session_id IN (SELECT s.id FROM wa.sessions s))
     WITH CHECK (session_id IN (SELECT s.id FROM wa.sessions s));
 

@@ -147,9 +147,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     released bigint;
 BEGIN
-    UPDATE wa.jobs j
+    UPDATE wa.job_rows j
        SET state = 'available', run_at = now(), chat = 'webhook:' || webhook
-     WHERE j.id = (SELECT k.id FROM wa.jobs k
+     WHERE j.id = (SELECT k.id FROM wa.job_rows k
                     WHERE k.session_id IS NULL AND k.chat = 'webhook:' || webhook || ':waiting' AND k.phase < 2
                     -- In jobs_chat's order, so the plan reads its first entry: ORDER BY
                     -- id alone is sorted (IS NULL is no equality to the planner).
@@ -184,14 +184,14 @@ BEGIN
               WHERE h.tenant = _webhook_emit.tenant AND h.enabled AND event = ANY (h.events)
                 AND (h.session_id IS NULL OR h.session_id = _webhook_emit.session)
               ORDER BY h.id LOOP
-        released := EXISTS (SELECT 1 FROM wa.jobs k
+        released := EXISTS (SELECT 1 FROM wa.job_rows k
                              WHERE k.session_id IS NULL AND k.chat = 'webhook:' || w AND k.phase < 2);
-        waiting := EXISTS (SELECT 1 FROM wa.jobs k
+        waiting := EXISTS (SELECT 1 FROM wa.job_rows k
                             WHERE k.session_id IS NULL AND k.chat = 'webhook:' || w || ':waiting' AND k.phase < 2);
         IF waiting AND NOT released THEN
             PERFORM wa._webhook_release(w);
         END IF;
-        INSERT INTO wa.jobs (session_id, kind, payload, run_at)
+        INSERT INTO wa.job_rows (session_id, kind, payload, run_at)
         VALUES (NULL, 'webhook', body || jsonb_build_object('webhook', w),
                 CASE WHEN released OR waiting THEN 'infinity'::timestamptz ELSE now() END);
         n := n + 1;
@@ -208,9 +208,9 @@ RETURNS integer
 LANGUAGE sql AS $$
     SELECT count(wa._webhook_release(h.id))::integer
       FROM wa.webhooks h
-     WHERE EXISTS (SELECT 1 FROM wa.jobs k
+     WHERE EXISTS (SELECT 1 FROM wa.job_rows k
                     WHERE k.session_id IS NULL AND k.chat = 'webhook:' || h.id || ':waiting' AND k.phase < 2)
-       AND NOT EXISTS (SELECT 1 FROM wa.jobs k
+       AND NOT EXISTS (SELECT 1 FROM wa.job_rows k
                         WHERE k.session_id IS NULL AND k.chat = 'webhook:' || h.id AND k.phase < 2)
 $$;
 
@@ -223,50 +223,49 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     w bigint := (NEW.payload->>'webhook')::bigint;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM wa.jobs k
+    IF NOT EXISTS (SELECT 1 FROM wa.job_rows k
                     WHERE k.session_id IS NULL AND k.chat = 'webhook:' || w AND k.phase < 2) THEN
         PERFORM wa._webhook_release(w);
     END IF;
     RETURN NULL;
 END
 $$;
-DROP TRIGGER IF EXISTS jobs_webhook_next ON wa.jobs;
-CREATE TRIGGER jobs_webhook_next AFTER UPDATE OF state ON wa.jobs
+DROP TRIGGER IF EXISTS jobs_webhook_next ON wa.job_rows;
+CREATE TRIGGER jobs_webhook_next AFTER UPDATE OF state ON wa.job_rows
     FOR EACH ROW WHEN (NEW.kind = 'webhook' AND NEW.finished_at IS NOT NULL AND OLD.finished_at IS NULL)
     EXECUTE FUNCTION wa._webhook_next();
 
--- A retry (wa.retry_job, wa.retry_jobs, or the same UPDATE) of a dead or cancelled
--- delivery, or of a waiting one, keeps the webhook's order as far as it still can: the
--- delivery goes at once only when nothing of its webhook is released and no older one
--- waits; otherwise it waits, and being older than the rest of the waiting ones, goes
--- next after the delivery in flight. (Deliveries after it went out while it was dead;
--- its payload's timestamp tells the receiver when it happened.) Runs after
--- jobs_app_guard (triggers fire in name order), on what that made of an app's UPDATE.
--- A release (_webhook_release) changes the key and is not a retry.
-CREATE OR REPLACE FUNCTION wa._webhook_retry()
-RETURNS trigger
-LANGUAGE plpgsql AS $$
+-- A retry (wa.retry_job, wa.retry_jobs, or the same UPDATE of wa.jobs) of a dead or
+-- cancelled delivery, or of a waiting one, keeps the webhook's order as far as it still
+-- can: the delivery goes at once only when nothing of its webhook is released and no
+-- older one waits; otherwise it waits, and being older than the rest of the waiting
+-- ones, goes next after the delivery in flight. (Deliveries after it went out while it
+-- was dead; its payload's timestamp tells the receiver when it happened.) Called by
+-- wa.jobs' INSTEAD OF UPDATE trigger (wa._jobs_view_update) with the state and run_at
+-- the retry would give; returns what the delivery gets, with its key. A release
+-- (_webhook_release) changes the key and is not a retry.
+CREATE OR REPLACE FUNCTION wa._webhook_retry_key(job wa.job_rows, retry_state wa.job_state, retry_at timestamptz,
+                                                 OUT state wa.job_state, OUT run_at timestamptz, OUT chat text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    w bigint := (OLD.payload->>'webhook')::bigint;
+    w bigint := (job.payload->>'webhook')::bigint;
 BEGIN
-    IF EXISTS (SELECT 1 FROM wa.jobs k
-                WHERE k.session_id IS NULL AND k.chat = 'webhook:' || w AND k.phase < 2 AND k.id <> OLD.id)
-       OR EXISTS (SELECT 1 FROM wa.jobs k
-                   WHERE k.session_id IS NULL AND k.chat = 'webhook:' || w || ':waiting' AND k.phase < 2 AND k.id < OLD.id) THEN
-        NEW.state := 'scheduled';
-        NEW.run_at := 'infinity';
-        NEW.chat := 'webhook:' || w || ':waiting';
+    IF EXISTS (SELECT 1 FROM wa.job_rows k
+                WHERE k.session_id IS NULL AND k.chat = 'webhook:' || w AND k.phase < 2 AND k.id <> job.id)
+       OR EXISTS (SELECT 1 FROM wa.job_rows k
+                   WHERE k.session_id IS NULL AND k.chat = 'webhook:' || w || ':waiting' AND k.phase < 2 AND k.id < job.id) THEN
+        state := 'scheduled';
+        run_at := 'infinity';
+        chat := 'webhook:' || w || ':waiting';
     ELSE
-        NEW.chat := 'webhook:' || w;
+        state := retry_state;
+        run_at := retry_at;
+        chat := 'webhook:' || w;
     END IF;
-    RETURN NEW;
 END
 $$;
-DROP TRIGGER IF EXISTS jobs_webhook_retry ON wa.jobs;
-CREATE TRIGGER jobs_webhook_retry BEFORE UPDATE OF state ON wa.jobs
-    FOR EACH ROW WHEN (OLD.kind = 'webhook' AND NEW.state = 'available' AND OLD.state IN ('dead', 'cancelled', 'scheduled')
-                       AND NEW.chat IS NOT DISTINCT FROM OLD.chat)
-    EXECUTE FUNCTION wa._webhook_retry();
+DROP TRIGGER IF EXISTS jobs_webhook_retry ON wa.job_rows;
+DROP FUNCTION IF EXISTS wa._webhook_retry();
 
 -- A removed webhook's deliveries not yet made are cancelled; a running one is asked to
 -- stop (its worker also finds the webhook gone). As the owner: the delete may come from
@@ -277,11 +276,11 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     j bigint;
 BEGIN
-    UPDATE wa.jobs k
+    UPDATE wa.job_rows k
        SET state = 'cancelled', finished_at = now(), result = jsonb_build_object('cancelled', true, 'reason', 'webhook removed')
      WHERE k.session_id IS NULL AND k.chat IN ('webhook:' || OLD.id, 'webhook:' || OLD.id || ':waiting')
        AND k.phase < 2 AND k.state <> 'running';
-    FOR j IN UPDATE wa.jobs k SET cancel_requested_at = coalesce(k.cancel_requested_at, now())
+    FOR j IN UPDATE wa.job_rows k SET cancel_requested_at = coalesce(k.cancel_requested_at, now())
               WHERE k.session_id IS NULL AND k.chat = 'webhook:' || OLD.id AND k.phase < 2 AND k.state = 'running'
              RETURNING k.id LOOP
         PERFORM pg_notify('wa_job_cancel', json_build_object('job', j, 'session', NULL)::text);
@@ -368,8 +367,8 @@ BEGIN
     RETURN NULL;
 END
 $$;
-DROP TRIGGER IF EXISTS jobs_webhooks_outbound_gate ON wa.jobs;
-CREATE TRIGGER jobs_webhooks_outbound_gate BEFORE UPDATE OF delivery ON wa.jobs
+DROP TRIGGER IF EXISTS jobs_webhooks_outbound_gate ON wa.job_rows;
+CREATE TRIGGER jobs_webhooks_outbound_gate BEFORE UPDATE OF delivery ON wa.job_rows
     FOR EACH STATEMENT EXECUTE FUNCTION wa._webhooks_outbound_gate();
 
 CREATE OR REPLACE FUNCTION wa._webhooks_outbound()
@@ -391,8 +390,8 @@ BEGIN
     RETURN NULL;
 END
 $$;
-DROP TRIGGER IF EXISTS jobs_webhooks_outbound ON wa.jobs;
-CREATE TRIGGER jobs_webhooks_outbound AFTER UPDATE OF delivery ON wa.jobs
+DROP TRIGGER IF EXISTS jobs_webhooks_outbound ON wa.job_rows;
+CREATE TRIGGER jobs_webhooks_outbound AFTER UPDATE OF delivery ON wa.job_rows
     FOR EACH ROW WHEN (OLD.delivery IS DISTINCT FROM NEW.delivery AND current_setting('pgwa.outbound_webhooks', true) = 'on')
     EXECUTE FUNCTION wa._webhooks_outbound();
 
@@ -583,9 +582,9 @@ SELECT j.id,
   JOIN wa.jobs j ON j.kind = 'webhook' AND j.chat IN ('webhook:' || h.id, 'webhook:' || h.id || ':waiting');
 ALTER VIEW wa.webhook_deliveries SET (security_invoker = true);
 
--- Tenants: a role sees and changes only its tenants' webhooks, and sees (and may
--- cancel or retry, as jobs_app_guard allows) their deliveries. No one but the owner
--- reads a stored secret.
+-- Tenants: a role sees and changes only its tenants' webhooks, and sees (and may cancel
+-- or retry through wa.jobs, as its trigger allows) their deliveries. No one but the
+-- owner reads a stored secret.
 ALTER TABLE wa.webhooks ENABLE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS own_webhooks ON wa.webhooks;
 CREATE POLICY own_webhooks ON wa.webhooks FOR ALL TO pgwa_api
@@ -595,16 +594,13 @@ CREATE POLICY own_webhooks ON wa.webhooks FOR ALL TO pgwa_api
 -- No INSERT policy: deliveries come from the outbox alone (and _jobs_before_insert
 -- refuses an app's). The key is matched as text, never cast, so a row's content cannot
 -- make the policy fail for other readers.
-DROP POLICY IF EXISTS own_webhook_deliveries ON wa.jobs;
-CREATE POLICY own_webhook_deliveries ON wa.jobs FOR SELECT TO pgwa_api
+DROP POLICY IF EXISTS own_webhook_deliveries ON wa.job_rows;
+CREATE POLICY own_webhook_deliveries ON wa.job_rows FOR SELECT TO pgwa_api
     USING (kind = 'webhook' AND chat IN (SELECT k FROM wa.webhooks h,
                                          LATERAL (VALUES ('webhook:' || h.id), ('webhook:' || h.id || ':waiting')) v(k)));
-DROP POLICY IF EXISTS own_webhook_deliveries_update ON wa.jobs;
-CREATE POLICY own_webhook_deliveries_update ON wa.jobs FOR UPDATE TO pgwa_api
-    USING (kind = 'webhook' AND chat IN (SELECT k FROM wa.webhooks h,
-                                         LATERAL (VALUES ('webhook:' || h.id), ('webhook:' || h.id || ':waiting')) v(k)))
-    WITH CHECK (kind = 'webhook' AND chat IN (SELECT k FROM wa.webhooks h,
-                                              LATERAL (VALUES ('webhook:' || h.id), ('webhook:' || h.id || ':waiting')) v(k)));
+-- Apps update jobs through wa.jobs, whose INSTEAD OF trigger writes as the owner the
+-- rows the app could read: no UPDATE of the table itself, and no policy for one.
+DROP POLICY IF EXISTS own_webhook_deliveries_update ON wa.job_rows;
 
 GRANT SELECT (id, tenant, url, events, session_id, enabled, description, created_at, updated_at) ON wa.webhooks TO pgwa_api;
 GRANT INSERT (tenant, url, secret, events, session_id, enabled, description) ON wa.webhooks TO pgwa_api;

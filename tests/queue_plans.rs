@@ -61,7 +61,7 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
     // The plans are made and cached while the table is empty, as a new worker's are.
     // (Autovacuum is off for the table, so no ANALYZE replans them behind the test's
     // back; the ALTER comes first because it too would replan.)
-    sqlx::raw_sql("ALTER TABLE wa.jobs SET (autovacuum_enabled = false)").execute(&db.pool).await.unwrap();
+    sqlx::raw_sql("ALTER TABLE wa.job_rows SET (autovacuum_enabled = false)").execute(&db.pool).await.unwrap();
     let empty: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs").fetch_one(&db.pool).await.unwrap();
     assert_eq!(empty, 0);
     for c in [&mut conn, &mut plain] {
@@ -80,7 +80,7 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
          SELECT wa.add_session('s1');
          UPDATE wa.sessions SET owner_id = '{WORKER}', epoch = 3, lease_expires_at = now() + interval '1 hour';
          SELECT count(wa.send_text('s1', '+1555' || lpad((i % 300)::text, 7, '0'), 'm' || i)) FROM generate_series(1, 3000) i;
-         UPDATE wa.jobs SET state = 'running', attempts = 1, worker_id = '{WORKER}', epoch = 3 WHERE id % 7 = 0;"
+         UPDATE wa.job_rows SET state = 'running', attempts = 1, worker_id = '{WORKER}', epoch = 3 WHERE id % 7 = 0;"
     )))
     .execute(&db.pool)
     .await
@@ -103,7 +103,7 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
             "{name}: the FIFO check does not look the candidate's chat up in jobs_chat: {plan:?}"
         );
         // The lock and the update fetch each candidate at the address it was read from.
-        let by_address = plan.iter().filter(|n| n["Node Type"] == "Tid Scan" && n["Relation Name"] == "jobs").count();
+        let by_address = plan.iter().filter(|n| n["Node Type"] == "Tid Scan" && n["Relation Name"] == "job_rows").count();
         assert!(by_address >= 2, "{name}: the claim's lock and update do not go by the rows' addresses: {plan:?}");
         for (what, execute) in [("completions", &complete), ("failures", &fail)] {
             let plan = checked_plan(c, &format!("{name}: recording {what}"), execute).await;

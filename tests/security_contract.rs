@@ -84,7 +84,52 @@ async fn the_app_cannot_move_a_job_where_the_api_would_not() {
         (format!("UPDATE wa.jobs SET max_attempts = 1000 WHERE id = {queued}"), "WA008"),
         (format!("UPDATE wa.jobs SET attempts = 0, worker_id = NULL WHERE id = {done}"), "42501"),
         (format!("DELETE FROM wa.jobs WHERE id = {done}"), "42501"),
-        ("TRUNCATE wa.jobs".to_string(), "42501"),
+        // wa.jobs is a view (42809: not a table); the table under it is the workers'.
+        ("TRUNCATE wa.jobs".to_string(), "42809"),
+        ("TRUNCATE wa.job_rows".to_string(), "42501"),
+        (format!("UPDATE wa.job_rows SET state = 'available' WHERE id = {done}"), "42501"),
+        (format!("UPDATE wa.job_rows SET state = 'cancelled' WHERE id = {queued}"), "42501"),
+        (format!("DELETE FROM wa.job_rows WHERE id = {done}"), "42501"),
+        (format!("SELECT 1 FROM wa.jobs WHERE id = {queued} FOR UPDATE"), "42501"),
+        (
+            "INSERT INTO wa.job_rows (session_id, kind, state, worker_id) VALUES ('s1', 'reconnect', 'running', gen_random_uuid())"
+                .to_string(),
+            "42501",
+        ),
+        // Other ways to an UPDATE of the table than the view's trigger.
+        (
+            "INSERT INTO wa.jobs (session_id, kind, idempotency_key) VALUES ('s1', 'reconnect', 'k') \
+             ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO UPDATE SET state = 'available'"
+                .to_string(),
+            "42501",
+        ),
+        (
+            format!("MERGE INTO wa.job_rows j USING (SELECT {done} AS id) s ON j.id = s.id WHEN MATCHED THEN UPDATE SET state = 'available'"),
+            "42501",
+        ),
+        (
+            format!("MERGE INTO wa.jobs j USING (SELECT {done} AS id) s ON j.id = s.id WHEN MATCHED THEN UPDATE SET state = 'available'"),
+            "0A000",
+        ),
+        // The view's trigger notes in a setting whether the writer is a worker: an app
+        // that sets it first is still an app.
+        (
+            format!("SELECT set_config('pgwa.jobs_writer', 'worker', false); UPDATE wa.jobs SET state = 'available' WHERE id = {done}"),
+            "WA008",
+        ),
+        (
+            format!("SET pgwa.jobs_writer = 'worker'; UPDATE wa.jobs SET run_at = now() WHERE id = {queued}"),
+            "WA008",
+        ),
+        (
+            format!(
+                "CREATE FUNCTION pg_temp.set_config(text, text, boolean) RETURNS text LANGUAGE sql AS 'SELECT $2'; \
+                 CREATE FUNCTION pg_temp.pg_has_role(name, text) RETURNS boolean LANGUAGE sql AS 'SELECT true'; \
+                 SET search_path = pg_temp, pg_catalog; SET pgwa.jobs_writer = 'worker'; \
+                 UPDATE wa.jobs SET state = 'available' WHERE id = {done}"
+            ),
+            "WA008",
+        ),
         (
             "INSERT INTO wa.jobs (id, session_id, kind) OVERRIDING SYSTEM VALUE VALUES (1000000, 's1', 'reconnect')".to_string(),
             "42501",
@@ -98,7 +143,9 @@ async fn the_app_cannot_move_a_job_where_the_api_would_not() {
         ("UPDATE wa.inbox SET text = 'x'".to_string(), "42501"),
         ("UPDATE wa.policy SET bad_mac_limit = 1000".to_string(), "42501"),
         ("UPDATE wa.schedules SET enabled = false".to_string(), "42501"),
-        ("SELECT wa._jobs_app_update()".to_string(), "42501"),
+        ("SELECT wa._jobs_view_update()".to_string(), "42501"),
+        ("SELECT wa._jobs_view_writer()".to_string(), "42501"),
+        (format!("SELECT wa._webhook_retry_key(j, 'available', now()) FROM wa.job_rows j WHERE id = {done}"), "42501"),
     ] {
         assert_eq!(refused(&app.pool, &sql).await, code, "{sql}");
     }
@@ -278,6 +325,9 @@ async fn a_role_with_no_grants_reaches_nothing() {
     let before = snapshot(&db.pool).await;
     for sql in [
         "SELECT * FROM wa.jobs",
+        "SELECT * FROM wa.job_rows",
+        "UPDATE wa.jobs SET state = 'cancelled'",
+        "UPDATE wa.job_rows SET state = 'cancelled'",
         "SELECT * FROM wa.sessions",
         "SELECT * FROM wa.auth_state",
         "SELECT wa.send_text('s1', '+15550000001', 'hi')",

@@ -312,3 +312,140 @@ async fn reactions_and_media_are_validated() {
     }
     assert_eq!(jobs(&db.pool).await, 3);
 }
+
+/// `wa.jobs` is a view of `wa.job_rows` (migration 0032) and shows every column of it,
+/// in its order: a column added to the table and not to the view fails here.
+#[tokio::test]
+async fn wa_jobs_shows_every_column_of_wa_job_rows() {
+    let db = TestDb::new().await.unwrap();
+    let columns = |table: &'static str| {
+        sqlx::query_scalar::<_, Vec<String>>(
+            "SELECT array_agg(column_name::text ORDER BY ordinal_position) FROM information_schema.columns
+              WHERE table_schema = 'wa' AND table_name = $1",
+        )
+        .bind(table)
+        .fetch_one(&db.pool)
+    };
+    let (view, table) = (columns("jobs").await.unwrap(), columns("job_rows").await.unwrap());
+    assert!(table.len() >= 25 && table.contains(&"phase".to_string()), "{table:?}");
+    assert_eq!(view, table);
+}
+
+/// Waits until a statement of `login` waits on a row lock.
+async fn waits_on_a_lock(db: &TestDb, login: &str) {
+    common::eventually(std::time::Duration::from_secs(10), "a statement waiting on a row lock", || async {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                            WHERE usename = $1 AND datname = current_database() AND wait_event_type = 'Lock')",
+        )
+        .bind(login)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        waiting.then_some(())
+    })
+    .await;
+}
+
+/// An app's plain-SQL cancel that meets a job a worker claimed meanwhile (the claim
+/// commits while the cancel waits on the row) asks that worker to drop it, as
+/// `wa.cancel_job` does for a running job: it neither fails nor marks a running send
+/// cancelled under its worker.
+#[tokio::test]
+async fn an_apps_cancel_that_meets_a_claim_asks_the_worker_to_drop_the_job() {
+    let db = db_with_session().await;
+    let (job,): (i64,) =
+        sqlx::query_as("SELECT job_id FROM wa.send_text('s1', '+15550000001', 'x')").fetch_one(&db.pool).await.unwrap();
+    let app = common::roles::Login::app(&db).await;
+    let mut claim = db.pool.begin().await.unwrap();
+    sqlx::query("UPDATE wa.job_rows SET state = 'running', attempts = 1, worker_id = gen_random_uuid() WHERE id = $1")
+        .bind(job)
+        .execute(&mut *claim)
+        .await
+        .unwrap();
+    let pool = app.pool.clone();
+    let cancel = tokio::spawn(async move {
+        sqlx::query_as::<_, (String, bool)>(
+            "UPDATE wa.jobs SET state = 'cancelled' WHERE id = $1 RETURNING state::text, cancel_requested_at IS NOT NULL",
+        )
+        .bind(job)
+        .fetch_all(&pool)
+        .await
+    });
+    waits_on_a_lock(&db, &app.name).await;
+    claim.commit().await.unwrap();
+    assert_eq!(cancel.await.unwrap().unwrap(), vec![("running".to_string(), true)]);
+    let (state, asked): (String, bool) =
+        sqlx::query_as("SELECT state::text, cancel_requested_at IS NOT NULL FROM wa.job_rows WHERE id = $1")
+            .bind(job)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), asked), ("running", true));
+    app.drop(&db).await;
+}
+
+/// A retry that meets another retry of the same dead job is not applied twice: the
+/// second finds the job available and leaves it (one more attempt allowed, not two).
+#[tokio::test]
+async fn a_retry_that_meets_another_retry_changes_nothing_more() {
+    let db = db_with_session().await;
+    let (job,): (i64,) = sqlx::query_as("SELECT job_id FROM wa.send_text('s1', '+15550000001', 'x', max_attempts => 1)")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE wa.job_rows SET state = 'dead', attempts = 1, finished_at = now(), delivery = 'failed' WHERE id = $1")
+        .bind(job)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let app = common::roles::Login::app(&db).await;
+    let mut first = app.pool.begin().await.unwrap();
+    let moved: String = sqlx::query_scalar("SELECT wa.retry_job($1)::text").bind(job).fetch_one(&mut *first).await.unwrap();
+    assert_eq!(moved, "available");
+    let (pool, login) = (app.pool.clone(), app.name.clone());
+    let second =
+        tokio::spawn(
+            async move { sqlx::query_scalar::<_, String>("SELECT wa.retry_job($1)::text").bind(job).fetch_one(&pool).await },
+        );
+    waits_on_a_lock(&db, &login).await;
+    first.commit().await.unwrap();
+    assert_eq!(second.await.unwrap().unwrap(), "available");
+    let (state, max_attempts): (String, i16) = sqlx::query_as("SELECT state::text, max_attempts FROM wa.jobs WHERE id = $1")
+        .bind(job)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!((state.as_str(), max_attempts), ("available", 2));
+    app.drop(&db).await;
+}
+
+/// A worker's (the owner's) UPDATE of the view, as an older pgwa makes during a rolling
+/// deploy, writes the columns it changed onto the row as it is when its lock is granted,
+/// as an UPDATE of the table would: a change committed meanwhile to another column stays.
+#[tokio::test]
+async fn a_workers_update_of_the_view_keeps_a_change_made_meanwhile() {
+    let db = db_with_session().await;
+    let (job,): (i64,) =
+        sqlx::query_as("SELECT job_id FROM wa.send_text('s1', '+15550000001', 'x')").fetch_one(&db.pool).await.unwrap();
+    let mut other = db.pool.begin().await.unwrap();
+    sqlx::query("UPDATE wa.job_rows SET priority = 7 WHERE id = $1").bind(job).execute(&mut *other).await.unwrap();
+    let pool = db.pool.clone();
+    let later = tokio::spawn(async move {
+        sqlx::query_scalar::<_, i64>("UPDATE wa.jobs SET run_at = now() + interval '1 day' WHERE id = $1 RETURNING id")
+            .bind(job)
+            .fetch_all(&pool)
+            .await
+    });
+    let me: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&db.pool).await.unwrap();
+    waits_on_a_lock(&db, &me).await;
+    other.commit().await.unwrap();
+    assert_eq!(later.await.unwrap().unwrap(), vec![job]);
+    let (priority, moved): (i16, bool) =
+        sqlx::query_as("SELECT priority, run_at > now() + interval '1 hour' FROM wa.jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((priority, moved), (7, true));
+}

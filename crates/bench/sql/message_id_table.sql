@@ -26,7 +26,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER jobs_message_ids_add AFTER INSERT ON wa.jobs
+CREATE TRIGGER jobs_message_ids_add AFTER INSERT ON wa.job_rows
     FOR EACH ROW WHEN (NEW.message_id IS NOT NULL) EXECUTE FUNCTION wa._message_ids_add();
 
 -- Deleted with their jobs (retention, removed sessions), a statement at a time.
@@ -40,6 +40,6 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER jobs_message_ids_drop AFTER DELETE ON wa.jobs
+CREATE TRIGGER jobs_message_ids_drop AFTER DELETE ON wa.job_rows
     REFERENCING OLD TABLE AS old_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION wa._message_ids_drop();

@@ -1,7 +1,8 @@
 //! The outcomes benchmark: what recording completed sends costs Postgres per job, and
 //! what part of it each of the writes a completion makes: the index entries the new
-//! row version needs and the row lock the BEFORE ROW triggers take. Each variant takes
-//! one of them away (or, `message_id_table`, moves the message ids out of wa.jobs) in a
+//! row version needs, and (variant `with_before_0032`) the row lock BEFORE ROW triggers
+//! took before migration 0032. Each variant takes one of them away or puts it back (or,
+//! `message_id_table`, moves the message ids out of wa.job_rows) in a
 //! fresh scratch database, with the same sends left running by the same claim, and
 //! times `jobs::complete` over all of them in batches of a drain's size. What a variant
 //! saves the completion may cost the enqueue, so that is timed too: the sends go in
@@ -31,7 +32,7 @@ const VARIANTS: [(&str, &str); 5] = [
     ("message_id_table", include_str!("../sql/message_id_table.sql")),
     ("without_jobs_message", "DROP INDEX wa.jobs_message"),
     ("without_jobs_finished", "DROP INDEX wa.jobs_finished"),
-    ("without_before_row_triggers", include_str!("../sql/jobs_without_before_row_triggers.sql")),
+    ("with_before_0032", include_str!("../sql/jobs_before_0032.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -86,7 +87,7 @@ async fn measure(b: &OutcomesBench, ddl: &'static str, url: String) -> anyhow::R
     let worker = Uuid::now_v7();
     let (ids, enqueue_secs) = running_sends(&pool, b, worker).await?;
     // As a drain finds them: the claim's dead versions pruned, statistics current.
-    sql::run_script(&pool, "VACUUM ANALYZE wa.jobs").await?;
+    sql::run_script(&pool, "VACUUM ANALYZE wa.job_rows").await?;
 
     let results = vec![json!({}); BATCH];
     let acked = vec![Some(chrono::Utc::now()); BATCH];

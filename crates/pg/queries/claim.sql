@@ -9,14 +9,14 @@ WITH held AS (
  cand AS (
      SELECT c.id, c.at, c.session_id, c.chat, h.epoch
        FROM held h CROSS JOIN LATERAL (
-            SELECT j.id, j.ctid AS at, j.session_id, j.chat FROM wa.jobs j
+            SELECT j.id, j.ctid AS at, j.session_id, j.chat FROM wa.job_rows j
              WHERE j.session_id = h.id AND j.phase = 1 AND j.lane = 0 AND j.state = 'available'
                AND j.kind::text = ANY($6)
              ORDER BY j.priority, j.id LIMIT $4) c
      UNION ALL
      SELECT c.id, c.at, c.session_id, c.chat, h.epoch
        FROM held h CROSS JOIN LATERAL (
-            SELECT j.id, j.ctid AS at, j.session_id, j.chat FROM wa.jobs j
+            SELECT j.id, j.ctid AS at, j.session_id, j.chat FROM wa.job_rows j
              WHERE j.session_id = h.id AND j.phase = 1 AND j.lane = 1 AND j.state = 'available' AND h.sendable
                AND j.kind::text = ANY($6)
              ORDER BY j.priority, j.id LIMIT $4) c
@@ -40,11 +40,11 @@ WITH held AS (
  locked AS (
      SELECT l.id, l.at, f.epoch
        FROM free f CROSS JOIN LATERAL (
-            SELECT j.id, j.ctid AS at FROM wa.jobs j
+            SELECT j.id, j.ctid AS at FROM wa.job_rows j
              WHERE j.ctid = f.at AND j.id = f.id AND j.state = 'available' FOR UPDATE SKIP LOCKED) l
  ),
  loose AS (
-     SELECT j.id, j.ctid AS at, NULL::bigint AS epoch FROM wa.jobs j
+     SELECT j.id, j.ctid AS at, NULL::bigint AS epoch FROM wa.job_rows j
       WHERE j.session_id IS NULL AND j.phase = 1 AND j.state = 'available'
         AND j.kind::text = ANY($6)
       ORDER BY j.priority, j.id LIMIT $5 FOR UPDATE SKIP LOCKED
@@ -52,7 +52,7 @@ WITH held AS (
  taken AS (
      SELECT * FROM locked UNION ALL SELECT * FROM loose
  )
- UPDATE wa.jobs j
+ UPDATE wa.job_rows j
     SET state = 'running', attempts = j.attempts + 1, attempted_at = now(),
         worker_id = $1, epoch = c.epoch
    FROM unnest(ARRAY(SELECT t FROM taken t)) AS c(id bigint, at tid, epoch bigint)

@@ -2,7 +2,7 @@
 -- ack times. The fence: the job still runs under this worker and, for session jobs, the
 -- worker holds the session at the claim's epoch. The statement joins the jobs to the
 -- arrays and nothing else (see jobs::complete for why).
-UPDATE wa.jobs j
+UPDATE wa.job_rows j
    SET state = 'completed', finished_at = now(), result = u.result,
        delivery = CASE WHEN j.kind = 'send'
                        THEN CASE WHEN j.delivery IN ('delivered', 'read') THEN j.delivery

@@ -1,7 +1,7 @@
 -- Failed attempts (pgwa_pg::jobs::fail). $1 worker, $2 job ids, $3 errors, $4 backoff in
 -- ms, $5 dead now. Fenced as complete.sql is.
 WITH u AS (SELECT * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bool[]) AS u(id, error, backoff_ms, dead))
-UPDATE wa.jobs j
+UPDATE wa.job_rows j
    SET state = CASE WHEN u.dead OR j.attempts >= j.max_attempts THEN 'dead' ELSE 'retryable' END::wa.job_state,
        run_at = CASE WHEN u.dead OR j.attempts >= j.max_attempts THEN j.run_at
                      ELSE now() + make_interval(secs => u.backoff_ms / 1000.0) END,

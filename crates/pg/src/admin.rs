@@ -47,8 +47,8 @@ async fn session_rows(pool: &PgPool, id: Option<&str>) -> sqlx::Result<Vec<Sessi
                   h.held AS "held!", h.healthy AS "healthy!", h.worker_id, h.bad_mac_count AS "bad_mac_count!",
                   h.bad_decrypt_count AS "bad_decrypt_count!", h.failed_connect_count AS "failed_connect_count!",
                   h.last_error, h.backend::text AS backend,
-                  (SELECT count(*) FROM wa.jobs j WHERE j.session_id = h.session AND j.phase = 1)
-                    + (SELECT count(*) FROM wa.jobs j WHERE j.session_id = h.session AND j.phase = 0) AS "queued!"
+                  (SELECT count(*) FROM wa.job_rows j WHERE j.session_id = h.session AND j.phase = 1)
+                    + (SELECT count(*) FROM wa.job_rows j WHERE j.session_id = h.session AND j.phase = 0) AS "queued!"
              FROM wa.session_health h
             WHERE $1::text IS NULL OR h.session = $1
             ORDER BY h.session"#,
@@ -107,7 +107,7 @@ pub async fn jobs(pool: &PgPool, f: &JobFilter<'_>) -> sqlx::Result<Vec<JobRow>>
     let rows = sqlx::query!(
         r#"SELECT id, session_id, kind::text AS "kind!", state::text AS "state!", attempts, max_attempts, chat, message_id,
                   delivery::text AS delivery, run_at, created_at, finished_at, errors->-1->>'error' AS last_error
-             FROM wa.jobs
+             FROM wa.job_rows
             WHERE ($1::text IS NULL OR session_id = $1)
               AND ($2::text IS NULL OR state::text = $2)
               AND ($3::text IS NULL OR kind::text = $3)
@@ -180,7 +180,7 @@ pub async fn group(pool: &PgPool, session: &str, jid: &str) -> sqlx::Result<Opti
 
 /// One job as JSON (every column), for `pgwa jobs show`.
 pub async fn job_json(pool: &PgPool, id: i64) -> sqlx::Result<Option<serde_json::Value>> {
-    sqlx::query_scalar!(r#"SELECT to_jsonb(j) AS "job!" FROM wa.jobs j WHERE j.id = $1"#, id).fetch_optional(pool).await
+    sqlx::query_scalar!(r#"SELECT to_jsonb(j) AS "job!" FROM wa.job_rows j WHERE j.id = $1"#, id).fetch_optional(pool).await
 }
 
 /// Sessions held by one worker, counted by status (for /health and /metrics).
@@ -199,10 +199,10 @@ pub async fn held_by_status(pool: &PgPool, worker: uuid::Uuid) -> sqlx::Result<V
 /// of finished ones.
 pub async fn queue_depth(pool: &PgPool) -> sqlx::Result<Vec<(&'static str, i64)>> {
     let r = sqlx::query!(
-        r#"SELECT (SELECT count(*) FROM wa.jobs WHERE phase = 1 AND state = 'available') AS "available!",
-                  (SELECT count(*) FROM wa.jobs WHERE phase = 0 AND state = 'scheduled') AS "scheduled!",
-                  (SELECT count(*) FROM wa.jobs WHERE phase = 1 AND state = 'running') AS "running!",
-                  (SELECT count(*) FROM wa.jobs WHERE phase = 0 AND state = 'retryable') AS "retryable!""#,
+        r#"SELECT (SELECT count(*) FROM wa.job_rows WHERE phase = 1 AND state = 'available') AS "available!",
+                  (SELECT count(*) FROM wa.job_rows WHERE phase = 0 AND state = 'scheduled') AS "scheduled!",
+                  (SELECT count(*) FROM wa.job_rows WHERE phase = 1 AND state = 'running') AS "running!",
+                  (SELECT count(*) FROM wa.job_rows WHERE phase = 0 AND state = 'retryable') AS "retryable!""#,
     )
     .fetch_one(pool)
     .await?;

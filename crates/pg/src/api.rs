@@ -182,7 +182,7 @@ impl JobProgress {
 
 pub async fn job_progress(pool: &PgPool, id: i64) -> sqlx::Result<JobProgress> {
     let r = sqlx::query!(
-        r#"SELECT state::text AS "state!", errors->-1->>'error' AS last_error, result FROM wa.jobs WHERE id = $1"#,
+        r#"SELECT state::text AS "state!", errors->-1->>'error' AS last_error, result FROM wa.job_rows WHERE id = $1"#,
         id
     )
     .fetch_one(pool)

@@ -86,7 +86,7 @@ pub async fn connected_count(pool: &PgPool) -> sqlx::Result<i64> {
 /// worker being measured).
 pub async fn queue_busy(pool: &PgPool) -> sqlx::Result<bool> {
     sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM wa.jobs WHERE phase = 1) OR EXISTS (SELECT 1 FROM wa.jobs WHERE phase = 0) AS "busy!""#
+        r#"SELECT EXISTS (SELECT 1 FROM wa.job_rows WHERE phase = 1) OR EXISTS (SELECT 1 FROM wa.job_rows WHERE phase = 0) AS "busy!""#
     )
     .fetch_one(pool)
     .await
@@ -94,7 +94,7 @@ pub async fn queue_busy(pool: &PgPool) -> sqlx::Result<bool> {
 
 /// Send jobs completed.
 pub async fn completed_sends(pool: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM wa.jobs WHERE state = 'completed' AND kind = 'send'"#)
+    sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM wa.job_rows WHERE state = 'completed' AND kind = 'send'"#)
         .fetch_one(pool)
         .await
 }
@@ -103,7 +103,7 @@ pub async fn completed_sends(pool: &PgPool) -> sqlx::Result<i64> {
 pub async fn send_latency_percentiles(pool: &PgPool) -> sqlx::Result<(f64, f64)> {
     let r = sqlx::query!(
         r#"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS "p50!", percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS "p99!"
-           FROM (SELECT extract(epoch FROM finished_at - created_at)::float8 * 1000 AS ms FROM wa.jobs WHERE kind = 'send') t"#
+           FROM (SELECT extract(epoch FROM finished_at - created_at)::float8 * 1000 AS ms FROM wa.job_rows WHERE kind = 'send') t"#
     )
     .fetch_one(pool)
     .await?;
@@ -128,7 +128,7 @@ pub async fn stage_medians(pool: &PgPool) -> sqlx::Result<StageMedians> {
         r#"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM attempted_at - created_at)::float8 * 1000) AS "to_claim!",
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - attempted_at)::float8 * 1000) AS "to_ack!",
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - sent_at)::float8 * 1000) AS "to_recorded!"
-           FROM wa.jobs WHERE kind = 'send'"#
+           FROM wa.job_rows WHERE kind = 'send'"#
     )
     .fetch_one(pool)
     .await
@@ -139,7 +139,7 @@ pub async fn stage_medians(pool: &PgPool) -> sqlx::Result<StageMedians> {
 /// same way, its startup time subtracted).
 pub async fn first_claim_to_last_outcome(pool: &PgPool) -> sqlx::Result<f64> {
     sqlx::query_scalar!(
-        r#"SELECT extract(epoch FROM max(finished_at) - min(attempted_at))::float8 AS "s!" FROM wa.jobs WHERE kind = 'send'"#
+        r#"SELECT extract(epoch FROM max(finished_at) - min(attempted_at))::float8 AS "s!" FROM wa.job_rows WHERE kind = 'send'"#
     )
     .fetch_one(pool)
     .await
@@ -234,7 +234,7 @@ pub async fn send_burst(pool: &PgPool, per_pair: i64) -> sqlx::Result<i64> {
 pub async fn burst_span_secs(pool: &PgPool) -> sqlx::Result<f64> {
     sqlx::query_scalar!(
         r#"SELECT extract(epoch FROM (SELECT max(received_at) FROM wa.inbox WHERE session_id LIKE 'b%')
-                               - (SELECT min(created_at) FROM wa.jobs WHERE kind = 'send'))::float8 AS "secs!""#
+                               - (SELECT min(created_at) FROM wa.job_rows WHERE kind = 'send'))::float8 AS "secs!""#
     )
     .fetch_one(pool)
     .await
@@ -264,7 +264,7 @@ pub async fn send_to_inbox_ms(pool: &PgPool) -> sqlx::Result<(f64, f64, f64)> {
         r#"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS "p50!", percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS "p99!",
                   max(ms) AS "max!"
            FROM (SELECT extract(epoch FROM i.received_at - j.created_at)::float8 * 1000 AS ms
-                   FROM wa.jobs j JOIN wa.inbox i ON i.message_id = j.message_id AND i.session_id = 'b' || substr(j.session_id, 2)
+                   FROM wa.job_rows j JOIN wa.inbox i ON i.message_id = j.message_id AND i.session_id = 'b' || substr(j.session_id, 2)
                   WHERE j.kind = 'send' AND j.payload->>'text' LIKE 'latency %') l"#
     )
     .fetch_one(pool)

@@ -14,8 +14,8 @@ use pgwa_core::job::{ClaimedJob, JobKind};
 /// sessions and for maintenance jobs. Returns how many.
 pub async fn promote_due(db: impl PgExecutor<'_>, sessions: &[String]) -> sqlx::Result<u64> {
     let n = sqlx::query!(
-        "UPDATE wa.jobs SET state = 'available'
-          WHERE id IN (SELECT id FROM wa.jobs
+        "UPDATE wa.job_rows SET state = 'available'
+          WHERE id IN (SELECT id FROM wa.job_rows
                         WHERE phase = 0 AND run_at <= now()
                           AND (session_id = ANY($1) OR session_id IS NULL)
                         ORDER BY run_at LIMIT 10000 FOR UPDATE SKIP LOCKED)",
@@ -221,7 +221,7 @@ pub const FAIL: &str = include_str!("../queries/fail.sql");
 /// Hands jobs back without spending their attempt (they never started).
 pub async fn release(db: impl PgExecutor<'_>, worker: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
     let n = sqlx::query!(
-        "UPDATE wa.jobs SET state = 'available', attempts = attempts - 1, worker_id = NULL, epoch = NULL
+        "UPDATE wa.job_rows SET state = 'available', attempts = attempts - 1, worker_id = NULL, epoch = NULL
           WHERE id = ANY($2) AND state = 'running' AND worker_id = $1",
         worker,
         ids
@@ -236,7 +236,7 @@ pub async fn release(db: impl PgExecutor<'_>, worker: Uuid, ids: &[i64]) -> sqlx
 /// worker's memory of a notification.
 pub async fn cancel_claimed(db: impl PgExecutor<'_>, worker: Uuid, ids: &[i64]) -> sqlx::Result<u64> {
     let n = sqlx::query!(
-        "UPDATE wa.jobs SET state = 'cancelled', attempts = attempts - 1, finished_at = now(),
+        "UPDATE wa.job_rows SET state = 'cancelled', attempts = attempts - 1, finished_at = now(),
                 delivery = CASE WHEN kind = 'send' THEN 'failed'::wa.delivery_status END,
                 result = jsonb_build_object('cancelled', true)
           WHERE id = ANY($2) AND state = 'running' AND worker_id = $1 AND cancel_requested_at IS NOT NULL",
@@ -253,7 +253,7 @@ pub async fn cancel_claimed(db: impl PgExecutor<'_>, worker: Uuid, ids: &[i64]) 
 /// can connect may send one.
 pub async fn cancel_requested(db: impl PgExecutor<'_>, worker: Uuid, job: i64) -> sqlx::Result<bool> {
     sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM wa.jobs
+        r#"SELECT EXISTS (SELECT 1 FROM wa.job_rows
                          WHERE id = $2 AND worker_id = $1 AND state = 'running' AND cancel_requested_at IS NOT NULL) AS "requested!""#,
         worker,
         job
@@ -266,7 +266,7 @@ pub async fn cancel_requested(db: impl PgExecutor<'_>, worker: Uuid, job: i64) -
 /// worker stops heart-beating they go back to the queue.
 pub async fn recover_orphaned_sessionless(pool: &PgPool, ttl_secs: f64) -> sqlx::Result<u64> {
     let n = sqlx::query!(
-        "UPDATE wa.jobs j
+        "UPDATE wa.job_rows j
             SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'available' END::wa.job_state,
                 finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
                 errors = j.errors || jsonb_build_object('attempt', j.attempts, 'at', now(),

@@ -96,10 +96,10 @@ pub async fn claim(pool: &PgPool, worker: Uuid, ttl_secs: f64, limit: i64) -> sq
         sqlx::query!(
             "WITH lost AS (
                  SELECT j.id, (j.chat IS NULL OR j.id = min(j.id) OVER (PARTITION BY j.session_id, j.chat)) AS charged
-                   FROM wa.jobs j
+                   FROM wa.job_rows j
                   WHERE j.session_id = ANY($1) AND j.phase = 1 AND j.state = 'running'
              )
-             UPDATE wa.jobs j
+             UPDATE wa.job_rows j
                 SET state = CASE WHEN l.charged AND j.attempts >= j.max_attempts THEN 'dead' ELSE 'available' END::wa.job_state,
                     finished_at = CASE WHEN l.charged AND j.attempts >= j.max_attempts THEN now() END,
                     delivery = CASE WHEN j.kind = 'send' AND l.charged AND j.attempts >= j.max_attempts

@@ -48,8 +48,8 @@ impl Rule {
         let done = match self {
             Rule::Completed => {
                 sqlx::query!(
-                    "DELETE FROM wa.jobs WHERE id IN (
-                         SELECT id FROM wa.jobs
+                    "DELETE FROM wa.job_rows WHERE id IN (
+                         SELECT id FROM wa.job_rows
                           WHERE finished_at < now() - make_interval(secs => $1)
                             AND state IN ('completed', 'cancelled') AND kind <> 'send'
                           LIMIT $2)",
@@ -61,8 +61,8 @@ impl Rule {
             }
             Rule::Sends => {
                 sqlx::query!(
-                    "DELETE FROM wa.jobs WHERE id IN (
-                         SELECT id FROM wa.jobs
+                    "DELETE FROM wa.job_rows WHERE id IN (
+                         SELECT id FROM wa.job_rows
                           WHERE finished_at < now() - make_interval(secs => $1)
                             AND state IN ('completed', 'cancelled') AND kind = 'send'
                           LIMIT $2)",
@@ -74,8 +74,8 @@ impl Rule {
             }
             Rule::Dead => {
                 sqlx::query!(
-                    "DELETE FROM wa.jobs WHERE id IN (
-                         SELECT id FROM wa.jobs
+                    "DELETE FROM wa.job_rows WHERE id IN (
+                         SELECT id FROM wa.job_rows
                           WHERE finished_at < now() - make_interval(secs => $1) AND state = 'dead'
                           LIMIT $2)",
                     cfg.dead_days as f64 * 86400.0,

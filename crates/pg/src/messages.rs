@@ -28,7 +28,7 @@ pub async fn lookup_target(pool: &PgPool, session: &str, message_id: &str) -> sq
         return Ok(Some(Target { from_me: false, sender: Some(r.sender), text: r.text }));
     }
     let ours = sqlx::query_scalar!(
-        r#"SELECT payload->>'text' AS "text" FROM wa.jobs WHERE session_id = $1 AND message_id = $2"#,
+        r#"SELECT payload->>'text' AS "text" FROM wa.job_rows WHERE session_id = $1 AND message_id = $2"#,
         session,
         message_id,
     )

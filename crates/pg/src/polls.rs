@@ -49,7 +49,7 @@ pub struct SentPoll {
 pub async fn sent_poll(pool: &PgPool, session: &str, poll_id: &str) -> sqlx::Result<Option<SentPoll>> {
     let r = sqlx::query!(
         r#"SELECT array(SELECT jsonb_array_elements_text(j.payload->'options')) AS "options!", s.secret
-             FROM wa.jobs j
+             FROM wa.job_rows j
              JOIN wa.msg_secrets s ON s.session_id = j.session_id AND s.chat = j.chat AND s.msg_id = j.message_id
                                   AND s.sender = $3
             WHERE j.session_id = $1 AND j.message_id = $2 AND j.kind = 'send' AND j.payload->>'type' = 'poll'"#,

@@ -74,7 +74,7 @@ pub async fn apply(db: impl PgExecutor<'_>, receipts: &[Receipt]) -> sqlx::Resul
     }
     // `j.message_id IS NOT NULL` lets the plan use the partial unique index jobs_message.
     let rows = sqlx::query!(
-        r#"UPDATE wa.jobs j
+        r#"UPDATE wa.job_rows j
               SET delivery = r.status::wa.delivery_status,
                   delivered_at = coalesce(j.delivered_at, r.delivered_at),
                   read_at = coalesce(j.read_at, r.read_at)
