@@ -222,6 +222,12 @@ BEGIN
     END IF;
     moved := cur.state IS DISTINCT FROM OLD.state;
     IF current_setting('pgwa.jobs_writer', true) = 'worker' THEN
+        -- A statement that moves the state was written against the state it read; when
+        -- that moved meanwhile (an operator's wa.cancel_job meeting a claim), Postgres
+        -- would have checked its WHERE again, which a trigger cannot: skip the row.
+        IF moved AND NEW.state IS DISTINCT FROM OLD.state THEN
+            RETURN NULL;
+        END IF;
         IF cur.kind = 'webhook' AND NEW.state = 'available' AND cur.state IN ('dead', 'cancelled', 'scheduled')
            AND NEW.chat IS NOT DISTINCT FROM OLD.chat THEN
             SELECT r.state, r.run_at, r.chat INTO NEW.state, NEW.run_at, NEW.chat

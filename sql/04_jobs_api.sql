@@ -425,9 +425,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     row wa.jobs;
 BEGIN
-    -- Through wa.jobs, whose trigger locks the row and reads it again: a job claimed
-    -- meanwhile comes back running (its worker is asked to drop it), one finished
-    -- meanwhile is not updated and is looked at again.
+    -- Through wa.jobs, whose trigger locks the row and reads it again: a job that moved
+    -- meanwhile (claimed, finished) is not updated, or (an app's cancel of a job just
+    -- claimed) comes back running with its worker asked to drop it; either way it is
+    -- looked at again.
     FOR attempt IN 1..10 LOOP
         UPDATE wa.jobs j
            SET state = 'cancelled', finished_at = now(),
@@ -446,10 +447,10 @@ BEGIN
         WHEN 'cancelled' THEN
             RETURN row.state;
         WHEN 'running' THEN
-            -- The trigger notifies wa_job_cancel.
             UPDATE wa.jobs j SET cancel_requested_at = now() WHERE j.id = job AND j.state = 'running'
             RETURNING j.* INTO row;
             IF FOUND THEN
+                PERFORM pg_notify('wa_job_cancel', json_build_object('job', job, 'session', row.session_id)::text);
                 RETURN row.state;
             END IF;
         WHEN 'available', 'scheduled', 'retryable' THEN

@@ -347,41 +347,50 @@ async fn waits_on_a_lock(db: &TestDb, login: &str) {
     .await;
 }
 
-/// An app's plain-SQL cancel that meets a job a worker claimed meanwhile (the claim
-/// commits while the cancel waits on the row) asks that worker to drop it, as
-/// `wa.cancel_job` does for a running job: it neither fails nor marks a running send
-/// cancelled under its worker.
+/// A cancel that meets a job a worker claimed meanwhile (the claim commits while the
+/// cancel waits on the row) asks that worker to drop it, as `wa.cancel_job` does for a
+/// running job: it neither fails nor marks a running send cancelled under its worker.
+/// Both ways: an app's plain UPDATE of `wa.jobs`, and `wa.cancel_job` as the owner (the
+/// CLI's and the console's cancel), whose UPDATE of the view the trigger applies as a
+/// worker's.
 #[tokio::test]
-async fn an_apps_cancel_that_meets_a_claim_asks_the_worker_to_drop_the_job() {
+async fn a_cancel_that_meets_a_claim_asks_the_worker_to_drop_the_job() {
     let db = db_with_session().await;
-    let (job,): (i64,) =
-        sqlx::query_as("SELECT job_id FROM wa.send_text('s1', '+15550000001', 'x')").fetch_one(&db.pool).await.unwrap();
     let app = common::roles::Login::app(&db).await;
-    let mut claim = db.pool.begin().await.unwrap();
-    sqlx::query("UPDATE wa.job_rows SET state = 'running', attempts = 1, worker_id = gen_random_uuid() WHERE id = $1")
-        .bind(job)
-        .execute(&mut *claim)
-        .await
-        .unwrap();
-    let pool = app.pool.clone();
-    let cancel = tokio::spawn(async move {
-        sqlx::query_as::<_, (String, bool)>(
-            "UPDATE wa.jobs SET state = 'cancelled' WHERE id = $1 RETURNING state::text, cancel_requested_at IS NOT NULL",
-        )
-        .bind(job)
-        .fetch_all(&pool)
-        .await
-    });
-    waits_on_a_lock(&db, &app.name).await;
-    claim.commit().await.unwrap();
-    assert_eq!(cancel.await.unwrap().unwrap(), vec![("running".to_string(), true)]);
-    let (state, asked): (String, bool) =
-        sqlx::query_as("SELECT state::text, cancel_requested_at IS NOT NULL FROM wa.job_rows WHERE id = $1")
+    let me: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&db.pool).await.unwrap();
+    let cancels = [
+        (
+            &app.pool,
+            app.name.as_str(),
+            "WITH u AS (UPDATE wa.jobs SET state = 'cancelled' WHERE id = $1 RETURNING state) SELECT state::text FROM u",
+        ),
+        (&db.pool, me.as_str(), "SELECT wa.cancel_job($1)::text"),
+    ];
+    for (pool, login, cancel) in cancels {
+        let (job,): (i64,) =
+            sqlx::query_as("SELECT job_id FROM wa.send_text('s1', '+15550000001', 'x')").fetch_one(&db.pool).await.unwrap();
+        let mut claim = db.pool.begin().await.unwrap();
+        sqlx::query("UPDATE wa.job_rows SET state = 'running', attempts = 1, worker_id = gen_random_uuid() WHERE id = $1")
             .bind(job)
-            .fetch_one(&db.pool)
+            .execute(&mut *claim)
             .await
             .unwrap();
-    assert_eq!((state.as_str(), asked), ("running", true));
+        let (pool, sql) = (pool.clone(), cancel.to_string());
+        let cancelled =
+            tokio::spawn(
+                async move { sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(job).fetch_all(&pool).await },
+            );
+        waits_on_a_lock(&db, login).await;
+        claim.commit().await.unwrap();
+        assert_eq!(cancelled.await.unwrap().unwrap(), vec!["running".to_string()], "{cancel}");
+        let (state, asked): (String, bool) =
+            sqlx::query_as("SELECT state::text, cancel_requested_at IS NOT NULL FROM wa.job_rows WHERE id = $1")
+                .bind(job)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!((state.as_str(), asked), ("running", true), "{cancel}");
+    }
     app.drop(&db).await;
 }
 
