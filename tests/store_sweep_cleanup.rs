@@ -227,7 +227,7 @@ async fn the_wipe_names_every_key_table() {
         "SELECT c.table_name::text FROM information_schema.columns c
            JOIN information_schema.tables t USING (table_schema, table_name)
           WHERE c.table_schema = 'wa' AND c.column_name = 'session_id' AND t.table_type = 'BASE TABLE'
-            AND c.table_name NOT IN ('jobs', 'inbox', 'contacts', 'chat_states', 'calls', 'media', 'groups', 'webhooks')
+            AND c.table_name NOT IN ('job_rows', 'inbox', 'contacts', 'chat_states', 'calls', 'media', 'groups', 'webhooks')
           ORDER BY 1",
     )
     .fetch_all(&db.pool)
