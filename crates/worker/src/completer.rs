@@ -34,9 +34,10 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
         let t = std::time::Instant::now();
         // Once per batch, not per attempt to record it.
         record_metrics(&batch);
+        let writes = Writes::take(&shared, &mut batch);
         let mut pauses = WRITE_RETRY.delays().take(WRITE_RETRIES);
         loop {
-            let result = flush(&shared, &mut db, &batch).await;
+            let result = flush(&shared, &mut db, &writes, &batch).await;
             if result.is_err() {
                 db.reset();
             }
@@ -105,35 +106,52 @@ struct Failures {
     dead: Vec<bool>,
 }
 
-async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, batch: &[Done]) -> anyhow::Result<Vec<Recorded>> {
-    let mut ok = Completions::default();
-    let mut failed = Failures::default();
-    let mut released = Vec::new();
-    let mut cancelled = Vec::new();
-    for d in batch {
-        match &d.outcome {
-            Outcome::Completed { result } => {
-                ok.ids.push(d.job.id);
-                ok.acked.push(result.get("acked_at").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()));
-                ok.results.push(result.clone());
+/// A batch's outcomes as the statements' arrays, made once and kept for the retries.
+#[derive(Default)]
+struct Writes {
+    ok: Completions,
+    failed: Failures,
+    released: Vec<i64>,
+    cancelled: Vec<i64>,
+}
+
+impl Writes {
+    /// Takes the completed jobs' results out of the batch (the rows keep them; nothing
+    /// after the write reads them) instead of copying each.
+    fn take(shared: &Shared, batch: &mut [Done]) -> Self {
+        let mut w = Writes::default();
+        let (ok, failed) = (&mut w.ok, &mut w.failed);
+        for d in batch {
+            match &mut d.outcome {
+                Outcome::Completed { result } => {
+                    ok.ids.push(d.job.id);
+                    ok.acked.push(result.get("acked_at").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()));
+                    ok.results.push(std::mem::take(result));
+                }
+                Outcome::Retry { error, after } => {
+                    let attempt = u32::try_from(d.job.attempts).unwrap_or(1);
+                    let delay = after.unwrap_or_else(|| shared.cfg.retry.backoff().delay(attempt));
+                    failed.ids.push(d.job.id);
+                    failed.errors.push(error.clone());
+                    failed.backoff_ms.push(delay.as_millis() as i64);
+                    failed.dead.push(false);
+                }
+                Outcome::Fail { error } => {
+                    failed.ids.push(d.job.id);
+                    failed.errors.push(error.clone());
+                    failed.backoff_ms.push(0);
+                    failed.dead.push(true);
+                }
+                Outcome::Release => w.released.push(d.job.id),
+                Outcome::Cancelled => w.cancelled.push(d.job.id),
             }
-            Outcome::Retry { error, after } => {
-                let delay = after.unwrap_or_else(|| shared.cfg.retry.backoff().delay(u32::try_from(d.job.attempts).unwrap_or(1)));
-                failed.ids.push(d.job.id);
-                failed.errors.push(error.clone());
-                failed.backoff_ms.push(delay.as_millis() as i64);
-                failed.dead.push(false);
-            }
-            Outcome::Fail { error } => {
-                failed.ids.push(d.job.id);
-                failed.errors.push(error.clone());
-                failed.backoff_ms.push(0);
-                failed.dead.push(true);
-            }
-            Outcome::Release => released.push(d.job.id),
-            Outcome::Cancelled => cancelled.push(d.job.id),
         }
+        w
     }
+}
+
+async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, w: &Writes, batch: &[Done]) -> anyhow::Result<Vec<Recorded>> {
+    let Writes { ok, failed, released, cancelled } = w;
     let me = shared.id;
     let mut refused = 0;
     let mut recorded = Vec::new();
@@ -153,10 +171,10 @@ async fn flush(shared: &Arc<Shared>, db: &mut HeldConn, batch: &[Done]) -> anyho
         }
     }
     if !released.is_empty() {
-        pgwa_pg::jobs::release(db.conn().await?, me, &released).await?;
+        pgwa_pg::jobs::release(db.conn().await?, me, released).await?;
     }
     if !cancelled.is_empty() {
-        pgwa_pg::jobs::cancel_claimed(db.conn().await?, me, &cancelled).await?;
+        pgwa_pg::jobs::cancel_claimed(db.conn().await?, me, cancelled).await?;
     }
     if refused > 0 {
         metrics::counter!(pgwa_core::metrics::OUTCOMES_REFUSED).increment(refused);

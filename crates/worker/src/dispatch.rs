@@ -138,8 +138,8 @@ async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut HeldConn) -> anyho
 /// has no order to keep and must not wait behind a chat's sends.
 async fn run_session_batch(shared: Arc<Shared>, jobs: Vec<ClaimedJob>) {
     let (connected, control): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.kind.needs_connection());
-    for job in control {
-        let outcome = run_one(&shared, &job).await;
+    for mut job in control {
+        let outcome = run_one(&shared, &mut job).await;
         shared.finish(Done { job, outcome });
     }
     let mut lanes: BTreeMap<(Option<String>, i64), Vec<ClaimedJob>> = BTreeMap::new();
@@ -158,8 +158,8 @@ async fn run_session_batch(shared: Arc<Shared>, jobs: Vec<ClaimedJob>) {
 /// goes back unattempted: it must wait behind the failed message.
 async fn run_lane(shared: &Arc<Shared>, lane: Vec<ClaimedJob>) {
     let mut blocked = false;
-    for job in lane {
-        let outcome = if blocked || shared.stopping.is_cancelled() { Outcome::Release } else { run_one(shared, &job).await };
+    for mut job in lane {
+        let outcome = if blocked || shared.stopping.is_cancelled() { Outcome::Release } else { run_one(shared, &mut job).await };
         if matches!(outcome, Outcome::Retry { .. } | Outcome::Release) {
             blocked = true;
         }
@@ -167,10 +167,14 @@ async fn run_lane(shared: &Arc<Shared>, lane: Vec<ClaimedJob>) {
     }
 }
 
-async fn run_one(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
+/// Runs a job once. Its payload goes to the handler: what is done with the outcome
+/// needs the rest of the job only.
+async fn run_one(shared: &Arc<Shared>, job: &mut ClaimedJob) -> Outcome {
     if shared.take_cancelled(job.id) {
         return Outcome::Cancelled;
     }
+    let payload = std::mem::take(&mut job.payload);
+    let job = &*job;
     let ctx = crate::jobs::JobCtx {
         job,
         worker: shared.id,
@@ -182,7 +186,7 @@ async fn run_one(shared: &Arc<Shared>, job: &ClaimedJob) -> Outcome {
         media_store: shared.media_store.as_ref(),
         wake_lease: &shared.wake_lease,
     };
-    let outcome = crate::jobs::run(&ctx).await;
+    let outcome = crate::jobs::run(&ctx, payload).await;
     if let Outcome::Retry { error, .. } | Outcome::Fail { error } = &outcome {
         tracing::debug!(job = job.id, kind = %job.kind, attempt = job.attempts, error = %error, "job failed");
     }

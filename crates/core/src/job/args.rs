@@ -16,6 +16,12 @@ pub trait JobArgs: Sized {
 
     /// Reads the payload; a bad one is an error naming the field.
     fn from_payload(payload: &Value) -> Result<Self, String>;
+
+    /// Reads the payload the job no longer needs (the worker's path): arguments that
+    /// keep the payload take it instead of a copy.
+    fn from_owned_payload(payload: Value) -> Result<Self, String> {
+        Self::from_payload(&payload)
+    }
 }
 
 fn read<T: DeserializeOwned>(payload: &Value) -> Result<T, String> {
@@ -30,8 +36,11 @@ pub struct SendArgs(pub Value);
 impl JobArgs for SendArgs {
     const KIND: JobKind = JobKind::Send;
     fn from_payload(payload: &Value) -> Result<Self, String> {
+        Self::from_owned_payload(payload.clone())
+    }
+    fn from_owned_payload(payload: Value) -> Result<Self, String> {
         match payload {
-            Value::Object(_) => Ok(SendArgs(payload.clone())),
+            Value::Object(_) => Ok(SendArgs(payload)),
             _ => Err("payload: a send's payload must be a JSON object".into()),
         }
     }
@@ -337,6 +346,8 @@ mod tests {
         assert!(e.contains("payload.task") && e.contains("reap_workers"), "{e}");
 
         assert!(SendArgs::from_payload(&json!("text")).is_err());
+        assert!(SendArgs::from_owned_payload(json!(["text"])).is_err());
+        assert_eq!(SendArgs::from_owned_payload(json!({"type": "text"})).unwrap(), SendArgs(json!({"type": "text"})));
         assert_eq!(ReconnectArgs::KIND.as_str(), "reconnect");
     }
 }

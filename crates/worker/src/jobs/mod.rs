@@ -74,19 +74,19 @@ pub(crate) trait Handler {
 /// largest it may await, and the dispatcher copies one per chat lane into its set of
 /// running lanes: with the webhook and media handlers inline, that copy was a tenth of
 /// the worker's CPU in a burst of sends (BENCHMARKS.md).
-pub(crate) async fn run(ctx: &JobCtx<'_>) -> Outcome {
+pub(crate) async fn run(ctx: &JobCtx<'_>, payload: serde_json::Value) -> Outcome {
     match ctx.job.kind {
-        JobKind::Send => handle::<send::Send>(ctx).await,
-        JobKind::Reconnect => Box::pin(handle::<reconnect::Reconnect>(ctx)).await,
-        JobKind::KeyCleanup => Box::pin(handle::<key_cleanup::KeyCleanup>(ctx)).await,
-        JobKind::CloseSession => Box::pin(handle::<close_session::CloseSession>(ctx)).await,
-        JobKind::Maintenance => Box::pin(handle::<maintenance::Maintenance>(ctx)).await,
-        JobKind::MarkRead => Box::pin(handle::<mark_read::MarkRead>(ctx)).await,
-        JobKind::Presence => Box::pin(handle::<presence::Presence>(ctx)).await,
-        JobKind::CheckNumbers => Box::pin(handle::<check_numbers::CheckNumbers>(ctx)).await,
-        JobKind::MediaDownload => Box::pin(handle::<media_download::MediaDownload>(ctx)).await,
-        JobKind::Group => Box::pin(handle::<group::Group>(ctx)).await,
-        JobKind::Webhook => Box::pin(handle::<webhook::Webhook>(ctx)).await,
+        JobKind::Send => handle::<send::Send>(ctx, payload).await,
+        JobKind::Reconnect => Box::pin(handle::<reconnect::Reconnect>(ctx, payload)).await,
+        JobKind::KeyCleanup => Box::pin(handle::<key_cleanup::KeyCleanup>(ctx, payload)).await,
+        JobKind::CloseSession => Box::pin(handle::<close_session::CloseSession>(ctx, payload)).await,
+        JobKind::Maintenance => Box::pin(handle::<maintenance::Maintenance>(ctx, payload)).await,
+        JobKind::MarkRead => Box::pin(handle::<mark_read::MarkRead>(ctx, payload)).await,
+        JobKind::Presence => Box::pin(handle::<presence::Presence>(ctx, payload)).await,
+        JobKind::CheckNumbers => Box::pin(handle::<check_numbers::CheckNumbers>(ctx, payload)).await,
+        JobKind::MediaDownload => Box::pin(handle::<media_download::MediaDownload>(ctx, payload)).await,
+        JobKind::Group => Box::pin(handle::<group::Group>(ctx, payload)).await,
+        JobKind::Webhook => Box::pin(handle::<webhook::Webhook>(ctx, payload)).await,
     }
 }
 
@@ -101,9 +101,9 @@ pub(crate) fn session_error(e: pgwa_core::wa::SendError) -> Outcome {
     }
 }
 
-async fn handle<H: Handler>(ctx: &JobCtx<'_>) -> Outcome {
+async fn handle<H: Handler>(ctx: &JobCtx<'_>, payload: serde_json::Value) -> Outcome {
     debug_assert_eq!(ctx.job.kind, <H::Args as JobArgs>::KIND);
-    match H::Args::from_payload(&ctx.job.payload) {
+    match H::Args::from_owned_payload(payload) {
         Ok(args) => H::run(ctx, args).await,
         Err(e) => Outcome::fail(e),
     }
