@@ -229,7 +229,7 @@ async fn assert_no_bench_database(db: &TestDb) {
 
 /// `pgwa bench` keeps working: a small burst and a short steady run each print one JSON
 /// line whose figures add up (every job drained, percentiles ordered, the latency
-/// breakdown present), and leave no scratch database behind. The figures themselves are
+/// breakdown present, a burst's CPU per job), and leave no scratch database behind. The figures themselves are
 /// measured in release builds only.
 #[tokio::test]
 async fn bench_prints_its_figures_as_one_json_line() {
@@ -249,6 +249,15 @@ async fn bench_prints_its_figures_as_one_json_line() {
         assert!(0.0 < p50 && p50 <= p99, "{v}");
         for part in ["p50_enqueue_to_claim_ms", "p50_claim_to_ack_ms", "p50_ack_to_recorded_ms"] {
             assert!(v[part].as_f64().is_some_and(|ms| ms >= 0.0), "{part} in {v}");
+        }
+        let (machine, worker) = (&v["cpu_us_per_job"], &v["worker_cpu_us_per_job"]);
+        if args.contains(&"--rate") {
+            assert!(machine.is_null() && worker.is_null(), "a paced run's CPU is the pacing's: {v}");
+        } else {
+            let (machine, worker) = (machine.as_f64().unwrap(), worker.as_f64().unwrap());
+            // /proc counts in 10 ms ticks: a tick over the drain is 10,000 µs / jobs.
+            let tick = 10_000.0 / jobs as f64;
+            assert!(machine > 0.0 && worker >= 0.0 && machine + tick >= worker, "the machine's CPU includes the worker's: {v}");
         }
         assert_no_bench_database(&db).await;
     }
