@@ -9,7 +9,7 @@ const TICKS_PER_SEC: f64 = 100.0;
 /// Non-idle CPU time of the whole machine so far (all cores summed), in seconds: user,
 /// nice, system, irq and softirq of /proc/stat's `cpu` line. Idle, iowait and steal
 /// (time the hypervisor gave elsewhere) are not work done here.
-pub fn machine_secs() -> Result<f64> {
+fn machine_secs() -> Result<f64> {
     let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
     let line = stat.lines().find(|l| l.starts_with("cpu ")).context("no `cpu` line in /proc/stat")?;
     let f: Vec<u64> =
@@ -20,7 +20,7 @@ pub fn machine_secs() -> Result<f64> {
 
 /// CPU time (user + system) used so far by process `pid` (`"self"` for this one), in
 /// seconds.
-pub fn process_secs(pid: &str) -> Result<f64> {
+fn process_secs(pid: &str) -> Result<f64> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // Fields after the command name (which may hold spaces) start at field 3.
@@ -30,6 +30,43 @@ pub fn process_secs(pid: &str) -> Result<f64> {
         f.get(i).with_context(|| format!("short {path}"))?.parse().with_context(|| path.to_string())
     };
     Ok((field(11)? + field(12)?) as f64 / TICKS_PER_SEC)
+}
+
+/// CPU seconds used up to a moment: the machine's (all of it, Postgres included), this
+/// process's, and that of the other processes a bench names (its spawned workers). Two
+/// marks give a stretch of work's share: `later.since(&earlier)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Mark {
+    pub machine: f64,
+    pub this_process: f64,
+    pub others: f64,
+}
+
+impl Mark {
+    /// Reads /proc now; `others` are the pids whose CPU is summed into `others`.
+    pub fn take(others: &[u32]) -> Result<Self> {
+        let mut in_others = 0.0;
+        for pid in others {
+            in_others += process_secs(&pid.to_string())?;
+        }
+        Ok(Self { machine: machine_secs()?, this_process: process_secs("self")?, others: in_others })
+    }
+
+    /// The CPU used between `earlier` and this mark.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            machine: self.machine - earlier.machine,
+            this_process: self.this_process - earlier.this_process,
+            others: self.others - earlier.others,
+        }
+    }
+
+    /// Each figure divided over `units` of work and scaled (1e6 for microseconds per
+    /// unit, 1e3 for milliseconds).
+    pub fn per_unit(&self, units: u64, scale: f64) -> Self {
+        let per = |secs: f64| secs * scale / units.max(1) as f64;
+        Self { machine: per(self.machine), this_process: per(self.this_process), others: per(self.others) }
+    }
 }
 
 #[cfg(test)]
@@ -49,5 +86,25 @@ mod tests {
         assert!(m0 > 0.0 && m1 >= m0, "machine: {m0} then {m1}");
         assert!(p1 >= p0 && p1 > 0.0, "process: {p0} then {p1}");
         assert!(m1 - m0 >= p1 - p0 - 0.02, "the machine's time includes this process's");
+    }
+
+    #[test]
+    fn a_mark_splits_a_stretch_of_work_and_divides_it_per_unit() {
+        let me = std::process::id();
+        let before = Mark::take(&[me]).unwrap();
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < std::time::Duration::from_millis(100) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        let used = Mark::take(&[me]).unwrap().since(&before);
+        // /proc counts in 10 ms ticks: 100 ms of spinning shows as at least 50 of them.
+        assert!(used.this_process >= 0.05, "{used:?}");
+        assert_eq!(used.others, used.this_process, "naming this process as an other counts it the same");
+        assert!(used.machine >= used.this_process - 0.02, "{used:?}");
+        let per = used.per_unit(4, 1e3);
+        assert!((per.this_process - used.this_process * 250.0).abs() < 1e-9, "{per:?}");
+        assert_eq!(Mark::take(&[u32::MAX]).unwrap_err().to_string(), format!("reading /proc/{}/stat", u32::MAX));
     }
 }

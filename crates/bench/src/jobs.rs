@@ -67,10 +67,10 @@ async fn measure(cfg: &Config, b: JobsBench, url: String) -> anyhow::Result<serd
             let (total, insert_secs) = burst(&pool, &b).await?;
             eprintln!("bench: enqueued in {insert_secs:.1} s; draining with one worker");
             let started = Instant::now();
-            let cpu = CpuMark::now()?;
+            let cpu = crate::cpu::Mark::take(&[])?;
             let worker = start_worker().await?;
             wait_drained(&pool, total, started).await?;
-            drain_cpu = Some(cpu.per_job(total)?);
+            drain_cpu = Some(crate::cpu::Mark::take(&[])?.since(&cpu).per_unit(total, 1e6));
             (total, insert_secs, started.elapsed().as_secs_f64(), worker)
         }
         Some(rate) => {
@@ -109,38 +109,13 @@ async fn measure(cfg: &Config, b: JobsBench, url: String) -> anyhow::Result<serd
         // this process's (the worker); a throughput in one hour of a shared host moves
         // with the host, these move with the work.
         "cpu_us_per_job": drain_cpu.map(|c| round_to(c.machine, 2)),
-        "worker_cpu_us_per_job": drain_cpu.map(|c| round_to(c.worker, 2)),
+        "worker_cpu_us_per_job": drain_cpu.map(|c| round_to(c.this_process, 2)),
         "p50_ms": round_to(p50, 3),
         "p99_ms": round_to(p99, 3),
         "p50_enqueue_to_claim_ms": round_to(stages.to_claim, 3),
         "p50_claim_to_ack_ms": round_to(stages.to_ack, 3),
         "p50_ack_to_recorded_ms": round_to(stages.to_recorded, 3),
     }))
-}
-
-/// CPU time used so far, to take the drain's share of it.
-struct CpuMark {
-    machine: f64,
-    worker: f64,
-}
-
-#[derive(Clone, Copy)]
-struct CpuPerJob {
-    machine: f64,
-    worker: f64,
-}
-
-impl CpuMark {
-    fn now() -> anyhow::Result<Self> {
-        Ok(Self { machine: crate::cpu::machine_secs()?, worker: crate::cpu::process_secs("self")? })
-    }
-
-    /// Microseconds per job since the mark.
-    fn per_job(&self, jobs: u64) -> anyhow::Result<CpuPerJob> {
-        let end = Self::now()?;
-        let us = |secs: f64| secs * 1e6 / jobs.max(1) as f64;
-        Ok(CpuPerJob { machine: us(end.machine - self.machine), worker: us(end.worker - self.worker) })
-    }
 }
 
 /// Enqueues all jobs in chunks of 500 rows from 2 connections at once.

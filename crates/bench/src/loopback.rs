@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokio::task::JoinHandle;
 
-use pgwa_core::config::Config;
 use pgwa_pg::PgPool;
 use pgwa_pg::bench as sql;
 
@@ -26,9 +25,9 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub async fn start(cfg: &Config) -> Result<Self> {
-        // `<database>_bench`, recreated each run.
-        let url = pgwa_pg::bench::recreate_database_beside(&cfg.database_url, "bench").await?;
+    /// Migrates the scratch database at `url` (`crate::in_scratch_db` makes and drops
+    /// it) and starts the loopback server and the phone that answers in it.
+    pub async fn start(url: String) -> Result<Self> {
         let pool = pgwa_pg::connect(&url, 4).await?;
         pgwa_pg::migrate::migrate(&pool).await?;
         let server =
@@ -137,9 +136,9 @@ impl WorkerProc {
         line.split_whitespace().nth(1).context("VmRSS value")?.parse().context("VmRSS value")
     }
 
-    /// CPU time used so far (user + system), in seconds.
-    pub fn cpu_secs(&self) -> Result<f64> {
-        crate::cpu::process_secs(&self.child.id().to_string())
+    /// Its process id, to read its CPU time (`crate::cpu::Mark`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGTERM, then waits for the exit (the worker releases its sessions); returns how

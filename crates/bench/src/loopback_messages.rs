@@ -35,9 +35,9 @@ pub async fn run(cfg: &Config, b: MessagesBench) -> Result<serde_json::Value> {
         bail!("--pairs, --messages, --rate and --latency-messages must be above 0");
     }
     progress("keys in Postgres");
-    let postgres = measure(cfg, &b, "postgres").await?;
+    let postgres = crate::in_scratch_db(&cfg.database_url, "bench", async |url| measure(url, &b, "postgres").await).await?;
     progress("keys in memory (whatsapp-rust's InMemoryBackend)");
-    let memory = measure(cfg, &b, "memory").await?;
+    let memory = crate::in_scratch_db(&cfg.database_url, "bench", async |url| measure(url, &b, "memory").await).await?;
     let ratio = |k: &str| {
         let (p, m) = (postgres[k].as_f64().unwrap_or(0.0), memory[k].as_f64().unwrap_or(0.0));
         if m > 0.0 { round_to(p / m, 3) } else { 0.0 }
@@ -54,8 +54,8 @@ pub async fn run(cfg: &Config, b: MessagesBench) -> Result<serde_json::Value> {
 }
 
 /// One run with the workers' keys in `key_store` (postgres or memory).
-async fn measure(cfg: &Config, b: &MessagesBench, key_store: &str) -> Result<serde_json::Value> {
-    let h = Harness::start(cfg).await?;
+async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<serde_json::Value> {
+    let h = Harness::start(url).await?;
     let env = [
         ("PGWA_WORKER__CONNECT_PER_SEC", "1000".to_string()),
         // Pacing is a policy against bans, not a cost of the pipeline: measured without it.
@@ -73,10 +73,11 @@ async fn measure(cfg: &Config, b: &MessagesBench, key_store: &str) -> Result<ser
     progress(format!("burst: {} messages", b.messages));
     let per_pair = (b.messages as i64 + pairs - 1) / pairs;
     let burst = Instant::now();
-    let cpu_before = CpuSplit::take(&workers)?;
+    let worker_pids: Vec<u32> = workers.iter().map(WorkerProc::pid).collect();
+    let cpu_before = crate::cpu::Mark::take(&worker_pids)?;
     let sent = sql::send_burst(&h.pool, per_pair).await?;
     h.wait_inbox("b%", sent, Duration::from_secs(3600)).await?;
-    let cpu = CpuSplit::take(&workers)?.since(&cpu_before);
+    let cpu = crate::cpu::Mark::take(&worker_pids)?.since(&cpu_before);
     let wall = burst.elapsed();
     let span = sql::burst_span_secs(&h.pool).await?;
 
@@ -104,7 +105,7 @@ async fn measure(cfg: &Config, b: &MessagesBench, key_store: &str) -> Result<ser
         "burst_messages": sent,
         "burst_msgs_per_sec": round(sent as f64 / span),
         "burst_wall_secs": round(wall.as_secs_f64()),
-        "burst_cpu_ms_per_msg": cpu.per_message_ms(sent),
+        "burst_cpu_ms_per_msg": cpu_ms_per_message(&cpu, sent),
         "latency_messages": b.latency_messages,
         "latency_rate_per_sec": b.rate,
         "p50_send_to_inbox_ms": round(p50),
@@ -113,44 +114,16 @@ async fn measure(cfg: &Config, b: &MessagesBench, key_store: &str) -> Result<ser
     }))
 }
 
-/// CPU time used so far: the machine's, the two workers', this process's (the bench and
-/// the loopback server with its phone). The rest of the machine's is Postgres's, less
-/// whatever else ran beside the bench.
-struct CpuSplit {
-    machine: f64,
-    workers: f64,
-    bench_and_server: f64,
-}
-
-impl CpuSplit {
-    fn take(workers: &[WorkerProc]) -> Result<Self> {
-        let mut in_workers = 0.0;
-        for w in workers {
-            in_workers += w.cpu_secs()?;
-        }
-        Ok(Self {
-            machine: crate::cpu::machine_secs()?,
-            workers: in_workers,
-            bench_and_server: crate::cpu::process_secs("self")?,
-        })
-    }
-
-    fn since(&self, before: &Self) -> Self {
-        Self {
-            machine: self.machine - before.machine,
-            workers: self.workers - before.workers,
-            bench_and_server: self.bench_and_server - before.bench_and_server,
-        }
-    }
-
-    /// Milliseconds of CPU per message, whole machine and by part.
-    fn per_message_ms(&self, messages: i64) -> serde_json::Value {
-        let ms = |secs: f64| round_to(secs * 1000.0 / messages.max(1) as f64, 2);
-        json!({
-            "machine": ms(self.machine),
-            "workers": ms(self.workers),
-            "bench_and_server": ms(self.bench_and_server),
-            "postgres_and_rest": ms(self.machine - self.workers - self.bench_and_server),
-        })
-    }
+/// Milliseconds of CPU per message over the burst, whole machine and by part: the two
+/// workers (the mark's others), this process (the bench and the loopback server with its
+/// phone), and the rest, which is Postgres's less whatever else ran beside the bench.
+fn cpu_ms_per_message(burst: &crate::cpu::Mark, messages: i64) -> serde_json::Value {
+    let per = burst.per_unit(messages.max(0) as u64, 1e3);
+    let ms = |x: f64| round_to(x, 2);
+    json!({
+        "machine": ms(per.machine),
+        "workers": ms(per.others),
+        "bench_and_server": ms(per.this_process),
+        "postgres_and_rest": ms(per.machine - per.others - per.this_process),
+    })
 }

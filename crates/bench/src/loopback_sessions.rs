@@ -35,7 +35,11 @@ pub async fn run(cfg: &Config, b: SessionsBench) -> Result<serde_json::Value> {
     if b.contacts >= b.sessions {
         bail!("--contacts ({}) must be below --sessions ({}): a session's contacts are the others", b.contacts, b.sessions);
     }
-    let h = Harness::start(cfg).await?;
+    crate::in_scratch_db(&cfg.database_url, "bench", async |url| measure(cfg, &b, url).await).await
+}
+
+async fn measure(cfg: &Config, b: &SessionsBench, url: String) -> Result<serde_json::Value> {
+    let h = Harness::start(url).await?;
     let n = b.sessions as i64;
     let env = [
         ("PGWA_WORKER__CONNECT_PER_SEC", b.connect_per_sec.to_string()),
@@ -67,9 +71,9 @@ pub async fn run(cfg: &Config, b: SessionsBench) -> Result<serde_json::Value> {
     let rss = worker.rss_kib()?;
 
     progress(format!("measuring idle CPU for {} s", b.idle_secs));
-    let cpu_before = worker.cpu_secs()?;
+    let cpu_before = crate::cpu::Mark::take(&[worker.pid()])?;
     tokio::time::sleep(Duration::from_secs(b.idle_secs)).await;
-    let idle_cpu = (worker.cpu_secs()? - cpu_before) / b.idle_secs as f64;
+    let idle_cpu = crate::cpu::Mark::take(&[worker.pid()])?.since(&cpu_before).others / b.idle_secs as f64;
 
     progress("restarting the worker (SIGTERM, then a new process)");
     let shutdown = worker.terminate().await?;
