@@ -62,7 +62,7 @@ async fn a_stale_holder_is_fenced_out() {
     // The new holder completes it once.
     let req = jobs::ClaimRequest { worker: new, held: &ids, connected: &ids, per_session: 10, sessionless: 0 };
     let again = jobs::claim(pool, &req).await.unwrap();
-    assert_eq!(again[0].attempts, 2);
+    assert_eq!(again[0].job.attempts, 2);
     let done = jobs::complete(pool, new, &[job], &[serde_json::json!({})], &[None]).await.unwrap();
     assert_eq!(done.iter().map(|r| (r.id, r.delivery.as_deref())).collect::<Vec<_>>(), [(job, Some("sent"))]);
     assert!(jobs::complete(pool, new, &[job], &[serde_json::json!({})], &[None]).await.unwrap().is_empty(), "never twice");

@@ -169,12 +169,12 @@ async fn a_send_held_by_another_transaction_still_holds_back_its_chat() {
 
     let mut other = pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM wa.jobs WHERE id = $1 FOR UPDATE").bind(a[0]).execute(&mut *other).await.unwrap();
-    let mut claimed: Vec<i64> = jobs::claim(pool, &req).await.unwrap().into_iter().map(|j| j.id).collect();
+    let mut claimed: Vec<i64> = jobs::claim(pool, &req).await.unwrap().into_iter().map(|c| c.job.id).collect();
     claimed.sort();
     assert_eq!(claimed, b, "the first send of chat 1 is held elsewhere: its later sends wait, chat 2 goes");
     other.rollback().await.unwrap();
 
-    let mut claimed: Vec<i64> = jobs::claim(pool, &req).await.unwrap().into_iter().map(|j| j.id).collect();
+    let mut claimed: Vec<i64> = jobs::claim(pool, &req).await.unwrap().into_iter().map(|c| c.job.id).collect();
     claimed.sort();
     assert_eq!(claimed, a, "released, chat 1 goes whole, in one claim");
     db.drop_now().await.unwrap();

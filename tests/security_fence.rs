@@ -76,7 +76,7 @@ async fn a_worker_whose_lease_expired_writes_nothing_until_it_renews() {
     assert!(sessions::count_decrypt_failure(pool, &fence, true).await.unwrap().is_none());
     assert!(sessions::insert_inbound(pool, &fence, &inbound()).await.unwrap().is_none());
     assert_eq!(sessions::held(pool, &fence).await.unwrap(), Some(false));
-    let recorded = jobs::complete(pool, me, &[claimed[0].id], &[serde_json::json!({})], &[None]).await.unwrap();
+    let recorded = jobs::complete(pool, me, &[claimed[0].job.id], &[serde_json::json!({})], &[None]).await.unwrap();
     assert!(recorded.is_empty(), "an outcome after the lease expired is not recorded");
     assert!(!leases::release(pool, me, "s1", fence.epoch, Some(pgwa_core::session::SessionStatus::Stopped), None).await.unwrap());
     assert_eq!(snapshot(pool).await, before, "a write went through an expired lease");
@@ -85,7 +85,7 @@ async fn a_worker_whose_lease_expired_writes_nothing_until_it_renews() {
     assert_eq!(leases::renew(pool, me, 30.0).await.unwrap().len(), 1);
     keys.put_session("a@lid", b"v3").await.unwrap();
     assert!(sessions::insert_inbound(pool, &fence, &inbound()).await.unwrap().is_some());
-    assert_eq!(jobs::complete(pool, me, &[claimed[0].id], &[serde_json::json!({})], &[None]).await.unwrap().len(), 1);
+    assert_eq!(jobs::complete(pool, me, &[claimed[0].job.id], &[serde_json::json!({})], &[None]).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

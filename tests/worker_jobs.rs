@@ -76,6 +76,11 @@ async fn sends_to_one_chat_keep_their_order_across_retries() {
         .await
         .unwrap();
     assert_eq!(attempts, vec![3, 2], "attempts count failures, released jobs do not spend one");
+    // A send's sent_at is the server's ack time, handed from the send to the completer,
+    // not the moment its outcome was recorded (the result's copy is in text, to the µs).
+    let off_ack = "SELECT count(*) FROM wa.jobs WHERE state = 'completed'
+                      AND NOT coalesce(abs(extract(epoch FROM sent_at - (result->>'acked_at')::timestamptz)) <= 0.000001, false)";
+    assert_eq!(count(&db.pool, off_ack).await, 0);
 }
 
 #[tokio::test]

@@ -123,7 +123,7 @@ async fn running_sends(pool: &pgwa_pg::PgPool, b: &OutcomesBench, worker: Uuid) 
     let mut ids = Vec::with_capacity(b.jobs as usize);
     for session in held.iter().map(std::slice::from_ref) {
         let req = ClaimRequest { worker, held: session, connected: session, per_session, sessionless: 0 };
-        ids.extend(jobs::claim(pool, &req).await?.into_iter().map(|j| j.id));
+        ids.extend(jobs::claim(pool, &req).await?.into_iter().map(|c| c.job.id));
     }
     anyhow::ensure!(ids.len() as u64 == b.jobs, "bench-outcomes: {} of {} sends claimed", ids.len(), b.jobs);
     ids.sort_unstable();

@@ -8,7 +8,7 @@
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use pgwa_core::job::{ClaimedJob, JobKind};
+use pgwa_core::job::{Claimed, ClaimedJob, JobKind};
 
 /// Moves scheduled and retryable jobs whose time has come to available, for the given
 /// sessions and for maintenance jobs. Returns how many.
@@ -91,7 +91,7 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 /// worker's own in-flight jobs.
 ///
 /// The session's current epoch is stamped on each job: completions are fenced by it.
-pub async fn claim(db: impl PgExecutor<'_>, req: &ClaimRequest<'_>) -> sqlx::Result<Vec<ClaimedJob>> {
+pub async fn claim(db: impl PgExecutor<'_>, req: &ClaimRequest<'_>) -> sqlx::Result<Vec<Claimed>> {
     let kinds: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
     let rows = sqlx::query_file!(
         "queries/claim.sql",
@@ -107,20 +107,20 @@ pub async fn claim(db: impl PgExecutor<'_>, req: &ClaimRequest<'_>) -> sqlx::Res
     let mut jobs = Vec::with_capacity(rows.len());
     let claimed_at = std::time::Instant::now();
     for r in rows {
-        jobs.push(ClaimedJob {
+        let job = ClaimedJob {
             id: r.id,
             session_id: r.session_id,
             kind: crate::enum_label::<JobKind>(r.kind)?,
-            payload: r.payload,
             chat: r.chat,
             message_id: r.message_id,
             attempts: r.attempts,
             max_attempts: r.max_attempts,
             epoch: r.epoch,
             claimed_at,
-        });
+        };
+        jobs.push(Claimed { job, payload: r.payload });
     }
-    jobs.sort_unstable_by_key(|j| j.id);
+    jobs.sort_unstable_by_key(|c| c.job.id);
     Ok(jobs)
 }
 

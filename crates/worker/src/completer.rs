@@ -123,9 +123,9 @@ impl Writes {
         let (ok, failed) = (&mut w.ok, &mut w.failed);
         for d in batch {
             match &mut d.outcome {
-                Outcome::Completed { result } => {
+                Outcome::Completed { result, acked_at } => {
                     ok.ids.push(d.job.id);
-                    ok.acked.push(result.get("acked_at").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()));
+                    ok.acked.push(*acked_at);
                     ok.results.push(std::mem::take(result));
                 }
                 Outcome::Retry { error, after } => {

@@ -15,7 +15,7 @@ use pgwa_core::backoff::Backoff;
 
 use super::Shared;
 use super::completer::Done;
-use pgwa_core::job::{ClaimedJob, JobKind, Outcome};
+use pgwa_core::job::{Claimed, ClaimedJob, JobKind, Outcome};
 use pgwa_pg::held_conn::HeldConn;
 use pgwa_pg::jobs::{self, ClaimRequest};
 
@@ -109,9 +109,9 @@ async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut HeldConn) -> anyho
         return Ok(false);
     }
     shared.in_flight.fetch_add(n, Ordering::SeqCst);
-    let mut by_session: BTreeMap<Option<String>, Vec<ClaimedJob>> = BTreeMap::new();
-    for job in claimed {
-        by_session.entry(job.session_id.clone()).or_default().push(job);
+    let mut by_session: BTreeMap<Option<String>, Vec<Claimed>> = BTreeMap::new();
+    for c in claimed {
+        by_session.entry(c.job.session_id.clone()).or_default().push(c);
     }
     for (session, jobs) in by_session {
         if let Some(id) = &session {
@@ -123,7 +123,7 @@ async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut HeldConn) -> anyho
                 shared.mark_hot([id.as_str()]);
             }
             if let Some(f) = shared.slots.in_flight(id) {
-                f.claimed(jobs.iter().map(|j| j.chat.as_deref()));
+                f.claimed(jobs.iter().map(|c| c.job.chat.as_deref()));
             }
         } else {
             shared.mark_all_hot();
@@ -136,19 +136,19 @@ async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut HeldConn) -> anyho
 /// Control jobs first, one at a time; then one lane per chat for its sends, and one of
 /// its own for each other job on the connection (a read receipt, a number check), which
 /// has no order to keep and must not wait behind a chat's sends.
-async fn run_session_batch(shared: Arc<Shared>, jobs: Vec<ClaimedJob>) {
-    let (connected, control): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.kind.needs_connection());
-    for mut job in control {
-        let outcome = run_one(&shared, &mut job).await;
+async fn run_session_batch(shared: Arc<Shared>, jobs: Vec<Claimed>) {
+    let (connected, control): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|c| c.job.kind.needs_connection());
+    for Claimed { job, payload } in control {
+        let outcome = run_one(&shared, &job, payload).await;
         shared.finish(Done { job, outcome });
     }
-    let mut lanes: BTreeMap<(Option<String>, i64), Vec<ClaimedJob>> = BTreeMap::new();
-    for job in connected {
-        let lane = match job.kind {
-            JobKind::Send => (job.chat.clone(), 0),
-            _ => (None, job.id),
+    let mut lanes: BTreeMap<(Option<String>, i64), Vec<Claimed>> = BTreeMap::new();
+    for c in connected {
+        let lane = match c.job.kind {
+            JobKind::Send => (c.job.chat.clone(), 0),
+            _ => (None, c.job.id),
         };
-        lanes.entry(lane).or_default().push(job);
+        lanes.entry(lane).or_default().push(c);
     }
     let mut running: FuturesUnordered<_> = lanes.into_values().map(|lane| run_lane(&shared, lane)).collect();
     while running.next().await.is_some() {}
@@ -156,10 +156,11 @@ async fn run_session_batch(shared: Arc<Shared>, jobs: Vec<ClaimedJob>) {
 
 /// A chat's sends in order. After a failure that will be retried, the rest of the lane
 /// goes back unattempted: it must wait behind the failed message.
-async fn run_lane(shared: &Arc<Shared>, lane: Vec<ClaimedJob>) {
+async fn run_lane(shared: &Arc<Shared>, lane: Vec<Claimed>) {
     let mut blocked = false;
-    for mut job in lane {
-        let outcome = if blocked || shared.stopping.is_cancelled() { Outcome::Release } else { run_one(shared, &mut job).await };
+    for Claimed { job, payload } in lane {
+        let outcome =
+            if blocked || shared.stopping.is_cancelled() { Outcome::Release } else { run_one(shared, &job, payload).await };
         if matches!(outcome, Outcome::Retry { .. } | Outcome::Release) {
             blocked = true;
         }
@@ -167,14 +168,11 @@ async fn run_lane(shared: &Arc<Shared>, lane: Vec<ClaimedJob>) {
     }
 }
 
-/// Runs a job once. Its payload goes to the handler: what is done with the outcome
-/// needs the rest of the job only.
-async fn run_one(shared: &Arc<Shared>, job: &mut ClaimedJob) -> Outcome {
+/// Runs a job once, its payload handed to the handler.
+async fn run_one(shared: &Arc<Shared>, job: &ClaimedJob, payload: serde_json::Value) -> Outcome {
     if shared.take_cancelled(job.id) {
         return Outcome::Cancelled;
     }
-    let payload = std::mem::take(&mut job.payload);
-    let job = &*job;
     let ctx = crate::jobs::JobCtx {
         job,
         worker: shared.id,

@@ -82,13 +82,20 @@ impl Outcome {
     }
 }
 
-/// A job as claimed by a worker.
+/// A job as claimed by a worker, and its payload beside it: the payload goes to the
+/// handler when the job runs, and what is done with the outcome needs the job only.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub job: ClaimedJob,
+    pub payload: serde_json::Value,
+}
+
+/// A claimed job, what the worker keeps of it from the claim to its recorded outcome.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     pub id: i64,
     pub session_id: Option<String>,
     pub kind: JobKind,
-    pub payload: serde_json::Value,
     pub chat: Option<String>,
     pub message_id: Option<String>,
     pub attempts: i16,
@@ -103,8 +110,9 @@ pub struct ClaimedJob {
 /// dispatcher decides retries in one place.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Done; `result` is stored on the row.
-    Completed { result: serde_json::Value },
+    /// Done; `result` is stored on the row. A send's server ack time becomes its
+    /// `sent_at` (None: the time the outcome is recorded).
+    Completed { result: serde_json::Value, acked_at: Option<chrono::DateTime<chrono::Utc>> },
     /// Failed this time; try again after the backoff (or `after`), unless attempts are
     /// exhausted, in which case the job is dead.
     Retry { error: String, after: Option<Duration> },
@@ -119,7 +127,7 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn completed(result: serde_json::Value) -> Self {
-        Outcome::Completed { result }
+        Outcome::Completed { result, acked_at: None }
     }
     pub fn retry(error: impl Into<String>) -> Self {
         Outcome::Retry { error: error.into(), after: None }

@@ -51,7 +51,9 @@ async fn send(ctx: &JobCtx<'_>, SendArgs(payload): SendArgs) -> Outcome {
     }
     let msg = OutboundMessage { job_id: job.id, message_id, chat, payload, attempt: job.attempts };
     match tokio::time::timeout(ACK_TIMEOUT, client.send(&msg)).await {
-        Ok(Ok(ack)) => Outcome::completed(json!({ "message_id": ack.message_id, "acked_at": ack.at })),
+        Ok(Ok(ack)) => {
+            Outcome::Completed { result: json!({ "message_id": ack.message_id, "acked_at": ack.at }), acked_at: Some(ack.at) }
+        }
         Ok(Err(e)) => super::session_error(e),
         Err(_) => Outcome::retry(format!("no server ack within {} s", ACK_TIMEOUT.as_secs())),
     }
