@@ -547,10 +547,15 @@ BEGIN
         -- the worker drops it after this.
         NEW.payload := NEW.payload || jsonb_build_object('expires_at', NEW.run_at + interval '1 minute');
     WHEN 'media_download' THEN
-        IF jsonb_typeof(NEW.payload->'inbox_id') IS DISTINCT FROM 'number' OR NOT EXISTS (
+        -- The id is compared as a bigint, one probe of the inbox's primary key; compared
+        -- as numeric it read every message the session had kept, for each file received.
+        IF NOT EXISTS (
                SELECT 1 FROM wa.inbox i
-                WHERE i.id = (NEW.payload->>'inbox_id')::numeric AND i.session_id = NEW.session_id
-                  AND i.media ? 'direct_path') THEN
+                WHERE i.id = CASE WHEN jsonb_typeof(NEW.payload->'inbox_id') IS DISTINCT FROM 'number' THEN NULL
+                                  WHEN (NEW.payload->>'inbox_id')::numeric NOT BETWEEN 1 AND 9223372036854775807 THEN NULL
+                                  WHEN (NEW.payload->>'inbox_id')::numeric <> trunc((NEW.payload->>'inbox_id')::numeric) THEN NULL
+                                  ELSE (NEW.payload->>'inbox_id')::numeric::bigint END
+                  AND i.session_id = NEW.session_id AND i.media ? 'direct_path') THEN
             RAISE EXCEPTION USING ERRCODE = 'WA013',
                 MESSAGE = format('inbox_id: %s is not a message with a file that session %s received',
                                  wa._q(NEW.payload->>'inbox_id'), wa._q(NEW.session_id));

@@ -22,6 +22,25 @@ $$;
 -- key_cleanup, close_session, maintenance, mark_read, presence, check_numbers,
 -- media_download, group (WA004 otherwise). run_at NULL means now;
 -- priority 0..1000, lower first (default 100); max_attempts 1..1000 (default 10).
+-- The job a session's idempotency key names (session NULL: a session-less job's key,
+-- such as a schedule's tick), or a row of NULLs. One statement per case: `session_id IS
+-- NOT DISTINCT FROM session` is no index condition, and keyed jobs are kept as long as
+-- the message history.
+CREATE OR REPLACE FUNCTION wa._job_by_key(session text, key text)
+RETURNS wa.jobs
+LANGUAGE plpgsql AS $$
+DECLARE
+    row wa.jobs;
+BEGIN
+    IF session IS NULL THEN
+        SELECT j.* INTO row FROM wa.jobs j WHERE j.session_id IS NULL AND j.idempotency_key = key;
+    ELSE
+        SELECT j.* INTO row FROM wa.jobs j WHERE j.session_id = session AND j.idempotency_key = key;
+    END IF;
+    RETURN row;
+END
+$$;
+
 -- The same idempotency_key twice for a session returns the first job unchanged.
 CREATE OR REPLACE FUNCTION wa.enqueue(
     session text,
@@ -57,9 +76,8 @@ BEGIN
             RAISE EXCEPTION USING ERRCODE = 'WA005',
                 MESSAGE = 'idempotency_key: must be 1 to 255 characters';
         END IF;
-        SELECT j.* INTO row FROM wa.jobs j
-         WHERE j.session_id IS NOT DISTINCT FROM session AND j.idempotency_key = enqueue.idempotency_key;
-        IF FOUND THEN
+        row := wa._job_by_key(session, enqueue.idempotency_key);
+        IF row.id IS NOT NULL THEN
             RETURN wa._same_request(row, k);
         END IF;
     END IF;
@@ -70,9 +88,7 @@ BEGIN
     RETURNING j.* INTO row;
     IF NOT FOUND THEN
         -- A concurrent transaction inserted the same key first and committed.
-        SELECT j.* INTO row FROM wa.jobs j
-         WHERE j.session_id IS NOT DISTINCT FROM session AND j.idempotency_key = enqueue.idempotency_key;
-        row := wa._same_request(row, k);
+        row := wa._same_request(wa._job_by_key(session, enqueue.idempotency_key), k);
     END IF;
     RETURN row;
 END

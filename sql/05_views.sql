@@ -32,7 +32,9 @@ SELECT s.id AS session,
   LEFT JOIN wa.workers w ON w.id = s.owner_id AND s.lease_expires_at > now();
 
 -- Per session and kind: jobs waiting, running and dead, and how long the oldest ready
--- job has waited. Completed jobs are not counted (see wa.jobs for history).
+-- job has waited. Completed jobs are not counted (see wa.jobs for history). The phases
+-- name the indexes that hold these jobs (jobs_due, jobs_claim, jobs_dead: migration
+-- 0034), so the history kept for weeks is not read.
 CREATE OR REPLACE VIEW wa.queue_stats AS
 SELECT j.session_id AS session,
        j.kind,
@@ -43,7 +45,8 @@ SELECT j.session_id AS session,
        count(*) FILTER (WHERE j.state = 'dead') AS dead,
        max(now() - j.run_at) FILTER (WHERE j.state = 'available') AS oldest_available_age
   FROM wa.jobs j
- WHERE j.state IN ('available', 'scheduled', 'running', 'retryable', 'dead')
+ WHERE (j.phase = 0 OR j.phase = 1 OR (j.phase = 2 AND j.result IS NULL))
+   AND j.state IN ('available', 'scheduled', 'running', 'retryable', 'dead')
  GROUP BY j.session_id, j.kind;
 
 -- Outbound messages: one row per send job, with the message's delivery status.

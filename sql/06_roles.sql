@@ -97,5 +97,6 @@ GRANT EXECUTE ON FUNCTION
     wa._phone_list(jsonb, text, integer),
     wa._caller_is_worker(),
     wa._same_request(wa.jobs, wa.job_kind),
+    wa._job_by_key(text, text),
     wa._session_or_raise(text)  -- locks a row the app may update anyway
 TO pgwa_api;

@@ -271,7 +271,7 @@ async fn bench_prints_its_figures_as_one_json_line() {
 async fn bench_drains_against_schema_variants() {
     let db = TestDb::new().await.unwrap();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/bench/sql");
-    let files: Vec<String> = ["jobs_before_0032", "jobs_without_checks", "jobs_without_after_row_triggers"]
+    let files: Vec<String> = ["jobs_before_0032", "jobs_before_0033", "jobs_without_checks", "jobs_without_after_row_triggers"]
         .iter()
         .map(|f| dir.join(format!("{f}.sql")).display().to_string())
         .collect();
@@ -317,7 +317,14 @@ async fn bench_outcomes_reports_every_variant() {
     let names: Vec<&str> = variants.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        ["as_shipped", "message_id_table", "with_before_0032", "without_jobs_finished", "without_jobs_message"],
+        [
+            "as_shipped",
+            "message_id_table",
+            "with_before_0032",
+            "with_before_0033",
+            "without_jobs_finished_sends",
+            "without_jobs_message"
+        ],
         "{v}"
     );
     for (name, r) in variants {

@@ -27,12 +27,13 @@ const BATCH: usize = 1000;
 /// What each variant changes in the schema the migrations made, before the sends are
 /// enqueued. Only this benchmark's scratch database is changed; the first is the schema
 /// as it ships.
-const VARIANTS: [(&str, &str); 5] = [
+const VARIANTS: [(&str, &str); 6] = [
     ("as_shipped", ""),
     ("message_id_table", include_str!("../sql/message_id_table.sql")),
     ("without_jobs_message", "DROP INDEX wa.jobs_message"),
-    ("without_jobs_finished", "DROP INDEX wa.jobs_finished"),
+    ("without_jobs_finished_sends", "DROP INDEX wa.jobs_finished_sends"),
     ("with_before_0032", include_str!("../sql/jobs_before_0032.sql")),
+    ("with_before_0033", include_str!("../sql/jobs_before_0033.sql")),
 ];
 
 #[derive(Debug, Clone)]

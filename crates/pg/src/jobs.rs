@@ -11,14 +11,20 @@ use uuid::Uuid;
 use pgwa_core::job::{Claimed, ClaimedJob, JobKind};
 
 /// Moves scheduled and retryable jobs whose time has come to available, for the given
-/// sessions and for maintenance jobs. Returns how many.
+/// sessions and for session-less jobs (maintenance ticks). Returns how many.
+///
+/// It reads `jobs_due` (session, run_at) for those sessions only: the due jobs of
+/// sessions nobody holds are not stepped over (migration 0035). The rows are updated at
+/// the addresses the locking read found them at; joined by id, a batch the planner
+/// thought large made it read the whole table.
 pub async fn promote_due(db: impl PgExecutor<'_>, sessions: &[String]) -> sqlx::Result<u64> {
     let n = sqlx::query!(
-        "UPDATE wa.job_rows SET state = 'available'
-          WHERE id IN (SELECT id FROM wa.job_rows
-                        WHERE phase = 0 AND run_at <= now()
-                          AND (session_id = ANY($1) OR session_id IS NULL)
-                        ORDER BY run_at LIMIT 10000 FOR UPDATE SKIP LOCKED)",
+        "UPDATE wa.job_rows j SET state = 'available'
+           FROM unnest(ARRAY(SELECT ctid FROM wa.job_rows
+                              WHERE phase = 0 AND run_at <= now()
+                                AND (session_id = ANY($1) OR session_id IS NULL)
+                              ORDER BY run_at LIMIT 10000 FOR UPDATE SKIP LOCKED)) AS d(at)
+          WHERE j.ctid = d.at AND j.phase = 0",
         sessions
     )
     .execute(db)

@@ -25,6 +25,14 @@ pub async fn sweep_jobs(pool: &PgPool, cfg: &RetentionConfig) -> sqlx::Result<se
     Ok(serde_json::Value::Object(counts))
 }
 
+/// The retention statements by rule name, each taking $1 seconds kept and $2 batch:
+/// public so tests can check what they read.
+pub const RETENTION: [(&str, &str); 3] = [
+    ("completed", include_str!("../queries/retention_completed.sql")),
+    ("sends", include_str!("../queries/retention_sends.sql")),
+    ("dead", include_str!("../queries/retention_dead.sql")),
+];
+
 #[derive(Clone, Copy)]
 enum Rule {
     /// Completed and cancelled jobs other than sends.
@@ -43,46 +51,20 @@ impl Rule {
         }
     }
 
-    /// Deletes at most `batch` of the rule's jobs finished before its retention.
+    /// Deletes at most `batch` of the rule's jobs finished before its retention, oldest
+    /// first. Each rule reads only its own part of the finished jobs (migration 0033).
     async fn delete_batch(self, pool: &PgPool, cfg: &RetentionConfig, batch: i64) -> sqlx::Result<u64> {
         let done = match self {
             Rule::Completed => {
-                sqlx::query!(
-                    "DELETE FROM wa.job_rows WHERE id IN (
-                         SELECT id FROM wa.job_rows
-                          WHERE finished_at < now() - make_interval(secs => $1)
-                            AND state IN ('completed', 'cancelled') AND kind <> 'send'
-                          LIMIT $2)",
-                    cfg.completed_hours as f64 * 3600.0,
-                    batch,
-                )
-                .execute(pool)
-                .await?
+                sqlx::query_file!("queries/retention_completed.sql", cfg.completed_hours as f64 * 3600.0, batch)
+                    .execute(pool)
+                    .await?
             }
             Rule::Sends => {
-                sqlx::query!(
-                    "DELETE FROM wa.job_rows WHERE id IN (
-                         SELECT id FROM wa.job_rows
-                          WHERE finished_at < now() - make_interval(secs => $1)
-                            AND state IN ('completed', 'cancelled') AND kind = 'send'
-                          LIMIT $2)",
-                    cfg.sends_days as f64 * 86400.0,
-                    batch,
-                )
-                .execute(pool)
-                .await?
+                sqlx::query_file!("queries/retention_sends.sql", cfg.sends_days as f64 * 86400.0, batch).execute(pool).await?
             }
             Rule::Dead => {
-                sqlx::query!(
-                    "DELETE FROM wa.job_rows WHERE id IN (
-                         SELECT id FROM wa.job_rows
-                          WHERE finished_at < now() - make_interval(secs => $1) AND state = 'dead'
-                          LIMIT $2)",
-                    cfg.dead_days as f64 * 86400.0,
-                    batch,
-                )
-                .execute(pool)
-                .await?
+                sqlx::query_file!("queries/retention_dead.sql", cfg.dead_days as f64 * 86400.0, batch).execute(pool).await?
             }
         };
         Ok(done.rows_affected())
