@@ -12,6 +12,17 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                 ELSE quote_literal(left(v, 40)) || format('... (%s characters)', char_length(v)) END
 $$;
 
+-- A JSON number that is a whole number from low to high, as a bigint; NULL for anything
+-- else (a string, a fraction, out of range, absent), so each caller raises its own error
+-- naming the field. Parsed once, and a bigint, so a comparison with a key can use its index.
+CREATE OR REPLACE FUNCTION wa._json_int(v jsonb, low bigint, high bigint)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT n::bigint
+      FROM (SELECT CASE WHEN jsonb_typeof(v) = 'number' THEN v::numeric END AS n) x
+     WHERE n BETWEEN low AND high AND n = trunc(n)
+$$;
+
 -- True when the current role is a worker's: the owner of schema wa (the role that runs
 -- `pgwa migrate` and the workers) or a member of it; superusers count too. Anything else
 -- is an app, which reaches only what the API allows (docs/security.md).
@@ -225,9 +236,7 @@ BEGIN
             MESSAGE = 'options: the same option twice (votes name options by their text, so each must differ)';
     END IF;
     n := jsonb_array_length(p->'options');
-    IF jsonb_typeof(p->'selectable_count') IS DISTINCT FROM 'number'
-       OR (p->>'selectable_count')::numeric <> trunc((p->>'selectable_count')::numeric)
-       OR (p->>'selectable_count')::numeric NOT BETWEEN 0 AND n THEN
+    IF wa._json_int(p->'selectable_count', 0, n) IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'WA006',
             MESSAGE = format('selectable_count: %s is not from 1 to %s (the number of options), or 0 for any number',
                              wa._q(p->>'selectable_count'), n);
@@ -333,9 +342,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'WA006',
             MESSAGE = format('payload.mimetype: %s does not fit kind %s (%s...)', wa._q(p->>'mimetype'), kind, family);
     END IF;
-    IF p ? 'seconds' AND (kind NOT IN ('video', 'audio', 'voice') OR jsonb_typeof(p->'seconds') <> 'number'
-                          OR (p->>'seconds')::numeric NOT BETWEEN 0 AND 86400
-                          OR (p->>'seconds')::numeric <> trunc((p->>'seconds')::numeric)) THEN
+    IF p ? 'seconds' AND (kind NOT IN ('video', 'audio', 'voice') OR wa._json_int(p->'seconds', 0, 86400) IS NULL) THEN
         RAISE EXCEPTION USING ERRCODE = 'WA006',
             MESSAGE = 'payload.seconds: the length of a video, audio or voice note, a whole number from 0 to 86400';
     END IF;
@@ -551,10 +558,7 @@ BEGIN
         -- as numeric it read every message the session had kept, for each file received.
         IF NOT EXISTS (
                SELECT 1 FROM wa.inbox i
-                WHERE i.id = CASE WHEN jsonb_typeof(NEW.payload->'inbox_id') IS DISTINCT FROM 'number' THEN NULL
-                                  WHEN (NEW.payload->>'inbox_id')::numeric NOT BETWEEN 1 AND 9223372036854775807 THEN NULL
-                                  WHEN (NEW.payload->>'inbox_id')::numeric <> trunc((NEW.payload->>'inbox_id')::numeric) THEN NULL
-                                  ELSE (NEW.payload->>'inbox_id')::numeric::bigint END
+                WHERE i.id = wa._json_int(NEW.payload->'inbox_id', 1, 9223372036854775807)
                   AND i.session_id = NEW.session_id AND i.media ? 'direct_path') THEN
             RAISE EXCEPTION USING ERRCODE = 'WA013',
                 MESSAGE = format('inbox_id: %s is not a message with a file that session %s received',

@@ -31,10 +31,23 @@ SELECT s.id AS session,
   FROM wa.sessions s CROSS JOIN wa.policy p
   LEFT JOIN wa.workers w ON w.id = s.owner_id AND s.lease_expires_at > now();
 
+-- True for a job that may be in one of `states`, as the partial indexes see it: the
+-- phase (migration 0015) of each state, and for dead jobs no result (jobs_dead,
+-- migration 0034). A reader that asks for states beside `state IN (...)` reads the
+-- indexes holding them, not the history kept for weeks. With constant states the
+-- planner inlines it and folds it to those indexes' predicates (for the console's job
+-- list, under a custom plan); the state to phase mapping is written here alone.
+CREATE OR REPLACE FUNCTION wa._job_states_where(states text[], phase smallint, result jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (states && '{scheduled,retryable}' AND phase = 0)
+        OR (states && '{available,running}' AND phase = 1)
+        OR (states && '{completed,cancelled}' AND phase = 2)
+        OR ('dead' = ANY (states) AND phase = 2 AND result IS NULL)
+$$;
+
 -- Per session and kind: jobs waiting, running and dead, and how long the oldest ready
--- job has waited. Completed jobs are not counted (see wa.jobs for history). The phases
--- name the indexes that hold these jobs (jobs_due, jobs_claim, jobs_dead: migration
--- 0034), so the history kept for weeks is not read.
+-- job has waited. Completed jobs are not counted (see wa.jobs for history).
 CREATE OR REPLACE VIEW wa.queue_stats AS
 SELECT j.session_id AS session,
        j.kind,
@@ -45,7 +58,7 @@ SELECT j.session_id AS session,
        count(*) FILTER (WHERE j.state = 'dead') AS dead,
        max(now() - j.run_at) FILTER (WHERE j.state = 'available') AS oldest_available_age
   FROM wa.jobs j
- WHERE (j.phase = 0 OR j.phase = 1 OR (j.phase = 2 AND j.result IS NULL))
+ WHERE wa._job_states_where('{available,scheduled,running,retryable,dead}', j.phase, j.result)
    AND j.state IN ('available', 'scheduled', 'running', 'retryable', 'dead')
  GROUP BY j.session_id, j.kind;
 

@@ -85,6 +85,9 @@ GRANT EXECUTE ON FUNCTION
     wa.new_message_id(),
     -- Called by the checks above, which run as the app.
     wa._q(text),
+    wa._json_int(jsonb, bigint, bigint),
+    -- Read by wa.queue_stats, which runs as the app.
+    wa._job_states_where(text[], smallint, jsonb),
     wa._mentions(jsonb),
     wa._check_location(jsonb),
     wa._check_contact(jsonb),

@@ -16,6 +16,14 @@ async fn the_app_role_enqueues_and_reads_but_cannot_read_keys() {
     let (job, _msg): (i64, String) =
         sqlx::query_as("SELECT * FROM wa.send_text('s1', '+15550000001', 'hi')").fetch_one(&app).await.unwrap();
     sqlx::query("INSERT INTO wa.jobs (session_id, kind) VALUES ('s1', 'reconnect')").execute(&app).await.unwrap();
+    // The checks of a request run as the app: every helper they call must be granted to it.
+    sqlx::query("SELECT wa.send_poll('s1', '+15550000001', 'Lunch?', ARRAY['pizza', 'sushi'], 2)").execute(&app).await.unwrap();
+    sqlx::query("SELECT wa.send_media('s1', '+15550000001', 'voice', url => 'https://x.test/a', seconds => 3)")
+        .execute(&app)
+        .await
+        .unwrap();
+    let e = sqlx::query("SELECT wa.download_media('s1', 1)").execute(&app).await.unwrap_err();
+    assert_eq!(common::sqlstate(&e), "WA013", "no such file, not a missing grant: {e}");
     sqlx::query("SELECT wa.cancel_job($1)").bind(job).execute(&app).await.unwrap();
     sqlx::query("SELECT wa.retry_job($1)").bind(job).execute(&app).await.unwrap();
     sqlx::query("SELECT wa.stop_session('s1')").execute(&app).await.unwrap();

@@ -191,6 +191,17 @@ async fn videos_audio_voice_notes_and_stickers_are_stored_for_the_worker() {
             ("SELECT wa.send_media('s1', '+15550000001', 'sticker', url => 'https://x.test/a', mimetype => 'image/png')", "WA006", "payload.mimetype"),
             ("SELECT wa.send_media('s1', '+15550000001', 'image', url => 'https://x.test/a', seconds => 3)", "WA006", "payload.seconds"),
             ("SELECT wa.send_media('s1', '+15550000001', 'video', url => 'https://x.test/a', seconds => -1)", "WA006", "payload.seconds"),
+            ("SELECT wa.send_media('s1', '+15550000001', 'video', url => 'https://x.test/a', seconds => 86401)", "WA006", "payload.seconds"),
+            (
+                "INSERT INTO wa.jobs (session_id, kind, payload) VALUES ('s1', 'send', '{\"type\": \"video\", \"to\": \"+15550000001\", \"url\": \"https://x.test/a\", \"seconds\": 2.5}')",
+                "WA006",
+                "payload.seconds",
+            ),
+            (
+                "INSERT INTO wa.jobs (session_id, kind, payload) VALUES ('s1', 'send', '{\"type\": \"video\", \"to\": \"+15550000001\", \"url\": \"https://x.test/a\", \"seconds\": \"3\"}')",
+                "WA006",
+                "payload.seconds",
+            ),
             ("SELECT wa.send_media('s1', '+15550000001', 'video', url => 'https://x.test/a', waveform => '\\x00'::bytea)", "WA006", "payload.waveform"),
             ("SELECT wa.send_media('s1', '+15550000001', 'voice', url => 'https://x.test/a', waveform => '\\x0065'::bytea)", "WA006", "payload.waveform"),
             (

@@ -36,6 +36,16 @@ async fn polls_are_checked_at_enqueue() {
             ("SELECT wa.send_poll('s1', '+15550001111', 'Q', ARRAY['a', ''])", "WA006", "options"),
             ("SELECT wa.send_poll('s1', '+15550001111', 'Q', ARRAY['a', 'b'], 3)", "WA006", "selectable_count"),
             ("SELECT wa.send_poll('s1', '+15550001111', 'Q', ARRAY['a', 'b'], -1)", "WA006", "selectable_count"),
+            (
+                "INSERT INTO wa.jobs (session_id, kind, payload) VALUES ('s1', 'send', '{\"type\": \"poll\", \"to\": \"+15550001111\", \"question\": \"Q\", \"options\": [\"a\", \"b\"], \"selectable_count\": 1.5}')",
+                "WA006",
+                "selectable_count",
+            ),
+            (
+                "INSERT INTO wa.jobs (session_id, kind, payload) VALUES ('s1', 'send', '{\"type\": \"poll\", \"to\": \"+15550001111\", \"question\": \"Q\", \"options\": [\"a\", \"b\"], \"selectable_count\": \"1\"}')",
+                "WA006",
+                "selectable_count",
+            ),
             ("SELECT wa.send_poll('s1', 'nobody', 'Q', ARRAY['a', 'b'])", "WA002", "to"),
         ],
     )
