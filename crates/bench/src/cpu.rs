@@ -101,7 +101,9 @@ mod tests {
         let used = Mark::take(&[me]).unwrap().since(&before);
         // /proc counts in 10 ms ticks: 100 ms of spinning shows as at least 50 of them.
         assert!(used.this_process >= 0.05, "{used:?}");
-        assert_eq!(used.others, used.this_process, "naming this process as an other counts it the same");
+        // Named as an other, this process is read a moment before it is read as itself,
+        // while the harness's other test threads run: a tick may fall in between.
+        assert!((used.others - used.this_process).abs() <= 0.02, "naming this process as an other counts it the same: {used:?}");
         assert!(used.machine >= used.this_process - 0.02, "{used:?}");
         let per = used.per_unit(4, 1e3);
         assert!((per.this_process - used.this_process * 250.0).abs() < 1e-9, "{per:?}");
