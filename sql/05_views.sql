@@ -31,19 +31,21 @@ SELECT s.id AS session,
   FROM wa.sessions s CROSS JOIN wa.policy p
   LEFT JOIN wa.workers w ON w.id = s.owner_id AND s.lease_expires_at > now();
 
--- True for a job that may be in one of `states`, as the partial indexes see it: the
--- phase (migration 0015) of each state, and for dead jobs no result (jobs_dead,
--- migration 0034). A reader that asks for states beside `state IN (...)` reads the
--- indexes holding them, not the history kept for weeks. With constant states the
--- planner inlines it and folds it to those indexes' predicates (for the console's job
--- list, under a custom plan); the state to phase mapping is written here alone.
-CREATE OR REPLACE FUNCTION wa._job_states_where(states text[], phase smallint, result jsonb)
+-- True for a job in one of `states`. Beside the state it names what the partial indexes
+-- see: the phase (migration 0015) of each state, and for dead jobs no result (jobs_dead,
+-- migration 0034), so a reader reads the indexes holding those jobs, not the history
+-- kept for weeks. With constant states the planner inlines it and folds it to those
+-- indexes' predicates (for the console's job list, under a custom plan); the state to
+-- phase mapping is written here alone. STABLE as the enum's text is: declared
+-- IMMUTABLE, it would not be inlined.
+CREATE OR REPLACE FUNCTION wa._job_in_states(states text[], state wa.job_state, phase smallint, result jsonb)
 RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT (states && '{scheduled,retryable}' AND phase = 0)
-        OR (states && '{available,running}' AND phase = 1)
-        OR (states && '{completed,cancelled}' AND phase = 2)
-        OR ('dead' = ANY (states) AND phase = 2 AND result IS NULL)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT state::text = ANY (states)
+       AND ((states && '{scheduled,retryable}' AND phase = 0)
+            OR (states && '{available,running}' AND phase = 1)
+            OR (states && '{completed,cancelled}' AND phase = 2)
+            OR ('dead' = ANY (states) AND phase = 2 AND result IS NULL))
 $$;
 
 -- Per session and kind: jobs waiting, running and dead, and how long the oldest ready
@@ -58,9 +60,10 @@ SELECT j.session_id AS session,
        count(*) FILTER (WHERE j.state = 'dead') AS dead,
        max(now() - j.run_at) FILTER (WHERE j.state = 'available') AS oldest_available_age
   FROM wa.jobs j
- WHERE wa._job_states_where('{available,scheduled,running,retryable,dead}', j.phase, j.result)
-   AND j.state IN ('available', 'scheduled', 'running', 'retryable', 'dead')
+ WHERE wa._job_in_states('{available,scheduled,running,retryable,dead}', j.state, j.phase, j.result)
  GROUP BY j.session_id, j.kind;
+-- Its predecessor (SQL API version 15), no longer read once the view above is replaced.
+DROP FUNCTION IF EXISTS wa._job_states_where(text[], smallint, jsonb);
 
 -- Outbound messages: one row per send job, with the message's delivery status.
 CREATE OR REPLACE VIEW wa.outbound AS

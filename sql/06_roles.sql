@@ -87,7 +87,7 @@ GRANT EXECUTE ON FUNCTION
     wa._q(text),
     wa._json_int(jsonb, bigint, bigint),
     -- Read by wa.queue_stats, which runs as the app.
-    wa._job_states_where(text[], smallint, jsonb),
+    wa._job_in_states(text[], wa.job_state, smallint, jsonb),
     wa._mentions(jsonb),
     wa._check_location(jsonb),
     wa._check_contact(jsonb),

@@ -104,7 +104,7 @@ pub struct JobFilter<'a> {
 }
 
 /// The latest jobs the filter picks. A state filter reads the index holding that state's
-/// jobs (`wa._job_states_where`, sql/05_views.sql), not the history kept for weeks.
+/// jobs (`wa._job_in_states`, sql/05_views.sql), not the history kept for weeks.
 /// That takes a plan made for the filter's values, which a cached statement stops making
 /// after a few runs: the statement runs with custom plans forced, in a transaction of
 /// its own.
@@ -116,7 +116,7 @@ pub async fn jobs(pool: &PgPool, f: &JobFilter<'_>) -> sqlx::Result<Vec<JobRow>>
                   delivery::text AS delivery, run_at, created_at, finished_at, errors->-1->>'error' AS last_error
              FROM wa.job_rows
             WHERE ($1::text IS NULL OR session_id = $1)
-              AND ($2::text IS NULL OR (state::text = $2 AND wa._job_states_where(ARRAY[$2], phase, result)))
+              AND ($2::text IS NULL OR wa._job_in_states(ARRAY[$2], state, phase, result))
               AND ($3::text IS NULL OR kind::text = $3)
               AND ($5::text IS NULL OR strpos(lower(errors->-1->>'error'), lower($5)) > 0)
             ORDER BY id DESC LIMIT $4"#,
