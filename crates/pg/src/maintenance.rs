@@ -33,6 +33,7 @@ pub const RETENTION: [(&str, &str); 3] = [
     ("dead", include_str!("../queries/retention_dead.sql")),
 ];
 
+/// In `RETENTION`'s order.
 #[derive(Clone, Copy)]
 enum Rule {
     /// Completed and cancelled jobs other than sends.
@@ -43,12 +44,9 @@ enum Rule {
 }
 
 impl Rule {
+    /// The rule's name as `RETENTION` gives it (declared in the same order).
     fn name(self) -> &'static str {
-        match self {
-            Rule::Completed => "completed",
-            Rule::Sends => "sends",
-            Rule::Dead => "dead",
-        }
+        RETENTION[self as usize].0
     }
 
     /// Deletes at most `batch` of the rule's jobs finished before its retention, oldest
@@ -68,5 +66,25 @@ impl Rule {
             }
         };
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RETENTION, Rule};
+
+    /// A rule is named, and its statement checked by the plan tests, by its place in `RETENTION`.
+    #[test]
+    fn each_rule_finds_its_own_statement_in_retention() {
+        for rule in [Rule::Completed, Rule::Sends, Rule::Dead] {
+            let (name, sql) = RETENTION[rule as usize];
+            let own = match rule {
+                Rule::Completed => include_str!("../queries/retention_completed.sql"),
+                Rule::Sends => include_str!("../queries/retention_sends.sql"),
+                Rule::Dead => include_str!("../queries/retention_dead.sql"),
+            };
+            assert_eq!(sql, own, "RETENTION's entry {name} holds another rule's statement");
+            assert_eq!(rule.name(), name);
+        }
     }
 }

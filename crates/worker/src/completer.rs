@@ -73,7 +73,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
 /// while their jobs ran (it may have held back a send of the same chat), and those with
 /// jobs handed back unattempted.
 fn to_claim_again(shared: &Shared, batch: &[Done]) -> Vec<String> {
-    let mut per_session: std::collections::HashMap<&str, (Vec<Option<&str>>, bool)> = Default::default();
+    let mut per_session: foldhash::HashMap<&str, (Vec<Option<&str>>, bool)> = Default::default();
     for d in batch {
         if let Some(s) = d.job.session_id.as_deref() {
             let e = per_session.entry(s).or_default();

@@ -3,7 +3,6 @@
 //! sends run one after the other in id order (chats in parallel), so a later message
 //! never overtakes an earlier one.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -109,12 +108,11 @@ async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut HeldConn) -> anyho
         return Ok(false);
     }
     shared.in_flight.fetch_add(n, Ordering::SeqCst);
-    let mut by_session: BTreeMap<Option<String>, Vec<Claimed>> = BTreeMap::new();
-    for c in claimed {
-        by_session.entry(c.job.session_id.clone()).or_default().push(c);
-    }
-    for (session, jobs) in by_session {
-        if let Some(id) = &session {
+    let mut claimed = claimed;
+    // Stable: each session's jobs stay in id order.
+    claimed.sort_by(|a, b| a.job.session_id.cmp(&b.job.session_id));
+    for jobs in runs(claimed, |a, b| a.job.session_id == b.job.session_id) {
+        if let Some(id) = &jobs[0].job.session_id {
             // A session that filled its share may have more jobs behind this batch; one
             // that did not has none claimable now (new ones are announced, blocked chats
             // are woken by their outcomes), and claiming it again at once would cost a
@@ -142,16 +140,29 @@ async fn run_session_batch(shared: Arc<Shared>, jobs: Vec<Claimed>) {
         let outcome = run_one(&shared, &job, payload).await;
         shared.finish(Done { job, outcome });
     }
-    let mut lanes: BTreeMap<(Option<String>, i64), Vec<Claimed>> = BTreeMap::new();
-    for c in connected {
-        let lane = match c.job.kind {
-            JobKind::Send => (c.job.chat.clone(), 0),
-            _ => (None, c.job.id),
-        };
-        lanes.entry(lane).or_default().push(c);
-    }
-    let mut running: FuturesUnordered<_> = lanes.into_values().map(|lane| run_lane(&shared, lane)).collect();
+    let mut connected = connected;
+    let send = |c: &Claimed| matches!(c.job.kind, JobKind::Send);
+    // Sends first, by chat; stable, so each chat's sends stay in id order.
+    connected.sort_by(|a, b| (!send(a), &a.job.chat).cmp(&(!send(b), &b.job.chat)));
+    let lanes = runs(connected, |a, b| send(a) && send(b) && a.job.chat == b.job.chat);
+    let mut running: FuturesUnordered<_> = lanes.into_iter().map(|lane| run_lane(&shared, lane)).collect();
     while running.next().await.is_some() {}
+}
+
+/// Splits `items`, in which equal keys are adjacent, into runs of equal keys in their
+/// order, each run allocated once at its size. Grouping by comparing neighbours, instead
+/// of in a map keyed by session or chat, copies no key: each copy was an allocation.
+fn runs<T>(items: Vec<T>, same: impl Fn(&T, &T) -> bool) -> Vec<Vec<T>> {
+    let mut lens = Vec::new();
+    let mut start = 0;
+    for i in 1..=items.len() {
+        if i == items.len() || !same(&items[i - 1], &items[i]) {
+            lens.push(i - start);
+            start = i;
+        }
+    }
+    let mut items = items.into_iter();
+    lens.into_iter().map(|n| items.by_ref().take(n).collect()).collect()
 }
 
 /// A chat's sends in order. After a failure that will be retried, the rest of the lane
@@ -189,4 +200,18 @@ async fn run_one(shared: &Arc<Shared>, job: &ClaimedJob, payload: serde_json::Va
         tracing::debug!(job = job.id, kind = %job.kind, attempt = job.attempts, error = %error, "job failed");
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn runs_split_at_each_change_of_key_and_keep_the_order_within() {
+        let items = vec![("a", 1), ("a", 2), ("b", 3), ("b", 4), ("b", 5), ("a", 6)];
+        let got = runs(items, |x, y| x.0 == y.0);
+        assert_eq!(got, vec![vec![("a", 1), ("a", 2)], vec![("b", 3), ("b", 4), ("b", 5)], vec![("a", 6)]]);
+        assert!(got.iter().all(|run| run.capacity() == run.len()), "each run is allocated once, at its size");
+        assert!(runs(Vec::<u8>::new(), |x, y| x == y).is_empty());
+    }
 }

@@ -1,6 +1,6 @@
 //! The sessions this worker holds, with their open connection and local state.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -101,8 +101,14 @@ impl InFlight {
         let mut map = self.chats();
         for chat in chats {
             self.jobs.fetch_add(1, Ordering::SeqCst);
+            // A chat already in flight is counted without allocating its name again.
             if let Some(c) = chat {
-                *map.entry(c.to_owned()).or_default() += 1;
+                match map.get_mut(c) {
+                    Some(n) => *n += 1,
+                    None => {
+                        map.insert(c.to_owned(), 1);
+                    }
+                }
             }
         }
     }
