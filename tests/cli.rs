@@ -502,7 +502,10 @@ async fn session_and_job_lists_as_tables_and_as_json() {
 
 /// A session held by a simulated worker: the table says "(simulated)" after the status,
 /// the JSON keeps the status as the database has it and names the backend apart.
-#[tokio::test]
+/// Multi-threaded: `pgwa()` waits for the CLI process without yielding, and on a test
+/// runtime of one thread the worker could not renew its 1.5 s lease meanwhile (on a busy
+/// host the table then showed the session no longer held).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_session_says_so_in_the_table_and_apart_in_json() {
     let db = TestDb::new().await.unwrap();
     assert!(pgwa(&db, &["session", "add", "s1", "--no-wait"]).status.success());

@@ -7,7 +7,9 @@ use std::time::Duration;
 use common::{InProcess, eventually, fast_config, http_get, wait_connected};
 use pgwa_testkit::TestDb;
 
-#[tokio::test]
+/// Multi-threaded: the `pgwa session list` below is waited for without yielding, and the
+/// worker must renew its 1.5 s lease meanwhile (see tests/cli.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_counts_and_metrics_are_prometheus_text() {
     let db = TestDb::new().await.unwrap();
     sqlx::query("SELECT wa.add_session('tenant-secret-name')").execute(&db.pool).await.unwrap();
