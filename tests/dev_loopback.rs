@@ -124,6 +124,11 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
         // of them over the burst's messages is the reading's slack).
         let slack = 40.0 / all[part]["burst_messages"].as_f64().unwrap();
         assert!(f("machine") >= f("workers") + f("bench_and_server") - slack, "{all}");
+        // Every message writes at least its job row and its inbox row (other tests'
+        // writes may add to these server-wide counts, never take from them).
+        let writes = &all[part]["burst_postgres_writes_per_msg"];
+        let w = |k: &str| writes[k].as_f64().unwrap_or_else(|| panic!("{k} in {all}"));
+        assert!(w("write_transactions") > 0.0 && w("wal_bytes") >= 500.0, "{all}");
     }
     let scratch = format!("{}_bench", db.name);
     let scratch_left = || async {

@@ -240,6 +240,20 @@ pub async fn burst_span_secs(pool: &PgPool) -> sqlx::Result<f64> {
     .await
 }
 
+/// How far the server has written its write-ahead log, and how many transaction ids it
+/// has handed out, now. Two readings give a stretch's Postgres writes: WAL bytes, and
+/// transactions that wrote something (a read-only one takes no id and writes no commit
+/// record). Both count the whole server, as the CPU figures count the whole machine.
+pub async fn write_mark(pool: &PgPool) -> sqlx::Result<(i64, i64)> {
+    let r = sqlx::query!(
+        r#"SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint AS "wal_bytes!",
+                  pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS "next_xid!""#
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((r.wal_bytes, r.next_xid))
+}
+
 /// Each `a` session with the phone number of its `b` (`+<digits>`), in order.
 pub async fn pair_phones(pool: &PgPool) -> sqlx::Result<Vec<(String, String)>> {
     let rows = sqlx::query!(
