@@ -101,14 +101,13 @@ async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut HeldConn) -> anyho
     shared.slots.claiming(&held);
     let req = ClaimRequest { worker: shared.id, held: &held, connected: &connected, per_session, sessionless };
     let t = std::time::Instant::now();
-    let claimed = jobs::claim(db.conn().await?, &req).await?;
+    let mut claimed = jobs::claim(db.conn().await?, &req).await?;
     let n = claimed.len();
     tracing::debug!(claimed = n, limit, sessions = held.len(), ms = t.elapsed().as_millis() as u64, "claim");
     if n == 0 {
         return Ok(false);
     }
     shared.in_flight.fetch_add(n, Ordering::SeqCst);
-    let mut claimed = claimed;
     // Stable: each session's jobs stay in id order.
     claimed.sort_by(|a, b| a.job.session_id.cmp(&b.job.session_id));
     for jobs in runs(claimed, |a, b| a.job.session_id == b.job.session_id) {
@@ -135,12 +134,11 @@ async fn round(shared: &Arc<Shared>, claimer: usize, db: &mut HeldConn) -> anyho
 /// its own for each other job on the connection (a read receipt, a number check), which
 /// has no order to keep and must not wait behind a chat's sends.
 async fn run_session_batch(shared: Arc<Shared>, jobs: Vec<Claimed>) {
-    let (connected, control): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|c| c.job.kind.needs_connection());
+    let (mut connected, control): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|c| c.job.kind.needs_connection());
     for Claimed { job, payload } in control {
         let outcome = run_one(&shared, &job, payload).await;
         shared.finish(Done { job, outcome });
     }
-    let mut connected = connected;
     let send = |c: &Claimed| matches!(c.job.kind, JobKind::Send);
     // Sends first, by chat; stable, so each chat's sends stay in id order.
     connected.sort_by(|a, b| (!send(a), &a.job.chat).cmp(&(!send(b), &b.job.chat)));
