@@ -240,10 +240,11 @@ pub async fn burst_span_secs(pool: &PgPool) -> sqlx::Result<f64> {
     .await
 }
 
-/// How far the server has written its write-ahead log, and how many transaction ids it
-/// has handed out, now. Two readings give a stretch's Postgres writes: WAL bytes, and
-/// transactions that wrote something (a read-only one takes no id and writes no commit
-/// record). Both count the whole server, as the CPU figures count the whole machine.
+/// How far the server has written its write-ahead log, and the first transaction id not
+/// yet finished (a snapshot's xmax), now. Two readings give a stretch's Postgres writes:
+/// WAL bytes, and transactions that wrote something and finished (a read-only one takes
+/// no id and writes no commit record). Both count the whole server, as the CPU figures
+/// count the whole machine.
 pub async fn write_mark(pool: &PgPool) -> sqlx::Result<(i64, i64)> {
     let r = sqlx::query!(
         r#"SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint AS "wal_bytes!",
