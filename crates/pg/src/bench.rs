@@ -248,11 +248,11 @@ pub async fn burst_span_secs(pool: &PgPool) -> sqlx::Result<f64> {
 pub async fn write_mark(pool: &PgPool) -> sqlx::Result<(i64, i64)> {
     let r = sqlx::query!(
         r#"SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint AS "wal_bytes!",
-                  pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS "next_xid!""#
+                  pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS "xmax!""#
     )
     .fetch_one(pool)
     .await?;
-    Ok((r.wal_bytes, r.next_xid))
+    Ok((r.wal_bytes, r.xmax))
 }
 
 /// Each `a` session with the phone number of its `b` (`+<digits>`), in order.
