@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use pgwa_testkit::TestDb;
 
-fn pgwa(db: &TestDb, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgwa"))
+/// Runs `pgwa` with `args` to its end. Awaited, not waited for: a worker the test runs
+/// beside it keeps renewing its lease meanwhile, even on a runtime of one thread.
+async fn pgwa(db: &TestDb, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_pgwa"))
         .args(args)
         .env("PGWA_DATABASE_URL", &db.url)
         .env_remove("DATABASE_URL")
         .env("PGWA_LOG__FILTER", "warn")
         .output()
+        .await
         .unwrap()
 }
 
@@ -37,41 +40,41 @@ fn stdout(o: &Output) -> String {
 #[tokio::test]
 async fn sessions_sends_and_jobs_from_the_command_line() {
     let db = TestDb::new().await.unwrap();
-    let o = pgwa(&db, &["session", "add", "salon-42", "--no-wait"]);
+    let o = pgwa(&db, &["session", "add", "salon-42", "--no-wait"]).await;
     assert!(o.status.success(), "{o:?}");
     assert!(stdout(&o).contains("added session salon-42"));
-    let o = pgwa(&db, &["send", "salon-42", "+55 11 99999-8888", "Your booking is confirmed"]);
+    let o = pgwa(&db, &["send", "salon-42", "+55 11 99999-8888", "Your booking is confirmed"]).await;
     assert!(o.status.success(), "{o:?}");
     assert!(stdout(&o).starts_with("queued job 1, message id 3EB0"), "{}", stdout(&o));
-    let o = pgwa(&db, &["jobs", "list", "--session", "salon-42"]);
+    let o = pgwa(&db, &["jobs", "list", "--session", "salon-42"]).await;
     assert!(stdout(&o).contains("available") && stdout(&o).contains("1 job(s)"), "{}", stdout(&o));
-    let o = pgwa(&db, &["jobs", "cancel", "1"]);
+    let o = pgwa(&db, &["jobs", "cancel", "1"]).await;
     assert_eq!(stdout(&o).trim(), "job 1: cancelled");
-    let o = pgwa(&db, &["jobs", "show", "1"]);
+    let o = pgwa(&db, &["jobs", "show", "1"]).await;
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["state"], "cancelled");
-    let o = pgwa(&db, &["session", "list"]);
+    let o = pgwa(&db, &["session", "list"]).await;
     assert!(stdout(&o).contains("salon-42") && stdout(&o).contains("1 session(s)"));
-    let o = pgwa(&db, &["session", "remove", "salon-42"]);
+    let o = pgwa(&db, &["session", "remove", "salon-42"]).await;
     assert!(!o.status.success(), "remove needs --yes");
-    let o = pgwa(&db, &["session", "remove", "salon-42", "--yes"]);
+    let o = pgwa(&db, &["session", "remove", "salon-42", "--yes"]).await;
     assert!(o.status.success());
 }
 
 #[tokio::test]
 async fn locations_and_mentions_from_the_command_line() {
     let db = TestDb::new().await.unwrap();
-    pgwa(&db, &["session", "add", "s1", "--no-wait"]);
-    let o = pgwa(&db, &["send-location", "s1", "+5511999998888", "-23.5617", "-46.6559", "--name", "Salon 42"]);
+    pgwa(&db, &["session", "add", "s1", "--no-wait"]).await;
+    let o = pgwa(&db, &["send-location", "s1", "+5511999998888", "-23.5617", "-46.6559", "--name", "Salon 42"]).await;
     assert!(o.status.success(), "negative coordinates are numbers, not flags: {o:?}");
     assert!(stdout(&o).starts_with("queued job 1, message id 3EB0"), "{}", stdout(&o));
-    let o = pgwa(&db, &["send", "s1", "+5511999998888", "hi @15550000002", "--mention", "+15550000002"]);
+    let o = pgwa(&db, &["send", "s1", "+5511999998888", "hi @15550000002", "--mention", "+15550000002"]).await;
     assert!(o.status.success(), "{o:?}");
     let payloads: Vec<serde_json::Value> =
         sqlx::query_scalar("SELECT payload FROM wa.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
     assert_eq!((payloads[0]["latitude"].as_f64(), payloads[0]["name"].as_str()), (Some(-23.5617), Some("Salon 42")));
     assert_eq!(payloads[1]["mentions"], serde_json::json!(["15550000002@s.whatsapp.net"]));
-    let o = pgwa(&db, &["send-location", "s1", "+5511999998888", "123", "0"]);
+    let o = pgwa(&db, &["send-location", "s1", "+5511999998888", "123", "0"]).await;
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("latitude: '123' is not a latitude") && err.contains("SQLSTATE WA006"), "{err}");
@@ -80,17 +83,18 @@ async fn locations_and_mentions_from_the_command_line() {
 #[tokio::test]
 async fn polls_and_voice_notes_from_the_command_line() {
     let db = TestDb::new().await.unwrap();
-    pgwa(&db, &["session", "add", "s1", "--no-wait"]);
-    let o = pgwa(&db, &["send-poll", "s1", "+5511999998888", "Which day?", "Saturday", "Sunday", "--pick", "0"]);
+    pgwa(&db, &["session", "add", "s1", "--no-wait"]).await;
+    let o = pgwa(&db, &["send-poll", "s1", "+5511999998888", "Which day?", "Saturday", "Sunday", "--pick", "0"]).await;
     assert!(o.status.success(), "{o:?}");
     assert!(stdout(&o).starts_with("queued job 1, message id 3EB0"), "{}", stdout(&o));
     let dir = tempfile::tempdir().unwrap();
     let voice = dir.path().join("welcome.ogg");
     std::fs::write(&voice, common::media_files::ogg_opus(3)).unwrap();
-    let o = pgwa(&db, &["send-media", "s1", "+5511999998888", "voice", voice.to_str().unwrap()]);
+    let o = pgwa(&db, &["send-media", "s1", "+5511999998888", "voice", voice.to_str().unwrap()]).await;
     assert!(o.status.success(), "{o:?}");
     let o =
-        pgwa(&db, &["send-media", "s1", "+5511999998888", "document", "https://example.com/prices.pdf", "--caption", "prices"]);
+        pgwa(&db, &["send-media", "s1", "+5511999998888", "document", "https://example.com/prices.pdf", "--caption", "prices"])
+            .await;
     assert!(o.status.success(), "{o:?}");
     let payloads: Vec<serde_json::Value> =
         sqlx::query_scalar("SELECT payload FROM wa.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
@@ -106,10 +110,10 @@ async fn polls_and_voice_notes_from_the_command_line() {
         (Some("https://example.com/prices.pdf"), Some("prices"))
     );
     // Bad input: named, nothing queued.
-    let o = pgwa(&db, &["send-poll", "s1", "+5511999998888", "Q?", "same", "same"]);
+    let o = pgwa(&db, &["send-poll", "s1", "+5511999998888", "Q?", "same", "same"]).await;
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("options: the same option twice") && err.contains("WA006"), "{err}");
-    let o = pgwa(&db, &["send-media", "s1", "+5511999998888", "voice", "/nonexistent/welcome.ogg"]);
+    let o = pgwa(&db, &["send-media", "s1", "+5511999998888", "voice", "/nonexistent/welcome.ogg"]).await;
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("file: reading /nonexistent/welcome.ogg"), "{err}");
     assert_eq!(common::jobs(&db.pool).await, 3);
@@ -121,7 +125,7 @@ async fn polls_and_voice_notes_from_the_command_line() {
 #[tokio::test]
 async fn check_numbers_waits_for_the_answers_and_prints_them() {
     let db = TestDb::new().await.unwrap();
-    pgwa(&db, &["session", "add", "s1", "--no-wait"]);
+    pgwa(&db, &["session", "add", "s1", "--no-wait"]).await;
     let cli = spawn_pgwa(&db, &["check-numbers", "s1", "+1 555 000 1111", "15550002222", "--timeout", "30"]);
     common::answer_number_check(&db.pool, "s1", "15550001111", "15550002222").await;
     let o = cli.wait_with_output().unwrap();
@@ -132,13 +136,13 @@ async fn check_numbers_waits_for_the_answers_and_prints_them() {
     assert!(out.contains("2 number(s)"), "{out}");
 
     // No worker: the job waits, and the command says why and what to look at.
-    let o = pgwa(&db, &["check-numbers", "s1", "+15550003333", "--timeout", "1"]);
+    let o = pgwa(&db, &["check-numbers", "s1", "+15550003333", "--timeout", "1"]).await;
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("is still available after 1 s: session s1 must be connected"), "{err}");
     assert!(err.contains("pgwa jobs show"), "{err}");
     // Bad input: refused by the SQL API before anything is queued.
-    let o = pgwa(&db, &["check-numbers", "s1", "12ab"]);
+    let o = pgwa(&db, &["check-numbers", "s1", "12ab"]).await;
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("phones: '12ab' is not a phone number") && err.contains("WA002"), "{err}");
 }
@@ -148,7 +152,7 @@ async fn check_numbers_waits_for_the_answers_and_prints_them() {
 #[tokio::test]
 async fn create_group_waits_for_the_server_and_prints_the_group() {
     let db = TestDb::new().await.unwrap();
-    pgwa(&db, &["session", "add", "s1", "--no-wait"]);
+    pgwa(&db, &["session", "add", "s1", "--no-wait"]).await;
     let cli = spawn_pgwa(&db, &["create-group", "s1", "Saturday team", "+1 555 000 1111", "15550002222", "--timeout", "30"]);
     let jid = common::answer_group_create(&db.pool, "s1", "15550009999").await;
     let o = cli.wait_with_output().unwrap();
@@ -157,11 +161,11 @@ async fn create_group_waits_for_the_server_and_prints_the_group() {
     assert_eq!(out.trim(), format!("created group {jid} (\"Saturday team\", 3 members including this number)"), "{out}");
 
     // No worker: the job waits, and the command says why and what to look at.
-    let o = pgwa(&db, &["create-group", "s1", "Later", "+15550003333", "--timeout", "1"]);
+    let o = pgwa(&db, &["create-group", "s1", "Later", "+15550003333", "--timeout", "1"]).await;
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("is still available after 1 s: session s1 must be connected"), "{err}");
     // Bad input: refused by the SQL API before anything is queued.
-    let o = pgwa(&db, &["create-group", "s1", "", "+15550003333"]);
+    let o = pgwa(&db, &["create-group", "s1", "", "+15550003333"]).await;
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("subject: a group needs a name") && err.contains("WA006"), "{err}");
 }
@@ -169,17 +173,17 @@ async fn create_group_waits_for_the_server_and_prints_the_group() {
 #[tokio::test]
 async fn bad_input_exits_non_zero_with_the_sqlstate() {
     let db = TestDb::new().await.unwrap();
-    pgwa(&db, &["session", "add", "s1", "--no-wait"]);
-    let o = pgwa(&db, &["send", "s1", "12ab", "hi"]);
+    pgwa(&db, &["session", "add", "s1", "--no-wait"]).await;
+    let o = pgwa(&db, &["send", "s1", "12ab", "hi"]).await;
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("recipient: '12ab' is not a phone number") && err.contains("SQLSTATE WA002") && err.contains("hint:"),
         "{err}"
     );
-    let o = pgwa(&db, &["send", "nope", "+15550000001", "hi"]);
+    let o = pgwa(&db, &["send", "nope", "+15550000001", "hi"]).await;
     assert!(String::from_utf8_lossy(&o.stderr).contains("SQLSTATE WA001"));
-    let o = pgwa(&db, &["jobs", "retry", "99"]);
+    let o = pgwa(&db, &["jobs", "retry", "99"]).await;
     assert!(String::from_utf8_lossy(&o.stderr).contains("SQLSTATE WA007"));
 }
 
@@ -238,7 +242,7 @@ async fn bench_prints_its_figures_as_one_json_line() {
         &["bench", "--jobs", "300", "--sessions", "3", "--chats", "5"][..],
         &["bench", "--jobs", "60", "--sessions", "2", "--rate", "200"],
     ] {
-        let o = pgwa(&db, args);
+        let o = pgwa(&db, args).await;
         assert!(o.status.success(), "{args:?}: {o:?}");
         let line = stdout(&o);
         let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
@@ -279,7 +283,7 @@ async fn bench_drains_against_schema_variants() {
     for f in &files {
         args.extend(["--schema-variant", f.as_str()]);
     }
-    let o = pgwa(&db, &args);
+    let o = pgwa(&db, &args).await;
     assert!(o.status.success(), "{o:?}");
     let line = stdout(&o);
     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
@@ -289,14 +293,14 @@ async fn bench_drains_against_schema_variants() {
 
     let bad = std::env::temp_dir().join(format!("{}_variant.sql", db.name));
     std::fs::write(&bad, "DROP TRIGGER no_such_trigger ON wa.jobs;").unwrap();
-    let o = pgwa(&db, &["bench", "--jobs", "10", "--schema-variant", bad.to_str().unwrap()]);
+    let o = pgwa(&db, &["bench", "--jobs", "10", "--schema-variant", bad.to_str().unwrap()]).await;
     std::fs::remove_file(&bad).unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{o:?}");
     assert!(err.contains("schema variant") && err.contains(bad.to_str().unwrap()) && err.contains("no_such_trigger"), "{err}");
     assert_no_bench_database(&db).await;
 
-    let o = pgwa(&db, &["bench", "--schema-variant", "/nonexistent/variant.sql"]);
+    let o = pgwa(&db, &["bench", "--schema-variant", "/nonexistent/variant.sql"]).await;
     assert!(!o.status.success(), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("--schema-variant: cannot read /nonexistent/variant.sql"), "{o:?}");
     assert_no_bench_database(&db).await;
@@ -308,7 +312,7 @@ async fn bench_drains_against_schema_variants() {
 #[tokio::test]
 async fn bench_outcomes_reports_every_variant() {
     let db = TestDb::new().await.unwrap();
-    let o = pgwa(&db, &["bench-outcomes", "--jobs", "200", "--sessions", "2", "--rounds", "2"]);
+    let o = pgwa(&db, &["bench-outcomes", "--jobs", "200", "--sessions", "2", "--rounds", "2"]).await;
     assert!(o.status.success(), "{o:?}");
     let line = stdout(&o);
     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
@@ -335,7 +339,7 @@ async fn bench_outcomes_reports_every_variant() {
             assert!((median - (runs[0] + runs[1]) / 2.0).abs() < 0.011, "{name}: {r}");
         }
     }
-    let o = pgwa(&db, &["bench-outcomes", "--rounds", "0"]);
+    let o = pgwa(&db, &["bench-outcomes", "--rounds", "0"]).await;
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--rounds"), "{o:?}");
     assert_no_bench_database(&db).await;
@@ -345,13 +349,13 @@ async fn bench_outcomes_reports_every_variant() {
 async fn tenants_from_the_command_line() {
     let db = TestDb::new().await.unwrap();
     let name = format!("cli_{}", &db.name[db.name.len() - 8..]);
-    let o = pgwa(&db, &["tenant", "add", &name]);
+    let o = pgwa(&db, &["tenant", "add", &name]).await;
     assert!(o.status.success(), "{o:?}");
     assert!(stdout(&o).contains(&format!("its role is pgwa_t_{name}")), "{}", stdout(&o));
-    let o = pgwa(&db, &["tenant", "add", "Bad-Name"]);
+    let o = pgwa(&db, &["tenant", "add", "Bad-Name"]).await;
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("WA012"), "{o:?}");
-    let o = pgwa(&db, &["tenant", "list"]);
+    let o = pgwa(&db, &["tenant", "list"]).await;
     assert!(stdout(&o).contains("default") && stdout(&o).contains("pgwa_app") && stdout(&o).contains(&name), "{}", stdout(&o));
     sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(&name).execute(&db.pool).await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{name}"))).execute(&db.pool).await.unwrap();
@@ -402,12 +406,12 @@ fn rfc3339(v: &serde_json::Value) -> chrono::DateTime<chrono::FixedOffset> {
 #[tokio::test]
 async fn session_and_job_lists_as_tables_and_as_json() {
     let db = TestDb::new().await.unwrap();
-    assert!(pgwa(&db, &["session", "add", "salon-a", "--no-wait"]).status.success());
-    assert!(pgwa(&db, &["session", "add", "salon-b", "--stopped", "--no-wait"]).status.success());
-    let o = pgwa(&db, &["send", "salon-a", "+15550000001", "See you at 3"]);
+    assert!(pgwa(&db, &["session", "add", "salon-a", "--no-wait"]).await.status.success());
+    assert!(pgwa(&db, &["session", "add", "salon-b", "--stopped", "--no-wait"]).await.status.success());
+    let o = pgwa(&db, &["send", "salon-a", "+15550000001", "See you at 3"]).await;
     assert!(o.status.success(), "{o:?}");
 
-    let v = json(&pgwa(&db, &["session", "list", "--json"]));
+    let v = json(&pgwa(&db, &["session", "list", "--json"]).await);
     let rows = v.as_array().unwrap_or_else(|| panic!("not an array: {v}"));
     assert_eq!(rows.len(), 2, "{v}");
     let fields = [
@@ -434,10 +438,10 @@ async fn session_and_job_lists_as_tables_and_as_json() {
     assert_eq!((a["held"].as_bool(), a["healthy"].as_bool()), (Some(false), Some(false)), "{a}");
     assert!(a["worker_id"].is_null() && a["backend"].is_null() && a["last_error"].is_null(), "nulls as null: {a}");
     assert_eq!((&b["session"], &b["desired"], &b["queued"]), (&"salon-b".into(), &"stopped".into(), &0.into()));
-    let one = json(&pgwa(&db, &["session", "show", "salon-a", "--json"]));
+    let one = json(&pgwa(&db, &["session", "show", "salon-a", "--json"]).await);
     assert_eq!(&one, a, "show --json is the list's object");
 
-    let o = pgwa(&db, &["session", "list"]);
+    let o = pgwa(&db, &["session", "list"]).await;
     let table = stdout(&o);
     assert_eq!(
         table.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
@@ -448,7 +452,7 @@ async fn session_and_job_lists_as_tables_and_as_json() {
     assert_eq!(row(&table, "salon-b"), ["salon-b", "stopped", "stopped", "false", "false", "0"], "{table}");
     assert_eq!(table.lines().last(), Some("2 session(s)"), "{table}");
 
-    let v = json(&pgwa(&db, &["jobs", "list", "--json"]));
+    let v = json(&pgwa(&db, &["jobs", "list", "--json"]).await);
     let jobs = v.as_array().unwrap();
     assert_eq!(jobs.len(), 1, "{v}");
     let j = &jobs[0];
@@ -482,13 +486,13 @@ async fn session_and_job_lists_as_tables_and_as_json() {
     assert!((chrono::Utc::now() - created.to_utc()).num_minutes().abs() < 5, "{j}");
     assert!(rfc3339(&j["run_at"]) >= created, "{j}");
 
-    let o = pgwa(&db, &["jobs", "cancel", "1"]);
+    let o = pgwa(&db, &["jobs", "cancel", "1"]).await;
     assert!(o.status.success(), "{o:?}");
-    let v = json(&pgwa(&db, &["jobs", "list", "--json", "--state", "cancelled"]));
+    let v = json(&pgwa(&db, &["jobs", "list", "--json", "--state", "cancelled"]).await);
     assert!(rfc3339(&v[0]["finished_at"]) >= created, "{v}");
-    assert_eq!(json(&pgwa(&db, &["jobs", "list", "--json", "--state", "available"])), serde_json::json!([]));
+    assert_eq!(json(&pgwa(&db, &["jobs", "list", "--json", "--state", "available"]).await), serde_json::json!([]));
 
-    let table = stdout(&pgwa(&db, &["jobs", "list"]));
+    let table = stdout(&pgwa(&db, &["jobs", "list"]).await);
     assert_eq!(
         table.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
         ["ID", "SESSION", "KIND", "STATE", "ATTEMPTS", "DELIVERY", "LAST", "ERROR"],
@@ -502,24 +506,22 @@ async fn session_and_job_lists_as_tables_and_as_json() {
 
 /// A session held by a simulated worker: the table says "(simulated)" after the status,
 /// the JSON keeps the status as the database has it and names the backend apart.
-/// Multi-threaded: `pgwa()` waits for the CLI process without yielding, and on a test
-/// runtime of one thread the worker could not renew its 1.5 s lease meanwhile (on a busy
-/// host the table then showed the session no longer held).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// One runtime thread: the worker renews its 1.5 s lease while `pgwa()` runs the CLI.
+#[tokio::test]
 async fn a_simulated_session_says_so_in_the_table_and_apart_in_json() {
     let db = TestDb::new().await.unwrap();
-    assert!(pgwa(&db, &["session", "add", "s1", "--no-wait"]).status.success());
+    assert!(pgwa(&db, &["session", "add", "s1", "--no-wait"]).await.status.success());
     let worker = common::InProcess::start(common::fast_config(&db)).await;
     common::eventually(Duration::from_secs(20), "s1 connected", || async {
         (common::count(&db.pool, "SELECT count(*) FROM wa.session_health WHERE status = 'connected' AND held").await == 1)
             .then_some(())
     })
     .await;
-    let v = json(&pgwa(&db, &["session", "list", "--json"]));
+    let v = json(&pgwa(&db, &["session", "list", "--json"]).await);
     let s = &v[0];
     assert_eq!((&s["status"], &s["backend"]), (&"connected".into(), &"simulated".into()), "{s}");
     assert_eq!((s["held"].as_bool(), s["worker_id"].as_str()), (Some(true), Some(worker.id.to_string().as_str())), "{s}");
-    let table = stdout(&pgwa(&db, &["session", "list"]));
+    let table = stdout(&pgwa(&db, &["session", "list"]).await);
     assert!(row(&table, "s1").join(" ").starts_with("s1 running connected (simulated) true"), "{table}");
     worker.stop().await;
 }
@@ -528,16 +530,16 @@ async fn a_simulated_session_says_so_in_the_table_and_apart_in_json() {
 async fn tenant_list_as_table_and_as_json() {
     let db = TestDb::new().await.unwrap();
     let name = format!("lst_{}", &db.name[db.name.len() - 8..]);
-    assert!(pgwa(&db, &["tenant", "add", &name]).status.success());
+    assert!(pgwa(&db, &["tenant", "add", &name]).await.status.success());
     sqlx::query("INSERT INTO wa.sessions (id, tenant) VALUES ('t1', $1)").bind(&name).execute(&db.pool).await.unwrap();
 
-    let v = json(&pgwa(&db, &["tenant", "list", "--json"]));
+    let v = json(&pgwa(&db, &["tenant", "list", "--json"]).await);
     let tenants = v.as_array().unwrap();
     let mine = tenants.iter().find(|t| t["name"] == name.as_str()).unwrap_or_else(|| panic!("{name} not in {v}"));
     assert_eq!(mine, &serde_json::json!({"name": name, "role": format!("pgwa_t_{name}"), "sessions": 1}));
     assert!(tenants.iter().any(|t| t["name"] == "default" && t["role"] == "pgwa_app"), "{v}");
 
-    let table = stdout(&pgwa(&db, &["tenant", "list"]));
+    let table = stdout(&pgwa(&db, &["tenant", "list"]).await);
     assert_eq!(table.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(), ["TENANT", "ROLE", "SESSIONS"]);
     assert_eq!(row(&table, &name), [name.as_str(), format!("pgwa_t_{name}").as_str(), "1"], "{table}");
     assert_eq!(table.lines().last(), Some(format!("{} tenant(s)", tenants.len()).as_str()), "{table}");
@@ -643,10 +645,10 @@ async fn jobs_retry_and_cancel_by_filter() {
         .await
         .unwrap();
 
-    let o = pgwa(&db, &["jobs", "cancel", "--session", "s1", "--kind", "send"]);
+    let o = pgwa(&db, &["jobs", "cancel", "--session", "s1", "--kind", "send"]).await;
     assert!(o.status.success(), "{o:?}");
     assert!(stdout(&o).starts_with("cancelled 3 jobs"), "{}", stdout(&o));
-    let o = pgwa(&db, &["jobs", "retry", "--state", "cancelled", "--max", "2"]);
+    let o = pgwa(&db, &["jobs", "retry", "--state", "cancelled", "--max", "2"]).await;
     assert_eq!(stdout(&o).trim(), "retried 2 jobs", "{o:?}");
     let states: Vec<String> =
         sqlx::query_scalar("SELECT state::text FROM wa.jobs ORDER BY id").fetch_all(&db.pool).await.unwrap();
@@ -657,7 +659,7 @@ async fn jobs_retry_and_cancel_by_filter() {
         (&["jobs", "retry", "1", "--session", "s1"], "not both"),
         (&["jobs", "retry", "--state", "completed"], "SQLSTATE WA005"),
     ] {
-        let o = pgwa(&db, args);
+        let o = pgwa(&db, args).await;
         assert!(!o.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(says), "{args:?}: {err}");
@@ -670,23 +672,23 @@ async fn jobs_retry_and_cancel_by_filter() {
 async fn session_link_prints_the_connect_url() {
     let db = TestDb::new().await.unwrap();
     sqlx::query("SELECT wa.add_session('s1', start => false)").execute(&db.pool).await.unwrap();
-    let o = pgwa(&db, &["session", "link", "s1"]);
+    let o = pgwa(&db, &["session", "link", "s1"]).await;
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("SQLSTATE WA014"), "{o:?}");
     sqlx::query("UPDATE wa.policy SET public_url = 'https://wa.example.com'").execute(&db.pool).await.unwrap();
-    let o = pgwa(&db, &["session", "link", "s1", "--minutes", "120"]);
+    let o = pgwa(&db, &["session", "link", "s1", "--minutes", "120"]).await;
     assert!(o.status.success(), "{o:?}");
     let url = stdout(&o);
     assert!(url.starts_with("https://wa.example.com/connect/") && url.lines().count() == 1, "{url}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("valid for 120 minutes"), "{o:?}");
-    let o = pgwa(&db, &["session", "link", "s1", "--minutes", "20000"]);
+    let o = pgwa(&db, &["session", "link", "s1", "--minutes", "20000"]).await;
     assert!(String::from_utf8_lossy(&o.stderr).contains("SQLSTATE WA005"), "{o:?}");
 }
 
 #[tokio::test]
 async fn webhooks_from_the_command_line() {
     let db = TestDb::new().await.unwrap();
-    let o = pgwa(&db, &["webhook", "add", "https://app.example.com/pgwa-events?k=1", "--events", "inbox,outbound"]);
+    let o = pgwa(&db, &["webhook", "add", "https://app.example.com/pgwa-events?k=1", "--events", "inbox,outbound"]).await;
     assert!(o.status.success(), "{o:?}");
     let secret = stdout(&o).trim().to_owned();
     assert!(secret.starts_with("whsec_") && !secret.contains(' '), "the secret alone on stdout: {secret}");
@@ -694,30 +696,30 @@ async fn webhooks_from_the_command_line() {
     let stored: String = sqlx::query_scalar("SELECT secret FROM wa.webhooks WHERE id = 1").fetch_one(&db.pool).await.unwrap();
     assert_eq!(stored, secret);
 
-    let o = pgwa(&db, &["webhook", "add", "ftp://app.example.com/x"]);
+    let o = pgwa(&db, &["webhook", "add", "ftp://app.example.com/x"]).await;
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("url:") && err.contains("SQLSTATE WA015"), "{err}");
-    let o = pgwa(&db, &["webhook", "add", "https://app.example.com/x", "--events", "inbox,everything"]);
+    let o = pgwa(&db, &["webhook", "add", "https://app.example.com/x", "--events", "inbox,everything"]).await;
     assert!(String::from_utf8_lossy(&o.stderr).contains("events:"), "{o:?}");
 
-    let o = pgwa(&db, &["webhook", "list", "--json"]);
+    let o = pgwa(&db, &["webhook", "list", "--json"]).await;
     let list: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1, "the refused ones were not written");
     assert_eq!(list[0]["events"], serde_json::json!(["inbox", "outbound"]));
     assert_eq!(list[0]["enabled"], true);
     assert!(!stdout(&o).contains(&secret[6..]), "no secret in the list");
 
-    assert!(pgwa(&db, &["webhook", "disable", "1"]).status.success());
-    let o = pgwa(&db, &["webhook", "list"]);
+    assert!(pgwa(&db, &["webhook", "disable", "1"]).await.status.success());
+    let o = pgwa(&db, &["webhook", "list"]).await;
     assert!(stdout(&o).contains(" no ") && stdout(&o).contains("1 webhook(s)"), "{}", stdout(&o));
-    let o = pgwa(&db, &["webhook", "rotate-secret", "1"]);
+    let o = pgwa(&db, &["webhook", "rotate-secret", "1"]).await;
     let rotated = stdout(&o).trim().to_owned();
     assert!(rotated.starts_with("whsec_") && rotated != secret);
-    let o = pgwa(&db, &["webhook", "deliveries", "1"]);
+    let o = pgwa(&db, &["webhook", "deliveries", "1"]).await;
     assert!(o.status.success() && stdout(&o).contains("0 delivery(s)"), "{}", stdout(&o));
-    let o = pgwa(&db, &["webhook", "remove", "1"]);
+    let o = pgwa(&db, &["webhook", "remove", "1"]).await;
     assert!(stdout(&o).contains("removed webhook 1"), "{o:?}");
-    let o = pgwa(&db, &["webhook", "remove", "1"]);
+    let o = pgwa(&db, &["webhook", "remove", "1"]).await;
     assert!(String::from_utf8_lossy(&o.stderr).contains("SQLSTATE WA016"), "{o:?}");
 }

@@ -7,9 +7,7 @@ use std::time::Duration;
 use common::{InProcess, eventually, fast_config, http_get, wait_connected};
 use pgwa_testkit::TestDb;
 
-/// Multi-threaded: the `pgwa session list` below is waited for without yielding, and the
-/// worker must renew its 1.5 s lease meanwhile (see tests/cli.rs).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn health_reports_counts_and_metrics_are_prometheus_text() {
     let db = TestDb::new().await.unwrap();
     sqlx::query("SELECT wa.add_session('tenant-secret-name')").execute(&db.pool).await.unwrap();
@@ -44,11 +42,13 @@ async fn health_reports_counts_and_metrics_are_prometheus_text() {
     let backend: Option<String> =
         sqlx::query_scalar("SELECT backend::text FROM wa.session_health").fetch_one(&db.pool).await.unwrap();
     assert_eq!(backend.as_deref(), Some("simulated"));
-    let list = std::process::Command::new(env!("CARGO_BIN_EXE_pgwa"))
+    // Awaited: the worker renews its 1.5 s lease while the CLI runs.
+    let list = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgwa"))
         .args(["session", "list"])
         .env("PGWA_DATABASE_URL", &db.url)
         .env_remove("DATABASE_URL")
         .output()
+        .await
         .unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.contains("connected (simulated)"), "{list}");
