@@ -79,7 +79,7 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<serd
     let sent = sql::send_burst(&h.pool, per_pair).await?;
     h.wait_inbox("b%", sent, Duration::from_secs(3600)).await?;
     let cpu = crate::cpu::Mark::take(&worker_pids)?.since(&cpu_before);
-    let writes_after = sql::write_mark(&h.pool).await?;
+    let writes = sql::write_mark(&h.pool).await?.since(&writes_before);
     let wall = burst.elapsed();
     let span = sql::burst_span_secs(&h.pool).await?;
 
@@ -108,7 +108,7 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<serd
         "burst_msgs_per_sec": round(sent as f64 / span),
         "burst_wall_secs": round(wall.as_secs_f64()),
         "burst_cpu_ms_per_msg": cpu_ms_per_message(&cpu, sent),
-        "burst_postgres_writes_per_msg": writes_per_message(writes_before, writes_after, sent),
+        "burst_postgres_writes_per_msg": writes_per_message(&writes, sent),
         "latency_messages": b.latency_messages,
         "latency_rate_per_sec": b.rate,
         "p50_send_to_inbox_ms": round(p50),
@@ -120,13 +120,9 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<serd
 /// What Postgres wrote per message over the burst (whole server): WAL bytes, and
 /// transactions that wrote (each a commit record and, with `synchronous_commit` on, a
 /// WAL flush, unless it shared one with others).
-fn writes_per_message(
-    (wal_before, xid_before): (i64, i64),
-    (wal_after, xid_after): (i64, i64),
-    messages: i64,
-) -> serde_json::Value {
+fn writes_per_message(burst: &sql::WriteMark, messages: i64) -> serde_json::Value {
     let per = |n: i64| round_to(n as f64 / messages.max(1) as f64, 2);
-    json!({ "wal_bytes": per(wal_after - wal_before), "write_transactions": per(xid_after - xid_before) })
+    json!({ "wal_bytes": per(burst.wal_bytes), "write_transactions": per(burst.xmax) })
 }
 
 /// Milliseconds of CPU per message over the burst, whole machine and by part: the two

@@ -240,19 +240,33 @@ pub async fn burst_span_secs(pool: &PgPool) -> sqlx::Result<f64> {
     .await
 }
 
-/// How far the server has written its write-ahead log, and the first transaction id not
-/// yet finished (a snapshot's xmax), now. Two readings give a stretch's Postgres writes:
-/// WAL bytes, and transactions that wrote something and finished (a read-only one takes
-/// no id and writes no commit record). Both count the whole server, as the CPU figures
-/// count the whole machine.
-pub async fn write_mark(pool: &PgPool) -> sqlx::Result<(i64, i64)> {
+/// How far the server had written its write-ahead log, and the first transaction id not
+/// yet finished (a snapshot's xmax), at one moment. Two marks give a stretch's Postgres
+/// writes: WAL bytes, and transactions that wrote something and finished (a read-only
+/// one takes no id and writes no commit record). Both count the whole server, as the CPU
+/// figures count the whole machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteMark {
+    pub wal_bytes: i64,
+    pub xmax: i64,
+}
+
+impl WriteMark {
+    /// What was written between `earlier` and this mark.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self { wal_bytes: self.wal_bytes - earlier.wal_bytes, xmax: self.xmax - earlier.xmax }
+    }
+}
+
+/// The server's [`WriteMark`] now.
+pub async fn write_mark(pool: &PgPool) -> sqlx::Result<WriteMark> {
     let r = sqlx::query!(
         r#"SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint AS "wal_bytes!",
                   pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS "xmax!""#
     )
     .fetch_one(pool)
     .await?;
-    Ok((r.wal_bytes, r.xmax))
+    Ok(WriteMark { wal_bytes: r.wal_bytes, xmax: r.xmax })
 }
 
 /// Each `a` session with the phone number of its `b` (`+<digits>`), in order.
