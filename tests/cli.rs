@@ -323,6 +323,7 @@ async fn bench_outcomes_reports_every_variant() {
         names,
         [
             "as_shipped",
+            "finished_jobs_table",
             "message_id_table",
             "with_before_0032",
             "with_before_0033",
@@ -342,6 +343,16 @@ async fn bench_outcomes_reports_every_variant() {
     let o = pgwa(&db, &["bench-outcomes", "--rounds", "0"]).await;
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--rounds"), "{o:?}");
+
+    // --variant runs only those named, and an unknown name is refused with the list.
+    let args = ["bench-outcomes", "--jobs", "50", "--sessions", "2", "--rounds", "1", "--variant", "finished_jobs_table"];
+    let o = pgwa(&db, &args).await;
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["variants"].as_object().unwrap().keys().collect::<Vec<_>>(), ["finished_jobs_table"], "{v}");
+    let o = pgwa(&db, &["bench-outcomes", "--variant", "nope"]).await;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--variant nope") && err.contains("as_shipped"), "{o:?}");
     assert_no_bench_database(&db).await;
 }
 

@@ -2,7 +2,8 @@
 //! what part of it each of the writes a completion makes: the index entries the new
 //! row version needs, and (variant `with_before_0032`) the row lock BEFORE ROW triggers
 //! took before migration 0032. Each variant takes one of them away or puts it back (or,
-//! `message_id_table`, moves the message ids out of wa.job_rows) in a
+//! `message_id_table`, moves the message ids out of wa.job_rows; `finished_jobs_table`
+//! moves each finished job into a table of its own, with its own completion statement) in a
 //! fresh scratch database, with the same sends left running by the same claim, and
 //! times `jobs::complete` over all of them in batches of a drain's size. What a variant
 //! saves the completion may cost the enqueue, so that is timed too: the sends go in
@@ -24,30 +25,62 @@ use pgwa_pg::workers::{self, Registration};
 /// Outcome batch: about what the worker's completer writes per statement in a drain.
 const BATCH: usize = 1000;
 
-/// What each variant changes in the schema the migrations made, before the sends are
-/// enqueued. Only this benchmark's scratch database is changed; the first is the schema
-/// as it ships.
-const VARIANTS: [(&str, &str); 6] = [
-    ("as_shipped", ""),
-    ("message_id_table", include_str!("../sql/message_id_table.sql")),
-    ("without_jobs_message", "DROP INDEX wa.jobs_message"),
-    ("without_jobs_finished_sends", "DROP INDEX wa.jobs_finished_sends"),
-    ("with_before_0032", include_str!("../sql/jobs_before_0032.sql")),
-    ("with_before_0033", include_str!("../sql/jobs_before_0033.sql")),
+/// A schema variant: what it changes in the schema the migrations made, before the
+/// sends are enqueued (only this benchmark's scratch database is changed), and the
+/// statement that records its completions when it is not the worker's
+/// (`queries/complete.sql`): the same parameters and answer, a row per job recorded.
+struct Variant {
+    name: &'static str,
+    ddl: &'static str,
+    complete: Option<&'static str>,
+}
+
+const fn variant(name: &'static str, ddl: &'static str) -> Variant {
+    Variant { name, ddl, complete: None }
+}
+
+/// The first is the schema as it ships.
+const VARIANTS: [Variant; 7] = [
+    variant("as_shipped", ""),
+    variant("message_id_table", include_str!("../sql/message_id_table.sql")),
+    variant("without_jobs_message", "DROP INDEX wa.jobs_message"),
+    variant("without_jobs_finished_sends", "DROP INDEX wa.jobs_finished_sends"),
+    variant("with_before_0032", include_str!("../sql/jobs_before_0032.sql")),
+    variant("with_before_0033", include_str!("../sql/jobs_before_0033.sql")),
+    Variant {
+        name: "finished_jobs_table",
+        ddl: include_str!("../sql/finished_jobs_table.sql"),
+        complete: Some(include_str!("../sql/finished_jobs_table_complete.sql")),
+    },
 ];
+
+/// The names of the variants, for `--variant` and its error.
+fn variant_names() -> impl Iterator<Item = &'static str> {
+    VARIANTS.iter().map(|v| v.name)
+}
 
 #[derive(Debug, Clone)]
 pub struct OutcomesBench {
     pub jobs: u64,
     pub sessions: u32,
     pub rounds: u32,
+    /// The variants to run, by name; all when empty.
+    pub only: Vec<String>,
 }
 
 pub async fn run(cfg: &Config, b: OutcomesBench) -> anyhow::Result<serde_json::Value> {
-    let mut per_variant: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); VARIANTS.len()];
+    if let Some(unknown) = b.only.iter().find(|n| !variant_names().any(|v| v == n.as_str())) {
+        anyhow::bail!(
+            "--variant {unknown}: no such variant; the variants are {}",
+            variant_names().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let chosen: Vec<&Variant> = VARIANTS.iter().filter(|v| b.only.is_empty() || b.only.iter().any(|n| n == v.name)).collect();
+    let mut per_variant: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); chosen.len()];
     for round in 1..=b.rounds {
-        for (i, (name, ddl)) in VARIANTS.iter().enumerate() {
-            let (complete, enqueue) = one(cfg, &b, ddl).await?;
+        for (i, v) in chosen.iter().enumerate() {
+            let name = v.name;
+            let (complete, enqueue) = one(cfg, &b, v).await?;
             eprintln!(
                 "bench-outcomes: round {round}/{}: {name} {complete:.2} µs a completion, {enqueue:.2} µs an enqueue",
                 b.rounds
@@ -56,10 +89,10 @@ pub async fn run(cfg: &Config, b: OutcomesBench) -> anyhow::Result<serde_json::V
             per_variant[i].1.push(enqueue);
         }
     }
-    let variants: serde_json::Map<String, serde_json::Value> = VARIANTS
+    let variants: serde_json::Map<String, serde_json::Value> = chosen
         .iter()
         .zip(&per_variant)
-        .map(|((name, _), (complete, enqueue))| {
+        .map(|(Variant { name, .. }, (complete, enqueue))| {
             let v = json!({
                 "us_per_job": complete,
                 "median": median(complete),
@@ -74,16 +107,16 @@ pub async fn run(cfg: &Config, b: OutcomesBench) -> anyhow::Result<serde_json::V
 
 /// One variant in a new scratch database: its sends enqueued and running, then all of
 /// them completed. Returns µs per completion and µs per enqueue.
-async fn one(cfg: &Config, b: &OutcomesBench, ddl: &'static str) -> anyhow::Result<(f64, f64)> {
-    super::in_scratch_db(&cfg.database_url, "bench", async |url| measure(b, ddl, url).await).await
+async fn one(cfg: &Config, b: &OutcomesBench, v: &Variant) -> anyhow::Result<(f64, f64)> {
+    super::in_scratch_db(&cfg.database_url, "bench", async |url| measure(b, v, url).await).await
 }
 
-async fn measure(b: &OutcomesBench, ddl: &'static str, url: String) -> anyhow::Result<(f64, f64)> {
+async fn measure(b: &OutcomesBench, v: &Variant, url: String) -> anyhow::Result<(f64, f64)> {
     let pool = pgwa_pg::connect(&url, 4).await?;
     pgwa_pg::migrate::migrate(&pool).await?;
     // Before the sends, so what a variant adds grows with them as it would in production.
-    if !ddl.is_empty() {
-        sql::run_script(&pool, ddl).await?;
+    if !v.ddl.is_empty() {
+        sql::run_script(&pool, v.ddl).await?;
     }
     let worker = Uuid::now_v7();
     let (ids, enqueue_secs) = running_sends(&pool, b, worker).await?;
@@ -95,7 +128,11 @@ async fn measure(b: &OutcomesBench, ddl: &'static str, url: String) -> anyhow::R
     let started = Instant::now();
     let mut done = 0;
     for chunk in ids.chunks(BATCH) {
-        done += jobs::complete(&pool, worker, chunk, &results[..chunk.len()], &acked[..chunk.len()]).await?.len();
+        let (results, acked) = (&results[..chunk.len()], &acked[..chunk.len()]);
+        done += match v.complete {
+            None => jobs::complete(&pool, worker, chunk, results, acked).await?.len(),
+            Some(statement) => sql::complete_with(&pool, statement, worker, chunk, results, acked).await?,
+        };
     }
     let elapsed = started.elapsed();
     pool.close().await;

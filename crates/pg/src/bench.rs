@@ -36,6 +36,20 @@ pub async fn run_script(pool: &PgPool, script: &str) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// Records completions with a schema variant's own statement (`pgwa bench-outcomes`):
+/// the parameters of `queries/complete.sql` (worker, job ids, results, server ack times),
+/// a row per job recorded. Returns how many were.
+pub async fn complete_with(
+    pool: &PgPool,
+    statement: &'static str,
+    worker: uuid::Uuid,
+    ids: &[i64],
+    results: &[serde_json::Value],
+    acked_at: &[Option<DateTime<Utc>>],
+) -> sqlx::Result<usize> {
+    Ok(sqlx::query(statement).bind(worker).bind(ids).bind(results).bind(acked_at).fetch_all(pool).await?.len())
+}
+
 /// Drops the database of `scratch_url`, connecting through the server of `database_url`.
 pub async fn drop_database(database_url: &str, scratch_url: &str) -> anyhow::Result<()> {
     let opts = PgConnectOptions::from_str(database_url).context("database_url")?;
