@@ -307,7 +307,7 @@ async fn bench_drains_against_schema_variants() {
 }
 
 /// `pgwa bench-outcomes` keeps working: every variant reports each round's figures (the
-/// completion and the enqueue) and their medians, and a zero count is refused by name
+/// completion, the receipt and the enqueue) and their medians, and a zero count is refused by name
 /// before anything is created.
 #[tokio::test]
 async fn bench_outcomes_reports_every_variant() {
@@ -324,6 +324,7 @@ async fn bench_outcomes_reports_every_variant() {
         [
             "as_shipped",
             "finished_jobs_table",
+            "finished_jobs_table_ff50",
             "message_id_table",
             "with_before_0032",
             "with_before_0033",
@@ -333,7 +334,9 @@ async fn bench_outcomes_reports_every_variant() {
         "{v}"
     );
     for (name, r) in variants {
-        for (runs, median) in [("us_per_job", "median"), ("enqueue_us_per_job", "enqueue_median")] {
+        let figures =
+            [("us_per_job", "median"), ("receipt_us_per_receipt", "receipt_median"), ("enqueue_us_per_job", "enqueue_median")];
+        for (runs, median) in figures {
             let runs: Vec<f64> = r[runs].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
             assert!(runs.len() == 2 && runs.iter().all(|us| *us > 0.0), "{name}: {r}");
             let median = r[median].as_f64().unwrap();

@@ -56,7 +56,7 @@ pub async fn run(cfg: &Config, a: BenchArgs) -> anyhow::Result<()> {
 
 #[derive(Args, Debug)]
 pub struct OutcomesArgs {
-    /// Sends queued, then completed, in each variant's run.
+    /// Sends queued, completed, then delivered and read, in each variant's run.
     #[arg(long, default_value_t = 100_000)]
     pub jobs: u64,
     /// Sessions the sends are spread over.

@@ -135,7 +135,7 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Measure the key store: session-record put/get, prekey batches, auth-state loads.
     BenchStore,
-    /// Measure what recording completed sends (and queueing them) costs per job, schema variant by variant.
+    /// Measure what recording completed sends, their receipts (and queueing them) cost per job, schema variant by variant.
     BenchOutcomes(bench::OutcomesArgs),
     /// Try pgwa offline against a loopback WhatsApp server (builds with `--features loopback`).
     #[command(subcommand)]

@@ -1,8 +1,10 @@
 -- `pgwa bench-outcomes`, variant finished_jobs_table: a finished job leaves wa.job_rows
 -- for a table of its own (as Graphile Worker deletes a finished job, but kept), so the
 -- completion is a delete and an insert into an append-only table instead of a non-HOT
--- update of the hot table. Its completion statement is finished_jobs_table_complete.sql.
--- Measured, not shipped: BENCHMARKS.md, "Finished jobs in a table of their own".
+-- update of the hot table. Its completion and receipt statements are
+-- finished_jobs_table_complete.sql and finished_jobs_table_receipt.sql.
+-- Measured and not shipped: the receipts, no longer HOT, cost more than the completion
+-- saves (BENCHMARKS.md, "Finished jobs stay in wa.job_rows").
 -- Only the benchmark's scratch database gets it.
 CREATE TABLE wa.finished_jobs (LIKE wa.job_rows INCLUDING DEFAULTS);
 -- LIKE copies the generated `phase` as a plain column; every row here is finished.

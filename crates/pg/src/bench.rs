@@ -50,6 +50,15 @@ pub async fn complete_with(
     Ok(sqlx::query(statement).bind(worker).bind(ids).bind(results).bind(acked_at).fetch_all(pool).await?.len())
 }
 
+/// Applies receipts with a schema variant's own statement (`pgwa bench-outcomes`): the
+/// parameters of the worker's receipt statement (`receipts::apply`), a row per message
+/// whose delivery moved. Returns how many did.
+pub async fn receipts_with(pool: &PgPool, statement: &'static str, receipts: &[crate::receipts::Receipt]) -> sqlx::Result<usize> {
+    let c = crate::receipts::columns(receipts);
+    let q = sqlx::query(statement).bind(&c.sessions).bind(&c.workers).bind(&c.epochs).bind(&c.messages);
+    Ok(q.bind(&c.statuses).bind(&c.delivered_at).bind(&c.read_at).fetch_all(pool).await?.len())
+}
+
 /// Drops the database of `scratch_url`, connecting through the server of `database_url`.
 pub async fn drop_database(database_url: &str, scratch_url: &str) -> anyhow::Result<()> {
     let opts = PgConnectOptions::from_str(database_url).context("database_url")?;

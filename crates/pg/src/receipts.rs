@@ -51,26 +51,49 @@ fn fold(receipts: &[Receipt]) -> HashMap<(&str, &str), Folded<'_>> {
     by_message
 }
 
+/// The receipts of one statement, folded by message, as the statement's arrays.
+pub struct Columns<'a> {
+    pub sessions: Vec<&'a str>,
+    pub workers: Vec<Uuid>,
+    pub epochs: Vec<i64>,
+    pub messages: Vec<&'a str>,
+    pub statuses: Vec<&'static str>,
+    pub delivered_at: Vec<DateTime<Utc>>,
+    pub read_at: Vec<Option<DateTime<Utc>>>,
+}
+
+/// Folds `receipts` by message into the receipt statement's parameters, $1 to $7.
+pub fn columns(receipts: &[Receipt]) -> Columns<'_> {
+    let folded = fold(receipts);
+    let n = folded.len();
+    let mut c = Columns {
+        sessions: Vec::with_capacity(n),
+        workers: Vec::with_capacity(n),
+        epochs: Vec::with_capacity(n),
+        messages: Vec::with_capacity(n),
+        statuses: Vec::with_capacity(n),
+        delivered_at: Vec::with_capacity(n),
+        read_at: Vec::with_capacity(n),
+    };
+    for ((session, message), f) in folded {
+        c.sessions.push(session);
+        c.workers.push(f.fence.worker);
+        c.epochs.push(f.fence.epoch);
+        c.messages.push(message);
+        c.statuses.push(if f.read { "read" } else { "delivered" });
+        c.delivered_at.push(f.delivered_at);
+        c.read_at.push(f.read_at);
+    }
+    c
+}
+
 /// Applies `receipts` in one statement and returns the jobs whose delivery moved, for
 /// the `wa_outbound` announcement. Receipts from a connection that no longer holds its
 /// session, for unknown messages, or that say nothing new change nothing.
 pub async fn apply(db: impl PgExecutor<'_>, receipts: &[Receipt]) -> sqlx::Result<Vec<Recorded>> {
-    let folded = fold(receipts);
-    if folded.is_empty() {
+    let c = columns(receipts);
+    if c.messages.is_empty() {
         return Ok(Vec::new());
-    }
-    let n = folded.len();
-    let (mut sessions, mut workers, mut epochs, mut messages) =
-        (Vec::with_capacity(n), Vec::<Uuid>::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut statuses, mut delivered_at, mut read_at) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    for ((session, message), f) in folded {
-        sessions.push(session);
-        workers.push(f.fence.worker);
-        epochs.push(f.fence.epoch);
-        messages.push(message);
-        statuses.push(if f.read { "read" } else { "delivered" });
-        delivered_at.push(f.delivered_at);
-        read_at.push(f.read_at);
     }
     // `j.message_id IS NOT NULL` lets the plan use the partial unique index jobs_message.
     let rows = sqlx::query!(
@@ -85,13 +108,13 @@ pub async fn apply(db: impl PgExecutor<'_>, receipts: &[Receipt]) -> sqlx::Resul
               AND j.delivery < r.status::wa.delivery_status
               AND wa._holds(s, r.worker, r.epoch)
         RETURNING j.id, j.session_id, j.message_id, j.delivery::text AS "delivery!""#,
-        &sessions as &[&str],
-        &workers,
-        &epochs,
-        &messages as &[&str],
-        &statuses as &[&str],
-        &delivered_at,
-        &read_at as &[Option<DateTime<Utc>>],
+        &c.sessions as &[&str],
+        &c.workers,
+        &c.epochs,
+        &c.messages as &[&str],
+        &c.statuses as &[&str],
+        &c.delivered_at,
+        &c.read_at as &[Option<DateTime<Utc>>],
     )
     .fetch_all(db)
     .await?;
