@@ -120,9 +120,9 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<serd
 /// What Postgres wrote per message over the burst (whole server): WAL bytes, and
 /// transactions that wrote (each a commit record and, with `synchronous_commit` on, a
 /// WAL flush, unless it shared one with others).
-fn writes_per_message(burst: &sql::WriteMark, messages: i64) -> serde_json::Value {
+fn writes_per_message(burst: &sql::Writes, messages: i64) -> serde_json::Value {
     let per = |n: i64| round_to(n as f64 / messages.max(1) as f64, 2);
-    json!({ "wal_bytes": per(burst.wal_bytes), "write_transactions": per(burst.xmax) })
+    json!({ "wal_bytes": per(burst.wal_bytes), "write_transactions": per(burst.write_transactions) })
 }
 
 /// Milliseconds of CPU per message over the burst, whole machine and by part: the two

@@ -274,10 +274,17 @@ pub struct WriteMark {
     pub xmax: i64,
 }
 
+/// What Postgres wrote between two [`WriteMark`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Writes {
+    pub wal_bytes: i64,
+    pub write_transactions: i64,
+}
+
 impl WriteMark {
     /// What was written between `earlier` and this mark.
-    pub fn since(&self, earlier: &Self) -> Self {
-        Self { wal_bytes: self.wal_bytes - earlier.wal_bytes, xmax: self.xmax - earlier.xmax }
+    pub fn since(&self, earlier: &Self) -> Writes {
+        Writes { wal_bytes: self.wal_bytes - earlier.wal_bytes, write_transactions: self.xmax - earlier.xmax }
     }
 }
 
