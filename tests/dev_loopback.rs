@@ -143,6 +143,26 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
     let want =
         all["postgres_keys"]["burst_msgs_per_sec"].as_f64().unwrap() / all["memory_keys"]["burst_msgs_per_sec"].as_f64().unwrap();
     assert!((ratio - want).abs() < 0.001, "{all}");
+    // One round unless asked: the figures on top are that round's, run Postgres first.
+    let rounds = all["rounds"].as_array().unwrap();
+    assert_eq!(
+        (rounds.len(), &all["median_round"], &rounds[0]["order"]),
+        (1, &serde_json::json!(1), &serde_json::json!(["postgres", "memory"])),
+        "{all}"
+    );
+    assert_eq!(
+        (&rounds[0]["postgres_keys"], &all["burst_ratios"][0]),
+        (&all["postgres_keys"], &all["burst_ratio_postgres_to_memory"])
+    );
+
+    // A zero count is refused by name, before anything is created.
+    let out = Command::new(env!("CARGO_BIN_EXE_pgwa"))
+        .args(["dev", "bench-messages", "--rounds", "0"])
+        .env("PGWA_DATABASE_URL", &db.url)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--rounds"), "{out:?}");
 
     let out = run(&["dev", "bench-sessions", "--sessions", "3", "--idle-secs", "1", "--connect-per-sec", "100"]).await.unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -40,6 +40,10 @@ pub enum DevCmd {
         rate: u32,
         #[arg(long, default_value_t = 1000)]
         latency_messages: u64,
+        /// Rounds of both runs (keys in Postgres, keys in memory), alternating which goes
+        /// first; the figures printed on top are the round with the median burst ratio.
+        #[arg(long, default_value_t = 1)]
+        rounds: u32,
     },
 }
 

@@ -6,7 +6,9 @@
 //! The whole run is made twice in one invocation: with the sessions' keys in Postgres
 //! (production), then with whatsapp-rust's in-memory key store (same server, queue,
 //! workers and inbox; a fresh scratch database), so what Postgres-backed keys cost is a
-//! ratio measured on the same machine minutes apart.
+//! ratio measured on the same machine minutes apart. With several rounds the two
+//! alternate which goes first, so the second run's warmer caches or a noisy minute weigh
+//! on both alike.
 
 use std::time::{Duration, Instant};
 
@@ -28,29 +30,67 @@ pub struct MessagesBench {
     pub rate: u32,
     /// Messages in the latency run.
     pub latency_messages: u64,
+    /// Rounds of both runs.
+    pub rounds: u32,
 }
 
 pub async fn run(cfg: &Config, b: MessagesBench) -> Result<serde_json::Value> {
-    if b.pairs == 0 || b.messages == 0 || b.rate == 0 || b.latency_messages == 0 {
-        bail!("--pairs, --messages, --rate and --latency-messages must be above 0");
+    if b.pairs == 0 || b.messages == 0 || b.rate == 0 || b.latency_messages == 0 || b.rounds == 0 {
+        bail!("--pairs, --messages, --rate, --latency-messages and --rounds must be above 0");
     }
-    progress("keys in Postgres");
-    let postgres = crate::in_scratch_db(&cfg.database_url, "bench", async |url| measure(url, &b, "postgres").await).await?;
-    progress("keys in memory (whatsapp-rust's InMemoryBackend)");
-    let memory = crate::in_scratch_db(&cfg.database_url, "bench", async |url| measure(url, &b, "memory").await).await?;
+    let mut rounds = Vec::with_capacity(b.rounds as usize);
+    for r in 1..=b.rounds {
+        let order = order_of(r);
+        let mut figures = serde_json::Map::new();
+        for store in order {
+            let what = if store == "postgres" { "keys in Postgres" } else { "keys in memory (whatsapp-rust's InMemoryBackend)" };
+            progress(format!("round {r}/{}: {what}", b.rounds));
+            let v = crate::in_scratch_db(&cfg.database_url, "bench", async |url| measure(url, &b, store).await).await?;
+            figures.insert(store.to_string(), v);
+        }
+        rounds.push(one_round(order, &figures["postgres"], &figures["memory"]));
+    }
+    let ratios: Vec<f64> = rounds.iter().map(|r| r["burst_ratio_postgres_to_memory"].as_f64().unwrap_or(0.0)).collect();
+    let median = median_index(&ratios);
+    let mut out = json!({
+        "bench": "loopback_messages",
+        "workers": 2,
+        "pairs": b.pairs,
+        "burst_ratios": ratios,
+        "median_round": median + 1,
+    });
+    for k in ["postgres_keys", "memory_keys", "burst_ratio_postgres_to_memory", "p50_ratio_postgres_to_memory"] {
+        out[k] = rounds[median][k].clone();
+    }
+    out["rounds"] = rounds.into();
+    Ok(out)
+}
+
+/// One round's figures: both runs, the order they ran in, and their ratios.
+fn one_round(order: [&str; 2], postgres: &serde_json::Value, memory: &serde_json::Value) -> serde_json::Value {
     let ratio = |k: &str| {
         let (p, m) = (postgres[k].as_f64().unwrap_or(0.0), memory[k].as_f64().unwrap_or(0.0));
         if m > 0.0 { round_to(p / m, 3) } else { 0.0 }
     };
-    Ok(json!({
-        "bench": "loopback_messages",
-        "workers": 2,
-        "pairs": b.pairs,
+    json!({
+        "order": order,
         "postgres_keys": postgres,
         "memory_keys": memory,
         "burst_ratio_postgres_to_memory": ratio("burst_msgs_per_sec"),
         "p50_ratio_postgres_to_memory": ratio("p50_send_to_inbox_ms"),
-    }))
+    })
+}
+
+/// Which key store runs first in round `r` (from 1): Postgres in odd rounds.
+fn order_of(r: u32) -> [&'static str; 2] {
+    if r % 2 == 1 { ["postgres", "memory"] } else { ["memory", "postgres"] }
+}
+
+/// The index of the median of `values` (the upper one of an even count).
+fn median_index(values: &[f64]) -> usize {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    order[values.len() / 2]
 }
 
 /// One run with the workers' keys in `key_store` (postgres or memory).
@@ -137,4 +177,20 @@ fn cpu_ms_per_message(burst: &crate::cpu::Mark, messages: i64) -> serde_json::Va
         "bench_and_server": ms(per.this_process),
         "postgres_and_rest": ms(per.machine - per.others - per.this_process),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{median_index, order_of};
+
+    #[test]
+    fn rounds_alternate_and_the_median_round_is_found() {
+        assert_eq!(
+            (order_of(1), order_of(2), order_of(3)),
+            (["postgres", "memory"], ["memory", "postgres"], ["postgres", "memory"])
+        );
+        assert_eq!(median_index(&[0.7]), 0);
+        assert_eq!(median_index(&[0.6, 0.4, 0.5]), 2);
+        assert_eq!(median_index(&[0.4, 0.7, 0.5, 0.6]), 3);
+    }
 }
