@@ -177,7 +177,7 @@ async fn measure(b: &OutcomesBench, v: &Variant, url: String) -> anyhow::Result<
 
 /// Every send delivered, then every send read, in batches of BATCH receipts, through the
 /// worker's receipt statement or the variant's; returns the seconds both passes took.
-async fn receipts(pool: &pgwa_pg::PgPool, v: &Variant, worker: Uuid, sends: &[Send]) -> anyhow::Result<f64> {
+async fn receipts(pool: &pgwa_pg::PgPool, v: &Variant, worker: Uuid, sends: &[RunningSend]) -> anyhow::Result<f64> {
     let mut secs = 0.0;
     for kind in [ReceiptKind::Delivered, ReceiptKind::Read] {
         let batch: Vec<Receipt> = sends
@@ -204,12 +204,12 @@ async fn receipts(pool: &pgwa_pg::PgPool, v: &Variant, worker: Uuid, sends: &[Se
 }
 
 /// A running send: job id, session, the epoch of its claim, message id.
-type Send = (i64, String, i64, String);
+type RunningSend = (i64, String, i64, String);
 
 /// Enqueues the sends and claims them all for `worker` with the worker's own statements,
 /// so the rows are what a drain completes; returns them in order of id, as a drain
 /// finishes them, and the seconds the enqueue took (one connection).
-async fn running_sends(pool: &pgwa_pg::PgPool, b: &OutcomesBench, worker: Uuid) -> anyhow::Result<(Vec<Send>, f64)> {
+async fn running_sends(pool: &pgwa_pg::PgPool, b: &OutcomesBench, worker: Uuid) -> anyhow::Result<(Vec<RunningSend>, f64)> {
     sql::add_sessions(pool, "bench-", b.sessions).await?;
     let started = Instant::now();
     for from in (0..b.jobs).step_by(BATCH) {
