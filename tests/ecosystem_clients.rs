@@ -480,11 +480,13 @@ async fn wait_psql_running(db: &TestDb, app: &str, like: &str) {
 async fn psql_listens_for_inbound_messages_and_status_changes() {
     let log = tempfile::NamedTempFile::new().unwrap();
     let (db, worker) = with_worker(log.path()).await;
-    let listener = Running::start(psql(&db, "listen", &[("seconds", "4")], "pgwa-psql-listen"), "listen.sql");
+    // Until the inbox row, not a fixed window: under load the events can take seconds.
+    let vars = [("seconds", "60"), ("until_inbound", "1")];
+    let listener = Running::start(psql(&db, "listen", &vars, "pgwa-psql-listen"), "listen.sql");
     // psql's output is block-buffered into a pipe: watch its connection instead.
-    wait_psql_running(&db, "pgwa-psql-listen", "SELECT pg_sleep%").await;
+    wait_psql_running(&db, "pgwa-psql-listen", "DO $wait$%").await;
     produce_events(&db).await;
-    let out = listener.finish().await;
+    let out = listener.finish_within(PROMPT_EXIT).await;
     out.expect_ok("listen.sql")
         .expect_line(
             r#"Asynchronous notification "wa_session_status" with payload "{"session" : "s-listen", "status" : "starting""#,
