@@ -52,18 +52,18 @@ fn fold(receipts: &[Receipt]) -> HashMap<(&str, &str), Folded<'_>> {
 }
 
 /// The receipts of one statement, folded by message, as the statement's arrays.
-pub struct Columns<'a> {
-    pub sessions: Vec<&'a str>,
-    pub workers: Vec<Uuid>,
-    pub epochs: Vec<i64>,
-    pub messages: Vec<&'a str>,
-    pub statuses: Vec<&'static str>,
-    pub delivered_at: Vec<DateTime<Utc>>,
-    pub read_at: Vec<Option<DateTime<Utc>>>,
+pub(crate) struct Columns<'a> {
+    pub(crate) sessions: Vec<&'a str>,
+    pub(crate) workers: Vec<Uuid>,
+    pub(crate) epochs: Vec<i64>,
+    pub(crate) messages: Vec<&'a str>,
+    pub(crate) statuses: Vec<&'static str>,
+    pub(crate) delivered_at: Vec<DateTime<Utc>>,
+    pub(crate) read_at: Vec<Option<DateTime<Utc>>>,
 }
 
 /// Folds `receipts` by message into the receipt statement's parameters, $1 to $7.
-pub fn columns(receipts: &[Receipt]) -> Columns<'_> {
+pub(crate) fn columns(receipts: &[Receipt]) -> Columns<'_> {
     let folded = fold(receipts);
     let n = folded.len();
     let mut c = Columns {
