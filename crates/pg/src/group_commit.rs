@@ -10,6 +10,7 @@
 //! under load, writes wait for the statement in flight and go together in the next.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -51,6 +52,10 @@ pub(crate) trait Flush: Send + Sync + 'static {
 
     /// At most this many items go in one statement; the rest wait for the next.
     const MAX_BATCH: usize;
+
+    /// How long a batch waits for company before its statement: for writes nobody
+    /// waits on in the common case, where fewer statements are worth a later commit.
+    const LINGER: Duration = Duration::ZERO;
 
     /// How many of `queued` (never empty) may go in the next statement, at least one:
     /// for writes that must not share a statement with some earlier write.
@@ -110,6 +115,9 @@ impl<F: Flush> GroupCommit<F> {
     async fn drain(self: Arc<Self>) {
         let _reset = ResetOnExit(&self);
         loop {
+            if !F::LINGER.is_zero() {
+                tokio::time::sleep(F::LINGER).await;
+            }
             let (items, answers) = {
                 let mut st = self.state();
                 if st.queue.is_empty() {
@@ -146,5 +154,49 @@ impl<F: Flush> Drop for ResetOnExit<'_, F> {
                 tokio::spawn(self.0.clone().drain());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records the size of each batch it is handed.
+    #[derive(Default)]
+    struct Batches<const LINGER_MS: u64>(Mutex<Vec<usize>>);
+
+    impl<const LINGER_MS: u64> Flush for Batches<LINGER_MS> {
+        type Item = u32;
+        type Answer = u32;
+        const MAX_BATCH: usize = 16;
+        const LINGER: Duration = Duration::from_millis(LINGER_MS);
+
+        async fn flush(&self, items: &[u32]) -> Vec<u32> {
+            self.0.lock().unwrap().push(items.len());
+            items.to_vec()
+        }
+    }
+
+    /// Two writes 5 ms apart: each item answered with itself; the batch sizes.
+    async fn two_writes_apart<const LINGER_MS: u64>() -> Vec<usize> {
+        let gc = GroupCommit::new(Batches::<LINGER_MS>::default());
+        let first = tokio::spawn({
+            let gc = gc.clone();
+            async move { gc.write(1).await }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(gc.write(2).await, Some(2));
+        assert_eq!(first.await.unwrap(), Some(1));
+        gc.flusher().0.lock().unwrap().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_linger_a_lone_write_goes_at_once() {
+        assert_eq!(two_writes_apart::<0>().await, vec![1, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_batch_takes_the_writes_that_come_meanwhile() {
+        assert_eq!(two_writes_apart::<10>().await, vec![2]);
     }
 }

@@ -144,6 +144,9 @@ impl Combiner {
 trait Lane: Send + Sync + 'static {
     type Rows: Send + Sync + 'static;
 
+    /// See [`Flush::LINGER`].
+    const LINGER: std::time::Duration = std::time::Duration::ZERO;
+
     /// How many of `queued` may share the next statement (see [`Flush::take`]).
     fn take(queued: &[Write<Self::Rows>]) -> usize {
         queued.len()
@@ -162,6 +165,7 @@ impl<L: Lane> Flush for KeyWrites<L> {
     type Item = Write<L::Rows>;
     type Answer = Outcome;
     const MAX_BATCH: usize = 512;
+    const LINGER: std::time::Duration = L::LINGER;
 
     fn take(&self, queued: &[Self::Item]) -> usize {
         L::take(queued)
@@ -386,6 +390,10 @@ struct SessionRecords;
 
 impl Lane for SessionRecords {
     type Rows = Vec<(String, Vec<u8>)>;
+
+    /// whatsapp-rust writes these behind, each talking session every 25 ms, and waits
+    /// on few of them; gathering more sessions per statement saves commits.
+    const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
     async fn write(conn: &mut PgConnection, fences: &BatchFences<'_>, rows: &[(i64, &Self::Rows)]) -> sqlx::Result<Vec<i64>> {
         let records =
