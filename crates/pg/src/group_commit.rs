@@ -6,8 +6,10 @@
 //! has queued to its [`Flush`], which writes them in one statement (each row under its
 //! session's fence: `crate::batch_fences`). A write is answered only after the statement
 //! holding it ended, with its own result, so the caller's durability is what it was.
-//! While no statement is in flight a write goes at once, so a quiet worker pays no wait;
-//! under load, writes wait for the statement in flight and go together in the next.
+//! On a lane without [`Flush::LINGER`], a write goes at once while no statement is in
+//! flight, so a quiet worker pays no wait; under load, writes wait for the statement in
+//! flight and go together in the next. A lingering lane waits its linger before each
+//! statement (unless a full batch is already queued), trading a later commit for fewer.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -115,7 +117,7 @@ impl<F: Flush> GroupCommit<F> {
     async fn drain(self: Arc<Self>) {
         let _reset = ResetOnExit(&self);
         loop {
-            if !F::LINGER.is_zero() {
+            if !F::LINGER.is_zero() && self.state().queue.len() < F::MAX_BATCH {
                 tokio::time::sleep(F::LINGER).await;
             }
             let (items, answers) = {
@@ -198,5 +200,22 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_lingering_batch_takes_the_writes_that_come_meanwhile() {
         assert_eq!(two_writes_apart::<10>().await, vec![2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_does_not_linger() {
+        let gc = GroupCommit::new(Batches::<10>::default());
+        let started = tokio::time::Instant::now();
+        let writes: Vec<_> = (0..16u32)
+            .map(|i| {
+                let gc = gc.clone();
+                tokio::spawn(async move { gc.write(i).await })
+            })
+            .collect();
+        for (i, w) in (0..).zip(writes) {
+            assert_eq!(w.await.unwrap(), Some(i));
+        }
+        assert_eq!(started.elapsed(), Duration::ZERO, "a full batch waited for company");
+        assert_eq!(gc.flusher().0.lock().unwrap().clone(), vec![16]);
     }
 }
