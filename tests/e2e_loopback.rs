@@ -141,6 +141,18 @@ async fn send_and_check(
         })
         .await;
     assert!(delivered_at >= sent_at.unwrap() - chrono::Duration::seconds(2), "delivered after sent");
+    // The sender's copy for retry receipts is written behind the send (the client's cache
+    // of recent sends answers retries meanwhile), but it is written.
+    common::eventually(Duration::from_secs(10), "the sent copy in the sender's wa.sent_messages", || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.sent_messages WHERE session_id = $1 AND message_id = $2")
+            .bind(from)
+            .bind(&message_id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
     // The app hears of both changes: "sent" from the completion (on the server ack) and
     // "delivered" from the receipt. Not necessarily in that order: the completion's
     // NOTIFY is a statement of its own after the outcome commits, so the receipt's can

@@ -24,6 +24,22 @@ use pgwa_core::config::{KeyStore, RustConfig};
 use pgwa_core::wa::{EventSink, SessionSpec, TaggedEvent, WaEvent};
 use pgwa_pg::keys::{PgBackend, is_lease_lost};
 
+/// How many recently sent messages a session keeps in memory, and for how long.
+const SENT_COPIES: u64 = 64;
+const SENT_COPY_TTL: Duration = Duration::from_secs(120);
+
+/// whatsapp-rust keeps each sent message's copy for retry receipts in the store
+/// (wa.sent_messages) and, with no cache in front of it, waits for that write before it
+/// encrypts and sends: a commit on every send's path. With a small cache of the last
+/// sends it writes the copy behind while sending, and answers a retry receipt from
+/// memory (or the store, for older sends). The copy is still stored.
+fn sent_copies_in_memory() -> whatsapp_rust::CacheConfig {
+    whatsapp_rust::CacheConfig {
+        recent_messages: whatsapp_rust::CacheEntryConfig::new(Some(SENT_COPY_TTL), SENT_COPIES),
+        ..Default::default()
+    }
+}
+
 /// What every connection of a session shares.
 pub(super) struct Ctx {
     pub pool: pgwa_pg::PgPool,
@@ -161,7 +177,8 @@ pub(super) async fn start(ctx: &Ctx) -> Result<Conn, WaError> {
         .with_transport_factory(transport)
         .with_http_client(http)
         .with_event_handler(Forward { tx, acks: ctx.acks.clone() })
-        .with_inbound_durability_hook(hook);
+        .with_inbound_durability_hook(hook)
+        .with_cache_config(sent_copies_in_memory());
     if cfg.skip_history_sync {
         builder = builder.skip_history_sync();
     }
