@@ -113,6 +113,12 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
         assert!(v["burst_msgs_per_sec"].as_f64().unwrap() > 0.0, "{all}");
         let (p50, p99) = (v["p50_send_to_inbox_ms"].as_f64().unwrap(), v["p99_send_to_inbox_ms"].as_f64().unwrap());
         assert!(0.0 < p50 && p50 <= p99, "{all}");
+        // The two hops' medians: each positive, neither longer than the slowest message.
+        let max = v["max_send_to_inbox_ms"].as_f64().unwrap();
+        for hop in ["p50_send_to_claim_ms", "p50_claim_to_inbox_ms"] {
+            let ms = v[hop].as_f64().unwrap_or_else(|| panic!("{hop} in {all}"));
+            assert!(0.0 < ms && ms <= max, "{hop}: {all}");
+        }
     }
     for part in ["postgres_keys", "memory_keys"] {
         // The burst's CPU per message, split: the parts add up to the machine's.

@@ -135,7 +135,7 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<serd
     }
     drop(conn);
     h.wait_inbox("b%", sent + b.latency_messages as i64, Duration::from_secs(600)).await?;
-    let (p50, p99, max) = sql::send_to_inbox_ms(&h.pool).await?;
+    let latency = sql::send_to_inbox_ms(&h.pool).await?;
     for w in workers {
         w.terminate().await?;
     }
@@ -151,9 +151,11 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<serd
         "burst_postgres_writes_per_msg": writes_per_message(&writes, sent),
         "latency_messages": b.latency_messages,
         "latency_rate_per_sec": b.rate,
-        "p50_send_to_inbox_ms": round(p50),
-        "p99_send_to_inbox_ms": round(p99),
-        "max_send_to_inbox_ms": round(max),
+        "p50_send_to_inbox_ms": round(latency.p50),
+        "p99_send_to_inbox_ms": round(latency.p99),
+        "max_send_to_inbox_ms": round(latency.max),
+        "p50_send_to_claim_ms": round(latency.p50_to_claim),
+        "p50_claim_to_inbox_ms": round(latency.p50_claim_to_inbox),
     }))
 }
 
