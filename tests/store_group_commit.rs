@@ -279,3 +279,66 @@ async fn a_write_after_its_lanes_connection_was_cut_goes_through_on_a_fresh_one(
     assert_eq!((c.writes, c.statements), (4, 6), "each lane wrote once more, on a fresh connection: {c:?}");
     db.drop_now().await.unwrap();
 }
+
+async fn buffered_ids(pool: &sqlx::PgPool, session: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT stanza_id FROM wa.pending_inbound WHERE session_id = $1 ORDER BY stanza_id")
+        .bind(session)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// A session connection holds its inbound copies (wa.pending_inbound) in memory and
+/// writes them before any other write of its keys: no ratchet is durable before the copy
+/// of a message it decrypted, and a copy whose message the inbox stored first is never
+/// written at all.
+#[tokio::test]
+async fn inbound_copies_are_written_before_the_next_key_write() {
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    let w = worker(pool).await;
+    let combiner = Combiner::new(pool.clone());
+    let unbuffered = Arc::new(pgwa_pg::unbuffered::Unbuffered::default());
+    let fence = held_by(pool, "h00", w).await.unwrap();
+    let b = PgBackend::fenced(pool.clone(), fence).combining(combiner).unbuffered_by(unbuffered.clone());
+    let (chat, sender) = ("c@lid", "s@lid");
+    let copy = |id: &'static str| PendingInboundRow { chat, sender, id, message: id.as_bytes() };
+
+    b.store_pending_inbound_batch(&[copy("A"), copy("B")]).await.unwrap();
+    assert!(buffered_ids(pool, "h00").await.is_empty(), "held, not written");
+    assert_eq!(b.get_pending_inbound(chat, sender, "B").await.unwrap(), Some(b"B".to_vec()), "a redelivery finds the copy");
+    // The inbox stored A: its copy is dropped. A ratchet write (whatsapp-rust's
+    // write-behind flush of Signal session records) writes B's first.
+    unbuffered.cleared(chat, sender, "A").await;
+    b.put_session("s.0", b"ratchet").await.unwrap();
+    assert_eq!(buffered_ids(pool, "h00").await, ["B"]);
+    // whatsapp-rust's delete after its hook: A was never written, B goes from the table.
+    let keys = [PendingInboundKey { chat, sender, id: "A" }, PendingInboundKey { chat, sender, id: "B" }];
+    b.delete_pending_inbound_batch(&keys).await.unwrap();
+    assert!(buffered_ids(pool, "h00").await.is_empty());
+
+    // A write of its own statement (a prekey's removal) goes after the copies too.
+    b.store_pending_inbound_batch(&[copy("C")]).await.unwrap();
+    b.remove_prekey(7).await.unwrap();
+    assert_eq!(buffered_ids(pool, "h00").await, ["C"]);
+}
+
+/// When the held copies cannot be written (here the session was taken over), the key
+/// write behind them is not made: a ratchet never gets ahead of its message's copy.
+#[tokio::test]
+async fn a_key_write_fails_when_the_copies_before_it_cannot_be_written() {
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    let (w1, w2) = (worker(pool).await, worker(pool).await);
+    let unbuffered = Arc::new(pgwa_pg::unbuffered::Unbuffered::default());
+    let fence = held_by(pool, "h01", w1).await.unwrap();
+    let b = PgBackend::fenced(pool.clone(), fence).combining(Combiner::new(pool.clone())).unbuffered_by(unbuffered);
+    let row = PendingInboundRow { chat: "c@lid", sender: "s@lid", id: "A", message: b"m" };
+    b.store_pending_inbound_batch(&[row]).await.unwrap();
+    take_over(pool, "h01", w2).await.unwrap();
+
+    let err = b.put_session("s.0", b"ratchet").await.unwrap_err();
+    assert!(is_lease_lost(&err), "{err}");
+    assert_eq!(count(pool, "signal_sessions", "h01").await, 0);
+    assert_eq!(b.get_pending_inbound("c@lid", "s@lid", "A").await.unwrap(), Some(b"m".to_vec()), "the copy is still held");
+}

@@ -223,6 +223,33 @@ async fn the_inbox_hook_commits_once_and_refuses_without_the_lease() {
     assert_eq!(stored, (1, "hello".into()));
 }
 
+/// A held session's key store and durability hook, sharing their note of the buffered
+/// copies; with `combined`, the store writes through a combiner as a worker's does (and
+/// so holds its inbound copies in memory).
+async fn store_and_hook(db: &TestDb, combined: bool) -> (pgwa_pg::keys::PgBackend, InboxHook) {
+    let (worker, epoch) = held_session(db).await;
+    let fence = Fence { worker, session: "s1".into(), epoch };
+    let unbuffered = Arc::new(pgwa_pg::unbuffered::Unbuffered::default());
+    let mut store = pgwa_pg::keys::PgBackend::fenced(db.pool.clone(), fence.clone());
+    if combined {
+        store = store.combining(pgwa_pg::keys::Combiner::new(db.pool.clone()));
+    }
+    let hook = InboxHook {
+        pool: db.pool.clone(),
+        writer: pgwa_pg::inbox::InboxWriter::new(db.pool.clone()),
+        fence,
+        unbuffered: unbuffered.clone(),
+        attempts: 2,
+        pause: Duration::from_millis(5),
+        outage_wait: Duration::from_secs(5),
+    };
+    (store.unbuffered_by(unbuffered), hook)
+}
+
+async fn buffered_ids(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT stanza_id FROM wa.pending_inbound ORDER BY 1").fetch_all(pool).await.unwrap()
+}
+
 /// The hook's inbox statement deletes the message's buffered copy, and notes it, so the
 /// session's key store leaves that key out of whatsapp-rust's deletion after the hook:
 /// shown by a deletion that still goes through for the key the hook did not store (a
@@ -232,27 +259,11 @@ async fn the_inbox_hook_commits_once_and_refuses_without_the_lease() {
 async fn the_key_store_leaves_out_the_buffered_rows_the_hook_deleted() {
     use whatsapp_rust::wacore::store::traits::{PendingInboundKey, PendingInboundRow, ProtocolStore};
     let db = TestDb::new().await.unwrap();
-    let (worker, epoch) = held_session(&db).await;
-    let fence = Fence { worker, session: "s1".into(), epoch };
-    let unbuffered = Arc::new(pgwa_pg::unbuffered::Unbuffered::default());
-    let store = pgwa_pg::keys::PgBackend::fenced(db.pool.clone(), fence.clone()).unbuffered_by(unbuffered.clone());
-    let hook = InboxHook {
-        pool: db.pool.clone(),
-        writer: pgwa_pg::inbox::InboxWriter::new(db.pool.clone()),
-        fence,
-        unbuffered,
-        attempts: 2,
-        pause: Duration::from_millis(5),
-        outage_wait: Duration::from_secs(5),
-    };
+    let (store, hook) = store_and_hook(&db, false).await;
     let row = to_inbound(&text("hello"), &info("A1", false)).unwrap();
     let (chat, sender) = (row.chat.clone(), row.sender.clone());
     let buffered = |id: &'static str| PendingInboundRow { chat: &chat, sender: &sender, id, message: b"m" };
-    let left = || async {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT stanza_id FROM wa.pending_inbound ORDER BY 1").fetch_all(&db.pool).await.unwrap();
-        ids
-    };
+    let left = || buffered_ids(&db.pool);
 
     store.store_pending_inbound_batch(&[buffered("A1"), buffered("P1")]).await.unwrap();
     assert_eq!(hook.commit(vec![row]).await.unwrap(), 1);
@@ -264,6 +275,26 @@ async fn the_key_store_leaves_out_the_buffered_rows_the_hook_deleted() {
     assert_eq!(left().await, ["A1"], "P1 deleted; A1 left out, as the hook had deleted it");
     store.delete_pending_inbound_batch(&[keys("A1")]).await.unwrap();
     assert!(left().await.is_empty(), "the note is used once");
+}
+
+/// With the worker's combined key writes, the copy is held in memory: the hook's inbox
+/// commit drops it unwritten, and a copy the inbox never took is written before the
+/// session's next key write.
+#[tokio::test]
+async fn the_inbox_commit_drops_a_held_copy_unwritten() {
+    use whatsapp_rust::wacore::store::traits::{PendingInboundRow, ProtocolStore, SignalStore};
+    let db = TestDb::new().await.unwrap();
+    let (store, hook) = store_and_hook(&db, true).await;
+    let row = to_inbound(&text("hello"), &info("A1", false)).unwrap();
+    let (chat, sender) = (row.chat.clone(), row.sender.clone());
+    let buffered = |id: &'static str| PendingInboundRow { chat: &chat, sender: &sender, id, message: b"m" };
+    let left = || buffered_ids(&db.pool);
+
+    store.store_pending_inbound_batch(&[buffered("A1"), buffered("P1")]).await.unwrap();
+    assert!(left().await.is_empty(), "held, not written");
+    assert_eq!(hook.commit(vec![row]).await.unwrap(), 1);
+    store.put_session("c.0", b"ratchet").await.unwrap();
+    assert_eq!(left().await, ["P1"], "A1's copy dropped with its inbox commit; P1's written before the ratchet");
 }
 
 fn perm(r: Result<Request, SendError>) -> String {

@@ -61,7 +61,7 @@ pub(crate) enum MessageRows {
         payload: Vec<u8>,
     },
     /// (chat, sender, stanza id, message)
-    PendingStore(Vec<(String, String, String, Vec<u8>)>),
+    PendingStore(Vec<crate::unbuffered::CopyRow>),
     /// (chat, sender, stanza id)
     PendingDelete(Vec<(String, String, String)>),
 }

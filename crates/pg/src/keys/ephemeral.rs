@@ -2,7 +2,8 @@
 //! (answers retry receipts) and the inbound durability buffer. Each write is one atomic
 //! statement, so concurrent writers inside one client converge without locks. A fenced
 //! backend with a combiner sends the per-message writes (sent copies, the inbound buffer)
-//! through it instead (`super::combined`).
+//! through it instead (`super::combined`), and holds the inbound buffer's copies in
+//! memory until the session's next key write when it is given a `crate::unbuffered`.
 
 use whatsapp_rust::wacore::store::error::{Result, StoreError};
 use whatsapp_rust::wacore::store::traits::{PendingInboundKey, PendingInboundRow, TcTokenEntry};
@@ -154,6 +155,7 @@ impl PgBackend {
     /// Read and delete in one statement: two retry receipts racing for one message get
     /// the payload once.
     pub(crate) async fn sent_take(&self, chat: &str, id: &str) -> Result<Option<Vec<u8>>> {
+        self.settle_held_copies().await?;
         let row = sqlx::query!(
             r#"WITH fence AS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._may_write(s, $2, $3) FOR SHARE),
                     w AS (DELETE FROM wa.sent_messages WHERE session_id = $1 AND chat_jid = $4 AND message_id = $5
@@ -186,6 +188,11 @@ impl PgBackend {
             return Ok(());
         }
         if let Some(through) = self.combined() {
+            if let Some(u) = &self.unbuffered
+                && u.defer(rows)
+            {
+                return Ok(());
+            }
             let store = || async move {
                 let owned = rows.iter().map(|r| (r.chat.to_owned(), r.sender.to_owned(), r.id.to_owned(), r.message.to_vec()));
                 through.write(MessageRows::PendingStore(owned.collect())).await
@@ -219,6 +226,11 @@ impl PgBackend {
     }
 
     pub(crate) async fn pending_get(&self, chat: &str, sender: &str, id: &str) -> Result<Option<Vec<u8>>> {
+        if let Some(u) = &self.unbuffered
+            && let Some(copy) = u.held_copy(chat, sender, id).await
+        {
+            return Ok(Some(copy));
+        }
         let read = || {
             sqlx::query_scalar!(
                 "SELECT message FROM wa.pending_inbound WHERE session_id = $1 AND chat = $2 AND sender = $3 AND stanza_id = $4",
@@ -236,7 +248,7 @@ impl PgBackend {
         let rest;
         let keys = match &self.unbuffered {
             Some(u) => {
-                rest = u.still_buffered(keys);
+                rest = u.still_buffered(keys).await;
                 &rest[..]
             }
             None => keys,

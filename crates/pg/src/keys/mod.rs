@@ -30,7 +30,8 @@ use whatsapp_rust::wacore;
 
 use pgwa_core::fence::{Fence, LeaseLost};
 
-use combined::{Outcome, Rows, Write};
+use crate::outage::{caused_by_unreachable, wait_out};
+use combined::{MessageRows, Outcome, Rows, Write};
 
 /// An offline write (no fence) was refused: the session does not exist, or a worker
 /// holds it. Offline writers (the importer, tests, benchmarks) never change the keys of
@@ -89,6 +90,7 @@ macro_rules! fenced {
     ($b:expr, $core:tt $(, $arg:expr)* $(,)?) => {{
         let b: &$crate::keys::PgBackend = $b;
         async {
+            b.settle_held_copies().await?;
             let r = sqlx::query!(
                 "WITH fence AS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._may_write(s, $2, $3) FOR SHARE), w AS ("
                     + $core
@@ -160,6 +162,16 @@ impl PgBackend {
         self
     }
 
+    /// Writes the inbound copies this backend holds, before any other write of its keys
+    /// (`crate::unbuffered`): no ratchet is durable before the copy of a message it
+    /// decrypted.
+    pub(crate) async fn settle_held_copies(&self) -> Result<(), StoreError> {
+        match self.combined() {
+            Some(through) => through.settle().await,
+            None => Ok(()),
+        }
+    }
+
     /// The way through the combiner, when this is a fenced backend with one attached.
     pub(crate) fn combined(&self) -> Option<Through<'_>> {
         Some(Through { backend: self, combiner: self.combiner.as_ref()?, fence: self.fence.as_ref()? })
@@ -211,10 +223,28 @@ pub(crate) struct Through<'a> {
 }
 
 impl Through<'_> {
-    /// Writes `rows` under the backend's fence, together with whatever else is queued.
+    /// Writes `rows` under the backend's fence, together with whatever else is queued,
+    /// once the inbound copies the session holds are written.
     pub(crate) async fn write(self, rows: impl Into<Rows>) -> Result<(), StoreError> {
+        self.settle().await?;
+        self.write_now(rows.into()).await
+    }
+
+    /// Writes the inbound copies the session holds (`crate::unbuffered`), waiting out an
+    /// unreachable database as the buffer's own writes do.
+    pub(crate) async fn settle(self) -> Result<(), StoreError> {
+        let Some(u) = &self.backend.unbuffered else {
+            return Ok(());
+        };
+        u.settle(|rows| {
+            let write = move || self.write_now(MessageRows::PendingStore(rows.clone()).into());
+            wait_out(self.backend.outage_wait, "writing held inbound copies", |e: &StoreError| caused_by_unreachable(e), write)
+        })
+        .await
+    }
+
+    async fn write_now(self, rows: Rows) -> Result<(), StoreError> {
         let f = self.fence;
-        let rows = rows.into();
         match self.combiner.write(Write { session: f.session.clone(), worker: f.worker, epoch: f.epoch, rows }).await {
             Outcome::Written => Ok(()),
             Outcome::FenceLost => Err(self.backend.fence_error()),

@@ -4,8 +4,10 @@
 //! that lost the session returns an error, so the server is not acked and redelivers
 //! to the new owner. An unreachable database (a restart) is waited out, up to
 //! `whatsapp.rust.outage_wait_ms`; other database errors are retried briefly. If the
-//! hook fails anyway, the message stays in whatsapp-rust's pending-inbound rows, and
-//! the session reconnects once the database answers so the server redelivers it.
+//! hook fails anyway, the message stays in whatsapp-rust's pending-inbound buffer (held
+//! by the key store and written before the session's next key write, see
+//! `pgwa_pg::unbuffered`), and the session reconnects once the database answers so the
+//! server redelivers it.
 //!
 //! Not stored: our own messages echoed from the phone (`is_from_me`), protocol messages
 //! other than edits and deletes (key shares, history-sync notices) and bare sender-key
@@ -339,7 +341,7 @@ impl InboxHook {
                 inbox::Stored::Known => Stored::Known,
                 inbox::Stored::FenceLost => return Ok(Stored::LeaseLost),
             };
-            self.unbuffered.cleared(&m.chat, &m.sender, &m.message_id);
+            self.unbuffered.cleared(&m.chat, &m.sender, &m.message_id).await;
             return Ok(stored);
         }
         if sessions::insert_inbound(&self.pool, &self.fence, m).await?.is_some() {
