@@ -323,6 +323,31 @@ async fn inbound_copies_are_written_before_the_next_key_write() {
     assert_eq!(buffered_ids(pool, "h00").await, ["C"]);
 }
 
+/// Copy writes make no ratchet durable: while a batch is held, the next message's copy,
+/// a delete of written copies and a sent copy go out without writing the held batch, so
+/// such a message waits for one commit, not two.
+#[tokio::test]
+async fn copy_writes_do_not_settle_the_held_copies() {
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    let w = worker(pool).await;
+    let unbuffered = Arc::new(pgwa_pg::unbuffered::Unbuffered::default());
+    let fence = held_by(pool, "h02", w).await.unwrap();
+    let b = PgBackend::fenced(pool.clone(), fence).combining(Combiner::new(pool.clone())).unbuffered_by(unbuffered);
+    let (chat, sender) = ("c@lid", "s@lid");
+    let copy = |id: &'static str| PendingInboundRow { chat, sender, id, message: id.as_bytes() };
+
+    b.store_pending_inbound_batch(&[copy("A")]).await.unwrap();
+    b.store_pending_inbound_batch(&[copy("B")]).await.unwrap();
+    assert_eq!(buffered_ids(pool, "h02").await, ["B"], "A is held; B, written at once, did not write it");
+    b.delete_pending_inbound_batch(&[PendingInboundKey { chat, sender, id: "B" }]).await.unwrap();
+    b.store_sent_message("c@s.whatsapp.net", "S1", b"sent").await.unwrap();
+    assert!(buffered_ids(pool, "h02").await.is_empty(), "A is still held");
+    assert_eq!(count(pool, "sent_messages", "h02").await, 1);
+    b.put_session("s.0", b"ratchet").await.unwrap();
+    assert_eq!(buffered_ids(pool, "h02").await, ["A"], "a ratchet write writes it first");
+}
+
 /// When the held copies cannot be written (here the session was taken over), the key
 /// write behind them is not made: a ratchet never gets ahead of its message's copy.
 #[tokio::test]

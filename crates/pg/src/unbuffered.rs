@@ -10,10 +10,11 @@
 //! - Deferred copies. The key store holds a copy in memory instead of committing it (one
 //!   batch at a time, [`Unbuffered::defer`]), and writes the copies it holds before any
 //!   other write of the session's keys (the ratchets among them) may start
-//!   ([`Unbuffered::settle`]). A copy whose message the
-//!   inbox stores first is dropped unwritten. So no ratchet is durable while a copy of a
-//!   message it decrypted is not, and a worker that dies holding copies had stored
-//!   neither their ratchets nor their inbox rows: the server, never acked, redelivers.
+//!   ([`Unbuffered::settle`]). A copy whose message the inbox stores first is dropped
+//!   unwritten. So no ratchet is durable while a copy of a message it decrypted is not,
+//!   and a worker that dies holding copies had stored neither their ratchets nor their
+//!   inbox rows: the server, never acked, redelivers. Writes of copies themselves (and of
+//!   sent copies) make no ratchet durable, so they go out without settling first.
 //! - Deletes the inbox made. The inbox writer deletes a message's buffered row in the
 //!   transaction that stores the message, so whatsapp-rust's delete after the hook would
 //!   be one more group-committed write, waited for before every ack, that finds nothing.
@@ -36,6 +37,10 @@ const MAX_DEFERRED_BYTES: usize = 256 * 1024;
 
 /// A buffered copy as the combined key write takes it: chat, sender, stanza id, message.
 pub(crate) type CopyRow = (String, String, String, Vec<u8>);
+
+pub(crate) fn copy_row(r: &PendingInboundRow<'_>) -> CopyRow {
+    (r.chat.to_owned(), r.sender.to_owned(), r.id.to_owned(), r.message.to_vec())
+}
 
 /// The buffered copies of one session connection that the inbox made unneeded, and those
 /// held in memory until the session's next key write.
@@ -85,7 +90,7 @@ impl Unbuffered {
             let k = key(r.chat, r.sender, r.id);
             // Last wins, as in the table's upsert.
             d.rows.retain(|(held, _)| *held != k);
-            d.rows.push((k, (r.chat.to_owned(), r.sender.to_owned(), r.id.to_owned(), r.message.to_vec())));
+            d.rows.push((k, copy_row(r)));
         }
         true
     }

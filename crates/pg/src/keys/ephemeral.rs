@@ -11,6 +11,7 @@ use whatsapp_rust::wacore::store::traits::{PendingInboundKey, PendingInboundRow,
 use super::combined::MessageRows;
 use super::{PgBackend, db_err, fenced, last_wins};
 use crate::outage::{caused_by_unreachable, is_unreachable, wait_out};
+use crate::unbuffered::copy_row;
 
 impl PgBackend {
     pub(crate) async fn tc_get(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
@@ -136,7 +137,7 @@ impl PgBackend {
     pub(crate) async fn sent_store(&self, chat: &str, id: &str, payload: &[u8]) -> Result<()> {
         if let Some(through) = self.combined() {
             return through
-                .write(MessageRows::Sent { chat: chat.to_owned(), id: id.to_owned(), payload: payload.to_vec() })
+                .write_copy(MessageRows::Sent { chat: chat.to_owned(), id: id.to_owned(), payload: payload.to_vec() })
                 .await;
         }
         fenced!(
@@ -193,10 +194,7 @@ impl PgBackend {
             {
                 return Ok(());
             }
-            let store = || async move {
-                let owned = rows.iter().map(|r| (r.chat.to_owned(), r.sender.to_owned(), r.id.to_owned(), r.message.to_vec()));
-                through.write(MessageRows::PendingStore(owned.collect())).await
-            };
+            let store = || through.write_copy(MessageRows::PendingStore(rows.iter().map(copy_row).collect()));
             return wait_out(self.outage_wait, "buffering an inbound message", |e: &StoreError| caused_by_unreachable(e), store)
                 .await;
         }
@@ -258,7 +256,7 @@ impl PgBackend {
         }
         if let Some(through) = self.combined() {
             let keys = keys.iter().map(|k| (k.chat.to_owned(), k.sender.to_owned(), k.id.to_owned()));
-            return through.write(MessageRows::PendingDelete(keys.collect())).await;
+            return through.write_copy(MessageRows::PendingDelete(keys.collect())).await;
         }
         let chats: Vec<&str> = keys.iter().map(|k| k.chat).collect();
         let senders: Vec<&str> = keys.iter().map(|k| k.sender).collect();

@@ -230,6 +230,13 @@ impl Through<'_> {
         self.write_now(rows.into()).await
     }
 
+    /// Writes a buffered or sent copy, or deletes buffered ones, without settling the
+    /// held copies first: such a write makes no ratchet durable, and settling would make
+    /// a message received while a batch is held wait for two commits in a row.
+    pub(crate) async fn write_copy(self, rows: MessageRows) -> Result<(), StoreError> {
+        self.write_now(rows.into()).await
+    }
+
     /// Writes the inbound copies the session holds (`crate::unbuffered`), waiting out an
     /// unreachable database as the buffer's own writes do.
     pub(crate) async fn settle(self) -> Result<(), StoreError> {
