@@ -9,6 +9,11 @@
 //! statement, one round trip, one commit, on a connection each lane keeps
 //! (`crate::held_conn`).
 //!
+//! Message secrets and sent copies, which whatsapp-rust writes behind its own buffers,
+//! go in a lane of their own that waits 10 ms for company before each statement: in a
+//! burst they went in nearly every per-message statement beside an inbound copy that a
+//! message waits for, and now share a few statements among themselves.
+//!
 //! whatsapp-rust's Signal session records (its write-behind flush of each session's
 //! ratchets, every 25 ms while it talks) go in group commits of their own: through the
 //! same statement, the CTE they add cost every other write its set-up while saving them
@@ -48,6 +53,9 @@ pub(crate) struct Write<R = Rows> {
 /// The rows of one write: [`Combiner::write`] sends each kind to its own group commit.
 pub(crate) enum Rows {
     PerMessage(MessageRows),
+    /// Message secrets and sent copies: whatsapp-rust writes both behind its own
+    /// buffers, which answer reads until the write returns, so no message waits on them.
+    Behind(MessageRows),
     /// (address, record): Signal session records.
     SessionRecords(Vec<(String, Vec<u8>)>),
 }
@@ -87,6 +95,7 @@ pub(crate) enum Outcome {
 /// share: hold it in an `Arc` and attach it to each fenced backend.
 pub struct Combiner {
     per_message: Arc<GroupCommit<KeyWrites<PerMessage>>>,
+    behind: Arc<GroupCommit<KeyWrites<Behind>>>,
     records: Arc<GroupCommit<KeyWrites<SessionRecords>>>,
 }
 
@@ -115,17 +124,21 @@ pub struct CombinerCounts {
 
 impl Combiner {
     pub fn new(pool: PgPool) -> Arc<Self> {
-        Arc::new(Self { per_message: GroupCommit::new(KeyWrites::new(&pool)), records: GroupCommit::new(KeyWrites::new(&pool)) })
+        Arc::new(Self {
+            per_message: GroupCommit::new(KeyWrites::new(&pool)),
+            behind: GroupCommit::new(KeyWrites::new(&pool)),
+            records: GroupCommit::new(KeyWrites::new(&pool)),
+        })
     }
 
     /// How much the writes were combined, and how often a statement had to run again
-    /// (both lanes together).
+    /// (all lanes together).
     pub fn counts(&self) -> CombinerCounts {
-        let (a, b) = (self.per_message.flusher().counts(), self.records.flusher().counts());
+        let lanes = [self.per_message.flusher().counts(), self.behind.flusher().counts(), self.records.flusher().counts()];
         CombinerCounts {
-            writes: a.writes + b.writes,
-            statements: a.statements + b.statements,
-            deadlocks: a.deadlocks + b.deadlocks,
+            writes: lanes.iter().map(|c| c.writes).sum(),
+            statements: lanes.iter().map(|c| c.statements).sum(),
+            deadlocks: lanes.iter().map(|c| c.deadlocks).sum(),
         }
     }
 
@@ -134,6 +147,7 @@ impl Combiner {
         let Write { session, worker, epoch, rows } = write;
         let answer = match rows {
             Rows::PerMessage(rows) => self.per_message.write(Write { session, worker, epoch, rows }).await,
+            Rows::Behind(rows) => self.behind.write(Write { session, worker, epoch, rows }).await,
             Rows::SessionRecords(rows) => self.records.write(Write { session, worker, epoch, rows }).await,
         };
         answer.unwrap_or(Outcome::Dropped)
@@ -382,6 +396,25 @@ impl Lane for PerMessage {
         )
         .fetch_all(conn)
         .await
+    }
+}
+
+/// The writes nobody waits on in the common case ([`Rows::Behind`]): the per-message
+/// statement, after a linger that gathers a burst's secrets and sent copies into a few
+/// statements instead of one beside nearly every inbound copy.
+struct Behind;
+
+impl Lane for Behind {
+    type Rows = MessageRows;
+
+    const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
+
+    fn take(queued: &[Write<MessageRows>]) -> usize {
+        PerMessage::take(queued)
+    }
+
+    async fn write(conn: &mut PgConnection, fences: &BatchFences<'_>, rows: &[(i64, &MessageRows)]) -> sqlx::Result<Vec<i64>> {
+        PerMessage::write(conn, fences, rows).await
     }
 }
 

@@ -137,7 +137,7 @@ impl PgBackend {
     pub(crate) async fn sent_store(&self, chat: &str, id: &str, payload: &[u8]) -> Result<()> {
         if let Some(through) = self.combined() {
             return through
-                .write_copy(MessageRows::Sent { chat: chat.to_owned(), id: id.to_owned(), payload: payload.to_vec() })
+                .write_behind(MessageRows::Sent { chat: chat.to_owned(), id: id.to_owned(), payload: payload.to_vec() })
                 .await;
         }
         fenced!(

@@ -230,11 +230,17 @@ impl Through<'_> {
         self.write_now(rows.into()).await
     }
 
-    /// Writes a buffered or sent copy, or deletes buffered ones, without settling the
-    /// held copies first: such a write makes no ratchet durable, and settling would make
-    /// a message received while a batch is held wait for two commits in a row.
+    /// Writes a buffered copy, or deletes buffered ones, without settling the held
+    /// copies first: such a write makes no ratchet durable, and settling would make a
+    /// message received while a batch is held wait for two commits in a row.
     pub(crate) async fn write_copy(self, rows: MessageRows) -> Result<(), StoreError> {
         self.write_now(rows.into()).await
+    }
+
+    /// Writes message secrets or a sent copy in the lingering lane ([`Rows::Behind`]),
+    /// without settling first: they make no ratchet durable either.
+    pub(crate) async fn write_behind(self, rows: MessageRows) -> Result<(), StoreError> {
+        self.write_now(Rows::Behind(rows)).await
     }
 
     /// Writes the inbound copies the session holds (`crate::unbuffered`), waiting out an
