@@ -324,8 +324,8 @@ async fn inbound_copies_are_written_before_the_next_key_write() {
 }
 
 /// Copy writes make no ratchet durable: while a batch is held, the next message's copy,
-/// a delete of written copies and a sent copy go out without writing the held batch, so
-/// such a message waits for one commit, not two.
+/// a delete of written copies, a sent copy and message secrets go out without writing the
+/// held batch, so such a message waits for one commit, not two.
 #[tokio::test]
 async fn copy_writes_do_not_settle_the_held_copies() {
     let db = TestDb::new().await.unwrap();
@@ -342,8 +342,10 @@ async fn copy_writes_do_not_settle_the_held_copies() {
     assert_eq!(buffered_ids(pool, "h02").await, ["B"], "A is held; B, written at once, did not write it");
     b.delete_pending_inbound_batch(&[PendingInboundKey { chat, sender, id: "B" }]).await.unwrap();
     b.store_sent_message("c@s.whatsapp.net", "S1", b"sent").await.unwrap();
+    b.put_msg_secrets(vec![secret("c@s.whatsapp.net", "S1", 7, 0, 1)]).await.unwrap();
     assert!(buffered_ids(pool, "h02").await.is_empty(), "A is still held");
     assert_eq!(count(pool, "sent_messages", "h02").await, 1);
+    assert_eq!(count(pool, "msg_secrets", "h02").await, 1);
     b.put_session("s.0", b"ratchet").await.unwrap();
     assert_eq!(buffered_ids(pool, "h02").await, ["A"], "a ratchet write writes it first");
 }

@@ -13,8 +13,9 @@
 //!   ([`Unbuffered::settle`]). A copy whose message the inbox stores first is dropped
 //!   unwritten. So no ratchet is durable while a copy of a message it decrypted is not,
 //!   and a worker that dies holding copies had stored neither their ratchets nor their
-//!   inbox rows: the server, never acked, redelivers. Writes of copies themselves (and of
-//!   sent copies) make no ratchet durable, so they go out without settling first.
+//!   inbox rows: the server, never acked, redelivers. Writes of copies themselves, of
+//!   message secrets and of sent copies make no ratchet durable, so they go out without
+//!   settling first.
 //! - Deletes the inbox made. The inbox writer deletes a message's buffered row in the
 //!   transaction that stores the message, so whatsapp-rust's delete after the hook would
 //!   be one more group-committed write, waited for before every ack, that finds nothing.

@@ -52,10 +52,7 @@ pub(crate) struct Write<R = Rows> {
 
 /// The rows of one write: [`Combiner::write`] sends each kind to its own group commit.
 pub(crate) enum Rows {
-    PerMessage(MessageRows),
-    /// Message secrets and sent copies: whatsapp-rust writes both behind its own
-    /// buffers, which answer reads until the write returns, so no message waits on them.
-    Behind(MessageRows),
+    Message(MessageRows),
     /// (address, record): Signal session records.
     SessionRecords(Vec<(String, Vec<u8>)>),
 }
@@ -74,9 +71,18 @@ pub(crate) enum MessageRows {
     PendingDelete(Vec<(String, String, String)>),
 }
 
+impl MessageRows {
+    /// Message secrets and sent copies: whatsapp-rust writes both behind its own
+    /// buffers, which answer reads until the write returns, so no message waits on them
+    /// and they go in the lingering lane ([`Behind`]).
+    fn written_behind(&self) -> bool {
+        matches!(self, MessageRows::MsgSecrets(_) | MessageRows::Sent { .. })
+    }
+}
+
 impl From<MessageRows> for Rows {
     fn from(rows: MessageRows) -> Self {
-        Rows::PerMessage(rows)
+        Rows::Message(rows)
     }
 }
 
@@ -146,8 +152,8 @@ impl Combiner {
     pub(crate) async fn write(&self, write: Write) -> Outcome {
         let Write { session, worker, epoch, rows } = write;
         let answer = match rows {
-            Rows::PerMessage(rows) => self.per_message.write(Write { session, worker, epoch, rows }).await,
-            Rows::Behind(rows) => self.behind.write(Write { session, worker, epoch, rows }).await,
+            Rows::Message(rows) if rows.written_behind() => self.behind.write(Write { session, worker, epoch, rows }).await,
+            Rows::Message(rows) => self.per_message.write(Write { session, worker, epoch, rows }).await,
             Rows::SessionRecords(rows) => self.records.write(Write { session, worker, epoch, rows }).await,
         };
         answer.unwrap_or(Outcome::Dropped)
@@ -399,19 +405,16 @@ impl Lane for PerMessage {
     }
 }
 
-/// The writes nobody waits on in the common case ([`Rows::Behind`]): the per-message
-/// statement, after a linger that gathers a burst's secrets and sent copies into a few
-/// statements instead of one beside nearly every inbound copy.
+/// The writes nobody waits on in the common case ([`MessageRows::written_behind`]): the
+/// per-message statement, after a linger that gathers a burst's secrets and sent copies
+/// into a few statements instead of one beside nearly every inbound copy. It never
+/// carries copies, so any queued writes may share a statement.
 struct Behind;
 
 impl Lane for Behind {
     type Rows = MessageRows;
 
     const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
-
-    fn take(queued: &[Write<MessageRows>]) -> usize {
-        PerMessage::take(queued)
-    }
 
     async fn write(conn: &mut PgConnection, fences: &BatchFences<'_>, rows: &[(i64, &MessageRows)]) -> sqlx::Result<Vec<i64>> {
         PerMessage::write(conn, fences, rows).await

@@ -137,7 +137,7 @@ impl PgBackend {
     pub(crate) async fn sent_store(&self, chat: &str, id: &str, payload: &[u8]) -> Result<()> {
         if let Some(through) = self.combined() {
             return through
-                .write_behind(MessageRows::Sent { chat: chat.to_owned(), id: id.to_owned(), payload: payload.to_vec() })
+                .write(MessageRows::Sent { chat: chat.to_owned(), id: id.to_owned(), payload: payload.to_vec() })
                 .await;
         }
         fenced!(
@@ -194,7 +194,7 @@ impl PgBackend {
             {
                 return Ok(());
             }
-            let store = || through.write_copy(MessageRows::PendingStore(rows.iter().map(copy_row).collect()));
+            let store = || through.write(MessageRows::PendingStore(rows.iter().map(copy_row).collect()));
             return wait_out(self.outage_wait, "buffering an inbound message", |e: &StoreError| caused_by_unreachable(e), store)
                 .await;
         }
@@ -256,7 +256,7 @@ impl PgBackend {
         }
         if let Some(through) = self.combined() {
             let keys = keys.iter().map(|k| (k.chat.to_owned(), k.sender.to_owned(), k.id.to_owned()));
-            return through.write_copy(MessageRows::PendingDelete(keys.collect())).await;
+            return through.write(MessageRows::PendingDelete(keys.collect())).await;
         }
         let chats: Vec<&str> = keys.iter().map(|k| k.chat).collect();
         let senders: Vec<&str> = keys.iter().map(|k| k.sender).collect();

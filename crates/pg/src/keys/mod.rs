@@ -223,24 +223,18 @@ pub(crate) struct Through<'a> {
 }
 
 impl Through<'_> {
-    /// Writes `rows` under the backend's fence, together with whatever else is queued,
-    /// once the inbound copies the session holds are written.
+    /// Writes `rows` under the backend's fence, together with whatever else is queued.
+    /// Signal session records first wait for the inbound copies the session holds to be
+    /// written: they are the only rows of a combined write that make a ratchet durable.
+    /// Copies, their deletes, message secrets and sent copies do not wait: settling
+    /// before them would make a message received while a batch is held wait for two
+    /// commits in a row.
     pub(crate) async fn write(self, rows: impl Into<Rows>) -> Result<(), StoreError> {
-        self.settle().await?;
-        self.write_now(rows.into()).await
-    }
-
-    /// Writes a buffered copy, or deletes buffered ones, without settling the held
-    /// copies first: such a write makes no ratchet durable, and settling would make a
-    /// message received while a batch is held wait for two commits in a row.
-    pub(crate) async fn write_copy(self, rows: MessageRows) -> Result<(), StoreError> {
-        self.write_now(rows.into()).await
-    }
-
-    /// Writes message secrets or a sent copy in the lingering lane ([`Rows::Behind`]),
-    /// without settling first: they make no ratchet durable either.
-    pub(crate) async fn write_behind(self, rows: MessageRows) -> Result<(), StoreError> {
-        self.write_now(Rows::Behind(rows)).await
+        let rows = rows.into();
+        if matches!(rows, Rows::SessionRecords(_)) {
+            self.settle().await?;
+        }
+        self.write_now(rows).await
     }
 
     /// Writes the inbound copies the session holds (`crate::unbuffered`), waiting out an

@@ -21,7 +21,7 @@ impl MsgSecretStore for PgBackend {
             return Ok(0);
         }
         if let Some(through) = self.combined() {
-            through.write_behind(MessageRows::MsgSecrets(entries)).await?;
+            through.write(MessageRows::MsgSecrets(entries)).await?;
             return Ok(stored);
         }
         // Within one batch apply the same merge rule a sequence of puts would.
