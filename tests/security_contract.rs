@@ -186,6 +186,10 @@ async fn the_app_cannot_forge_session_state() {
         ("UPDATE wa.sessions SET failed_connect_count = 1000", "42501"),
         ("UPDATE wa.sessions SET epoch = epoch + 1", "42501"),
         ("UPDATE wa.sessions SET owner_id = NULL", "42501"),
+        // Would stop the worker's key writes until its next lease.
+        ("UPDATE wa.sessions SET keys_wiped_epoch = epoch", "42501"),
+        ("INSERT INTO wa.sessions (id, keys_wiped_epoch) VALUES ('s2', 1)", "42501"),
+        ("SELECT wa._keys_open(s, 1) FROM wa.sessions s", "42501"),
         ("UPDATE wa.sessions SET qr_code = 'x', pair_code = 'y'", "42501"),
         ("UPDATE wa.sessions SET jid = '1@s.whatsapp.net'", "42501"),
         ("UPDATE wa.sessions SET metadata = '\"x\"'", "WA009"),

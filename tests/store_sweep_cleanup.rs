@@ -241,3 +241,52 @@ async fn the_wipe_names_every_key_table() {
     assert_eq!(named, tables, "queries/wipe_session_state.sql must delete from exactly the key tables");
     db.drop_now().await.unwrap();
 }
+
+/// A wipe is the last key write of its lease. whatsapp-rust writes sent copies and message
+/// secrets from detached tasks, and the key store's lingering lane holds them up to 10 ms:
+/// one queued just before a close_session's wipe would land after it, under a fence still
+/// valid, and leave a row of the wiped device behind. Now it is wiped or refused, and
+/// every key write of that epoch after the wipe is refused (combined lanes and single
+/// statements alike); the next lease writes again.
+#[tokio::test]
+async fn no_key_write_outlives_a_wipe() {
+    use pgwa_pg::keys::{Combiner, is_lease_lost};
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    let w = pgwa_testkit::worker_row(pool).await.unwrap();
+    let fence = pgwa_testkit::held_by(pool, "s1", w).await.unwrap();
+    let b = PgBackend::fenced(pool.clone(), fence.clone()).combining(Combiner::new(pool.clone()));
+    b.save(&Device::new()).await.unwrap();
+    let rows = |table: &'static str| async move { pgwa_testkit::session_rows(pool, table, "s1").await.unwrap() };
+
+    let late = tokio::spawn({
+        let b = b.clone();
+        async move { b.store_sent_message("c@lid", "M1", b"p").await }
+    });
+    tokio::task::yield_now().await;
+    wipe_session_state(pool, &fence).await.unwrap();
+    let late = late.await.unwrap();
+    assert!(late.as_ref().err().is_none_or(is_lease_lost), "{late:?}");
+    assert_eq!(rows("sent_messages").await, 0, "the sent copy queued before the wipe was wiped or refused");
+
+    let secret = MsgSecretEntry::new(&"c@lid".parse().unwrap(), &"c@lid".parse().unwrap(), "M2", [1; 32], 0, 1);
+    let refused = [
+        b.store_sent_message("c@lid", "M2", b"p").await.unwrap_err(),
+        b.put_msg_secrets(vec![secret]).await.map(drop).unwrap_err(),
+        b.put_session("c.0", b"ratchet").await.unwrap_err(),
+        b.save(&Device::new()).await.unwrap_err(),
+    ];
+    for err in &refused {
+        assert!(is_lease_lost(err), "{err}");
+    }
+    for table in ["sent_messages", "msg_secrets", "signal_sessions", "auth_state"] {
+        assert_eq!(rows(table).await, 0, "{table} written after the wipe");
+    }
+
+    let next = pgwa_testkit::take_over(pool, "s1", w).await.unwrap();
+    let b = PgBackend::fenced(pool.clone(), next).combining(Combiner::new(pool.clone()));
+    b.store_sent_message("c@lid", "M3", b"p").await.unwrap();
+    b.save(&Device::new()).await.unwrap();
+    assert_eq!((rows("sent_messages").await, rows("auth_state").await), (1, 1), "the next lease writes keys again");
+    db.drop_now().await.unwrap();
+}

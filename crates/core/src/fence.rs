@@ -4,6 +4,8 @@
 //! while `wa.sessions` says this worker owns the session at this epoch and the lease has
 //! not expired: a worker that was paused past its lease writes nothing until its next
 //! renewal succeeds, even if nobody has taken the session over yet (docs/security.md).
+//! Key writes also stop at a wipe of the session's keys under that epoch
+//! (`wa._keys_open`, migrations/0036).
 
 use uuid::Uuid;
 
@@ -25,7 +27,7 @@ impl Fence {
 /// worker's lease on it expired. Nothing was written.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "lease lost: session {session} is no longer held by worker {worker} at epoch {epoch} (taken over, released or expired); write refused"
+    "lease lost: session {session} is no longer held by worker {worker} at epoch {epoch} (taken over, released or expired), or its keys were wiped at that epoch; write refused"
 )]
 pub struct LeaseLost {
     pub session: String,

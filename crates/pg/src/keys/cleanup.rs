@@ -10,18 +10,35 @@ use super::Fence;
 use pgwa_core::job::CleanupScope;
 
 /// Runs one scope in one transaction, fenced: the transaction first locks the session
-/// row FOR SHARE and checks the fence, so a takeover waits for it, and a worker that lost
-/// the lease (or let it expire) gets [`LeaseLost`](pgwa_core::fence::LeaseLost) and deletes nothing.
+/// row and checks the fence, so a takeover waits for it, and a worker that lost the
+/// lease (or let it expire) gets [`LeaseLost`](pgwa_core::fence::LeaseLost) and deletes
+/// nothing. A wipe ([`CleanupScope::All`]) also ends the key writes of its epoch
+/// (migrations/0036): a sent copy or message secret whatsapp-rust was still writing
+/// from a detached task is either wiped or refused, never left behind.
 pub async fn run_cleanup(pool: &PgPool, fence: &Fence, scope: &CleanupScope) -> anyhow::Result<u64> {
     let mut tx = pool.begin().await?;
-    let held = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._holds(s, $2, $3) FOR SHARE) AS "held!""#,
-        &fence.session,
-        fence.worker,
-        fence.epoch
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+    let (session, worker, epoch) = (&fence.session, fence.worker, fence.epoch);
+    let held = match scope {
+        CleanupScope::All => sqlx::query_scalar!(
+            r#"WITH ended AS (UPDATE wa.sessions s SET keys_wiped_epoch = $3 WHERE s.id = $1 AND wa._holds(s, $2, $3) RETURNING 1)
+               SELECT EXISTS (SELECT 1 FROM ended) AS "held!""#,
+            session,
+            worker,
+            epoch
+        )
+        .fetch_one(&mut *tx)
+        .await?,
+        _ => {
+            sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._holds(s, $2, $3) FOR SHARE) AS "held!""#,
+                session,
+                worker,
+                epoch
+            )
+            .fetch_one(&mut *tx)
+            .await?
+        }
+    };
     if !held {
         return Err(fence.lost().into());
     }

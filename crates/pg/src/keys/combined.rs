@@ -308,7 +308,7 @@ macro_rules! batch_fenced {
             r#"WITH fence AS (
                    SELECT s.id, u.k FROM wa.sessions s
                      JOIN unnest($1::text[], $2::uuid[], $3::bigint[]) WITH ORDINALITY AS u(id, worker, epoch, k) ON s.id = u.id
-                    WHERE wa._holds(s, u.worker, u.epoch)
+                    WHERE wa._may_write(s, u.worker, u.epoch)
                     ORDER BY s.id FOR SHARE OF s), "# + $ctes + r#"
              SELECT k AS "k!" FROM fence"#,
             &$fences.sessions as &[&str],
