@@ -20,14 +20,14 @@ pub async fn run_cleanup(pool: &PgPool, fence: &Fence, scope: &CleanupScope) -> 
     let (session, worker, epoch) = (&fence.session, fence.worker, fence.epoch);
     let held = match scope {
         CleanupScope::All => sqlx::query_scalar!(
-            r#"WITH ended AS (UPDATE wa.sessions s SET keys_wiped_epoch = $3 WHERE s.id = $1 AND wa._holds(s, $2, $3) RETURNING 1)
-               SELECT EXISTS (SELECT 1 FROM ended) AS "held!""#,
+            r#"UPDATE wa.sessions s SET keys_wiped_epoch = $3 WHERE s.id = $1 AND wa._holds(s, $2, $3) RETURNING true AS "held!""#,
             session,
             worker,
             epoch
         )
-        .fetch_one(&mut *tx)
-        .await?,
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some(),
         _ => {
             sqlx::query_scalar!(
                 r#"SELECT EXISTS (SELECT 1 FROM wa.sessions s WHERE s.id = $1 AND wa._holds(s, $2, $3) FOR SHARE) AS "held!""#,

@@ -80,6 +80,15 @@ impl MessageRows {
     }
 }
 
+impl Rows {
+    /// Signal session records, the only rows of a combined write that make a ratchet
+    /// durable, wait first for the inbound copies their session holds
+    /// (`Through::write`); every other kind goes at once.
+    pub(crate) fn settles_first(&self) -> bool {
+        matches!(self, Rows::SessionRecords(_))
+    }
+}
+
 impl From<MessageRows> for Rows {
     fn from(rows: MessageRows) -> Self {
         Rows::Message(rows)

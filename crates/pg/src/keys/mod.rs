@@ -223,15 +223,14 @@ pub(crate) struct Through<'a> {
 }
 
 impl Through<'_> {
-    /// Writes `rows` under the backend's fence, together with whatever else is queued.
-    /// Signal session records first wait for the inbound copies the session holds to be
-    /// written: they are the only rows of a combined write that make a ratchet durable.
-    /// Copies, their deletes, message secrets and sent copies do not wait: settling
-    /// before them would make a message received while a batch is held wait for two
-    /// commits in a row.
+    /// Writes `rows` under the backend's fence, together with whatever else is queued,
+    /// after the inbound copies the session holds when the rows say so
+    /// ([`Rows::settles_first`]). Copies, their deletes, message secrets and sent copies
+    /// do not wait: settling before them would make a message received while a batch is
+    /// held wait for two commits in a row.
     pub(crate) async fn write(self, rows: impl Into<Rows>) -> Result<(), StoreError> {
         let rows = rows.into();
-        if matches!(rows, Rows::SessionRecords(_)) {
+        if rows.settles_first() {
             self.settle().await?;
         }
         self.write_now(rows).await
