@@ -22,20 +22,34 @@ WITH held AS (
              ORDER BY j.priority, j.id LIMIT $4) c
  ),
  heads AS (
-     SELECT c.session_id, c.chat, min(c.id) AS id FROM cand c WHERE c.chat IS NOT NULL GROUP BY c.session_id, c.chat
+     SELECT c.session_id, c.chat, min(c.id) AS id, max(c.id) AS last
+       FROM cand c WHERE c.chat IS NOT NULL GROUP BY c.session_id, c.chat
  ),
  blocked AS (
      SELECT h.session_id, h.chat
        FROM heads h CROSS JOIN LATERAL (
             SELECT 1 FROM wa._chat_unfinished_before(h.session_id, h.chat, h.id) LIMIT 1) b
  ),
+ stops AS (
+     SELECT h.session_id, h.chat, k.id
+       FROM heads h CROSS JOIN LATERAL (
+            SELECT k.id FROM wa.job_rows k
+             WHERE k.session_id = h.session_id AND k.chat = h.chat AND k.id > h.id AND k.id < h.last
+               AND k.phase < 2 AND k.chat IS NOT NULL AND k.state IN ('available', 'running', 'retryable')
+               AND k.id NOT IN (SELECT id FROM cand) OFFSET 0) k
+      WHERE h.last > h.id
+ ),
  free AS (
-     SELECT c.id, c.at, c.epoch FROM cand c
-      WHERE c.chat IS NULL OR (
-            (c.session_id, c.chat) NOT IN (SELECT b.session_id, b.chat FROM blocked b)
-            AND (c.id IN (SELECT h.id FROM heads h) OR NOT EXISTS (
-                SELECT 1 FROM wa._chat_unfinished_before(c.session_id, c.chat, c.id) k
-                 WHERE k.job_id NOT IN (SELECT id FROM cand))))
+     SELECT c.id, c.at, c.epoch FROM cand c WHERE c.chat IS NULL
+     UNION ALL
+     SELECT x.id, x.at, x.epoch FROM (
+            SELECT y.id, y.at, y.epoch,
+                   bool_or(y.stop) OVER (PARTITION BY y.session_id, y.chat ORDER BY y.id) AS behind
+              FROM (SELECT c.id, c.at, c.epoch, c.session_id, c.chat, false AS stop FROM cand c
+                     WHERE c.chat IS NOT NULL AND (c.session_id, c.chat) NOT IN (SELECT b.session_id, b.chat FROM blocked b)
+                    UNION ALL
+                    SELECT s.id, NULL, NULL, s.session_id, s.chat, true FROM stops s) y) x
+      WHERE NOT x.behind
  ),
  locked AS (
      SELECT l.id, l.at, f.epoch

@@ -54,25 +54,34 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 ///   its chat (running, waiting for a retry, or available but not in this batch) exists,
 ///   so a later message never overtakes an earlier one, across retries too.
 ///
-/// The statement's plan is made once per connection, often while `wa.jobs` is empty, so
-/// its shape must not depend on estimates: each candidate's FIFO check is its own index
-/// probe (kept a subplan by the OR, which Postgres cannot turn into a join) against a
-/// hashed set of the batch. Written as a join of the batch with its chats' first gaps,
-/// it was planned as a nested loop over both: 555 ms for a claim of 2,000 candidates
-/// whose chats were busy, against 17 ms this way.
+/// The statement's plan is made once per connection, often while `wa.jobs` is empty, and
+/// again whenever the table's statistics change, so its shape must not depend on
+/// estimates. Written as a join of the batch with its chats' first gaps, it was planned
+/// as a nested loop over both: 555 ms for a claim of 2,000 candidates whose chats were
+/// busy, against 17 ms with probes.
 ///
 /// Candidates are read unlocked. Each chat among them is probed once, at its first
-/// candidate, for an unfinished send before it: a chat found busy drops all its
-/// candidates at that one probe, and a chat found free passes its first candidate on it.
-/// The later candidates keep the per-candidate check above, and only what passes is
-/// locked (`FOR UPDATE SKIP LOCKED`). Locking
-/// and probing every candidate first made a session with one busy chat pay, on every
-/// claim, a row lock (a WAL record) and a probe per candidate for nothing: in
-/// `pgwa dev bench-messages` (one chat per session, 200 candidates each) the claim was
-/// 40 % of Postgres's time, at 6.3 ms for 5.5 jobs (BENCHMARKS.md). A candidate skipped
-/// because another transaction holds it (a cancel) still holds back the later sends of
-/// its chat: the check runs again against what was locked, unless every candidate that
-/// passed was locked (then it cannot change).
+/// candidate, for an unfinished send before it (an index probe kept a subplan, against
+/// a hashed set of the chats): a chat found busy drops all its candidates at that one
+/// probe. In a chat found free, one more probe per chat with several candidates reads
+/// its stops: the unfinished sends between its first and last candidates that are not
+/// in the batch. A window over each chat's candidates and stops in id order drops every
+/// candidate after a stop. `OFFSET 0` keeps the stops a probe per chat, which the
+/// planner cannot turn into one scan of the table, and the probe is bounded by the ids
+/// of the chat's own candidates, so whichever index it takes it reads only that span.
+/// Probing each later candidate on its own for the sends before it read its chat's
+/// earlier candidates again, n²/2 rows for n candidates of one chat, and with
+/// statistics that said every send was unfinished and went to one number, each probe
+/// went by primary key from the table's first row: a claim of 1,000 sends of ten
+/// one-chat sessions took 32–58 ms against 15–21 with stops, and 1.5–1.8 s against
+/// 27–49 ms with those statistics (BENCHMARKS.md). Only what passes is locked (`FOR UPDATE
+/// SKIP LOCKED`). Locking and probing every candidate first made a session with one
+/// busy chat pay, on every claim, a row lock (a WAL record) and a probe per candidate
+/// for nothing: in `pgwa dev bench-messages` (one chat per session, 200 candidates
+/// each) the claim was 40 % of Postgres's time, at 6.3 ms for 5.5 jobs (BENCHMARKS.md).
+/// A candidate skipped because another transaction holds it (a cancel) still holds
+/// back the later sends of its chat: the check runs again against what was locked,
+/// unless every candidate that passed was locked (then it cannot change).
 ///
 /// The lock and the update find each row at the address (`ctid`) the candidate scan read
 /// it from, a tuple fetch where a primary-key probe would descend the index: the claim of
@@ -87,9 +96,10 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 /// connection's first) went by the primary key instead (tests/queue_plans.rs checks).
 /// Probing the first candidate twice, and looking its session's epoch up per row in the
 /// held sessions (a scan of them each), cost a tenth of the claim's time: 22.1–22.9
-/// against 19.5–19.7 µs a job draining 100,000 sends (BENCHMARKS.md). The three FIFO
-/// checks share one definition of "an earlier unfinished send of this chat",
-/// `wa._chat_unfinished_before` (migration 0031), which the planner inlines.
+/// against 19.5–19.7 µs a job draining 100,000 sends (BENCHMARKS.md). The first
+/// candidate's probe and the recheck share one definition of "an earlier unfinished
+/// send of this chat", `wa._chat_unfinished_before` (migration 0031), which the planner
+/// inlines; the stops spell out their own two bounds.
 ///
 /// The update is HOT (see migration 0015): nothing indexed changes, so it writes no index
 /// entries, which made claims 2.5 times cheaper. It rechecks `state`, so a job cancelled
