@@ -184,8 +184,8 @@ async fn a_send_held_by_another_transaction_still_holds_back_its_chat() {
 /// the plan was made with: here they say every send is unfinished and all go to one
 /// number (ten sessions' backlog to one support number, queued before the first
 /// ANALYZE), which made the per-candidate FIFO probes go by primary key from the
-/// table's first row (149 buffers a job here, 0.7 s for the claim of 1,000). The chat's stops
-/// are one bounded probe per chat.
+/// table's first row (149 buffers a job here, 0.7 s for the claim of 1,000). The chat's
+/// stops are one bounded probe per chat.
 #[tokio::test]
 async fn a_claim_reads_a_bounded_number_of_buffers_per_job_whatever_the_statistics() {
     use pgwa_pg::{leases, workers};
@@ -230,6 +230,61 @@ async fn a_claim_reads_a_bounded_number_of_buffers_per_job_whatever_the_statisti
         plan[0]["Plan"]["Shared Hit Blocks"].as_i64().unwrap() + plan[0]["Plan"]["Shared Read Blocks"].as_i64().unwrap();
     let per_job = buffers as f64 / claimed.len() as f64;
     assert!(per_job <= 20.0, "the claim read {buffers} buffers for {} jobs ({per_job:.1} a job): {plan}", claimed.len());
+    drop(conn);
+    db.drop_now().await.unwrap();
+}
+
+/// A chat found busy at its first candidate is dropped whole there: the claim does not
+/// also read its stops (the unfinished sends between its candidates), which only a chat
+/// found free needs.
+#[tokio::test]
+async fn a_busy_chat_costs_the_claim_no_probe_for_its_stops() {
+    use pgwa_pg::{jobs, leases, workers};
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    let me = uuid::Uuid::now_v7();
+    workers::register(pool, &workers::Registration::new(me, "w", 10)).await.unwrap();
+    sqlx::raw_sql(
+        "SELECT wa.add_session('s1');
+         SELECT count(wa.send_text('s1', '+15550000001', 'm' || n)) FROM generate_series(1, 10) n;",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    assert_eq!(leases::claim(pool, me, 30.0, 10).await.unwrap().len(), 1);
+    let ids = vec!["s1".to_string()];
+    let req = jobs::ClaimRequest { worker: me, held: &ids, connected: &ids, per_session: 1, sessionless: 0 };
+    assert_eq!(jobs::claim(pool, &req).await.unwrap().len(), 1, "the chat's first send runs");
+
+    let mut conn = pool.acquire().await.unwrap();
+    exec(&mut conn, format!("PREPARE claim(uuid, text[], text[], bigint, bigint, text[]) AS {}", pgwa_pg::jobs::CLAIM)).await;
+    let kinds: Vec<&str> = pgwa_core::job::JobKind::ALL.iter().map(|k| k.as_str()).collect();
+    let execute = format!("EXECUTE claim('{me}', '{{s1}}', '{{s1}}', 100, 0, '{{{}}}')", kinds.join(","));
+    exec(&mut conn, "BEGIN".into()).await;
+    let plan: Value = sqlx::query_scalar(AssertSqlSafe(format!("EXPLAIN (ANALYZE, FORMAT JSON) {execute}")))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let running: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM wa.jobs WHERE state = 'running'").fetch_one(&mut *conn).await.unwrap();
+    exec(&mut conn, "ROLLBACK".into()).await;
+    assert_eq!(running, 1, "the busy chat's nine later sends wait");
+
+    let mut all = Vec::new();
+    nodes(&plan[0]["Plan"], &mut all);
+    // The stops probe is the one read of wa.job_rows bounded on both sides by a chat's
+    // candidates (`k.id > h.id AND k.id < h.last`).
+    let stops: Vec<&Value> = all
+        .iter()
+        .filter(|n| {
+            let conds = format!("{} {}", n["Index Cond"].as_str().unwrap_or_default(), n["Filter"].as_str().unwrap_or_default());
+            n["Relation Name"] == "job_rows" && conds.contains("(id > h") && conds.contains("(id < h")
+        })
+        .collect();
+    assert!(!stops.is_empty(), "no stops probe found in the plan: {plan}");
+    for n in stops {
+        assert_eq!(n["Actual Loops"], 0, "the stops of a busy chat were read: {plan}");
+    }
     drop(conn);
     db.drop_now().await.unwrap();
 }

@@ -37,7 +37,7 @@ WITH held AS (
              WHERE k.session_id = h.session_id AND k.chat = h.chat AND k.id > h.id AND k.id < h.last
                AND k.phase < 2 AND k.chat IS NOT NULL AND k.state IN ('available', 'running', 'retryable')
                AND k.id NOT IN (SELECT id FROM cand) OFFSET 0) k
-      WHERE h.last > h.id
+      WHERE h.last > h.id AND (h.session_id, h.chat) NOT IN (SELECT b.session_id, b.chat FROM blocked b)
  ),
  free AS (
      SELECT c.id, c.at, c.epoch FROM cand c WHERE c.chat IS NULL

@@ -63,8 +63,8 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 /// Candidates are read unlocked. Each chat among them is probed once, at its first
 /// candidate, for an unfinished send before it (an index probe kept a subplan, against
 /// a hashed set of the chats): a chat found busy drops all its candidates at that one
-/// probe. In a chat found free, one more probe per chat with several candidates reads
-/// its stops: the unfinished sends between its first and last candidates that are not
+/// probe. In a chat found free (a busy chat's stops would be read for nothing), one
+/// more probe per chat with several candidates reads its stops: the unfinished sends between its first and last candidates that are not
 /// in the batch. A window over each chat's candidates and stops in id order drops every
 /// candidate after a stop. `OFFSET 0` keeps the stops a probe per chat, which the
 /// planner cannot turn into one scan of the table, and the probe is bounded by the ids
