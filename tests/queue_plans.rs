@@ -4,7 +4,8 @@
 //! stay index-driven whatever the table holds later: a claim plan that scanned the
 //! table, or joined the batch with its chats by comparing every pair, cost 0.5 s per
 //! claim of 2,000 jobs whose chats were busy. The claim's per-chat FIFO is checked with
-//! the plan, and with a send that another transaction holds.
+//! the plan, with a send that another transaction holds, and against a model of the rule
+//! over random queues.
 
 use pgwa_testkit::TestDb;
 use serde_json::Value;
@@ -286,5 +287,150 @@ async fn a_busy_chat_costs_the_claim_no_probe_for_its_stops() {
         assert_eq!(n["Actual Loops"], 0, "the stops of a busy chat were read: {plan}");
     }
     drop(conn);
+    db.drop_now().await.unwrap();
+}
+
+/// A small deterministic generator (splitmix64): the queues are random but every run
+/// of the test sees the same ones.
+struct Mix(u64);
+
+impl Mix {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n
+    }
+}
+
+/// A job as the model sees it.
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: i64,
+    session_id: String,
+    chat: Option<String>,
+    state: String,
+    lane: i16,
+    priority: i16,
+}
+
+/// What the claim must take, from the rule stated on `jobs::claim`: per session the
+/// first `per_session` available jobs of each lane by (priority, id), the send lane only
+/// for connected sessions; of those, a job of a chat goes only if every unfinished send
+/// of its chat queued before it (available, running or retrying) is taken with it.
+fn model(rows: &[Row], held: &[String], connected: &[String], per_session: usize) -> Vec<i64> {
+    let mut cand = std::collections::HashSet::new();
+    for s in held {
+        for lane in [0, 1] {
+            if lane == 1 && !connected.contains(s) {
+                continue;
+            }
+            let mut avail: Vec<&Row> =
+                rows.iter().filter(|r| &r.session_id == s && r.lane == lane && r.state == "available").collect();
+            avail.sort_by_key(|r| (r.priority, r.id));
+            cand.extend(avail.iter().take(per_session).map(|r| r.id));
+        }
+    }
+    let unfinished = |r: &Row| matches!(r.state.as_str(), "available" | "running" | "retryable");
+    let mut taken: Vec<i64> = rows
+        .iter()
+        .filter(|x| cand.contains(&x.id))
+        .filter(|x| {
+            x.chat.is_none()
+                || rows.iter().all(|k| {
+                    !(k.session_id == x.session_id && k.chat == x.chat && k.id < x.id && unfinished(k)) || cand.contains(&k.id)
+                })
+        })
+        .map(|x| x.id)
+        .collect();
+    taken.sort();
+    taken
+}
+
+/// The claim takes exactly what the FIFO rule allows, over random queues: sessions with
+/// one to five chats, sends of mixed priorities, some scheduled for later, some running,
+/// retrying, finished, dead or cancelled, control jobs beside them, sessions connected or
+/// not, and per-session limits from 1 to 1,000; analyzed now and then, so the claim runs
+/// on plans made with different statistics.
+#[tokio::test]
+async fn the_claim_takes_what_the_fifo_rule_allows_in_random_queues() {
+    use pgwa_pg::{jobs, leases, workers};
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    let me = uuid::Uuid::now_v7();
+    workers::register(pool, &workers::Registration::new(me, "w", 10)).await.unwrap();
+    sqlx::raw_sql("SELECT wa.add_session('s' || i) FROM generate_series(1, 3) i").execute(pool).await.unwrap();
+    assert_eq!(leases::claim(pool, me, 300.0, 10).await.unwrap().len(), 3);
+    let held: Vec<String> = (1..=3).map(|i| format!("s{i}")).collect();
+    let mut mix = Mix(20261129);
+    for queue in 0..40 {
+        sqlx::query("DELETE FROM wa.job_rows").execute(pool).await.unwrap();
+        for s in &held {
+            let chats = 1 + mix.below(5);
+            for _ in 0..mix.below(40) {
+                if mix.below(6) == 0 {
+                    sqlx::query("SELECT wa.enqueue($1, 'reconnect', priority => $2)")
+                        .bind(s)
+                        .bind(mix.below(3) as i32 * 50)
+                        .execute(pool)
+                        .await
+                        .unwrap();
+                    continue;
+                }
+                let to = format!("+1555000000{}", mix.below(chats));
+                let later = mix.below(10) == 0;
+                sqlx::query(
+                    "SELECT wa.send_text($1, $2, 'm', run_at => CASE WHEN $3 THEN now() + interval '1 hour' END,
+                                         priority => $4)",
+                )
+                .bind(s)
+                .bind(to)
+                .bind(later)
+                .bind([100, 100, 100, 0, 500][mix.below(5) as usize])
+                .execute(pool)
+                .await
+                .unwrap();
+            }
+        }
+        // Some jobs moved on: as a worker, a retry or the end of a job would leave them.
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM wa.job_rows WHERE state = 'available' ORDER BY id").fetch_all(pool).await.unwrap();
+        for id in ids {
+            let set = match mix.below(10) {
+                0 => "state = 'running', worker_id = $2, attempts = 1, attempted_at = now()",
+                1 => "state = 'retryable', attempts = 1, run_at = now() + interval '1 hour'",
+                2 => "state = 'completed', attempts = 1, finished_at = now()",
+                3 => "state = 'dead', attempts = 1, finished_at = now()",
+                4 => "state = 'cancelled', finished_at = now()",
+                _ => continue,
+            };
+            sqlx::query(AssertSqlSafe(format!("UPDATE wa.job_rows SET {set} WHERE id = $1")))
+                .bind(id)
+                .bind(me)
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        if queue % 10 == 9 {
+            sqlx::query("ANALYZE wa.job_rows").execute(pool).await.unwrap();
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, session_id, chat, state::text AS state, lane, priority FROM wa.job_rows WHERE session_id IS NOT NULL",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let connected: Vec<String> = held.iter().filter(|_| mix.below(4) != 0).cloned().collect();
+        for per_session in [1, 2, 5, 20, 1000] {
+            let req = jobs::ClaimRequest { worker: me, held: &held, connected: &connected, per_session, sessionless: 0 };
+            let mut tx = pool.begin().await.unwrap();
+            let mut got: Vec<i64> = jobs::claim(&mut *tx, &req).await.unwrap().into_iter().map(|c| c.job.id).collect();
+            tx.rollback().await.unwrap();
+            got.sort();
+            let want = model(&rows, &held, &connected, per_session as usize);
+            assert_eq!(got, want, "queue {queue}, {per_session} per session, connected {connected:?}");
+        }
+    }
     db.drop_now().await.unwrap();
 }
