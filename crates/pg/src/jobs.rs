@@ -64,11 +64,12 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 /// candidate, for an unfinished send before it (an index probe kept a subplan, against
 /// a hashed set of the chats): a chat found busy drops all its candidates at that one
 /// probe. In a chat found free (a busy chat's stops would be read for nothing), one
-/// more probe per chat with several candidates reads its stops: the unfinished sends between its first and last candidates that are not
-/// in the batch. A window over each chat's candidates and stops in id order drops every
-/// candidate after a stop. `OFFSET 0` keeps the stops a probe per chat, which the
-/// planner cannot turn into one scan of the table, and the probe is bounded by the ids
-/// of the chat's own candidates, so whichever index it takes it reads only that span.
+/// more probe per chat with several candidates reads its stops: the unfinished sends
+/// between its first and last candidates that are not in the batch. A window over each
+/// chat's candidates and stops in id order drops every candidate after a stop.
+/// `OFFSET 0` keeps the stops a probe per chat, which the planner cannot turn into one
+/// scan of the table, and the probe is bounded by the ids of the chat's own candidates,
+/// so whichever index it takes it reads only that span.
 /// Probing each later candidate on its own for the sends before it read its chat's
 /// earlier candidates again, n²/2 rows for n candidates of one chat, and with
 /// statistics that said every send was unfinished and went to one number, each probe
