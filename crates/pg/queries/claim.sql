@@ -33,10 +33,8 @@ WITH held AS (
  stops AS (
      SELECT h.session_id, h.chat, k.id
        FROM heads h CROSS JOIN LATERAL (
-            SELECT k.id FROM wa.job_rows k
-             WHERE k.session_id = h.session_id AND k.chat = h.chat AND k.id > h.id AND k.id < h.last
-               AND k.phase < 2 AND k.chat IS NOT NULL AND k.state IN ('available', 'running', 'retryable')
-               AND k.id NOT IN (SELECT id FROM cand) OFFSET 0) k
+            SELECT u.job_id AS id FROM wa._chat_unfinished_before(h.session_id, h.chat, h.last) u
+             WHERE u.job_id > h.id AND u.job_id NOT IN (SELECT id FROM cand) OFFSET 0) k
       WHERE h.last > h.id AND (h.session_id, h.chat) NOT IN (SELECT b.session_id, b.chat FROM blocked b)
  ),
  free AS (

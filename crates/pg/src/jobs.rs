@@ -98,9 +98,10 @@ pub const CLAIM: &str = include_str!("../queries/claim.sql");
 /// Probing the first candidate twice, and looking its session's epoch up per row in the
 /// held sessions (a scan of them each), cost a tenth of the claim's time: 22.1–22.9
 /// against 19.5–19.7 µs a job draining 100,000 sends (BENCHMARKS.md). The first
-/// candidate's probe and the recheck share one definition of "an earlier unfinished
+/// candidate's probe, the stops (below its last candidate, their lower bound pushed into
+/// the inlined probe) and the recheck share one definition of "an earlier unfinished
 /// send of this chat", `wa._chat_unfinished_before` (migration 0031), which the planner
-/// inlines; the stops spell out their own two bounds.
+/// inlines.
 ///
 /// The update is HOT (see migration 0015): nothing indexed changes, so it writes no index
 /// entries, which made claims 2.5 times cheaper. It rechecks `state`, so a job cancelled
