@@ -46,6 +46,31 @@ async fn checked_plan(conn: &mut PoolConnection<Postgres>, what: &str, execute: 
     all
 }
 
+/// A scratch database in which a new worker holds every session `setup` added (SQL run
+/// first, which may also queue their jobs), `sessions` of them; and the worker's id.
+async fn leased(setup: &'static str, sessions: usize) -> (TestDb, uuid::Uuid) {
+    use pgwa_pg::{leases, workers};
+    let db = TestDb::new().await.unwrap();
+    let me = uuid::Uuid::now_v7();
+    workers::register(&db.pool, &workers::Registration::new(me, "w", 10)).await.unwrap();
+    sqlx::raw_sql(setup).execute(&db.pool).await.unwrap();
+    assert_eq!(leases::claim(&db.pool, me, 300.0, 10).await.unwrap().len(), sessions, "the worker leases every session");
+    (db, me)
+}
+
+/// Prepares the claim on `conn` as `claim`, the statement the worker runs.
+async fn prepare_claim(conn: &mut PoolConnection<Postgres>) {
+    exec(conn, format!("PREPARE claim(uuid, text[], text[], bigint, bigint, text[]) AS {}", pgwa_pg::jobs::CLAIM)).await;
+}
+
+/// The prepared claim by `worker` of up to `per_session` jobs from each of `sessions`
+/// (held and connected) and `sessionless` jobs of no session, of every kind.
+fn execute_claim(worker: &str, sessions: &[&str], per_session: i64, sessionless: i64) -> String {
+    let kinds: Vec<&str> = pgwa_core::job::JobKind::ALL.iter().map(|k| k.as_str()).collect();
+    let (sessions, kinds) = (sessions.join(","), kinds.join(","));
+    format!("EXECUTE claim('{worker}', '{{{sessions}}}', '{{{sessions}}}', {per_session}, {sessionless}, '{{{kinds}}}')")
+}
+
 #[tokio::test]
 async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
     let db = TestDb::new().await.unwrap();
@@ -56,8 +81,7 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
     // worst case.
     let mut plain = db.pool.acquire().await.unwrap();
     exec(&mut plain, "SET plan_cache_mode = force_generic_plan".into()).await;
-    let kinds: Vec<&str> = pgwa_core::job::JobKind::ALL.iter().map(|k| k.as_str()).collect();
-    let claim = format!("EXECUTE claim('{WORKER}', '{{s1}}', '{{s1}}', 5000, 2, '{{{}}}')", kinds.join(","));
+    let claim = execute_claim(WORKER, &["s1"], 5000, 2);
 
     // The plans are made and cached while the table is empty, as a new worker's are.
     // (Autovacuum is off for the table, so no ANALYZE replans them behind the test's
@@ -66,7 +90,7 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
     let empty: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs").fetch_one(&db.pool).await.unwrap();
     assert_eq!(empty, 0);
     for c in [&mut conn, &mut plain] {
-        exec(c, format!("PREPARE claim(uuid, text[], text[], bigint, bigint, text[]) AS {}", pgwa_pg::jobs::CLAIM)).await;
+        prepare_claim(c).await;
         exec(c, format!("PREPARE complete(uuid, bigint[], jsonb[], timestamptz[]) AS {}", pgwa_pg::jobs::COMPLETE)).await;
         exec(c, format!("PREPARE fail(uuid, bigint[], text[], bigint[], bool[]) AS {}", pgwa_pg::jobs::FAIL)).await;
         exec(c, claim.clone()).await;
@@ -153,18 +177,14 @@ async fn queue_plans_made_on_an_empty_table_stay_index_driven() {
 /// while other chats go. Once released, the chat goes in order.
 #[tokio::test]
 async fn a_send_held_by_another_transaction_still_holds_back_its_chat() {
-    use pgwa_pg::{jobs, leases, workers};
-    let db = TestDb::new().await.unwrap();
+    use pgwa_pg::jobs;
+    let (db, me) = leased("SELECT wa.add_session('s1')", 1).await;
     let pool = &db.pool;
-    let me = uuid::Uuid::now_v7();
-    workers::register(pool, &workers::Registration::new(me, "w", 10)).await.unwrap();
-    sqlx::query("SELECT wa.add_session('s1')").execute(pool).await.unwrap();
     let send = |to: &'static str| async move {
         sqlx::query_scalar::<_, i64>("SELECT job_id FROM wa.send_text('s1', $1, 'x')").bind(to).fetch_one(pool).await.unwrap()
     };
     let a = [send("+15550000001").await, send("+15550000001").await, send("+15550000001").await];
     let b = [send("+15550000002").await, send("+15550000002").await];
-    assert_eq!(leases::claim(pool, me, 30.0, 10).await.unwrap().len(), 1);
     let ids = vec!["s1".to_string()];
     let req = jobs::ClaimRequest { worker: me, held: &ids, connected: &ids, per_session: 10, sessionless: 0 };
 
@@ -189,27 +209,21 @@ async fn a_send_held_by_another_transaction_still_holds_back_its_chat() {
 /// stops are one bounded probe per chat.
 #[tokio::test]
 async fn a_claim_reads_a_bounded_number_of_buffers_per_job_whatever_the_statistics() {
-    use pgwa_pg::{leases, workers};
-    let db = TestDb::new().await.unwrap();
-    let pool = &db.pool;
-    let me = uuid::Uuid::now_v7();
-    workers::register(pool, &workers::Registration::new(me, "w", 10)).await.unwrap();
-    sqlx::raw_sql(
+    let (db, me) = leased(
         "SELECT wa.add_session('s' || i) FROM generate_series(0, 9) i;
          SELECT count(wa.send_text('s' || i, '+15550000001', 'm' || n)) FROM generate_series(0, 9) i, generate_series(1, 500) n;
          ANALYZE wa.job_rows;",
+        10,
     )
-    .execute(pool)
-    .await
-    .unwrap();
-    assert_eq!(leases::claim(pool, me, 30.0, 10).await.unwrap().len(), 10);
+    .await;
+    let pool = &db.pool;
 
     let mut conn = pool.acquire().await.unwrap();
     exec(&mut conn, "SET plan_cache_mode = force_generic_plan".into()).await;
-    exec(&mut conn, format!("PREPARE claim(uuid, text[], text[], bigint, bigint, text[]) AS {}", pgwa_pg::jobs::CLAIM)).await;
-    let kinds: Vec<&str> = pgwa_core::job::JobKind::ALL.iter().map(|k| k.as_str()).collect();
+    prepare_claim(&mut conn).await;
     let sessions: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
-    let execute = format!("EXECUTE claim('{me}', '{{{0}}}', '{{{0}}}', 100, 0, '{{{1}}}')", sessions.join(","), kinds.join(","));
+    let sessions: Vec<&str> = sessions.iter().map(String::as_str).collect();
+    let execute = execute_claim(&me.to_string(), &sessions, 100, 0);
     exec(&mut conn, "BEGIN".into()).await;
     let plan: Value = sqlx::query_scalar(AssertSqlSafe(format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {execute}")))
         .fetch_one(&mut *conn)
@@ -240,27 +254,21 @@ async fn a_claim_reads_a_bounded_number_of_buffers_per_job_whatever_the_statisti
 /// found free needs.
 #[tokio::test]
 async fn a_busy_chat_costs_the_claim_no_probe_for_its_stops() {
-    use pgwa_pg::{jobs, leases, workers};
-    let db = TestDb::new().await.unwrap();
-    let pool = &db.pool;
-    let me = uuid::Uuid::now_v7();
-    workers::register(pool, &workers::Registration::new(me, "w", 10)).await.unwrap();
-    sqlx::raw_sql(
+    use pgwa_pg::jobs;
+    let (db, me) = leased(
         "SELECT wa.add_session('s1');
          SELECT count(wa.send_text('s1', '+15550000001', 'm' || n)) FROM generate_series(1, 10) n;",
+        1,
     )
-    .execute(pool)
-    .await
-    .unwrap();
-    assert_eq!(leases::claim(pool, me, 30.0, 10).await.unwrap().len(), 1);
+    .await;
+    let pool = &db.pool;
     let ids = vec!["s1".to_string()];
     let req = jobs::ClaimRequest { worker: me, held: &ids, connected: &ids, per_session: 1, sessionless: 0 };
     assert_eq!(jobs::claim(pool, &req).await.unwrap().len(), 1, "the chat's first send runs");
 
     let mut conn = pool.acquire().await.unwrap();
-    exec(&mut conn, format!("PREPARE claim(uuid, text[], text[], bigint, bigint, text[]) AS {}", pgwa_pg::jobs::CLAIM)).await;
-    let kinds: Vec<&str> = pgwa_core::job::JobKind::ALL.iter().map(|k| k.as_str()).collect();
-    let execute = format!("EXECUTE claim('{me}', '{{s1}}', '{{s1}}', 100, 0, '{{{}}}')", kinds.join(","));
+    prepare_claim(&mut conn).await;
+    let execute = execute_claim(&me.to_string(), &["s1"], 100, 0);
     exec(&mut conn, "BEGIN".into()).await;
     let plan: Value = sqlx::query_scalar(AssertSqlSafe(format!("EXPLAIN (ANALYZE, FORMAT JSON) {execute}")))
         .fetch_one(&mut *conn)
@@ -355,13 +363,9 @@ fn model(rows: &[Row], held: &[String], connected: &[String], per_session: usize
 /// on plans made with different statistics.
 #[tokio::test]
 async fn the_claim_takes_what_the_fifo_rule_allows_in_random_queues() {
-    use pgwa_pg::{jobs, leases, workers};
-    let db = TestDb::new().await.unwrap();
+    use pgwa_pg::jobs;
+    let (db, me) = leased("SELECT wa.add_session('s' || i) FROM generate_series(1, 3) i", 3).await;
     let pool = &db.pool;
-    let me = uuid::Uuid::now_v7();
-    workers::register(pool, &workers::Registration::new(me, "w", 10)).await.unwrap();
-    sqlx::raw_sql("SELECT wa.add_session('s' || i) FROM generate_series(1, 3) i").execute(pool).await.unwrap();
-    assert_eq!(leases::claim(pool, me, 300.0, 10).await.unwrap().len(), 3);
     let held: Vec<String> = (1..=3).map(|i| format!("s{i}")).collect();
     let mut mix = Mix(20261129);
     for queue in 0..40 {
