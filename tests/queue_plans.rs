@@ -298,17 +298,17 @@ async fn a_busy_chat_costs_the_claim_no_probe_for_its_stops() {
     db.drop_now().await.unwrap();
 }
 
-/// A small deterministic generator (splitmix64): the queues are random but every run
-/// of the test sees the same ones.
-struct Mix(u64);
+/// A seeded generator: the queues are random but every run of the test sees the same
+/// ones; `below(n)` draws from 0..n.
+struct Mix(rand010::rngs::StdRng);
 
 impl Mix {
+    fn new(seed: u64) -> Self {
+        Self(rand010::SeedableRng::seed_from_u64(seed))
+    }
+
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
+        rand010::RngExt::random_range(&mut self.0, 0..n)
     }
 }
 
@@ -367,7 +367,7 @@ async fn the_claim_takes_what_the_fifo_rule_allows_in_random_queues() {
     let (db, me) = leased("SELECT wa.add_session('s' || i) FROM generate_series(1, 3) i", 3).await;
     let pool = &db.pool;
     let held: Vec<String> = (1..=3).map(|i| format!("s{i}")).collect();
-    let mut mix = Mix(20261129);
+    let mut mix = Mix::new(20261129);
     for queue in 0..40 {
         sqlx::query("DELETE FROM wa.job_rows").execute(pool).await.unwrap();
         for s in &held {
