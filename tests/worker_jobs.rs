@@ -287,3 +287,41 @@ async fn a_send_held_back_by_its_chat_starts_when_the_earlier_one_is_recorded() 
     assert_eq!(order, ["first", "second"]);
     assert!(waited < Duration::from_secs(5), "the held-back send finished after {waited:?}; the poll interval is 60 s");
 }
+
+/// A send scheduled for later becomes claimable at a poll (a claim over every session,
+/// which promotes due jobs). NOTIFY wake-ups name sessions and claim those only, so a
+/// steady stream of them, each sooner than the poll interval, must not put the poll off.
+#[tokio::test]
+async fn a_scheduled_send_runs_on_time_while_wake_ups_keep_coming() {
+    let db = TestDb::new().await.unwrap();
+    let mut cfg = fast_config(&db);
+    cfg.worker.poll_interval_ms = 300;
+    cfg.worker.claimers = 1;
+    sqlx::query("SELECT wa.add_session('s1')").execute(&db.pool).await.unwrap();
+    let w = InProcess::start(cfg).await;
+    wait_connected(&db.pool, 1).await;
+    let later: i64 = sqlx::query_scalar(
+        "SELECT job_id FROM wa.send_text('s1', '+15550000001', 'later', run_at => now() + interval '500 milliseconds')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let mut ran_after = None;
+    // A send to another chat every 100 ms: each NOTIFY wakes the claim loop.
+    while t.elapsed() < Duration::from_secs(4) {
+        sqlx::query("SELECT wa.send_text('s1', '+15550000002', 'tick')").execute(&db.pool).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let state: String =
+            sqlx::query_scalar("SELECT state::text FROM wa.jobs WHERE id = $1").bind(later).fetch_one(&db.pool).await.unwrap();
+        if state == "completed" {
+            ran_after = Some(t.elapsed());
+            break;
+        }
+    }
+    w.stop().await;
+    let ticks = count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE payload->>'text' = 'tick' AND state = 'completed'").await;
+    assert!(ticks >= 3, "the wake-up sends ran too ({ticks} completed)");
+    let ran_after = ran_after.expect("the send due after 0.5 s had not run after 4 s of wake-ups (polls every 0.3 s)");
+    assert!(ran_after < Duration::from_millis(1500), "the send due after 0.5 s ran after {ran_after:?}");
+}

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use pgwa_core::backoff::Backoff;
+use tokio::time::Instant;
 
 use super::Shared;
 use super::completer::Done;
@@ -26,9 +27,17 @@ pub async fn run(shared: Arc<Shared>, claimer: usize) {
     let poll = Duration::from_millis(shared.cfg.worker.poll_interval_ms);
     let mut db = HeldConn::new(shared.queue.clone());
     let mut failures = 0u32;
+    // Kept across wake-ups: a wake-up claims only the sessions it names, and only a poll
+    // promotes jobs whose time has come, so NOTIFYs coming sooner than the interval (any
+    // steady traffic) must not put the poll off.
+    let mut poll_at = Instant::now() + poll;
     loop {
         if shared.stopping.is_cancelled() {
             return;
+        }
+        if Instant::now() >= poll_at {
+            shared.keep_all_hot(claimer);
+            poll_at = Instant::now() + poll;
         }
         let mut found = false;
         match round(&shared, claimer, &mut db).await {
@@ -53,7 +62,7 @@ pub async fn run(shared: Arc<Shared>, claimer: usize) {
         }
         tokio::select! {
             _ = shared.woken(claimer) => {}
-            _ = tokio::time::sleep(poll) => shared.mark_all_hot(),
+            _ = tokio::time::sleep_until(poll_at) => {}
             _ = shared.stopping.cancelled() => return,
         }
     }
