@@ -323,5 +323,5 @@ async fn a_scheduled_send_runs_on_time_while_wake_ups_keep_coming() {
     let ticks = count(&db.pool, "SELECT count(*) FROM wa.jobs WHERE payload->>'text' = 'tick' AND state = 'completed'").await;
     assert!(ticks >= 3, "the wake-up sends ran too ({ticks} completed)");
     let ran_after = ran_after.expect("the send due after 0.5 s had not run after 4 s of wake-ups (polls every 0.3 s)");
-    assert!(ran_after < Duration::from_millis(1500), "the send due after 0.5 s ran after {ran_after:?}");
+    assert!(ran_after < Duration::from_secs(2), "the send due after 0.5 s ran after {ran_after:?}");
 }
