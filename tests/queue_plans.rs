@@ -8,6 +8,8 @@
 //! over random queues.
 
 use pgwa_testkit::TestDb;
+use rand010::rngs::StdRng;
+use rand010::{RngExt, SeedableRng};
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, Connection, Postgres};
@@ -298,20 +300,6 @@ async fn a_busy_chat_costs_the_claim_no_probe_for_its_stops() {
     db.drop_now().await.unwrap();
 }
 
-/// A seeded generator: the queues are random but every run of the test sees the same
-/// ones; `below(n)` draws from 0..n.
-struct Mix(rand010::rngs::StdRng);
-
-impl Mix {
-    fn new(seed: u64) -> Self {
-        Self(rand010::SeedableRng::seed_from_u64(seed))
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        rand010::RngExt::random_range(&mut self.0, 0..n)
-    }
-}
-
 /// A job as the model sees it.
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -367,23 +355,24 @@ async fn the_claim_takes_what_the_fifo_rule_allows_in_random_queues() {
     let (db, me) = leased("SELECT wa.add_session('s' || i) FROM generate_series(1, 3) i", 3).await;
     let pool = &db.pool;
     let held: Vec<String> = (1..=3).map(|i| format!("s{i}")).collect();
-    let mut mix = Mix::new(20261129);
+    // Seeded: the queues are random, but every run of the test sees the same ones.
+    let mut rng: StdRng = SeedableRng::seed_from_u64(20261129);
     for queue in 0..40 {
         sqlx::query("DELETE FROM wa.job_rows").execute(pool).await.unwrap();
         for s in &held {
-            let chats = 1 + mix.below(5);
-            for _ in 0..mix.below(40) {
-                if mix.below(6) == 0 {
+            let chats = 1 + rng.random_range(0..5u64);
+            for _ in 0..rng.random_range(0..40u64) {
+                if rng.random_range(0..6u64) == 0 {
                     sqlx::query("SELECT wa.enqueue($1, 'reconnect', priority => $2)")
                         .bind(s)
-                        .bind(mix.below(3) as i32 * 50)
+                        .bind(rng.random_range(0..3u64) as i32 * 50)
                         .execute(pool)
                         .await
                         .unwrap();
                     continue;
                 }
-                let to = format!("+1555000000{}", mix.below(chats));
-                let later = mix.below(10) == 0;
+                let to = format!("+1555000000{}", rng.random_range(0..chats));
+                let later = rng.random_range(0..10u64) == 0;
                 sqlx::query(
                     "SELECT wa.send_text($1, $2, 'm', run_at => CASE WHEN $3 THEN now() + interval '1 hour' END,
                                          priority => $4)",
@@ -391,7 +380,7 @@ async fn the_claim_takes_what_the_fifo_rule_allows_in_random_queues() {
                 .bind(s)
                 .bind(to)
                 .bind(later)
-                .bind([100, 100, 100, 0, 500][mix.below(5) as usize])
+                .bind([100, 100, 100, 0, 500][rng.random_range(0..5u64) as usize])
                 .execute(pool)
                 .await
                 .unwrap();
@@ -401,7 +390,7 @@ async fn the_claim_takes_what_the_fifo_rule_allows_in_random_queues() {
         let ids: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM wa.job_rows WHERE state = 'available' ORDER BY id").fetch_all(pool).await.unwrap();
         for id in ids {
-            let set = match mix.below(10) {
+            let set = match rng.random_range(0..10u64) {
                 0 => "state = 'running', worker_id = $2, attempts = 1, attempted_at = now()",
                 1 => "state = 'retryable', attempts = 1, run_at = now() + interval '1 hour'",
                 2 => "state = 'completed', attempts = 1, finished_at = now()",
@@ -425,7 +414,7 @@ async fn the_claim_takes_what_the_fifo_rule_allows_in_random_queues() {
         .fetch_all(pool)
         .await
         .unwrap();
-        let connected: Vec<String> = held.iter().filter(|_| mix.below(4) != 0).cloned().collect();
+        let connected: Vec<String> = held.iter().filter(|_| rng.random_range(0..4u64) != 0).cloned().collect();
         for per_session in [1, 2, 5, 20, 1000] {
             let req = jobs::ClaimRequest { worker: me, held: &held, connected: &connected, per_session, sessionless: 0 };
             let mut tx = pool.begin().await.unwrap();
