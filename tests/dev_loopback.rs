@@ -86,7 +86,7 @@ async fn two_sessions_link_by_themselves_and_exchange_a_message() {
 #[tokio::test]
 async fn loopback_benches_print_their_figures_as_one_json_line() {
     let db = TestDb::new().await.unwrap();
-    let run = |args: &'static [&'static str]| {
+    let run = |args: Vec<String>| {
         let url = db.url.clone();
         tokio::task::spawn_blocking(move || {
             Command::new(env!("CARGO_BIN_EXE_pgwa"))
@@ -100,9 +100,12 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
                 .expect("running the bench")
         })
     };
-    let out = run(&["dev", "bench-messages", "--pairs", "2", "--messages", "20", "--rate", "20", "--latency-messages", "10"])
-        .await
-        .unwrap();
+    let timeline = std::env::temp_dir().join(format!("{}-timeline.csv", db.name));
+    let args =
+        ["dev", "bench-messages", "--pairs", "2", "--messages", "20", "--rate", "20", "--latency-messages", "10", "--timeline"];
+    let mut args: Vec<String> = args.map(String::from).to_vec();
+    args.push(timeline.display().to_string());
+    let out = run(args).await.unwrap();
     assert!(out.status.success(), "{out:?}");
     let all: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).expect("one JSON line");
     // The same run with the keys in Postgres and in memory, and their ratio.
@@ -145,6 +148,22 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
             .unwrap()
     };
     assert!(!scratch_left().await, "bench-messages dropped its scratch database");
+    // The timeline: every latency message of both runs, in the order sent, agreeing with
+    // the slowest message the figures name.
+    let csv = std::fs::read_to_string(&timeline).unwrap();
+    std::fs::remove_file(&timeline).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("round,key_store,sent_ms,pair,to_claim_ms,to_inbox_ms"), "{csv}");
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    for (part, store) in [("postgres_keys", "postgres"), ("memory_keys", "memory")] {
+        let run: Vec<&Vec<&str>> = rows.iter().filter(|r| r[1] == store).collect();
+        assert_eq!(run.len(), 10, "{csv}");
+        let f = |r: &Vec<&str>, i: usize| r[i].parse::<f64>().unwrap_or_else(|e| panic!("{e}: {csv}"));
+        assert!(run.iter().all(|r| r[0] == "1" && r[3].starts_with('a') && 0.0 < f(r, 4) && f(r, 4) <= f(r, 5)), "{csv}");
+        assert!(run.windows(2).all(|w| f(w[0], 2) <= f(w[1], 2)) && f(run[0], 2) == 0.0, "{csv}");
+        let slowest = run.iter().map(|r| f(r, 5)).fold(0.0, f64::max);
+        assert!((slowest - all[part]["max_send_to_inbox_ms"].as_f64().unwrap()).abs() < 0.01, "{csv} {all}");
+    }
     let ratio = all["burst_ratio_postgres_to_memory"].as_f64().unwrap();
     let want =
         all["postgres_keys"]["burst_msgs_per_sec"].as_f64().unwrap() / all["memory_keys"]["burst_msgs_per_sec"].as_f64().unwrap();
@@ -161,16 +180,24 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
         (&all["postgres_keys"], &all["burst_ratio_postgres_to_memory"])
     );
 
-    // A zero count is refused by name, before anything is created.
-    let out = Command::new(env!("CARGO_BIN_EXE_pgwa"))
-        .args(["dev", "bench-messages", "--rounds", "0"])
-        .env("PGWA_DATABASE_URL", &db.url)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--rounds"), "{out:?}");
+    // Bad arguments are refused by name, before anything is measured: a zero count, and
+    // a timeline that cannot be written.
+    for (arg, value, named) in
+        [("--rounds", "0", "--rounds"), ("--timeline", "/nonexistent-dir/t.csv", "--timeline /nonexistent-dir/t.csv")]
+    {
+        let out = Command::new(env!("CARGO_BIN_EXE_pgwa"))
+            .args(["dev", "bench-messages", arg, value])
+            .env("PGWA_DATABASE_URL", &db.url)
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(named), "{out:?}");
+        assert!(!stderr.contains("round 1/"), "nothing was measured: {out:?}");
+    }
 
-    let out = run(&["dev", "bench-sessions", "--sessions", "3", "--idle-secs", "1", "--connect-per-sec", "100"]).await.unwrap();
+    let args = ["dev", "bench-sessions", "--sessions", "3", "--idle-secs", "1", "--connect-per-sec", "100"];
+    let out = run(args.map(String::from).to_vec()).await.unwrap();
     assert!(out.status.success(), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).expect("one JSON line");
     assert_eq!(v["sessions"], 3, "{v}");

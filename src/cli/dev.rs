@@ -24,8 +24,8 @@ pub async fn run(cmd: DevCmd, cfg: Config, pool: PgPool) -> anyhow::Result<()> {
             let b = pgwa_bench::loopback_sessions::SessionsBench { sessions, idle_secs, connect_per_sec, contacts };
             pgwa_bench::loopback_sessions::run(&cfg, b).await?
         }
-        DevCmd::BenchMessages { pairs, messages, rate, latency_messages, rounds } => {
-            let b = pgwa_bench::loopback_messages::MessagesBench { pairs, messages, rate, latency_messages, rounds };
+        DevCmd::BenchMessages { pairs, messages, rate, latency_messages, rounds, timeline } => {
+            let b = pgwa_bench::loopback_messages::MessagesBench { pairs, messages, rate, latency_messages, rounds, timeline };
             pgwa_bench::loopback_messages::run(&cfg, b).await?
         }
     };

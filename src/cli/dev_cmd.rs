@@ -44,6 +44,11 @@ pub enum DevCmd {
         /// first; the figures printed on top are the round with the median burst ratio.
         #[arg(long, default_value_t = 1)]
         rounds: u32,
+        /// Also write every latency message of every run to this CSV file (round,
+        /// key_store, sent_ms, pair, to_claim_ms, to_inbox_ms), to see when the slow
+        /// ones came.
+        #[arg(long)]
+        timeline: Option<std::path::PathBuf>,
     },
 }
 

@@ -5,6 +5,8 @@ pub mod jobs;
 #[cfg(feature = "loopback")]
 pub mod loopback;
 #[cfg(feature = "loopback")]
+pub mod loopback_latency;
+#[cfg(feature = "loopback")]
 pub mod loopback_messages;
 #[cfg(feature = "loopback")]
 pub mod loopback_sessions;

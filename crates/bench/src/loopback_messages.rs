@@ -16,6 +16,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::loopback::{Harness, WorkerProc, progress};
+use super::loopback_latency::{Latency, Timeline};
 use crate::round_to;
 use pgwa_core::config::Config;
 use pgwa_pg::bench as sql;
@@ -32,12 +33,15 @@ pub struct MessagesBench {
     pub latency_messages: u64,
     /// Rounds of both runs.
     pub rounds: u32,
+    /// A CSV file to write every latency message of every run to.
+    pub timeline: Option<std::path::PathBuf>,
 }
 
 pub async fn run(cfg: &Config, b: MessagesBench) -> Result<serde_json::Value> {
     if b.pairs == 0 || b.messages == 0 || b.rate == 0 || b.latency_messages == 0 || b.rounds == 0 {
         bail!("--pairs, --messages, --rate, --latency-messages and --rounds must be above 0");
     }
+    let mut timeline = b.timeline.as_deref().map(Timeline::create).transpose()?;
     let mut rounds = Vec::with_capacity(b.rounds as usize);
     for r in 1..=b.rounds {
         let order = order_of(r);
@@ -45,7 +49,11 @@ pub async fn run(cfg: &Config, b: MessagesBench) -> Result<serde_json::Value> {
         for store in order {
             let what = if store == "postgres" { "keys in Postgres" } else { "keys in memory (whatsapp-rust's InMemoryBackend)" };
             progress(format!("round {r}/{}: {what}", b.rounds));
-            let v = crate::in_scratch_db(&cfg.database_url, "bench", async |url| measure(url, &b, store).await).await?;
+            let (v, messages) =
+                crate::in_scratch_db(&cfg.database_url, "bench", async |url| measure(url, &b, store).await).await?;
+            if let Some(t) = &mut timeline {
+                t.add(r, store, &messages)?;
+            }
             figures.insert(store.to_string(), v);
         }
         rounds.push(one_round(order, &figures["postgres"], &figures["memory"]));
@@ -94,7 +102,8 @@ fn median_index(values: &[f64]) -> usize {
 }
 
 /// One run with the workers' keys in `key_store` (postgres or memory).
-async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<serde_json::Value> {
+/// The run's figures, and its latency messages as Postgres timed them.
+async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(serde_json::Value, Vec<sql::LatencyMessage>)> {
     let h = Harness::start(url).await?;
     let env = [
         ("PGWA_WORKER__CONNECT_PER_SEC", "1000".to_string()),
@@ -135,13 +144,14 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<serd
     }
     drop(conn);
     h.wait_inbox("b%", sent + b.latency_messages as i64, Duration::from_secs(600)).await?;
-    let latency = sql::send_to_inbox_ms(&h.pool).await?;
+    let messages = sql::latency_messages(&h.pool).await?;
+    let Some(latency) = Latency::of(&messages) else { bail!("none of the latency messages reached B's inbox") };
     for w in workers {
         w.terminate().await?;
     }
     h.pool.close().await;
     let round = |x: f64| round_to(x, 2);
-    Ok(json!({
+    let figures = json!({
         "key_store": key_store,
         "pairs_across_workers": crossing,
         "burst_messages": sent,
@@ -156,7 +166,8 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<serd
         "max_send_to_inbox_ms": round(latency.max),
         "p50_send_to_claim_ms": round(latency.p50_to_claim),
         "p50_claim_to_inbox_ms": round(latency.p50_claim_to_inbox),
-    }))
+    });
+    Ok((figures, messages))
 }
 
 /// What Postgres wrote per message over the burst (whole server): WAL bytes, and

@@ -316,32 +316,33 @@ pub async fn send_latency_message(db: impl PgExecutor<'_>, from: &str, to: &str,
     Ok(())
 }
 
-/// Time from a latency message's job insert to its row in the `b` inbox, in ms, and the
-/// median of its two hops: the sender's pickup, and the claim to the inbox row.
-#[derive(Debug, Clone, Copy)]
-pub struct SendToInbox {
-    pub p50: f64,
-    pub p99: f64,
-    pub max: f64,
+/// One latency message as Postgres timed it, in ms: when its job was inserted (after the
+/// run's first), and from then to the claim that took it and to its row in the `b` inbox.
+#[derive(Debug, Clone)]
+pub struct LatencyMessage {
+    /// The sending session (`a<n>`), which names the pair.
+    pub pair: String,
+    pub sent_ms: f64,
     /// Enqueue transaction start to claim statement start: NOTIFY, wake-up, claim.
-    pub p50_to_claim: f64,
-    /// Claim statement start to the inbox transaction's start: the claim's commit,
-    /// encrypting, the server, decrypting and the receiver's buffered copy.
-    pub p50_claim_to_inbox: f64,
+    pub to_claim_ms: f64,
+    /// To the inbox transaction's start; past the claim: the claim's commit, encrypting,
+    /// the server, decrypting and the receiver's buffered copy.
+    pub to_inbox_ms: f64,
 }
 
-pub async fn send_to_inbox_ms(pool: &PgPool) -> sqlx::Result<SendToInbox> {
+/// The latency messages in the order they were sent.
+pub async fn latency_messages(pool: &PgPool) -> sqlx::Result<Vec<LatencyMessage>> {
     sqlx::query_as!(
-        SendToInbox,
-        r#"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS "p50!", percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS "p99!",
-                  max(ms) AS "max!", percentile_cont(0.5) WITHIN GROUP (ORDER BY to_claim) AS "p50_to_claim!",
-                  percentile_cont(0.5) WITHIN GROUP (ORDER BY ms - to_claim) AS "p50_claim_to_inbox!"
-           FROM (SELECT extract(epoch FROM i.received_at - j.created_at)::float8 * 1000 AS ms,
-                        extract(epoch FROM j.attempted_at - j.created_at)::float8 * 1000 AS to_claim
-                   FROM wa.job_rows j JOIN wa.inbox i ON i.message_id = j.message_id AND i.session_id = 'b' || substr(j.session_id, 2)
-                  WHERE j.kind = 'send' AND j.payload->>'text' LIKE 'latency %') l"#
+        LatencyMessage,
+        r#"SELECT j.session_id AS "pair!",
+                  extract(epoch FROM j.created_at - min(j.created_at) OVER ())::float8 * 1000 AS "sent_ms!",
+                  extract(epoch FROM j.attempted_at - j.created_at)::float8 * 1000 AS "to_claim_ms!",
+                  extract(epoch FROM i.received_at - j.created_at)::float8 * 1000 AS "to_inbox_ms!"
+             FROM wa.job_rows j JOIN wa.inbox i ON i.message_id = j.message_id AND i.session_id = 'b' || substr(j.session_id, 2)
+            WHERE j.kind = 'send' AND j.payload->>'text' LIKE 'latency %'
+            ORDER BY j.created_at, j.id"#
     )
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await
 }
 
