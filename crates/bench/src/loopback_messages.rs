@@ -101,8 +101,8 @@ fn median_index(values: &[f64]) -> usize {
     order[values.len() / 2]
 }
 
-/// One run with the workers' keys in `key_store` (postgres or memory).
-/// The run's figures, and its latency messages as Postgres timed them.
+/// One run with the workers' keys in `key_store` (postgres or memory): its figures, and
+/// its latency messages as Postgres timed them.
 async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(serde_json::Value, Vec<sql::LatencyMessage>)> {
     let h = Harness::start(url).await?;
     let env = [
