@@ -7,6 +7,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use pgwa_core::backoff::Backoff;
+
+use crate::log_params::{self, ParamLogging};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -133,13 +135,36 @@ async fn open(url: &str, max_connections: u32, missing: IfMissing) -> Result<PgP
     let opts = plain_on_this_host(url, opts);
     // One plain connection first: it reports the server's own error (a missing database,
     // a refused TLS), where a pool may only report that it timed out.
-    match attempt(&opts, &target).await {
-        Ok(conn) => {
-            let _ = conn.close().await;
+    let mut conn = match attempt(&opts, &target).await {
+        Ok(conn) => conn,
+        Err(ConnectError::NoDatabase { name }) if missing == IfMissing::Create => {
+            create_database(&opts, &name).await?;
+            attempt(&opts, &target).await?
         }
-        Err(ConnectError::NoDatabase { name }) if missing == IfMissing::Create => create_database(&opts, &name).await?,
         Err(e) => return Err(e),
-    }
+    };
+    let params = log_params::check(&mut conn).await.map_err(|e| classify(e, &opts, &target))?;
+    let _ = conn.close().await;
+    let opts = match params {
+        ParamLogging::Off | ParamLogging::Exposed { logging: false } => opts,
+        ParamLogging::Exposed { logging: true } => {
+            log_params::warn_exposed(opts.get_username(), "this user may not turn that off for its connections");
+            opts
+        }
+        // Tried once: a pooler such as PgBouncer refuses startup options it does not know.
+        ParamLogging::TurnOff { logging } => match attempt(&log_params::quiet(opts.clone()), &target).await {
+            Ok(c) => {
+                let _ = c.close().await;
+                log_params::quiet(opts)
+            }
+            Err(e) => {
+                if logging {
+                    log_params::warn_exposed(opts.get_username(), &format!("turning it off at connection start failed ({e})"));
+                }
+                opts
+            }
+        },
+    };
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ATTEMPT_TIMEOUT)

@@ -22,6 +22,7 @@ pub mod inbox;
 pub mod jobs;
 pub mod keys;
 pub mod leases;
+pub mod log_params;
 pub mod maintenance;
 pub mod media;
 pub mod messages;
