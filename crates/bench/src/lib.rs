@@ -14,6 +14,8 @@ pub mod outcomes;
 #[cfg(feature = "loopback")]
 pub mod phone;
 pub mod store;
+#[cfg(feature = "loopback")]
+mod worker_proc;
 
 /// `x` to `places` decimal places: a printed figure carries the precision its
 /// measurement has, not the float arithmetic's tail.

@@ -3,7 +3,7 @@
 //! measured from the outside through /proc (so the figures are the worker's alone, not
 //! the server's or the phone's).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -11,6 +11,8 @@ use tokio::task::JoinHandle;
 
 use pgwa_pg::PgPool;
 use pgwa_pg::bench as sql;
+
+pub use crate::worker_proc::WorkerProc;
 
 /// Progress goes to stderr: stdout carries the one JSON line of figures.
 pub fn progress(msg: impl std::fmt::Display) {
@@ -48,10 +50,10 @@ impl Harness {
         let mut cmd = match wrap.next() {
             Some(tool) => {
                 let mut c = Command::new(tool);
-                c.args(wrap).arg(exe);
+                c.args(wrap).arg(&exe);
                 c
             }
-            None => Command::new(exe),
+            None => Command::new(&exe),
         };
         cmd.args(["run", "--no-migrate"])
             .env_remove("DATABASE_URL")
@@ -60,13 +62,15 @@ impl Harness {
             .env("PGWA_WHATSAPP__RUST__WS_URL", self.server.ws_url())
             .env("PGWA_WHATSAPP__RUST__VERSION", "[2, 3000, 0]")
             .env("PGWA_HTTP__ENABLED", "false")
-            .env("PGWA_LOG__FILTER", "warn")
+            // BENCH_WORKER_LOG raises the workers' log filter (e.g. "warn,pgwa_worker=debug")
+            // to see inside a run; by default their logging costs nothing measurable.
+            .env("PGWA_LOG__FILTER", std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        Ok(WorkerProc { child: cmd.spawn().context("spawning pgwa run")? })
+        WorkerProc::spawn(cmd, exe)
     }
 
     /// The database's clock, to compare with timestamps it writes.
@@ -119,55 +123,5 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         self.phone.abort();
-    }
-}
-
-/// A worker process; killed if still running when dropped.
-pub struct WorkerProc {
-    child: Child,
-}
-
-impl WorkerProc {
-    /// Resident set size in KiB (VmRSS).
-    pub fn rss_kib(&self) -> Result<u64> {
-        let path = format!("/proc/{}/status", self.child.id());
-        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS in /proc/<pid>/status")?;
-        line.split_whitespace().nth(1).context("VmRSS value")?.parse().context("VmRSS value")
-    }
-
-    /// Its process id, to read its CPU time (`crate::cpu::Mark`).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM, then waits for the exit (the worker releases its sessions); returns how
-    /// long the shutdown took.
-    pub async fn terminate(mut self) -> Result<Duration> {
-        use nix::sys::signal::{Signal, kill};
-        use nix::unistd::Pid;
-        let start = Instant::now();
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).context("SIGTERM to the worker")?;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
-                    bail!("the worker exited with {status} after SIGTERM");
-                }
-                return Ok(start.elapsed());
-            }
-            if start.elapsed() > Duration::from_secs(120) {
-                bail!("the worker did not exit within 120 s of SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for WorkerProc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

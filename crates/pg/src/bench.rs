@@ -13,13 +13,29 @@ use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, PgExecutor, PgPool};
 
 // --- scratch databases ---
 
-/// Recreates `<database>_<suffix>` next to the database of `database_url` (dropped first,
-/// with whoever is still connected to it); returns its URL. Each benchmark run starts
-/// from an empty database this way, and never touches the configured one.
+/// Recreates `<database>_<suffix>` next to the database of `database_url`; returns its
+/// URL. Each benchmark run starts from an empty database this way, and never touches the
+/// configured one. A scratch database someone is connected to is refused, not dropped
+/// from under them: a worker left by an earlier run would reconnect to the new one of the
+/// same name and take its sessions' leases.
 pub async fn recreate_database_beside(database_url: &str, suffix: &str) -> anyhow::Result<String> {
     let opts = PgConnectOptions::from_str(database_url).context("database_url")?;
     let name = format!("{}_{suffix}", opts.get_database().unwrap_or("pgwa"));
     let mut admin = maintenance_connection(&opts).await?;
+    let (users, clients): (i64, Option<String>) = sqlx::query_as(
+        "SELECT count(*), string_agg(coalesce(nullif(application_name, ''), '?') || ' pid ' || pid, ', ')
+           FROM pg_stat_activity WHERE datname = $1",
+    )
+    .bind(&name)
+    .fetch_one(&mut admin)
+    .await?;
+    if users > 0 {
+        anyhow::bail!(
+            "the scratch database {name} is in use ({}): a worker or bench from an earlier run may still be running \
+             (pgrep -af pgwa); stop it, or drop the database, and run again",
+            clients.unwrap_or_default()
+        );
+    }
     for sql in [drop_sql(&name), format!("CREATE DATABASE \"{name}\"")] {
         sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut admin).await?;
     }
