@@ -86,8 +86,8 @@ async fn two_sessions_link_by_themselves_and_exchange_a_message() {
 #[tokio::test]
 async fn loopback_benches_print_their_figures_as_one_json_line() {
     let db = TestDb::new().await.unwrap();
-    let run = |args: Vec<String>| {
-        let url = db.url.clone();
+    let run = |args: &[&str]| {
+        let (url, args) = (db.url.clone(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
         tokio::task::spawn_blocking(move || {
             Command::new(env!("CARGO_BIN_EXE_pgwa"))
                 .args(args)
@@ -101,11 +101,9 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
         })
     };
     let timeline = std::env::temp_dir().join(format!("{}-timeline.csv", db.name));
-    let args =
-        ["dev", "bench-messages", "--pairs", "2", "--messages", "20", "--rate", "20", "--latency-messages", "10", "--timeline"];
-    let mut args: Vec<String> = args.map(String::from).to_vec();
-    args.push(timeline.display().to_string());
-    let out = run(args).await.unwrap();
+    let timeline_arg = timeline.display().to_string();
+    let args = ["--pairs", "2", "--messages", "20", "--rate", "20", "--latency-messages", "10", "--timeline", &timeline_arg];
+    let out = run(&[&["dev", "bench-messages"], &args[..]].concat()).await.unwrap();
     assert!(out.status.success(), "{out:?}");
     let all: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).expect("one JSON line");
     // The same run with the keys in Postgres and in memory, and their ratio.
@@ -197,7 +195,7 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
     }
 
     let args = ["dev", "bench-sessions", "--sessions", "3", "--idle-secs", "1", "--connect-per-sec", "100"];
-    let out = run(args.map(String::from).to_vec()).await.unwrap();
+    let out = run(&args).await.unwrap();
     assert!(out.status.success(), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).expect("one JSON line");
     assert_eq!(v["sessions"], 3, "{v}");

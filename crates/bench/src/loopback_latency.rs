@@ -9,6 +9,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use pgwa_pg::bench::LatencyMessage;
 
+use crate::percentile;
+
 /// Send to B's inbox row, ms: median, 99th percentile and slowest; and the medians of its
 /// two hops (the sender's pickup, then the claim to the inbox row).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,13 +43,6 @@ impl Latency {
     }
 }
 
-/// Interpolated between the two nearest values, as Postgres's `percentile_cont`.
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    let at = (sorted.len().checked_sub(1)? as f64) * p;
-    let (lo, hi) = (sorted[at.floor() as usize], sorted[at.ceil() as usize]);
-    Some(lo + (hi - lo) * (at - at.floor()))
-}
-
 /// A CSV file of every latency message of every run, made before the first run so a
 /// path that cannot be written fails at once, not after minutes of measuring.
 pub struct Timeline {
@@ -59,24 +54,23 @@ impl Timeline {
     pub fn create(path: &Path) -> Result<Self> {
         let shown = path.display().to_string();
         let file = std::fs::File::create(path).with_context(|| format!("--timeline {shown}: cannot create the file"))?;
-        let mut t = Self { file: std::io::BufWriter::new(file), path: shown };
-        t.write(|f| writeln!(f, "round,key_store,sent_ms,pair,to_claim_ms,to_inbox_ms"))?;
-        Ok(t)
+        let mut file = std::io::BufWriter::new(file);
+        writeln!(file, "round,key_store,sent_ms,pair,to_claim_ms,to_inbox_ms")
+            .with_context(|| format!("--timeline {shown}: writing failed"))?;
+        Ok(Self { file, path: shown })
     }
 
     /// Appends one run's messages and flushes them, so an interrupted bench keeps the
     /// runs it finished.
     pub fn add(&mut self, round: u32, key_store: &str, messages: &[LatencyMessage]) -> Result<()> {
-        self.write(|f| {
-            for m in messages {
-                writeln!(f, "{round},{key_store},{:.3},{},{:.3},{:.3}", m.sent_ms, m.pair, m.to_claim_ms, m.to_inbox_ms)?;
-            }
-            f.flush()
-        })
-    }
-
-    fn write(&mut self, w: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>) -> Result<()> {
-        w(&mut self.file).with_context(|| format!("--timeline {}: writing failed", self.path))
+        let f = &mut self.file;
+        messages
+            .iter()
+            .try_for_each(|m| {
+                writeln!(f, "{round},{key_store},{:.3},{},{:.3},{:.3}", m.sent_ms, m.pair, m.to_claim_ms, m.to_inbox_ms)
+            })
+            .and_then(|()| f.flush())
+            .with_context(|| format!("--timeline {}: writing failed", self.path))
     }
 }
 
@@ -86,17 +80,6 @@ mod tests {
 
     fn message(to_claim_ms: f64, to_inbox_ms: f64) -> LatencyMessage {
         LatencyMessage { pair: "a1".into(), sent_ms: 0.0, to_claim_ms, to_inbox_ms }
-    }
-
-    #[test]
-    fn percentiles_interpolate_as_postgres_does() {
-        // percentile_cont(0.5) of 1..4 is 2.5; of 1..5, 3; 0.99 of 1..101 is 100.
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(2.5));
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), Some(3.0));
-        let hundred: Vec<f64> = (1..=101).map(f64::from).collect();
-        assert_eq!(percentile(&hundred, 0.99), Some(100.0));
-        assert_eq!(percentile(&[7.0], 0.99), Some(7.0));
-        assert_eq!(percentile(&[], 0.5), None);
     }
 
     #[test]

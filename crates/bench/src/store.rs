@@ -2,8 +2,9 @@
 //! batch of 100 prekeys, and loading one session's auth state (query, revival and
 //! `Device` construction) with 1,000 sessions in the database. Prints as one JSON value.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use anyhow::Context;
 use serde_json::json;
 use whatsapp_rust::bytes::Bytes;
 use whatsapp_rust::wacore::store::traits::{DeviceStore, SignalStore};
@@ -16,12 +17,13 @@ const RECORD_OPS: usize = 4000;
 const WRITERS: usize = 16;
 const LOADS: usize = 2000;
 
-fn ms(d: Duration) -> f64 {
-    round_to(d.as_secs_f64() * 1e3, 3)
+/// Milliseconds, sorted, and their percentile `p` to the microsecond.
+fn ms_at(sorted: &[f64], p: f64) -> anyhow::Result<f64> {
+    Ok(round_to(crate::percentile(sorted, p).context("no samples")?, 3))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
 }
 
 /// Runs against a scratch database next to `database_url` (dropped at the end).
@@ -79,9 +81,9 @@ async fn measure(url: &str) -> anyhow::Result<serde_json::Value> {
         let keys: Vec<(u32, Bytes)> = (0..100).map(|i| (10_000 + round * 100 + i, Bytes::from(vec![3u8; 70]))).collect();
         let t = Instant::now();
         b.store_prekeys_batch(&keys, false).await?;
-        batches.push(t.elapsed());
+        batches.push(ms_since(t));
     }
-    batches.sort();
+    batches.sort_by(f64::total_cmp);
 
     // Auth state loads of random sessions among 1,000.
     let mut loads = Vec::with_capacity(LOADS);
@@ -89,11 +91,11 @@ async fn measure(url: &str) -> anyhow::Result<serde_json::Value> {
         let id = &ids[(i * 7919) % SESSIONS];
         let t = Instant::now();
         let d = PgBackend::offline(pool.clone(), id.clone()).load().await?;
-        loads.push(t.elapsed());
+        loads.push(ms_since(t));
         anyhow::ensure!(d.is_some(), "auth state of {id} missing");
     }
-    loads.sort();
-    let (p50, p99) = (percentile(&loads, 0.50), percentile(&loads, 0.99));
+    loads.sort_by(f64::total_cmp);
+    let (p50, p99) = (ms_at(&loads, 0.50)?, ms_at(&loads, 0.99)?);
     pool.close().await;
     Ok(json!({
         "bench": "store",
@@ -103,8 +105,8 @@ async fn measure(url: &str) -> anyhow::Result<serde_json::Value> {
         "writers": WRITERS,
         "session_record_put_per_sec": put_per_sec.round(),
         "session_record_get_per_sec": get_per_sec.round(),
-        "prekeys_100_batch_ms": {"p50": ms(percentile(&batches, 0.5)), "max": ms(*batches.last().unwrap_or(&Duration::ZERO))},
-        "auth_state_load_ms": {"p50": ms(p50), "p99": ms(p99), "samples": LOADS},
-        "auth_state_load_target_met": p50 <= Duration::from_millis(5) && p99 <= Duration::from_millis(20),
+        "prekeys_100_batch_ms": {"p50": ms_at(&batches, 0.5)?, "max": ms_at(&batches, 1.0)?},
+        "auth_state_load_ms": {"p50": p50, "p99": p99, "samples": LOADS},
+        "auth_state_load_target_met": p50 <= 5.0 && p99 <= 20.0,
     }))
 }
