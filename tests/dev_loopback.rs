@@ -120,6 +120,10 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
             let ms = v[hop].as_f64().unwrap_or_else(|| panic!("{hop} in {all}"));
             assert!(0.0 < ms && ms <= max, "{hop}: {all}");
         }
+        // The disk's part, as the WAL flush watcher saw it: a wait no longer than the run.
+        let longest = v["latency_wal_flush_longest_ms"].as_f64().unwrap_or_else(|| panic!("{all}"));
+        let over = v["latency_wal_flushes_over_20ms"].as_u64().unwrap_or_else(|| panic!("{all}"));
+        assert!((0.0..60_000.0).contains(&longest) && (over == 0) == (longest < 20.0), "{all}");
     }
     for part in ["postgres_keys", "memory_keys"] {
         // The burst's CPU per message, split: the parts add up to the machine's.

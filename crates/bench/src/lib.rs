@@ -15,6 +15,8 @@ pub mod outcomes;
 pub mod phone;
 pub mod store;
 #[cfg(feature = "loopback")]
+mod wal_watch;
+#[cfg(feature = "loopback")]
 mod worker_proc;
 
 /// `x` to `places` decimal places: a printed figure carries the precision its

@@ -136,6 +136,7 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(ser
     let phones = sql::pair_phones(&h.pool).await?;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / b.rate as f64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let watch = crate::wal_watch::WalWatch::start(&h.url).await?;
     let mut conn = h.pool.acquire().await?;
     for i in 0..b.latency_messages {
         tick.tick().await;
@@ -144,6 +145,7 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(ser
     }
     drop(conn);
     h.wait_inbox("b%", sent + b.latency_messages as i64, Duration::from_secs(600)).await?;
+    let flushes = watch.finish().await?;
     let messages = sql::latency_messages(&h.pool).await?;
     let Some(latency) = Latency::of(&messages) else { bail!("none of the latency messages reached B's inbox") };
     for w in workers {
@@ -166,6 +168,8 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(ser
         "max_send_to_inbox_ms": round(latency.max),
         "p50_send_to_claim_ms": round(latency.p50_to_claim),
         "p50_claim_to_inbox_ms": round(latency.p50_claim_to_inbox),
+        "latency_wal_flush_longest_ms": round(flushes.longest_ms()),
+        "latency_wal_flushes_over_20ms": flushes.long(),
     });
     Ok((figures, messages))
 }

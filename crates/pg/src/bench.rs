@@ -362,6 +362,33 @@ pub async fn latency_messages(pool: &PgPool) -> sqlx::Result<Vec<LatencyMessage>
     .await
 }
 
+/// A connection of its own that samples `pg_stat_activity` through a run (each
+/// statement outside a transaction reads a fresh view of it).
+pub struct ActivitySampler(PgConnection);
+
+impl ActivitySampler {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let opts = PgConnectOptions::from_str(url).context("the scratch database's URL")?;
+        Ok(Self(opts.connect().await.context("connecting the pg_stat_activity sampler")?))
+    }
+
+    /// The backends of this database waiting for a WAL flush (`IO:WALSync`) now, each
+    /// as (pid, start of its statement), with the server's clock. A backend seen in one
+    /// flush for tens of milliseconds is a disk that stalled.
+    pub async fn wal_flush_waiters(&mut self) -> sqlx::Result<(DateTime<Utc>, Vec<(i32, DateTime<Utc>)>)> {
+        let rows = sqlx::query!(
+            r#"SELECT clock_timestamp() AS "at!", a.pid AS "pid?", a.query_start AS "query_start?"
+                 FROM (SELECT 1) one
+                 LEFT JOIN pg_stat_activity a ON a.datname = current_database() AND a.wait_event = 'WALSync'
+                                             AND a.query_start IS NOT NULL"#
+        )
+        .fetch_all(&mut self.0)
+        .await?;
+        let at = rows.first().map(|r| r.at).unwrap_or_else(Utc::now);
+        Ok((at, rows.into_iter().filter_map(|r| Some((r.pid?, r.query_start?))).collect()))
+    }
+}
+
 // --- the loopback phone ---
 
 /// Sessions showing a live QR code or pairing code now (published before the phone
