@@ -22,18 +22,18 @@ pub async fn recreate_database_beside(database_url: &str, suffix: &str) -> anyho
     let opts = PgConnectOptions::from_str(database_url).context("database_url")?;
     let name = format!("{}_{suffix}", opts.get_database().unwrap_or("pgwa"));
     let mut admin = maintenance_connection(&opts).await?;
-    let (users, clients): (i64, Option<String>) = sqlx::query_as(
-        "SELECT count(*), string_agg(coalesce(nullif(application_name, ''), '?') || ' pid ' || pid, ', ')
-           FROM pg_stat_activity WHERE datname = $1",
+    let users = sqlx::query!(
+        r#"SELECT count(*) AS "n!", string_agg(coalesce(nullif(application_name, ''), '?') || ' pid ' || pid, ', ') AS who
+             FROM pg_stat_activity WHERE datname = $1"#,
+        name
     )
-    .bind(&name)
     .fetch_one(&mut admin)
     .await?;
-    if users > 0 {
+    if users.n > 0 {
         anyhow::bail!(
             "the scratch database {name} is in use ({}): a worker or bench from an earlier run may still be running \
              (pgrep -af pgwa); stop it, or drop the database, and run again",
-            clients.unwrap_or_default()
+            users.who.unwrap_or_default()
         );
     }
     for sql in [drop_sql(&name), format!("CREATE DATABASE \"{name}\"")] {
