@@ -8,10 +8,10 @@ use std::str::FromStr;
 use pgwa_pg::log_params::{ParamLogging, check};
 use pgwa_testkit::TestDb;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
 
-async fn shown(pool: &PgPool) -> String {
-    sqlx::query_scalar("SHOW log_parameter_max_length").fetch_one(pool).await.unwrap()
+async fn shown(db: impl sqlx::PgExecutor<'_>) -> String {
+    sqlx::query_scalar("SHOW log_parameter_max_length").fetch_one(db).await.unwrap()
 }
 
 #[tokio::test]
@@ -24,8 +24,7 @@ async fn pools_do_not_let_postgres_log_parameters() {
     assert_eq!(shown(&pgwa_pg::queue_pool(&pool, false, 1)).await, "0");
     // A plain connection of the same user shows the server's default: the pool did it.
     let mut plain = PgConnection::connect(&db.url).await.unwrap();
-    let default: String = sqlx::query_scalar("SHOW log_parameter_max_length").fetch_one(&mut plain).await.unwrap();
-    assert_ne!(default, "0", "the server's default already hides parameters: this test would prove nothing");
+    assert_ne!(shown(&mut plain).await, "0", "the server's default already hides parameters: this test would prove nothing");
     assert!(matches!(check(&mut plain).await.unwrap(), ParamLogging::TurnOff { .. }));
     db.drop_now().await.unwrap();
 }

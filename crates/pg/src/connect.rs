@@ -7,11 +7,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use pgwa_core::backoff::Backoff;
-
-use crate::log_params::{self, ParamLogging};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
+
+use crate::log_params::{self, ParamLogging};
 
 /// How long one connection attempt may take: a host that drops packets would otherwise
 /// hold a command (or one of `run`'s attempts) for the kernel's TCP timeout, minutes.
