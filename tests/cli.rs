@@ -371,8 +371,7 @@ async fn tenants_from_the_command_line() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("WA012"), "{o:?}");
     let o = pgwa(&db, &["tenant", "list"]).await;
     assert!(stdout(&o).contains("default") && stdout(&o).contains("pgwa_app") && stdout(&o).contains(&name), "{}", stdout(&o));
-    sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(&name).execute(&db.pool).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{name}"))).execute(&db.pool).await.unwrap();
+    common::roles::drop_tenant(&db, &name).await;
 }
 
 /// With no configuration, `pgwa run` is the real WhatsApp side. This test build has the
@@ -558,9 +557,7 @@ async fn tenant_list_as_table_and_as_json() {
     assert_eq!(row(&table, &name), [name.as_str(), format!("pgwa_t_{name}").as_str(), "1"], "{table}");
     assert_eq!(table.lines().last(), Some(format!("{} tenant(s)", tenants.len()).as_str()), "{table}");
 
-    sqlx::query("DELETE FROM wa.sessions WHERE id = 't1'").execute(&db.pool).await.unwrap();
-    sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(&name).execute(&db.pool).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{name}"))).execute(&db.pool).await.unwrap();
+    common::roles::drop_tenant(&db, &name).await;
 }
 
 /// A reader that stops reading (`pgwa session list | head -1`) ends the command well: no

@@ -86,14 +86,17 @@ async fn links_are_made_for_visible_sessions_only_and_the_key_stays_with_the_own
     assert_eq!(token::sign(&key(pool).await, "salon-1", grant.expires), tok);
 
     // Tenants: acme's login links acme's session; beta's is unknown to it.
-    sqlx::query("SELECT wa.add_tenant('acme'), wa.add_tenant('beta')").execute(pool).await.unwrap();
-    sqlx::query(
-        "INSERT INTO wa.sessions (id, tenant, desired) VALUES ('acme-1', 'acme', 'stopped'), ('beta-1', 'beta', 'stopped')",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    let acme = Login::new(&db, "acme", Some("pgwa_t_acme")).await;
+    // Tenant roles are cluster-wide: names of this database's own.
+    let suffix = &db.name[db.name.len() - 8..];
+    let (t_acme, t_beta) = (format!("acme_{suffix}"), format!("beta_{suffix}"));
+    sqlx::query("SELECT wa.add_tenant($1), wa.add_tenant($2)").bind(&t_acme).bind(&t_beta).execute(pool).await.unwrap();
+    sqlx::query("INSERT INTO wa.sessions (id, tenant, desired) VALUES ('acme-1', $1, 'stopped'), ('beta-1', $2, 'stopped')")
+        .bind(&t_acme)
+        .bind(&t_beta)
+        .execute(pool)
+        .await
+        .unwrap();
+    let acme = Login::new(&db, "acme", Some(&format!("pgwa_t_{t_acme}"))).await;
     assert!(link(&acme.pool, "acme-1").await.contains("/connect/"));
     for other in ["beta-1", "salon-1"] {
         let (code, msg) = fails(&acme.pool, &format!("SELECT wa.connect_link('{other}')")).await;
@@ -115,6 +118,9 @@ async fn links_are_made_for_visible_sessions_only_and_the_key_stays_with_the_own
     assert_eq!(common::roles::refused(&nobody.pool, "SELECT wa.connect_link('salon-1')").await, "42501");
     for l in [acme, app, nobody] {
         l.drop(&db).await;
+    }
+    for t in [&t_acme, &t_beta] {
+        common::roles::drop_tenant(&db, t).await;
     }
 
     // The HMAC is RFC 2104's (RFC 4231 test case 2).

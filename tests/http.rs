@@ -198,9 +198,7 @@ async fn a_tenant_token_serves_only_that_tenants_qr_codes() {
     let (code, _) = get_with_bearer(addr, "/sessions/mine/qr.svg", "tenant-secre").await;
     assert_eq!(code, 401);
     w.stop().await;
-    sqlx::query("DELETE FROM wa.sessions").execute(&db.pool).await.unwrap();
-    sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(&t).execute(&db.pool).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{t}"))).execute(&db.pool).await.unwrap();
+    common::roles::drop_tenant(&db, &t).await;
 }
 
 /// A worker that has seen no event yet already exposes every series the Grafana

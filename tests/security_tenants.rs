@@ -112,9 +112,7 @@ async fn a_tenant_sees_and_changes_only_its_own_sessions() {
         l.drop(&db).await;
     }
     for t in [&acme, &beta] {
-        sqlx::query("DELETE FROM wa.sessions WHERE tenant = $1").bind(t).execute(&db.pool).await.unwrap();
-        sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(t).execute(&db.pool).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{t}"))).execute(&db.pool).await.unwrap();
+        common::roles::drop_tenant(&db, t).await;
     }
 }
 

@@ -190,6 +190,7 @@ async fn apps_read_only_their_own_contacts_chat_states_and_calls_and_write_none(
     }
     a.drop(&db).await;
     app.drop(&db).await;
+    common::roles::drop_tenant(&db, &acme).await;
 }
 
 #[tokio::test]

@@ -332,9 +332,7 @@ async fn an_event_makes_one_delivery_per_matching_webhook() {
     // Nothing went to the disabled webhook, ever.
     assert!(queue_of(pool, off).await.is_empty());
 
-    sqlx::query("DELETE FROM wa.sessions WHERE tenant = $1").bind(&acme).execute(pool).await.unwrap();
-    sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(&acme).execute(pool).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{acme}"))).execute(pool).await.unwrap();
+    common::roles::drop_tenant(&db, &acme).await;
 }
 
 #[tokio::test]
@@ -544,9 +542,7 @@ async fn a_tenant_reaches_only_its_own_webhooks_and_never_a_secret() {
         l.drop(&db).await;
     }
     for t in [&acme, &beta] {
-        sqlx::query("DELETE FROM wa.sessions WHERE tenant = $1").bind(t).execute(pool).await.unwrap();
-        sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(t).execute(pool).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{t}"))).execute(pool).await.unwrap();
+        common::roles::drop_tenant(&db, t).await;
     }
 }
 
@@ -605,6 +601,5 @@ async fn no_secret_in_notifications_and_removal_follows_the_session() {
             .unwrap();
         assert_eq!(in_jobs, 0, "a job row carried a secret");
     }
-    sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(&other).execute(pool).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{other}"))).execute(pool).await.unwrap();
+    common::roles::drop_tenant(&db, &other).await;
 }

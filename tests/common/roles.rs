@@ -3,8 +3,8 @@
 //! name unique to its test database and is dropped by `drop`.
 
 use pgwa_testkit::TestDb;
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, PgPool};
 
 pub struct Login {
     pub name: String,
@@ -16,7 +16,7 @@ impl Login {
     pub async fn new(db: &TestDb, tag: &str, member_of: Option<&str>) -> Login {
         let name = format!("{tag}_{}", &db.name[db.name.len() - 8..]);
         let grant = member_of.map(|r| format!(" IN ROLE {r}")).unwrap_or_default();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE {name} LOGIN{grant}"))).execute(&db.pool).await.unwrap();
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE ROLE {name} LOGIN{grant}"))).execute(&db.pool).await.unwrap();
         let url = db.url.replacen("postgres@", &format!("{name}@"), 1);
         let pool = PgPoolOptions::new().max_connections(2).connect(&url).await.unwrap();
         Login { name, pool }
@@ -32,16 +32,22 @@ impl Login {
 
     pub async fn drop(self, db: &TestDb) {
         self.pool.close().await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP OWNED BY {0}; DROP ROLE {0}", self.name)))
-            .execute(&db.pool)
-            .await
-            .unwrap();
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP OWNED BY {0}; DROP ROLE {0}", self.name))).execute(&db.pool).await.unwrap();
     }
+}
+
+/// Removes tenant `name` (its sessions and its row) and drops its role, `pgwa_t_<name>`:
+/// the role is cluster-wide and outlives the test database, and a later test adding a
+/// tenant of that name would take it over as it is.
+pub async fn drop_tenant(db: &TestDb, name: &str) {
+    sqlx::query("DELETE FROM wa.sessions WHERE tenant = $1").bind(name).execute(&db.pool).await.unwrap();
+    sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(name).execute(&db.pool).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP ROLE pgwa_t_{name}"))).execute(&db.pool).await.unwrap();
 }
 
 /// The SQLSTATE of a statement that must fail.
 pub async fn refused(pool: &PgPool, sql: &str) -> String {
-    match sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await {
+    match sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(pool).await {
         Ok(_) => panic!("accepted, must be refused: {sql}"),
         Err(e) => super::sqlstate(&e),
     }
