@@ -38,12 +38,24 @@ ALTER TABLE wa.sessions ALTER COLUMN tenant SET DEFAULT wa._my_tenant();
 
 -- Adds a tenant and its role (pgwa_t_<name>, no login: grant it to the app's login).
 -- Returns the role's name. Needs a caller that may create roles (the owner).
+-- Roles are cluster-wide: a role this function made carries a comment naming its tenant
+-- and database (wa._tenant_role_mark), and an existing role is taken only when it
+-- carries this database's mark. Otherwise a second pgwa database on the cluster adding
+-- a tenant of the same name would share the role, and a login granted it for one
+-- database would be that tenant in the other too.
+CREATE OR REPLACE FUNCTION wa._tenant_role_mark(name text)
+RETURNS text
+LANGUAGE sql STABLE
+RETURN format('pgwa tenant %s of database %s', name, current_database());
+
 CREATE OR REPLACE FUNCTION wa.add_tenant(name text)
 RETURNS name
 LANGUAGE plpgsql AS $$
 #variable_conflict use_variable
 DECLARE
     r name := 'pgwa_t_' || name;
+    mark text := wa._tenant_role_mark(name);
+    existing text;
 BEGIN
     IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,39}$' THEN
         RAISE EXCEPTION USING ERRCODE = 'WA012',
@@ -52,11 +64,18 @@ BEGIN
     IF EXISTS (SELECT 1 FROM wa.tenants t WHERE t.name = name) THEN
         RAISE EXCEPTION USING ERRCODE = 'WA010', MESSAGE = format('name: tenant %L already exists', name);
     END IF;
-    BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+        existing := pg_catalog.shobj_description((SELECT oid FROM pg_catalog.pg_roles WHERE rolname = r), 'pg_authid');
+        IF existing IS DISTINCT FROM mark THEN
+            RAISE EXCEPTION USING ERRCODE = 'WA010',
+                MESSAGE = format('name: role %s already exists in this cluster and is not the role of tenant %L in this database', r, name),
+                DETAIL = coalesce(format('The role''s comment says: %s.', existing), 'wa.add_tenant did not make it.'),
+                HINT = 'Roles are shared by every database of the cluster, so one role cannot be two tenants: choose another tenant name.';
+        END IF;
+    ELSE
         EXECUTE format('CREATE ROLE %I NOLOGIN', r);
-    EXCEPTION WHEN duplicate_object THEN
-        NULL;  -- roles are cluster-wide: another database of this cluster made it
-    END;
+        EXECUTE format('COMMENT ON ROLE %I IS %L', r, mark);
+    END IF;
     EXECUTE format('GRANT pgwa_api TO %I', r);
     INSERT INTO wa.tenants (name, role) VALUES (name, r);
     RETURN r;
@@ -124,3 +143,20 @@ GRANT SELECT ON wa.tenants TO pgwa_api;
 GRANT INSERT (tenant) ON wa.sessions TO pgwa_api;
 GRANT EXECUTE ON FUNCTION wa._my_tenants(), wa._my_tenant() TO pgwa_api;
 REVOKE ALL ON FUNCTION wa.add_tenant(text) FROM PUBLIC;
+
+-- Tenants added before roles were marked get their mark, so re-adding one after removing
+-- it by hand still works. A migrating role that may not comment on roles leaves them be.
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT tn.name, tn.role FROM wa.tenants tn JOIN pg_catalog.pg_roles r ON r.rolname = tn.role
+              WHERE tn.role LIKE 'pgwa\_t\_%' AND pg_catalog.shobj_description(r.oid, 'pg_authid') IS NULL LOOP
+        BEGIN
+            EXECUTE format('COMMENT ON ROLE %I IS %L', t.role, wa._tenant_role_mark(t.name));
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL;
+        END;
+    END LOOP;
+END
+$$;

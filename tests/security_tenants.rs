@@ -126,3 +126,63 @@ async fn bad_tenant_names_are_refused() {
     let e = sqlx::query("SELECT wa.add_tenant('default')").execute(&db.pool).await.unwrap_err();
     assert_eq!(common::sqlstate(&e), "WA010");
 }
+
+/// Roles are cluster-wide, so a second pgwa database on the same cluster (a second
+/// deployment, or staging beside production) adding a tenant of the same name must not
+/// take over the first one's role: a login granted it for one database would be that
+/// tenant in the other too. Nor may a role someone else made become a tenant's.
+#[tokio::test]
+async fn a_tenant_role_serves_one_database_only() {
+    let (one, two) = (TestDb::new().await.unwrap(), TestDb::new().await.unwrap());
+    let name = format!("shared_{}", &one.name[one.name.len() - 8..]);
+    let add = async |db: &TestDb| -> String {
+        sqlx::query_scalar("SELECT wa.add_tenant($1)").bind(&name).fetch_one(&db.pool).await.unwrap()
+    };
+    assert_eq!(add(&one).await, format!("pgwa_t_{name}"));
+
+    let (code, msg) = common::fails(&two.pool, &format!("SELECT wa.add_tenant('{name}')")).await;
+    assert_eq!(code, "WA010", "{msg}");
+    assert!(msg.starts_with(&format!("name: role pgwa_t_{name} already exists")), "{msg}");
+    let tenants: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM wa.tenants WHERE name = $1").bind(&name).fetch_one(&two.pool).await.unwrap();
+    assert_eq!(tenants, 0, "nothing written in the second database");
+
+    // Re-adding in the database that made the role is fine (a tenant removed by hand).
+    sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(&name).execute(&one.pool).await.unwrap();
+    assert_eq!(add(&one).await, format!("pgwa_t_{name}"));
+    common::roles::drop_tenant(&one, &name).await;
+
+    // A role of that name made by someone else is not adopted, nor given pgwa_api.
+    let foreign = format!("other_{}", &one.name[one.name.len() - 8..]);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE pgwa_t_{foreign} LOGIN"))).execute(&one.pool).await.unwrap();
+    let (code, msg) = common::fails(&one.pool, &format!("SELECT wa.add_tenant('{foreign}')")).await;
+    assert_eq!(code, "WA010", "{msg}");
+    let api: bool = sqlx::query_scalar("SELECT pg_has_role($1, 'pgwa_api', 'MEMBER')")
+        .bind(format!("pgwa_t_{foreign}"))
+        .fetch_one(&one.pool)
+        .await
+        .unwrap();
+    assert!(!api, "a refused role must not be granted pgwa_api");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE pgwa_t_{foreign}"))).execute(&one.pool).await.unwrap();
+}
+
+/// A tenant whose role was made before roles were marked gets the mark when a newer SQL
+/// API is applied, so removing and re-adding it by hand still works.
+#[tokio::test]
+async fn unmarked_tenant_roles_are_marked_on_upgrade() {
+    let db = TestDb::new().await.unwrap();
+    let name = format!("old_{}", &db.name[db.name.len() - 8..]);
+    sqlx::query("SELECT wa.add_tenant($1)").bind(&name).execute(&db.pool).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("COMMENT ON ROLE pgwa_t_{name} IS NULL"))).execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE wa.sql_api SET version = version - 1").execute(&db.pool).await.unwrap();
+    assert!(pgwa_pg::migrate::migrate(&db.pool).await.unwrap().sql_api_applied);
+    let mark: Option<String> = sqlx::query_scalar("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1")
+        .bind(format!("pgwa_t_{name}"))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(mark, Some(format!("pgwa tenant {name} of database {}", db.name)));
+    sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(&name).execute(&db.pool).await.unwrap();
+    sqlx::query("SELECT wa.add_tenant($1)").bind(&name).execute(&db.pool).await.unwrap();
+    common::roles::drop_tenant(&db, &name).await;
+}
