@@ -37,8 +37,8 @@ impl Login {
 }
 
 /// Removes tenant `name` (its sessions and its row) and drops its role, `pgwa_t_<name>`:
-/// the role is cluster-wide and outlives the test database, and a later test adding a
-/// tenant of that name would take it over as it is.
+/// the role is cluster-wide and outlives the test database, where it would be left for
+/// good and refuse (WA010) a later test's tenant of that name.
 pub async fn drop_tenant(db: &TestDb, name: &str) {
     sqlx::query("DELETE FROM wa.sessions WHERE tenant = $1").bind(name).execute(&db.pool).await.unwrap();
     sqlx::query("DELETE FROM wa.tenants WHERE name = $1").bind(name).execute(&db.pool).await.unwrap();
