@@ -148,4 +148,5 @@ async fn apps_read_only_their_own_groups_and_write_none() {
     }
     a.drop(&db).await;
     app.drop(&db).await;
+    common::roles::drop_tenant(&db, &acme).await;
 }
