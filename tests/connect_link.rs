@@ -86,16 +86,7 @@ async fn links_are_made_for_visible_sessions_only_and_the_key_stays_with_the_own
     assert_eq!(token::sign(&key(pool).await, "salon-1", grant.expires), tok);
 
     // Tenants: acme's login links acme's session; beta's is unknown to it.
-    // Tenant roles are cluster-wide: names of this database's own.
-    let suffix = &db.name[db.name.len() - 8..];
-    let (t_acme, t_beta) = (format!("acme_{suffix}"), format!("beta_{suffix}"));
-    sqlx::query("SELECT wa.add_tenant($1), wa.add_tenant($2)").bind(&t_acme).bind(&t_beta).execute(pool).await.unwrap();
-    sqlx::query("INSERT INTO wa.sessions (id, tenant, desired) VALUES ('acme-1', $1, 'stopped'), ('beta-1', $2, 'stopped')")
-        .bind(&t_acme)
-        .bind(&t_beta)
-        .execute(pool)
-        .await
-        .unwrap();
+    let [t_acme, t_beta] = common::roles::two_tenants(&db).await;
     let acme = Login::new(&db, "acme", Some(&format!("pgwa_t_{t_acme}"))).await;
     assert!(link(&acme.pool, "acme-1").await.contains("/connect/"));
     for other in ["beta-1", "salon-1"] {

@@ -130,16 +130,7 @@ async fn cancel_jobs_needs_a_filter_and_asks_running_jobs_to_stop() {
 async fn a_tenant_moves_only_its_own_jobs() {
     let db = TestDb::new().await.unwrap();
     let pool = &db.pool;
-    // Tenant roles are cluster-wide: names of this database's own.
-    let suffix = &db.name[db.name.len() - 8..];
-    let (t_acme, t_beta) = (format!("acme_{suffix}"), format!("beta_{suffix}"));
-    sqlx::query("SELECT wa.add_tenant($1), wa.add_tenant($2)").bind(&t_acme).bind(&t_beta).execute(pool).await.unwrap();
-    sqlx::query("INSERT INTO wa.sessions (id, tenant, desired) VALUES ('acme-1', $1, 'stopped'), ('beta-1', $2, 'stopped')")
-        .bind(&t_acme)
-        .bind(&t_beta)
-        .execute(pool)
-        .await
-        .unwrap();
+    let [t_acme, t_beta] = common::roles::two_tenants(&db).await;
     let mine = dead_send(pool, "acme-1", "timeout").await;
     let theirs = dead_send(pool, "beta-1", "timeout").await;
     let acme = Login::new(&db, "acme", Some(&format!("pgwa_t_{t_acme}"))).await;

@@ -45,6 +45,22 @@ pub async fn drop_tenant(db: &TestDb, name: &str) {
     sqlx::raw_sql(AssertSqlSafe(format!("DROP ROLE pgwa_t_{name}"))).execute(&db.pool).await.unwrap();
 }
 
+/// Tenants `acme_<suffix>` and `beta_<suffix>` (names of this database's own: tenant
+/// roles are cluster-wide), with one stopped session each, `acme-1` and `beta-1`.
+/// Returns the two names, for `Login::new(.., pgwa_t_<name>)` and `drop_tenant`.
+pub async fn two_tenants(db: &TestDb) -> [String; 2] {
+    let suffix = &db.name[db.name.len() - 8..];
+    let names = [format!("acme_{suffix}"), format!("beta_{suffix}")];
+    sqlx::query("SELECT wa.add_tenant($1), wa.add_tenant($2)").bind(&names[0]).bind(&names[1]).execute(&db.pool).await.unwrap();
+    sqlx::query("INSERT INTO wa.sessions (id, tenant, desired) VALUES ('acme-1', $1, 'stopped'), ('beta-1', $2, 'stopped')")
+        .bind(&names[0])
+        .bind(&names[1])
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    names
+}
+
 /// The SQLSTATE of a statement that must fail.
 pub async fn refused(pool: &PgPool, sql: &str) -> String {
     match sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(pool).await {
