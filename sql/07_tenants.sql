@@ -55,6 +55,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     r name := 'pgwa_t_' || name;
     mark text := wa._tenant_role_mark(name);
+    role_oid oid;
     existing text;
 BEGIN
     IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,39}$' THEN
@@ -64,8 +65,9 @@ BEGIN
     IF EXISTS (SELECT 1 FROM wa.tenants t WHERE t.name = name) THEN
         RAISE EXCEPTION USING ERRCODE = 'WA010', MESSAGE = format('name: tenant %L already exists', name);
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
-        existing := pg_catalog.shobj_description((SELECT oid FROM pg_catalog.pg_roles WHERE rolname = r), 'pg_authid');
+    SELECT oid INTO role_oid FROM pg_catalog.pg_roles WHERE rolname = r;
+    IF FOUND THEN
+        existing := pg_catalog.shobj_description(role_oid, 'pg_authid');
         IF existing IS DISTINCT FROM mark THEN
             RAISE EXCEPTION USING ERRCODE = 'WA010',
                 MESSAGE = format('name: role %s already exists in this cluster and is not the role of tenant %L in this database', r, name),
