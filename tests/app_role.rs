@@ -7,7 +7,7 @@ use pgwa_testkit::TestDb;
 #[tokio::test]
 async fn the_app_role_enqueues_and_reads_but_cannot_read_keys() {
     let db = TestDb::new().await.unwrap();
-    let login = format!("app_{}", &db.name[db.name.len() - 8..]);
+    let login = common::roles::cluster_name(&db, "app");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE {login} LOGIN IN ROLE pgwa_app"))).execute(&db.pool).await.unwrap();
     let url = db.url.replacen("postgres@", &format!("{login}@"), 1);
     let app = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url).await.unwrap();

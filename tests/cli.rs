@@ -362,7 +362,7 @@ async fn bench_outcomes_reports_every_variant() {
 #[tokio::test]
 async fn tenants_from_the_command_line() {
     let db = TestDb::new().await.unwrap();
-    let name = format!("cli_{}", &db.name[db.name.len() - 8..]);
+    let name = common::roles::cluster_name(&db, "cli");
     let o = pgwa(&db, &["tenant", "add", &name]).await;
     assert!(o.status.success(), "{o:?}");
     assert!(stdout(&o).contains(&format!("its role is pgwa_t_{name}")), "{}", stdout(&o));
@@ -542,7 +542,7 @@ async fn a_simulated_session_says_so_in_the_table_and_apart_in_json() {
 #[tokio::test]
 async fn tenant_list_as_table_and_as_json() {
     let db = TestDb::new().await.unwrap();
-    let name = format!("lst_{}", &db.name[db.name.len() - 8..]);
+    let name = common::roles::cluster_name(&db, "lst");
     assert!(pgwa(&db, &["tenant", "add", &name]).await.status.success());
     sqlx::query("INSERT INTO wa.sessions (id, tenant) VALUES ('t1', $1)").bind(&name).execute(&db.pool).await.unwrap();
 

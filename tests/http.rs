@@ -173,7 +173,7 @@ async fn the_qr_endpoints_need_the_admin_token_in_the_header() {
 #[tokio::test]
 async fn a_tenant_token_serves_only_that_tenants_qr_codes() {
     let db = TestDb::new().await.unwrap();
-    let t = format!("qr_{}", &db.name[db.name.len() - 8..]);
+    let t = common::roles::cluster_name(&db, "qr");
     sqlx::query("SELECT wa.add_tenant($1)").bind(&t).execute(&db.pool).await.unwrap();
     sqlx::query("SELECT wa.add_session('mine', start => false), wa.add_session('theirs', start => false)")
         .execute(&db.pool)

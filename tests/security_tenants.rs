@@ -27,8 +27,7 @@ async fn beta_rows(db: &TestDb) -> String {
 #[tokio::test]
 async fn a_tenant_sees_and_changes_only_its_own_sessions() {
     let db = TestDb::new().await.unwrap();
-    let suffix = &db.name[db.name.len() - 8..];
-    let (acme, beta) = (format!("acme_{suffix}"), format!("beta_{suffix}"));
+    let (acme, beta) = (common::roles::cluster_name(&db, "acme"), common::roles::cluster_name(&db, "beta"));
     for t in [&acme, &beta] {
         let role: String = sqlx::query_scalar("SELECT wa.add_tenant($1)").bind(t).fetch_one(&db.pool).await.unwrap();
         assert_eq!(role, format!("pgwa_t_{t}"));
@@ -134,7 +133,7 @@ async fn bad_tenant_names_are_refused() {
 #[tokio::test]
 async fn a_tenant_role_serves_one_database_only() {
     let (one, two) = (TestDb::new().await.unwrap(), TestDb::new().await.unwrap());
-    let name = format!("shared_{}", &one.name[one.name.len() - 8..]);
+    let name = common::roles::cluster_name(&one, "shared");
     let add = async |db: &TestDb| -> String {
         sqlx::query_scalar("SELECT wa.add_tenant($1)").bind(&name).fetch_one(&db.pool).await.unwrap()
     };
@@ -153,7 +152,7 @@ async fn a_tenant_role_serves_one_database_only() {
     common::roles::drop_tenant(&one, &name).await;
 
     // A role of that name made by someone else is not adopted, nor given pgwa_api.
-    let foreign = format!("other_{}", &one.name[one.name.len() - 8..]);
+    let foreign = common::roles::cluster_name(&one, "other");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE pgwa_t_{foreign} LOGIN"))).execute(&one.pool).await.unwrap();
     let (code, msg) = common::fails(&one.pool, &format!("SELECT wa.add_tenant('{foreign}')")).await;
     assert_eq!(code, "WA010", "{msg}");
@@ -171,7 +170,7 @@ async fn a_tenant_role_serves_one_database_only() {
 #[tokio::test]
 async fn unmarked_tenant_roles_are_marked_on_upgrade() {
     let db = TestDb::new().await.unwrap();
-    let name = format!("old_{}", &db.name[db.name.len() - 8..]);
+    let name = common::roles::cluster_name(&db, "old");
     sqlx::query("SELECT wa.add_tenant($1)").bind(&name).execute(&db.pool).await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("COMMENT ON ROLE pgwa_t_{name} IS NULL"))).execute(&db.pool).await.unwrap();
     sqlx::query("UPDATE wa.sql_api SET version = version - 1").execute(&db.pool).await.unwrap();

@@ -137,8 +137,7 @@ async fn bad_read_marks_chat_states_and_number_checks_are_refused_by_name() {
 #[tokio::test]
 async fn apps_read_only_their_own_contacts_chat_states_and_calls_and_write_none() {
     let db = db_with_inbox().await;
-    let suffix = &db.name[db.name.len() - 8..];
-    let acme = format!("acme_{suffix}");
+    let acme = common::roles::cluster_name(&db, "acme");
     sqlx::query("SELECT wa.add_tenant($1)").bind(&acme).execute(&db.pool).await.unwrap();
     let a = Login::new(&db, "ta", Some(&format!("pgwa_t_{acme}"))).await;
     let app = Login::app(&db).await;

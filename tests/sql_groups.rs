@@ -98,8 +98,7 @@ async fn bad_group_actions_are_refused_by_name() {
 #[tokio::test]
 async fn apps_read_only_their_own_groups_and_write_none() {
     let db = TestDb::new().await.unwrap();
-    let suffix = &db.name[db.name.len() - 8..];
-    let acme = format!("acme_{suffix}");
+    let acme = common::roles::cluster_name(&db, "acme");
     sqlx::query("SELECT wa.add_session('s1'), wa.add_tenant($1)").bind(&acme).execute(&db.pool).await.unwrap();
     let a = Login::new(&db, "ta", Some(&format!("pgwa_t_{acme}"))).await;
     let app = Login::app(&db).await;

@@ -215,7 +215,7 @@ async fn the_api_refuses_bad_input_by_name_and_writes_nothing() {
 async fn an_event_makes_one_delivery_per_matching_webhook() {
     let db = TestDb::new().await.unwrap();
     let pool = &db.pool;
-    let acme = format!("acme_{}", &db.name[db.name.len() - 8..]);
+    let acme = common::roles::cluster_name(&db, "acme");
     sqlx::query("SELECT wa.add_tenant($1)").bind(&acme).execute(pool).await.unwrap();
     sqlx::query("SELECT wa.add_session('s1', start => false), wa.add_session('s2', start => false)").execute(pool).await.unwrap();
     sqlx::query("INSERT INTO wa.sessions (id, tenant, desired) VALUES ('a1', $1, 'stopped')")
@@ -419,8 +419,7 @@ async fn deliveries_of_one_webhook_go_one_at_a_time_in_order() {
 async fn a_tenant_reaches_only_its_own_webhooks_and_never_a_secret() {
     let db = TestDb::new().await.unwrap();
     let pool = &db.pool;
-    let suffix = &db.name[db.name.len() - 8..];
-    let (acme, beta) = (format!("acme_{suffix}"), format!("beta_{suffix}"));
+    let (acme, beta) = (common::roles::cluster_name(&db, "acme"), common::roles::cluster_name(&db, "beta"));
     for t in [&acme, &beta] {
         sqlx::query("SELECT wa.add_tenant($1)").bind(t).execute(pool).await.unwrap();
     }
@@ -572,7 +571,7 @@ async fn no_secret_in_notifications_and_removal_follows_the_session() {
     let rotated: String = sqlx::query_scalar("SELECT wa.rotate_webhook_secret($1)").bind(w).fetch_one(pool).await.unwrap();
 
     // The session cannot move to another tenant while the webhook filters on it.
-    let other = format!("t_{}", &db.name[db.name.len() - 8..]);
+    let other = common::roles::cluster_name(&db, "t");
     sqlx::query("SELECT wa.add_tenant($1)").bind(&other).execute(pool).await.unwrap();
     let (code, msg) = fails(pool, &format!("UPDATE wa.sessions SET tenant = '{other}' WHERE id = 's1'")).await;
     assert_eq!(code, "WA015", "{msg}");

@@ -6,6 +6,12 @@ use pgwa_testkit::TestDb;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
 
+/// `<tag>_<the test database's last 8 characters>`: a name for something cluster-wide (a
+/// role, a tenant) that no other test database's run can hold.
+pub fn cluster_name(db: &TestDb, tag: &str) -> String {
+    format!("{tag}_{}", &db.name[db.name.len() - 8..])
+}
+
 pub struct Login {
     pub name: String,
     pub pool: PgPool,
@@ -14,7 +20,7 @@ pub struct Login {
 impl Login {
     /// A login role created `IN ROLE member_of` (none: no grants at all).
     pub async fn new(db: &TestDb, tag: &str, member_of: Option<&str>) -> Login {
-        let name = format!("{tag}_{}", &db.name[db.name.len() - 8..]);
+        let name = cluster_name(db, tag);
         let grant = member_of.map(|r| format!(" IN ROLE {r}")).unwrap_or_default();
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE ROLE {name} LOGIN{grant}"))).execute(&db.pool).await.unwrap();
         let url = db.url.replacen("postgres@", &format!("{name}@"), 1);
@@ -49,8 +55,7 @@ pub async fn drop_tenant(db: &TestDb, name: &str) {
 /// roles are cluster-wide), with one stopped session each, `acme-1` and `beta-1`.
 /// Returns the two names, for `Login::new(.., pgwa_t_<name>)` and `drop_tenant`.
 pub async fn two_tenants(db: &TestDb) -> [String; 2] {
-    let suffix = &db.name[db.name.len() - 8..];
-    let names = [format!("acme_{suffix}"), format!("beta_{suffix}")];
+    let names = [cluster_name(db, "acme"), cluster_name(db, "beta")];
     sqlx::query("SELECT wa.add_tenant($1), wa.add_tenant($2)").bind(&names[0]).bind(&names[1]).execute(&db.pool).await.unwrap();
     sqlx::query("INSERT INTO wa.sessions (id, tenant, desired) VALUES ('acme-1', $1, 'stopped'), ('beta-1', $2, 'stopped')")
         .bind(&names[0])
