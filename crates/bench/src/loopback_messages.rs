@@ -148,9 +148,13 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(ser
     let flushes = watch.finish().await?;
     let messages = sql::latency_messages(&h.pool).await?;
     let Some(latency) = Latency::of(&messages) else { bail!("none of the latency messages reached B's inbox") };
-    for w in workers {
-        w.terminate().await?;
-    }
+    // Both at once: stopped in turn, the second would take over the first's sessions as
+    // they are released and be stopped while connecting them, and whatsapp-rust logs the
+    // requests it had in flight as errors.
+    let [first, second] = workers;
+    let (first, second) = tokio::join!(first.terminate(), second.terminate());
+    first?;
+    second?;
     h.pool.close().await;
     let round = |x: f64| round_to(x, 2);
     let figures = json!({
