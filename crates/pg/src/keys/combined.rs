@@ -12,7 +12,11 @@
 //! Message secrets and sent copies, which whatsapp-rust writes behind its own buffers,
 //! go in a lane of their own that waits 10 ms for company before each statement: in a
 //! burst they went in nearly every per-message statement beside an inbound copy that a
-//! message waits for, and now share a few statements among themselves.
+//! message waits for, and now share a few statements among themselves. Each lane's
+//! statement names only its own tables: Postgres sets up and runs every insert of a
+//! statement on each run, rows or none, and the other lane's two cost each statement
+//! about a tenth of its time (BENCHMARKS.md, "Each key lane's statement writes only its
+//! own tables").
 //!
 //! whatsapp-rust's Signal session records (its write-behind flush of each session's
 //! ratchets, every 25 ms while it talks) go in group commits of their own: through the
@@ -52,32 +56,26 @@ pub(crate) struct Write<R = Rows> {
 
 /// The rows of one write: [`Combiner::write`] sends each kind to its own group commit.
 pub(crate) enum Rows {
-    Message(MessageRows),
+    Copies(CopyRows),
+    Behind(BehindRows),
     /// (address, record): Signal session records.
     SessionRecords(Vec<(String, Vec<u8>)>),
 }
 
-/// The rows of one of the writes every message costs.
-pub(crate) enum MessageRows {
-    MsgSecrets(Vec<MsgSecretEntry>),
-    Sent {
-        chat: String,
-        id: String,
-        payload: Vec<u8>,
-    },
+/// The inbound buffer's rows: a received message may wait on them.
+pub(crate) enum CopyRows {
     /// (chat, sender, stanza id, message)
-    PendingStore(Vec<crate::unbuffered::CopyRow>),
+    Store(Vec<crate::unbuffered::CopyRow>),
     /// (chat, sender, stanza id)
-    PendingDelete(Vec<(String, String, String)>),
+    Delete(Vec<(String, String, String)>),
 }
 
-impl MessageRows {
-    /// Message secrets and sent copies: whatsapp-rust writes both behind its own
-    /// buffers, which answer reads until the write returns, so no message waits on them
-    /// and they go in the lingering lane ([`Behind`]).
-    fn written_behind(&self) -> bool {
-        matches!(self, MessageRows::MsgSecrets(_) | MessageRows::Sent { .. })
-    }
+/// Message secrets and sent copies: whatsapp-rust writes both behind its own buffers,
+/// which answer reads until the write returns, so no message waits on them and they go
+/// in the lingering lane ([`Behind`]).
+pub(crate) enum BehindRows {
+    MsgSecrets(Vec<MsgSecretEntry>),
+    Sent { chat: String, id: String, payload: Vec<u8> },
 }
 
 impl Rows {
@@ -89,9 +87,15 @@ impl Rows {
     }
 }
 
-impl From<MessageRows> for Rows {
-    fn from(rows: MessageRows) -> Self {
-        Rows::Message(rows)
+impl From<CopyRows> for Rows {
+    fn from(rows: CopyRows) -> Self {
+        Rows::Copies(rows)
+    }
+}
+
+impl From<BehindRows> for Rows {
+    fn from(rows: BehindRows) -> Self {
+        Rows::Behind(rows)
     }
 }
 
@@ -109,7 +113,7 @@ pub(crate) enum Outcome {
 /// The group-commit writer of one worker's sessions (see the module doc). Cheap to
 /// share: hold it in an `Arc` and attach it to each fenced backend.
 pub struct Combiner {
-    per_message: Arc<GroupCommit<KeyWrites<PerMessage>>>,
+    copies: Arc<GroupCommit<KeyWrites<Copies>>>,
     behind: Arc<GroupCommit<KeyWrites<Behind>>>,
     records: Arc<GroupCommit<KeyWrites<SessionRecords>>>,
 }
@@ -140,7 +144,7 @@ pub struct CombinerCounts {
 impl Combiner {
     pub fn new(pool: PgPool) -> Arc<Self> {
         Arc::new(Self {
-            per_message: GroupCommit::new(KeyWrites::new(&pool)),
+            copies: GroupCommit::new(KeyWrites::new(&pool)),
             behind: GroupCommit::new(KeyWrites::new(&pool)),
             records: GroupCommit::new(KeyWrites::new(&pool)),
         })
@@ -149,7 +153,7 @@ impl Combiner {
     /// How much the writes were combined, and how often a statement had to run again
     /// (all lanes together).
     pub fn counts(&self) -> CombinerCounts {
-        let lanes = [self.per_message.flusher().counts(), self.behind.flusher().counts(), self.records.flusher().counts()];
+        let lanes = [self.copies.flusher().counts(), self.behind.flusher().counts(), self.records.flusher().counts()];
         CombinerCounts {
             writes: lanes.iter().map(|c| c.writes).sum(),
             statements: lanes.iter().map(|c| c.statements).sum(),
@@ -161,8 +165,8 @@ impl Combiner {
     pub(crate) async fn write(&self, write: Write) -> Outcome {
         let Write { session, worker, epoch, rows } = write;
         let answer = match rows {
-            Rows::Message(rows) if rows.written_behind() => self.behind.write(Write { session, worker, epoch, rows }).await,
-            Rows::Message(rows) => self.per_message.write(Write { session, worker, epoch, rows }).await,
+            Rows::Copies(rows) => self.copies.write(Write { session, worker, epoch, rows }).await,
+            Rows::Behind(rows) => self.behind.write(Write { session, worker, epoch, rows }).await,
             Rows::SessionRecords(rows) => self.records.write(Write { session, worker, epoch, rows }).await,
         };
         answer.unwrap_or(Outcome::Dropped)
@@ -287,17 +291,12 @@ fn is_deadlock(e: &sqlx::Error) -> bool {
 /// next statement. Returns how many writes go now. (whatsapp-rust deletes a buffered
 /// row only after its store returned, which is after it committed, so this is a guard,
 /// not a path taken.)
-fn reordering_cut(batch: &[Write<MessageRows>]) -> usize {
+fn reordering_cut(batch: &[Write<CopyRows>]) -> usize {
     let mut touched: HashMap<(&str, &str, &str, &str), bool> = HashMap::new();
     for (i, w) in batch.iter().enumerate() {
         let (keys, store): (Vec<(&str, &str, &str)>, bool) = match &w.rows {
-            MessageRows::PendingStore(rows) => {
-                (rows.iter().map(|(c, s, id, _)| (c.as_str(), s.as_str(), id.as_str())).collect(), true)
-            }
-            MessageRows::PendingDelete(keys) => {
-                (keys.iter().map(|(c, s, id)| (c.as_str(), s.as_str(), id.as_str())).collect(), false)
-            }
-            _ => continue,
+            CopyRows::Store(rows) => (rows.iter().map(|(c, s, id, _)| (c.as_str(), s.as_str(), id.as_str())).collect(), true),
+            CopyRows::Delete(keys) => (keys.iter().map(|(c, s, id)| (c.as_str(), s.as_str(), id.as_str())).collect(), false),
         };
         let keys: Vec<_> = keys.into_iter().map(|(c, s, id)| (w.session.as_str(), c, s, id)).collect();
         if keys.iter().any(|k| touched.get(k).is_some_and(|&was_store| was_store != store)) {
@@ -328,35 +327,77 @@ macro_rules! batch_fenced {
     };
 }
 
-/// The writes every message costs (message secrets, sent copies, the inbound buffer),
-/// in one statement; a buffered row and its deletion never share one
-/// ([`reordering_cut`]).
-struct PerMessage;
+/// The inbound buffer: copies of received messages and their deletion, in one
+/// statement; a copy and its deletion never share one ([`reordering_cut`]).
+struct Copies;
 
-impl Lane for PerMessage {
-    type Rows = MessageRows;
+impl Lane for Copies {
+    type Rows = CopyRows;
 
-    fn take(queued: &[Write<MessageRows>]) -> usize {
+    fn take(queued: &[Write<CopyRows>]) -> usize {
         reordering_cut(queued)
     }
 
-    async fn write(conn: &mut PgConnection, fences: &BatchFences<'_>, rows: &[(i64, &MessageRows)]) -> sqlx::Result<Vec<i64>> {
-        let (mut secrets, mut sent, mut pending, mut deletes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    async fn write(conn: &mut PgConnection, fences: &BatchFences<'_>, rows: &[(i64, &CopyRows)]) -> sqlx::Result<Vec<i64>> {
+        let (mut stores, mut deletes) = (Vec::new(), Vec::new());
         for &(k, rows) in rows {
             match rows {
-                MessageRows::MsgSecrets(entries) => {
-                    secrets.extend(entries.iter().map(|e| ((k, &*e.chat, &*e.sender, &*e.msg_id), e)));
+                CopyRows::Store(rows) => {
+                    stores.extend(rows.iter().map(|(c, s, id, m)| ((k, c.as_str(), s.as_str(), id.as_str()), m.as_slice())));
                 }
-                MessageRows::Sent { chat, id, payload } => sent.push(((k, chat.as_str(), id.as_str()), payload.as_slice())),
-                MessageRows::PendingStore(rows) => {
-                    pending.extend(rows.iter().map(|(c, s, id, m)| ((k, c.as_str(), s.as_str(), id.as_str()), m.as_slice())));
-                }
-                MessageRows::PendingDelete(keys) => {
-                    deletes.extend(keys.iter().map(|(c, s, id)| (k, c.as_str(), s.as_str(), id.as_str())))
-                }
+                CopyRows::Delete(keys) => deletes.extend(keys.iter().map(|(c, s, id)| (k, c.as_str(), s.as_str(), id.as_str()))),
             }
         }
-        let (sec, sent, pending) = (merged_secrets(secrets), last_wins(sent), last_wins(pending));
+        let stores = last_wins(stores);
+        batch_fenced!(
+            fences,
+            r#"stored AS (
+                   INSERT INTO wa.pending_inbound (session_id, chat, sender, stanza_id, message)
+                   SELECT f.id, r.c, r.s, r.i, r.m
+                     FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::bytea[]) AS r(k, c, s, i, m)
+                     JOIN fence f ON f.k = r.k
+                   ON CONFLICT (session_id, chat, sender, stanza_id) DO UPDATE SET message = EXCLUDED.message,
+                       stored_at = EXCLUDED.stored_at),
+               deleted AS (
+                   DELETE FROM wa.pending_inbound p
+                    USING unnest($9::bigint[], $10::text[], $11::text[], $12::text[]) AS r(k, c, s, i)
+                     JOIN fence f ON f.k = r.k
+                    WHERE p.session_id = f.id AND p.chat = r.c AND p.sender = r.s AND p.stanza_id = r.i)"#,
+            &stores.iter().map(|((k, ..), _)| *k).collect::<Vec<_>>(),
+            &stores.iter().map(|((_, c, ..), _)| *c).collect::<Vec<_>>() as &[&str],
+            &stores.iter().map(|((_, _, s, _), _)| *s).collect::<Vec<_>>() as &[&str],
+            &stores.iter().map(|((.., i), _)| *i).collect::<Vec<_>>() as &[&str],
+            &stores.iter().map(|(_, m)| *m).collect::<Vec<_>>() as &[&[u8]],
+            &deletes.iter().map(|(k, ..)| *k).collect::<Vec<_>>(),
+            &deletes.iter().map(|(_, c, ..)| *c).collect::<Vec<_>>() as &[&str],
+            &deletes.iter().map(|(_, _, s, _)| *s).collect::<Vec<_>>() as &[&str],
+            &deletes.iter().map(|(.., i)| *i).collect::<Vec<_>>() as &[&str],
+        )
+        .fetch_all(conn)
+        .await
+    }
+}
+
+/// Message secrets and sent copies, after a linger that gathers a burst's into a few
+/// statements: nobody waits on them in the common case ([`BehindRows`]).
+struct Behind;
+
+impl Lane for Behind {
+    type Rows = BehindRows;
+
+    const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
+
+    async fn write(conn: &mut PgConnection, fences: &BatchFences<'_>, rows: &[(i64, &BehindRows)]) -> sqlx::Result<Vec<i64>> {
+        let (mut secrets, mut sent) = (Vec::new(), Vec::new());
+        for &(k, rows) in rows {
+            match rows {
+                BehindRows::MsgSecrets(entries) => {
+                    secrets.extend(entries.iter().map(|e| ((k, &*e.chat, &*e.sender, &*e.msg_id), e)));
+                }
+                BehindRows::Sent { chat, id, payload } => sent.push(((k, chat.as_str(), id.as_str()), payload.as_slice())),
+            }
+        }
+        let (sec, sent) = (merged_secrets(secrets), last_wins(sent));
         batch_fenced!(
             fences,
             r#"secrets AS (
@@ -375,19 +416,7 @@ impl Lane for PerMessage {
                      FROM unnest($11::bigint[], $12::text[], $13::text[], $14::bytea[]) AS r(k, c, i, p)
                      JOIN fence f ON f.k = r.k
                    ON CONFLICT (session_id, chat_jid, message_id) DO UPDATE SET payload = EXCLUDED.payload,
-                       stored_at = EXCLUDED.stored_at),
-               pending AS (
-                   INSERT INTO wa.pending_inbound (session_id, chat, sender, stanza_id, message)
-                   SELECT f.id, r.c, r.s, r.i, r.m
-                     FROM unnest($15::bigint[], $16::text[], $17::text[], $18::text[], $19::bytea[]) AS r(k, c, s, i, m)
-                     JOIN fence f ON f.k = r.k
-                   ON CONFLICT (session_id, chat, sender, stanza_id) DO UPDATE SET message = EXCLUDED.message,
-                       stored_at = EXCLUDED.stored_at),
-               unbuffered AS (
-                   DELETE FROM wa.pending_inbound p
-                    USING unnest($20::bigint[], $21::text[], $22::text[], $23::text[]) AS r(k, c, s, i)
-                     JOIN fence f ON f.k = r.k
-                    WHERE p.session_id = f.id AND p.chat = r.c AND p.sender = r.s AND p.stanza_id = r.i)"#,
+                       stored_at = EXCLUDED.stored_at)"#,
             &sec.iter().map(|((k, ..), _)| *k).collect::<Vec<_>>(),
             &sec.iter().map(|((_, c, ..), _)| *c).collect::<Vec<_>>() as &[&str],
             &sec.iter().map(|((_, _, s, _), _)| *s).collect::<Vec<_>>() as &[&str],
@@ -399,34 +428,9 @@ impl Lane for PerMessage {
             &sent.iter().map(|((_, c, _), _)| *c).collect::<Vec<_>>() as &[&str],
             &sent.iter().map(|((.., i), _)| *i).collect::<Vec<_>>() as &[&str],
             &sent.iter().map(|(_, p)| *p).collect::<Vec<_>>() as &[&[u8]],
-            &pending.iter().map(|((k, ..), _)| *k).collect::<Vec<_>>(),
-            &pending.iter().map(|((_, c, ..), _)| *c).collect::<Vec<_>>() as &[&str],
-            &pending.iter().map(|((_, _, s, _), _)| *s).collect::<Vec<_>>() as &[&str],
-            &pending.iter().map(|((.., i), _)| *i).collect::<Vec<_>>() as &[&str],
-            &pending.iter().map(|(_, m)| *m).collect::<Vec<_>>() as &[&[u8]],
-            &deletes.iter().map(|(k, ..)| *k).collect::<Vec<_>>(),
-            &deletes.iter().map(|(_, c, ..)| *c).collect::<Vec<_>>() as &[&str],
-            &deletes.iter().map(|(_, _, s, _)| *s).collect::<Vec<_>>() as &[&str],
-            &deletes.iter().map(|(.., i)| *i).collect::<Vec<_>>() as &[&str],
         )
         .fetch_all(conn)
         .await
-    }
-}
-
-/// The writes nobody waits on in the common case ([`MessageRows::written_behind`]): the
-/// per-message statement, after a linger that gathers a burst's secrets and sent copies
-/// into a few statements instead of one beside nearly every inbound copy. It never
-/// carries copies, so any queued writes may share a statement.
-struct Behind;
-
-impl Lane for Behind {
-    type Rows = MessageRows;
-
-    const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
-
-    async fn write(conn: &mut PgConnection, fences: &BatchFences<'_>, rows: &[(i64, &MessageRows)]) -> sqlx::Result<Vec<i64>> {
-        PerMessage::write(conn, fences, rows).await
     }
 }
 
@@ -463,7 +467,7 @@ impl Lane for SessionRecords {
 mod tests {
     use super::*;
 
-    fn write(session: &str, rows: MessageRows) -> Write<MessageRows> {
+    fn write(session: &str, rows: CopyRows) -> Write<CopyRows> {
         Write { session: session.into(), worker: Uuid::nil(), epoch: 1, rows }
     }
 
@@ -471,13 +475,13 @@ mod tests {
         ("c".into(), "s".into(), id.into())
     }
 
-    fn store(session: &str, id: &str) -> Write<MessageRows> {
+    fn store(session: &str, id: &str) -> Write<CopyRows> {
         let (c, s, i) = key(id);
-        write(session, MessageRows::PendingStore(vec![(c, s, i, vec![1])]))
+        write(session, CopyRows::Store(vec![(c, s, i, vec![1])]))
     }
 
-    fn delete(session: &str, id: &str) -> Write<MessageRows> {
-        write(session, MessageRows::PendingDelete(vec![key(id)]))
+    fn delete(session: &str, id: &str) -> Write<CopyRows> {
+        write(session, CopyRows::Delete(vec![key(id)]))
     }
 
     #[test]

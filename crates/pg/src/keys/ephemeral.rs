@@ -8,7 +8,7 @@
 use whatsapp_rust::wacore::store::error::{Result, StoreError};
 use whatsapp_rust::wacore::store::traits::{PendingInboundKey, PendingInboundRow, TcTokenEntry};
 
-use super::combined::MessageRows;
+use super::combined::{BehindRows, CopyRows};
 use super::{PgBackend, db_err, fenced, last_wins};
 use crate::outage::{caused_by_unreachable, is_unreachable, wait_out};
 use crate::unbuffered::copy_row;
@@ -136,9 +136,7 @@ impl PgBackend {
 
     pub(crate) async fn sent_store(&self, chat: &str, id: &str, payload: &[u8]) -> Result<()> {
         if let Some(through) = self.combined() {
-            return through
-                .write(MessageRows::Sent { chat: chat.to_owned(), id: id.to_owned(), payload: payload.to_vec() })
-                .await;
+            return through.write(BehindRows::Sent { chat: chat.to_owned(), id: id.to_owned(), payload: payload.to_vec() }).await;
         }
         fenced!(
             self,
@@ -194,7 +192,7 @@ impl PgBackend {
             {
                 return Ok(());
             }
-            let store = || through.write(MessageRows::PendingStore(rows.iter().map(copy_row).collect()));
+            let store = || through.write(CopyRows::Store(rows.iter().map(copy_row).collect()));
             return wait_out(self.outage_wait, "buffering an inbound message", |e: &StoreError| caused_by_unreachable(e), store)
                 .await;
         }
@@ -256,7 +254,7 @@ impl PgBackend {
         }
         if let Some(through) = self.combined() {
             let keys = keys.iter().map(|k| (k.chat.to_owned(), k.sender.to_owned(), k.id.to_owned()));
-            return through.write(MessageRows::PendingDelete(keys.collect())).await;
+            return through.write(CopyRows::Delete(keys.collect())).await;
         }
         let chats: Vec<&str> = keys.iter().map(|k| k.chat).collect();
         let senders: Vec<&str> = keys.iter().map(|k| k.sender).collect();

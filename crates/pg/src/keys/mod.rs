@@ -31,7 +31,7 @@ use whatsapp_rust::wacore;
 use pgwa_core::fence::{Fence, LeaseLost};
 
 use crate::outage::{caused_by_unreachable, wait_out};
-use combined::{MessageRows, Outcome, Rows, Write};
+use combined::{CopyRows, Outcome, Rows, Write};
 
 /// An offline write (no fence) was refused: the session does not exist, or a worker
 /// holds it. Offline writers (the importer, tests, benchmarks) never change the keys of
@@ -243,7 +243,7 @@ impl Through<'_> {
             return Ok(());
         };
         u.settle(|rows| {
-            let write = move || self.write_now(MessageRows::PendingStore(rows.clone()).into());
+            let write = move || self.write_now(CopyRows::Store(rows.clone()).into());
             wait_out(self.backend.outage_wait, "writing held inbound copies", |e: &StoreError| caused_by_unreachable(e), write)
         })
         .await

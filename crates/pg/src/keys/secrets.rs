@@ -8,7 +8,7 @@ use whatsapp_rust::wacore::store::traits::{
     MsgSecretEntry, MsgSecretStore, merge_msg_secret_expiry, merge_msg_secret_message_ts,
 };
 
-use super::combined::MessageRows;
+use super::combined::BehindRows;
 use super::{PgBackend, db_err, fenced};
 
 #[async_trait]
@@ -21,7 +21,7 @@ impl MsgSecretStore for PgBackend {
             return Ok(0);
         }
         if let Some(through) = self.combined() {
-            through.write(MessageRows::MsgSecrets(entries)).await?;
+            through.write(BehindRows::MsgSecrets(entries)).await?;
             return Ok(stored);
         }
         // Within one batch apply the same merge rule a sequence of puts would.
