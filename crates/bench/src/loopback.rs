@@ -118,6 +118,14 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    /// Stops the phone, then closes the pool: the other way round, the phone's next
+    /// read found the pool closed and said so on stderr.
+    pub async fn close(&mut self) {
+        self.phone.abort();
+        let _ = (&mut self.phone).await;
+        self.pool.close().await;
+    }
 }
 
 impl Drop for Harness {

@@ -104,7 +104,7 @@ fn median_index(values: &[f64]) -> usize {
 /// One run with the workers' keys in `key_store` (postgres or memory): its figures, and
 /// its latency messages as Postgres timed them.
 async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(serde_json::Value, Vec<sql::LatencyMessage>)> {
-    let h = Harness::start(url).await?;
+    let mut h = Harness::start(url).await?;
     let env = [
         ("PGWA_WORKER__CONNECT_PER_SEC", "1000".to_string()),
         // Pacing is a policy against bans, not a cost of the pipeline: measured without it.
@@ -155,7 +155,7 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(ser
     let (first, second) = tokio::join!(first.terminate(), second.terminate());
     first?;
     second?;
-    h.pool.close().await;
+    h.close().await;
     let round = |x: f64| round_to(x, 2);
     let figures = json!({
         "key_store": key_store,
