@@ -49,7 +49,7 @@ pub fn on_message(session: &Session, node: &Node) {
     let conn_id = session.conn_id;
     if ms == 0 && !inner.slow.tails.contains_key(&conn_id) {
         drop(inner);
-        relay(&session.shared, &session.tx, phone, *device, node);
+        relay(&session.shared, &session.tx, conn_id, phone, *device, node);
         return;
     }
     // Fault injection (`/admin/slow`): relay and ack later, after the messages this
@@ -66,7 +66,7 @@ pub fn on_message(session: &Session, node: &Node) {
         if let Some(before) = before {
             let _ = before.await; // an error only means that task died: go on
         }
-        relay(&shared, &tx, &phone, device, &node);
+        relay(&shared, &tx, conn_id, &phone, device, &node);
         let _ = left.send(());
         let mut inner = shared.lock();
         if inner.slow.tails.get(&conn_id).is_some_and(|(s, _)| *s == seq) {
@@ -75,8 +75,9 @@ pub fn on_message(session: &Session, node: &Node) {
     });
 }
 
-/// Fans message `node` from `phone:device` out to its targets and acks it on `tx`.
-fn relay(shared: &Shared, tx: &ConnTx, phone: &str, device: u16, node: &Node) {
+/// Fans message `node` from `phone:device` (on connection `conn_id`) out to its targets
+/// and acks it on `tx`.
+fn relay(shared: &Shared, tx: &ConnTx, conn_id: u64, phone: &str, device: u16, node: &Node) {
     let id = attr_string(node, "id").unwrap_or_default();
     let to = attr_string(node, "to").unwrap_or_default();
     let kind = attr_string(node, "type").unwrap_or_else(|| "text".into());
@@ -89,7 +90,7 @@ fn relay(shared: &Shared, tx: &ConnTx, phone: &str, device: u16, node: &Node) {
     let mut inner = shared.lock();
     if to.ends_with("@g.us") {
         drop(inner);
-        return relay_to_group(shared, tx, phone, device, node);
+        return relay_to_group(shared, tx, conn_id, phone, device, node);
     }
     let notify = inner.dir.account(phone).map(|a| a.push_name.clone()).unwrap_or_default();
     let targets: Vec<(String, Node)> = match child(node, "participants") {
@@ -136,7 +137,7 @@ fn relay(shared: &Shared, tx: &ConnTx, phone: &str, device: u16, node: &Node) {
     for to_phone in peers {
         inner.contacts.learn(phone, &to_phone);
         inner.contacts.learn(&to_phone, phone);
-        inner.relayed.push(Relayed { from_phone: phone.to_string(), to_phone, id: id.clone() });
+        inner.relayed.push(Relayed { conn_id, from_phone: phone.to_string(), to_phone, id: id.clone() });
     }
     drop(inner);
     tracing::debug!(id, to, delivered, "message relayed");
@@ -148,7 +149,7 @@ fn relay(shared: &Shared, tx: &ConnTx, phone: &str, device: u16, node: &Node) {
 /// ciphertext (`skmsg`) and, when the sender included one for it, its own pairwise
 /// `<to>` ciphertext (the sender-key distribution), from the group with the sender as
 /// `participant`. A sender who is not a member is refused as WhatsApp does.
-fn relay_to_group(shared: &Shared, tx: &ConnTx, phone: &str, device: u16, node: &Node) {
+fn relay_to_group(shared: &Shared, tx: &ConnTx, conn_id: u64, phone: &str, device: u16, node: &Node) {
     let id = attr_string(node, "id").unwrap_or_default();
     let to = attr_string(node, "to").unwrap_or_default();
     let kind = attr_string(node, "type").unwrap_or_else(|| "text".into());
@@ -209,7 +210,7 @@ fn relay_to_group(shared: &Shared, tx: &ConnTx, phone: &str, device: u16, node: 
             delivered += 1;
         }
         if member != phone {
-            inner.relayed.push(Relayed { from_phone: phone.to_string(), to_phone: member.clone(), id: id.clone() });
+            inner.relayed.push(Relayed { conn_id, from_phone: phone.to_string(), to_phone: member.clone(), id: id.clone() });
         }
     }
     drop(inner);

@@ -82,6 +82,9 @@ pub struct Inner {
 /// One message stanza relayed from one account to another.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Relayed {
+    /// The sender's connection: a resend on the same connection is a bug, one on a later
+    /// connection is a takeover.
+    pub conn_id: u64,
     pub from_phone: String,
     pub to_phone: String,
     pub id: String,
