@@ -112,6 +112,9 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
         assert_eq!(v["key_store"], store, "{all}");
         assert_eq!((v["burst_messages"].as_i64(), v["latency_messages"].as_i64()), (Some(20), Some(10)), "{all}");
         assert!(v["burst_msgs_per_sec"].as_f64().unwrap() > 0.0, "{all}");
+        // The enqueueing statement is part of the burst, timed apart.
+        let enqueue_ms = v["burst_enqueue_ms"].as_f64().unwrap_or_else(|| panic!("burst_enqueue_ms in {all}"));
+        assert!(0.0 < enqueue_ms && enqueue_ms <= v["burst_wall_secs"].as_f64().unwrap() * 1e3, "{all}");
         let (p50, p99) = (v["p50_send_to_inbox_ms"].as_f64().unwrap(), v["p99_send_to_inbox_ms"].as_f64().unwrap());
         assert!(0.0 < p50 && p50 <= p99, "{all}");
         // The two hops' medians: each positive, neither longer than the slowest message.

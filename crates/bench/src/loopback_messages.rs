@@ -125,7 +125,9 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(ser
     let worker_pids: Vec<u32> = workers.iter().map(WorkerProc::pid).collect();
     let cpu_before = crate::cpu::Mark::take(&worker_pids)?;
     let writes_before = sql::write_mark(&h.pool).await?;
+    let enqueue = Instant::now();
     let sent = sql::send_burst(&h.pool, per_pair).await?;
+    let enqueue = enqueue.elapsed();
     h.wait_inbox("b%", sent, Duration::from_secs(3600)).await?;
     let cpu = crate::cpu::Mark::take(&worker_pids)?.since(&cpu_before);
     let writes = sql::write_mark(&h.pool).await?.since(&writes_before);
@@ -163,6 +165,8 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(ser
         "burst_messages": sent,
         "burst_msgs_per_sec": round(sent as f64 / span),
         "burst_wall_secs": round(wall.as_secs_f64()),
+        // Inside the burst's span: no job is visible to the workers before it commits.
+        "burst_enqueue_ms": round(enqueue.as_secs_f64() * 1e3),
         "burst_cpu_ms_per_msg": cpu_ms_per_message(&cpu, sent),
         "burst_postgres_writes_per_msg": writes_per_message(&writes, sent),
         "latency_messages": b.latency_messages,
