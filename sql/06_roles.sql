@@ -86,6 +86,7 @@ GRANT EXECUTE ON FUNCTION
     -- Called by the checks above, which run as the app.
     wa._q(text),
     wa._json_int(jsonb, bigint, bigint),
+    wa._is_message_id(text),
     -- Read by wa.queue_stats, which runs as the app.
     wa._job_in_states(text[], wa.job_state, smallint, jsonb),
     wa._mentions(jsonb),

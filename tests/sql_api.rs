@@ -44,6 +44,64 @@ async fn send_text_returns_ids_and_normalizes_the_recipient() {
     }
 }
 
+/// wa.normalize_jid and wa._is_message_id test lengths apart from their patterns (bounded
+/// repeats are slow in Postgres's regex engine); they must accept and refuse exactly what
+/// the single patterns they replace did, at every length around each bound.
+#[tokio::test]
+async fn recipient_and_message_id_checks_keep_their_bounds() {
+    let db = TestDb::new().await.unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    sqlx::query(
+        "CREATE FUNCTION pg_temp.norm(t text) RETURNS text LANGUAGE plpgsql AS $$
+         BEGIN RETURN wa.normalize_jid(t); EXCEPTION WHEN SQLSTATE 'WA002' THEN RETURN NULL; END $$",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    // Digit runs of 0 to 27 (leading 1 or 0), bare, with + and spacing, and under every
+    // JID server, including groups of two runs; the expected value is the old function.
+    let (inputs, accepted, wrong): (i64, i64, Vec<String>) = sqlx::query_as(
+        r#"WITH runs AS (
+               SELECT lead || repeat('7', n) AS r FROM generate_series(0, 26) n, unnest('{1,0}'::text[]) lead
+               UNION ALL SELECT ''),
+           inputs AS (
+               SELECT r || sfx AS t FROM runs,
+                      unnest('{"",@s.whatsapp.net,@c.us,@lid,@g.us,@newsletter,@S.WHATSAPP.NET}'::text[]) sfx
+               UNION ALL SELECT '+' || r FROM runs
+               UNION ALL SELECT ' +' || substr(r, 1, 2) || ' (' || substr(r, 3) || ') ' FROM runs
+               UNION ALL SELECT a.r || '-' || b.r || '@g.us' FROM runs a, runs b),
+           judged AS (
+               SELECT t, pg_temp.norm(t) AS got,
+                      CASE WHEN position('@' IN v) = 0 THEN
+                                CASE WHEN regexp_replace(v, '[[:space:]().-]', '', 'g') ~ '^\+?[1-9][0-9]{6,14}$'
+                                     THEN ltrim(regexp_replace(v, '[[:space:]().-]', '', 'g'), '+') || '@s.whatsapp.net' END
+                           WHEN v ~ '^[1-9][0-9]{6,14}@(s\.whatsapp\.net|c\.us)$' THEN split_part(v, '@', 1) || '@s.whatsapp.net'
+                           WHEN v ~ '^[0-9]{1,24}@lid$' OR v ~ '^[0-9]{5,24}(-[0-9]{5,24})?@g\.us$'
+                                OR v ~ '^[0-9]{5,24}@newsletter$' THEN v END AS want
+                 FROM inputs, lower(btrim(t)) v WHERE v <> '')
+           SELECT count(*), count(got), coalesce(array_agg(t) FILTER (WHERE got IS DISTINCT FROM want), '{}') FROM judged"#,
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert!(wrong.is_empty(), "judged otherwise than before: {wrong:?}");
+    assert!(inputs > 1000 && accepted > 100 && inputs - accepted > 100, "{inputs} inputs, {accepted} accepted");
+
+    let (ids, ok, wrong): (i64, i64, Vec<String>) = sqlx::query_as(
+        r#"WITH ids AS (SELECT repeat('aZ9', 30)::text AS base),
+           cands AS (SELECT left(base, n) || tail AS t FROM ids, generate_series(0, 70) n,
+                            unnest('{"",-,é,_," "}'::text[]) tail)
+           SELECT count(*), count(*) FILTER (WHERE wa._is_message_id(t)),
+                  coalesce(array_agg(t) FILTER (WHERE wa._is_message_id(t) IS DISTINCT FROM (t ~ '^[A-Za-z0-9]{8,64}$')), '{}')
+             FROM cands"#,
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert!(wrong.is_empty(), "message ids judged otherwise than before: {wrong:?}");
+    assert_eq!((ids, ok), (355, 57), "8 to 64 characters of letters and digits, and nothing else");
+}
+
 #[tokio::test]
 async fn a_rolled_back_transaction_leaves_nothing() {
     let db = db_with_session().await;
