@@ -208,6 +208,11 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
     assert_eq!(v["sessions"], 3, "{v}");
     assert!(v["worker_rss_mib"].as_f64().unwrap() >= v["worker_rss_empty_mib"].as_f64().unwrap(), "{v}");
     assert!(v["restart_bringup_secs"].as_f64().unwrap() > 0.0, "{v}");
+    let cpu = &v["restart_cpu_ms_per_session"];
+    assert!(cpu["machine"].as_f64().unwrap() > 0.0, "{v}");
+    for part in ["worker", "server", "postgres_and_rest"] {
+        assert!(cpu[part].as_f64().is_some(), "{part}: {v}");
+    }
     assert_eq!(v["settle_secs"], 10, "{v}");
     // 3 links log in after their 515 restart, and the restarted worker logs all 3 in again.
     assert!(v["server_logins"].as_u64().unwrap() >= 6, "{v}");
