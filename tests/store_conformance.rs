@@ -55,6 +55,14 @@ async fn signal<B: Backend>(b: &B) {
     assert_eq!(b.load_prekey(50).await.unwrap().unwrap(), Bytes::from_static(b"p50"));
     let got = b.load_prekeys_batch(&[12, 999, 7]).await.unwrap();
     assert_eq!(got, vec![(12, Bytes::from_static(b"p12")), (7, Bytes::from_static(b"p7"))]);
+    // A login's key-bundle check asks for all of them at once (read as one range in
+    // Postgres): in the order asked, a repeated id twice, missing ones left out.
+    let every: Vec<u32> = (10..110).rev().collect();
+    let got = b.load_prekeys_batch(&every).await.unwrap();
+    assert_eq!(got, every.iter().map(|&i| (i, Bytes::from(format!("p{i}")))).collect::<Vec<_>>());
+    let got = b.load_prekeys_batch(&[106, 111, 105, 106]).await.unwrap();
+    let p = |i: u32| (i, Bytes::from(format!("p{i}")));
+    assert_eq!(got, vec![p(106), p(105), p(106)]);
     b.remove_prekey(7).await.unwrap();
     b.mark_prekeys_uploaded(&[7, 12]).await.unwrap();
     assert_eq!(b.load_prekey(7).await.unwrap(), None, "mark_prekeys_uploaded must not resurrect a consumed key");
@@ -316,6 +324,8 @@ async fn postgres_backend() {
     let neighbour = PgBackend::offline(db.pool.clone(), "neighbour");
     neighbour.put_session("15550001111:3@s.whatsapp.net", b"theirs").await.unwrap();
     neighbour.store_sent_message(ALICE, "M1", b"theirs").await.unwrap();
+    let theirs: Vec<(u32, Bytes)> = (1..200).map(|i| (i, Bytes::from_static(b"theirs"))).collect();
+    neighbour.store_prekeys_batch(&theirs, true).await.unwrap();
 
     suite(Arc::new(PgBackend::offline(db.pool.clone(), "conf"))).await;
 

@@ -1,5 +1,6 @@
 //! SignalStore: identities, sessions, prekeys, signed prekeys, sender keys.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -179,20 +180,40 @@ impl SignalStore for PgBackend {
     }
 
     async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
-        if ids.is_empty() {
+        let (Some(&lo), Some(&hi)) = (ids.iter().min(), ids.iter().max()) else {
             return Ok(vec![]);
+        };
+        // A login's key-bundle check asks for every key the server holds, ~800 ids that
+        // whatsapp-rust allocated one after the other: one range scan of the session's
+        // keys reads them for a tenth of the CPU of one index probe per id (3.3 ms ->
+        // 0.3 ms for 812 keys, EXPLAIN ANALYZE). Ids spread thin (a retry's one or two
+        // keys) are probed one by one, so no batch reads more than 8 rows per id asked.
+        let dense = u64::from(hi - lo) < 8 * ids.len() as u64;
+        let rows: Vec<(i64, Vec<u8>)> = if dense {
+            sqlx::query!(
+                "SELECT prekey_id, record FROM wa.signal_prekeys
+                  WHERE session_id = $1 AND prekey_id BETWEEN $2 AND $3",
+                &self.session,
+                i64::from(lo),
+                i64::from(hi)
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.into_iter().map(|r| (r.prekey_id, r.record)).collect())
+        } else {
+            sqlx::query!(
+                "SELECT prekey_id, record FROM wa.signal_prekeys WHERE session_id = $1 AND prekey_id = ANY($2::bigint[])",
+                &self.session,
+                &ids_i64(ids)[..]
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.into_iter().map(|r| (r.prekey_id, r.record)).collect())
         }
-        // Ordered as asked, like the default implementation.
-        let rows = sqlx::query!(
-            "SELECT p.prekey_id, p.record FROM unnest($2::bigint[]) WITH ORDINALITY AS u(id, ord)
-             JOIN wa.signal_prekeys p ON p.session_id = $1 AND p.prekey_id = u.id ORDER BY u.ord",
-            &self.session,
-            &ids_i64(ids)[..]
-        )
-        .fetch_all(&self.pool)
-        .await
         .map_err(db_err)?;
-        Ok(rows.into_iter().map(|r| (r.prekey_id as u32, Bytes::from(r.record))).collect())
+        let found: HashMap<u32, Bytes> = rows.into_iter().map(|(id, record)| (id as u32, Bytes::from(record))).collect();
+        // As asked, duplicates included, like the default implementation.
+        Ok(ids.iter().filter_map(|id| found.get(id).map(|r| (*id, r.clone()))).collect())
     }
 
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
