@@ -369,3 +369,77 @@ async fn a_key_write_fails_when_the_copies_before_it_cannot_be_written() {
     assert_eq!(count(pool, "signal_sessions", "h01").await, 0);
     assert_eq!(b.get_pending_inbound("c@lid", "s@lid", "A").await.unwrap(), Some(b"m".to_vec()), "the copy is still held");
 }
+
+/// Row writes of wa.tc_tokens so far, counted by a trigger the test adds.
+async fn token_writes(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT n FROM token_writes").fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn touches_of_one_contact_write_once_and_never_lose_a_newer_timestamp() {
+    let db = TestDb::new().await.unwrap();
+    let pool = &db.pool;
+    for sql in [
+        "CREATE TABLE token_writes (n bigint NOT NULL)",
+        "INSERT INTO token_writes VALUES (0)",
+        "CREATE FUNCTION count_token_write() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN UPDATE token_writes SET n = n + 1; RETURN NULL; END $$",
+        "CREATE TRIGGER count_token_write AFTER INSERT OR UPDATE ON wa.tc_tokens
+             FOR EACH ROW EXECUTE FUNCTION count_token_write()",
+    ] {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
+    let fence = held_by(pool, "touch", worker(pool).await).await.unwrap();
+    let b = Arc::new(PgBackend::fenced(pool.clone(), fence));
+    let sender_ts = || async {
+        let ts: Option<i64> =
+            sqlx::query_scalar("SELECT sender_ts FROM wa.tc_tokens WHERE session_id = 'touch' AND jid = 'c@lid'")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        ts
+    };
+    let touch_all = |stamps: Vec<i64>| {
+        let tasks: Vec<_> = stamps
+            .into_iter()
+            .map(|ts| {
+                let b = b.clone();
+                tokio::spawn(async move { b.touch_tc_token_sender_timestamp("c@lid", ts).await })
+            })
+            .collect();
+        async move {
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+        }
+    };
+
+    // A burst to a new contact: every send issued a token, every issuance touches.
+    touch_all(vec![100; 50]).await;
+    assert_eq!(token_writes(pool).await, 1, "fifty touches of one timestamp are one write");
+    assert_eq!(sender_ts().await, Some(100));
+    touch_all(vec![90, 100, 95]).await;
+    assert_eq!(token_writes(pool).await, 1, "the row already holds them");
+    touch_all((0..30).map(|i| 101 + i % 3).collect()).await;
+    let n = token_writes(pool).await;
+    assert!((2..=4).contains(&n), "three newer timestamps are at most three writes, made {}", n - 1);
+    assert_eq!(sender_ts().await, Some(103), "the newest wins");
+
+    // A put may lower the timestamp: a touch after it writes again.
+    let low = TcTokenEntry { token: b"tok".to_vec(), token_timestamp: 7, sender_timestamp: Some(50) };
+    b.put_tc_token("c@lid", &low).await.unwrap();
+    assert_eq!(sender_ts().await, Some(50));
+    b.touch_tc_token_sender_timestamp("c@lid", 103).await.unwrap();
+    assert_eq!(sender_ts().await, Some(103), "a touch after a put is written");
+    let read = b.get_tc_token("c@lid").await.unwrap().unwrap();
+    assert_eq!((read.token, read.sender_timestamp), (b"tok".to_vec(), Some(103)), "the cache saw the touch");
+    // So does a delete (the row is gone) and the expiry sweep.
+    b.delete_tc_token("c@lid").await.unwrap();
+    b.touch_tc_token_sender_timestamp("c@lid", 103).await.unwrap();
+    assert_eq!(sender_ts().await, Some(103), "a touch after a delete makes the placeholder again");
+    let before = token_writes(pool).await;
+    b.delete_expired_tc_tokens(i64::MAX, i64::MAX).await.unwrap();
+    b.touch_tc_token_sender_timestamp("c@lid", 103).await.unwrap();
+    assert_eq!((token_writes(pool).await - before, sender_ts().await), (1, Some(103)), "after a sweep it writes again");
+    db.drop_now().await.unwrap();
+}

@@ -9,6 +9,7 @@ use whatsapp_rust::wacore::store::error::{Result, StoreError};
 use whatsapp_rust::wacore::store::traits::{PendingInboundKey, PendingInboundRow, TcTokenEntry};
 
 use super::combined::{BehindRows, CopyRows};
+use super::tc_cache::Touch;
 use super::{PgBackend, db_err, fenced, last_wins};
 use crate::outage::{caused_by_unreachable, is_unreachable, wait_out};
 use crate::unbuffered::copy_row;
@@ -100,19 +101,42 @@ impl PgBackend {
     }
 
     /// Sender timestamp only moves forward; a missing row becomes a byte-less placeholder.
+    /// A fenced backend coalesces the touches of one contact (`tc_cache`): one the row
+    /// already holds writes nothing (and so meets no fence, like a read), one a write in
+    /// flight covers waits for it.
     pub(crate) async fn tc_touch_sender(&self, jid: &str, ts: i64) -> Result<()> {
-        self.tc_write(Some(jid), async {
-            fenced!(
-                self,
-                "INSERT INTO wa.tc_tokens AS t (session_id, jid, token, token_ts, sender_ts)
+        let Some(cache) = self.tc.as_deref() else {
+            return self.tc_touch_write(jid, ts).await;
+        };
+        loop {
+            match cache.touch(jid, ts) {
+                Touch::Held => return Ok(()),
+                // If that write failed or was dropped, this touch asks again (and most
+                // likely writes itself: its own result is what it returns).
+                Touch::Wait(mut rx) => {
+                    if let Ok(Some(true)) = rx.wait_for(Option::is_some).await.map(|r| *r) {
+                        return Ok(());
+                    }
+                }
+                Touch::Write(ticket) => {
+                    let result = self.tc_touch_write(jid, ts).await;
+                    cache.touched(jid, ticket, result.is_ok());
+                    return result;
+                }
+            }
+        }
+    }
+
+    async fn tc_touch_write(&self, jid: &str, ts: i64) -> Result<()> {
+        fenced!(
+            self,
+            "INSERT INTO wa.tc_tokens AS t (session_id, jid, token, token_ts, sender_ts)
                      SELECT $1, $4, '\\x'::bytea, $5, $5 WHERE EXISTS (SELECT 1 FROM fence)
                      ON CONFLICT (session_id, jid) DO UPDATE SET sender_ts = greatest(t.sender_ts, EXCLUDED.sender_ts)",
-                jid.to_string(),
-                ts
-            )
-            .map(drop)
-        })
-        .await
+            jid.to_string(),
+            ts
+        )
+        .map(drop)
     }
 
     /// Newer wins, a placeholder never blocks the first real token, and the sender

@@ -14,11 +14,22 @@
 //! example the sender timestamp only moving forward, stay the one definition), and a
 //! read that raced a write is not kept: each write moves a generation, and a read
 //! caches its row only if no write began while it ran.
+//!
+//! Sender-timestamp touches are coalesced. whatsapp-rust 0.7 issues a privacy token
+//! after every send whose read found no sender timestamp yet, and nothing dedupes the
+//! issuances in flight: a burst to a new contact ended in one touch per message, each
+//! an upsert of the same row (waiting on its lock) and its own commit; it was the
+//! statement with the most Postgres time in a message burst (BENCHMARKS.md). The touch
+//! only moves the timestamp forward (`greatest`), so a touch whose timestamp the row
+//! already holds writes nothing, and one that a write in flight covers waits for that
+//! write. What a touch leaves known is dropped by every other write of the contact,
+//! which may have lowered or removed the timestamp.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hashlink::LruCache;
+use tokio::sync::watch;
 use whatsapp_rust::wacore::store::traits::TcTokenEntry;
 
 /// How long an entry answers reads.
@@ -35,6 +46,39 @@ pub(crate) struct TcCache {
 struct State {
     entries: LruCache<String, (Instant, Option<TcTokenEntry>)>,
     generation: u64,
+    touched: LruCache<String, Touched>,
+    /// Moves with every write that is not a touch: a touch that ran across one does not
+    /// know what the row holds after it.
+    other_writes: u64,
+    touches: u64,
+}
+
+/// What the touches of one contact left known.
+#[derive(Default)]
+struct Touched {
+    /// The row's sender timestamp is at least this (since then).
+    holds: Option<(i64, Instant)>,
+    /// The touch being written: its timestamp, its number, and where it tells whether it
+    /// committed.
+    writing: Option<(i64, u64, watch::Receiver<Option<bool>>)>,
+}
+
+/// What a touch of the sender timestamp has to do.
+pub(crate) enum Touch {
+    /// The row already holds the timestamp or a later one: write nothing.
+    Held,
+    /// A touch of the same or a later timestamp is being written: wait for its result
+    /// (`Some(true)`: committed; anything else: write yourself).
+    Wait(watch::Receiver<Option<bool>>),
+    /// Write it, then hand the ticket to [`TcCache::touched`].
+    Write(TouchTicket),
+}
+
+pub(crate) struct TouchTicket {
+    ts: i64,
+    number: u64,
+    other_writes: u64,
+    done: watch::Sender<Option<bool>>,
 }
 
 /// What a read must hand back to [`TcCache::keep`].
@@ -42,7 +86,15 @@ pub(crate) struct ReadTicket(u64);
 
 impl Default for TcCache {
     fn default() -> Self {
-        Self { state: Mutex::new(State { entries: LruCache::new(CAPACITY), generation: 0 }) }
+        Self {
+            state: Mutex::new(State {
+                entries: LruCache::new(CAPACITY),
+                generation: 0,
+                touched: LruCache::new(CAPACITY),
+                other_writes: 0,
+                touches: 0,
+            }),
+        }
     }
 }
 
@@ -75,12 +127,61 @@ impl TcCache {
     pub(crate) fn forget(&self, jid: Option<&str>) {
         let mut st = self.state();
         st.generation += 1;
+        st.other_writes += 1;
         match jid {
             Some(jid) => {
                 st.entries.remove(jid);
+                st.touched.remove(jid);
             }
-            None => st.entries.clear(),
+            None => {
+                st.entries.clear();
+                st.touched.clear();
+            }
         }
+    }
+
+    /// Whether a touch of `jid`'s sender timestamp to `ts` must be written.
+    pub(crate) fn touch(&self, jid: &str, ts: i64) -> Touch {
+        let mut st = self.state();
+        let (other_writes, number) = (st.other_writes, st.touches + 1);
+        if !st.touched.contains_key(jid) {
+            st.touched.insert(jid.to_owned(), Touched::default());
+        }
+        let t = st.touched.get_mut(jid).expect("just inserted");
+        if t.holds.is_some_and(|(held, at)| held >= ts && at.elapsed() < TTL) {
+            return Touch::Held;
+        }
+        // A closed channel is a write whose future was dropped: it tells nothing.
+        if let Some((writing, _, rx)) = &t.writing
+            && *writing >= ts
+            && rx.has_changed().is_ok()
+        {
+            return Touch::Wait(rx.clone());
+        }
+        let (done, rx) = watch::channel(None);
+        t.writing = Some((ts, number, rx));
+        st.touches = number;
+        Touch::Write(TouchTicket { ts, number, other_writes, done })
+    }
+
+    /// After a touch's write, whatever its result: the row is forgotten like after any
+    /// write, and a committed touch that no other write ran across is known to hold.
+    pub(crate) fn touched(&self, jid: &str, ticket: TouchTicket, committed: bool) {
+        let mut st = self.state();
+        st.generation += 1;
+        st.entries.remove(jid);
+        let unraced = st.other_writes == ticket.other_writes;
+        if let Some(t) = st.touched.get_mut(jid) {
+            if committed && unraced {
+                let held = t.holds.map_or(ticket.ts, |(held, _)| held.max(ticket.ts));
+                t.holds = Some((held, Instant::now()));
+            }
+            if t.writing.as_ref().is_some_and(|(_, number, _)| *number == ticket.number) {
+                t.writing = None;
+            }
+        }
+        drop(st);
+        ticket.done.send_replace(Some(committed));
     }
 }
 
@@ -140,5 +241,104 @@ mod tests {
         }
         assert_eq!(c.state().entries.len(), CAPACITY);
         assert!(c.get("0").is_err(), "the least recently used went first");
+    }
+
+    fn writes(t: Touch) -> TouchTicket {
+        match t {
+            Touch::Write(ticket) => ticket,
+            Touch::Held => panic!("held, expected a write"),
+            Touch::Wait(_) => panic!("waits, expected a write"),
+        }
+    }
+
+    fn waits(t: Touch) -> watch::Receiver<Option<bool>> {
+        match t {
+            Touch::Wait(rx) => rx,
+            Touch::Held => panic!("held, expected a wait"),
+            Touch::Write(_) => panic!("writes, expected a wait"),
+        }
+    }
+
+    #[test]
+    fn touches_a_write_in_flight_covers_wait_for_it_and_then_are_held() {
+        let c = TcCache::default();
+        let first = writes(c.touch("a", 100));
+        let same = waits(c.touch("a", 100));
+        let older = waits(c.touch("a", 90));
+        assert!(matches!(c.touch("b", 100), Touch::Write(_)), "contacts are apart");
+        let newer = writes(c.touch("a", 101));
+        c.touched("a", first, true);
+        assert_eq!(*same.borrow(), Some(true));
+        assert_eq!(*older.borrow(), Some(true));
+        assert!(matches!(c.touch("a", 100), Touch::Held), "the row holds 100");
+        let on_newer = waits(c.touch("a", 101));
+        c.touched("a", newer, true);
+        assert_eq!(*on_newer.borrow(), Some(true));
+        assert!(matches!(c.touch("a", 101), Touch::Held));
+        assert!(matches!(c.touch("a", 102), Touch::Write(_)));
+    }
+
+    #[test]
+    fn a_touch_forgets_the_cached_row() {
+        let c = TcCache::default();
+        let Err(ticket) = c.get("a") else { panic!() };
+        c.keep(ticket, "a", &Some(entry(1)));
+        let read_before = match c.get("b") {
+            Err(t) => t,
+            Ok(_) => panic!("b was never read"),
+        };
+        let t = writes(c.touch("a", 5));
+        c.touched("a", t, true);
+        assert!(c.get("a").is_err(), "the row's sender timestamp changed");
+        c.keep(read_before, "b", &None);
+        assert!(c.get("b").is_err(), "a read that ran across the touch is not kept");
+    }
+
+    #[test]
+    fn another_write_of_the_contact_drops_what_touches_left_known() {
+        let c = TcCache::default();
+        let t = writes(c.touch("a", 100));
+        c.touched("a", t, true);
+        // A put may have lowered the timestamp, a delete removed the row.
+        c.forget(Some("a"));
+        assert!(matches!(c.touch("a", 100), Touch::Write(_)));
+        let t = writes(c.touch("b", 100));
+        c.touched("b", t, true);
+        c.forget(None);
+        assert!(matches!(c.touch("b", 100), Touch::Write(_)), "a sweep drops every contact's");
+    }
+
+    #[test]
+    fn a_touch_that_ran_across_another_write_is_not_known_to_hold() {
+        let c = TcCache::default();
+        let t = writes(c.touch("a", 100));
+        let waiting = waits(c.touch("a", 100));
+        c.forget(Some("a")); // e.g. a put that ended while the touch ran
+        c.touched("a", t, true);
+        assert_eq!(*waiting.borrow(), Some(true), "its waiters still had their write");
+        assert!(matches!(c.touch("a", 100), Touch::Write(_)), "which one landed last is unknown");
+    }
+
+    #[test]
+    fn a_failed_or_dropped_write_covers_nobody() {
+        let c = TcCache::default();
+        let t = writes(c.touch("a", 100));
+        let waiting = waits(c.touch("a", 100));
+        c.touched("a", t, false);
+        assert_eq!(*waiting.borrow(), Some(false), "the waiter writes itself");
+        let t = writes(c.touch("a", 100));
+        let waiting = waits(c.touch("a", 100));
+        drop(t); // the touch's future was dropped mid-write
+        assert!(waiting.has_changed().is_err(), "the waiter sees the channel closed");
+        assert!(matches!(c.touch("a", 100), Touch::Write(_)), "nobody waits on a dropped write");
+    }
+
+    #[test]
+    fn what_touches_left_known_expires() {
+        let c = TcCache::default();
+        let t = writes(c.touch("a", 100));
+        c.touched("a", t, true);
+        c.state().touched.get_mut("a").unwrap().holds = Some((100, Instant::now() - TTL));
+        assert!(matches!(c.touch("a", 100), Touch::Write(_)));
     }
 }
