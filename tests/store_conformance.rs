@@ -57,11 +57,11 @@ async fn signal<B: Backend>(b: &B) {
     assert_eq!(got, vec![(12, Bytes::from_static(b"p12")), (7, Bytes::from_static(b"p7"))]);
     // A login's key-bundle check asks for all of them at once (read as one range in
     // Postgres): in the order asked, a repeated id twice, missing ones left out.
+    let p = |i: u32| (i, Bytes::from(format!("p{i}")));
     let every: Vec<u32> = (10..110).rev().collect();
     let got = b.load_prekeys_batch(&every).await.unwrap();
-    assert_eq!(got, every.iter().map(|&i| (i, Bytes::from(format!("p{i}")))).collect::<Vec<_>>());
+    assert_eq!(got, every.iter().map(|&i| p(i)).collect::<Vec<_>>());
     let got = b.load_prekeys_batch(&[106, 111, 105, 106]).await.unwrap();
-    let p = |i: u32| (i, Bytes::from(format!("p{i}")));
     assert_eq!(got, vec![p(106), p(105), p(106)]);
     b.remove_prekey(7).await.unwrap();
     b.mark_prekeys_uploaded(&[7, 12]).await.unwrap();

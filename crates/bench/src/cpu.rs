@@ -67,6 +67,20 @@ impl Mark {
         let per = |secs: f64| secs * scale / units.max(1) as f64;
         Self { machine: per(self.machine), this_process: per(self.this_process), others: per(self.others) }
     }
+
+    /// Milliseconds per unit over `units`, as JSON: `machine`, the named processes as
+    /// `others_key`, this process as `this_key`, and `postgres_and_rest` (the machine's
+    /// less both: Postgres, and whatever else ran beside the bench).
+    pub fn split_ms(&self, units: i64, others_key: &str, this_key: &str) -> serde_json::Value {
+        let per = self.per_unit(units.max(0) as u64, 1e3);
+        let ms = |x: f64| crate::round_to(x, 2);
+        serde_json::json!({
+            "machine": ms(per.machine),
+            others_key: ms(per.others),
+            this_key: ms(per.this_process),
+            "postgres_and_rest": ms(per.machine - per.others - per.this_process),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -108,5 +122,13 @@ mod tests {
         let per = used.per_unit(4, 1e3);
         assert!((per.this_process - used.this_process * 250.0).abs() < 1e-9, "{per:?}");
         assert_eq!(Mark::take(&[u32::MAX]).unwrap_err().to_string(), format!("reading /proc/{}/stat", u32::MAX));
+    }
+
+    #[test]
+    fn a_split_names_its_parts_and_the_rest_is_what_they_leave() {
+        let used = Mark { machine: 3.0, this_process: 0.5, others: 1.0 };
+        let split = used.split_ms(1000, "workers", "server");
+        assert_eq!(split, serde_json::json!({ "machine": 3.0, "workers": 1.0, "server": 0.5, "postgres_and_rest": 1.5 }));
+        assert_eq!(used.split_ms(0, "w", "s")["machine"], 3000.0, "no units counts as one");
     }
 }

@@ -167,7 +167,9 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(ser
         "burst_wall_secs": round(wall.as_secs_f64()),
         // Inside the burst's span: no job is visible to the workers before it commits.
         "burst_enqueue_ms": round(enqueue.as_secs_f64() * 1e3),
-        "burst_cpu_ms_per_msg": cpu_ms_per_message(&cpu, sent),
+        // The two workers are the mark's others; this process is the bench and the loopback
+        // server with its phone.
+        "burst_cpu_ms_per_msg": cpu.split_ms(sent, "workers", "bench_and_server"),
         "burst_postgres_writes_per_msg": writes_per_message(&writes, sent),
         "latency_messages": b.latency_messages,
         "latency_rate_per_sec": b.rate,
@@ -188,20 +190,6 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(ser
 fn writes_per_message(burst: &sql::Writes, messages: i64) -> serde_json::Value {
     let per = |n: i64| round_to(n as f64 / messages.max(1) as f64, 2);
     json!({ "wal_bytes": per(burst.wal_bytes), "write_transactions": per(burst.write_transactions) })
-}
-
-/// Milliseconds of CPU per message over the burst, whole machine and by part: the two
-/// workers (the mark's others), this process (the bench and the loopback server with its
-/// phone), and the rest, which is Postgres's less whatever else ran beside the bench.
-fn cpu_ms_per_message(burst: &crate::cpu::Mark, messages: i64) -> serde_json::Value {
-    let per = burst.per_unit(messages.max(0) as u64, 1e3);
-    let ms = |x: f64| round_to(x, 2);
-    json!({
-        "machine": ms(per.machine),
-        "workers": ms(per.others),
-        "bench_and_server": ms(per.this_process),
-        "postgres_and_rest": ms(per.machine - per.others - per.this_process),
-    })
 }
 
 #[cfg(test)]

@@ -28,18 +28,6 @@ fn mib(kib: u64) -> f64 {
     round_to(kib as f64 / 1024.0, 1)
 }
 
-/// Where a restart's CPU went, per session brought back: the worker's, the bench process's
-/// (the loopback server and the phone) and the rest of the machine's (Postgres, mostly).
-fn cpu_ms_per_session(cpu: &crate::cpu::Mark, sessions: i64) -> serde_json::Value {
-    let per = cpu.per_unit(sessions.max(0) as u64, 1e3);
-    json!({
-        "machine": round_to(per.machine, 2),
-        "worker": round_to(per.others, 2),
-        "server": round_to(per.this_process, 2),
-        "postgres_and_rest": round_to(per.machine - per.others - per.this_process, 2),
-    })
-}
-
 pub async fn run(cfg: &Config, b: SessionsBench) -> Result<serde_json::Value> {
     if b.sessions == 0 {
         bail!("--sessions must be above 0");
@@ -115,7 +103,9 @@ async fn measure(cfg: &Config, b: &SessionsBench, url: String) -> Result<serde_j
         "settle_secs": settle.as_secs(),
         "shutdown_secs": round_to(shutdown.as_secs_f64(), 1),
         "restart_bringup_secs": round_to(bringup.as_secs_f64(), 1),
-        "restart_cpu_ms_per_session": cpu_ms_per_session(&bringup_cpu, n),
+        // Per session brought back: the worker, the bench process (the loopback server and
+        // the phone), and the rest of the machine (Postgres, mostly).
+        "restart_cpu_ms_per_session": bringup_cpu.split_ms(n, "worker", "server"),
         "worker_rss_after_restart_mib": mib(rss_restarted),
         "rss_per_session_after_restart_kib": per_session(rss_restarted),
         "server_logins": logins,

@@ -17,6 +17,12 @@ fn records(items: &[(Arc<str>, Bytes)]) -> (Vec<String>, Vec<Vec<u8>>) {
     last_wins(items.iter().map(|(a, r)| (a.to_string(), r.to_vec()))).into_iter().unzip()
 }
 
+/// One stored prekey, as both of `load_prekeys_batch`'s reads return it.
+struct PrekeyRow {
+    prekey_id: i64,
+    record: Vec<u8>,
+}
+
 #[async_trait]
 impl SignalStore for PgBackend {
     async fn put_identity(&self, address: &str, key: [u8; 32]) -> Result<()> {
@@ -189,8 +195,9 @@ impl SignalStore for PgBackend {
         // 0.3 ms for 812 keys, EXPLAIN ANALYZE). Ids spread thin (a retry's one or two
         // keys) are probed one by one, so no batch reads more than 8 rows per id asked.
         let dense = u64::from(hi - lo) < 8 * ids.len() as u64;
-        let rows: Vec<(i64, Vec<u8>)> = if dense {
-            sqlx::query!(
+        let rows = if dense {
+            sqlx::query_as!(
+                PrekeyRow,
                 "SELECT prekey_id, record FROM wa.signal_prekeys
                   WHERE session_id = $1 AND prekey_id BETWEEN $2 AND $3",
                 &self.session,
@@ -199,19 +206,18 @@ impl SignalStore for PgBackend {
             )
             .fetch_all(&self.pool)
             .await
-            .map(|rows| rows.into_iter().map(|r| (r.prekey_id, r.record)).collect())
         } else {
-            sqlx::query!(
+            sqlx::query_as!(
+                PrekeyRow,
                 "SELECT prekey_id, record FROM wa.signal_prekeys WHERE session_id = $1 AND prekey_id = ANY($2::bigint[])",
                 &self.session,
                 &ids_i64(ids)[..]
             )
             .fetch_all(&self.pool)
             .await
-            .map(|rows| rows.into_iter().map(|r| (r.prekey_id, r.record)).collect())
         }
         .map_err(db_err)?;
-        let found: HashMap<u32, Bytes> = rows.into_iter().map(|(id, record)| (id as u32, Bytes::from(record))).collect();
+        let found: HashMap<u32, Bytes> = rows.into_iter().map(|r| (r.prekey_id as u32, Bytes::from(r.record))).collect();
         // As asked, duplicates included, like the default implementation.
         Ok(ids.iter().filter_map(|id| found.get(id).map(|r| (*id, r.clone()))).collect())
     }
