@@ -68,7 +68,7 @@ pub(crate) enum Touch {
     /// The row already holds the timestamp or a later one: write nothing.
     Held,
     /// A touch of the same or a later timestamp is being written: wait for its result
-    /// (`Some(true)`: committed; anything else: write yourself).
+    /// (`Some(true)`: committed; anything else: ask [`TcCache::touch`] again).
     Wait(watch::Receiver<Option<bool>>),
     /// Write it, then hand the ticket to [`TcCache::touched`].
     Write(TouchTicket),
@@ -95,6 +95,14 @@ impl Default for TcCache {
                 touches: 0,
             }),
         }
+    }
+}
+
+impl State {
+    /// Forgets the read row of `jid`; reads running now will not keep theirs.
+    fn forget_read(&mut self, jid: &str) {
+        self.generation += 1;
+        self.entries.remove(jid);
     }
 }
 
@@ -126,14 +134,14 @@ impl TcCache {
     /// running now, which may have seen the old row, will not keep it.
     pub(crate) fn forget(&self, jid: Option<&str>) {
         let mut st = self.state();
-        st.generation += 1;
         st.other_writes += 1;
         match jid {
             Some(jid) => {
-                st.entries.remove(jid);
+                st.forget_read(jid);
                 st.touched.remove(jid);
             }
             None => {
+                st.generation += 1;
                 st.entries.clear();
                 st.touched.clear();
             }
@@ -168,13 +176,13 @@ impl TcCache {
     /// write, and a committed touch that no other write ran across is known to hold.
     pub(crate) fn touched(&self, jid: &str, ticket: TouchTicket, committed: bool) {
         let mut st = self.state();
-        st.generation += 1;
-        st.entries.remove(jid);
+        st.forget_read(jid);
         let unraced = st.other_writes == ticket.other_writes;
         if let Some(t) = st.touched.get_mut(jid) {
-            if committed && unraced {
-                let held = t.holds.map_or(ticket.ts, |(held, _)| held.max(ticket.ts));
-                t.holds = Some((held, Instant::now()));
+            // A fresh fact of a later timestamp keeps its own time: it is not re-learnt now.
+            let fresh_later = t.holds.is_some_and(|(held, at)| held >= ticket.ts && at.elapsed() < TTL);
+            if committed && unraced && !fresh_later {
+                t.holds = Some((ticket.ts, Instant::now()));
             }
             if t.writing.as_ref().is_some_and(|(_, number, _)| *number == ticket.number) {
                 t.writing = None;
@@ -339,6 +347,24 @@ mod tests {
         let t = writes(c.touch("a", 100));
         c.touched("a", t, true);
         c.state().touched.get_mut("a").unwrap().holds = Some((100, Instant::now() - TTL));
+        assert!(matches!(c.touch("a", 100), Touch::Write(_)));
+    }
+
+    #[test]
+    fn an_older_touch_landing_late_does_not_stretch_a_later_ones_life() {
+        let c = TcCache::default();
+        let older = writes(c.touch("a", 90));
+        let newer = writes(c.touch("a", 100));
+        c.touched("a", newer, true);
+        let learnt = Instant::now() - TTL / 2;
+        c.state().touched.get_mut("a").unwrap().holds = Some((100, learnt));
+        c.touched("a", older, true);
+        assert_eq!(c.state().touched.get_mut("a").unwrap().holds, Some((100, learnt)));
+        // Once that fact expired, the older touch's commit is what is known.
+        c.state().touched.get_mut("a").unwrap().holds = Some((100, Instant::now() - TTL));
+        let older = writes(c.touch("a", 95));
+        c.touched("a", older, true);
+        assert!(matches!(c.touch("a", 95), Touch::Held));
         assert!(matches!(c.touch("a", 100), Touch::Write(_)));
     }
 }
