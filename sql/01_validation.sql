@@ -54,8 +54,11 @@ BEGIN
     END IF;
     IF position('@' IN v) = 0 THEN
         digits := regexp_replace(v, '[[:space:]().-]', '', 'g');
-        IF digits ~ '^\+?[1-9][0-9]*$' AND length(ltrim(digits, '+')) BETWEEN 7 AND 15 THEN
-            RETURN ltrim(digits, '+') || '@s.whatsapp.net';
+        IF digits ~ '^\+?[1-9][0-9]*$' THEN
+            digits := ltrim(digits, '+');
+            IF length(digits) BETWEEN 7 AND 15 THEN
+                RETURN digits || '@s.whatsapp.net';
+            END IF;
         END IF;
         RAISE EXCEPTION USING ERRCODE = 'WA002',
             MESSAGE = format('%s: %s is not a phone number (7 to 15 digits, country code first) nor a JID', arg, wa._q(recipient)),

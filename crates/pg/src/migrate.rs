@@ -30,7 +30,7 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
 /// The version of the SQL API in sql/. Bump it with every change of sql/ and record the
 /// new checksum in sql/VERSIONS (tests/schema_versions.rs fails until both are done):
 /// `migrate` never replaces an installed SQL API of a higher version.
-pub const SQL_API_VERSION: i32 = 19;
+pub const SQL_API_VERSION: i32 = 20;
 
 /// The SQL API files in the order they are applied.
 const SQL_API: &[(&str, &str)] = &[
