@@ -109,8 +109,8 @@ impl Harness {
         let start = Instant::now();
         let mut shown = Instant::now();
         let first = sql::inbox_count(&self.pool, session_like).await?;
+        let mut got = first;
         loop {
-            let got = sql::inbox_count(&self.pool, session_like).await?;
             if got >= n {
                 return Ok(());
             }
@@ -122,6 +122,7 @@ impl Harness {
                 shown = Instant::now();
             }
             tokio::time::sleep(next_count_in(got - first, n - got, start.elapsed())).await;
+            got = sql::inbox_count(&self.pool, session_like).await?;
         }
     }
 
