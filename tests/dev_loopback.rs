@@ -109,7 +109,7 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
     // The same run with the keys in Postgres and in memory, and their ratio.
     for (part, store) in [("postgres_keys", "postgres"), ("memory_keys", "memory")] {
         let v = &all[part];
-        assert_eq!(v["key_store"], store, "{all}");
+        assert_eq!((&v["key_store"], &v["burst_enqueue"]), (&serde_json::json!(store), &serde_json::json!("send_text")), "{all}");
         assert_eq!((v["burst_messages"].as_i64(), v["latency_messages"].as_i64()), (Some(20), Some(10)), "{all}");
         assert!(v["burst_msgs_per_sec"].as_f64().unwrap() > 0.0, "{all}");
         // The enqueueing statement is part of the burst, timed apart.
@@ -185,11 +185,13 @@ async fn loopback_benches_print_their_figures_as_one_json_line() {
         (&all["postgres_keys"], &all["burst_ratio_postgres_to_memory"])
     );
 
-    // Bad arguments are refused by name, before anything is measured: a zero count, and
-    // a timeline that cannot be written.
-    for (arg, value, named) in
-        [("--rounds", "0", "--rounds"), ("--timeline", "/nonexistent-dir/t.csv", "--timeline /nonexistent-dir/t.csv")]
-    {
+    // Bad arguments are refused by name, before anything is measured: a zero count, a
+    // timeline that cannot be written, an unknown way to enqueue.
+    for (arg, value, named) in [
+        ("--rounds", "0", "--rounds"),
+        ("--timeline", "/nonexistent-dir/t.csv", "--timeline /nonexistent-dir/t.csv"),
+        ("--enqueue", "copy", "'copy' for '--enqueue"),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_pgwa"))
             .args(["dev", "bench-messages", arg, value])
             .env("PGWA_DATABASE_URL", &db.url)

@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use pgwa_pg::PgPool;
 
-use super::dev_cmd::DevCmd;
+use super::dev_cmd::{BurstEnqueue, DevCmd};
 use super::log::say;
+use pgwa_bench::loopback_messages::Enqueue;
 use pgwa_core::config::{Backend, Config};
 
 pub async fn run(cmd: DevCmd, cfg: Config, pool: PgPool) -> anyhow::Result<()> {
@@ -24,8 +25,19 @@ pub async fn run(cmd: DevCmd, cfg: Config, pool: PgPool) -> anyhow::Result<()> {
             let b = pgwa_bench::loopback_sessions::SessionsBench { sessions, idle_secs, connect_per_sec, contacts };
             pgwa_bench::loopback_sessions::run(&cfg, b).await?
         }
-        DevCmd::BenchMessages { pairs, messages, rate, latency_messages, rounds, timeline } => {
-            let b = pgwa_bench::loopback_messages::MessagesBench { pairs, messages, rate, latency_messages, rounds, timeline };
+        DevCmd::BenchMessages { pairs, messages, rate, latency_messages, rounds, timeline, enqueue } => {
+            let b = pgwa_bench::loopback_messages::MessagesBench {
+                pairs,
+                messages,
+                rate,
+                latency_messages,
+                rounds,
+                timeline,
+                enqueue: match enqueue {
+                    BurstEnqueue::SendText => Enqueue::SendText,
+                    BurstEnqueue::Insert => Enqueue::Insert,
+                },
+            };
             pgwa_bench::loopback_messages::run(&cfg, b).await?
         }
     };

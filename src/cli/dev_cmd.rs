@@ -49,7 +49,17 @@ pub enum DevCmd {
         /// ones came.
         #[arg(long)]
         timeline: Option<std::path::PathBuf>,
+        /// How the burst is enqueued, in one statement either way: a `wa.send_text` call
+        /// per message, or one `INSERT INTO wa.jobs ... SELECT` of them all.
+        #[arg(long, value_enum, default_value_t = BurstEnqueue::SendText)]
+        enqueue: BurstEnqueue,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BurstEnqueue {
+    SendText,
+    Insert,
 }
 
 impl DevCmd {

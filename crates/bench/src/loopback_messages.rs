@@ -1,5 +1,6 @@
 //! Messages end to end through two worker processes and Postgres: session pairs A_i ->
-//! B_i linked to the loopback server; a burst of `wa.send_text` rows for throughput,
+//! B_i linked to the loopback server; a burst of `wa.send_text` rows (or one set-based
+//! insert of them, `--enqueue insert`) for throughput,
 //! then sends at a steady rate for latency, measured from the job's `created_at` to the
 //! row's `received_at` in B's `wa.inbox` (both written by Postgres, one clock).
 //!
@@ -35,6 +36,26 @@ pub struct MessagesBench {
     pub rounds: u32,
     /// A CSV file to write every latency message of every run to.
     pub timeline: Option<std::path::PathBuf>,
+    /// How the burst is enqueued.
+    pub enqueue: Enqueue,
+}
+
+/// How the burst's messages go into the queue, both in one statement and one commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueue {
+    /// A `wa.send_text` call per message, as an app sends one message at a time.
+    SendText,
+    /// One `INSERT INTO wa.jobs ... SELECT` of every message, as an app enqueues a batch.
+    Insert,
+}
+
+impl Enqueue {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enqueue::SendText => "send_text",
+            Enqueue::Insert => "insert",
+        }
+    }
 }
 
 pub async fn run(cfg: &Config, b: MessagesBench) -> Result<serde_json::Value> {
@@ -126,7 +147,10 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(ser
     let cpu_before = crate::cpu::Mark::take(&worker_pids)?;
     let writes_before = sql::write_mark(&h.pool).await?;
     let enqueue = Instant::now();
-    let sent = sql::send_burst(&h.pool, per_pair).await?;
+    let sent = match b.enqueue {
+        Enqueue::SendText => sql::send_burst(&h.pool, per_pair).await?,
+        Enqueue::Insert => sql::insert_burst(&h.pool, per_pair).await?,
+    };
     let enqueue = enqueue.elapsed();
     h.wait_inbox("b%", sent, Duration::from_secs(3600)).await?;
     let cpu = crate::cpu::Mark::take(&worker_pids)?.since(&cpu_before);
@@ -165,6 +189,7 @@ async fn measure(url: String, b: &MessagesBench, key_store: &str) -> Result<(ser
         "burst_messages": sent,
         "burst_msgs_per_sec": round(sent as f64 / span),
         "burst_wall_secs": round(wall.as_secs_f64()),
+        "burst_enqueue": b.enqueue.as_str(),
         // Inside the burst's span: no job is visible to the workers before it commits.
         "burst_enqueue_ms": round(enqueue.as_secs_f64() * 1e3),
         // The two workers are the mark's others; this process is the bench and the loopback

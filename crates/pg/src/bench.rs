@@ -269,6 +269,22 @@ pub async fn send_burst(pool: &PgPool, per_pair: i64) -> sqlx::Result<i64> {
     .await
 }
 
+/// The same burst as [`send_burst`] as one `INSERT INTO wa.jobs ... SELECT`, the way an
+/// app enqueues a batch (the insert trigger validates each row as `wa.send_text` would).
+pub async fn insert_burst(pool: &PgPool, per_pair: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"WITH s AS (INSERT INTO wa.jobs (session_id, kind, payload)
+                      SELECT a.id, 'send', jsonb_build_object('type', 'text', 'to', '+' || bs.phone, 'text', 'burst ' || g)
+                        FROM wa.sessions a JOIN wa.sessions bs ON bs.id = 'b' || substr(a.id, 2), generate_series(1, $1::bigint) g
+                       WHERE a.id LIKE 'a%'
+                      RETURNING 1)
+         SELECT count(*) AS "n!" FROM s"#,
+        per_pair
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// Seconds from the first send job's insert to the last message in a `b` inbox.
 pub async fn burst_span_secs(pool: &PgPool) -> sqlx::Result<f64> {
     sqlx::query_scalar!(
