@@ -51,3 +51,44 @@ async fn the_app_role_enqueues_and_reads_but_cannot_read_keys() {
     app.close().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP OWNED BY {login}; DROP ROLE {login}"))).execute(&db.pool).await.unwrap();
 }
+
+/// A batch of messages as one `INSERT INTO wa.jobs ... SELECT` (README: "Many messages in
+/// one statement"): the app role may, each row is validated and normalized as
+/// `wa.send_text` would, ids come back in the order given, and one bad row refuses the
+/// whole statement with nothing inserted.
+#[tokio::test]
+async fn the_app_role_enqueues_a_batch_in_one_statement_all_or_nothing() {
+    let db = TestDb::new().await.unwrap();
+    let app = common::roles::Login::app(&db).await;
+    sqlx::query("SELECT wa.add_session('s1')").execute(&app.pool).await.unwrap();
+    let batch = |phones: &str| {
+        format!(
+            "INSERT INTO wa.jobs (session_id, kind, payload)
+             SELECT 's1', 'send', jsonb_build_object('to', c.phone, 'text', 'Hi ' || c.name)
+               FROM unnest({phones}, ARRAY['Ana', 'Bo', 'Cy']) WITH ORDINALITY AS c(phone, name, n)
+              ORDER BY c.n
+             RETURNING id, message_id, chat, payload->>'text'"
+        )
+    };
+    let rows: Vec<(i64, String, String, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(batch("ARRAY['+1 555 000 0001', '15550000002@c.us', '(155) 5000-0003']")))
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let chats: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(chats, ["15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net", "15550000003@s.whatsapp.net"]);
+    assert_eq!(rows.iter().map(|r| r.3.as_str()).collect::<Vec<_>>(), ["Hi Ana", "Hi Bo", "Hi Cy"]);
+    assert!(rows.windows(2).all(|w| w[0].0 < w[1].0), "ids follow the order given: {rows:?}");
+    let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(ids.len(), 3, "each row gets its own message id: {rows:?}");
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT state::text || '/' || delivery FROM wa.jobs ORDER BY id").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(states, ["available/queued"; 3]);
+
+    let (code, msg) = common::fails(&app.pool, &batch("ARRAY['+15550000004', '12ab', '+15550000006']")).await;
+    assert_eq!(code, "WA002", "{msg}");
+    assert!(msg.starts_with("to: '12ab' is not a phone number"), "the field and the bad value named: {msg}");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM wa.jobs").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(n, 3, "the refused batch left none of its rows, not even the good ones before the bad one");
+    app.drop(&db).await;
+}

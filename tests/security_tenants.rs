@@ -74,9 +74,15 @@ async fn a_tenant_sees_and_changes_only_its_own_sessions() {
 
     // Writes: acme cannot reach beta's session by any door; nothing of beta's changes.
     let before = beta_rows(&db).await;
+    let acme_jobs = one(&db.pool, "SELECT count(*)::text FROM wa.job_rows WHERE session_id = 'a1'").await;
     for (sql, code) in [
         ("SELECT wa.send_text('b1', '+15550000001', 'hi')".to_string(), "WA001"),
         ("INSERT INTO wa.jobs (session_id, kind) VALUES ('b1', 'reconnect')".to_string(), "WA001"),
+        // A batch that hides beta's session among acme's own.
+        (
+            "INSERT INTO wa.jobs (session_id, kind) SELECT s, 'reconnect' FROM unnest(ARRAY['a1', 'b1', 'a1']) s".to_string(),
+            "WA001",
+        ),
         ("SELECT wa.reconnect('b1')".to_string(), "WA001"),
         ("SELECT wa.close_session('b1', wipe => true)".to_string(), "WA001"),
         ("SELECT wa.stop_session('b1')".to_string(), "WA001"),
@@ -99,6 +105,11 @@ async fn a_tenant_sees_and_changes_only_its_own_sessions() {
         assert_eq!(n, 0, "{sql}");
     }
     assert_eq!(beta_rows(&db).await, before, "another tenant changed beta's rows");
+    assert_eq!(
+        one(&db.pool, "SELECT count(*)::text FROM wa.job_rows WHERE session_id = 'a1'").await,
+        acme_jobs,
+        "a refused batch left none of its own rows"
+    );
 
     // A login in two tenants must say which one a new session belongs to.
     let both = Login::new(&db, "tab", Some(&format!("pgwa_t_{acme}, pgwa_t_{beta}"))).await;
