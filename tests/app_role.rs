@@ -52,8 +52,8 @@ async fn the_app_role_enqueues_and_reads_but_cannot_read_keys() {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP OWNED BY {login}; DROP ROLE {login}"))).execute(&db.pool).await.unwrap();
 }
 
-/// A batch of messages as one `INSERT INTO wa.jobs ... SELECT` (README: "Many messages in
-/// one statement"): the app role may, each row is validated and normalized as
+/// A batch of messages as one `INSERT INTO wa.jobs ... SELECT` (README, "Jobs": many
+/// messages at once): the app role may, each row is validated and normalized as
 /// `wa.send_text` would, ids come back in the order given, and one bad row refuses the
 /// whole statement with nothing inserted.
 #[tokio::test]
